@@ -1,0 +1,203 @@
+//! Command-line definitions (clap derive). The surface is stable: scripts depend on it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::duration::parse_duration_arg;
+use crate::vault::{OwnerType, Provider};
+
+/// Manage OAuth2 tokens for Factorial HR (and any Doorkeeper-shaped provider) from the terminal.
+#[derive(Debug, Parser)]
+#[command(name = "tokdeck", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Global {
+    /// The vault file [default: <data dir>/tokdeck/vault.age]
+    #[arg(long, global = true, env = "TOKDECK_VAULT", value_name = "PATH")]
+    pub vault: Option<PathBuf>,
+    /// age identity file (X25519 key or SSH private key) that opens the vault
+    #[arg(long, global = true, env = "TOKDECK_IDENTITY", value_name = "PATH")]
+    pub identity: Option<PathBuf>,
+    /// Read the vault passphrase from this file (first line) instead of asking
+    #[arg(
+        long,
+        global = true,
+        env = "TOKDECK_PASSPHRASE_FILE",
+        value_name = "PATH"
+    )]
+    pub passphrase_file: Option<PathBuf>,
+    /// Settings file [default: <config dir>/tokdeck/config.toml]
+    #[arg(long, global = true, env = "TOKDECK_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Colour theme for the TUI (default, light, high-contrast, or a file name)
+    #[arg(long, global = true, env = "TOKDECK_THEME", value_name = "NAME")]
+    pub theme: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an empty vault
+    Init(InitArgs),
+    /// Add a profile (OAuth app, scopes, owner type)
+    Add(AddArgs),
+    /// Remove a profile and its tokens
+    Remove {
+        /// Profile name
+        name: String,
+    },
+    /// Show every profile's token state; exit 0 fine, 1 attention soon, 2 broken
+    Status(StatusArgs),
+    /// Print the authorize URL; with --listen, catch the redirect and exchange the code
+    Authorize(AuthorizeArgs),
+    /// Exchange an authorization code (or the whole redirect URL) for tokens
+    Exchange {
+        /// Profile name
+        name: String,
+        /// The code, or the full redirect URL it came back on; `-` reads it from stdin
+        code: String,
+    },
+    /// Refresh one profile's tokens, or all of them
+    Refresh(RefreshArgs),
+    /// Print a valid access token (refreshing first when needed) and nothing else
+    Token {
+        /// Profile name
+        name: String,
+    },
+    /// Ask the server who the token belongs to
+    Check {
+        /// Profile name
+        name: String,
+    },
+    /// Revoke the profile's tokens at the server and forget them
+    Revoke {
+        /// Profile name
+        name: String,
+    },
+    /// Print shell completions
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Encrypt to this recipient (age1... or "ssh-ed25519 ..."); repeat for a team
+    #[arg(long = "recipient", value_name = "R")]
+    pub recipients: Vec<String>,
+    /// Protect the vault with a passphrase instead of keys
+    #[arg(long, conflicts_with = "recipients")]
+    pub passphrase: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Unique profile name
+    pub name: String,
+    /// OAuth application client id
+    #[arg(long)]
+    pub client_id: String,
+    /// Redirect URI registered with the app (urn:ietf:wg:oauth:2.0:oob for copy-paste)
+    #[arg(long)]
+    pub redirect_uri: String,
+    /// Server preset
+    #[arg(long, value_enum, default_value_t = Provider::Factorial, conflicts_with = "base_url")]
+    pub provider: Provider,
+    /// Base URL of any other Doorkeeper-shaped server (http:// only for loopback)
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Space-separated scopes
+    #[arg(long, default_value = "read write")]
+    pub scope: String,
+    /// user token, or company token (admin-approved, never expires)
+    #[arg(long, value_enum, default_value_t = OwnerType::User)]
+    pub owner: OwnerType,
+    /// Use PKCE (S256); Factorial does not, other providers may
+    #[arg(long)]
+    pub pkce: bool,
+    /// Length of the refresh-token window
+    #[arg(long, value_parser = parse_duration_arg, value_name = "DUR")]
+    pub refresh_window: Option<Duration>,
+    /// Refresh automatically while the TUI runs
+    #[arg(long)]
+    pub auto_refresh: bool,
+    /// Read the client secret from this file (else a hidden prompt, or stdin when piped)
+    #[arg(long, value_name = "FILE")]
+    pub client_secret_file: Option<PathBuf>,
+    /// Free-text notes
+    #[arg(long, default_value = "")]
+    pub notes: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print a JSON array instead of a table
+    #[arg(long)]
+    pub json: bool,
+    /// Warn about anything ending within this (e.g. 1d, 12h) [default: config `warn`, 1d]
+    #[arg(long, value_parser = parse_duration_arg, value_name = "DUR")]
+    pub warn: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuthorizeArgs {
+    /// Profile name
+    pub name: String,
+    /// Wait for the redirect on the loopback redirect URI, check state, exchange the code
+    #[arg(long)]
+    pub listen: bool,
+    /// Never try to open a browser
+    #[arg(long)]
+    pub no_browser: bool,
+    /// How long --listen waits for the redirect
+    #[arg(long, value_parser = parse_duration_arg, default_value = "5m", value_name = "DUR")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct RefreshArgs {
+    /// Profile name
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub name: Option<String>,
+    /// Refresh every profile that has a refresh token
+    #[arg(long)]
+    pub all: bool,
+    /// Only refresh when the access token ends within this
+    #[arg(long, value_parser = parse_duration_arg, value_name = "DUR")]
+    pub if_expiring_within: Option<Duration>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn refresh_needs_a_name_or_all() {
+        assert!(Cli::try_parse_from(["tokdeck", "refresh"]).is_err());
+        assert!(Cli::try_parse_from(["tokdeck", "refresh", "--all"]).is_ok());
+        assert!(Cli::try_parse_from(["tokdeck", "refresh", "a", "--all"]).is_err());
+    }
+
+    #[test]
+    fn bad_duration_is_explained() {
+        let err = Cli::try_parse_from(["tokdeck", "status", "--warn", "soon"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("1d, 12h, 30m"), "{err}");
+    }
+}

@@ -1,0 +1,148 @@
+//! Resolving where the vault is and how to open it, from flags, environment and config.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use age::secrecy::SecretString;
+use anyhow::{Context as _, anyhow};
+use zeroize::Zeroizing;
+
+use crate::cli::Global;
+use crate::clock::Clock;
+use crate::config::{Config, Paths};
+use crate::oauth::OAuthClient;
+use crate::vault::{IdentityFile, Store, Unlock, VaultError, crypto};
+use crate::worker::{self, WorkerConfig, WorkerHandle};
+
+/// Settings resolved once per run.
+pub struct Context {
+    pub global: Global,
+    pub config: Config,
+    pub clock: Clock,
+}
+
+impl Context {
+    /// Reads the config named by the flags (or the default one).
+    pub fn new(global: Global) -> anyhow::Result<Self> {
+        let config = Config::load(global.config.as_deref())?;
+        Ok(Self {
+            global,
+            config,
+            clock: Clock::System,
+        })
+    }
+
+    /// The vault path: --vault, TOKDECK_VAULT, config `vault`, or the data dir default.
+    pub fn vault_path(&self) -> anyhow::Result<PathBuf> {
+        self.global
+            .vault
+            .clone()
+            .or_else(|| self.config.vault.clone())
+            .or_else(Paths::default_vault)
+            .ok_or_else(|| anyhow!("no home directory to keep the vault in: pass --vault PATH"))
+    }
+
+    /// The identity file named by flags or config, if any.
+    pub fn identity_path(&self) -> Option<PathBuf> {
+        self.global
+            .identity
+            .clone()
+            .or_else(|| self.config.identity.clone())
+    }
+
+    /// Reads the passphrase from --passphrase-file, or asks on the terminal.
+    pub fn passphrase(&self, vault: &Path, confirm: bool) -> anyhow::Result<SecretString> {
+        if let Some(file) = &self.global.passphrase_file {
+            let text = Zeroizing::new(
+                std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read passphrase file {}", file.display()))?,
+            );
+            let line = text.lines().next().unwrap_or_default();
+            if line.is_empty() {
+                return Err(anyhow!(
+                    "passphrase file {} is empty: put the passphrase on its first line",
+                    file.display()
+                ));
+            }
+            return Ok(SecretString::from(line.to_string()));
+        }
+        if !std::io::stdin().is_terminal() && !std::io::stderr().is_terminal() {
+            return Err(VaultError::NeedsPassphrase {
+                path: vault.to_path_buf(),
+            }
+            .into());
+        }
+        let first = Zeroizing::new(
+            rpassword::prompt_password(format!("passphrase for {}: ", vault.display())).map_err(
+                |_| VaultError::NeedsPassphrase {
+                    path: vault.to_path_buf(),
+                },
+            )?,
+        );
+        if first.is_empty() {
+            return Err(anyhow!(
+                "empty passphrase: type one, or use --identity instead"
+            ));
+        }
+        if confirm {
+            let again = Zeroizing::new(rpassword::prompt_password("repeat the passphrase: ")?);
+            if *again != *first {
+                return Err(anyhow!("the passphrases differ: run the command again"));
+            }
+        }
+        Ok(SecretString::from(first.to_string()))
+    }
+
+    /// How to open the vault at `path`, whose first bytes tell passphrase from keys.
+    pub fn unlock_for(&self, path: &Path) -> anyhow::Result<Unlock> {
+        if let Some(identity) = self.identity_path() {
+            return Ok(Unlock::Identity(IdentityFile::load(&identity)?));
+        }
+        let head = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(VaultError::NotFound(path.to_path_buf()).into());
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        if self.global.passphrase_file.is_some() || crypto::is_passphrase_file(&head) {
+            return Ok(Unlock::Passphrase(self.passphrase(path, false)?));
+        }
+        match Paths::default_identity().filter(|p| p.exists()) {
+            Some(default) => Ok(Unlock::Identity(IdentityFile::load(&default)?)),
+            None => Err(VaultError::NeedsIdentity {
+                path: path.to_path_buf(),
+            }
+            .into()),
+        }
+    }
+
+    /// Opens the vault.
+    pub fn open_store(&self) -> anyhow::Result<Arc<Store>> {
+        let path = self.vault_path()?;
+        if !path.exists() {
+            return Err(VaultError::NotFound(path).into());
+        }
+        let unlock = self.unlock_for(&path)?;
+        Ok(Arc::new(Store::open(&path, unlock)?))
+    }
+
+    /// The HTTP client with the configured timeout.
+    pub fn client(&self) -> anyhow::Result<OAuthClient> {
+        Ok(OAuthClient::new(
+            self.config.http_timeout,
+            &self.config.api_version,
+        )?)
+    }
+
+    /// Starts the worker over `store`.
+    pub fn worker(&self, store: Arc<Store>) -> anyhow::Result<WorkerHandle> {
+        Ok(worker::spawn(WorkerConfig {
+            store,
+            client: self.client()?,
+            clock: self.clock.clone(),
+            max_concurrent_jobs: self.config.max_concurrent_jobs,
+        }))
+    }
+}

@@ -1,0 +1,60 @@
+//! What each subcommand does. `main` parses, calls [`run`], and maps the result to an exit code.
+
+pub mod context;
+pub mod oauth;
+pub mod profiles;
+pub mod status;
+
+use clap::CommandFactory;
+
+use crate::cli::{Cli, Command};
+use context::Context;
+
+/// Runs the parsed command line; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let ctx = Context::new(cli.global.clone())?;
+    match &cli.command {
+        None => crate::tui::run(&ctx).await.map(|()| 0),
+        Some(Command::Init(args)) => profiles::init(&ctx, args).map(|()| 0),
+        Some(Command::Add(args)) => profiles::add(&ctx, args).map(|()| 0),
+        Some(Command::Remove { name }) => profiles::remove(&ctx, name).map(|()| 0),
+        Some(Command::Status(args)) => {
+            let store = ctx.open_store()?;
+            let warn = args.warn.unwrap_or(ctx.config.warn);
+            let mut rows = status::rows(&store.snapshot()?, ctx.clock.now(), warn);
+            let code = status::exit_code(&rows);
+            if args.json {
+                println!("{}", status::json(&mut rows)?);
+            } else {
+                print!("{}", status::table(&rows));
+            }
+            Ok(code)
+        }
+        Some(Command::Authorize(args)) => oauth::authorize(&ctx, args).await.map(|()| 0),
+        Some(Command::Exchange { name, code, .. }) => {
+            oauth::exchange(&ctx, name, code).await.map(|()| 0)
+        }
+        Some(Command::Refresh(args)) => oauth::refresh(&ctx, args).await.map(|()| 0),
+        Some(Command::Token { name }) => oauth::token(&ctx, name).await.map(|()| 0),
+        Some(Command::Check { name }) => oauth::check(&ctx, name).await.map(|()| 0),
+        Some(Command::Revoke { name }) => oauth::revoke(&ctx, name).await.map(|()| 0),
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "tokdeck",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
+    }
+}
+
+/// The exit code for a failed command: `status` keeps 1 and 2 for token states, so its own
+/// failures are 3 ("unknown", as monitoring plugins say).
+pub fn failure_code(cli: &Cli) -> i32 {
+    match cli.command {
+        Some(Command::Status(_)) => 3,
+        _ => 1,
+    }
+}

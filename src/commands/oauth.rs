@@ -1,0 +1,305 @@
+//! `authorize`, `exchange`, `refresh`, `token`, `check`, `revoke`: OAuth through the worker.
+
+use std::io::{IsTerminal, Read};
+use std::sync::Arc;
+use std::time::Duration;
+
+use age::secrecy::{ExposeSecret, SecretString};
+use anyhow::{anyhow, bail};
+use zeroize::Zeroizing;
+
+use super::context::Context;
+use crate::cli::{AuthorizeArgs, RefreshArgs};
+use crate::duration::format_countdown;
+use crate::health::Assessment;
+use crate::oauth::listener::loopback_target;
+use crate::vault::{Profile, Store};
+use crate::worker::{Command, Event, Job, Outcome, WorkerHandle};
+
+/// Runs `jobs` on a fresh worker, reporting progress on stderr; returns how many failed.
+async fn run_jobs(
+    ctx: &Context,
+    store: Arc<Store>,
+    jobs: Vec<(String, Job)>,
+    mut on_event: impl FnMut(&Event),
+) -> anyhow::Result<usize> {
+    let WorkerHandle {
+        commands,
+        mut events,
+    } = ctx.worker(store)?;
+    let total = jobs.len();
+    for (i, (profile, job)) in jobs.into_iter().enumerate() {
+        commands
+            .send(Command {
+                id: i as u64,
+                profile,
+                job,
+            })
+            .map_err(|_| anyhow!("the worker stopped unexpectedly"))?;
+    }
+    let (mut done, mut failed) = (0, 0);
+    while done < total {
+        let Some(event) = events.recv().await else {
+            bail!("the worker stopped unexpectedly");
+        };
+        on_event(&event);
+        match &event {
+            Event::Note {
+                profile, message, ..
+            } => eprintln!("{profile}: {message}"),
+            Event::Failed { profile, error, .. } => {
+                eprintln!("{profile}: {error}");
+                failed += 1;
+            }
+            _ => {}
+        }
+        if event.is_final() {
+            done += 1;
+        }
+    }
+    Ok(failed)
+}
+
+fn profile_named(store: &Store, name: &str) -> anyhow::Result<Profile> {
+    store
+        .snapshot()?
+        .profile(name)
+        .cloned()
+        .ok_or_else(|| anyhow!("no profile named '{name}': see `tokdeck status`"))
+}
+
+fn validity(profile: Option<&Profile>) -> String {
+    match profile.and_then(|p| p.token.as_ref()).map(|t| t.expires_at) {
+        Some(Some(at)) => format!(
+            "access token valid for {}",
+            format_countdown((at - chrono::Utc::now()).num_seconds())
+        ),
+        Some(None) => "access token does not expire".into(),
+        None => String::new(),
+    }
+}
+
+fn fail_if(failed: usize) -> anyhow::Result<()> {
+    match failed {
+        0 => Ok(()),
+        1 => Err(anyhow!("1 job failed")),
+        n => Err(anyhow!("{n} jobs failed")),
+    }
+}
+
+fn display_available() -> bool {
+    std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some()
+}
+
+/// Opens `url` in a browser; the URL carries no secret, only the client id and state.
+pub fn open_browser(url: &str) -> bool {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    if !cfg!(target_os = "macos") && !display_available() {
+        return false;
+    }
+    std::process::Command::new(opener)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .is_ok()
+}
+
+/// `tokdeck authorize`
+pub async fn authorize(ctx: &Context, args: &AuthorizeArgs) -> anyhow::Result<()> {
+    let store = ctx.open_store()?;
+    let profile = profile_named(&store, &args.name)?;
+    if args.listen && loopback_target(&profile.redirect_uri).is_none() {
+        bail!(
+            "--listen needs a loopback redirect URI such as http://127.0.0.1:8765/callback, and '{}' uses {}: open the URL, then `tokdeck exchange {} CODE`",
+            args.name,
+            profile.redirect_uri,
+            args.name
+        );
+    }
+    let name = args.name.clone();
+    let no_browser = args.no_browser;
+    let job = Job::Authorize {
+        listen: args.listen,
+        timeout: args.timeout,
+    };
+    let mut new_token = false;
+    let failed = run_jobs(ctx, store.clone(), vec![(name.clone(), job)], |event| match event {
+        Event::AuthorizeUrl {
+            url, listening_on, ..
+        } => {
+            println!("{url}");
+            let opened = !no_browser && open_browser(url);
+            match listening_on {
+                Some(addr) => eprintln!(
+                    "{}waiting for the redirect on {addr} (Ctrl-C to stop)",
+                    if opened { "opened the browser; " } else { "open the URL above; " }
+                ),
+                None => eprintln!(
+                    "open the URL, approve, then: tokdeck exchange {name} '<code or redirect URL>'"
+                ),
+            }
+        }
+        Event::Succeeded {
+            outcome: Outcome::NewToken,
+            ..
+        } => new_token = true,
+        _ => {}
+    })
+    .await?;
+    fail_if(failed)?;
+    if new_token {
+        let saved = profile_named(&store, &args.name).ok();
+        eprintln!("{}: authorized; {}", args.name, validity(saved.as_ref()));
+    }
+    Ok(())
+}
+
+/// `tokdeck exchange`; `-` reads the code or URL from stdin.
+pub async fn exchange(ctx: &Context, name: &str, code: &str) -> anyhow::Result<()> {
+    let input = if code == "-" {
+        let mut text = Zeroizing::new(String::new());
+        std::io::stdin().take(16 * 1024).read_to_string(&mut text)?;
+        SecretString::from(text.trim().to_string())
+    } else {
+        SecretString::from(code.to_string())
+    };
+    let store = ctx.open_store()?;
+    profile_named(&store, name)?;
+    let job = Job::Exchange { input };
+    let failed = run_jobs(ctx, store.clone(), vec![(name.to_string(), job)], |_| {}).await?;
+    fail_if(failed)?;
+    let saved = profile_named(&store, name).ok();
+    eprintln!("{name}: code exchanged; {}", validity(saved.as_ref()));
+    Ok(())
+}
+
+/// `tokdeck refresh`
+pub async fn refresh(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<()> {
+    let store = ctx.open_store()?;
+    let data = store.snapshot()?;
+    let names: Vec<String> = match &args.name {
+        Some(name) => {
+            profile_named(&store, name)?;
+            vec![name.clone()]
+        }
+        None => {
+            let (with, without): (Vec<&Profile>, Vec<&Profile>) = data
+                .profiles
+                .iter()
+                .partition(|p| p.token.as_ref().is_some_and(|t| t.refresh_token.is_some()));
+            for p in without {
+                eprintln!("{}: skipped (no refresh token)", p.name);
+            }
+            with.into_iter().map(|p| p.name.clone()).collect()
+        }
+    };
+    let jobs = names
+        .iter()
+        .map(|n| {
+            (
+                n.clone(),
+                Job::Refresh {
+                    if_expiring_within: args.if_expiring_within,
+                },
+            )
+        })
+        .collect();
+    let failed = run_jobs(ctx, store, jobs, |event| {
+        if let Event::Succeeded {
+            profile,
+            outcome,
+            saved,
+            ..
+        } = event
+        {
+            match outcome {
+                Outcome::Unchanged(why) => eprintln!("{profile}: not refreshed ({why})"),
+                _ => eprintln!("{profile}: refreshed; {}", validity(saved.as_deref())),
+            }
+        }
+    })
+    .await?;
+    fail_if(failed)
+}
+
+/// `tokdeck token`: only the token goes to stdout.
+pub async fn token(ctx: &Context, name: &str) -> anyhow::Result<()> {
+    let store = ctx.open_store()?;
+    let margin = ctx.config.refresh_margin;
+    let usable = |p: &Profile| -> bool {
+        let a = Assessment::of(p, ctx.clock.now(), Duration::ZERO);
+        a.has_token
+            && (a.access_never_expires
+                || a.access_left.is_some_and(|s| s > margin.as_secs() as i64))
+    };
+    let mut profile = profile_named(&store, name)?;
+    if !usable(&profile) {
+        if profile
+            .token
+            .as_ref()
+            .is_none_or(|t| t.refresh_token.is_none())
+        {
+            bail!(match profile.token {
+                None => format!("'{name}' has no token: run `tokdeck authorize {name}`"),
+                Some(_) => format!(
+                    "'{name}''s access token has expired and there is no refresh token: run `tokdeck authorize {name}`"
+                ),
+            });
+        }
+        let job = Job::Refresh {
+            if_expiring_within: Some(margin),
+        };
+        let failed = run_jobs(ctx, store.clone(), vec![(name.to_string(), job)], |_| {}).await?;
+        fail_if(failed)?;
+        profile = profile_named(&store, name)?;
+    }
+    let token = profile
+        .token
+        .as_ref()
+        .ok_or_else(|| anyhow!("'{name}' has no token: run `tokdeck authorize {name}`"))?;
+    let mut out = std::io::stdout().lock();
+    use std::io::Write;
+    if std::io::stdout().is_terminal() {
+        writeln!(out, "{}", token.access_token.expose_secret())?;
+    } else {
+        // No newline for `$(tokdeck token x)` and pipes that hash or compare it.
+        write!(out, "{}", token.access_token.expose_secret())?;
+    }
+    Ok(())
+}
+
+/// `tokdeck check`
+pub async fn check(ctx: &Context, name: &str) -> anyhow::Result<()> {
+    let store = ctx.open_store()?;
+    profile_named(&store, name)?;
+    let mut owner = None;
+    let failed = run_jobs(ctx, store, vec![(name.to_string(), Job::Check)], |event| {
+        if let Event::Succeeded {
+            outcome: Outcome::Checked(result),
+            ..
+        } = event
+        {
+            owner = Some(result.owner_line());
+        }
+    })
+    .await?;
+    fail_if(failed)?;
+    println!("{name}: token valid; owner {}", owner.unwrap_or_default());
+    Ok(())
+}
+
+/// `tokdeck revoke`
+pub async fn revoke(ctx: &Context, name: &str) -> anyhow::Result<()> {
+    let store = ctx.open_store()?;
+    profile_named(&store, name)?;
+    let failed = run_jobs(ctx, store, vec![(name.to_string(), Job::Revoke)], |_| {}).await?;
+    fail_if(failed)?;
+    eprintln!("{name}: tokens revoked at the server and removed from the vault");
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! `tokdeck status`: every profile's state as a table or JSON, with a monitoring exit code.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::health::{Assessment, Health};
+use crate::vault::{Profile, VaultData};
+
+/// One profile as `status --json` prints it. Field names are a stable interface.
+#[derive(Debug, Serialize)]
+pub struct StatusRow {
+    pub name: String,
+    pub environment: String,
+    pub owner: String,
+    pub scopes: Vec<String>,
+    pub state: Health,
+    pub access_expires_at: Option<DateTime<Utc>>,
+    pub access_expires_in_secs: Option<i64>,
+    pub refresh_expires_at: Option<DateTime<Utc>>,
+    pub refresh_window_left_secs: Option<i64>,
+    pub owner_identity: Option<String>,
+    pub last_error: Option<String>,
+    #[serde(skip)]
+    pub access_text: String,
+    #[serde(skip)]
+    pub refresh_text: String,
+}
+
+impl StatusRow {
+    fn of(profile: &Profile, now: DateTime<Utc>, warn: Duration) -> Self {
+        let a = Assessment::of(profile, now, warn);
+        let token = profile.token.as_ref();
+        Self {
+            name: profile.name.clone(),
+            environment: profile.environment(),
+            owner: profile.owner.to_string(),
+            scopes: profile.scopes.clone(),
+            state: a.health,
+            access_expires_at: token.and_then(|t| t.expires_at),
+            access_expires_in_secs: a.access_left,
+            refresh_expires_at: token.and_then(|t| t.refresh_expires_at),
+            refresh_window_left_secs: a.refresh_left,
+            owner_identity: profile.last_check.as_ref().map(|c| c.owner_line()),
+            last_error: profile.last_error.clone(),
+            access_text: a.access_text(),
+            refresh_text: a.refresh_text(),
+        }
+    }
+}
+
+/// Rows sorted by urgency, then name.
+pub fn rows(data: &VaultData, now: DateTime<Utc>, warn: Duration) -> Vec<StatusRow> {
+    let mut rows: Vec<_> = data
+        .profiles
+        .iter()
+        .map(|p| StatusRow::of(p, now, warn))
+        .collect();
+    rows.sort_by(|a, b| a.state.cmp(&b.state).then_with(|| a.name.cmp(&b.name)));
+    rows
+}
+
+/// 0 all fine, 1 something needs attention soon, 2 something is broken now.
+pub fn exit_code(rows: &[StatusRow]) -> i32 {
+    rows.iter().map(|r| r.state.exit_code()).max().unwrap_or(0)
+}
+
+/// The plain-text table.
+pub fn table(rows: &[StatusRow]) -> String {
+    if rows.is_empty() {
+        return "no profiles yet: add one with `tokdeck add NAME --client-id ID --redirect-uri URI`\n".into();
+    }
+    let header = [
+        "NAME", "ENV", "OWNER", "SCOPES", "ACCESS", "REFRESH", "STATE",
+    ];
+    let cells: Vec<[String; 7]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.name.clone(),
+                r.environment.clone(),
+                r.owner.clone(),
+                r.scopes.join(" "),
+                r.access_text.clone(),
+                r.refresh_text.clone(),
+                r.state.label().to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut push_row = |cols: &[String]| {
+        let line: Vec<String> = cols
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    };
+    push_row(&header.map(String::from));
+    for row in &cells {
+        push_row(row);
+    }
+    for r in rows.iter().filter(|r| r.last_error.is_some()) {
+        out.push_str(&format!(
+            "{}: {}\n",
+            r.name,
+            r.last_error.as_deref().unwrap_or_default()
+        ));
+    }
+    out
+}
+
+/// JSON array sorted by name, so that successive runs diff cleanly.
+pub fn json(rows: &mut [StatusRow]) -> anyhow::Result<String> {
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(serde_json::to_string_pretty(rows)?)
+}

@@ -1,0 +1,245 @@
+//! How urgent a profile is: the one judgement shared by `status`, the TUI and auto-refresh.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::duration::{format_ago, format_countdown};
+use crate::vault::Profile;
+
+/// A profile's condition, most urgent first (the order sorts the TUI table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Health {
+    /// The last network action failed.
+    Error,
+    /// No way left to get an access token: authorize again.
+    Expired,
+    /// Never authorized.
+    NoToken,
+    /// The access token has expired but the refresh window is open: a refresh fixes it.
+    Stale,
+    /// The access token or the refresh window ends within the warn threshold.
+    Expiring,
+    /// All fine.
+    Ok,
+}
+
+impl Health {
+    /// The label shown in tables and JSON.
+    pub fn label(self) -> &'static str {
+        match self {
+            Health::Error => "error",
+            Health::Expired => "expired",
+            Health::NoToken => "no-token",
+            Health::Stale => "stale",
+            Health::Expiring => "expiring",
+            Health::Ok => "ok",
+        }
+    }
+
+    /// Exit code contribution for `status`: 0 fine, 1 attention soon, 2 broken now.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Health::Ok => 0,
+            Health::Expiring | Health::Stale => 1,
+            Health::Error | Health::Expired | Health::NoToken => 2,
+        }
+    }
+}
+
+/// Seconds left until `at`, negative once past.
+fn seconds_until(at: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    (at - now).num_seconds()
+}
+
+/// Everything the tables show about a profile's timing, computed once per tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assessment {
+    pub health: Health,
+    /// Seconds until the access token expires; `None` when it never does or there is none.
+    pub access_left: Option<i64>,
+    /// Seconds left in the refresh window; `None` without a refresh token.
+    pub refresh_left: Option<i64>,
+    pub has_token: bool,
+    pub access_never_expires: bool,
+}
+
+impl Assessment {
+    /// Judges `profile` at `now`, warning about anything that ends within `warn`.
+    pub fn of(profile: &Profile, now: DateTime<Utc>, warn: Duration) -> Self {
+        let warn = warn.as_secs() as i64;
+        let Some(token) = &profile.token else {
+            let health = if profile.last_error.is_some() {
+                Health::Error
+            } else {
+                Health::NoToken
+            };
+            return Self {
+                health,
+                access_left: None,
+                refresh_left: None,
+                has_token: false,
+                access_never_expires: false,
+            };
+        };
+        let access_left = token.expires_at.map(|t| seconds_until(t, now));
+        let refresh_left = match (&token.refresh_token, token.refresh_expires_at) {
+            (Some(_), Some(t)) => Some(seconds_until(t, now)),
+            _ => None,
+        };
+        let access_dead = access_left.is_some_and(|s| s <= 0);
+        let can_refresh = refresh_left.is_some_and(|s| s > 0)
+            || (token.refresh_token.is_some() && token.refresh_expires_at.is_none());
+        let health = if profile.last_error.is_some() {
+            Health::Error
+        } else if refresh_left.is_some_and(|s| s <= 0) || (access_dead && !can_refresh) {
+            Health::Expired
+        } else if access_dead {
+            Health::Stale
+        } else if refresh_left.is_some_and(|s| s <= warn)
+            || (!can_refresh && access_left.is_some_and(|s| s <= warn))
+        {
+            Health::Expiring
+        } else {
+            Health::Ok
+        };
+        Self {
+            health,
+            access_left,
+            refresh_left,
+            has_token: true,
+            access_never_expires: token.expires_at.is_none(),
+        }
+    }
+
+    /// `6d 23h 59m`, `expired 3m ago`, `never`, or `-` without a token.
+    pub fn access_text(&self) -> String {
+        if !self.has_token {
+            return "-".into();
+        }
+        match self.access_left {
+            None => "never".into(),
+            Some(s) if s <= 0 => format!("expired {} ago", format_ago(-s)),
+            Some(s) => format_countdown(s),
+        }
+    }
+
+    /// `6d 23h 59m`, `over 2d ago`, or `-` without a refresh token.
+    pub fn refresh_text(&self) -> String {
+        match self.refresh_left {
+            None => "-".into(),
+            Some(s) if s <= 0 => format!("over {} ago", format_ago(-s)),
+            Some(s) => format_countdown(s),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::{Endpoints, OwnerType, Provider, Token};
+    use age::secrecy::SecretString;
+
+    const DAY: i64 = 86_400;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn profile(token: Option<Token>) -> Profile {
+        let mut p = Profile::new(
+            "p".into(),
+            Provider::Factorial,
+            Endpoints {
+                base_url: "https://api.factorialhr.com".into(),
+                authorize_url: None,
+                token_url: None,
+                revoke_url: None,
+            },
+            "c".into(),
+            SecretString::from("s"),
+            "urn:ietf:wg:oauth:2.0:oob".into(),
+        );
+        p.token = token;
+        p
+    }
+
+    fn user_token(expires: i64, window: i64) -> Token {
+        Token {
+            access_token: SecretString::from("a"),
+            refresh_token: Some(SecretString::from("r")),
+            token_type: "Bearer".into(),
+            scope: None,
+            obtained_at: at(0),
+            expires_at: Some(at(expires)),
+            refresh_expires_at: Some(at(window)),
+        }
+    }
+
+    fn judge(p: &Profile) -> Assessment {
+        Assessment::of(p, at(0), Duration::from_secs(DAY as u64))
+    }
+
+    #[test]
+    fn fresh_user_token_is_ok_and_counts_down() {
+        let a = judge(&profile(Some(user_token(7_200, 7 * DAY))));
+        assert_eq!(a.health, Health::Ok);
+        assert_eq!(a.access_text(), "2h 0m");
+        assert_eq!(a.refresh_text(), "7d 0h 0m");
+    }
+
+    #[test]
+    fn expired_access_with_open_window_is_stale() {
+        let a = judge(&profile(Some(user_token(-180, 3 * DAY))));
+        assert_eq!(a.health, Health::Stale);
+        assert_eq!(a.access_text(), "expired 3m ago");
+        assert_eq!(a.health.exit_code(), 1);
+    }
+
+    #[test]
+    fn window_closing_soon_is_expiring_and_over_is_expired() {
+        assert_eq!(
+            judge(&profile(Some(user_token(7_200, 3_600)))).health,
+            Health::Expiring
+        );
+        let a = judge(&profile(Some(user_token(7_200, -2 * DAY))));
+        assert_eq!(a.health, Health::Expired);
+        assert_eq!(a.refresh_text(), "over 2d ago");
+        assert_eq!(a.health.exit_code(), 2);
+    }
+
+    #[test]
+    fn company_token_never_expires() {
+        let mut t = user_token(0, 0);
+        t.expires_at = None;
+        t.refresh_token = None;
+        t.refresh_expires_at = None;
+        let mut p = profile(Some(t));
+        p.owner = OwnerType::Company;
+        let a = judge(&p);
+        assert_eq!(a.health, Health::Ok);
+        assert_eq!(a.access_text(), "never");
+        assert_eq!(a.refresh_text(), "-");
+    }
+
+    #[test]
+    fn access_only_token_expiring_soon_warns_then_expires() {
+        let mut t = user_token(600, 0);
+        t.refresh_token = None;
+        t.refresh_expires_at = None;
+        assert_eq!(judge(&profile(Some(t.clone()))).health, Health::Expiring);
+        t.expires_at = Some(at(-1));
+        assert_eq!(judge(&profile(Some(t))).health, Health::Expired);
+    }
+
+    #[test]
+    fn no_token_and_errors_are_broken() {
+        assert_eq!(judge(&profile(None)).health, Health::NoToken);
+        let mut p = profile(Some(user_token(7_200, 7 * DAY)));
+        p.last_error = Some("boom".into());
+        assert_eq!(judge(&p).health, Health::Error);
+        assert!(Health::Error < Health::Ok);
+    }
+}

@@ -1,0 +1,13 @@
+//! tokdeck: a terminal deck for OAuth2 tokens.
+
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod duration;
+pub mod health;
+pub mod logging;
+pub mod oauth;
+pub mod tui;
+pub mod vault;
+pub mod worker;

@@ -1,0 +1,577 @@
+//! HTTP calls to the OAuth server: token (code, refresh), revoke, credentials check.
+
+use std::time::Duration;
+
+use age::secrecy::{ExposeSecret, SecretString};
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::Deserialize;
+
+use super::{Grant, OAuthError};
+use crate::vault::{CheckResult, Profile, Token};
+
+/// Largest response body read; anything bigger is refused, not buffered.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// How transient failures are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// A Retry-After longer than this is not waited for; the error is reported instead.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            base_delay: Duration::from_millis(400),
+            max_delay: Duration::from_secs(8),
+            max_retry_after: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before attempt `attempt + 1` (capped exponential with full jitter),
+    /// or `None` when the error is permanent, attempts are used up, or the server asks
+    /// for a longer pause than we wait.
+    pub fn delay_after(&self, attempt: u32, error: &OAuthError) -> Option<Duration> {
+        if attempt + 1 >= self.attempts || !error.is_transient() {
+            return None;
+        }
+        if let OAuthError::RateLimited {
+            retry_after: Some(after),
+        } = error
+        {
+            return (*after <= self.max_retry_after).then_some(*after);
+        }
+        let ceiling = self
+            .base_delay
+            .saturating_mul(2u32.saturating_pow(attempt))
+            .min(self.max_delay);
+        let jittered = rand::rng().random_range(ceiling / 2..=ceiling);
+        Some(jittered)
+    }
+}
+
+/// A token endpoint answer (Doorkeeper shape; blank fields omitted).
+#[derive(Deserialize)]
+struct RawTokenResponse {
+    access_token: String,
+    #[serde(default)]
+    token_type: Option<String>,
+    #[serde(default)]
+    expires_in: Option<i64>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// A parsed token response, secrets already wrapped.
+pub struct TokenResponse {
+    pub access_token: SecretString,
+    pub refresh_token: Option<SecretString>,
+    pub token_type: String,
+    pub expires_in: Option<i64>,
+    pub scope: Option<String>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"***")
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "***"))
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+/// Parses a token endpoint body.
+pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, OAuthError> {
+    let raw: RawTokenResponse = serde_json::from_slice(body).map_err(|e| {
+        if serde_json::from_slice::<serde_json::Value>(body).is_ok() {
+            OAuthError::BadResponse(format!("{e}"))
+        } else {
+            OAuthError::BadResponse("not JSON".into())
+        }
+    })?;
+    if raw.access_token.trim().is_empty() {
+        return Err(OAuthError::BadResponse("empty access_token".into()));
+    }
+    Ok(TokenResponse {
+        access_token: SecretString::from(raw.access_token),
+        refresh_token: raw
+            .refresh_token
+            .filter(|r| !r.is_empty())
+            .map(SecretString::from),
+        token_type: raw.token_type.unwrap_or_else(|| "Bearer".into()),
+        expires_in: raw.expires_in.filter(|s| *s > 0),
+        scope: raw.scope,
+    })
+}
+
+impl TokenResponse {
+    /// The token to store: expiry counts from when the answer arrived (`expires_in` is the
+    /// remaining lifetime); a new refresh token opens a new refresh window. A refresh answer
+    /// without a refresh token keeps the previous one and its window.
+    pub fn into_token(
+        self,
+        received_at: DateTime<Utc>,
+        refresh_window: Duration,
+        previous: Option<&Token>,
+    ) -> Token {
+        let window = chrono::Duration::from_std(refresh_window).unwrap_or(chrono::Duration::MAX);
+        let (refresh_token, refresh_expires_at) = match self.refresh_token {
+            Some(r) => (Some(r), received_at.checked_add_signed(window)),
+            None => match previous {
+                Some(p) => (p.refresh_token.clone(), p.refresh_expires_at),
+                None => (None, None),
+            },
+        };
+        Token {
+            access_token: self.access_token,
+            refresh_token,
+            token_type: self.token_type,
+            scope: self.scope,
+            obtained_at: received_at,
+            expires_at: self
+                .expires_in
+                .and_then(|s| received_at.checked_add_signed(chrono::Duration::seconds(s))),
+            refresh_expires_at,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CredentialsBody {
+    data: Vec<Credential>,
+}
+
+#[derive(Deserialize)]
+struct Credential {
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    company_id: Option<i64>,
+    #[serde(default)]
+    employee_id: Option<i64>,
+}
+
+/// Talks to OAuth servers. Cheap to clone.
+#[derive(Clone)]
+pub struct OAuthClient {
+    http: reqwest::Client,
+    timeout: Duration,
+    retry: RetryPolicy,
+    api_version: String,
+}
+
+impl OAuthClient {
+    /// A client with the given per-request timeout and credentials API version.
+    pub fn new(timeout: Duration, api_version: &str) -> Result<Self, OAuthError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .timeout(timeout)
+            // Token endpoints must answer themselves; a redirect could carry secrets elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("tokdeck/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| OAuthError::Invalid(format!("cannot set up HTTP: {e}")))?;
+        Ok(Self {
+            http,
+            timeout,
+            retry: RetryPolicy::default(),
+            api_version: api_version.to_string(),
+        })
+    }
+
+    /// Replaces the retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Exchanges an authorization code.
+    pub async fn exchange(
+        &self,
+        profile: &Profile,
+        code: &str,
+        pkce_verifier: Option<&str>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let secret = profile.client_secret.expose_secret();
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("client_id", profile.client_id.as_str()),
+            ("client_secret", secret),
+            ("redirect_uri", profile.redirect_uri.as_str()),
+        ];
+        if let Some(v) = pkce_verifier {
+            form.push(("code_verifier", v));
+        }
+        self.token_request(&profile.endpoints.token(), &form, Grant::Code)
+            .await
+    }
+
+    /// Refreshes with `refresh_token`; the answer usually carries a new (rotated) one.
+    pub async fn refresh(
+        &self,
+        profile: &Profile,
+        refresh_token: &SecretString,
+    ) -> Result<TokenResponse, OAuthError> {
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.expose_secret()),
+            ("client_id", profile.client_id.as_str()),
+            ("client_secret", profile.client_secret.expose_secret()),
+        ];
+        self.token_request(&profile.endpoints.token(), &form, Grant::Refresh)
+            .await
+    }
+
+    /// Revokes one token (access or refresh).
+    pub async fn revoke(&self, profile: &Profile, token: &SecretString) -> Result<(), OAuthError> {
+        let url = profile.endpoints.revoke();
+        let form = [
+            ("token", token.expose_secret()),
+            ("client_id", profile.client_id.as_str()),
+            ("client_secret", profile.client_secret.expose_secret()),
+        ];
+        self.with_retries(|| async {
+            let (status, body) = self.send(self.http.post(&url).form(&form), &url).await?;
+            match status {
+                200..=299 => Ok(()),
+                _ => Err(map_error_status(status, &body, &url, Grant::Refresh, None)),
+            }
+        })
+        .await
+    }
+
+    /// Asks the credentials endpoint who the token belongs to.
+    pub async fn check(
+        &self,
+        profile: &Profile,
+        access_token: &SecretString,
+        checked_at: DateTime<Utc>,
+    ) -> Result<CheckResult, OAuthError> {
+        let url = profile.endpoints.credentials(&self.api_version);
+        self.with_retries(|| async {
+            let request = self
+                .http
+                .get(&url)
+                .bearer_auth(access_token.expose_secret())
+                .header(reqwest::header::ACCEPT, "application/json");
+            let (status, body) = self.send(request, &url).await?;
+            match status {
+                200..=299 => {
+                    let parsed: CredentialsBody = serde_json::from_slice(&body)
+                        .map_err(|e| OAuthError::BadResponse(format!("credentials: {e}")))?;
+                    let first = parsed.data.into_iter().next();
+                    Ok(CheckResult {
+                        checked_at,
+                        email: first.as_ref().and_then(|c| c.email.clone()),
+                        company_id: first.as_ref().and_then(|c| c.company_id),
+                        employee_id: first.as_ref().and_then(|c| c.employee_id),
+                    })
+                }
+                401 => Err(OAuthError::TokenRejected),
+                _ => Err(map_error_status(status, &body, &url, Grant::Refresh, None)),
+            }
+        })
+        .await
+    }
+
+    async fn token_request(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        grant: Grant,
+    ) -> Result<TokenResponse, OAuthError> {
+        self.with_retries(|| async {
+            let request = self
+                .http
+                .post(url)
+                .form(form)
+                .header(reqwest::header::ACCEPT, "application/json");
+            let (status, body) = self.send(request, url).await?;
+            match status {
+                200..=299 => parse_token_response(&body),
+                _ => Err(map_error_status(status, &body, url, grant, None)),
+            }
+        })
+        .await
+    }
+
+    async fn with_retries<T, F, Fut>(&self, mut attempt_once: F) -> Result<T, OAuthError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, OAuthError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match attempt_once().await {
+                Ok(v) => return Ok(v),
+                Err(e) => match self.retry.delay_after(attempt, &e) {
+                    Some(delay) => {
+                        tracing::info!(attempt, ?delay, error = %e, "retrying");
+                        tokio::time::sleep(delay).await;
+                        attempt += 1;
+                    }
+                    None => return Err(e),
+                },
+            }
+        }
+    }
+
+    /// Sends a request and reads at most [`MAX_BODY_BYTES`] of the answer.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<(u16, Vec<u8>), OAuthError> {
+        let host = host_of(url);
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e, &host))?;
+        let status = response.status().as_u16();
+        if status == 429 {
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            return Err(OAuthError::RateLimited { retry_after });
+        }
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+        {
+            return Err(OAuthError::BadResponse(format!(
+                "answer larger than {} KiB",
+                MAX_BODY_BYTES / 1024
+            )));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(e, &host))?
+        {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(OAuthError::BadResponse(format!(
+                    "answer larger than {} KiB",
+                    MAX_BODY_BYTES / 1024
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, body))
+    }
+
+    fn transport_error(&self, e: reqwest::Error, host: &str) -> OAuthError {
+        if e.is_timeout() {
+            OAuthError::Timeout {
+                host: host.to_string(),
+                secs: self.timeout.as_secs().max(1),
+            }
+        } else {
+            // reqwest's Display names the URL; keep only the innermost cause.
+            let mut reason = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                reason = s.to_string();
+                source = s.source();
+            }
+            OAuthError::Connect {
+                host: host.to_string(),
+                reason,
+            }
+        }
+    }
+}
+
+fn host_of(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.host_str().map(|h| match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_string(),
+            })
+        })
+        .unwrap_or_else(|| url.to_string())
+}
+
+/// Maps a non-2xx answer to an error, reading a Doorkeeper error body when there is one.
+fn map_error_status(
+    status: u16,
+    body: &[u8],
+    url: &str,
+    grant: Grant,
+    _retry_after: Option<Duration>,
+) -> OAuthError {
+    if let Ok(e) = serde_json::from_slice::<ErrorBody>(body) {
+        return match e.error.as_str() {
+            "invalid_grant" => OAuthError::InvalidGrant { grant },
+            "invalid_client" | "unauthorized_client"
+                if status == 401 || e.error == "invalid_client" =>
+            {
+                OAuthError::InvalidClient
+            }
+            _ if status >= 500 => OAuthError::Server {
+                status,
+                host: host_of(url),
+            },
+            _ => OAuthError::Refused {
+                code: e.error,
+                description: e.error_description,
+            },
+        };
+    }
+    match status {
+        500..=599 => OAuthError::Server {
+            status,
+            host: host_of(url),
+        },
+        401 => OAuthError::InvalidClient,
+        _ => OAuthError::UnexpectedStatus {
+            status,
+            host: host_of(url),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_doorkeeper_user_and_company_answers() {
+        let user = parse_token_response(br#"{"access_token":"a","token_type":"Bearer","expires_in":7200,"refresh_token":"r","scope":"read write","created_at":1680013957}"#).unwrap();
+        assert_eq!(user.expires_in, Some(7200));
+        assert!(user.refresh_token.is_some());
+        let company = parse_token_response(
+            br#"{"access_token":"a","token_type":"Bearer","scope":"read","created_at":1}"#,
+        )
+        .unwrap();
+        assert!(company.expires_in.is_none() && company.refresh_token.is_none());
+    }
+
+    #[test]
+    fn expiry_counts_from_receipt_not_created_at() {
+        let now = DateTime::from_timestamp(2_000_000_000, 0).unwrap();
+        let t = parse_token_response(
+            br#"{"access_token":"a","expires_in":7200,"refresh_token":"r","created_at":1}"#,
+        )
+        .unwrap()
+        .into_token(now, Duration::from_secs(604_800), None);
+        assert_eq!(t.expires_at.unwrap().timestamp(), 2_000_007_200);
+        assert_eq!(t.refresh_expires_at.unwrap().timestamp(), 2_000_604_800);
+    }
+
+    #[test]
+    fn refresh_without_new_refresh_token_keeps_the_old_one() {
+        let now = DateTime::from_timestamp(2_000_000_000, 0).unwrap();
+        let first =
+            parse_token_response(br#"{"access_token":"a","expires_in":60,"refresh_token":"r1"}"#)
+                .unwrap()
+                .into_token(now, Duration::from_secs(100), None);
+        let later = now + chrono::Duration::seconds(50);
+        let second = parse_token_response(br#"{"access_token":"b","expires_in":60}"#)
+            .unwrap()
+            .into_token(later, Duration::from_secs(100), Some(&first));
+        assert_eq!(second.refresh_token.unwrap().expose_secret(), "r1");
+        assert_eq!(second.refresh_expires_at, first.refresh_expires_at);
+    }
+
+    #[test]
+    fn malformed_answers_are_bad_responses() {
+        for body in [
+            &b"<html>oops</html>"[..],
+            b"{}",
+            br#"{"access_token":""}"#,
+            b"",
+        ] {
+            assert!(matches!(
+                parse_token_response(body),
+                Err(OAuthError::BadResponse(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn error_bodies_map_to_advice() {
+        let grant = map_error_status(
+            400,
+            br#"{"error":"invalid_grant","error_description":"x"}"#,
+            "http://h/oauth/token",
+            Grant::Refresh,
+            None,
+        );
+        assert!(matches!(
+            grant,
+            OAuthError::InvalidGrant {
+                grant: Grant::Refresh
+            }
+        ));
+        let client = map_error_status(
+            401,
+            br#"{"error":"invalid_client"}"#,
+            "http://h",
+            Grant::Code,
+            None,
+        );
+        assert!(matches!(client, OAuthError::InvalidClient));
+        let server = map_error_status(503, b"busy", "http://h:1/x", Grant::Code, None);
+        assert_eq!(
+            server.to_string(),
+            "server error HTTP 503 from h:1: try again later"
+        );
+        let scope = map_error_status(
+            400,
+            br#"{"error":"invalid_scope"}"#,
+            "http://h",
+            Grant::Code,
+            None,
+        );
+        assert!(matches!(scope, OAuthError::Refused { .. }));
+    }
+
+    #[test]
+    fn retry_policy_is_bounded_and_honours_retry_after() {
+        let p = RetryPolicy::default();
+        let server = OAuthError::Server {
+            status: 500,
+            host: "h".into(),
+        };
+        assert!(p.delay_after(0, &server).is_some());
+        assert!(p.delay_after(2, &server).is_none());
+        assert!(p.delay_after(0, &OAuthError::InvalidClient).is_none());
+        let limited = OAuthError::RateLimited {
+            retry_after: Some(Duration::from_secs(2)),
+        };
+        assert_eq!(p.delay_after(0, &limited), Some(Duration::from_secs(2)));
+        let long = OAuthError::RateLimited {
+            retry_after: Some(Duration::from_secs(3600)),
+        };
+        assert_eq!(p.delay_after(0, &long), None);
+        for attempt in 0..2 {
+            let d = p.delay_after(attempt, &server).unwrap();
+            assert!(d <= p.max_delay);
+        }
+    }
+}

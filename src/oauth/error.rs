@@ -1,0 +1,126 @@
+//! OAuth failures, each mapped to advice a person can act on.
+
+use std::time::Duration;
+
+/// Which grant a token request was for; the same server error means different things.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    Code,
+    Refresh,
+}
+
+/// Everything that can go wrong talking to the OAuth server or reading a redirect.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OAuthError {
+    #[error("{}", invalid_grant_advice(*.grant))]
+    InvalidGrant { grant: Grant },
+    #[error(
+        "client id or secret wrong (invalid_client): check the profile's OAuth app credentials"
+    )]
+    InvalidClient,
+    #[error("the server refused: {code}{}: check the profile's scopes and redirect URI", describe(.description))]
+    Refused {
+        code: String,
+        description: Option<String>,
+    },
+    #[error("rate limited by the server (HTTP 429){}: try again later", retry_text(.retry_after))]
+    RateLimited { retry_after: Option<Duration> },
+    #[error("server error HTTP {status} from {host}: try again later")]
+    Server { status: u16, host: String },
+    #[error("unexpected HTTP {status} from {host}: check the endpoint URLs")]
+    UnexpectedStatus { status: u16, host: String },
+    #[error(
+        "no answer from {host} within {secs}s: check the network, or raise http_timeout in the config"
+    )]
+    Timeout { host: String, secs: u64 },
+    #[error("cannot reach {host}: {reason}: check the base URL and the network")]
+    Connect { host: String, reason: String },
+    #[error("the server's answer is not a valid token response ({0}): check the endpoint URLs")]
+    BadResponse(String),
+    #[error("the access token was not accepted (HTTP 401): refresh it, or authorize again")]
+    TokenRejected,
+    #[error("authorization denied: {0}")]
+    Denied(String),
+    #[error("the redirect's state does not match the one sent: start `authorize` again")]
+    StateMismatch,
+    #[error("no authorization code found in '{0}': paste the code or the whole redirect URL")]
+    NoCode(String),
+    #[error("no refresh token stored: authorize again")]
+    NoRefreshToken,
+    #[error("no token stored: authorize first (`tokdeck authorize NAME`)")]
+    NoToken,
+    #[error("no redirect arrived within {0}s: run authorize again, or exchange the code by hand")]
+    ListenTimeout(u64),
+    #[error("cannot listen on {addr}: {reason}: free the port or change the redirect URI")]
+    Listen { addr: String, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn invalid_grant_advice(grant: Grant) -> &'static str {
+    match grant {
+        Grant::Refresh => "refresh token expired or already used: authorize again",
+        Grant::Code => {
+            "authorization code invalid, expired or already used: authorize again for a new code"
+        }
+    }
+}
+
+fn describe(description: &Option<String>) -> String {
+    description
+        .as_deref()
+        .map(|d| format!(" ({d})"))
+        .unwrap_or_default()
+}
+
+fn retry_text(after: &Option<Duration>) -> String {
+    after
+        .map(|d| format!(", retry after {}s", d.as_secs()))
+        .unwrap_or_default()
+}
+
+impl OAuthError {
+    /// Worth retrying with backoff: the same request may succeed in a moment.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            OAuthError::RateLimited { .. }
+                | OAuthError::Server { .. }
+                | OAuthError::Timeout { .. }
+                | OAuthError::Connect { .. }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_grant_advice_depends_on_grant() {
+        let refresh = OAuthError::InvalidGrant {
+            grant: Grant::Refresh,
+        }
+        .to_string();
+        assert_eq!(
+            refresh,
+            "refresh token expired or already used: authorize again"
+        );
+        let code = OAuthError::InvalidGrant { grant: Grant::Code }.to_string();
+        assert!(code.contains("already used"), "{code}");
+    }
+
+    #[test]
+    fn only_network_and_server_trouble_is_transient() {
+        assert!(
+            OAuthError::Server {
+                status: 502,
+                host: "h".into()
+            }
+            .is_transient()
+        );
+        assert!(OAuthError::RateLimited { retry_after: None }.is_transient());
+        assert!(!OAuthError::InvalidClient.is_transient());
+        assert!(!OAuthError::BadResponse("x".into()).is_transient());
+    }
+}

@@ -1,0 +1,11 @@
+//! Pure OAuth: the authorize URL, token/refresh/revoke/check requests, response parsing,
+//! error mapping, and the loopback redirect listener.
+
+pub mod authorize;
+pub mod client;
+pub mod error;
+pub mod listener;
+pub mod redirect;
+
+pub use client::{OAuthClient, RetryPolicy, TokenResponse};
+pub use error::{Grant, OAuthError};

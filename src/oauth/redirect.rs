@@ -1,0 +1,125 @@
+//! Reading what comes back from the authorize step: a pasted code, or a redirect URL.
+
+use url::Url;
+
+use super::OAuthError;
+
+/// What a redirect carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callback {
+    pub code: String,
+    pub state: Option<String>,
+}
+
+/// Parses a query string (`code=..&state=..` or `error=..`) into a callback.
+pub fn parse_query(query: &str) -> Result<Callback, OAuthError> {
+    let mut code = None;
+    let mut state = None;
+    let mut error = None;
+    let mut description = None;
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match k.as_ref() {
+            "code" => code = Some(v.into_owned()),
+            "state" => state = Some(v.into_owned()),
+            "error" => error = Some(v.into_owned()),
+            "error_description" => description = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    if let Some(error) = error {
+        return Err(OAuthError::Denied(match description {
+            Some(d) => format!("{error} ({d})"),
+            None => error,
+        }));
+    }
+    match code {
+        Some(code) if !code.trim().is_empty() => Ok(Callback { code, state }),
+        _ => Err(OAuthError::NoCode(shorten(query))),
+    }
+}
+
+/// Takes what a person pasted: a bare code, or the whole redirect URL.
+/// When the URL carries a state and `expected_state` is known, they must match.
+pub fn parse_pasted(input: &str, expected_state: Option<&str>) -> Result<String, OAuthError> {
+    let input = input.trim();
+    if input.is_empty() {
+        return Err(OAuthError::NoCode(String::new()));
+    }
+    let looks_like_url = input.contains("://") || input.contains('?') || input.contains("code=");
+    if !looks_like_url {
+        if input.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(OAuthError::NoCode(shorten(input)));
+        }
+        return Ok(input.to_string());
+    }
+    let query = match Url::parse(input) {
+        Ok(url) => url.query().unwrap_or_default().to_string(),
+        Err(_) => input
+            .split_once('?')
+            .map(|(_, q)| q)
+            .unwrap_or(input)
+            .to_string(),
+    };
+    let callback = parse_query(&query).map_err(|e| match e {
+        OAuthError::NoCode(_) => OAuthError::NoCode(shorten(input)),
+        other => other,
+    })?;
+    if let (Some(got), Some(want)) = (&callback.state, expected_state)
+        && got != want
+    {
+        return Err(OAuthError::StateMismatch);
+    }
+    Ok(callback.code)
+}
+
+fn shorten(text: &str) -> String {
+    let mut s: String = text.chars().take(60).collect();
+    if text.chars().count() > 60 {
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_code_is_taken_as_is() {
+        assert_eq!(parse_pasted("  abc123 \n", None).unwrap(), "abc123");
+    }
+
+    #[test]
+    fn redirect_url_yields_code_and_checks_state() {
+        let url = "http://127.0.0.1:8765/cb?code=XYZ&state=s1";
+        assert_eq!(parse_pasted(url, Some("s1")).unwrap(), "XYZ");
+        assert_eq!(parse_pasted(url, None).unwrap(), "XYZ");
+        assert!(matches!(
+            parse_pasted(url, Some("other")),
+            Err(OAuthError::StateMismatch)
+        ));
+        assert_eq!(parse_pasted("?code=Q", Some("s")).unwrap(), "Q");
+    }
+
+    #[test]
+    fn denial_and_missing_code_are_explained() {
+        let err = parse_pasted(
+            "https://x/cb?error=access_denied&error_description=The+user+said+no",
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "authorization denied: access_denied (The user said no)"
+        );
+        assert!(matches!(
+            parse_pasted("https://x/cb?state=1", None),
+            Err(OAuthError::NoCode(_))
+        ));
+        assert!(matches!(
+            parse_pasted("two words", None),
+            Err(OAuthError::NoCode(_))
+        ));
+        assert!(matches!(parse_pasted("", None), Err(OAuthError::NoCode(_))));
+    }
+}

@@ -1,0 +1,308 @@
+//! age encryption of the vault: identity files, SSH keys, passphrases, many recipients.
+
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use age::secrecy::SecretString;
+use zeroize::Zeroizing;
+
+use super::error::{VaultError, clean_age_message};
+
+/// How to open the vault.
+pub enum Unlock {
+    /// Private keys from an identity file (age X25519 keys or an SSH private key).
+    Identity(IdentityFile),
+    /// A passphrase (scrypt).
+    Passphrase(SecretString),
+}
+
+/// How to seal the vault when saving.
+#[derive(Clone)]
+pub enum Sealing {
+    /// Public recipients: age1..., ssh-ed25519 ..., ssh-rsa ...
+    Recipients(Vec<String>),
+    /// A passphrase.
+    Passphrase(SecretString),
+}
+
+/// Private keys loaded from one file, with the public recipients they answer to.
+pub struct IdentityFile {
+    pub path: PathBuf,
+    identities: Vec<Box<dyn age::Identity + Send + Sync>>,
+    /// Public recipients matching these identities.
+    pub recipients: Vec<String>,
+}
+
+impl std::fmt::Debug for IdentityFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityFile")
+            .field("path", &self.path)
+            .field("identities", &"***")
+            .field("recipients", &self.recipients)
+            .finish()
+    }
+}
+
+/// Prompts on the terminal when an SSH key is itself encrypted.
+#[derive(Clone)]
+struct TerminalCallbacks;
+
+impl age::Callbacks for TerminalCallbacks {
+    fn display_message(&self, message: &str) {
+        eprintln!("{message}");
+    }
+
+    fn confirm(&self, _: &str, _: &str, _: Option<&str>) -> Option<bool> {
+        None
+    }
+
+    fn request_public_string(&self, _: &str) -> Option<String> {
+        None
+    }
+
+    fn request_passphrase(&self, description: &str) -> Option<SecretString> {
+        rpassword::prompt_password(format!("{description}: "))
+            .ok()
+            .map(SecretString::from)
+    }
+}
+
+impl IdentityFile {
+    /// Loads an age identity file (AGE-SECRET-KEY-1...) or an OpenSSH private key.
+    pub fn load(path: &Path) -> Result<Self, VaultError> {
+        let bad = |reason: String| VaultError::BadIdentity {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?);
+        if text.contains("-----BEGIN") {
+            let identity = age::ssh::Identity::from_buffer(
+                BufReader::new(text.as_bytes()),
+                Some(path.display().to_string()),
+            )
+            .map_err(|e| bad(clean_age_message(e)))?;
+            if let age::ssh::Identity::Unsupported(k) = &identity {
+                return Err(bad(format!(
+                    "unsupported SSH key ({k:?}): use ed25519 or RSA"
+                )));
+            }
+            let recipients = age::ssh::Recipient::try_from(identity.clone())
+                .map(|r| vec![r.to_string()])
+                .unwrap_or_default();
+            return Ok(Self {
+                path: path.to_path_buf(),
+                identities: vec![Box::new(identity.with_callbacks(TerminalCallbacks))],
+                recipients,
+            });
+        }
+        let mut identities: Vec<Box<dyn age::Identity + Send + Sync>> = Vec::new();
+        let mut recipients = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let key = age::x25519::Identity::from_str(line)
+                .map_err(|_| bad("not an age identity file or SSH private key".into()))?;
+            recipients.push(key.to_public().to_string());
+            identities.push(Box::new(key));
+        }
+        if identities.is_empty() {
+            return Err(bad("the file holds no keys".into()));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            identities,
+            recipients,
+        })
+    }
+
+    /// Creates a new X25519 identity file (mode 0600), like `age-keygen -o`.
+    pub fn generate(path: &Path) -> Result<Self, VaultError> {
+        use age::secrecy::ExposeSecret;
+        let key = age::x25519::Identity::generate();
+        let public = key.to_public().to_string();
+        let contents = Zeroizing::new(format!(
+            "# created by tokdeck\n# public key: {public}\n{}\n",
+            key.to_string().expose_secret()
+        ));
+        super::store::write_atomic(path, contents.as_bytes(), false)?;
+        Self::load(path)
+    }
+}
+
+/// Parses one public recipient.
+pub fn parse_recipient(text: &str) -> Result<Box<dyn age::Recipient + Send>, VaultError> {
+    let text = text.trim();
+    if text.starts_with("age1") {
+        age::x25519::Recipient::from_str(text)
+            .map(|r| Box::new(r) as _)
+            .map_err(|_| VaultError::BadRecipient(text.into()))
+    } else if text.starts_with("ssh-") {
+        age::ssh::Recipient::from_str(text)
+            .map(|r| Box::new(r) as _)
+            .map_err(|_| VaultError::BadRecipient(text.into()))
+    } else {
+        Err(VaultError::BadRecipient(text.into()))
+    }
+}
+
+/// Encrypts `plaintext` to the sealing's recipients or passphrase (binary age format).
+pub fn encrypt(plaintext: &[u8], sealing: &Sealing) -> Result<Vec<u8>, VaultError> {
+    let encryptor = match sealing {
+        Sealing::Passphrase(p) => age::Encryptor::with_user_passphrase(p.clone()),
+        Sealing::Recipients(list) => {
+            if list.is_empty() {
+                return Err(VaultError::NoRecipients);
+            }
+            let parsed = list
+                .iter()
+                .map(|r| parse_recipient(r))
+                .collect::<Result<Vec<_>, _>>()?;
+            age::Encryptor::with_recipients(
+                parsed.iter().map(|r| r.as_ref() as &dyn age::Recipient),
+            )
+            .map_err(|e| VaultError::Encrypt(clean_age_message(e)))?
+        }
+    };
+    let mut out = Vec::with_capacity(plaintext.len() + 512);
+    let mut writer = encryptor
+        .wrap_output(&mut out)
+        .map_err(|e| VaultError::Encrypt(e.to_string()))?;
+    writer
+        .write_all(plaintext)
+        .and_then(|_| writer.finish().map(|_| ()))
+        .map_err(|e| VaultError::Encrypt(e.to_string()))?;
+    Ok(out)
+}
+
+/// Whether `bytes` is a passphrase-protected age file.
+pub fn is_passphrase_file(bytes: &[u8]) -> bool {
+    age::Decryptor::new_buffered(bytes)
+        .map(|d| d.is_scrypt())
+        .unwrap_or(false)
+}
+
+/// Decrypts a vault file's bytes; `path` only names the file in errors.
+pub fn decrypt(
+    bytes: &[u8],
+    unlock: &Unlock,
+    path: &Path,
+) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+    let corrupt = |reason: String| VaultError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let wrong = |reason: String| VaultError::WrongKey {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if bytes.is_empty() {
+        return Err(corrupt("the file is empty".into()));
+    }
+    let decryptor = age::Decryptor::new_buffered(age::armor::ArmoredReader::new(bytes))
+        .map_err(|e| corrupt(clean_age_message(e)))?;
+    let scrypt_identity;
+    let mut reader = match unlock {
+        Unlock::Passphrase(p) => {
+            if !decryptor.is_scrypt() {
+                return Err(VaultError::NeedsIdentity {
+                    path: path.to_path_buf(),
+                });
+            }
+            scrypt_identity = age::scrypt::Identity::new(p.clone());
+            decryptor.decrypt(std::iter::once(&scrypt_identity as &dyn age::Identity))
+        }
+        Unlock::Identity(file) => {
+            if decryptor.is_scrypt() {
+                return Err(VaultError::NeedsPassphrase {
+                    path: path.to_path_buf(),
+                });
+            }
+            decryptor.decrypt(
+                file.identities
+                    .iter()
+                    .map(|i| i.as_ref() as &dyn age::Identity),
+            )
+        }
+    }
+    .map_err(|e| match e {
+        age::DecryptError::NoMatchingKeys => wrong("no identity matches this vault".into()),
+        age::DecryptError::DecryptionFailed if matches!(unlock, Unlock::Passphrase(_)) => {
+            wrong("wrong passphrase".into())
+        }
+        age::DecryptError::KeyDecryptionFailed => wrong("wrong passphrase or key".into()),
+        other => corrupt(clean_age_message(other)),
+    })?;
+    let mut plaintext = Zeroizing::new(Vec::with_capacity(bytes.len()));
+    reader
+        .read_to_end(&mut plaintext)
+        .map_err(|e| corrupt(format!("{} (truncated or damaged)", clean_age_message(e))))?;
+    Ok(plaintext)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity_in(dir: &Path) -> IdentityFile {
+        IdentityFile::generate(&dir.join("key.txt")).unwrap()
+    }
+
+    #[test]
+    fn round_trip_with_generated_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = identity_in(dir.path());
+        let sealed = encrypt(b"hello", &Sealing::Recipients(id.recipients.clone())).unwrap();
+        let opened = decrypt(&sealed, &Unlock::Identity(id), Path::new("v")).unwrap();
+        assert_eq!(&opened[..], b"hello");
+    }
+
+    #[test]
+    fn other_identity_is_refused_as_wrong_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = identity_in(dir.path());
+        let other = IdentityFile::generate(&dir.path().join("other.txt")).unwrap();
+        let sealed = encrypt(b"x", &Sealing::Recipients(id.recipients.clone())).unwrap();
+        let err = decrypt(&sealed, &Unlock::Identity(other), Path::new("v")).unwrap_err();
+        assert!(matches!(err, VaultError::WrongKey { .. }), "{err}");
+    }
+
+    #[test]
+    fn truncated_and_flipped_files_are_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = identity_in(dir.path());
+        let sealed = encrypt(&[7u8; 2000], &Sealing::Recipients(id.recipients.clone())).unwrap();
+        let unlock = Unlock::Identity(id);
+        let cut = &sealed[..sealed.len() - 40];
+        assert!(matches!(
+            decrypt(cut, &unlock, Path::new("v")),
+            Err(VaultError::Corrupt { .. })
+        ));
+        let mut flipped = sealed.clone();
+        let last = flipped.len() - 10;
+        flipped[last] ^= 0x40;
+        assert!(matches!(
+            decrypt(&flipped, &unlock, Path::new("v")),
+            Err(VaultError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decrypt(b"", &unlock, Path::new("v")),
+            Err(VaultError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decrypt(b"version = 1\n", &unlock, Path::new("v")),
+            Err(VaultError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn recipients_parse_or_explain() {
+        assert!(parse_recipient("age1nope").is_err());
+        assert!(parse_recipient("hello").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let id = identity_in(dir.path());
+        assert!(parse_recipient(&id.recipients[0]).is_ok());
+        assert!(format!("{id:?}").contains("***"));
+    }
+}

@@ -1,0 +1,448 @@
+//! The vault's content: profiles, their OAuth apps and their tokens.
+
+use std::fmt;
+use std::time::Duration;
+
+use age::secrecy::{ExposeSecret, SecretString};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The vault format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Default length of the refresh-token window (Factorial: one week).
+pub const DEFAULT_REFRESH_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Everything stored in the encrypted file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultData {
+    pub version: u32,
+    /// Public recipients the vault is encrypted to (age1..., ssh-ed25519 ..., ssh-rsa ...).
+    /// Empty for passphrase vaults.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    #[serde(default, rename = "profile")]
+    pub profiles: Vec<Profile>,
+}
+
+impl Default for VaultData {
+    fn default() -> Self {
+        Self {
+            version: FORMAT_VERSION,
+            recipients: Vec::new(),
+            profiles: Vec::new(),
+        }
+    }
+}
+
+impl VaultData {
+    /// The profile called `name`, if any.
+    pub fn profile(&self, name: &str) -> Option<&Profile> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+
+    /// The profile called `name` for changing, if any.
+    pub fn profile_mut(&mut self, name: &str) -> Option<&mut Profile> {
+        self.profiles.iter_mut().find(|p| p.name == name)
+    }
+}
+
+/// Which server a profile talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Provider {
+    /// Factorial production, https://api.factorialhr.com
+    Factorial,
+    /// Factorial's demo sandbox, https://api.eu2.demo.factorial.dev
+    FactorialDemo,
+    /// Any Doorkeeper-shaped server at a base URL of your choice.
+    Custom,
+}
+
+impl Provider {
+    /// The preset base URL, or `None` for custom servers.
+    pub fn base_url(self) -> Option<&'static str> {
+        match self {
+            Provider::Factorial => Some("https://api.factorialhr.com"),
+            Provider::FactorialDemo => Some("https://api.eu2.demo.factorial.dev"),
+            Provider::Custom => None,
+        }
+    }
+
+    /// Short label for tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Provider::Factorial => "production",
+            Provider::FactorialDemo => "demo",
+            Provider::Custom => "custom",
+        }
+    }
+}
+
+/// Whose token this is: a user's, or a company's (admin-approved, never expires).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OwnerType {
+    User,
+    Company,
+}
+
+impl fmt::Display for OwnerType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OwnerType::User => "user",
+            OwnerType::Company => "company",
+        })
+    }
+}
+
+/// Where the OAuth endpoints live. Unset URLs follow Doorkeeper's layout under `base_url`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoints {
+    pub base_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorize_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke_url: Option<String>,
+}
+
+impl Endpoints {
+    fn join(&self, path: &str) -> String {
+        format!("{}{}", self.base_url.trim_end_matches('/'), path)
+    }
+
+    /// The authorization endpoint.
+    pub fn authorize(&self) -> String {
+        self.authorize_url
+            .clone()
+            .unwrap_or_else(|| self.join("/oauth/authorize"))
+    }
+
+    /// The token endpoint (exchange and refresh).
+    pub fn token(&self) -> String {
+        self.token_url
+            .clone()
+            .unwrap_or_else(|| self.join("/oauth/token"))
+    }
+
+    /// The revocation endpoint.
+    pub fn revoke(&self) -> String {
+        self.revoke_url
+            .clone()
+            .unwrap_or_else(|| self.join("/oauth/revoke"))
+    }
+
+    /// The credentials endpoint that tells who a token belongs to.
+    pub fn credentials(&self, api_version: &str) -> String {
+        self.join(&format!(
+            "/api/{api_version}/resources/api_public/credentials"
+        ))
+    }
+}
+
+/// One OAuth integration: an app, a scope, an owner type, and its current token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: String,
+    pub provider: Provider,
+    pub endpoints: Endpoints,
+    pub client_id: String,
+    #[serde(with = "secret")]
+    pub client_secret: SecretString,
+    pub redirect_uri: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub owner: OwnerType,
+    #[serde(default)]
+    pub pkce: bool,
+    #[serde(default = "default_refresh_window", with = "duration_secs")]
+    pub refresh_window: Duration,
+    #[serde(default)]
+    pub auto_refresh: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub notes: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Token>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check: Option<CheckResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// An authorization started but not yet exchanged: its state and PKCE verifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingAuth>,
+}
+
+/// What must survive between printing an authorize URL and exchanging its code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingAuth {
+    pub state: String,
+    #[serde(default, with = "secret_opt", skip_serializing_if = "Option::is_none")]
+    pub pkce_verifier: Option<SecretString>,
+    pub started_at: DateTime<Utc>,
+}
+
+fn default_refresh_window() -> Duration {
+    DEFAULT_REFRESH_WINDOW
+}
+
+impl Profile {
+    /// A new profile without a token.
+    pub fn new(
+        name: String,
+        provider: Provider,
+        endpoints: Endpoints,
+        client_id: String,
+        client_secret: SecretString,
+        redirect_uri: String,
+    ) -> Self {
+        Self {
+            name,
+            provider,
+            endpoints,
+            client_id,
+            client_secret,
+            redirect_uri,
+            scopes: Vec::new(),
+            owner: OwnerType::User,
+            pkce: false,
+            refresh_window: DEFAULT_REFRESH_WINDOW,
+            auto_refresh: false,
+            notes: String::new(),
+            token: None,
+            last_check: None,
+            last_error: None,
+            pending: None,
+        }
+    }
+
+    /// Scopes as the wire wants them: space-separated.
+    pub fn scope_string(&self) -> String {
+        self.scopes.join(" ")
+    }
+
+    /// The environment label shown in tables: the preset name, or the custom host.
+    pub fn environment(&self) -> String {
+        match self.provider {
+            Provider::Custom => url::Url::parse(&self.endpoints.base_url)
+                .ok()
+                .and_then(|u| {
+                    u.host_str().map(|h| match u.port() {
+                        Some(p) => format!("{h}:{p}"),
+                        None => h.to_string(),
+                    })
+                })
+                .unwrap_or_else(|| "custom".into()),
+            p => p.label().into(),
+        }
+    }
+}
+
+/// A token set as returned by the token endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Token {
+    #[serde(with = "secret")]
+    pub access_token: SecretString,
+    #[serde(default, with = "secret_opt", skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<SecretString>,
+    #[serde(default = "default_token_type")]
+    pub token_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    pub obtained_at: DateTime<Utc>,
+    /// `None`: the access token never expires (company tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// End of the refresh window; `None` when there is no refresh token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_at: Option<DateTime<Utc>>,
+}
+
+fn default_token_type() -> String {
+    "Bearer".into()
+}
+
+/// Who a token belongs to, as the credentials endpoint reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckResult {
+    pub checked_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub employee_id: Option<i64>,
+}
+
+impl CheckResult {
+    /// One-line description of the owner.
+    pub fn owner_line(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(e) = &self.email {
+            parts.push(e.clone());
+        }
+        if let Some(c) = self.company_id {
+            parts.push(format!("company {c}"));
+        }
+        if let Some(e) = self.employee_id {
+            parts.push(format!("employee {e}"));
+        }
+        if parts.is_empty() {
+            "token valid (no owner details)".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+mod secret {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(value: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(value.expose_secret())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
+        String::deserialize(d).map(SecretString::from)
+    }
+}
+
+mod secret_opt {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(value: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(v) => s.serialize_some(v.expose_secret()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+        Option::<String>::deserialize(d).map(|o| o.map(SecretString::from))
+    }
+}
+
+mod duration_secs {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::duration::format_duration(*value))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        crate::duration::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> VaultData {
+        let mut p = Profile::new(
+            "acme".into(),
+            Provider::Factorial,
+            Endpoints {
+                base_url: "https://api.factorialhr.com".into(),
+                authorize_url: None,
+                token_url: None,
+                revoke_url: None,
+            },
+            "cid".into(),
+            SecretString::from("client-secret-value"),
+            "urn:ietf:wg:oauth:2.0:oob".into(),
+        );
+        p.scopes = vec!["read".into(), "write".into()];
+        p.token = Some(Token {
+            access_token: SecretString::from("access-value"),
+            refresh_token: Some(SecretString::from("refresh-value")),
+            token_type: "Bearer".into(),
+            scope: Some("read write".into()),
+            obtained_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            expires_at: DateTime::from_timestamp(1_700_007_200, 0),
+            refresh_expires_at: DateTime::from_timestamp(1_700_604_800, 0),
+        });
+        VaultData {
+            profiles: vec![p],
+            ..VaultData::default()
+        }
+    }
+
+    #[test]
+    fn toml_round_trip_keeps_every_field() {
+        let data = sample();
+        let text = toml::to_string(&data).unwrap();
+        let back: VaultData = toml::from_str(&text).unwrap();
+        assert_eq!(toml::to_string(&back).unwrap(), text);
+        let token = back.profiles[0].token.as_ref().unwrap();
+        assert_eq!(token.access_token.expose_secret(), "access-value");
+        assert_eq!(back.profiles[0].refresh_window, DEFAULT_REFRESH_WINDOW);
+        assert!(text.contains("refresh_window = \"7d\""), "{text}");
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let debug = format!("{:?}", sample());
+        for secret in ["client-secret-value", "access-value", "refresh-value"] {
+            assert!(!debug.contains(secret), "{secret} leaked in {debug}");
+        }
+    }
+
+    #[test]
+    fn endpoints_follow_doorkeeper_layout_unless_overridden() {
+        let mut e = Endpoints {
+            base_url: "http://127.0.0.1:9/".into(),
+            authorize_url: None,
+            token_url: None,
+            revoke_url: None,
+        };
+        assert_eq!(e.token(), "http://127.0.0.1:9/oauth/token");
+        assert_eq!(
+            e.credentials("2025-04-01"),
+            "http://127.0.0.1:9/api/2025-04-01/resources/api_public/credentials"
+        );
+        e.token_url = Some("https://other/token".into());
+        assert_eq!(e.token(), "https://other/token");
+    }
+
+    #[test]
+    fn environment_names_presets_and_custom_hosts() {
+        let mut p = sample().profiles.remove(0);
+        assert_eq!(p.environment(), "production");
+        p.provider = Provider::Custom;
+        p.endpoints.base_url = "http://127.0.0.1:8080".into();
+        assert_eq!(p.environment(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn company_token_without_expiry_parses() {
+        let text = r#"
+version = 1
+[[profile]]
+name = "co"
+provider = "factorial-demo"
+client_id = "c"
+client_secret = "s"
+redirect_uri = "urn:ietf:wg:oauth:2.0:oob"
+owner = "company"
+[profile.endpoints]
+base_url = "https://api.eu2.demo.factorial.dev"
+[profile.token]
+access_token = "a"
+obtained_at = "2026-01-01T00:00:00Z"
+"#;
+        let data: VaultData = toml::from_str(text).unwrap();
+        let token = data.profiles[0].token.as_ref().unwrap();
+        assert!(token.expires_at.is_none());
+        assert!(token.refresh_token.is_none());
+        assert_eq!(data.profiles[0].owner, OwnerType::Company);
+    }
+}

@@ -1,0 +1,482 @@
+//! The vault on disk: load, atomic save with backup, and the cross-process write lock.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use age::secrecy::SecretString;
+
+use super::crypto::{self, Sealing, Unlock};
+use super::error::VaultError;
+use super::model::{FORMAT_VERSION, VaultData};
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> VaultError + use<> {
+    let path = path.to_path_buf();
+    move |source| VaultError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Creates `dir` (and parents) with mode 0700 when missing.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), VaultError> {
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err("create folder", dir))
+}
+
+/// Writes `bytes` to `path` so that readers see the old file or the new one, never a mix:
+/// temp file in the same folder (0600), fsync, optional hard-link backup of the old file
+/// to `<path>.bak`, rename, fsync of the folder.
+pub fn write_atomic(path: &Path, bytes: &[u8], keep_backup: bool) -> Result<(), VaultError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    ensure_private_dir(&dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tokdeck-")
+        .suffix(".tmp")
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(&dir)
+        .map_err(io_err("create a temporary file in", &dir))?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(io_err("write", tmp.path()))?;
+    if keep_backup && path.exists() {
+        let backup = backup_path(path);
+        let staged = dir.join(".tokdeck-backup.tmp");
+        let _ = fs::remove_file(&staged);
+        // A hard link keeps the old inode as the backup without copying; fall back to a copy.
+        if fs::hard_link(path, &staged).is_err() {
+            fs::copy(path, &staged).map_err(io_err("back up", path))?;
+        }
+        fs::rename(&staged, &backup).map_err(io_err("back up", path))?;
+    }
+    tmp.persist(path).map_err(|e| VaultError::Io {
+        action: "replace",
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("sync folder", &dir))
+}
+
+/// `<vault>.bak`
+pub fn backup_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".bak");
+    PathBuf::from(name)
+}
+
+/// `<vault>.lock`
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Parses decrypted vault text, refusing future format versions before anything else.
+pub fn parse_vault(text: &[u8], path: &Path) -> Result<VaultData, VaultError> {
+    let bad = |reason: String| VaultError::BadContent {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::str::from_utf8(text).map_err(|_| bad("not UTF-8 text".into()))?;
+    let table: toml::Table = toml::from_str(text).map_err(|e| bad(one_line(&e)))?;
+    match table.get("version").and_then(toml::Value::as_integer) {
+        None => return Err(bad("no `version` field".into())),
+        Some(v) if v > i64::from(FORMAT_VERSION) => {
+            return Err(VaultError::FutureVersion {
+                path: path.to_path_buf(),
+                found: v,
+                supported: FORMAT_VERSION,
+            });
+        }
+        Some(v) if v < 1 => return Err(bad(format!("unknown version {v}"))),
+        Some(_) => {}
+    }
+    let data: VaultData = table.try_into().map_err(|e| bad(one_line(&e)))?;
+    let mut seen = std::collections::HashSet::new();
+    for p in &data.profiles {
+        if !seen.insert(p.name.as_str()) {
+            return Err(bad(format!("profile name '{}' appears twice", p.name)));
+        }
+    }
+    Ok(data)
+}
+
+fn one_line(e: &impl std::fmt::Display) -> String {
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What the store last read or wrote.
+struct Snapshot {
+    ciphertext: Vec<u8>,
+    data: VaultData,
+}
+
+#[derive(Default)]
+struct LeaseState {
+    holders: usize,
+    file: Option<File>,
+}
+
+/// A held write lock on the vault; shared by every task of this process, released on drop.
+pub struct Lease {
+    state: Arc<Mutex<LeaseState>>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut state = lock_ignoring_poison(&self.state);
+        state.holders = state.holders.saturating_sub(1);
+        if state.holders == 0 {
+            // Closing the file releases the advisory lock.
+            state.file = None;
+        }
+    }
+}
+
+fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How long a writer waits for another process's lock before giving up.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// The opened vault. Reads reload when another process changed the file; writes take the
+/// lock, reload, apply the change, and save atomically.
+pub struct Store {
+    path: PathBuf,
+    unlock: Unlock,
+    sealing: Mutex<Option<Sealing>>,
+    snapshot: Mutex<Snapshot>,
+    lease: Arc<Mutex<LeaseState>>,
+    lock_wait: Duration,
+}
+
+impl Store {
+    /// Opens and decrypts the vault at `path`.
+    pub fn open(path: &Path, unlock: Unlock) -> Result<Self, VaultError> {
+        let ciphertext = read_vault(path)?;
+        let (data, sealing) = decode(&ciphertext, &unlock, path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            unlock,
+            sealing: Mutex::new(Some(sealing)),
+            snapshot: Mutex::new(Snapshot { ciphertext, data }),
+            lease: Arc::default(),
+            lock_wait: DEFAULT_LOCK_WAIT,
+        })
+    }
+
+    /// Creates a new vault; refuses to replace an existing one.
+    pub fn create(
+        path: &Path,
+        mut data: VaultData,
+        sealing: Sealing,
+        unlock: Unlock,
+    ) -> Result<Self, VaultError> {
+        if path.exists() {
+            return Err(VaultError::AlreadyExists(path.to_path_buf()));
+        }
+        if let Sealing::Recipients(list) = &sealing {
+            data.recipients = list.clone();
+        }
+        let ciphertext = seal(&data, &sealing)?;
+        write_atomic(path, &ciphertext, false)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            unlock,
+            sealing: Mutex::new(Some(sealing)),
+            snapshot: Mutex::new(Snapshot { ciphertext, data }),
+            lease: Arc::default(),
+            lock_wait: DEFAULT_LOCK_WAIT,
+        })
+    }
+
+    /// How long writers wait for another process's lock.
+    pub fn with_lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    /// The vault file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The current content, reloaded if another process changed the file.
+    pub fn snapshot(&self) -> Result<VaultData, VaultError> {
+        let mut snap = lock_ignoring_poison(&self.snapshot);
+        self.refresh_snapshot(&mut snap)?;
+        Ok(snap.data.clone())
+    }
+
+    fn refresh_snapshot(&self, snap: &mut Snapshot) -> Result<(), VaultError> {
+        let current = read_vault(&self.path)?;
+        if current != snap.ciphertext {
+            let (data, sealing) = decode(&current, &self.unlock, &self.path)?;
+            *lock_ignoring_poison(&self.sealing) = Some(sealing);
+            *snap = Snapshot {
+                ciphertext: current,
+                data,
+            };
+        }
+        Ok(())
+    }
+
+    /// Takes the cross-process write lock, waiting up to the store's lock wait.
+    /// Tasks of one process share it.
+    pub fn lease(&self) -> Result<Lease, VaultError> {
+        let lock_file = lock_path(&self.path);
+        let deadline = Instant::now() + self.lock_wait;
+        loop {
+            {
+                let mut state = lock_ignoring_poison(&self.lease);
+                if state.holders > 0 {
+                    state.holders += 1;
+                    return Ok(Lease {
+                        state: self.lease.clone(),
+                    });
+                }
+                let file = OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .mode(0o600)
+                    .open(&lock_file)
+                    .map_err(io_err("open lock file", &lock_file))?;
+                match file.try_lock() {
+                    Ok(()) => {
+                        state.holders = 1;
+                        state.file = Some(file);
+                        return Ok(Lease {
+                            state: self.lease.clone(),
+                        });
+                    }
+                    Err(std::fs::TryLockError::WouldBlock) => {}
+                    Err(std::fs::TryLockError::Error(e)) => {
+                        return Err(io_err("lock", &lock_file)(e));
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(VaultError::Locked(lock_file));
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Applies `change` to the freshest content under the write lock and saves atomically.
+    /// When `change` fails nothing is written.
+    pub fn update<T, E>(
+        &self,
+        change: impl FnOnce(&mut VaultData) -> Result<T, E>,
+    ) -> Result<Result<T, E>, VaultError> {
+        let _lease = self.lease()?;
+        let mut snap = lock_ignoring_poison(&self.snapshot);
+        self.refresh_snapshot(&mut snap)?;
+        let mut data = snap.data.clone();
+        let outcome = match change(&mut data) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        };
+        // The recipient list inside the vault is the truth: a change may add or remove some.
+        let sealing = match lock_ignoring_poison(&self.sealing).clone() {
+            Some(Sealing::Recipients(_)) if !data.recipients.is_empty() => {
+                Sealing::Recipients(data.recipients.clone())
+            }
+            Some(sealing) => sealing,
+            None => return Err(VaultError::NoRecipients),
+        };
+        let ciphertext = seal(&data, &sealing)?;
+        write_atomic(&self.path, &ciphertext, true)?;
+        *snap = Snapshot { ciphertext, data };
+        Ok(Ok(outcome))
+    }
+}
+
+fn read_vault(path: &Path) -> Result<Vec<u8>, VaultError> {
+    fs::read(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            VaultError::NotFound(path.to_path_buf())
+        } else {
+            io_err("read", path)(e)
+        }
+    })
+}
+
+fn decode(
+    ciphertext: &[u8],
+    unlock: &Unlock,
+    path: &Path,
+) -> Result<(VaultData, Sealing), VaultError> {
+    let plaintext = crypto::decrypt(ciphertext, unlock, path)?;
+    let data = parse_vault(&plaintext, path)?;
+    let sealing = match unlock {
+        Unlock::Passphrase(p) => Sealing::Passphrase(SecretString::clone(p)),
+        Unlock::Identity(file) => {
+            if data.recipients.is_empty() {
+                // A file encrypted elsewhere (e.g. by the age CLI) without a recipient list:
+                // seal it again to the key that opened it.
+                Sealing::Recipients(file.recipients.clone())
+            } else {
+                Sealing::Recipients(data.recipients.clone())
+            }
+        }
+    };
+    Ok((data, sealing))
+}
+
+fn seal(data: &VaultData, sealing: &Sealing) -> Result<Vec<u8>, VaultError> {
+    let text = zeroize::Zeroizing::new(
+        toml::to_string(data).map_err(|e| VaultError::Encrypt(e.to_string()))?,
+    );
+    crypto::encrypt(text.as_bytes(), sealing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::crypto::IdentityFile;
+
+    fn new_store(dir: &Path) -> (Store, PathBuf) {
+        let key = dir.join("key.txt");
+        let id = IdentityFile::generate(&key).unwrap();
+        let recipients = id.recipients.clone();
+        let path = dir.join("v/vault.age");
+        let store = Store::create(
+            &path,
+            VaultData::default(),
+            Sealing::Recipients(recipients),
+            Unlock::Identity(id),
+        )
+        .unwrap();
+        (store, key)
+    }
+
+    #[test]
+    fn saves_are_private_and_keep_a_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = new_store(dir.path());
+        let before = fs::read(store.path()).unwrap();
+        store
+            .update(|d| {
+                d.recipients.push(d.recipients[0].clone());
+                Ok::<_, ()>(())
+            })
+            .unwrap()
+            .unwrap();
+        let mode = fs::metadata(store.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let dir_mode = fs::metadata(store.path().parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(dir_mode, 0o700);
+        assert_eq!(fs::read(backup_path(store.path())).unwrap(), before);
+        let leftovers: Vec<_> = fs::read_dir(store.path().parent().unwrap())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn failed_change_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = new_store(dir.path());
+        let before = fs::read(store.path()).unwrap();
+        let outcome = store
+            .update(|d| {
+                d.recipients.clear();
+                Err::<(), _>("nope")
+            })
+            .unwrap();
+        assert_eq!(outcome, Err("nope"));
+        assert_eq!(fs::read(store.path()).unwrap(), before);
+        assert!(!backup_path(store.path()).exists());
+    }
+
+    #[test]
+    fn sees_changes_made_by_another_handle() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, key) = new_store(dir.path());
+        let other = Store::open(
+            store.path(),
+            Unlock::Identity(IdentityFile::load(&key).unwrap()),
+        )
+        .unwrap();
+        other
+            .update(|d| {
+                d.recipients.push("age1extra".into());
+                Ok::<_, ()>(())
+            })
+            .ok();
+        // The bad recipient makes sealing fail: nothing changed on disk.
+        assert_eq!(store.snapshot().unwrap().recipients.len(), 1);
+        other
+            .update(|d| {
+                let first = d.recipients[0].clone();
+                d.recipients.push(first);
+                Ok::<_, ()>(())
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(store.snapshot().unwrap().recipients.len(), 2);
+    }
+
+    #[test]
+    fn lock_is_shared_in_process_and_exclusive_across_handles() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, key) = new_store(dir.path());
+        let first = store.lease().unwrap();
+        let second = store.lease().unwrap();
+        let other = Store::open(
+            store.path(),
+            Unlock::Identity(IdentityFile::load(&key).unwrap()),
+        )
+        .unwrap()
+        .with_lock_wait(Duration::from_millis(100));
+        assert!(matches!(other.lease(), Err(VaultError::Locked(_))));
+        drop(first);
+        assert!(matches!(other.lease(), Err(VaultError::Locked(_))));
+        drop(second);
+        assert!(other.lease().is_ok());
+    }
+
+    #[test]
+    fn future_versions_and_bad_content_are_refused() {
+        let p = Path::new("v.age");
+        assert!(matches!(
+            parse_vault(b"version = 2\n", p),
+            Err(VaultError::FutureVersion { found: 2, .. })
+        ));
+        assert!(matches!(
+            parse_vault(b"profile = 3\n", p),
+            Err(VaultError::BadContent { .. })
+        ));
+        assert!(matches!(
+            parse_vault(b"version = 1\n[[profile]]\nname = 5\n", p),
+            Err(VaultError::BadContent { .. })
+        ));
+        assert!(parse_vault(b"version = 1\n", p).is_ok());
+    }
+}
