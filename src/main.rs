@@ -12,8 +12,7 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             // `status` keeps 1 and 2 for token states; its usage errors are 3 like its failures.
-            let is_status =
-                std::env::args().skip(1).find(|a| !a.starts_with('-')) == Some("status".into());
+            let is_status = std::env::args().skip(1).any(|a| a == "status");
             return ExitCode::from(if is_status { 3 } else { 2 });
         }
     };

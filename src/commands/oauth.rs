@@ -16,13 +16,19 @@ use crate::oauth::listener::loopback_target;
 use crate::vault::{Profile, Store};
 use crate::worker::{Command, Event, Job, Outcome, WorkerHandle};
 
-/// Runs `jobs` on a fresh worker, reporting progress on stderr; returns how many failed.
+/// A job that failed: its profile and the message.
+struct Failure {
+    profile: String,
+    error: String,
+}
+
+/// Runs `jobs` on a fresh worker, printing notes on stderr; returns the failures.
 async fn run_jobs(
     ctx: &Context,
     store: Arc<Store>,
     jobs: Vec<(String, Job)>,
     mut on_event: impl FnMut(&Event),
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<Vec<Failure>> {
     let WorkerHandle {
         commands,
         mut events,
@@ -37,7 +43,8 @@ async fn run_jobs(
             })
             .map_err(|_| anyhow!("the worker stopped unexpectedly"))?;
     }
-    let (mut done, mut failed) = (0, 0);
+    let mut done = 0;
+    let mut failures = Vec::new();
     while done < total {
         let Some(event) = events.recv().await else {
             bail!("the worker stopped unexpectedly");
@@ -47,17 +54,17 @@ async fn run_jobs(
             Event::Note {
                 profile, message, ..
             } => eprintln!("{profile}: {message}"),
-            Event::Failed { profile, error, .. } => {
-                eprintln!("{profile}: {error}");
-                failed += 1;
-            }
+            Event::Failed { profile, error, .. } => failures.push(Failure {
+                profile: profile.clone(),
+                error: error.clone(),
+            }),
             _ => {}
         }
         if event.is_final() {
             done += 1;
         }
     }
-    Ok(failed)
+    Ok(failures)
 }
 
 fn profile_named(store: &Store, name: &str) -> anyhow::Result<Profile> {
@@ -79,11 +86,17 @@ fn validity(profile: Option<&Profile>) -> String {
     }
 }
 
-fn fail_if(failed: usize) -> anyhow::Result<()> {
-    match failed {
-        0 => Ok(()),
-        1 => Err(anyhow!("1 job failed")),
-        n => Err(anyhow!("{n} jobs failed")),
+/// One failure is the command's error, as is; several are listed, then counted.
+fn fail_if(failures: Vec<Failure>, total: usize) -> anyhow::Result<()> {
+    match failures.as_slice() {
+        [] => Ok(()),
+        [only] if total == 1 => Err(anyhow!("{}", only.error)),
+        many => {
+            for f in many {
+                eprintln!("{}: {}", f.profile, f.error);
+            }
+            Err(anyhow!("{} of {total} profiles failed", many.len()))
+        }
     }
 }
 
@@ -129,7 +142,7 @@ pub async fn authorize(ctx: &Context, args: &AuthorizeArgs) -> anyhow::Result<()
         timeout: args.timeout,
     };
     let mut new_token = false;
-    let failed = run_jobs(ctx, store.clone(), vec![(name.clone(), job)], |event| match event {
+    let failures = run_jobs(ctx, store.clone(), vec![(name.clone(), job)], |event| match event {
         Event::AuthorizeUrl {
             url, listening_on, ..
         } => {
@@ -152,7 +165,7 @@ pub async fn authorize(ctx: &Context, args: &AuthorizeArgs) -> anyhow::Result<()
         _ => {}
     })
     .await?;
-    fail_if(failed)?;
+    fail_if(failures, 1)?;
     if new_token {
         let saved = profile_named(&store, &args.name).ok();
         eprintln!("{}: authorized; {}", args.name, validity(saved.as_ref()));
@@ -172,8 +185,8 @@ pub async fn exchange(ctx: &Context, name: &str, code: &str) -> anyhow::Result<(
     let store = ctx.open_store()?;
     profile_named(&store, name)?;
     let job = Job::Exchange { input };
-    let failed = run_jobs(ctx, store.clone(), vec![(name.to_string(), job)], |_| {}).await?;
-    fail_if(failed)?;
+    let failures = run_jobs(ctx, store.clone(), vec![(name.to_string(), job)], |_| {}).await?;
+    fail_if(failures, 1)?;
     let saved = profile_named(&store, name).ok();
     eprintln!("{name}: code exchanged; {}", validity(saved.as_ref()));
     Ok(())
@@ -199,6 +212,7 @@ pub async fn refresh(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<()> {
             with.into_iter().map(|p| p.name.clone()).collect()
         }
     };
+    let total = names.len();
     let jobs = names
         .iter()
         .map(|n| {
@@ -210,7 +224,7 @@ pub async fn refresh(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<()> {
             )
         })
         .collect();
-    let failed = run_jobs(ctx, store, jobs, |event| {
+    let failures = run_jobs(ctx, store, jobs, |event| {
         if let Event::Succeeded {
             profile,
             outcome,
@@ -225,7 +239,7 @@ pub async fn refresh(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<()> {
         }
     })
     .await?;
-    fail_if(failed)
+    fail_if(failures, total)
 }
 
 /// `tokdeck token`: only the token goes to stdout.
@@ -255,8 +269,8 @@ pub async fn token(ctx: &Context, name: &str) -> anyhow::Result<()> {
         let job = Job::Refresh {
             if_expiring_within: Some(margin),
         };
-        let failed = run_jobs(ctx, store.clone(), vec![(name.to_string(), job)], |_| {}).await?;
-        fail_if(failed)?;
+        let failures = run_jobs(ctx, store.clone(), vec![(name.to_string(), job)], |_| {}).await?;
+        fail_if(failures, 1)?;
         profile = profile_named(&store, name)?;
     }
     let token = profile
@@ -279,7 +293,7 @@ pub async fn check(ctx: &Context, name: &str) -> anyhow::Result<()> {
     let store = ctx.open_store()?;
     profile_named(&store, name)?;
     let mut owner = None;
-    let failed = run_jobs(ctx, store, vec![(name.to_string(), Job::Check)], |event| {
+    let failures = run_jobs(ctx, store, vec![(name.to_string(), Job::Check)], |event| {
         if let Event::Succeeded {
             outcome: Outcome::Checked(result),
             ..
@@ -289,7 +303,7 @@ pub async fn check(ctx: &Context, name: &str) -> anyhow::Result<()> {
         }
     })
     .await?;
-    fail_if(failed)?;
+    fail_if(failures, 1)?;
     println!("{name}: token valid; owner {}", owner.unwrap_or_default());
     Ok(())
 }
@@ -298,8 +312,8 @@ pub async fn check(ctx: &Context, name: &str) -> anyhow::Result<()> {
 pub async fn revoke(ctx: &Context, name: &str) -> anyhow::Result<()> {
     let store = ctx.open_store()?;
     profile_named(&store, name)?;
-    let failed = run_jobs(ctx, store, vec![(name.to_string(), Job::Revoke)], |_| {}).await?;
-    fail_if(failed)?;
+    let failures = run_jobs(ctx, store, vec![(name.to_string(), Job::Revoke)], |_| {}).await?;
+    fail_if(failures, 1)?;
     eprintln!("{name}: tokens revoked at the server and removed from the vault");
     Ok(())
 }

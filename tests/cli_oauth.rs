@@ -1,0 +1,448 @@
+//! OAuth subcommands end to end: the built binary against the loopback mock server.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Env, Fault, MockServer, assert_one_line_error, stderr, stdout};
+
+fn fast_config(env: &Env) {
+    env.write_config("http_timeout = \"1s\"\n");
+}
+
+#[test]
+fn full_lifecycle_keeps_the_vault_current_after_every_step() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.add_profile("acme", &server, &[]);
+
+    // Exchange accepts the whole redirect URL, as pasted from a browser.
+    let code = server.issue_code(false, "urn:ietf:wg:oauth:2.0:oob");
+    let out = env.run(&["exchange", "acme", &format!("http://x/cb?code={code}")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first_access = server.last_access_token().unwrap();
+    assert!(env.vault_text().contains(&first_access));
+
+    let out = env.run(&["status"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("1h 59m"), "{}", stdout(&out));
+
+    // A valid token prints as is, with nothing else on stdout and no server call.
+    let calls = server.token_requests();
+    let out = env.run(&["token", "acme"]);
+    assert_eq!(stdout(&out), first_access);
+    assert_eq!(server.token_requests(), calls);
+
+    let old_refresh = server
+        .state
+        .lock()
+        .unwrap()
+        .last_refresh_token
+        .clone()
+        .unwrap();
+    let out = env.run(&["refresh", "acme"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("refreshed"));
+    let second_access = server.last_access_token().unwrap();
+    assert_ne!(first_access, second_access);
+    assert!(!server.is_refresh_token_valid(&old_refresh), "rotation");
+    let text = env.vault_text();
+    let new_refresh = server
+        .state
+        .lock()
+        .unwrap()
+        .last_refresh_token
+        .clone()
+        .unwrap();
+    assert!(text.contains(&second_access) && text.contains(&new_refresh));
+    assert_eq!(stdout(&env.run(&["token", "acme"])), second_access);
+
+    let out = env.run(&["check", "acme"]);
+    assert!(stdout(&out).contains("ada@example.com"), "{}", stderr(&out));
+    assert!(env.vault_text().contains("email = \"ada@example.com\""));
+    let json = stdout(&env.run(&["status", "--json"]));
+    assert!(
+        json.contains("ada@example.com, company 42, employee 7"),
+        "{json}"
+    );
+
+    let out = env.run(&["revoke", "acme"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        server
+            .state
+            .lock()
+            .unwrap()
+            .revoked
+            .contains(&second_access)
+    );
+    assert!(!env.vault_text().contains("[profile.token]"));
+    assert!(stdout(&env.run(&["status"])).contains("no-token"));
+
+    // No secret ever reached stderr or the log.
+    let log = env.log_text();
+    for secret in [
+        common::CLIENT_SECRET,
+        &first_access,
+        &second_access,
+        &new_refresh,
+    ] {
+        assert!(!log.contains(secret), "{secret} in log");
+    }
+}
+
+#[test]
+fn token_refreshes_an_expired_access_token_first() {
+    let env = Env::new();
+    let server = MockServer::start();
+    server.set_expires_in(60); // inside the default 5 min refresh margin
+    env.authorized_profile("p", &server, &[]);
+    let before = server.last_access_token().unwrap();
+    server.set_expires_in(7200);
+    let out = env.run(&["token", "p"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = server.last_access_token().unwrap();
+    assert_ne!(before, after);
+    assert_eq!(stdout(&out), after, "stdout holds only the token");
+    assert_eq!(server.refresh_requests(), 1);
+}
+
+#[test]
+fn company_tokens_never_expire_and_cannot_refresh() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("co", &server, &["--owner", "company"]);
+    let text = stdout(&env.run(&["status"]));
+    assert!(text.contains("never") && text.contains("company"), "{text}");
+    let access = server.last_access_token().unwrap();
+    assert_eq!(stdout(&env.run(&["token", "co"])), access);
+    let out = env.run(&["refresh", "co"]);
+    assert_one_line_error(&out, "no refresh token stored: authorize again");
+}
+
+#[test]
+fn reused_code_and_dead_refresh_token_explain_themselves() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.add_profile("p", &server, &[]);
+    let code = server.issue_code(false, "urn:ietf:wg:oauth:2.0:oob");
+    assert!(env.run(&["exchange", "p", &code]).status.success());
+    let before = env.vault_bytes();
+    let again = env.run(&["exchange", "p", &code]);
+    assert!(
+        stderr(&again).contains("already used: authorize again"),
+        "{}",
+        stderr(&again)
+    );
+    assert!(!again.status.success());
+    // The failure is recorded on the profile, the token kept.
+    let text = env.vault_text();
+    assert!(text.contains("last_error") && text.contains("access_token"));
+    assert_ne!(env.vault_bytes(), before);
+
+    // Someone else used the refresh token: the server has rotated it away.
+    let refresh = server
+        .state
+        .lock()
+        .unwrap()
+        .last_refresh_token
+        .clone()
+        .unwrap();
+    server
+        .state
+        .lock()
+        .unwrap()
+        .refresh_tokens_clear_for_test(&refresh);
+    let out = env.run(&["refresh", "p"]);
+    assert!(
+        stderr(&out).contains("refresh token expired or already used: authorize again"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(env.run(&["status"]).status.code(), Some(2));
+}
+
+#[test]
+fn wrong_client_secret_is_named() {
+    let env = Env::new();
+    let server = MockServer::start();
+    let base = server.base_url();
+    let out = env.run_with_stdin(
+        &[
+            "add",
+            "bad",
+            "--client-id",
+            common::CLIENT_ID,
+            "--base-url",
+            &base,
+            "--redirect-uri",
+            "urn:ietf:wg:oauth:2.0:oob",
+        ],
+        "not-the-secret",
+    );
+    assert!(out.status.success());
+    let code = server.issue_code(false, "urn:ietf:wg:oauth:2.0:oob");
+    let out = env.run(&["exchange", "bad", &code]);
+    assert!(
+        stderr(&out).contains("client id or secret wrong"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn transient_faults_are_retried_and_permanent_ones_reported() {
+    let env = Env::new();
+    fast_config(&env);
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &[]);
+
+    // One 503 then success: retried, refreshed.
+    server.fail_next(Fault::Status(503), 1);
+    let out = env.run(&["refresh", "p"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // 429 with Retry-After: 1 is honoured.
+    server.fail_next(Fault::RateLimited { retry_after: 1 }, 1);
+    let start = Instant::now();
+    let out = env.run(&["refresh", "p"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(start.elapsed() >= Duration::from_secs(1));
+
+    // Persistent failures: bounded retries, a clear message, tokens unchanged.
+    for (fault, needle) in [
+        (Fault::Status(500), "server error HTTP 500"),
+        (Fault::Status(502), "server error HTTP 502"),
+        (Fault::NotJson, "not a valid token response (not JSON)"),
+        (Fault::MissingAccessToken, "not a valid token response"),
+        (Fault::Huge, "larger than 256 KiB"),
+        (Fault::Slow(Duration::from_secs(3)), "no answer from"),
+        (Fault::Reset, "cannot reach"),
+    ] {
+        let token_before = stdout(&env.run(&["token", "p"]));
+        let calls = server.token_requests();
+        server.fail_next(fault, 10);
+        let out = env.run(&["refresh", "p"]);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{fault:?}");
+        assert!(err.contains(needle), "{fault:?}: {err}");
+        let attempts = server.token_requests() - calls;
+        assert!(
+            (1..=3).contains(&attempts),
+            "{fault:?}: {attempts} attempts"
+        );
+        server.fail_next(fault, 0);
+        assert_eq!(stdout(&env.run(&["token", "p"])), token_before, "{fault:?}");
+    }
+}
+
+#[test]
+fn refresh_all_runs_fifty_profiles_concurrently_and_saves_each() {
+    let env = Env::new();
+    let server = MockServer::start();
+    for i in 0..50 {
+        env.authorized_profile(&format!("p{i:02}"), &server, &[]);
+    }
+    let before = server.refresh_requests();
+    let out = env.run(&["refresh", "--all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.refresh_requests() - before, 50);
+    assert_eq!(stderr(&out).matches(": refreshed").count(), 50);
+    // Every stored refresh token is the live one the server issued last.
+    let text = env.vault_text();
+    let live: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("refresh_token = \""))
+        .map(|l| l.trim_end_matches('"').to_string())
+        .collect();
+    assert_eq!(live.len(), 50);
+    assert!(live.iter().all(|t| server.is_refresh_token_valid(t)));
+    // Only those ending soon: nothing to do now.
+    let out = env.run(&["refresh", "--all", "--if-expiring-within", "10m"]);
+    assert_eq!(stderr(&out).matches("not refreshed").count(), 50);
+    assert_eq!(server.refresh_requests() - before, 50);
+}
+
+#[test]
+fn a_reported_refresh_is_on_disk_before_the_command_returns() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &[]);
+    for _ in 0..5 {
+        let out = env.run(&["refresh", "p"]);
+        assert!(out.status.success());
+        // Read the file with the age CLI, not through tokdeck.
+        let newest = server
+            .state
+            .lock()
+            .unwrap()
+            .last_refresh_token
+            .clone()
+            .unwrap();
+        assert!(env.vault_text().contains(&newest));
+    }
+}
+
+fn listen_profile(env: &Env, server: &MockServer) -> u16 {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = server.base_url();
+    let redirect = format!("http://127.0.0.1:{port}/callback");
+    let out = env.run_with_stdin(
+        &[
+            "add",
+            "web",
+            "--client-id",
+            common::CLIENT_ID,
+            "--base-url",
+            &base,
+            "--redirect-uri",
+            &redirect,
+        ],
+        common::CLIENT_SECRET,
+    );
+    assert!(out.status.success());
+    port
+}
+
+/// Acts as the browser: follows the authorize URL to the redirect, then calls `rewrite` on it.
+fn browse(authorize_url: &str, rewrite: impl Fn(&str) -> String) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let r = client.get(authorize_url).send().await.unwrap();
+        let location = r.headers()["location"].to_str().unwrap().to_string();
+        let r = client.get(rewrite(&location)).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    })
+}
+
+#[test]
+fn authorize_listen_catches_the_redirect_and_rejects_a_wrong_state() {
+    let env = Env::new();
+    let server = MockServer::start();
+    let port = listen_profile(&env, &server);
+    let mut child = env
+        .command(&[
+            "authorize",
+            "web",
+            "--listen",
+            "--no-browser",
+            "--timeout",
+            "20s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines.next().unwrap().unwrap();
+    assert!(
+        url.contains("/oauth/authorize?client_id=test-client"),
+        "{url}"
+    );
+    assert!(url.contains(&format!("127.0.0.1%3A{port}")), "{url}");
+
+    // Junk on another path, then a forged state: both refused, the listener keeps going.
+    let (status, _) = browse(&url, |loc| loc.replace("/callback", "/other"));
+    assert_eq!(status, 404);
+    let (status, body) = browse(&url, |loc| {
+        let (base, _) = loc.split_once("&state=").unwrap();
+        format!("{base}&state=forged")
+    });
+    assert_eq!(status, 400);
+    assert!(body.contains("Rejected"));
+    let (status, body) = browse(&url, |loc| loc.to_string());
+    assert_eq!(status, 200);
+    assert!(body.contains("close this tab"));
+
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("wrong or missing state"), "{err}");
+    assert!(err.contains("authorized"), "{err}");
+    // Exactly one code was exchanged.
+    assert!(
+        env.vault_text()
+            .contains(&server.last_access_token().unwrap())
+    );
+    assert!(!env.vault_text().contains("[profile.pending]"));
+    // The listener is gone.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn authorize_listen_times_out_cleanly() {
+    let env = Env::new();
+    let server = MockServer::start();
+    listen_profile(&env, &server);
+    let before = env.vault_bytes();
+    let out = env.run(&[
+        "authorize",
+        "web",
+        "--listen",
+        "--no-browser",
+        "--timeout",
+        "1s",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no redirect arrived within 1s"),
+        "{}",
+        stderr(&out)
+    );
+    // The pending state was saved (so a later paste can be checked), the rest kept.
+    assert_ne!(env.vault_bytes(), before);
+    assert!(env.vault_text().contains("[profile.pending]"));
+}
+
+#[test]
+fn authorize_without_listen_prints_the_url_and_exchange_checks_its_state() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.add_profile("p", &server, &["--owner", "company", "--pkce"]);
+    let out = env.run(&["authorize", "p", "--no-browser"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let url = stdout(&out).trim().to_string();
+    assert!(url.contains("resource_owner_type=company"));
+    assert!(url.contains("code_challenge_method=S256"));
+    assert!(stderr(&out).contains("tokdeck exchange p"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let location = rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let r = client.get(&url).send().await.unwrap();
+        r.headers()["location"].to_str().unwrap().to_string()
+    });
+    let forged = format!("{}&state=nope", location.split("&state=").next().unwrap());
+    let bad = env.run(&["exchange", "p", &forged]);
+    assert_one_line_error(&bad, "state does not match");
+    let good = env.run(&["exchange", "p", &location]);
+    assert!(good.status.success(), "{}", stderr(&good));
+    assert!(stderr(&good).contains("does not expire"));
+}
+
+#[test]
+fn listen_needs_a_loopback_redirect() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.add_profile("p", &server, &[]);
+    let out = env.run(&["authorize", "p", "--listen"]);
+    assert_one_line_error(&out, "--listen needs a loopback redirect URI");
+}

@@ -1,0 +1,165 @@
+//! Shared test harness: a temp home for the binary, and the mock OAuth server.
+
+#![allow(dead_code)]
+
+pub mod mock;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+#[allow(unused_imports)]
+pub use mock::Fault;
+pub use mock::{CLIENT_ID, CLIENT_SECRET, MockServer};
+
+/// The built binary.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tokdeck"))
+}
+
+/// A private home for one test: config, data and state dirs, a vault path, an identity.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    /// A home with nothing in it.
+    pub fn empty() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// A home with an initialised vault (key-based, the default identity).
+    pub fn new() -> Self {
+        let env = Self::empty();
+        let out = env.run(&["init"]);
+        assert!(out.status.success(), "init failed: {}", stderr(&out));
+        env
+    }
+
+    pub fn home(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn vault(&self) -> PathBuf {
+        self.home().join("data/tokdeck/vault.age")
+    }
+
+    pub fn identity(&self) -> PathBuf {
+        self.home().join("config/tokdeck/identity.txt")
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.home().join("config/tokdeck/config.toml")
+    }
+
+    /// Writes `config.toml`.
+    pub fn write_config(&self, text: &str) {
+        std::fs::create_dir_all(self.config_file().parent().unwrap()).unwrap();
+        std::fs::write(self.config_file(), text).unwrap();
+    }
+
+    /// A command for the binary with this home and no inherited tokdeck settings.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.home())
+            .env("XDG_CONFIG_HOME", self.home().join("config"))
+            .env("XDG_DATA_HOME", self.home().join("data"))
+            .env("XDG_STATE_HOME", self.home().join("state"))
+            .env("TOKDECK_LOG", "debug")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs the binary to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs the binary with `input` on stdin.
+    pub fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Adds a profile pointing at `server`, secret piped on stdin.
+    pub fn add_profile(&self, name: &str, server: &MockServer, extra: &[&str]) {
+        let base = server.base_url();
+        let mut args = vec![
+            "add",
+            name,
+            "--client-id",
+            CLIENT_ID,
+            "--base-url",
+            &base,
+            "--redirect-uri",
+            "urn:ietf:wg:oauth:2.0:oob",
+        ];
+        args.extend_from_slice(extra);
+        let out = self.run_with_stdin(&args, CLIENT_SECRET);
+        assert!(out.status.success(), "add failed: {}", stderr(&out));
+    }
+
+    /// Adds a profile and gives it tokens through a code exchange.
+    pub fn authorized_profile(&self, name: &str, server: &MockServer, extra: &[&str]) {
+        self.add_profile(name, server, extra);
+        let company = extra.windows(2).any(|w| w == ["--owner", "company"]);
+        let code = server.issue_code(company, "urn:ietf:wg:oauth:2.0:oob");
+        let out = self.run(&["exchange", name, &code]);
+        assert!(out.status.success(), "exchange failed: {}", stderr(&out));
+    }
+
+    /// The vault decrypted by the reference age CLI.
+    pub fn vault_text(&self) -> String {
+        let out = Command::new("age")
+            .arg("-d")
+            .arg("-i")
+            .arg(self.identity())
+            .arg(self.vault())
+            .output()
+            .expect("the age CLI is installed (apt-get install age)");
+        assert!(out.status.success(), "age -d failed: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn vault_bytes(&self) -> Vec<u8> {
+        std::fs::read(self.vault()).unwrap()
+    }
+
+    /// Everything in the state dir's log file.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.home().join("state/tokdeck/tokdeck.log")).unwrap_or_default()
+    }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts a failed run printed exactly one line on stderr containing `needle`.
+pub fn assert_one_line_error(out: &Output, needle: &str) {
+    assert!(!out.status.success(), "expected failure, got success");
+    let err = stderr(out);
+    assert!(err.contains(needle), "stderr lacks '{needle}': {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+}
