@@ -1,8 +1,201 @@
-//! The full-screen app.
+//! The full-screen app: state and pure transitions (`app`), rendering (`view`), the keymap,
+//! themes, the profile form; this module is the runtime at the edge that does the I/O.
+
+pub mod app;
+pub mod form;
+pub mod keymap;
+pub mod osc52;
+pub mod theme;
+pub mod view;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::Offset;
+use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste, Event as TermEvent};
+use ratatui::DefaultTerminal;
+use tokio::sync::mpsc;
 
 use crate::commands::context::Context;
+use crate::config::Paths;
+use crate::vault::{Profile, Store};
+use crate::worker::WorkerHandle;
+use app::{App, Effect, Msg, SaveOp, Settings};
+use theme::Theme;
+
+/// Rows of the screen that are not table rows (header, borders, detail pane, footer).
+const CHROME_ROWS: u16 = 16;
+
+/// Picks the theme: `NO_COLOR` wins, then --theme / config.
+pub fn resolve_theme(ctx: &Context) -> anyhow::Result<Theme> {
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        return Ok(Theme::monochrome());
+    }
+    let name = ctx
+        .global
+        .theme
+        .clone()
+        .unwrap_or_else(|| ctx.config.theme.clone());
+    let user_dir = Paths::config_dir().map(|d| d.join("themes"));
+    Theme::load(&name, user_dir.as_deref())
+}
 
 /// Opens the TUI over the vault.
-pub async fn run(_ctx: &Context) -> anyhow::Result<()> {
-    anyhow::bail!("the full-screen app is not built yet: use the subcommands (see --help)")
+pub async fn run(ctx: &Context) -> anyhow::Result<()> {
+    // Unlock (and any passphrase prompt) happens before the screen is taken over.
+    let store = ctx.open_store()?;
+    let theme = resolve_theme(ctx)?;
+    let handle = ctx.worker(store.clone())?;
+    let settings = Settings {
+        warn: ctx.config.warn,
+        refresh_margin: ctx.config.refresh_margin,
+        vault_label: home_relative(store.path()),
+        utc_offset: chrono::Local::now().offset().fix(),
+        read_only_reason: None,
+    };
+    let app = App::new(store.snapshot()?.profiles, ctx.clock.now(), settings);
+    let mut terminal = ratatui::try_init().context("cannot open the terminal")?;
+    let _ = crossterm::execute!(std::io::stdout(), EnableBracketedPaste);
+    let result = event_loop(&mut terminal, app, &theme, store, handle, ctx).await;
+    let _ = crossterm::execute!(std::io::stdout(), DisableBracketedPaste);
+    ratatui::restore();
+    result
+}
+
+/// `~/...` for paths under the home directory.
+fn home_relative(path: &std::path::Path) -> String {
+    match directories::BaseDirs::new().and_then(|b| {
+        path.strip_prefix(b.home_dir())
+            .ok()
+            .map(|p| p.display().to_string())
+    }) {
+        Some(rest) => format!("~/{rest}"),
+        None => path.display().to_string(),
+    }
+}
+
+fn spawn_input_reader() -> mpsc::UnboundedReceiver<TermEvent> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        while let Ok(event) = crossterm::event::read() {
+            if tx.send(event).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+async fn event_loop(
+    terminal: &mut DefaultTerminal,
+    mut app: App,
+    theme: &Theme,
+    store: Arc<Store>,
+    handle: WorkerHandle,
+    ctx: &Context,
+) -> anyhow::Result<()> {
+    let WorkerHandle {
+        commands,
+        mut events,
+    } = handle;
+    let mut input = spawn_input_reader();
+    let (msg_tx, mut msg_rx) = mpsc::unbounded_channel::<Msg>();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut ticks: u64 = 0;
+    let in_tmux = std::env::var_os("TMUX").is_some();
+    loop {
+        app.page_size = terminal
+            .size()
+            .map(|s| s.height.saturating_sub(CHROME_ROWS))
+            .unwrap_or(10) as usize;
+        terminal.draw(|frame| view::draw(frame, &app, theme))?;
+        let msg = tokio::select! {
+            Some(event) = input.recv() => match event {
+                TermEvent::Key(key) => Msg::Key(key),
+                TermEvent::Paste(text) => Msg::Paste(text),
+                // A resize only needs the redraw at the top of the loop.
+                _ => continue,
+            },
+            Some(event) = events.recv() => Msg::Worker(event),
+            Some(msg) = msg_rx.recv() => msg,
+            _ = tick.tick() => {
+                ticks += 1;
+                if ticks.is_multiple_of(2) {
+                    watch_vault(store.clone(), msg_tx.clone());
+                }
+                Msg::Tick(ctx.clock.now())
+            }
+        };
+        for effect in app.update(msg) {
+            match effect {
+                Effect::Send(command) => {
+                    if commands.send(command).is_err() {
+                        anyhow::bail!("the OAuth worker stopped unexpectedly");
+                    }
+                }
+                Effect::Copy { text, .. } => {
+                    use age::secrecy::ExposeSecret;
+                    let seq = osc52::sequence(text.expose_secret(), in_tmux);
+                    let mut out = std::io::stdout();
+                    let _ = out.write_all(seq.as_bytes()).and_then(|_| out.flush());
+                }
+                Effect::OpenBrowser(url) => {
+                    crate::commands::oauth::open_browser(&url);
+                }
+                Effect::Save(op) => save(store.clone(), op, msg_tx.clone()),
+                Effect::Quit => return Ok(()),
+                Effect::Suspend => {
+                    ratatui::restore();
+                    // SAFETY: raising a signal on our own process has no memory-safety
+                    // preconditions; the process stops here until SIGCONT.
+                    unsafe {
+                        libc::raise(libc::SIGTSTP);
+                    }
+                    *terminal = ratatui::try_init().context("cannot reopen the terminal")?;
+                    let _ = crossterm::execute!(std::io::stdout(), EnableBracketedPaste);
+                    terminal.clear()?;
+                }
+            }
+        }
+    }
+}
+
+/// Tells the app when another process changed the vault.
+fn watch_vault(store: Arc<Store>, tx: mpsc::UnboundedSender<Msg>) {
+    tokio::task::spawn_blocking(move || {
+        if let Ok(Some(data)) = store.reload_if_changed() {
+            let _ = tx.send(Msg::Reloaded(data.profiles));
+        }
+    });
+}
+
+/// Saves a UI change through the same locked, atomic path as the CLI.
+fn save(store: Arc<Store>, op: SaveOp, tx: mpsc::UnboundedSender<Msg>) {
+    tokio::task::spawn_blocking(move || {
+        let result = store.update(|data| -> Result<Vec<Profile>, String> {
+            match op {
+                SaveOp::Delete(name) => data.profiles.retain(|p| p.name != name),
+                SaveOp::Upsert { original, profile } => {
+                    let target = original.as_deref().unwrap_or(&profile.name).to_string();
+                    if original.is_none() && data.profile(&profile.name).is_some() {
+                        return Err(format!("a profile named '{}' already exists", profile.name));
+                    }
+                    match data.profiles.iter_mut().find(|p| p.name == target) {
+                        Some(slot) => *slot = *profile,
+                        None => data.profiles.push(*profile),
+                    }
+                }
+            }
+            Ok(data.profiles.clone())
+        });
+        let msg = match result {
+            Ok(Ok(profiles)) => Msg::Saved(Ok(profiles)),
+            Ok(Err(e)) => Msg::Saved(Err(e)),
+            Err(e) => Msg::Saved(Err(e.to_string())),
+        };
+        let _ = tx.send(msg);
+    });
 }

@@ -227,17 +227,26 @@ impl Store {
         Ok(snap.data.clone())
     }
 
-    fn refresh_snapshot(&self, snap: &mut Snapshot) -> Result<(), VaultError> {
+    /// The content, only when the file changed since this store last read or wrote it.
+    pub fn reload_if_changed(&self) -> Result<Option<VaultData>, VaultError> {
+        let mut snap = lock_ignoring_poison(&self.snapshot);
+        let changed = self.refresh_snapshot(&mut snap)?;
+        Ok(changed.then(|| snap.data.clone()))
+    }
+
+    /// Re-reads the file; returns whether it differed from what this store last saw.
+    fn refresh_snapshot(&self, snap: &mut Snapshot) -> Result<bool, VaultError> {
         let current = read_vault(&self.path)?;
-        if current != snap.ciphertext {
-            let (data, sealing) = decode(&current, &self.unlock, &self.path)?;
-            *lock_ignoring_poison(&self.sealing) = Some(sealing);
-            *snap = Snapshot {
-                ciphertext: current,
-                data,
-            };
+        if current == snap.ciphertext {
+            return Ok(false);
         }
-        Ok(())
+        let (data, sealing) = decode(&current, &self.unlock, &self.path)?;
+        *lock_ignoring_poison(&self.sealing) = Some(sealing);
+        *snap = Snapshot {
+            ciphertext: current,
+            data,
+        };
+        Ok(true)
     }
 
     /// Takes the cross-process write lock, waiting up to the store's lock wait.
