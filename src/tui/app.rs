@@ -896,14 +896,26 @@ mod tests {
 
     #[test]
     fn sorted_by_urgency_and_cursor_follows_the_profile() {
-        let mut app = app(vec![profile("fine", Some(7200)), profile("stale", Some(-60)), profile("new", None)]);
-        let names: Vec<_> = app.order.iter().map(|&i| app.profiles[i].name.as_str()).collect();
+        let mut app = app(vec![
+            profile("fine", Some(7200)),
+            profile("stale", Some(-60)),
+            profile("new", None),
+        ]);
+        let names: Vec<_> = app
+            .order
+            .iter()
+            .map(|&i| app.profiles[i].name.as_str())
+            .collect();
         assert_eq!(names, ["new", "stale", "fine"]);
         app.update(key('j'));
         assert_eq!(app.selected().unwrap().name, "stale");
         app.update(key('s'));
         assert_eq!(app.sort, SortKey::Name);
-        assert_eq!(app.selected().unwrap().name, "stale", "selection kept across re-sort");
+        assert_eq!(
+            app.selected().unwrap().name,
+            "stale",
+            "selection kept across re-sort"
+        );
     }
 
     #[test]
@@ -914,7 +926,9 @@ mod tests {
         assert!(app.busy.contains_key("p"));
         // A second r while busy sends nothing.
         assert!(sent(&app.update(key('r'))).is_empty());
-        let Effect::Send(cmd) = &effects[0] else { unreachable!() };
+        let Effect::Send(cmd) = &effects[0] else {
+            unreachable!()
+        };
         let saved = profile("p", Some(7200));
         app.update(Msg::Worker(Event::Succeeded {
             id: cmd.id,
@@ -931,7 +945,9 @@ mod tests {
     fn failures_flash_and_log_as_errors() {
         let mut app = app(vec![profile("p", Some(10))]);
         let effects = app.update(key('r'));
-        let Effect::Send(cmd) = &effects[0] else { unreachable!() };
+        let Effect::Send(cmd) = &effects[0] else {
+            unreachable!()
+        };
         app.update(Msg::Worker(Event::Failed {
             id: cmd.id,
             profile: "p".into(),
@@ -948,7 +964,9 @@ mod tests {
         let mut app = app(vec![profile("p", None)]);
         let effects = app.update(key('a'));
         assert_eq!(sent(&effects), [("p", "authorize")]);
-        let Effect::Send(cmd) = &effects[0] else { unreachable!() };
+        let Effect::Send(cmd) = &effects[0] else {
+            unreachable!()
+        };
         let effects = app.update(Msg::Worker(Event::AuthorizeUrl {
             id: cmd.id,
             profile: "p".into(),
@@ -957,7 +975,9 @@ mod tests {
         }));
         assert!(matches!(&effects[0], Effect::Copy { .. }));
         assert!(matches!(&effects[1], Effect::OpenBrowser(_)));
-        let Mode::Authorize(popup) = &app.mode else { panic!("no popup") };
+        let Mode::Authorize(popup) = &app.mode else {
+            panic!("no popup")
+        };
         assert!(popup.url.is_some());
         app.update(key('e'));
         assert!(matches!(app.mode, Mode::Paste { .. }));
@@ -981,7 +1001,10 @@ mod tests {
 
     #[test]
     fn filter_narrows_rows_and_escape_clears() {
-        let mut app = app(vec![profile("alpha", Some(100)), profile("beta", Some(100))]);
+        let mut app = app(vec![
+            profile("alpha", Some(100)),
+            profile("beta", Some(100)),
+        ]);
         app.update(key('/'));
         app.update(key('b'));
         assert_eq!(app.order.len(), 1);
@@ -1007,14 +1030,24 @@ mod tests {
         let mut p = profile("auto", Some(600));
         p.auto_refresh = true;
         let mut app = app(vec![p, profile("manual", Some(10))]);
-        assert!(sent(&app.update(Msg::Tick(at(1)))).is_empty(), "600 s left > 5 min margin");
+        assert!(
+            sent(&app.update(Msg::Tick(at(1)))).is_empty(),
+            "600 s left > 5 min margin"
+        );
         assert_eq!(sent(&app.update(Msg::Tick(at(301)))), [("auto", "refresh")]);
-        assert!(sent(&app.update(Msg::Tick(at(302)))).is_empty(), "busy: not twice");
+        assert!(
+            sent(&app.update(Msg::Tick(at(302)))).is_empty(),
+            "busy: not twice"
+        );
     }
 
     #[test]
     fn refresh_due_picks_only_profiles_inside_the_margin() {
-        let mut app = app(vec![profile("soon", Some(60)), profile("later", Some(7200)), profile("none", None)]);
+        let mut app = app(vec![
+            profile("soon", Some(60)),
+            profile("later", Some(7200)),
+            profile("none", None),
+        ]);
         assert_eq!(sent(&app.update(key('R'))), [("soon", "refresh")]);
     }
 
@@ -1022,7 +1055,9 @@ mod tests {
     fn quit_waits_for_refreshes_in_flight() {
         let mut app = app(vec![profile("p", Some(10))]);
         let effects = app.update(key('r'));
-        let Effect::Send(cmd) = &effects[0] else { unreachable!() };
+        let Effect::Send(cmd) = &effects[0] else {
+            unreachable!()
+        };
         assert!(app.update(key('q')).is_empty());
         assert!(app.quitting);
         let effects = app.update(Msg::Worker(Event::Succeeded {
@@ -1060,6 +1095,8 @@ mod tests {
         app.update(code(KeyCode::Tab));
         app.update(Msg::Paste("secret\n".into()));
         let effects = app.update(code(KeyCode::Enter));
-        assert!(matches!(&effects[0], Effect::Save(SaveOp::Upsert { original: None, profile }) if profile.name == "acme"));
+        assert!(
+            matches!(&effects[0], Effect::Save(SaveOp::Upsert { original: None, profile }) if profile.name == "acme")
+        );
     }
 }

@@ -229,6 +229,8 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     }
     let offset = scroll_offset(app.cursor, inner_height);
     let warn = app.settings.warn.as_secs() as i64;
+    // Narrow screens drop the scopes column (the detail pane shows them) to keep countdowns whole.
+    let show_scopes = area.width >= 100;
     let rows = app
         .order
         .iter()
@@ -242,25 +244,22 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 Some(b) => format!("{}… {}", b.verb, SPINNER[app.spinner % SPINNER.len()]),
                 None => a.health.label().to_string(),
             };
-            let row = Row::new(vec![
+            let mut cells = vec![
                 Cell::from(p.name.clone()),
                 Cell::from(p.environment()).style(fg(theme.muted)),
                 Cell::from(p.owner.to_string()),
-                Cell::from(p.scope_string()).style(fg(theme.muted)),
-                Cell::from(a.access_text()).style(fg(countdown_color(
-                    a.access_left,
-                    a.has_token,
-                    warn,
-                    theme,
-                ))),
-                Cell::from(a.refresh_text()).style(fg(countdown_color(
-                    a.refresh_left,
-                    a.refresh_left.is_some(),
-                    warn,
-                    theme,
-                ))),
+            ];
+            if show_scopes {
+                cells.push(Cell::from(p.scope_string()).style(fg(theme.muted)));
+            }
+            let access = countdown_color(a.access_left, a.has_token, warn, theme);
+            let refresh = countdown_color(a.refresh_left, a.refresh_left.is_some(), warn, theme);
+            cells.extend([
+                Cell::from(a.access_text()).style(fg(access)),
+                Cell::from(a.refresh_text()).style(fg(refresh)),
                 Cell::from(state).style(fg(health_color(a.health, theme))),
             ]);
+            let row = Row::new(cells);
             if pos == app.cursor {
                 let style = if theme.monochrome {
                     Style::default().add_modifier(Modifier::REVERSED)
@@ -274,19 +273,23 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 row
             }
         });
-    let header = Row::new([
-        "NAME", "ENV", "OWNER", "SCOPES", "ACCESS", "REFRESH", "STATE",
-    ])
-    .style(fg(theme.muted).add_modifier(Modifier::BOLD));
-    let widths = [
+    let mut titles = vec!["NAME", "ENV", "OWNER"];
+    let mut widths = vec![
         Constraint::Min(10),
         Constraint::Length(11),
         Constraint::Length(7),
-        Constraint::Length(10),
-        Constraint::Length(15),
-        Constraint::Length(12),
-        Constraint::Length(13),
     ];
+    if show_scopes {
+        titles.push("SCOPES");
+        widths.push(Constraint::Length(16));
+    }
+    titles.extend(["ACCESS", "REFRESH", "STATE"]);
+    widths.extend([
+        Constraint::Length(14),
+        Constraint::Length(12),
+        Constraint::Length(12),
+    ]);
+    let header = Row::new(titles).style(fg(theme.muted).add_modifier(Modifier::BOLD));
     frame.render_widget(
         Table::new(rows, widths)
             .header(header)
@@ -312,58 +315,48 @@ fn secret_text(revealed: bool, value: &str) -> String {
 
 fn detail_lines(app: &App, p: &Profile, a: &Assessment, theme: &Theme) -> Vec<Line<'static>> {
     let label = |s: &str| Span::styled(format!("{s:<14}"), fg(theme.muted));
+    let row = |name: &str, value: String| Line::from(vec![label(name), Span::raw(value)]);
     let shown = app.revealed(&p.name);
-    let mut lines = vec![
-        Line::from(vec![label("endpoint"), Span::raw(p.endpoints.token())]),
-        Line::from(vec![label("client id"), Span::raw(p.client_id.clone())]),
-        Line::from(vec![
-            label("client secret"),
-            Span::raw(secret_text(shown, p.client_secret.expose_secret())),
-        ]),
-        Line::from(vec![label("redirect"), Span::raw(p.redirect_uri.clone())]),
-    ];
+    // Most important first: a small screen shows only the top of this list.
+    let mut lines = Vec::new();
+    if let Some(e) = &p.last_error {
+        lines.push(Line::from(vec![
+            label("last error"),
+            Span::styled(e.clone(), fg(theme.danger)),
+        ]));
+    }
     match &p.token {
         None => lines.push(Line::from(vec![
             label("token"),
             Span::styled("none: press a to authorize", fg(theme.warn)),
         ])),
         Some(t) => {
-            lines.push(Line::from(vec![
-                label("access token"),
-                Span::raw(secret_text(shown, t.access_token.expose_secret())),
-            ]));
-            if let Some(r) = &t.refresh_token {
-                lines.push(Line::from(vec![
-                    label("refresh token"),
-                    Span::raw(secret_text(shown, r.expose_secret())),
-                ]));
-            }
-            lines.push(Line::from(vec![
-                label("obtained"),
-                Span::raw(local(app, t.obtained_at)),
-            ]));
             let expires = match t.expires_at {
                 Some(at) => format!("{} ({})", local(app, at), a.access_text()),
                 None => "never (company token)".into(),
             };
-            lines.push(Line::from(vec![label("expires"), Span::raw(expires)]));
+            lines.push(row("expires", expires));
             if let Some(end) = t.refresh_expires_at {
-                lines.push(Line::from(vec![
-                    label("refresh until"),
-                    Span::raw(format!("{} ({})", local(app, end), a.refresh_text())),
-                ]));
+                lines.push(row(
+                    "refresh until",
+                    format!("{} ({})", local(app, end), a.refresh_text()),
+                ));
+            }
+            lines.push(row("obtained", local(app, t.obtained_at)));
+            lines.push(row(
+                "access token",
+                secret_text(shown, t.access_token.expose_secret()),
+            ));
+            if let Some(r) = &t.refresh_token {
+                lines.push(row("refresh token", secret_text(shown, r.expose_secret())));
             }
         }
     }
     if let Some(c) = &p.last_check {
-        lines.push(Line::from(vec![
-            label("owner"),
-            Span::raw(format!(
-                "{} (checked {})",
-                c.owner_line(),
-                local(app, c.checked_at)
-            )),
-        ]));
+        lines.push(row(
+            "owner",
+            format!("{} (checked {})", c.owner_line(), local(app, c.checked_at)),
+        ));
     }
     if p.pending.is_some() {
         lines.push(Line::from(vec![
@@ -374,14 +367,21 @@ fn detail_lines(app: &App, p: &Profile, a: &Assessment, theme: &Theme) -> Vec<Li
             ),
         ]));
     }
+    lines.extend([
+        row(
+            "scopes",
+            format!("{} ({} token)", p.scope_string(), p.owner),
+        ),
+        row("token URL", p.endpoints.token()),
+        row("client id", p.client_id.clone()),
+        row(
+            "client secret",
+            secret_text(shown, p.client_secret.expose_secret()),
+        ),
+        row("redirect", p.redirect_uri.clone()),
+    ]);
     if !p.notes.is_empty() {
-        lines.push(Line::from(vec![label("notes"), Span::raw(p.notes.clone())]));
-    }
-    if let Some(e) = &p.last_error {
-        lines.push(Line::from(vec![
-            label("last error"),
-            Span::styled(e.clone(), fg(theme.danger)),
-        ]));
+        lines.push(row("notes", p.notes.clone()));
     }
     lines
 }
@@ -451,7 +451,10 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                     fg(theme.accent).add_modifier(Modifier::BOLD),
                 ));
                 spans.push(Span::styled(
-                    format!(" {}", b.help.split([' ', '(']).next().unwrap_or(b.help)),
+                    format!(
+                        " {}",
+                        b.help.split([' ', '(', ':']).next().unwrap_or(b.help)
+                    ),
                     fg(theme.muted),
                 ));
             }

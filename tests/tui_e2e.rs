@@ -1,0 +1,168 @@
+//! End to end: the real binary in a real terminal (tmux) against the mock OAuth server.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Env, MockServer};
+
+/// A private tmux server, killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(env: &Env, width: u16, height: u16, script: &str) -> Self {
+        let socket = format!("tokdeck-e2e-{}-{}", std::process::id(), rand_suffix());
+        let home = env.home();
+        let mut cmd = Command::new("tmux");
+        cmd.args(["-L", &socket, "-f", "/dev/null", "new-session", "-d"])
+            .args(["-x", &width.to_string(), "-y", &height.to_string()]);
+        for (k, v) in [
+            ("HOME", home.display().to_string()),
+            ("XDG_CONFIG_HOME", home.join("config").display().to_string()),
+            ("XDG_DATA_HOME", home.join("data").display().to_string()),
+            ("XDG_STATE_HOME", home.join("state").display().to_string()),
+        ] {
+            cmd.arg("-e").arg(format!("{k}={v}"));
+        }
+        cmd.arg(script);
+        let out = cmd
+            .output()
+            .expect("tmux is installed (apt-get install tmux)");
+        assert!(
+            out.status.success(),
+            "tmux: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { socket }
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let status = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys"])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits until the screen satisfies `pred`, returning it; panics with the screen after 15 s.
+    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let screen = self.screen();
+            if pred(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    h.finish() % 1_000_000
+}
+
+/// The text of the table row for `name`.
+fn row<'a>(screen: &'a str, name: &str) -> &'a str {
+    screen
+        .lines()
+        .find(|l| l.contains(&format!("│{name} ")))
+        .unwrap_or_else(|| panic!("no row for {name}:\n{screen}"))
+}
+
+#[test]
+fn open_refresh_and_quit_in_a_real_terminal() {
+    let env = Env::new();
+    let server = MockServer::start();
+    server.set_expires_in(120);
+    env.authorized_profile("billing", &server, &[]);
+    env.authorized_profile("crm-sync", &server, &[]);
+    let script = format!(
+        "sh -c '{} ; echo \"tokdeck exited $?\"; exec sh -i'",
+        common::bin().display()
+    );
+    let tmux = Tmux::start(&env, 100, 30, &script);
+
+    // Both profiles are listed with live countdowns under two minutes.
+    let screen = tmux.wait_for("the profile table", |s| {
+        s.contains("billing") && s.contains("crm-sync")
+    });
+    assert!(row(&screen, "billing").contains("1m 5"), "{screen}");
+    assert!(
+        screen.contains("2 expiring") || screen.contains("0 expiring"),
+        "{screen}"
+    );
+    let first = row(&screen, "billing").to_string();
+    let ticked = tmux.wait_for("the countdown to tick", |s| row(s, "billing") != first);
+    assert!(row(&ticked, "billing").contains("1m "), "{ticked}");
+
+    // Refresh the selected profile (sorted by expiry: billing first) with a 2 h lifetime.
+    server.set_expires_in(7200);
+    let selected = ticked
+        .lines()
+        .skip_while(|l| !l.contains("NAME"))
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .map(|s| s.trim_start_matches('│').to_string())
+        .unwrap();
+    let refreshes = server.refresh_requests();
+    tmux.keys(&["r"]);
+    let after = tmux.wait_for("the countdown to reset", |s| {
+        row(s, &selected).contains("1h 59m")
+    });
+    assert_eq!(server.refresh_requests(), refreshes + 1);
+    assert!(after.contains("new token saved"), "{after}");
+    // The new token is on disk.
+    assert!(
+        env.vault_text()
+            .contains(&server.last_access_token().unwrap())
+    );
+
+    // Help, then quit back to the shell.
+    tmux.keys(&["?"]);
+    tmux.wait_for("the help popup", |s| s.contains("keys (any key closes)"));
+    tmux.keys(&["x"]);
+    tmux.wait_for("the help to close", |s| {
+        !s.contains("keys (any key closes)")
+    });
+    tmux.keys(&["q"]);
+    let prompt = |s: &str| {
+        s.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .is_some_and(|l| matches!(l.trim_end().chars().last(), Some('$' | '#')))
+    };
+    let shell = tmux.wait_for("the shell prompt", |s| {
+        s.contains("tokdeck exited 0") && prompt(s)
+    });
+    assert!(
+        !shell.contains("profiles 2/2"),
+        "alternate screen left: {shell}"
+    );
+}

@@ -1,0 +1,260 @@
+//! Rendering snapshots: the real view into a ratatui TestBackend, with a fixed clock.
+
+use std::time::Duration;
+
+use age::secrecy::SecretString;
+use chrono::{DateTime, FixedOffset, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use tokdeck::tui::app::{App, Msg, Settings};
+use tokdeck::tui::theme::Theme;
+use tokdeck::tui::view;
+use tokdeck::vault::{CheckResult, Endpoints, OwnerType, Profile, Provider, Token};
+use tokdeck::worker::Event;
+
+const HOUR: i64 = 3_600;
+const DAY: i64 = 86_400;
+
+fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+}
+
+fn profile(name: &str, provider: Provider) -> Profile {
+    let base = provider
+        .base_url()
+        .unwrap_or("http://127.0.0.1:8080")
+        .to_string();
+    let mut p = Profile::new(
+        name.into(),
+        provider,
+        Endpoints {
+            base_url: base,
+            authorize_url: None,
+            token_url: None,
+            revoke_url: None,
+        },
+        format!("{name}-client"),
+        SecretString::from("client-secret-value"),
+        "urn:ietf:wg:oauth:2.0:oob".into(),
+    );
+    p.scopes = vec!["read".into(), "write".into()];
+    p
+}
+
+/// A user token obtained `age` seconds ago, living `life` seconds, with a 7 d window.
+fn user_token(age: i64, life: i64) -> Token {
+    Token {
+        access_token: SecretString::from("access-token-value"),
+        refresh_token: Some(SecretString::from("refresh-token-value")),
+        token_type: "Bearer".into(),
+        scope: Some("read write".into()),
+        obtained_at: at(-age),
+        expires_at: Some(at(life - age)),
+        refresh_expires_at: Some(at(7 * DAY - age)),
+    }
+}
+
+/// One profile in each state the table distinguishes.
+fn fleet() -> Vec<Profile> {
+    let mut ok = profile("payroll-sync", Provider::Factorial);
+    ok.token = Some(user_token(10 * 60, 2 * HOUR));
+    ok.last_check = Some(CheckResult {
+        checked_at: at(-300),
+        email: Some("ada@example.com".into()),
+        company_id: Some(42),
+        employee_id: Some(7),
+    });
+    let mut hour = profile("time-tracking", Provider::FactorialDemo);
+    hour.token = Some(user_token(HOUR + 20 * 60, 2 * HOUR));
+    let mut window = profile("expenses", Provider::Factorial);
+    window.token = Some(user_token(6 * DAY + 20 * HOUR, 7 * DAY + HOUR));
+    let mut stale = profile("reporting", Provider::Factorial);
+    stale.token = Some(user_token(3 * HOUR, 2 * HOUR));
+    let mut dead = profile("old-import", Provider::Factorial);
+    dead.token = Some(user_token(8 * DAY, 2 * HOUR));
+    let mut company = profile("company-hub", Provider::Factorial);
+    company.owner = OwnerType::Company;
+    company.token = Some(Token {
+        expires_at: None,
+        refresh_token: None,
+        refresh_expires_at: None,
+        ..user_token(30 * DAY, 0)
+    });
+    let mut failing = profile("ats-bridge", Provider::Custom);
+    failing.token = Some(user_token(HOUR, 2 * HOUR));
+    failing.last_error = Some("refresh token expired or already used: authorize again".into());
+    let fresh = profile("new-app", Provider::FactorialDemo);
+    vec![ok, hour, window, stale, dead, company, failing, fresh]
+}
+
+fn app(profiles: Vec<Profile>) -> App {
+    App::new(
+        profiles,
+        at(0),
+        Settings {
+            warn: Duration::from_secs(DAY as u64),
+            refresh_margin: Duration::from_secs(300),
+            vault_label: "~/.local/share/tokdeck/vault.age".into(),
+            utc_offset: FixedOffset::east_opt(0).unwrap(),
+            read_only_reason: None,
+        },
+    )
+}
+
+fn render(app: &App, theme: &Theme, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|f| view::draw(f, app, theme)).unwrap();
+    terminal
+}
+
+fn default_theme() -> Theme {
+    Theme::built_in("default").unwrap()
+}
+
+fn key(c: char) -> Msg {
+    Msg::Key(KeyEvent::new(c_code(c), KeyModifiers::NONE))
+}
+
+fn c_code(c: char) -> KeyCode {
+    KeyCode::Char(c)
+}
+
+fn text_of(terminal: &Terminal<TestBackend>) -> String {
+    terminal.backend().to_string()
+}
+
+#[test]
+fn empty_vault() {
+    let app = app(vec![]);
+    let t = render(&app, &default_theme(), 80, 24);
+    assert!(text_of(&t).contains("No profiles yet. Press n"));
+    insta::assert_snapshot!("empty_80x24", t.backend());
+}
+
+#[test]
+fn every_urgency_state_at_80x24_and_160x40() {
+    let app = app(fleet());
+    let small = render(&app, &default_theme(), 80, 24);
+    let text = text_of(&small);
+    // Most urgent first: the broken ones fit on the small screen.
+    for expected in [
+        "error",
+        "expired 7d ago",
+        "over 1d ago",
+        "no-token",
+        "expired 1h ago",
+        "stale",
+    ] {
+        assert!(text.contains(expected), "80x24 lacks {expected}");
+    }
+    insta::assert_snapshot!("fleet_80x24", small.backend());
+    let large = render(&app, &default_theme(), 160, 40);
+    let text = text_of(&large);
+    for expected in ["never", "1h 50m", "40m 0s", "SCOPES"] {
+        assert!(text.contains(expected), "160x40 lacks {expected}");
+    }
+    insta::assert_snapshot!("fleet_160x40", large.backend());
+}
+
+#[test]
+fn detail_pane_masks_until_revealed() {
+    let mut app = app(fleet());
+    // Select the healthy profile with its owner check.
+    while app.selected().map(|p| p.name.as_str()) != Some("payroll-sync") {
+        app.update(key('j'));
+    }
+    let masked = render(&app, &default_theme(), 160, 40);
+    let text = text_of(&masked);
+    assert!(!text.contains("access-token-value") && !text.contains("client-secret-value"));
+    assert!(text.contains("ada@example.com, company 42, employee 7"));
+    insta::assert_snapshot!("detail_masked_160x40", masked.backend());
+    app.update(key('v'));
+    let shown = text_of(&render(&app, &default_theme(), 160, 40));
+    assert!(shown.contains("access-token-value") && shown.contains("client-secret-value"));
+}
+
+#[test]
+fn help_popup_lists_the_keymap() {
+    let mut app = app(fleet());
+    app.update(key('?'));
+    let t = render(&app, &default_theme(), 80, 24);
+    assert!(text_of(&t).contains("refresh all that end within the margin"));
+    insta::assert_snapshot!("help_80x24", t.backend());
+}
+
+#[test]
+fn authorize_popup_shows_the_url() {
+    let mut app = app(vec![profile("new-app", Provider::Factorial)]);
+    let effects = app.update(key('a'));
+    let id = match &effects[0] {
+        tokdeck::tui::app::Effect::Send(c) => c.id,
+        other => panic!("{other:?}"),
+    };
+    app.update(Msg::Worker(Event::AuthorizeUrl {
+        id,
+        profile: "new-app".into(),
+        url: "https://api.factorialhr.com/oauth/authorize?client_id=new-app-client&redirect_uri=urn%3Aietf%3Awg%3Aoauth%3A2.0%3Aoob&response_type=code&scope=read%20write&state=fixed".into(),
+        listening_on: None,
+    }));
+    let t = render(&app, &default_theme(), 80, 24);
+    assert!(text_of(&t).contains("press e"));
+    insta::assert_snapshot!("authorize_80x24", t.backend());
+}
+
+#[test]
+fn error_state_with_log_and_flash() {
+    let mut app = app(fleet());
+    let effects = app.update(key('r'));
+    let id = match &effects[0] {
+        tokdeck::tui::app::Effect::Send(c) => c.id,
+        other => panic!("{other:?}"),
+    };
+    app.update(key('l'));
+    app.update(Msg::Worker(Event::Failed {
+        id,
+        profile: "ats-bridge".into(),
+        error: "server error HTTP 503 from 127.0.0.1:8080: try again later".into(),
+        saved: None,
+    }));
+    let t = render(&app, &default_theme(), 80, 24);
+    assert!(text_of(&t).contains("server error HTTP 503"));
+    insta::assert_snapshot!("error_log_80x24", t.backend());
+}
+
+#[test]
+fn busy_rows_show_a_spinner() {
+    let mut app = app(fleet());
+    app.update(key('r'));
+    let text = text_of(&render(&app, &default_theme(), 80, 24));
+    assert!(text.contains("refresh… ⠋"), "{text}");
+}
+
+#[test]
+fn each_theme_colours_by_role() {
+    let app = app(fleet());
+    for name in Theme::built_in_names() {
+        let theme = Theme::built_in(name).unwrap();
+        let t = render(&app, &theme, 80, 24);
+        insta::assert_debug_snapshot!(format!("theme_{name}"), t.backend().buffer());
+    }
+    let mono = render(&app, &Theme::monochrome(), 80, 24);
+    let buffer = mono.backend().buffer();
+    assert!(
+        buffer
+            .content
+            .iter()
+            .all(|c| c.fg == ratatui::style::Color::Reset)
+    );
+}
+
+#[test]
+fn new_profile_form() {
+    let mut app = app(vec![]);
+    app.update(key('n'));
+    for c in "acme".chars() {
+        app.update(key(c));
+    }
+    let t = render(&app, &default_theme(), 80, 24);
+    insta::assert_snapshot!("form_80x24", t.backend());
+}
