@@ -144,6 +144,11 @@ fn open_refresh_and_quit_in_a_real_terminal() {
             .contains(&server.last_access_token().unwrap())
     );
 
+    // Another process adds a profile: the running app notices and lists it.
+    env.add_profile("added-elsewhere", &server, &[]);
+    let reloaded = tmux.wait_for("the reload", |s| s.contains("added-elsewhere"));
+    assert!(reloaded.contains("profiles 3/3"), "{reloaded}");
+
     // Help, then quit back to the shell.
     tmux.keys(&["?"]);
     tmux.wait_for("the help popup", |s| s.contains("keys (any key closes)"));

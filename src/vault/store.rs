@@ -453,6 +453,41 @@ mod tests {
     }
 
     #[test]
+    fn reload_reports_only_changes_made_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, key) = new_store(dir.path());
+        assert!(store.reload_if_changed().unwrap().is_none());
+        store
+            .update(|d| {
+                d.recipients.push(d.recipients[0].clone());
+                Ok::<_, ()>(())
+            })
+            .unwrap()
+            .unwrap();
+        assert!(
+            store.reload_if_changed().unwrap().is_none(),
+            "own saves are known"
+        );
+        let other = Store::open(
+            store.path(),
+            Unlock::Identity(IdentityFile::load(&key).unwrap()),
+        )
+        .unwrap();
+        other
+            .update(|d| {
+                d.recipients.pop();
+                Ok::<_, ()>(())
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            store.reload_if_changed().unwrap().unwrap().recipients.len(),
+            1
+        );
+        assert!(store.reload_if_changed().unwrap().is_none());
+    }
+
+    #[test]
     fn lock_is_shared_in_process_and_exclusive_across_handles() {
         let dir = tempfile::tempdir().unwrap();
         let (store, key) = new_store(dir.path());
