@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use age::secrecy::SecretString;
 use chrono::{DateTime, Utc};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::oauth::listener::{Listener, loopback_target};
 use crate::oauth::{OAuthClient, OAuthError, authorize, redirect};
-use crate::vault::{CheckResult, Lease, PendingAuth, Profile, Store, VaultError};
+use crate::vault::{CheckResult, Lease, PendingAuth, Profile, Store, VaultData, VaultError};
 
 /// Identifies one job in its events.
 pub type JobId = u64;
@@ -145,8 +145,10 @@ pub struct WorkerHandle {
 pub fn spawn(config: WorkerConfig) -> WorkerHandle {
     let (command_tx, mut command_rx) = mpsc::unbounded_channel::<Command>();
     let (event_tx, event_rx) = mpsc::unbounded_channel();
+    let saves = spawn_saver(config.store.clone());
     let worker = Arc::new(Worker {
         slots: Arc::new(Semaphore::new(config.max_concurrent_jobs.max(1))),
+        saves,
         store: config.store,
         client: config.client,
         clock: config.clock,
@@ -163,6 +165,65 @@ pub fn spawn(config: WorkerConfig) -> WorkerHandle {
         commands: command_tx,
         events: event_rx,
     }
+}
+
+/// A change to one profile, applied by the saver.
+type Change = Box<dyn FnOnce(&mut VaultData) -> Result<Profile, String> + Send>;
+
+struct SaveRequest {
+    change: Change,
+    reply: oneshot::Sender<Result<Profile, String>>,
+}
+
+/// Most changes written in one save.
+const MAX_BATCH: usize = 512;
+
+/// Group commit: one task owns writing. It takes every change waiting in the queue, applies
+/// them all, saves the vault once, and only then answers each job. Under load many tokens
+/// share one write, and no job hears "saved" before its token is on disk.
+fn spawn_saver(store: Arc<Store>) -> mpsc::UnboundedSender<SaveRequest> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<SaveRequest>();
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(more) => batch.push(more),
+                    Err(_) => break,
+                }
+            }
+            let (changes, replies): (Vec<Change>, Vec<_>) =
+                batch.into_iter().map(|r| (r.change, r.reply)).unzip();
+            let store = store.clone();
+            let saved = tokio::task::spawn_blocking(move || {
+                store.update(|data| {
+                    Ok::<_, std::convert::Infallible>(
+                        changes.into_iter().map(|c| c(data)).collect::<Vec<_>>(),
+                    )
+                })
+            })
+            .await;
+            match saved {
+                Ok(Ok(Ok(results))) => {
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        let _ = reply.send(result);
+                    }
+                }
+                Ok(Ok(Err(never))) => match never {},
+                Ok(Err(e)) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(e.to_string()));
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(format!("internal error: {e}")));
+                    }
+                }
+            }
+        }
+    });
+    tx
 }
 
 type JobResult = Result<(Outcome, Option<Profile>), JobError>;
@@ -207,6 +268,7 @@ struct Worker {
     events: mpsc::UnboundedSender<Event>,
     profile_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     slots: Arc<Semaphore>,
+    saves: mpsc::UnboundedSender<SaveRequest>,
 }
 
 impl Worker {
@@ -225,9 +287,6 @@ impl Worker {
         let Command { id, profile, job } = command;
         let lock = self.profile_lock(&profile);
         let _serial = lock.lock().await;
-        let Ok(_slot) = self.slots.clone().acquire_owned().await else {
-            return;
-        };
         self.emit(Event::Started {
             id,
             profile: profile.clone(),
@@ -272,6 +331,13 @@ impl Worker {
         }
     }
 
+    /// Runs one network call inside the concurrency bound. Only requests hold a slot: a job
+    /// waiting for its save does not keep the next request from starting.
+    async fn network<T>(&self, call: impl std::future::Future<Output = T>) -> T {
+        let _slot = self.slots.acquire().await;
+        call.await
+    }
+
     async fn lease(&self) -> Result<Lease, JobError> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.lease())
@@ -282,34 +348,41 @@ impl Worker {
 
     async fn current(&self, name: &str) -> Result<Profile, JobError> {
         let store = self.store.clone();
-        let data = tokio::task::spawn_blocking(move || store.snapshot())
+        let wanted = name.to_string();
+        tokio::task::spawn_blocking(move || store.profile(&wanted))
             .await
-            .map_err(|e| JobError::plain(format!("internal error: {e}")))??;
-        data.profile(name).cloned().ok_or_else(|| {
-            JobError::plain(format!("no profile named '{name}': see `tokdeck status`"))
-        })
+            .map_err(|e| JobError::plain(format!("internal error: {e}")))??
+            .ok_or_else(|| {
+                JobError::plain(format!("no profile named '{name}': see `tokdeck status`"))
+            })
     }
 
-    /// Applies `change` to the stored profile and saves atomically; returns what was saved.
+    /// Applies `change` to the stored profile and saves atomically (possibly in one write
+    /// with other jobs' changes); returns the profile as saved.
     async fn save(
         &self,
         name: &str,
         change: impl FnOnce(&mut Profile) + Send + 'static,
     ) -> Result<Profile, JobError> {
-        let store = self.store.clone();
         let name = name.to_string();
-        let outcome = tokio::task::spawn_blocking(move || {
-            store.update(|data| match data.profile_mut(&name) {
+        let (reply, answer) = oneshot::channel();
+        let request = SaveRequest {
+            change: Box::new(move |data: &mut VaultData| match data.profile_mut(&name) {
                 Some(p) => {
                     change(p);
                     Ok(p.clone())
                 }
                 None => Err(format!("profile '{name}' was removed meanwhile")),
-            })
-        })
-        .await
-        .map_err(|e| JobError::plain(format!("internal error: {e}")))??;
-        outcome.map_err(JobError::plain)
+            }),
+            reply,
+        };
+        self.saves
+            .send(request)
+            .map_err(|_| JobError::plain("internal error: the saver stopped"))?;
+        answer
+            .await
+            .map_err(|_| JobError::plain("internal error: the saver stopped"))?
+            .map_err(JobError::plain)
     }
 
     /// Saves a freshly issued token; retried, because losing it loses the integration.
@@ -413,7 +486,9 @@ impl Worker {
     async fn exchange_code(&self, name: &str, code: &str, verifier: Option<&str>) -> JobResult {
         let _lease = self.lease().await?;
         let profile = self.current(name).await?;
-        let response = self.client.exchange(&profile, code, verifier).await?;
+        let response = self
+            .network(self.client.exchange(&profile, code, verifier))
+            .await?;
         let token = response.into_token(self.clock.now(), profile.refresh_window, None);
         let saved = self.save_token(name, token).await?;
         Ok((Outcome::NewToken, Some(saved)))
@@ -454,7 +529,9 @@ impl Worker {
         let Some(refresh_token) = &token.refresh_token else {
             return Err(OAuthError::NoRefreshToken.into());
         };
-        let response = self.client.refresh(&profile, refresh_token).await?;
+        let response = self
+            .network(self.client.refresh(&profile, refresh_token))
+            .await?;
         let new_token = response.into_token(self.clock.now(), profile.refresh_window, Some(token));
         let saved = self.save_token(name, new_token).await?;
         Ok((Outcome::NewToken, Some(saved)))
@@ -467,9 +544,10 @@ impl Worker {
             return Err(OAuthError::NoToken.into());
         };
         if let Some(refresh) = &token.refresh_token {
-            self.client.revoke(&profile, refresh).await?;
+            self.network(self.client.revoke(&profile, refresh)).await?;
         }
-        self.client.revoke(&profile, &token.access_token).await?;
+        self.network(self.client.revoke(&profile, &token.access_token))
+            .await?;
         let saved = self
             .save(name, |p| {
                 p.token = None;
@@ -486,8 +564,10 @@ impl Worker {
             return Err(OAuthError::NoToken.into());
         };
         let result = self
-            .client
-            .check(&profile, &token.access_token, self.clock.now())
+            .network(
+                self.client
+                    .check(&profile, &token.access_token, self.clock.now()),
+            )
             .await?;
         let stored = result.clone();
         let saved = self

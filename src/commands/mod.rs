@@ -21,7 +21,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Status(args)) => {
             let store = ctx.open_store()?;
             let warn = args.warn.unwrap_or(ctx.config.warn);
-            let mut rows = status::rows(&store.snapshot()?, ctx.clock.now(), warn);
+            let mut rows = store.read(|data| status::rows(data, ctx.clock.now(), warn))?;
             let code = status::exit_code(&rows);
             if args.json {
                 println!("{}", status::json(&mut rows)?);

@@ -69,9 +69,7 @@ async fn run_jobs(
 
 fn profile_named(store: &Store, name: &str) -> anyhow::Result<Profile> {
     store
-        .snapshot()?
-        .profile(name)
-        .cloned()
+        .profile(name)?
         .ok_or_else(|| anyhow!("no profile named '{name}': see `tokdeck status`"))
 }
 

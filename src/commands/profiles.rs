@@ -161,7 +161,7 @@ pub fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
         bail!("empty --client-id: copy it from the OAuth application page");
     }
     let store = ctx.open_store()?;
-    if store.snapshot()?.profile(&args.name).is_some() {
+    if store.profile(&args.name)?.is_some() {
         bail!(
             "a profile named '{0}' already exists: choose another name, or `tokdeck remove {0}` first",
             args.name

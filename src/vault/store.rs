@@ -86,27 +86,40 @@ pub fn lock_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Parses decrypted vault text, refusing future format versions before anything else.
+/// Parses decrypted vault text, refusing future format versions with a message of their own.
 pub fn parse_vault(text: &[u8], path: &Path) -> Result<VaultData, VaultError> {
     let bad = |reason: String| VaultError::BadContent {
         path: path.to_path_buf(),
         reason,
     };
+    let future = |found: i64| VaultError::FutureVersion {
+        path: path.to_path_buf(),
+        found,
+        supported: FORMAT_VERSION,
+    };
     let text = std::str::from_utf8(text).map_err(|_| bad("not UTF-8 text".into()))?;
-    let table: toml::Table = toml::from_str(text).map_err(|e| bad(one_line(&e)))?;
-    match table.get("version").and_then(toml::Value::as_integer) {
-        None => return Err(bad("no `version` field".into())),
-        Some(v) if v > i64::from(FORMAT_VERSION) => {
-            return Err(VaultError::FutureVersion {
-                path: path.to_path_buf(),
-                found: v,
-                supported: FORMAT_VERSION,
+    // One parse on the happy path; the version is looked at on its own only when the content
+    // does not fit this build's model, which is what a newer format looks like.
+    let data: VaultData = match toml::from_str(text) {
+        Ok(data) => data,
+        Err(e) => {
+            #[derive(serde::Deserialize)]
+            struct VersionOnly {
+                version: Option<i64>,
+            }
+            return Err(match toml::from_str::<VersionOnly>(text) {
+                Ok(VersionOnly { version: Some(v) }) if v > i64::from(FORMAT_VERSION) => future(v),
+                Ok(VersionOnly { version: None }) => bad("no `version` field".into()),
+                _ => bad(one_line(&e)),
             });
         }
-        Some(v) if v < 1 => return Err(bad(format!("unknown version {v}"))),
-        Some(_) => {}
+    };
+    if data.version > FORMAT_VERSION {
+        return Err(future(i64::from(data.version)));
     }
-    let data: VaultData = table.try_into().map_err(|e| bad(one_line(&e)))?;
+    if data.version < 1 {
+        return Err(bad(format!("unknown version {}", data.version)));
+    }
     let mut seen = std::collections::HashSet::new();
     for p in &data.profiles {
         if !seen.insert(p.name.as_str()) {
@@ -127,6 +140,16 @@ fn one_line(e: &impl std::fmt::Display) -> String {
 struct Snapshot {
     ciphertext: Vec<u8>,
     data: VaultData,
+    /// (inode, size, mtime) of the file when last read or written: an unchanged fingerprint
+    /// means nobody replaced the file, so it need not be read again.
+    fingerprint: Option<(u64, u64, i64, i64)>,
+}
+
+fn fingerprint(path: &Path) -> Option<(u64, u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path)
+        .ok()
+        .map(|m| (m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
 }
 
 #[derive(Default)]
@@ -178,7 +201,11 @@ impl Store {
             path: path.to_path_buf(),
             unlock,
             sealing: Mutex::new(Some(sealing)),
-            snapshot: Mutex::new(Snapshot { ciphertext, data }),
+            snapshot: Mutex::new(Snapshot {
+                fingerprint: fingerprint(path),
+                ciphertext,
+                data,
+            }),
             lease: Arc::default(),
             lock_wait: DEFAULT_LOCK_WAIT,
         })
@@ -203,7 +230,11 @@ impl Store {
             path: path.to_path_buf(),
             unlock,
             sealing: Mutex::new(Some(sealing)),
-            snapshot: Mutex::new(Snapshot { ciphertext, data }),
+            snapshot: Mutex::new(Snapshot {
+                fingerprint: fingerprint(path),
+                ciphertext,
+                data,
+            }),
             lease: Arc::default(),
             lock_wait: DEFAULT_LOCK_WAIT,
         })
@@ -227,6 +258,20 @@ impl Store {
         Ok(snap.data.clone())
     }
 
+    /// Reads the freshest content without copying it.
+    pub fn read<T>(&self, f: impl FnOnce(&VaultData) -> T) -> Result<T, VaultError> {
+        let mut snap = lock_ignoring_poison(&self.snapshot);
+        self.refresh_snapshot(&mut snap)?;
+        Ok(f(&snap.data))
+    }
+
+    /// One profile from the freshest content, without cloning the rest.
+    pub fn profile(&self, name: &str) -> Result<Option<super::Profile>, VaultError> {
+        let mut snap = lock_ignoring_poison(&self.snapshot);
+        self.refresh_snapshot(&mut snap)?;
+        Ok(snap.data.profile(name).cloned())
+    }
+
     /// The content, only when the file changed since this store last read or wrote it.
     pub fn reload_if_changed(&self) -> Result<Option<VaultData>, VaultError> {
         let mut snap = lock_ignoring_poison(&self.snapshot);
@@ -236,13 +281,19 @@ impl Store {
 
     /// Re-reads the file; returns whether it differed from what this store last saw.
     fn refresh_snapshot(&self, snap: &mut Snapshot) -> Result<bool, VaultError> {
+        let now = fingerprint(&self.path);
+        if now.is_some() && now == snap.fingerprint {
+            return Ok(false);
+        }
         let current = read_vault(&self.path)?;
         if current == snap.ciphertext {
+            snap.fingerprint = now;
             return Ok(false);
         }
         let (data, sealing) = decode(&current, &self.unlock, &self.path)?;
         *lock_ignoring_poison(&self.sealing) = Some(sealing);
         *snap = Snapshot {
+            fingerprint: now,
             ciphertext: current,
             data,
         };
@@ -315,7 +366,11 @@ impl Store {
         };
         let ciphertext = seal(&data, &sealing)?;
         write_atomic(&self.path, &ciphertext, true)?;
-        *snap = Snapshot { ciphertext, data };
+        *snap = Snapshot {
+            fingerprint: fingerprint(&self.path),
+            ciphertext,
+            data,
+        };
         Ok(Ok(outcome))
     }
 }

@@ -49,6 +49,8 @@ pub struct State {
     pub last_refresh_token: Option<String>,
     pub revoked: Vec<String>,
     pub expires_in: i64,
+    /// Added to every token-endpoint answer, to model a real network's round trip.
+    pub latency: Duration,
 }
 
 impl State {
@@ -115,6 +117,21 @@ impl MockServer {
         code
     }
 
+    /// A live refresh token, as if a user had authorized earlier.
+    pub fn seed_refresh_token(&self) -> String {
+        let mut s = self.state.lock().unwrap();
+        s.counter += 1;
+        let token = format!("refresh-seed-{}", s.counter);
+        s.refresh_tokens.insert(
+            token.clone(),
+            Grant {
+                company: false,
+                redirect_uri: String::new(),
+            },
+        );
+        token
+    }
+
     /// Applies `fault` to the next `times` token-endpoint requests.
     pub fn fail_next(&self, fault: Fault, times: u32) {
         self.state.lock().unwrap().fault = Some((fault, times));
@@ -138,6 +155,10 @@ impl MockServer {
             .unwrap()
             .refresh_tokens
             .contains_key(token)
+    }
+
+    pub fn set_latency(&self, latency: Duration) {
+        self.state.lock().unwrap().latency = latency;
     }
 
     pub fn set_expires_in(&self, secs: i64) {
@@ -247,6 +268,10 @@ async fn handle(mut stream: TcpStream, state: Arc<Mutex<State>>) {
             None
         }
     };
+    let latency = state.lock().unwrap().latency;
+    if !latency.is_zero() && req.path == "/oauth/token" {
+        tokio::time::sleep(latency).await;
+    }
     let reply = match fault {
         Some(Fault::Slow(d)) => {
             tokio::time::sleep(d).await;

@@ -1,0 +1,162 @@
+//! Whole-process figures: `tokdeck status --json` and `tokdeck token NAME` on a 1,000-profile
+//! vault (wall time, peak memory), and the TUI's idle CPU over 30 s (from /proc).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RUNS: usize = 30;
+
+fn env_command(
+    home: &std::path::Path,
+    vault: &std::path::Path,
+    key: &std::path::Path,
+    args: &[&str],
+) -> Command {
+    let mut cmd = Command::new(common::bin());
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env("TOKDECK_VAULT", vault)
+        .env("TOKDECK_IDENTITY", key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// Median wall time and the largest peak RSS (KiB) of `RUNS` runs, each child measured alone.
+// Each child is reaped by `wait4` (which also yields its own rusage), not by `Child::wait`.
+#[allow(clippy::zombie_processes)]
+fn measure(make: impl Fn() -> Command) -> (Duration, i64) {
+    let mut walls = Vec::new();
+    let mut peak = 0;
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        let child = make().spawn().unwrap();
+        let mut status = 0;
+        // SAFETY: wait4 writes only into the two out-parameters we own.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+        walls.push(start.elapsed());
+        assert_eq!(pid, child.id() as libc::pid_t);
+        assert!(libc::WIFEXITED(status), "the child did not exit normally");
+        peak = peak.max(usage.ru_maxrss);
+    }
+    walls.sort();
+    (walls[RUNS / 2], peak)
+}
+
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the file, 12 and 13 after the name.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+fn idle_cpu(
+    home: &std::path::Path,
+    vault: &std::path::Path,
+    key: &std::path::Path,
+    secs: u64,
+) -> Option<f64> {
+    let socket = format!("tokdeck-bench-{}", std::process::id());
+    let script = format!(
+        "env HOME={h} XDG_STATE_HOME={h}/state TOKDECK_VAULT={v} TOKDECK_IDENTITY={k} {b}",
+        h = home.display(),
+        v = vault.display(),
+        k = key.display(),
+        b = common::bin().display()
+    );
+    let ok = Command::new("tmux")
+        .args([
+            "-L",
+            &socket,
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-x",
+            "200",
+            "-y",
+            "50",
+            &script,
+        ])
+        .status()
+        .ok()?
+        .success();
+    if !ok {
+        return None;
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let pid: u32 = String::from_utf8(
+        Command::new("tmux")
+            .args(["-L", &socket, "display", "-p", "#{pane_pid}"])
+            .output()
+            .ok()?
+            .stdout,
+    )
+    .ok()?
+    .trim()
+    .parse()
+    .ok()?;
+    let before = cpu_ticks(pid)?;
+    std::thread::sleep(Duration::from_secs(secs));
+    let after = cpu_ticks(pid)?;
+    let _ = Command::new("tmux")
+        .args(["-L", &socket, "kill-server"])
+        .status();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((after - before) as f64 / hz / secs as f64 * 100.0)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("process: bench");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let (vault, key) = support::vault(
+        home,
+        1_000,
+        "https://api.factorialhr.com",
+        chrono::Utc::now(),
+        |i| format!("r{i}"),
+    );
+    let (wall, rss) = measure(|| env_command(home, &vault, &key, &["status", "--json"]));
+    println!(
+        "status --json, 1,000 profiles: median {wall:.2?}, peak {:.1} MB",
+        rss as f64 / 1024.0
+    );
+    let (wall, rss) = measure(|| env_command(home, &vault, &key, &["token", "profile-00000"]));
+    println!(
+        "token NAME (valid), 1,000 profiles: median {wall:.2?}, peak {:.1} MB",
+        rss as f64 / 1024.0
+    );
+    let secs = std::env::var("TOKDECK_IDLE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    match idle_cpu(home, &vault, &key, secs) {
+        Some(pct) => println!("TUI idle CPU over {secs} s, 1,000 profiles: {pct:.2}% of one core"),
+        None => println!("TUI idle CPU: tmux not available, skipped"),
+    }
+    let size = std::fs::metadata(common::bin())
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!(
+        "binary: {:.1} MB ({})",
+        size as f64 / 1_048_576.0,
+        common::bin().display()
+    );
+}

@@ -1,0 +1,87 @@
+//! Fixtures shared by the benchmarks: vaults of many profiles.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use age::secrecy::SecretString;
+use chrono::{DateTime, Utc};
+use tokdeck::vault::{
+    Endpoints, IdentityFile, Profile, Provider, Sealing, Store, Token, Unlock, VaultData,
+};
+
+/// A fixed instant for benchmarks that need stable countdowns.
+pub fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap_or_default()
+}
+
+/// `n` profiles at `base_url`, with tokens in a spread of states around `now`; refresh
+/// tokens from `refresh`.
+pub fn profiles(
+    n: usize,
+    base_url: &str,
+    now: DateTime<Utc>,
+    mut refresh: impl FnMut(usize) -> String,
+) -> Vec<Profile> {
+    let at = |secs: i64| now + chrono::Duration::seconds(secs);
+    (0..n)
+        .map(|i| {
+            let mut p = Profile::new(
+                format!("profile-{i:05}"),
+                Provider::Custom,
+                Endpoints {
+                    base_url: base_url.into(),
+                    authorize_url: None,
+                    token_url: None,
+                    revoke_url: None,
+                },
+                "test-client".into(),
+                SecretString::from("test-secret-5f1c".to_string()),
+                "urn:ietf:wg:oauth:2.0:oob".into(),
+            );
+            p.scopes = vec!["read".into(), "write".into()];
+            let age = (i as i64 * 97) % 10_000;
+            p.token = Some(Token {
+                access_token: SecretString::from(format!("access-{i:05}-{}", "x".repeat(40))),
+                refresh_token: Some(SecretString::from(refresh(i))),
+                token_type: "Bearer".into(),
+                scope: Some("read write".into()),
+                obtained_at: at(-age),
+                expires_at: Some(at(7_200 - age)),
+                refresh_expires_at: Some(at(604_800 - age)),
+            });
+            p
+        })
+        .collect()
+}
+
+/// A vault of `n` profiles in `dir`; returns (vault path, identity path).
+pub fn vault(
+    dir: &Path,
+    n: usize,
+    base_url: &str,
+    now: DateTime<Utc>,
+    refresh: impl FnMut(usize) -> String,
+) -> (PathBuf, PathBuf) {
+    let key = dir.join("key.txt");
+    let id = IdentityFile::generate(&key).unwrap();
+    let path = dir.join("vault.age");
+    let data = VaultData {
+        profiles: profiles(n, base_url, now, refresh),
+        ..VaultData::default()
+    };
+    let recipients = id.recipients.clone();
+    Store::create(
+        &path,
+        data,
+        Sealing::Recipients(recipients),
+        Unlock::Identity(id),
+    )
+    .unwrap();
+    (path, key)
+}
+
+/// Opens a benchmark vault.
+pub fn open(path: &Path, key: &Path) -> Store {
+    Store::open(path, Unlock::Identity(IdentityFile::load(key).unwrap())).unwrap()
+}

@@ -1,0 +1,61 @@
+//! Vault open (decrypt with an X25519 identity + parse) and save (serialize + encrypt +
+//! atomic write with backup) at 10, 1,000 and 10,000 profiles.
+
+mod support;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use std::time::Duration;
+
+fn vault(c: &mut Criterion) {
+    let mut group = c.benchmark_group("vault");
+    group
+        .measurement_time(Duration::from_secs(4))
+        .sample_size(20);
+    for n in [10usize, 1_000, 10_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, key) = support::vault(
+            dir.path(),
+            n,
+            "https://api.factorialhr.com",
+            support::at(0),
+            |i| format!("refresh-{i}"),
+        );
+        let identity = tokdeck::vault::IdentityFile::load(&key).unwrap();
+        group.bench_with_input(BenchmarkId::new("open", n), &n, |b, _| {
+            b.iter(|| {
+                let unlock = tokdeck::vault::Unlock::Identity(
+                    tokdeck::vault::IdentityFile::load(&key).unwrap(),
+                );
+                tokdeck::vault::Store::open(&path, unlock).unwrap()
+            })
+        });
+        // Where open's time goes: decryption alone, and parsing alone.
+        let ciphertext = std::fs::read(&path).unwrap();
+        let unlock = tokdeck::vault::Unlock::Identity(identity);
+        group.bench_with_input(BenchmarkId::new("decrypt", n), &n, |b, _| {
+            b.iter(|| tokdeck::vault::crypto::decrypt(&ciphertext, &unlock, &path).unwrap())
+        });
+        let plaintext = tokdeck::vault::crypto::decrypt(&ciphertext, &unlock, &path).unwrap();
+        group.bench_with_input(BenchmarkId::new("parse", n), &n, |b, _| {
+            b.iter(|| tokdeck::vault::store::parse_vault(&plaintext, &path).unwrap())
+        });
+        let store = support::open(&path, &key);
+        let mut flip = false;
+        group.bench_with_input(BenchmarkId::new("save", n), &n, |b, _| {
+            b.iter(|| {
+                flip = !flip;
+                store
+                    .update(|d| {
+                        d.profiles[0].auto_refresh = flip;
+                        Ok::<_, ()>(())
+                    })
+                    .unwrap()
+                    .unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, vault);
+criterion_main!(benches);
