@@ -342,6 +342,30 @@ impl Store {
         }
     }
 
+    /// Removes temp files that killed writers left behind. Only called under the lock, and
+    /// every writer of this vault holds the lock while its temp file exists, so any temp file
+    /// seen now belongs to a process that died mid-save. They hold only ciphertext.
+    fn sweep_dead_temp_files(&self) {
+        let Some(dir) = self.path.parent() else {
+            return;
+        };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".tokdeck-") && name.ends_with(".tmp") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
     /// Applies `change` to the freshest content under the write lock and saves atomically.
     /// When `change` fails nothing is written.
     pub fn update<T, E>(
@@ -351,6 +375,7 @@ impl Store {
         let _lease = self.lease()?;
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
+        self.sweep_dead_temp_files();
         let mut data = snap.data.clone();
         let outcome = match change(&mut data) {
             Ok(v) => v,

@@ -51,6 +51,11 @@ pub struct State {
     pub expires_in: i64,
     /// Added to every token-endpoint answer, to model a real network's round trip.
     pub latency: Duration,
+    /// Doorkeeper's lenient rotation: the old refresh token dies only when the new access
+    /// token is first used, not at the refresh itself.
+    pub revoke_on_first_use: bool,
+    /// new access token -> the refresh token it replaced, while that one is still alive.
+    pending_revocations: HashMap<String, String>,
 }
 
 impl State {
@@ -155,6 +160,10 @@ impl MockServer {
             .unwrap()
             .refresh_tokens
             .contains_key(token)
+    }
+
+    pub fn set_revoke_on_first_use(&self, on: bool) {
+        self.state.lock().unwrap().revoke_on_first_use = on;
     }
 
     pub fn set_latency(&self, latency: Duration) {
@@ -376,10 +385,21 @@ fn route(req: &Request, state: &Arc<Mutex<State>>) -> Reply {
                 Some("refresh_token") => {
                     s.refresh_requests += 1;
                     let old = f.get("refresh_token").cloned().unwrap_or_default();
-                    // Rotation: the old refresh token dies with this use.
-                    let Some(grant) = s.refresh_tokens.remove(&old) else {
+                    // Rotation: the old refresh token dies with this use, or (lenient mode)
+                    // when the new access token is first used.
+                    let grant = if s.revoke_on_first_use {
+                        s.refresh_tokens.get(&old).cloned()
+                    } else {
+                        s.refresh_tokens.remove(&old)
+                    };
+                    let Some(grant) = grant else {
                         return oauth_error(400, "invalid_grant");
                     };
+                    // The access token issued just below.
+                    let next_access = format!("access-{}", s.counter + 1);
+                    if s.revoke_on_first_use {
+                        s.pending_revocations.insert(next_access, old);
+                    }
                     grant
                 }
                 _ => return oauth_error(400, "unsupported_grant_type"),
@@ -424,6 +444,9 @@ fn route(req: &Request, state: &Arc<Mutex<State>>) -> Reply {
                 .get("authorization")
                 .and_then(|h| h.strip_prefix("Bearer "))
                 .unwrap_or_default();
+            if let Some(old) = s.pending_revocations.remove(bearer) {
+                s.refresh_tokens.remove(&old);
+            }
             if s.access_tokens.contains(bearer) {
                 json(
                     200,

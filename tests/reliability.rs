@@ -1,0 +1,266 @@
+//! Reliability and secrecy under concurrent use, crashes mid-refresh, junk on the listener.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Env, MockServer, stderr, stdout};
+
+#[test]
+fn two_processes_refreshing_one_profile_reach_the_server_once() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &[]);
+    server.set_latency(Duration::from_millis(400));
+    let before = server.refresh_requests();
+    let spawn = || {
+        env.command(&["refresh", "p"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(b.status.success(), "{}", stderr(&b));
+    assert_eq!(server.refresh_requests() - before, 1, "both refreshed");
+    let both = stderr(&a) + &stderr(&b);
+    assert!(
+        both.contains("refreshed by another tokdeck process"),
+        "{both}"
+    );
+    // The vault holds the one live token.
+    let live = server
+        .state
+        .lock()
+        .unwrap()
+        .last_refresh_token
+        .clone()
+        .unwrap();
+    assert!(env.vault_text().contains(&live));
+    server.set_latency(Duration::ZERO);
+    assert!(env.run(&["refresh", "p"]).status.success());
+}
+
+#[test]
+fn killed_mid_refresh_never_loses_the_integration() {
+    let env = Env::new();
+    let server = MockServer::start();
+    // Doorkeeper keeps the old refresh token alive until the new access token is used.
+    server.set_revoke_on_first_use(true);
+    env.authorized_profile("p", &server, &[]);
+    server.set_latency(Duration::from_millis(30));
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut reported = 0;
+    for round in 0..40 {
+        let mut child = env
+            .command(&["refresh", "p"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(10 + seed % 70));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        if status.success() {
+            // It reported success: the token on disk is the newest the server issued.
+            reported += 1;
+            let newest = server
+                .state
+                .lock()
+                .unwrap()
+                .last_refresh_token
+                .clone()
+                .unwrap();
+            assert!(env.vault_text().contains(&newest), "round {round}");
+        }
+        // Whatever the moment of death, tokdeck can refresh again.
+        let again = env.run(&["refresh", "p"]);
+        assert!(again.status.success(), "round {round}: {}", stderr(&again));
+        // Using the new access token retires the refresh token it replaced, as the server does.
+        assert!(env.run(&["check", "p"]).status.success(), "round {round}");
+    }
+    assert!(
+        reported > 0 && reported < 40,
+        "kills never landed mid-refresh ({reported}/40 finished)"
+    );
+}
+
+#[test]
+fn no_secret_leaks_outside_the_vault() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.add_profile("p", &server, &[]);
+    let code = server.issue_code(false, "urn:ietf:wg:oauth:2.0:oob");
+    let mut outputs = vec![env.run(&["exchange", "p", &code])];
+    for args in [
+        &["refresh", "p"][..],
+        &["check", "p"],
+        &["status"],
+        &["status", "--json"],
+        &["refresh", "--all"],
+    ] {
+        outputs.push(env.run(args));
+    }
+    let issued_access = server.last_access_token().unwrap();
+    let issued_refresh = server
+        .state
+        .lock()
+        .unwrap()
+        .last_refresh_token
+        .clone()
+        .unwrap();
+    let token_out = env.run(&["token", "p"]);
+    assert_eq!(
+        stdout(&token_out),
+        issued_access,
+        "token prints the token, and only it"
+    );
+    // Failures print no secret either.
+    server.fail_next(common::Fault::Status(400), 1);
+    outputs.push(env.run(&["refresh", "p"]));
+    outputs.push(env.run(&["revoke", "p"]));
+    let secrets = [
+        common::CLIENT_SECRET,
+        issued_access.as_str(),
+        issued_refresh.as_str(),
+        "access-",
+        "refresh-",
+    ];
+    for out in &outputs {
+        for secret in secrets {
+            assert!(
+                !stderr(out).contains(secret),
+                "stderr leaks {secret}: {}",
+                stderr(out)
+            );
+            assert!(
+                !stdout(out).contains(secret),
+                "stdout leaks {secret}: {}",
+                stdout(out)
+            );
+        }
+    }
+    // No file but the vault and its backup holds a secret; vault, backup and lock are private.
+    let vault_dir = env.vault().parent().unwrap().to_path_buf();
+    for entry in walk(env.home()) {
+        let name = entry.file_name().unwrap().to_string_lossy().to_string();
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        if entry.starts_with(&vault_dir) {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name}");
+            continue;
+        }
+        for secret in [common::CLIENT_SECRET, "access-", "refresh-"] {
+            assert!(!text.contains(secret), "{} holds {secret}", entry.display());
+        }
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir_mode = std::fs::metadata(&vault_dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(dir_mode, 0o700);
+    assert!(
+        !env.log_text().is_empty(),
+        "the log was written (and scanned above)"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn listener_survives_a_flood_of_junk_and_takes_only_its_callback() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use tokdeck::oauth::listener::{Listener, LoopbackTarget};
+        let target = LoopbackTarget {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            path: "/callback".into(),
+        };
+        let listener = Listener::bind(&target).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert!(addr.ip().is_loopback(), "listens on loopback only");
+        let rejected = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = rejected.clone();
+        let waiting = tokio::spawn(async move {
+            listener
+                .wait_for_code("good-state", Duration::from_secs(20), move |_| {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                })
+                .await
+        });
+        let flood = tokio::task::spawn_blocking(move || {
+            let send = |raw: &[u8]| {
+                if let Ok(mut s) = TcpStream::connect(addr) {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                    let _ = s.write_all(raw);
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                    let mut reply = String::new();
+                    let _ = s.read_to_string(&mut reply);
+                    reply
+                } else {
+                    String::new()
+                }
+            };
+            // Connections that send nothing and hang up.
+            for _ in 0..50 {
+                drop(TcpStream::connect(addr));
+            }
+            for i in 0..100 {
+                let junk: Vec<u8> = (0..(i * 37 % 500)).map(|j| (j * 31 + i) as u8).collect();
+                send(&junk);
+            }
+            assert!(
+                send(b"GET /other?code=x&state=good-state HTTP/1.1\r\n\r\n")
+                    .starts_with("HTTP/1.1 404")
+            );
+            assert!(send(b"POST /callback HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 400"));
+            assert!(send(&[b'A'; 20_000]).starts_with("HTTP/1.1 431"));
+            assert!(
+                send(b"GET /callback?code=x HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 400"),
+                "missing state"
+            );
+            assert!(
+                send(b"GET /callback?code=x&state=evil HTTP/1.1\r\n\r\n")
+                    .starts_with("HTTP/1.1 400")
+            );
+            let ok = send(b"GET /callback?code=the-code&state=good-state HTTP/1.1\r\n\r\n");
+            assert!(
+                ok.starts_with("HTTP/1.1 200") && ok.contains("close this tab"),
+                "{ok}"
+            );
+        });
+        flood.await.unwrap();
+        let code = waiting.await.unwrap().unwrap();
+        assert_eq!(code, "the-code");
+        assert_eq!(
+            rejected.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "missing and wrong state reported"
+        );
+        // Closed after its one success.
+        assert!(TcpStream::connect(addr).is_err());
+    });
+}
