@@ -220,6 +220,8 @@ fn transient_faults_are_retried_and_permanent_ones_reported() {
         (Fault::Huge, "larger than 256 KiB"),
         (Fault::Slow(Duration::from_secs(3)), "no answer from"),
         (Fault::Reset, "cannot reach"),
+        // A redirect is never followed: the form carries the client secret.
+        (Fault::Status(302), "unexpected HTTP 302"),
     ] {
         let token_before = stdout(&env.run(&["token", "p"]));
         let calls = server.token_requests();

@@ -386,6 +386,10 @@ fn missing_wrong_key_corrupt_and_future_vaults_are_refused_untouched() {
             "version = 1\n[[profile]]\nname = \"p\"\nprovider = \"zoho\"\n",
             "content is invalid",
         ),
+        (
+            "version = 1\n[[profile]]\nname = \"p\"\nprovider = \"factorial\"\n",
+            "missing field",
+        ),
     ] {
         let plain = env.home().join("plain.toml");
         std::fs::write(&plain, text).unwrap();
@@ -479,4 +483,15 @@ fn config_file_sets_the_warn_threshold_and_bad_config_is_named() {
     env.write_config("wran = \"8d\"\n");
     let out = env.run(&["status"]);
     assert_one_line_error(&out, "wran");
+}
+
+#[test]
+fn a_vault_readable_by_others_is_private_again_after_a_save() {
+    let env = Env::new();
+    // As a git checkout would leave it.
+    std::fs::set_permissions(env.vault(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let server = MockServer::start();
+    env.add_profile("p", &server, &[]);
+    let mode = std::fs::metadata(env.vault()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
 }

@@ -117,7 +117,9 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, OAuthError> {
 
 impl TokenResponse {
     /// The token to store: expiry counts from when the answer arrived (`expires_in` is the
-    /// remaining lifetime); a new refresh token opens a new refresh window. A refresh answer
+    /// remaining lifetime; one too large to represent counts as no expiry, never a panic,
+    /// because the server has already rotated the refresh token); a new refresh token opens a
+    /// new refresh window. A refresh answer
     /// without a refresh token keeps the previous one and its window.
     pub fn into_token(
         self,
@@ -141,7 +143,8 @@ impl TokenResponse {
             obtained_at: received_at,
             expires_at: self
                 .expires_in
-                .and_then(|s| received_at.checked_add_signed(chrono::Duration::seconds(s))),
+                .and_then(chrono::Duration::try_seconds)
+                .and_then(|d| received_at.checked_add_signed(d)),
             refresh_expires_at,
         }
     }
@@ -572,6 +575,38 @@ mod tests {
         for attempt in 0..2 {
             let d = p.delay_after(attempt, &server).unwrap();
             assert!(d <= p.max_delay);
+        }
+    }
+}
+
+#[cfg(test)]
+mod hostile_answers {
+    use super::*;
+
+    #[test]
+    fn fuzzer_crash_input_is_handled() {
+        // Found by fuzz/token_response: serde reads a struct from a JSON array, positionally.
+        let body = br#"["{","",222009350093523718,""]"#;
+        let now = DateTime::from_timestamp(2_000_000_000, 0).unwrap();
+        let token =
+            parse_token_response(body)
+                .unwrap()
+                .into_token(now, Duration::from_secs(604_800), None);
+        assert!(token.expires_at.is_none());
+    }
+
+    #[test]
+    fn absurd_lifetimes_do_not_panic() {
+        let now = DateTime::from_timestamp(2_000_000_000, 0).unwrap();
+        for expires_in in ["9223372036854775807", "9000000000000000", "1"] {
+            let body =
+                format!(r#"{{"access_token":"a","expires_in":{expires_in},"refresh_token":"r"}}"#);
+            let token = parse_token_response(body.as_bytes()).unwrap().into_token(
+                now,
+                Duration::from_secs(u64::MAX),
+                None,
+            );
+            assert!(token.refresh_expires_at.is_none() || token.refresh_expires_at > Some(now));
         }
     }
 }
