@@ -192,6 +192,7 @@ fn spawn_saver(store: Arc<Store>) -> mpsc::UnboundedSender<SaveRequest> {
                     Err(_) => break,
                 }
             }
+            tracing::debug!(changes = batch.len(), "saving the vault");
             let (changes, replies): (Vec<Change>, Vec<_>) =
                 batch.into_iter().map(|r| (r.change, r.reply)).unzip();
             let store = store.clone();
@@ -287,6 +288,7 @@ impl Worker {
         let Command { id, profile, job } = command;
         let lock = self.profile_lock(&profile);
         let _serial = lock.lock().await;
+        tracing::info!(profile = %profile, job = job.verb(), "started");
         self.emit(Event::Started {
             id,
             profile: profile.clone(),
@@ -305,12 +307,21 @@ impl Worker {
             Job::Check => self.check(&profile).await,
         };
         match result {
-            Ok((outcome, saved)) => self.emit(Event::Succeeded {
-                id,
-                profile,
-                outcome,
-                saved: saved.map(Box::new),
-            }),
+            Ok((outcome, saved)) => {
+                let what = match &outcome {
+                    Outcome::NewToken => "new token saved".to_string(),
+                    Outcome::Unchanged(why) => why.clone(),
+                    Outcome::Revoked => "revoked".to_string(),
+                    Outcome::Checked(c) => format!("owner {}", c.owner_line()),
+                };
+                tracing::info!(profile = %profile, outcome = %what, "succeeded");
+                self.emit(Event::Succeeded {
+                    id,
+                    profile,
+                    outcome,
+                    saved: saved.map(Box::new),
+                })
+            }
             Err(error) => {
                 let saved = if error.record {
                     let message = error.message.clone();
