@@ -35,13 +35,7 @@ fn full_lifecycle_keeps_the_vault_current_after_every_step() {
     assert_eq!(stdout(&out), first_access);
     assert_eq!(server.token_requests(), calls);
 
-    let old_refresh = server
-        .state
-        .lock()
-        .unwrap()
-        .last_refresh_token
-        .clone()
-        .unwrap();
+    let old_refresh = server.last_refresh_token().unwrap();
     let out = env.run(&["refresh", "acme"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("refreshed"));
@@ -49,13 +43,7 @@ fn full_lifecycle_keeps_the_vault_current_after_every_step() {
     assert_ne!(first_access, second_access);
     assert!(!server.is_refresh_token_valid(&old_refresh), "rotation");
     let text = env.vault_text();
-    let new_refresh = server
-        .state
-        .lock()
-        .unwrap()
-        .last_refresh_token
-        .clone()
-        .unwrap();
+    let new_refresh = server.last_refresh_token().unwrap();
     assert!(text.contains(&second_access) && text.contains(&new_refresh));
     assert_eq!(stdout(&env.run(&["token", "acme"])), second_access);
 
@@ -143,13 +131,7 @@ fn reused_code_and_dead_refresh_token_explain_themselves() {
     assert_ne!(env.vault_bytes(), before);
 
     // Someone else used the refresh token: the server has rotated it away.
-    let refresh = server
-        .state
-        .lock()
-        .unwrap()
-        .last_refresh_token
-        .clone()
-        .unwrap();
+    let refresh = server.last_refresh_token().unwrap();
     server
         .state
         .lock()
@@ -276,13 +258,7 @@ fn a_reported_refresh_is_on_disk_before_the_command_returns() {
         let out = env.run(&["refresh", "p"]);
         assert!(out.status.success());
         // Read the file with the age CLI, not through tokdeck.
-        let newest = server
-            .state
-            .lock()
-            .unwrap()
-            .last_refresh_token
-            .clone()
-            .unwrap();
+        let newest = server.last_refresh_token().unwrap();
         assert!(env.vault_text().contains(&newest));
     }
 }

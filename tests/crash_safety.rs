@@ -1,6 +1,8 @@
 //! Crash safety: a process saving the vault in a loop is killed with SIGKILL at many moments;
 //! the vault always decrypts to the old or the new content, never a mix or a truncated file.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -57,12 +59,7 @@ fn setup(dir: &Path) {
             let mut p = Profile::new(
                 format!("p{i}"),
                 Provider::Factorial,
-                Endpoints {
-                    base_url: "https://api.factorialhr.com".into(),
-                    authorize_url: None,
-                    token_url: None,
-                    revoke_url: None,
-                },
+                Endpoints::at("https://api.factorialhr.com"),
                 "c".into(),
                 SecretString::from("s"),
                 "urn:ietf:wg:oauth:2.0:oob".into(),
@@ -100,7 +97,7 @@ fn vault_survives_sigkill_during_saves() {
     setup(dir.path());
     let exe = std::env::current_exe().unwrap();
     let mut last = 0;
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut jitter = common::Jitter::new(0x2545_f491_4f6c_dd1d);
     for round in 0..KILLS {
         let mut child = Command::new(&exe)
             .args([
@@ -115,10 +112,7 @@ fn vault_survives_sigkill_during_saves() {
             .spawn()
             .unwrap();
         // Kill at a spread of moments: during start-up, mid-write, mid-rename.
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        std::thread::sleep(Duration::from_micros(2_000 + seed % 40_000));
+        std::thread::sleep(Duration::from_micros(2_000 + jitter.below(40_000)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
 

@@ -34,13 +34,7 @@ fn two_processes_refreshing_one_profile_reach_the_server_once() {
         "{both}"
     );
     // The vault holds the one live token.
-    let live = server
-        .state
-        .lock()
-        .unwrap()
-        .last_refresh_token
-        .clone()
-        .unwrap();
+    let live = server.last_refresh_token().unwrap();
     assert!(env.vault_text().contains(&live));
     server.set_latency(Duration::ZERO);
     assert!(env.run(&["refresh", "p"]).status.success());
@@ -54,7 +48,7 @@ fn killed_mid_refresh_never_loses_the_integration() {
     server.set_revoke_on_first_use(true);
     env.authorized_profile("p", &server, &[]);
     server.set_latency(Duration::from_millis(30));
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut jitter = common::Jitter::new(0x9e37_79b9_7f4a_7c15);
     let mut reported = 0;
     for round in 0..40 {
         let mut child = env
@@ -63,22 +57,13 @@ fn killed_mid_refresh_never_loses_the_integration() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        std::thread::sleep(Duration::from_millis(10 + seed % 70));
+        std::thread::sleep(Duration::from_millis(10 + jitter.below(70)));
         let _ = child.kill();
         let status = child.wait().unwrap();
         if status.success() {
             // It reported success: the token on disk is the newest the server issued.
             reported += 1;
-            let newest = server
-                .state
-                .lock()
-                .unwrap()
-                .last_refresh_token
-                .clone()
-                .unwrap();
+            let newest = server.last_refresh_token().unwrap();
             assert!(env.vault_text().contains(&newest), "round {round}");
         }
         // Whatever the moment of death, tokdeck can refresh again.
@@ -110,13 +95,7 @@ fn no_secret_leaks_outside_the_vault() {
         outputs.push(env.run(args));
     }
     let issued_access = server.last_access_token().unwrap();
-    let issued_refresh = server
-        .state
-        .lock()
-        .unwrap()
-        .last_refresh_token
-        .clone()
-        .unwrap();
+    let issued_refresh = server.last_refresh_token().unwrap();
     let token_out = env.run(&["token", "p"]);
     assert_eq!(
         stdout(&token_out),

@@ -28,12 +28,7 @@ fn profile(name: &str, provider: Provider) -> Profile {
     let mut p = Profile::new(
         name.into(),
         provider,
-        Endpoints {
-            base_url: base,
-            authorize_url: None,
-            token_url: None,
-            revoke_url: None,
-        },
+        Endpoints::at(base),
         format!("{name}-client"),
         SecretString::from("client-secret-value"),
         "urn:ietf:wg:oauth:2.0:oob".into(),

@@ -29,12 +29,7 @@ pub fn profiles(
             let mut p = Profile::new(
                 format!("profile-{i:05}"),
                 Provider::Custom,
-                Endpoints {
-                    base_url: base_url.into(),
-                    authorize_url: None,
-                    token_url: None,
-                    revoke_url: None,
-                },
+                Endpoints::at(base_url),
                 "test-client".into(),
                 SecretString::from("test-secret-5f1c".to_string()),
                 "urn:ietf:wg:oauth:2.0:oob".into(),

@@ -171,12 +171,7 @@ pub fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
     let mut profile = Profile::new(
         args.name.clone(),
         provider,
-        Endpoints {
-            base_url,
-            authorize_url: None,
-            token_url: None,
-            revoke_url: None,
-        },
+        Endpoints::at(base_url),
         args.client_id.trim().to_string(),
         client_secret,
         redirect_uri,

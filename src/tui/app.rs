@@ -840,12 +840,7 @@ mod tests {
         let mut p = Profile::new(
             name.into(),
             Provider::Factorial,
-            Endpoints {
-                base_url: "https://api.factorialhr.com".into(),
-                authorize_url: None,
-                token_url: None,
-                revoke_url: None,
-            },
+            Endpoints::at("https://api.factorialhr.com"),
             "cid".into(),
             SecretString::from("s"),
             "urn:ietf:wg:oauth:2.0:oob".into(),

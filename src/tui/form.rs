@@ -248,12 +248,7 @@ impl Form {
             }
             (s, _) => SecretString::from(s.to_string()),
         };
-        let endpoints = Endpoints {
-            base_url,
-            authorize_url: None,
-            token_url: None,
-            revoke_url: None,
-        };
+        let endpoints = Endpoints::at(base_url);
         let mut profile = match previous {
             Some(p) => {
                 let mut p = p.clone();

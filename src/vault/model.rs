@@ -111,6 +111,16 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
+    /// Doorkeeper's layout under `base_url`, no overrides.
+    pub fn at(base_url: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into(),
+            authorize_url: None,
+            token_url: None,
+            revoke_url: None,
+        }
+    }
+
     fn join(&self, path: &str) -> String {
         format!("{}{}", self.base_url.trim_end_matches('/'), path)
     }
@@ -350,12 +360,7 @@ mod tests {
         let mut p = Profile::new(
             "acme".into(),
             Provider::Factorial,
-            Endpoints {
-                base_url: "https://api.factorialhr.com".into(),
-                authorize_url: None,
-                token_url: None,
-                revoke_url: None,
-            },
+            Endpoints::at("https://api.factorialhr.com"),
             "cid".into(),
             SecretString::from("client-secret-value"),
             "urn:ietf:wg:oauth:2.0:oob".into(),
@@ -398,12 +403,7 @@ mod tests {
 
     #[test]
     fn endpoints_follow_doorkeeper_layout_unless_overridden() {
-        let mut e = Endpoints {
-            base_url: "http://127.0.0.1:9/".into(),
-            authorize_url: None,
-            token_url: None,
-            revoke_url: None,
-        };
+        let mut e = Endpoints::at("http://127.0.0.1:9/");
         assert_eq!(e.token(), "http://127.0.0.1:9/oauth/token");
         assert_eq!(
             e.credentials("2025-04-01"),

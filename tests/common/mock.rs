@@ -154,6 +154,10 @@ impl MockServer {
         self.state.lock().unwrap().last_access_token.clone()
     }
 
+    pub fn last_refresh_token(&self) -> Option<String> {
+        self.state.lock().unwrap().last_refresh_token.clone()
+    }
+
     pub fn is_refresh_token_valid(&self, token: &str) -> bool {
         self.state
             .lock()

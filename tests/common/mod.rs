@@ -163,3 +163,20 @@ pub fn assert_one_line_error(out: &Output, needle: &str) {
     assert!(err.contains(needle), "stderr lacks '{needle}': {err}");
     assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
 }
+
+/// Deterministic pseudo-random waits (xorshift), so kill-timing tests vary but reproduce.
+pub struct Jitter(u64);
+
+impl Jitter {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    /// The next value in `0..bound`.
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
