@@ -256,7 +256,7 @@ impl OAuthClient {
             let (status, body) = self.send(self.http.post(&url).form(&form), &url).await?;
             match status {
                 200..=299 => Ok(()),
-                _ => Err(map_error_status(status, &body, &url, Grant::Refresh, None)),
+                _ => Err(map_error_status(status, &body, &url, Grant::Refresh)),
             }
         })
         .await
@@ -290,7 +290,7 @@ impl OAuthClient {
                     })
                 }
                 401 => Err(OAuthError::TokenRejected),
-                _ => Err(map_error_status(status, &body, &url, Grant::Refresh, None)),
+                _ => Err(map_error_status(status, &body, &url, Grant::Refresh)),
             }
         })
         .await
@@ -311,7 +311,7 @@ impl OAuthClient {
             let (status, body) = self.send(request, url).await?;
             match status {
                 200..=299 => parse_token_response(&body),
-                _ => Err(map_error_status(status, &body, url, grant, None)),
+                _ => Err(map_error_status(status, &body, url, grant)),
             }
         })
         .await
@@ -420,13 +420,7 @@ fn host_of(url: &str) -> String {
 }
 
 /// Maps a non-2xx answer to an error, reading a Doorkeeper error body when there is one.
-fn map_error_status(
-    status: u16,
-    body: &[u8],
-    url: &str,
-    grant: Grant,
-    _retry_after: Option<Duration>,
-) -> OAuthError {
+fn map_error_status(status: u16, body: &[u8], url: &str, grant: Grant) -> OAuthError {
     if let Ok(e) = serde_json::from_slice::<ErrorBody>(body) {
         return match e.error.as_str() {
             "invalid_grant" => OAuthError::InvalidGrant { grant },
@@ -523,7 +517,6 @@ mod tests {
             br#"{"error":"invalid_grant","error_description":"x"}"#,
             "http://h/oauth/token",
             Grant::Refresh,
-            None,
         );
         assert!(matches!(
             grant,
@@ -536,10 +529,9 @@ mod tests {
             br#"{"error":"invalid_client"}"#,
             "http://h",
             Grant::Code,
-            None,
         );
         assert!(matches!(client, OAuthError::InvalidClient));
-        let server = map_error_status(503, b"busy", "http://h:1/x", Grant::Code, None);
+        let server = map_error_status(503, b"busy", "http://h:1/x", Grant::Code);
         assert_eq!(
             server.to_string(),
             "server error HTTP 503 from h:1: try again later"
@@ -549,7 +541,6 @@ mod tests {
             br#"{"error":"invalid_scope"}"#,
             "http://h",
             Grant::Code,
-            None,
         );
         assert!(matches!(scope, OAuthError::Refused { .. }));
     }

@@ -186,7 +186,7 @@ pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(30);
 pub struct Store {
     path: PathBuf,
     unlock: Unlock,
-    sealing: Mutex<Option<Sealing>>,
+    sealing: Mutex<Sealing>,
     snapshot: Mutex<Snapshot>,
     lease: Arc<Mutex<LeaseState>>,
     lock_wait: Duration,
@@ -200,7 +200,7 @@ impl Store {
         Ok(Self {
             path: path.to_path_buf(),
             unlock,
-            sealing: Mutex::new(Some(sealing)),
+            sealing: Mutex::new(sealing),
             snapshot: Mutex::new(Snapshot {
                 fingerprint: fingerprint(path),
                 ciphertext,
@@ -229,7 +229,7 @@ impl Store {
         Ok(Self {
             path: path.to_path_buf(),
             unlock,
-            sealing: Mutex::new(Some(sealing)),
+            sealing: Mutex::new(sealing),
             snapshot: Mutex::new(Snapshot {
                 fingerprint: fingerprint(path),
                 ciphertext,
@@ -291,7 +291,7 @@ impl Store {
             return Ok(false);
         }
         let (data, sealing) = decode(&current, &self.unlock, &self.path)?;
-        *lock_ignoring_poison(&self.sealing) = Some(sealing);
+        *lock_ignoring_poison(&self.sealing) = sealing;
         *snap = Snapshot {
             fingerprint: now,
             ciphertext: current,
@@ -383,11 +383,10 @@ impl Store {
         };
         // The recipient list inside the vault is the truth: a change may add or remove some.
         let sealing = match lock_ignoring_poison(&self.sealing).clone() {
-            Some(Sealing::Recipients(_)) if !data.recipients.is_empty() => {
+            Sealing::Recipients(_) if !data.recipients.is_empty() => {
                 Sealing::Recipients(data.recipients.clone())
             }
-            Some(sealing) => sealing,
-            None => return Err(VaultError::NoRecipients),
+            sealing => sealing,
         };
         let ciphertext = seal(&data, &sealing)?;
         write_atomic(&self.path, &ciphertext, true)?;
