@@ -171,3 +171,35 @@ fn open_refresh_and_quit_in_a_real_terminal() {
         "alternate screen left: {shell}"
     );
 }
+
+#[test]
+fn ctrl_z_suspends_to_the_shell_and_fg_resumes() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.add_profile("parked", &server, &[]);
+    // Job control needs an interactive shell.
+    let tmux = Tmux::start(&env, 100, 30, "bash --norc --noprofile -i");
+    tmux.wait_for("the shell", |s| s.contains('#') || s.contains('$'));
+    tmux.keys(&[&common::bin().display().to_string(), "Enter"]);
+    tmux.wait_for("the app", |s| s.contains("parked"));
+    tmux.keys(&["C-z"]);
+    let stopped = tmux.wait_for("the suspended job", |s| s.contains("Stopped"));
+    assert!(
+        !stopped.contains("profiles 1/1"),
+        "the app's screen is gone: {stopped}"
+    );
+    tmux.keys(&["fg", "Enter"]);
+    let resumed = tmux.wait_for("the app to repaint", |s| s.contains("profiles 1/1"));
+    assert!(resumed.contains("parked"), "{resumed}");
+    // Still responsive after resuming.
+    tmux.keys(&["?"]);
+    tmux.wait_for("the help popup", |s| s.contains("keys (any key closes)"));
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the help to close", |s| {
+        !s.contains("keys (any key closes)")
+    });
+    tmux.keys(&["q"]);
+    tmux.wait_for("the shell again", |s| {
+        !s.contains("profiles 1/1") && s.contains("fg")
+    });
+}

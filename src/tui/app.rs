@@ -789,6 +789,10 @@ impl App {
                     .collect();
             }
             Action::Check => {
+                // A check stores the owner it finds, so it needs a writable vault too.
+                if self.read_only() {
+                    return Vec::new();
+                }
                 return self.job_on_selected(|p| match p.token {
                     Some(_) => Ok(Job::Check),
                     None => Err("no token to check: press a to authorize".into()),
@@ -1074,6 +1078,27 @@ mod tests {
         let effects = app.update(key('y'));
         assert!(matches!(&effects[0], Effect::Copy { .. }));
         assert!(app.flash.as_ref().unwrap().0.contains("OSC 52"));
+    }
+
+    #[test]
+    fn read_only_vault_refuses_changes_but_still_copies() {
+        let mut app = App::new(
+            vec![profile("p", Some(100))],
+            at(0),
+            Settings {
+                read_only_reason: Some("read-only: /v is not writable".into()),
+                ..app(vec![]).settings
+            },
+        );
+        assert!(app.flash.as_ref().unwrap().0.contains("read-only"));
+        for k in ['r', 'a', 'e', 'n', 'E', 'd', 'x', 'R', 'c'] {
+            assert!(
+                app.update(key(k)).is_empty(),
+                "{k} acted on a read-only vault"
+            );
+            assert!(matches!(app.mode, Mode::Normal), "{k} opened a dialog");
+        }
+        assert!(matches!(&app.update(key('y'))[0], Effect::Copy { .. }));
     }
 
     #[test]

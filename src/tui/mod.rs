@@ -25,6 +25,9 @@ use crate::worker::WorkerHandle;
 use app::{App, Effect, Msg, SaveOp, Settings};
 use theme::Theme;
 
+/// How long the input thread waits for a key before letting go of crossterm's reader.
+const INPUT_POLL: Duration = Duration::from_millis(250);
+
 /// Rows of the screen that are not table rows (header, borders, detail pane, footer).
 const CHROME_ROWS: u16 = 16;
 
@@ -53,7 +56,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
         refresh_margin: ctx.config.refresh_margin,
         vault_label: home_relative(store.path()),
         utc_offset: chrono::Local::now().offset().fix(),
-        read_only_reason: None,
+        read_only_reason: read_only_reason(store.path()),
     };
     let app = App::new(store.snapshot()?.profiles, ctx.clock.now(), settings);
     let mut terminal = ratatui::try_init().context("cannot open the terminal")?;
@@ -62,6 +65,25 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     let _ = crossterm::execute!(std::io::stdout(), DisableBracketedPaste);
     ratatui::restore();
     result
+}
+
+/// Why changes cannot be saved, when the vault's folder is not writable (a read-only mount, a
+/// shared checkout): the app then shows the vault but refuses changes up front.
+fn read_only_reason(vault: &std::path::Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = vault
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let c_dir = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: access only reads the NUL-terminated path we pass.
+    let writable = unsafe { libc::access(c_dir.as_ptr(), libc::W_OK) } == 0;
+    (!writable).then(|| {
+        format!(
+            "read-only: {} is not writable, so changes cannot be saved",
+            dir.display()
+        )
+    })
 }
 
 /// `~/...` for paths under the home directory.
@@ -79,9 +101,25 @@ fn home_relative(path: &std::path::Path) -> String {
 fn spawn_input_reader() -> mpsc::UnboundedReceiver<TermEvent> {
     let (tx, rx) = mpsc::unbounded_channel();
     std::thread::spawn(move || {
-        while let Ok(event) = crossterm::event::read() {
-            if tx.send(event).is_err() {
-                break;
+        // Wait with `poll` and a timeout rather than blocking in `read`: crossterm's reader
+        // lock is then free between waits, so a cursor-position query (ratatui makes one on
+        // clear, e.g. after Ctrl-Z) is not starved. Four wake-ups a second cost next to nothing.
+        loop {
+            match crossterm::event::poll(INPUT_POLL) {
+                Ok(false) => {
+                    if tx.is_closed() {
+                        break;
+                    }
+                }
+                Ok(true) => match crossterm::event::read() {
+                    Ok(event) => {
+                        if tx.send(event).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                },
+                Err(_) => break,
             }
         }
     });
@@ -154,8 +192,16 @@ async fn event_loop(
                     unsafe {
                         libc::raise(libc::SIGTSTP);
                     }
-                    *terminal = ratatui::try_init().context("cannot reopen the terminal")?;
-                    let _ = crossterm::execute!(std::io::stdout(), EnableBracketedPaste);
+                    // Back in the foreground: re-enter raw mode and the alternate screen on
+                    // the same Terminal. A new Terminal would query the cursor position,
+                    // whose reply the input thread consumes.
+                    crossterm::terminal::enable_raw_mode().context("cannot reopen the terminal")?;
+                    crossterm::execute!(
+                        std::io::stdout(),
+                        crossterm::terminal::EnterAlternateScreen,
+                        EnableBracketedPaste
+                    )
+                    .context("cannot reopen the terminal")?;
                     terminal.clear()?;
                 }
             }
