@@ -197,7 +197,18 @@ impl Store {
     pub fn open(path: &Path, unlock: Unlock) -> Result<Self, VaultError> {
         let ciphertext = read_vault(path)?;
         let (data, sealing) = decode(&ciphertext, &unlock, path)?;
-        Ok(Self {
+        Ok(Self::with_content(path, unlock, sealing, ciphertext, data))
+    }
+
+    /// A store whose file at `path` holds `ciphertext`, which decrypts to `data`.
+    fn with_content(
+        path: &Path,
+        unlock: Unlock,
+        sealing: Sealing,
+        ciphertext: Vec<u8>,
+        data: VaultData,
+    ) -> Self {
+        Self {
             path: path.to_path_buf(),
             unlock,
             sealing: Mutex::new(sealing),
@@ -208,7 +219,7 @@ impl Store {
             }),
             lease: Arc::default(),
             lock_wait: DEFAULT_LOCK_WAIT,
-        })
+        }
     }
 
     /// Creates a new vault; refuses to replace an existing one.
@@ -226,18 +237,7 @@ impl Store {
         }
         let ciphertext = seal(&data, &sealing)?;
         write_atomic(path, &ciphertext, false)?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            unlock,
-            sealing: Mutex::new(sealing),
-            snapshot: Mutex::new(Snapshot {
-                fingerprint: fingerprint(path),
-                ciphertext,
-                data,
-            }),
-            lease: Arc::default(),
-            lock_wait: DEFAULT_LOCK_WAIT,
-        })
+        Ok(Self::with_content(path, unlock, sealing, ciphertext, data))
     }
 
     /// How long writers wait for another process's lock.
@@ -253,9 +253,7 @@ impl Store {
 
     /// The current content, reloaded if another process changed the file.
     pub fn snapshot(&self) -> Result<VaultData, VaultError> {
-        let mut snap = lock_ignoring_poison(&self.snapshot);
-        self.refresh_snapshot(&mut snap)?;
-        Ok(snap.data.clone())
+        self.read(VaultData::clone)
     }
 
     /// Reads the freshest content without copying it.
@@ -267,9 +265,7 @@ impl Store {
 
     /// One profile from the freshest content, without cloning the rest.
     pub fn profile(&self, name: &str) -> Result<Option<super::Profile>, VaultError> {
-        let mut snap = lock_ignoring_poison(&self.snapshot);
-        self.refresh_snapshot(&mut snap)?;
-        Ok(snap.data.profile(name).cloned())
+        self.read(|data| data.profile(name).cloned())
     }
 
     /// The content, only when the file changed since this store last read or wrote it.
