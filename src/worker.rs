@@ -73,6 +73,18 @@ pub enum Outcome {
     Checked(CheckResult),
 }
 
+impl Outcome {
+    /// One line for people: the TUI's log and status line, and the log file.
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::NewToken => "new token saved".into(),
+            Outcome::Unchanged(why) => why.clone(),
+            Outcome::Revoked => "tokens revoked".into(),
+            Outcome::Checked(c) => format!("token belongs to {}", c.owner_line()),
+        }
+    }
+}
+
 /// What the worker reports.
 #[derive(Debug, Clone)]
 pub enum Event {
@@ -308,13 +320,7 @@ impl Worker {
         };
         match result {
             Ok((outcome, saved)) => {
-                let what = match &outcome {
-                    Outcome::NewToken => "new token saved".to_string(),
-                    Outcome::Unchanged(why) => why.clone(),
-                    Outcome::Revoked => "revoked".to_string(),
-                    Outcome::Checked(c) => format!("owner {}", c.owner_line()),
-                };
-                tracing::info!(profile = %profile, outcome = %what, "succeeded");
+                tracing::info!(profile = %profile, outcome = %outcome.describe(), "succeeded");
                 self.emit(Event::Succeeded {
                     id,
                     profile,
@@ -349,20 +355,26 @@ impl Worker {
         call.await
     }
 
-    async fn lease(&self) -> Result<Lease, JobError> {
+    /// Runs blocking vault I/O (decryption, file locks) off the async threads.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Store) -> Result<T, VaultError> + Send + 'static,
+    ) -> Result<T, JobError> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.lease())
+        tokio::task::spawn_blocking(move || work(&store))
             .await
             .map_err(|e| JobError::plain(format!("internal error: {e}")))?
             .map_err(JobError::from)
     }
 
+    async fn lease(&self) -> Result<Lease, JobError> {
+        self.blocking(Store::lease).await
+    }
+
     async fn current(&self, name: &str) -> Result<Profile, JobError> {
-        let store = self.store.clone();
         let wanted = name.to_string();
-        tokio::task::spawn_blocking(move || store.profile(&wanted))
-            .await
-            .map_err(|e| JobError::plain(format!("internal error: {e}")))??
+        self.blocking(move |store| store.profile(&wanted))
+            .await?
             .ok_or_else(|| {
                 JobError::plain(format!("no profile named '{name}': see `tokdeck status`"))
             })

@@ -13,7 +13,7 @@ use super::keymap::{Action, action_for};
 use crate::health::{Assessment, Health};
 use crate::oauth::listener::loopback_target;
 use crate::vault::Profile;
-use crate::worker::{Command, Event, Job, JobId, Outcome};
+use crate::worker::{Command, Event, Job, JobId};
 
 /// How long `v` shows secrets.
 pub const REVEAL_FOR: i64 = 10;
@@ -458,14 +458,7 @@ impl App {
                 if let Some(saved) = saved {
                     self.replace_profile(*saved);
                 }
-                let text = match outcome {
-                    Outcome::NewToken => format!("{profile}: new token saved"),
-                    Outcome::Unchanged(why) => format!("{profile}: {why}"),
-                    Outcome::Revoked => format!("{profile}: tokens revoked"),
-                    Outcome::Checked(c) => {
-                        format!("{profile}: token belongs to {}", c.owner_line())
-                    }
-                };
+                let text = format!("{profile}: {}", outcome.describe());
                 if let Mode::Authorize(popup) = &self.mode
                     && popup.job == id
                     && popup.listening_on.is_some()
@@ -835,6 +828,7 @@ impl App {
 mod tests {
     use super::*;
     use crate::vault::{Endpoints, Provider, Token};
+    use crate::worker::Outcome;
 
     fn at(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
