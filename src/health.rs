@@ -6,7 +6,42 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::duration::{format_ago, format_countdown};
-use crate::vault::Profile;
+use crate::vault::{Profile, Token};
+
+/// How long before expiry a token is refreshed: the configured margin or a tenth of the
+/// token's lifetime, whichever is larger, but never more than half the lifetime. A token that
+/// lives shorter than the margin is thus refreshed once, half-way through, instead of on every
+/// look. `None` when the token never expires.
+pub fn refresh_margin_for(token: &Token, configured: Duration) -> Option<Duration> {
+    let expires = token.expires_at?;
+    let lifetime = u64::try_from((expires - token.obtained_at).num_seconds()).unwrap_or(0);
+    let margin = configured.as_secs().max(lifetime / 10).min(lifetime / 2);
+    Some(Duration::from_secs(margin))
+}
+
+/// Whether the access token is still worth handing out at `now`: it never expires, or more
+/// than its refresh margin is left.
+pub fn access_usable(token: &Token, now: DateTime<Utc>, configured: Duration) -> bool {
+    match (token.expires_at, refresh_margin_for(token, configured)) {
+        (Some(at), Some(margin)) => seconds_until(at, now) > margin.as_secs() as i64,
+        _ => true,
+    }
+}
+
+/// The one rule for "refresh now?": the token expires, has a refresh token whose window is
+/// still open, and its access token ends within its refresh margin.
+pub fn refresh_due(token: &Token, now: DateTime<Utc>, configured: Duration) -> bool {
+    let window_open = token.refresh_expires_at.is_none_or(|end| end > now);
+    token.refresh_token.is_some()
+        && window_open
+        && token.expires_at.is_some()
+        && !access_usable(token, now, configured)
+}
+
+/// Whether refreshing makes sense at all: a token that never expires has nothing to renew.
+pub fn never_expires(token: &Token) -> bool {
+    token.expires_at.is_none()
+}
 
 /// A profile's condition, most urgent first (the order sorts the TUI table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -227,6 +262,42 @@ mod tests {
         assert_eq!(judge(&profile(Some(t.clone()))).health, Health::Expiring);
         t.expires_at = Some(at(-1));
         assert_eq!(judge(&profile(Some(t))).health, Health::Expired);
+    }
+
+    #[test]
+    fn the_refresh_margin_is_capped_at_half_the_lifetime() {
+        let five_min = Duration::from_secs(300);
+        // Two hours: a tenth of the lifetime (12 min) beats the configured five minutes.
+        let t = user_token(7_200, 7 * DAY);
+        assert_eq!(
+            refresh_margin_for(&t, five_min),
+            Some(Duration::from_secs(720))
+        );
+        // One minute, shorter than the margin: refreshed half-way, not at once.
+        let short = user_token(60, 7 * DAY);
+        assert_eq!(
+            refresh_margin_for(&short, five_min),
+            Some(Duration::from_secs(30))
+        );
+        assert!(!refresh_due(&short, at(29), five_min));
+        assert!(refresh_due(&short, at(30), five_min));
+        assert!(access_usable(&short, at(29), five_min));
+        let mut company = user_token(0, 0);
+        company.expires_at = None;
+        assert_eq!(refresh_margin_for(&company, five_min), None);
+        assert!(access_usable(&company, at(1_000_000), five_min));
+        assert!(!refresh_due(&company, at(1_000_000), five_min));
+    }
+
+    #[test]
+    fn nothing_is_due_without_a_refresh_token_or_after_the_window() {
+        let five_min = Duration::from_secs(300);
+        let mut t = user_token(60, 7 * DAY);
+        t.refresh_expires_at = Some(at(10));
+        assert!(!refresh_due(&t, at(50), five_min), "window closed");
+        t.refresh_expires_at = Some(at(7 * DAY));
+        t.refresh_token = None;
+        assert!(!refresh_due(&t, at(50), five_min), "no refresh token");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod duration;
 pub mod health;
 pub mod logging;
 pub mod oauth;
+pub mod output;
 pub mod tui;
 pub mod vault;
 pub mod worker;

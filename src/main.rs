@@ -25,14 +25,14 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("tokdeck: cannot start the async runtime: {e}");
+            tokdeck::note!("tokdeck: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
     match runtime.block_on(tokdeck::commands::run(cli)) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            eprintln!("tokdeck: {}", tokdeck::logging::one_line(&e));
+            tokdeck::note!("tokdeck: {}", tokdeck::logging::one_line(&e));
             ExitCode::from(failure as u8)
         }
     }

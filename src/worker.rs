@@ -250,8 +250,8 @@ struct JobError {
 impl From<OAuthError> for JobError {
     fn from(e: OAuthError) -> Self {
         Self {
+            record: e.belongs_on_profile(),
             message: e.to_string(),
-            record: true,
         }
     }
 }
@@ -530,6 +530,12 @@ impl Worker {
         let Some(token) = &profile.token else {
             return Err(OAuthError::NoToken.into());
         };
+        if crate::health::never_expires(token) && token.refresh_token.is_none() {
+            return Ok((
+                Outcome::Unchanged("does not expire; nothing to refresh".into()),
+                None,
+            ));
+        }
         if token.obtained_at > requested_at {
             return Ok((
                 Outcome::Unchanged("refreshed by another tokdeck process just now".into()),

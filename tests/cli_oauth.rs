@@ -85,10 +85,13 @@ fn full_lifecycle_keeps_the_vault_current_after_every_step() {
 fn token_refreshes_an_expired_access_token_first() {
     let env = Env::new();
     let server = MockServer::start();
-    server.set_expires_in(60); // inside the default 5 min refresh margin
+    // A 2 s token is refreshed once half its life is over (the margin is capped at half the
+    // lifetime, so short tokens are not refreshed on every call).
+    server.set_expires_in(2);
     env.authorized_profile("p", &server, &[]);
     let before = server.last_access_token().unwrap();
     server.set_expires_in(7200);
+    std::thread::sleep(Duration::from_millis(1_500));
     let out = env.run(&["token", "p"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let after = server.last_access_token().unwrap();
@@ -98,7 +101,7 @@ fn token_refreshes_an_expired_access_token_first() {
 }
 
 #[test]
-fn company_tokens_never_expire_and_cannot_refresh() {
+fn company_tokens_never_expire_and_refreshing_them_is_a_no_op() {
     let env = Env::new();
     let server = MockServer::start();
     env.authorized_profile("co", &server, &["--owner", "company"]);
@@ -106,8 +109,77 @@ fn company_tokens_never_expire_and_cannot_refresh() {
     assert!(text.contains("never") && text.contains("company"), "{text}");
     let access = server.last_access_token().unwrap();
     assert_eq!(stdout(&env.run(&["token", "co"])), access);
+    // Nothing to refresh is a success, and leaves no error behind.
     let out = env.run(&["refresh", "co"]);
-    assert_one_line_error(&out, "no refresh token stored: authorize again");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not expire; nothing to refresh"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["refresh", "--all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "skipped silently");
+    let status = env.run(&["status"]);
+    assert_eq!(status.status.code(), Some(0), "{}", stdout(&status));
+    assert!(!env.vault_text().contains("last_error"));
+    assert_eq!(server.refresh_requests(), 0);
+}
+
+#[test]
+fn local_preconditions_are_not_recorded_and_a_check_clears_a_stale_error() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.add_profile("fresh", &server, &[]);
+    let before = env.vault_bytes();
+    let out = env.run(&["refresh", "fresh"]);
+    assert_one_line_error(&out, "no token stored");
+    assert_eq!(env.vault_bytes(), before, "nothing recorded");
+    let status = stdout(&env.run(&["status"]));
+    assert!(
+        status.contains("no-token") && !status.contains("error"),
+        "{status}"
+    );
+
+    // A stale error from an earlier failure goes away with a successful check.
+    env.authorized_profile("p", &server, &[]);
+    let refresh = server.last_refresh_token().unwrap();
+    server
+        .state
+        .lock()
+        .unwrap()
+        .refresh_tokens_clear_for_test(&refresh);
+    assert!(!env.run(&["refresh", "p"]).status.success());
+    assert!(env.vault_text().contains("last_error"));
+    let out = env.run(&["check", "p"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!env.vault_text().contains("last_error"));
+}
+
+#[test]
+fn token_prints_a_still_valid_token_when_the_refresh_fails() {
+    let env = Env::new();
+    fast_config(&env);
+    let server = MockServer::start();
+    // A 6 s token is due for refresh after 3 s (half its life) and still valid until 6 s;
+    // the failed refresh (three quick attempts) ends well inside that window.
+    server.set_expires_in(6);
+    env.authorized_profile("p", &server, &[]);
+    std::thread::sleep(Duration::from_millis(3_300));
+    let access = server.last_access_token().unwrap();
+    server.fail_next(Fault::Status(503), 10);
+    let out = env.run(&["token", "p"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), access);
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning: refresh failed") && err.contains("HTTP 503"),
+        "{err}"
+    );
+    // Server trouble is not the profile's condition: status is not "error".
+    let status = env.run(&["status"]);
+    assert!(!stdout(&status).contains("error"), "{}", stdout(&status));
+    assert_eq!(status.status.code(), Some(0));
 }
 
 #[test]

@@ -175,7 +175,7 @@ fn listener_survives_a_flood_of_junk_and_takes_only_its_callback() {
     rt.block_on(async {
         use tokdeck::oauth::listener::{Listener, LoopbackTarget};
         let target = LoopbackTarget {
-            addr: "127.0.0.1:0".parse().unwrap(),
+            addrs: vec!["127.0.0.1:0".parse().unwrap()],
             path: "/callback".into(),
         };
         let listener = Listener::bind(&target).await.unwrap();

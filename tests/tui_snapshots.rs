@@ -253,3 +253,110 @@ fn new_profile_form() {
     let t = render(&app, &default_theme(), 80, 24);
     insta::assert_snapshot!("form_80x24", t.backend());
 }
+
+/// Columns sized from their content at every terminal size: nothing cut that fits, spare width
+/// not handed to NAME, the list visible even at 40x10.
+#[test]
+fn the_table_fits_every_terminal_size() {
+    let mut profiles = fleet();
+    // A custom host with a port, and a row whose access token expired seconds ago.
+    if let Some(p) = profiles.iter_mut().find(|p| p.name == "ats-bridge") {
+        p.endpoints = Endpoints::at("http://127.0.0.1:18080");
+    }
+    let mut just = profile("just-expired", Provider::Factorial);
+    just.token = Some(user_token(2 * HOUR + 21, 2 * HOUR));
+    profiles.push(just);
+    let app = app(profiles);
+    for (w, h) in [(40, 10), (80, 24), (120, 30), (200, 50)] {
+        let t = render(&app, &default_theme(), w, h);
+        let text = text_of(&t);
+        assert!(text.contains("ats-bridge"), "{w}x{h}: no rows\n{text}");
+        assert!(
+            text.contains("expired 21s ago"),
+            "{w}x{h}: countdown cut\n{text}"
+        );
+        if w >= 80 {
+            assert!(
+                text.contains("127.0.0.1:18080"),
+                "{w}x{h}: host cut\n{text}"
+            );
+        }
+        let name_header = text
+            .lines()
+            .find(|l| l.contains("NAME"))
+            .expect("a header row");
+        let gap = name_header
+            .split("NAME")
+            .nth(1)
+            .map(|rest| rest.len() - rest.trim_start().len())
+            .unwrap_or(0);
+        assert!(
+            gap < 20,
+            "{w}x{h}: NAME takes the spare width\n{name_header}"
+        );
+        insta::assert_snapshot!(format!("sizes_{w}x{h}"), t.backend());
+    }
+}
+
+#[test]
+fn below_the_minimum_size_the_screen_says_so() {
+    let app = app(fleet());
+    let text = text_of(&render(&app, &default_theme(), 30, 6));
+    assert!(text.contains("terminal too small"), "{text}");
+}
+
+#[test]
+fn the_filter_stays_visible_on_a_narrow_screen() {
+    let mut app = app(fleet());
+    app.update(key('/'));
+    for c in "port".chars() {
+        app.update(key(c));
+    }
+    let text = text_of(&render(&app, &default_theme(), 80, 24));
+    let header = text.lines().next().unwrap_or_default();
+    assert!(header.contains("filter: port"), "{header}");
+}
+
+#[test]
+fn the_header_counts_each_state_under_its_own_name() {
+    let mut profiles: Vec<Profile> = (0..7)
+        .map(|i| {
+            let mut p = profile(&format!("broken-{i}"), Provider::Factorial);
+            p.token = Some(user_token(60, 2 * HOUR));
+            p.last_error = Some("invalid_client".into());
+            p
+        })
+        .collect();
+    profiles.extend(fleet());
+    let app = app(profiles);
+    let text = text_of(&render(&app, &default_theme(), 200, 50));
+    let header = text.lines().next().unwrap_or_default();
+    for expected in [
+        "3 ok",
+        "1 expiring",
+        "1 stale",
+        "1 expired",
+        "8 error",
+        "1 no token",
+    ] {
+        assert!(header.contains(expected), "{expected} missing: {header}");
+    }
+}
+
+#[test]
+fn the_help_popup_scrolls_when_it_does_not_fit() {
+    let mut app = app(fleet());
+    app.update(key('?'));
+    let first = text_of(&render(&app, &default_theme(), 80, 24));
+    assert!(first.contains("move up") && !first.contains("suspend to the shell"));
+    assert!(first.contains("j/k scroll"), "{first}");
+    for _ in 0..30 {
+        app.update(key('j'));
+    }
+    let last = render(&app, &default_theme(), 80, 24);
+    let text = text_of(&last);
+    assert!(text.contains("suspend to the shell"), "{text}");
+    insta::assert_snapshot!("help_scrolled_80x24", last.backend());
+    app.update(key('x'));
+    assert!(!text_of(&render(&app, &default_theme(), 80, 24)).contains("keys "));
+}

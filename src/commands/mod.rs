@@ -24,9 +24,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let mut rows = store.read(|data| status::rows(data, ctx.clock.now(), warn))?;
             let code = status::exit_code(&rows);
             if args.json {
-                println!("{}", status::json(&mut rows)?);
+                crate::output::println(&status::json(&mut rows)?)?;
             } else {
-                print!("{}", status::table(&rows));
+                crate::output::print(&status::table(&rows))?;
             }
             Ok(code)
         }
@@ -39,12 +39,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Check { name }) => oauth::check(&ctx, name).await.map(|()| 0),
         Some(Command::Revoke { name }) => oauth::revoke(&ctx, name).await.map(|()| 0),
         Some(Command::Completions { shell }) => {
-            clap_complete::generate(
-                *shell,
-                &mut Cli::command(),
-                "tokdeck",
-                &mut std::io::stdout(),
-            );
+            // Generated into memory: clap_complete panics when writing to a closed pipe.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "tokdeck", &mut script);
+            crate::output::print(&String::from_utf8_lossy(&script))?;
             Ok(0)
         }
     }

@@ -2,7 +2,6 @@
 
 use std::io::{IsTerminal, Read};
 use std::sync::Arc;
-use std::time::Duration;
 
 use age::secrecy::{ExposeSecret, SecretString};
 use anyhow::{anyhow, bail};
@@ -11,7 +10,7 @@ use zeroize::Zeroizing;
 use super::context::Context;
 use crate::cli::{AuthorizeArgs, RefreshArgs};
 use crate::duration::format_countdown;
-use crate::health::Assessment;
+use crate::health::{access_usable, refresh_margin_for};
 use crate::oauth::listener::loopback_target;
 use crate::vault::{Profile, Store};
 use crate::worker::{Command, Event, Job, Outcome, WorkerHandle};
@@ -53,7 +52,7 @@ async fn run_jobs(
         match &event {
             Event::Note {
                 profile, message, ..
-            } => eprintln!("{profile}: {message}"),
+            } => crate::note!("{profile}: {message}"),
             Event::Failed { profile, error, .. } => failures.push(Failure {
                 profile: profile.clone(),
                 error: error.clone(),
@@ -73,11 +72,11 @@ fn profile_named(store: &Store, name: &str) -> anyhow::Result<Profile> {
         .ok_or_else(|| anyhow!("no profile named '{name}': see `tokdeck status`"))
 }
 
-fn validity(profile: Option<&Profile>) -> String {
+fn validity(profile: Option<&Profile>, now: chrono::DateTime<chrono::Utc>) -> String {
     match profile.and_then(|p| p.token.as_ref()).map(|t| t.expires_at) {
         Some(Some(at)) => format!(
             "access token valid for {}",
-            format_countdown((at - chrono::Utc::now()).num_seconds())
+            format_countdown((at - now).num_seconds())
         ),
         Some(None) => "access token does not expire".into(),
         None => String::new(),
@@ -91,7 +90,7 @@ fn fail_if(failures: Vec<Failure>, total: usize) -> anyhow::Result<()> {
         [only] if total == 1 => Err(anyhow!("{}", only.error)),
         many => {
             for f in many {
-                eprintln!("{}: {}", f.profile, f.error);
+                crate::note!("{}: {}", f.profile, f.error);
             }
             Err(anyhow!("{} of {total} profiles failed", many.len()))
         }
@@ -144,14 +143,15 @@ pub async fn authorize(ctx: &Context, args: &AuthorizeArgs) -> anyhow::Result<()
         Event::AuthorizeUrl {
             url, listening_on, ..
         } => {
-            println!("{url}");
+            // The URL line is the command's result; a closed stdout only ends the printing.
+            let _ = crate::output::println(url);
             let opened = !no_browser && open_browser(url);
             match listening_on {
-                Some(addr) => eprintln!(
+                Some(addr) => crate::note!(
                     "{}waiting for the redirect on {addr} (Ctrl-C to stop)",
                     if opened { "opened the browser; " } else { "open the URL above; " }
                 ),
-                None => eprintln!(
+                None => crate::note!(
                     "open the URL, approve, then: tokdeck exchange {name} '<code or redirect URL>'"
                 ),
             }
@@ -166,7 +166,11 @@ pub async fn authorize(ctx: &Context, args: &AuthorizeArgs) -> anyhow::Result<()
     fail_if(failures, 1)?;
     if new_token {
         let saved = profile_named(&store, &args.name).ok();
-        eprintln!("{}: authorized; {}", args.name, validity(saved.as_ref()));
+        crate::note!(
+            "{}: authorized; {}",
+            args.name,
+            validity(saved.as_ref(), ctx.clock.now())
+        );
     }
     Ok(())
 }
@@ -186,7 +190,10 @@ pub async fn exchange(ctx: &Context, name: &str, code: &str) -> anyhow::Result<(
     let failures = run_jobs(ctx, store.clone(), vec![(name.to_string(), job)], |_| {}).await?;
     fail_if(failures, 1)?;
     let saved = profile_named(&store, name).ok();
-    eprintln!("{name}: code exchanged; {}", validity(saved.as_ref()));
+    crate::note!(
+        "{name}: code exchanged; {}",
+        validity(saved.as_ref(), ctx.clock.now())
+    );
     Ok(())
 }
 
@@ -200,14 +207,20 @@ pub async fn refresh(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<()> {
             vec![name.clone()]
         }
         None => {
-            let (with, without): (Vec<&Profile>, Vec<&Profile>) = data
-                .profiles
-                .iter()
-                .partition(|p| p.token.as_ref().is_some_and(|t| t.refresh_token.is_some()));
-            for p in without {
-                eprintln!("{}: skipped (no refresh token)", p.name);
+            let mut names = Vec::new();
+            for p in &data.profiles {
+                match &p.token {
+                    // Nothing to renew: a token that never expires is skipped without a word.
+                    Some(t) if crate::health::never_expires(t) && t.refresh_token.is_none() => {}
+                    Some(t) if t.refresh_token.is_some() => names.push(p.name.clone()),
+                    Some(_) => crate::note!(
+                        "{}: skipped (no refresh token: authorize again when it expires)",
+                        p.name
+                    ),
+                    None => crate::note!("{}: skipped (no token yet: authorize first)", p.name),
+                }
             }
-            with.into_iter().map(|p| p.name.clone()).collect()
+            names
         }
     };
     let total = names.len();
@@ -231,8 +244,11 @@ pub async fn refresh(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<()> {
         } = event
         {
             match outcome {
-                Outcome::Unchanged(why) => eprintln!("{profile}: not refreshed ({why})"),
-                _ => eprintln!("{profile}: refreshed; {}", validity(saved.as_deref())),
+                Outcome::Unchanged(why) => crate::note!("{profile}: not refreshed ({why})"),
+                _ => crate::note!(
+                    "{profile}: refreshed; {}",
+                    validity(saved.as_deref(), ctx.clock.now())
+                ),
             }
         }
     })
@@ -240,50 +256,64 @@ pub async fn refresh(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<()> {
     fail_if(failures, total)
 }
 
-/// `tokdeck token`: only the token goes to stdout.
+/// `tokdeck token`: only the token goes to stdout. A token inside its refresh margin is
+/// refreshed first; when that refresh fails but the token still works, it is printed anyway
+/// with a warning, because only an unusable token is a failure.
 pub async fn token(ctx: &Context, name: &str) -> anyhow::Result<()> {
     let store = ctx.open_store()?;
     let margin = ctx.config.refresh_margin;
-    let usable = |p: &Profile| -> bool {
-        let a = Assessment::of(p, ctx.clock.now(), Duration::ZERO);
-        a.has_token
-            && (a.access_never_expires
-                || a.access_left.is_some_and(|s| s > margin.as_secs() as i64))
-    };
     let mut profile = profile_named(&store, name)?;
-    if !usable(&profile) {
-        if profile
-            .token
-            .as_ref()
-            .is_none_or(|t| t.refresh_token.is_none())
-        {
-            bail!(match profile.token {
-                None => format!("'{name}' has no token: run `tokdeck authorize {name}`"),
-                Some(_) => format!(
+    let Some(current) = profile.token.clone() else {
+        bail!("'{name}' has no token: run `tokdeck authorize {name}`");
+    };
+    if !access_usable(&current, ctx.clock.now(), margin) {
+        let still_valid = current.expires_at.is_none_or(|at| at > ctx.clock.now());
+        if current.refresh_token.is_none() {
+            if !still_valid {
+                bail!(
                     "'{name}''s access token has expired and there is no refresh token: run `tokdeck authorize {name}`"
-                ),
-            });
+                );
+            }
+        } else {
+            let job = Job::Refresh {
+                if_expiring_within: refresh_margin_for(&current, margin),
+            };
+            let failures =
+                run_jobs(ctx, store.clone(), vec![(name.to_string(), job)], |_| {}).await?;
+            if let Some(failure) = failures.first() {
+                if !still_valid || !access_still_valid(&store, name, ctx)? {
+                    bail!("{}", failure.error);
+                }
+                crate::note!(
+                    "{name}: warning: refresh failed ({}); printing the current token, {}",
+                    failure.error,
+                    validity(Some(&profile), ctx.clock.now())
+                );
+            }
+            profile = profile_named(&store, name)?;
         }
-        let job = Job::Refresh {
-            if_expiring_within: Some(margin),
-        };
-        let failures = run_jobs(ctx, store.clone(), vec![(name.to_string(), job)], |_| {}).await?;
-        fail_if(failures, 1)?;
-        profile = profile_named(&store, name)?;
     }
     let token = profile
         .token
         .as_ref()
         .ok_or_else(|| anyhow!("'{name}' has no token: run `tokdeck authorize {name}`"))?;
-    let mut out = std::io::stdout().lock();
-    use std::io::Write;
+    let secret = token.access_token.expose_secret();
     if std::io::stdout().is_terminal() {
-        writeln!(out, "{}", token.access_token.expose_secret())?;
+        crate::output::println(secret)?;
     } else {
         // No newline for `$(tokdeck token x)` and pipes that hash or compare it.
-        write!(out, "{}", token.access_token.expose_secret())?;
+        crate::output::print(secret)?;
     }
     Ok(())
+}
+
+/// Whether the stored access token has not expired yet.
+fn access_still_valid(store: &Store, name: &str, ctx: &Context) -> anyhow::Result<bool> {
+    let profile = profile_named(store, name)?;
+    Ok(profile
+        .token
+        .as_ref()
+        .is_some_and(|t| t.expires_at.is_none_or(|at| at > ctx.clock.now())))
 }
 
 /// `tokdeck check`
@@ -302,7 +332,10 @@ pub async fn check(ctx: &Context, name: &str) -> anyhow::Result<()> {
     })
     .await?;
     fail_if(failures, 1)?;
-    println!("{name}: token valid; owner {}", owner.unwrap_or_default());
+    crate::output::println(&format!(
+        "{name}: token valid; owner {}",
+        owner.unwrap_or_default()
+    ))?;
     Ok(())
 }
 
@@ -312,6 +345,6 @@ pub async fn revoke(ctx: &Context, name: &str) -> anyhow::Result<()> {
     profile_named(&store, name)?;
     let failures = run_jobs(ctx, store, vec![(name.to_string(), Job::Revoke)], |_| {}).await?;
     fail_if(failures, 1)?;
-    eprintln!("{name}: tokens revoked at the server and removed from the vault");
+    crate::note!("{name}: tokens revoked at the server and removed from the vault");
     Ok(())
 }

@@ -36,7 +36,7 @@ pub fn init(ctx: &Context, args: &InitArgs) -> anyhow::Result<()> {
                     IdentityFile::load(&identity)?
                 } else {
                     let key = IdentityFile::generate(&identity)?;
-                    eprintln!(
+                    crate::note!(
                         "created identity {} (public key {}): back it up, the vault cannot be opened without it",
                         identity.display(),
                         key.recipients.join(", ")
@@ -55,8 +55,8 @@ pub fn init(ctx: &Context, args: &InitArgs) -> anyhow::Result<()> {
     let bytes = crypto::encrypt(text.as_bytes(), &sealing)?;
     store::write_atomic(&path, &bytes, false)?;
     match sealing {
-        Sealing::Passphrase(_) => eprintln!("created vault {} (passphrase)", path.display()),
-        Sealing::Recipients(list) => eprintln!(
+        Sealing::Passphrase(_) => crate::note!("created vault {} (passphrase)", path.display()),
+        Sealing::Recipients(list) => crate::note!(
             "created vault {} for {} recipient{}",
             path.display(),
             list.len(),
@@ -200,9 +200,10 @@ pub fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
             data.profiles.push(profile);
             Ok(())
         })??;
-    eprintln!(
+    crate::note!(
         "added profile '{}': next, `tokdeck authorize {}`",
-        args.name, args.name
+        args.name,
+        args.name
     );
     Ok(())
 }
@@ -218,7 +219,7 @@ pub fn remove(ctx: &Context, name: &str) -> anyhow::Result<()> {
         }
         Ok(())
     })??;
-    eprintln!(
+    crate::note!(
         "removed profile '{name}' (its tokens stay valid at the server until they expire; `revoke` first to end them)"
     );
     Ok(())

@@ -80,6 +80,22 @@ fn retry_text(after: &Option<Duration>) -> String {
 }
 
 impl OAuthError {
+    /// Whether this failure says something about the profile itself (its credentials or
+    /// tokens were refused), so `status` should show it until a success clears it. Network
+    /// trouble and local preconditions (no token yet, a mistyped code) are the caller's to
+    /// report, not the profile's condition.
+    pub fn belongs_on_profile(&self) -> bool {
+        matches!(
+            self,
+            OAuthError::InvalidGrant { .. }
+                | OAuthError::InvalidClient
+                | OAuthError::Refused { .. }
+                | OAuthError::UnexpectedStatus { .. }
+                | OAuthError::BadResponse(_)
+                | OAuthError::TokenRejected
+        )
+    }
+
     /// Worth retrying with backoff: the same request may succeed in a moment.
     pub fn is_transient(&self) -> bool {
         matches!(
@@ -122,5 +138,32 @@ mod tests {
         assert!(OAuthError::RateLimited { retry_after: None }.is_transient());
         assert!(!OAuthError::InvalidClient.is_transient());
         assert!(!OAuthError::BadResponse("x".into()).is_transient());
+    }
+
+    #[test]
+    fn only_server_verdicts_are_recorded_on_the_profile() {
+        assert!(OAuthError::InvalidClient.belongs_on_profile());
+        assert!(
+            OAuthError::InvalidGrant {
+                grant: Grant::Refresh
+            }
+            .belongs_on_profile()
+        );
+        for local in [
+            OAuthError::NoToken,
+            OAuthError::NoRefreshToken,
+            OAuthError::StateMismatch,
+            OAuthError::NoCode("x".into()),
+            OAuthError::Timeout {
+                host: "h".into(),
+                secs: 1,
+            },
+            OAuthError::Server {
+                status: 503,
+                host: "h".into(),
+            },
+        ] {
+            assert!(!local.belongs_on_profile(), "{local}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The loopback redirect listener: catches one authorization callback on 127.0.0.1.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,7 +14,9 @@ use super::redirect::{Callback, parse_query};
 /// Where to listen, derived from a loopback redirect URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoopbackTarget {
-    pub addr: SocketAddr,
+    /// Every address the browser may connect to: `localhost` resolves to 127.0.0.1 or ::1
+    /// depending on the system, so it gets both.
+    pub addrs: Vec<SocketAddr>,
     pub path: String,
 }
 
@@ -25,15 +27,20 @@ pub fn loopback_target(redirect_uri: &str) -> Option<LoopbackTarget> {
     if url.scheme() != "http" {
         return None;
     }
-    let ip: std::net::IpAddr = match url.host()? {
-        url::Host::Domain("localhost") => [127, 0, 0, 1].into(),
-        url::Host::Ipv4(ip) if ip.is_loopback() => ip.into(),
-        url::Host::Ipv6(ip) if ip.is_loopback() => ip.into(),
+    let port = url.port()?;
+    let ips: Vec<IpAddr> = match url.host()? {
+        url::Host::Domain(d) if d.eq_ignore_ascii_case("localhost") => {
+            vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()]
+        }
+        url::Host::Ipv4(ip) if ip.is_loopback() => vec![ip.into()],
+        url::Host::Ipv6(ip) if ip.is_loopback() => vec![ip.into()],
         _ => return None,
     };
-    let port = url.port()?;
     Some(LoopbackTarget {
-        addr: SocketAddr::new(ip, port),
+        addrs: ips
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, port))
+            .collect(),
         path: url.path().to_string(),
     })
 }
@@ -55,28 +62,64 @@ enum Outcome {
 
 /// A bound listener waiting for the callback.
 pub struct Listener {
-    listener: TcpListener,
+    /// One socket per loopback address of the redirect URI; at least one.
+    sockets: Vec<TcpListener>,
     path: String,
 }
 
 impl Listener {
-    /// Binds the loopback address of the redirect URI.
+    /// Binds the loopback addresses of the redirect URI. An address this machine lacks (no
+    /// IPv6) is skipped as long as another one binds.
     pub async fn bind(target: &LoopbackTarget) -> Result<Self, OAuthError> {
-        let listener = TcpListener::bind(target.addr)
-            .await
-            .map_err(|e| OAuthError::Listen {
-                addr: target.addr.to_string(),
-                reason: e.to_string(),
-            })?;
+        let mut sockets = Vec::new();
+        let mut first_error = None;
+        for addr in &target.addrs {
+            match TcpListener::bind(addr).await {
+                Ok(socket) => sockets.push(socket),
+                Err(e) => {
+                    first_error.get_or_insert(OAuthError::Listen {
+                        addr: addr.to_string(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        if sockets.is_empty() {
+            return Err(first_error.unwrap_or_else(|| OAuthError::Listen {
+                addr: "(none)".into(),
+                reason: "no loopback address to listen on".into(),
+            }));
+        }
         Ok(Self {
-            listener,
+            sockets,
             path: target.path.clone(),
         })
     }
 
-    /// The bound address.
+    /// The first bound address (the one shown to people).
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr().ok()
+        self.sockets.first().and_then(|s| s.local_addr().ok())
+    }
+
+    /// Every bound address.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.sockets
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    /// The next connection on either socket (there are one or two).
+    async fn accept(&self) -> std::io::Result<TcpStream> {
+        let result = match self.sockets.as_slice() {
+            [a, b, ..] => tokio::select! {
+                r = a.accept() => r,
+                r = b.accept() => r,
+            },
+            [one] => one.accept().await,
+            [] => std::future::pending().await,
+        };
+        result.map(|(stream, _)| stream)
     }
 
     /// Waits up to `timeout` for one callback whose state equals `expected_state` and returns
@@ -95,8 +138,8 @@ impl Listener {
                 _ = tokio::time::sleep_until(deadline) => {
                     return Err(OAuthError::ListenTimeout(timeout.as_secs()));
                 }
-                accepted = self.listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
+                accepted = self.accept() => {
+                    let Ok(stream) = accepted else { continue };
                     let tx = tx.clone();
                     let path = self.path.clone();
                     let state = expected_state.to_string();
@@ -196,19 +239,49 @@ mod tests {
     #[test]
     fn loopback_targets_are_recognised() {
         let t = loopback_target("http://127.0.0.1:8765/callback").unwrap();
-        assert_eq!(t.addr.to_string(), "127.0.0.1:8765");
+        assert_eq!(t.addrs, ["127.0.0.1:8765".parse().unwrap()]);
         assert_eq!(t.path, "/callback");
+        let both: Vec<SocketAddr> = vec![
+            "127.0.0.1:9000".parse().unwrap(),
+            "[::1]:9000".parse().unwrap(),
+        ];
         assert_eq!(
-            loopback_target("http://localhost:9000/")
-                .unwrap()
-                .addr
-                .to_string(),
-            "127.0.0.1:9000"
+            loopback_target("http://localhost:9000/").unwrap().addrs,
+            both
         );
         assert!(loopback_target("http://[::1]:9000/cb").is_some());
         assert!(loopback_target("https://127.0.0.1:1/cb").is_none());
         assert!(loopback_target("http://example.com:80/cb").is_none());
         assert!(loopback_target("urn:ietf:wg:oauth:2.0:oob").is_none());
         assert!(loopback_target("http://10.0.0.1:80/cb").is_none());
+    }
+
+    /// A browser that resolves `localhost` to ::1 first reaches the listener too.
+    #[tokio::test]
+    async fn localhost_is_caught_on_both_loopback_addresses() {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = free.local_addr().unwrap().port();
+        drop(free);
+        let target = loopback_target(&format!("http://localhost:{port}/cb")).unwrap();
+        let listener = Listener::bind(&target).await.unwrap();
+        let bound = listener.local_addrs();
+        let v6 = bound.iter().any(SocketAddr::is_ipv6);
+        let waiting = tokio::spawn(listener.wait_for_code("s", Duration::from_secs(10), |_| {}));
+        let dial: SocketAddr = if v6 {
+            format!("[::1]:{port}").parse().unwrap()
+        } else {
+            // A machine without IPv6 still listens on 127.0.0.1.
+            format!("127.0.0.1:{port}").parse().unwrap()
+        };
+        let mut stream = TcpStream::connect(dial).await.unwrap();
+        stream
+            .write_all(b"GET /cb?code=c6&state=s HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).await.unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert_eq!(waiting.await.unwrap().unwrap(), "c6");
+        assert!(bound.iter().any(SocketAddr::is_ipv4));
     }
 }

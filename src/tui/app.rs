@@ -8,9 +8,10 @@ use age::secrecy::SecretString;
 use chrono::{DateTime, FixedOffset, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+use super::auto_refresh::AutoRefresh;
 use super::form::{Form, FormOutcome};
 use super::keymap::{Action, action_for};
-use crate::health::{Assessment, Health};
+use crate::health::{Assessment, Health, refresh_due};
 use crate::oauth::listener::loopback_target;
 use crate::vault::Profile;
 use crate::worker::{Command, Event, Job, JobId};
@@ -119,21 +120,30 @@ pub struct AuthorizePopup {
 pub enum Mode {
     Normal,
     Filter,
-    Help,
+    /// The key list, scrolled down by this many lines.
+    Help {
+        scroll: u16,
+    },
     Authorize(AuthorizePopup),
-    Paste { profile: String, input: String },
-    Confirm { kind: ConfirmKind, profile: String },
+    Paste {
+        profile: String,
+        input: String,
+    },
+    Confirm {
+        kind: ConfirmKind,
+        profile: String,
+    },
     Form(Box<Form>),
 }
 
-/// Profile counts by broad state.
+/// Profile counts, one per state.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
     pub ok: usize,
-    /// Expiring soon, or expired but refreshable.
     pub expiring: usize,
-    /// Dead or failing.
+    pub stale: usize,
     pub expired: usize,
+    pub error: usize,
     pub no_token: usize,
 }
 
@@ -175,6 +185,8 @@ pub struct App {
     pub quitting: bool,
     /// Rows the table showed last frame, for paging.
     pub page_size: usize,
+    /// When each auto-refresh profile was last tried, and its backoff after failures.
+    auto: AutoRefresh,
     next_job: JobId,
 }
 
@@ -200,6 +212,7 @@ impl App {
             spinner: 0,
             quitting: false,
             page_size: 10,
+            auto: AutoRefresh::default(),
             next_job: 1,
         };
         app.recompute();
@@ -232,8 +245,10 @@ impl App {
         for a in &self.assessments {
             match a.health {
                 Health::Ok => s.ok += 1,
-                Health::Stale | Health::Expiring => s.expiring += 1,
-                Health::Expired | Health::Error => s.expired += 1,
+                Health::Expiring => s.expiring += 1,
+                Health::Stale => s.stale += 1,
+                Health::Expired => s.expired += 1,
+                Health::Error => s.error += 1,
                 Health::NoToken => s.no_token += 1,
             }
         }
@@ -355,7 +370,10 @@ impl App {
         };
         for effect in &effects {
             if let Effect::Copy { what, .. } = effect {
-                self.flash(format!("copied {what} to the clipboard (OSC 52)"), false);
+                self.flash(
+                    format!("sent {what} to the terminal's clipboard (OSC 52)"),
+                    false,
+                );
             }
         }
         self.recompute();
@@ -378,10 +396,13 @@ impl App {
         self.auto_refresh()
     }
 
-    /// Auto-refresh: profiles that ask for it, refreshed when their access token enters the
-    /// margin (10% of its lifetime, or the configured margin if larger). Failing profiles are
-    /// left alone until someone looks, so a dead token is not hammered.
+    /// Auto-refresh: profiles that ask for it are refreshed when [`refresh_due`] says so.
+    /// Each token is refreshed at most once (the next attempt waits for a new token), a
+    /// failure backs off exponentially, and profiles with a recorded error are left alone
+    /// until someone looks, so a dead token is never hammered.
     fn auto_refresh(&mut self) -> Vec<Effect> {
+        let now = self.now;
+        let margin = self.settings.refresh_margin;
         let due: Vec<String> = self
             .profiles
             .iter()
@@ -389,21 +410,18 @@ impl App {
                 p.auto_refresh && p.last_error.is_none() && !self.busy.contains_key(&p.name)
             })
             .filter(|p| {
-                let Some(t) = &p.token else { return false };
-                let (Some(_), Some(expires)) = (&t.refresh_token, t.expires_at) else {
-                    return false;
-                };
-                if t.refresh_expires_at.is_some_and(|end| end <= self.now) {
-                    return false;
-                }
-                let lifetime = (expires - t.obtained_at).num_seconds().max(0);
-                let margin = (lifetime / 10).max(self.settings.refresh_margin.as_secs() as i64);
-                (expires - self.now).num_seconds() <= margin
+                p.token.as_ref().is_some_and(|t| {
+                    refresh_due(t, now, margin) && self.auto.may_try(&p.name, t.obtained_at, now)
+                })
             })
             .map(|p| p.name.clone())
             .collect();
         due.into_iter()
             .map(|name| {
+                if let Some(t) = self.profile(&name).and_then(|p| p.token.as_ref()) {
+                    let obtained = t.obtained_at;
+                    self.auto.tried(&name, obtained, now);
+                }
                 self.log(format!("{name}: auto-refresh"), false);
                 self.command(
                     &name,
@@ -413,6 +431,10 @@ impl App {
                 )
             })
             .collect()
+    }
+
+    fn profile(&self, name: &str) -> Option<&Profile> {
+        self.profiles.iter().find(|p| p.name == name)
     }
 
     fn on_worker(&mut self, event: Event) -> Vec<Effect> {
@@ -455,6 +477,7 @@ impl App {
                 saved,
             } => {
                 self.finish(&profile, id);
+                self.auto.succeeded(&profile);
                 if let Some(saved) = saved {
                     self.replace_profile(*saved);
                 }
@@ -475,6 +498,7 @@ impl App {
                 saved,
             } => {
                 self.finish(&profile, id);
+                self.auto.failed(&profile, self.now);
                 if let Some(saved) = saved {
                     self.replace_profile(*saved);
                 }
@@ -514,7 +538,7 @@ impl App {
         match std::mem::replace(&mut self.mode, Mode::Normal) {
             Mode::Normal => self.on_action_key(key),
             _ if ctrl_c => self.on_action_key(key),
-            Mode::Help => Vec::new(),
+            Mode::Help { scroll } => self.on_help_key(key, scroll),
             Mode::Filter => {
                 match key.code {
                     KeyCode::Esc => self.filter.clear(),
@@ -600,6 +624,25 @@ impl App {
         }
     }
 
+    /// j/k, arrows and paging scroll the key list (the view stops at its end); any other
+    /// key closes it.
+    fn on_help_key(&mut self, key: KeyEvent, scroll: u16) -> Vec<Effect> {
+        let limit = super::keymap::BINDINGS.len() as u16;
+        let next = match key.code {
+            KeyCode::Char('j') | KeyCode::Down => Some(scroll.saturating_add(1)),
+            KeyCode::Char('k') | KeyCode::Up => Some(scroll.saturating_sub(1)),
+            KeyCode::PageDown | KeyCode::Char(' ') => Some(scroll.saturating_add(10)),
+            KeyCode::PageUp => Some(scroll.saturating_sub(10)),
+            _ => None,
+        };
+        if let Some(scroll) = next {
+            self.mode = Mode::Help {
+                scroll: scroll.min(limit),
+            };
+        }
+        Vec::new()
+    }
+
     fn selected_name(&self) -> Option<String> {
         self.selected().map(|p| p.name.clone())
     }
@@ -657,7 +700,7 @@ impl App {
                 let text = format!("sorted by {}", self.sort.label());
                 self.flash(text, false);
             }
-            Action::Help => self.mode = Mode::Help,
+            Action::Help => self.mode = Mode::Help { scroll: 0 },
             Action::ToggleLog => self.show_log = !self.show_log,
             Action::Suspend => return vec![Effect::Suspend],
             Action::Quit => {
@@ -754,17 +797,17 @@ impl App {
                     return Vec::new();
                 }
                 let margin = self.settings.refresh_margin;
+                let now = self.now;
                 let due: Vec<String> = self
                     .profiles
                     .iter()
-                    .zip(&self.assessments)
-                    .filter(|(p, a)| {
-                        p.token.as_ref().is_some_and(|t| t.refresh_token.is_some())
-                            && !self.busy.contains_key(&p.name)
-                            && a.health != Health::Expired
-                            && a.access_left.is_some_and(|s| s <= margin.as_secs() as i64)
+                    .filter(|p| {
+                        !self.busy.contains_key(&p.name)
+                            && p.token
+                                .as_ref()
+                                .is_some_and(|t| refresh_due(t, now, margin))
                     })
-                    .map(|(p, _)| p.name.clone())
+                    .map(|p| p.name.clone())
                     .collect();
                 if due.is_empty() {
                     self.flash("nothing ends within the refresh margin", false);
@@ -775,7 +818,7 @@ impl App {
                         self.command(
                             &n,
                             Job::Refresh {
-                                if_expiring_within: Some(margin),
+                                if_expiring_within: None,
                             },
                         )
                     })
@@ -1032,6 +1075,36 @@ mod tests {
             sent(&app.update(Msg::Tick(at(302)))).is_empty(),
             "busy: not twice"
         );
+    }
+
+    #[test]
+    fn a_token_shorter_than_the_margin_is_refreshed_once_then_backs_off() {
+        let mut p = profile("short", Some(60));
+        if let Some(t) = p.token.as_mut() {
+            t.obtained_at = at(0);
+        }
+        p.auto_refresh = true;
+        let mut app = app(vec![p]);
+        let mut sends = Vec::new();
+        for s in 1..=40 {
+            for e in app.update(Msg::Tick(at(s))) {
+                if let Effect::Send(cmd) = e {
+                    sends.push((s, cmd.id));
+                }
+            }
+        }
+        assert_eq!(sends.len(), 1, "one refresh in 40 s: {sends:?}");
+        assert_eq!(sends[0].0, 30, "half-way through a 60 s token");
+        app.update(Msg::Worker(Event::Failed {
+            id: sends[0].1,
+            profile: "short".into(),
+            error: "server error HTTP 503 from h: try again later".into(),
+            saved: None,
+        }));
+        let retries: Vec<i64> = (41..=100)
+            .filter(|&s| !sent(&app.update(Msg::Tick(at(s)))).is_empty())
+            .collect();
+        assert_eq!(retries, [70], "one retry after a 30 s backoff");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! themes, the profile form; this module is the runtime at the edge that does the I/O.
 
 pub mod app;
+pub mod auto_refresh;
 pub mod form;
 pub mod keymap;
 pub mod osc52;
@@ -27,9 +28,6 @@ use theme::Theme;
 
 /// How long the input thread waits for a key before letting go of crossterm's reader.
 const INPUT_POLL: Duration = Duration::from_millis(250);
-
-/// Rows of the screen that are not table rows (header, borders, detail pane, footer).
-const CHROME_ROWS: u16 = 16;
 
 /// Picks the theme: `NO_COLOR` wins, then --theme / config.
 pub fn resolve_theme(ctx: &Context) -> anyhow::Result<Theme> {
@@ -62,6 +60,9 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     let mut terminal = ratatui::try_init().context("cannot open the terminal")?;
     let _ = crossterm::execute!(std::io::stdout(), EnableBracketedPaste);
     let result = event_loop(&mut terminal, app, &theme, store, handle, ctx).await;
+    // Blank the alternate screen before leaving it: some terminals (tmux after a resize among
+    // them) otherwise keep the last frame on screen after quitting.
+    let _ = terminal.clear();
     let _ = crossterm::execute!(std::io::stdout(), DisableBracketedPaste);
     ratatui::restore();
     result
@@ -143,12 +144,11 @@ async fn event_loop(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut ticks: u64 = 0;
-    let in_tmux = std::env::var_os("TMUX").is_some();
     loop {
         app.page_size = terminal
             .size()
-            .map(|s| s.height.saturating_sub(CHROME_ROWS))
-            .unwrap_or(10) as usize;
+            .map(|s| view::table_rows(s.into(), app.show_log))
+            .unwrap_or(10);
         terminal.draw(|frame| view::draw(frame, &app, theme))?;
         let msg = tokio::select! {
             Some(event) = input.recv() => match event {
@@ -176,7 +176,7 @@ async fn event_loop(
                 }
                 Effect::Copy { text, .. } => {
                     use age::secrecy::ExposeSecret;
-                    let seq = osc52::sequence(text.expose_secret(), in_tmux);
+                    let seq = osc52::sequence(text.expose_secret());
                     let mut out = std::io::stdout();
                     let _ = out.write_all(seq.as_bytes()).and_then(|_| out.flush());
                 }

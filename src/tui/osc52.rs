@@ -4,18 +4,15 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;
 
-/// The escape sequence that asks the terminal to put `text` on the clipboard. Inside tmux
-/// it is wrapped in tmux's passthrough so it reaches the outer terminal.
-pub fn sequence(text: &str, in_tmux: bool) -> Zeroizing<String> {
+/// The escape sequence that asks the terminal to put `text` on the clipboard.
+///
+/// It is sent plain, also inside tmux: tmux takes a plain OSC 52 into its own paste buffer
+/// and forwards it to the outer terminal with its default `set-clipboard external`, while a
+/// passthrough-wrapped one is dropped under tmux 3.3's default `allow-passthrough off`.
+/// Whether the terminal honours it cannot be known, so the app says "sent", not "copied".
+pub fn sequence(text: &str) -> Zeroizing<String> {
     let payload = Zeroizing::new(STANDARD.encode(text.as_bytes()));
-    if in_tmux {
-        Zeroizing::new(format!(
-            "\x1bPtmux;\x1b\x1b]52;c;{}\x07\x1b\\",
-            payload.as_str()
-        ))
-    } else {
-        Zeroizing::new(format!("\x1b]52;c;{}\x07", payload.as_str()))
-    }
+    Zeroizing::new(format!("\x1b]52;c;{}\x07", payload.as_str()))
 }
 
 #[cfg(test)]
@@ -23,8 +20,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn encodes_as_osc52() {
-        assert_eq!(sequence("hi", false).as_str(), "\x1b]52;c;aGk=\x07");
-        assert!(sequence("hi", true).starts_with("\x1bPtmux;"));
+    fn encodes_as_plain_osc52() {
+        assert_eq!(sequence("hi").as_str(), "\x1b]52;c;aGk=\x07");
     }
 }

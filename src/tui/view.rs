@@ -22,6 +22,66 @@ fn fg(c: Color) -> Style {
     Style::default().fg(c)
 }
 
+/// Below this size the screen shows only a request for a larger terminal.
+pub const MIN_WIDTH: u16 = 40;
+pub const MIN_HEIGHT: u16 = 8;
+
+/// Where each part of the main screen goes.
+pub struct Areas {
+    pub header: Rect,
+    pub table: Rect,
+    pub detail: Option<Rect>,
+    pub log: Option<Rect>,
+    pub footer: Rect,
+}
+
+/// The main screen's layout for a terminal of `area`: the detail pane goes beside the table
+/// from 140 columns, below it when there is height to spare, and away on small screens.
+pub fn areas(area: Rect, show_log: bool) -> Areas {
+    let log_height = if show_log && area.height >= 20 { 7 } else { 0 };
+    let [header, body, log, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(log_height),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    let log = (log_height > 0).then_some(log);
+    if body.width >= 140 {
+        let [t, d] = Layout::horizontal([Constraint::Min(60), Constraint::Length(56)]).areas(body);
+        return Areas {
+            header,
+            table: t,
+            detail: Some(d),
+            log,
+            footer,
+        };
+    }
+    if body.height >= 16 {
+        let detail = (body.height / 2).clamp(6, 12);
+        let [t, d] = Layout::vertical([Constraint::Min(3), Constraint::Length(detail)]).areas(body);
+        return Areas {
+            header,
+            table: t,
+            detail: Some(d),
+            log,
+            footer,
+        };
+    }
+    Areas {
+        header,
+        table: body,
+        detail: None,
+        log,
+        footer,
+    }
+}
+
+/// How many profile rows the table shows on a terminal of `area`: what PgUp/PgDn move by.
+pub fn table_rows(area: Rect, show_log: bool) -> usize {
+    usize::from(areas(area, show_log).table.height.saturating_sub(3))
+}
+
 /// Draws the whole screen.
 pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
     let area = frame.area();
@@ -29,32 +89,22 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
         Block::default().style(Style::default().bg(theme.background).fg(theme.text)),
         area,
     );
-    let log_height = if app.show_log { 7 } else { 0 };
-    let [header, body, log, footer] = Layout::vertical([
-        Constraint::Length(1),
-        Constraint::Min(5),
-        Constraint::Length(log_height),
-        Constraint::Length(1),
-    ])
-    .areas(area);
-    draw_header(frame, header, app, theme);
-    let wide = body.width >= 120;
-    let (table_area, detail_area) = if wide {
-        let [t, d] = Layout::horizontal([Constraint::Min(60), Constraint::Length(56)]).areas(body);
-        (t, d)
-    } else {
-        let detail = (body.height / 2).clamp(6, 12);
-        let [t, d] = Layout::vertical([Constraint::Min(3), Constraint::Length(detail)]).areas(body);
-        (t, d)
-    };
-    draw_table(frame, table_area, app, theme);
-    draw_detail(frame, detail_area, app, theme);
-    if app.show_log {
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        draw_too_small(frame, area, theme);
+        return;
+    }
+    let parts = areas(area, app.show_log);
+    draw_header(frame, parts.header, app, theme);
+    draw_table(frame, parts.table, app, theme);
+    if let Some(detail) = parts.detail {
+        draw_detail(frame, detail, app, theme);
+    }
+    if let Some(log) = parts.log {
         draw_log(frame, log, app, theme);
     }
-    draw_footer(frame, footer, app, theme);
+    draw_footer(frame, parts.footer, app, theme);
     match &app.mode {
-        Mode::Help => draw_help(frame, area, theme),
+        Mode::Help { scroll } => draw_help(frame, area, theme, *scroll),
         Mode::Authorize(popup) => {
             let mut lines = vec![Line::from(format!("Authorize {}", popup.profile))];
             match &popup.url {
@@ -63,7 +113,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
                     lines.push(Line::from(""));
                     lines.push(Line::styled(url.clone(), fg(theme.accent)));
                     lines.push(Line::from(""));
-                    lines.push(Line::from("Copied to your clipboard (OSC 52); opened in a browser when one is available."));
+                    lines.push(Line::from("Sent to the terminal's clipboard (OSC 52); opened in a browser when one is available."));
                     lines.push(Line::from(match popup.listening_on {
                         Some(addr) => format!("Waiting for the redirect on {addr}… Esc hides this, the listener keeps going."),
                         None => "Approve it, then press e (or Enter) to paste the code or redirect URL.".into(),
@@ -152,26 +202,62 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
     }
 }
 
+fn draw_too_small(frame: &mut Frame, area: Rect, theme: &Theme) {
+    let text = format!(
+        "terminal too small ({}x{}): tokdeck needs at least {MIN_WIDTH}x{MIN_HEIGHT}; q quits",
+        area.width, area.height
+    );
+    frame.render_widget(
+        Paragraph::new(text)
+            .style(fg(theme.warn))
+            .wrap(Wrap { trim: true }),
+        area,
+    );
+}
+
 fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let s = app.summary();
-    let mut spans = vec![
-        Span::styled(" tokdeck ", fg(theme.accent).add_modifier(Modifier::BOLD)),
-        Span::styled(format!(" {} ok", s.ok), fg(theme.ok)),
-        Span::styled(format!(" · {} expiring", s.expiring), fg(theme.warn)),
-        Span::styled(format!(" · {} expired", s.expired), fg(theme.expired)),
-        Span::styled(format!(" · {} no token", s.no_token), fg(theme.muted)),
-        Span::styled(format!("  sort: {}", app.sort.label()), fg(theme.muted)),
-        Span::styled(format!("  {}", app.settings.vault_label), fg(theme.muted)),
-    ];
+    let mut spans = vec![Span::styled(
+        " tokdeck ",
+        fg(theme.accent).add_modifier(Modifier::BOLD),
+    )];
+    // The filter comes first, so it stays on screen however narrow the terminal is.
     if !app.filter.is_empty() || matches!(app.mode, Mode::Filter) {
         spans.push(Span::styled(
-            format!("  filter: {}", app.filter),
+            format!(" filter: {}", app.filter),
             fg(theme.accent),
         ));
         if matches!(app.mode, Mode::Filter) {
             spans.push(Span::raw("▏"));
         }
+        spans.push(Span::raw(" "));
     }
+    let counts = [
+        (s.ok, "ok", theme.ok),
+        (s.expiring, "expiring", theme.warn),
+        (s.stale, "stale", theme.warn),
+        (s.expired, "expired", theme.expired),
+        (s.error, "error", theme.danger),
+        (s.no_token, "no token", theme.muted),
+    ];
+    let mut first = true;
+    for (n, label, colour) in counts {
+        // Zero counts say nothing; "0 ok" does (everything needs attention).
+        if n == 0 && label != "ok" {
+            continue;
+        }
+        let sep = if first { " " } else { " · " };
+        spans.push(Span::styled(format!("{sep}{n} {label}"), fg(colour)));
+        first = false;
+    }
+    spans.push(Span::styled(
+        format!("  sort: {}", app.sort.label()),
+        fg(theme.muted),
+    ));
+    spans.push(Span::styled(
+        format!("  {}", app.settings.vault_label),
+        fg(theme.muted),
+    ));
     frame.render_widget(Line::from(spans), area);
 }
 
@@ -206,6 +292,103 @@ pub fn scroll_offset(cursor: usize, height: usize) -> usize {
     }
 }
 
+/// A table column: its title, how wide its content may grow, and its place in the order in
+/// which columns give way on narrow screens (lower gives way first; `None` never does).
+struct Column {
+    title: &'static str,
+    max: usize,
+    drop_rank: Option<u8>,
+}
+
+const COLUMNS: [Column; 7] = [
+    Column {
+        title: "NAME",
+        max: 32,
+        drop_rank: None,
+    },
+    Column {
+        title: "ENV",
+        max: 24,
+        drop_rank: Some(2),
+    },
+    Column {
+        title: "OWNER",
+        max: 7,
+        drop_rank: Some(1),
+    },
+    Column {
+        title: "SCOPES",
+        max: 24,
+        drop_rank: Some(0),
+    },
+    Column {
+        title: "ACCESS",
+        max: 16,
+        drop_rank: None,
+    },
+    Column {
+        title: "REFRESH",
+        max: 14,
+        drop_rank: Some(3),
+    },
+    Column {
+        title: "STATE",
+        max: 14,
+        drop_rank: None,
+    },
+];
+const NAME_COL: usize = 0;
+const MIN_NAME: usize = 6;
+
+/// Column widths from the content of the visible rows, capped; columns that do not fit give
+/// way in rank order, then NAME shrinks. Returns the shown columns' indices and widths.
+fn column_widths(cells: &[[String; 7]], available: usize) -> Vec<(usize, usize)> {
+    let mut widths: Vec<(usize, usize)> = COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, col)| {
+            let content = cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0);
+            (i, content.max(col.title.len()).min(col.max))
+        })
+        .collect();
+    let total = |w: &[(usize, usize)]| -> usize {
+        w.iter().map(|(_, n)| n).sum::<usize>() + w.len().saturating_sub(1)
+    };
+    for rank in 0..4u8 {
+        if total(&widths) <= available {
+            break;
+        }
+        widths.retain(|(i, _)| COLUMNS[*i].drop_rank != Some(rank));
+    }
+    let excess = total(&widths).saturating_sub(available);
+    if let Some((_, name)) = widths.iter_mut().find(|(i, _)| *i == NAME_COL) {
+        *name = name.saturating_sub(excess).max(MIN_NAME);
+    }
+    widths
+}
+
+fn table_cells(app: &App, i: usize) -> [String; 7] {
+    let p = &app.profiles[i];
+    let a = &app.assessments[i];
+    let state = match app.busy.get(&p.name) {
+        Some(b) => format!("{}… {}", b.verb, SPINNER[app.spinner % SPINNER.len()]),
+        None => a.health.label().to_string(),
+    };
+    [
+        p.name.clone(),
+        p.environment(),
+        p.owner.to_string(),
+        p.scope_string(),
+        a.access_text(),
+        a.refresh_text(),
+        state,
+    ]
+}
+
 fn draw_table(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let block = Block::default()
         .borders(Borders::ALL)
@@ -222,74 +405,59 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             "No profile matches the filter. Esc clears it."
         };
         frame.render_widget(
-            Paragraph::new(text).style(fg(theme.muted)).block(block),
+            Paragraph::new(text)
+                .style(fg(theme.muted))
+                .wrap(Wrap { trim: true })
+                .block(block),
             area,
         );
         return;
     }
     let offset = scroll_offset(app.cursor, inner_height);
     let warn = app.settings.warn.as_secs() as i64;
-    // Narrow screens drop the scopes column (the detail pane shows them) to keep countdowns whole.
-    let show_scopes = area.width >= 100;
-    let rows = app
+    let visible: Vec<(usize, usize)> = app
         .order
         .iter()
+        .copied()
         .enumerate()
         .skip(offset)
         .take(inner_height)
-        .map(|(pos, &i)| {
-            let p = &app.profiles[i];
-            let a = &app.assessments[i];
-            let state = match app.busy.get(&p.name) {
-                Some(b) => format!("{}… {}", b.verb, SPINNER[app.spinner % SPINNER.len()]),
-                None => a.health.label().to_string(),
-            };
-            let mut cells = vec![
-                Cell::from(p.name.clone()),
-                Cell::from(p.environment()).style(fg(theme.muted)),
-                Cell::from(p.owner.to_string()),
-            ];
-            if show_scopes {
-                cells.push(Cell::from(p.scope_string()).style(fg(theme.muted)));
-            }
-            let access = countdown_color(a.access_left, a.has_token, warn, theme);
-            let refresh = countdown_color(a.refresh_left, a.refresh_left.is_some(), warn, theme);
-            cells.extend([
-                Cell::from(a.access_text()).style(fg(access)),
-                Cell::from(a.refresh_text()).style(fg(refresh)),
-                Cell::from(state).style(fg(health_color(a.health, theme))),
-            ]);
-            let row = Row::new(cells);
-            if pos == app.cursor {
-                let style = if theme.monochrome {
-                    Style::default().add_modifier(Modifier::REVERSED)
-                } else {
-                    Style::default()
-                        .bg(theme.selected)
-                        .add_modifier(Modifier::BOLD)
-                };
-                row.style(style)
-            } else {
-                row
-            }
-        });
-    let mut titles = vec!["NAME", "ENV", "OWNER"];
-    let mut widths = vec![
-        Constraint::Min(10),
-        Constraint::Length(11),
-        Constraint::Length(7),
-    ];
-    if show_scopes {
-        titles.push("SCOPES");
-        widths.push(Constraint::Length(16));
-    }
-    titles.extend(["ACCESS", "REFRESH", "STATE"]);
-    widths.extend([
-        Constraint::Length(14),
-        Constraint::Length(12),
-        Constraint::Length(12),
-    ]);
-    let header = Row::new(titles).style(fg(theme.muted).add_modifier(Modifier::BOLD));
+        .collect();
+    let cells: Vec<[String; 7]> = visible.iter().map(|&(_, i)| table_cells(app, i)).collect();
+    let shown = column_widths(&cells, usize::from(area.width.saturating_sub(2)));
+    let rows = visible.iter().zip(cells).map(|(&(pos, i), texts)| {
+        let a = &app.assessments[i];
+        let style_of = |col: usize| match col {
+            1 | 3 => fg(theme.muted),
+            4 => fg(countdown_color(a.access_left, a.has_token, warn, theme)),
+            5 => fg(countdown_color(
+                a.refresh_left,
+                a.refresh_left.is_some(),
+                warn,
+                theme,
+            )),
+            6 => fg(health_color(a.health, theme)),
+            _ => Style::default(),
+        };
+        let row = Row::new(
+            shown
+                .iter()
+                .map(|&(col, _)| Cell::from(texts[col].clone()).style(style_of(col))),
+        );
+        if pos != app.cursor {
+            return row;
+        }
+        row.style(if theme.monochrome {
+            Style::default().add_modifier(Modifier::REVERSED)
+        } else {
+            Style::default()
+                .bg(theme.selected)
+                .add_modifier(Modifier::BOLD)
+        })
+    });
+    let header = Row::new(shown.iter().map(|&(col, _)| COLUMNS[col].title))
+        .style(fg(theme.muted).add_modifier(Modifier::BOLD));
+    let widths = shown.iter().map(|&(_, w)| Constraint::Length(w as u16));
     frame.render_widget(
         Table::new(rows, widths)
             .header(header)
@@ -464,7 +632,7 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     frame.render_widget(line, area);
 }
 
-fn draw_help(frame: &mut Frame, area: Rect, theme: &Theme) {
+fn draw_help(frame: &mut Frame, area: Rect, theme: &Theme, scroll: u16) {
     let lines: Vec<Line> = BINDINGS
         .iter()
         .map(|b| {
@@ -477,7 +645,19 @@ fn draw_help(frame: &mut Frame, area: Rect, theme: &Theme) {
             ])
         })
         .collect();
-    popup_text(frame, area, "keys (any key closes)", lines, theme, 66);
+    let total = lines.len() as u16;
+    let room = area.height.saturating_sub(2);
+    let title = if total > room {
+        let top = scroll.min(total - room);
+        format!(
+            "keys {}-{} of {total} (j/k scroll, other keys close)",
+            top + 1,
+            top + room
+        )
+    } else {
+        "keys (any key closes)".to_string()
+    };
+    popup_scrolled(frame, area, &title, lines, theme, 66, scroll);
 }
 
 fn popup_text(
@@ -488,13 +668,30 @@ fn popup_text(
     theme: &Theme,
     width: u16,
 ) {
-    let width = width.min(area.width.saturating_sub(2)).max(20);
+    popup_scrolled(frame, area, title, lines, theme, width, 0);
+}
+
+/// A centred popup; when its lines are more than fit, it shows them from line `scroll`.
+fn popup_scrolled(
+    frame: &mut Frame,
+    area: Rect,
+    title: &str,
+    lines: Vec<Line>,
+    theme: &Theme,
+    width: u16,
+    scroll: u16,
+) {
+    let width = width
+        .min(area.width.saturating_sub(2))
+        .max(20)
+        .min(area.width);
     let inner_width = width.saturating_sub(2).max(1) as usize;
     let wrapped: usize = lines
         .iter()
         .map(|l| l.width().max(1).div_ceil(inner_width))
         .sum();
-    let height = (wrapped as u16 + 2).min(area.height);
+    let height = (wrapped as u16).saturating_add(2).min(area.height);
+    let max_scroll = (wrapped as u16).saturating_sub(height.saturating_sub(2));
     let [_, v, _] = Layout::new(
         Direction::Vertical,
         [
@@ -522,7 +719,8 @@ fn popup_text(
     frame.render_widget(
         Paragraph::new(lines)
             .block(block)
-            .wrap(Wrap { trim: false }),
+            .wrap(Wrap { trim: false })
+            .scroll((scroll.min(max_scroll), 0)),
         rect,
     );
 }

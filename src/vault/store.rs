@@ -61,6 +61,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8], keep_backup: bool) -> Result<(), 
             fs::copy(path, &staged).map_err(io_err("back up", path))?;
         }
         fs::rename(&staged, &backup).map_err(io_err("back up", path))?;
+        // When the backup already was a hard link to the vault (a save killed between link
+        // and rename leaves that), rename(2) sees one inode on both sides and does nothing,
+        // leaving the staged name behind: remove it.
+        if staged.exists() {
+            let _ = fs::remove_file(&staged);
+        }
     }
     tmp.persist(path).map_err(|e| VaultError::Io {
         action: "replace",
@@ -481,6 +487,37 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn a_backup_hard_linked_to_the_vault_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = new_store(dir.path());
+        let backup = backup_path(store.path());
+        fs::hard_link(store.path(), &backup).unwrap();
+        let before = fs::read(store.path()).unwrap();
+        store
+            .update(|d| {
+                d.recipients.push(d.recipients[0].clone());
+                Ok::<_, ()>(())
+            })
+            .unwrap()
+            .unwrap();
+        let names: Vec<String> = fs::read_dir(store.path().parent().unwrap())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n.ends_with(".tmp")),
+            "temp file left: {names:?}"
+        );
+        assert_eq!(
+            fs::read(&backup).unwrap(),
+            before,
+            "backup is the old vault"
+        );
+        assert_ne!(fs::read(store.path()).unwrap(), before);
     }
 
     #[test]
