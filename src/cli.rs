@@ -5,12 +5,20 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::duration::parse_duration_arg;
+use crate::duration::{parse_duration_arg, parse_refresh_window};
 use crate::vault::{OwnerType, Provider};
 
 /// Manage OAuth2 tokens for Factorial HR (and any Doorkeeper-shaped provider) from the terminal.
+///
+/// Run `tokdeck` with no command to open the full-screen app.
 #[derive(Debug, Parser)]
-#[command(name = "tokdeck", version, about, long_about = None)]
+#[command(
+    name = "tokdeck",
+    version,
+    about,
+    after_help = AFTER_HELP,
+    subcommand_help_heading = "Commands (none: open the full-screen app)"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -18,28 +26,56 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// Shown under every command's help: the two things people look for.
+const AFTER_HELP: &str = "Durations (DUR) read 30s, 30m, 12h, 1d or 1d 12h.\n`tokdeck` with no command opens the full-screen app.";
+
 /// Options every command takes.
 #[derive(Debug, Args, Clone, Default)]
 pub struct Global {
     /// The vault file [default: <data dir>/tokdeck/vault.age]
-    #[arg(long, global = true, env = "TOKDECK_VAULT", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "TOKDECK_VAULT",
+        value_name = "PATH"
+    )]
     pub vault: Option<PathBuf>,
     /// age identity file (X25519 key or SSH private key) that opens the vault
-    #[arg(long, global = true, env = "TOKDECK_IDENTITY", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "TOKDECK_IDENTITY",
+        value_name = "PATH"
+    )]
     pub identity: Option<PathBuf>,
     /// Read the vault passphrase from this file (first line) instead of asking
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "TOKDECK_PASSPHRASE_FILE",
         value_name = "PATH"
     )]
     pub passphrase_file: Option<PathBuf>,
     /// Settings file [default: <config dir>/tokdeck/config.toml]
-    #[arg(long, global = true, env = "TOKDECK_CONFIG", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "TOKDECK_CONFIG",
+        value_name = "PATH"
+    )]
     pub config: Option<PathBuf>,
     /// Colour theme for the TUI (default, light, high-contrast, or a file name)
-    #[arg(long, global = true, env = "TOKDECK_THEME", value_name = "NAME")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "TOKDECK_THEME",
+        value_name = "NAME"
+    )]
     pub theme: Option<String>,
 }
 
@@ -49,6 +85,8 @@ pub enum Command {
     Init(InitArgs),
     /// Add a profile (OAuth app, scopes, owner type)
     Add(AddArgs),
+    /// Change a profile's settings (what the app's edit form does, from scripts)
+    Edit(EditArgs),
     /// Remove a profile and its tokens
     Remove {
         /// Profile name
@@ -82,10 +120,34 @@ pub enum Command {
         /// Profile name
         name: String,
     },
+    /// List, add or remove who can open the vault (re-encrypts it)
+    Recipients {
+        #[command(subcommand)]
+        action: Option<RecipientsCommand>,
+    },
     /// Print shell completions
     Completions {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecipientsCommand {
+    /// List the recipients (the default)
+    List,
+    /// Encrypt the vault to more recipients (age1... or "ssh-ed25519 ...")
+    Add {
+        #[arg(required = true, value_name = "R")]
+        recipients: Vec<String>,
+    },
+    /// Stop encrypting the vault to these recipients
+    Remove {
+        #[arg(required = true, value_name = "R")]
+        recipients: Vec<String>,
+        /// Also remove the last recipient or the key you are opening the vault with
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -109,10 +171,11 @@ pub struct AddArgs {
     /// Redirect URI registered with the app (urn:ietf:wg:oauth:2.0:oob for copy-paste)
     #[arg(long)]
     pub redirect_uri: String,
-    /// Server preset
-    #[arg(long, value_enum, default_value_t = Provider::Factorial, conflicts_with = "base_url")]
-    pub provider: Provider,
-    /// Base URL of any other Doorkeeper-shaped server (http:// only for loopback)
+    /// Server preset [default: factorial, or custom with --base-url]
+    #[arg(long, value_enum)]
+    pub provider: Option<Provider>,
+    /// Base URL of any other Doorkeeper-shaped server (http:// only for loopback); implies
+    /// --provider custom
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
     /// Space-separated scopes
@@ -124,8 +187,8 @@ pub struct AddArgs {
     /// Use PKCE (S256); Factorial does not, other providers may
     #[arg(long)]
     pub pkce: bool,
-    /// Length of the refresh-token window
-    #[arg(long, value_parser = parse_duration_arg, value_name = "DUR")]
+    /// Length of the refresh-token window, 1m to 366d [default: 7d]
+    #[arg(long, value_parser = parse_refresh_window, value_name = "DUR")]
     pub refresh_window: Option<Duration>,
     /// Refresh automatically while the TUI runs
     #[arg(long)]
@@ -139,11 +202,62 @@ pub struct AddArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct EditArgs {
+    /// The profile to change
+    pub name: String,
+    /// Give the profile a new name
+    #[arg(long, value_name = "NEW")]
+    pub rename: Option<String>,
+    /// Switch to a server preset
+    #[arg(long, value_enum)]
+    pub provider: Option<Provider>,
+    /// Switch to another server's base URL (implies --provider custom)
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// New OAuth application client id
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// Read a new client secret from this file
+    #[arg(long, value_name = "FILE", conflicts_with = "new_client_secret")]
+    pub client_secret_file: Option<PathBuf>,
+    /// Ask for a new client secret (hidden prompt, or stdin when piped)
+    #[arg(long)]
+    pub new_client_secret: bool,
+    /// New redirect URI
+    #[arg(long)]
+    pub redirect_uri: Option<String>,
+    /// New space-separated scopes
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// user or company token
+    #[arg(long, value_enum)]
+    pub owner: Option<OwnerType>,
+    /// Turn PKCE on
+    #[arg(long, conflicts_with = "no_pkce")]
+    pub pkce: bool,
+    /// Turn PKCE off
+    #[arg(long)]
+    pub no_pkce: bool,
+    /// Refresh automatically while the app runs
+    #[arg(long, conflicts_with = "no_auto_refresh")]
+    pub auto_refresh: bool,
+    /// Stop refreshing automatically
+    #[arg(long)]
+    pub no_auto_refresh: bool,
+    /// New length of the refresh-token window, 1m to 366d
+    #[arg(long, value_parser = parse_refresh_window, value_name = "DUR")]
+    pub refresh_window: Option<Duration>,
+    /// Replace the notes ("" clears them)
+    #[arg(long)]
+    pub notes: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Print a JSON array instead of a table
     #[arg(long)]
     pub json: bool,
-    /// Warn about anything ending within this (e.g. 1d, 12h) [default: config `warn`, 1d]
+    /// Warn about anything ending within this [default: config `warn`, 1d]
     #[arg(long, value_parser = parse_duration_arg, value_name = "DUR")]
     pub warn: Option<Duration>,
 }
@@ -199,5 +313,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("1d, 12h, 30m"), "{err}");
+    }
+
+    #[test]
+    fn help_says_how_to_open_the_app_and_keeps_global_options_apart() {
+        let root = Cli::command().render_help().to_string();
+        assert!(
+            root.contains("no command opens the full-screen app"),
+            "{root}"
+        );
+        assert!(root.contains("30s, 30m, 12h, 1d"), "{root}");
+        let mut cmd = Cli::command();
+        // Global options reach subcommands when the command is built, as at run time.
+        cmd.build();
+        let add = cmd
+            .find_subcommand_mut("add")
+            .map(|c| c.render_help().to_string())
+            .unwrap_or_default();
+        let (own, global) = add.split_once("Global options:").unwrap_or((&add, ""));
+        assert!(
+            own.contains("--client-id") && !own.contains("--vault"),
+            "{add}"
+        );
+        assert!(global.contains("--vault"), "{add}");
     }
 }

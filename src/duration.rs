@@ -22,6 +22,23 @@ pub fn parse_duration_arg(text: &str) -> Result<Duration, String> {
     parse_duration(text)
 }
 
+/// The shortest and longest refresh-token window a profile may have.
+pub const REFRESH_WINDOW_RANGE: (Duration, Duration) =
+    (Duration::from_secs(60), Duration::from_secs(366 * 86_400));
+
+/// A refresh-token window: a duration from one minute to a year (Factorial's is `7d`).
+pub fn parse_refresh_window(text: &str) -> Result<Duration, String> {
+    let window = parse_duration(text)?;
+    let (min, max) = REFRESH_WINDOW_RANGE;
+    if window < min || window > max {
+        return Err(format!(
+            "refresh window '{}' is out of range: use 1m to 366d (Factorial's is 7d)",
+            text.trim()
+        ));
+    }
+    Ok(window)
+}
+
 /// Compact exact form for storage and messages: `7d`, `1h 30m`, `45s`, `0s`.
 pub fn format_duration(d: Duration) -> String {
     let mut secs = d.as_secs();
@@ -76,6 +93,18 @@ pub fn format_ago(secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refresh_windows_are_bounded() {
+        assert_eq!(parse_refresh_window("7d"), Ok(Duration::from_secs(604_800)));
+        for bad in ["0s", "59s", "367d", "100000000d"] {
+            let err = parse_refresh_window(bad).unwrap_err();
+            assert!(
+                err.contains("out of range") || err.contains("invalid"),
+                "{bad}: {err}"
+            );
+        }
+    }
 
     #[test]
     fn parses_common_forms() {

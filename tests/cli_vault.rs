@@ -3,7 +3,6 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 
 use common::{Env, MockServer, assert_one_line_error, stderr, stdout};
 
@@ -59,7 +58,7 @@ fn common_backup(env: &Env) -> std::path::PathBuf {
 fn a_vault_made_by_the_age_cli_opens_and_is_resealed_to_the_same_key() {
     let env = Env::empty();
     let key = env.home().join("key.txt");
-    let keygen = Command::new("age-keygen")
+    let keygen = common::tool("age-keygen")
         .arg("-o")
         .arg(&key)
         .output()
@@ -72,7 +71,7 @@ fn a_vault_made_by_the_age_cli_opens_and_is_resealed_to_the_same_key() {
     )
     .unwrap();
     let vault = env.home().join("team.age");
-    let enc = Command::new("age")
+    let enc = common::tool("age")
         .arg("-e")
         .arg("-i")
         .arg(&key)
@@ -106,7 +105,7 @@ fn a_vault_made_by_the_age_cli_opens_and_is_resealed_to_the_same_key() {
             .collect::<Vec<_>>(),
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let dec = Command::new("age")
+    let dec = common::tool("age")
         .arg("-d")
         .arg("-i")
         .arg(&key)
@@ -122,7 +121,7 @@ fn team_vault_opens_with_each_members_key_including_ssh() {
     let env = Env::empty();
     let alice = env.home().join("alice.txt");
     assert!(
-        Command::new("age-keygen")
+        common::tool("age-keygen")
             .arg("-o")
             .arg(&alice)
             .output()
@@ -131,7 +130,7 @@ fn team_vault_opens_with_each_members_key_including_ssh() {
             .success()
     );
     let alice_pub = String::from_utf8(
-        Command::new("age-keygen")
+        common::tool("age-keygen")
             .arg("-y")
             .arg(&alice)
             .output()
@@ -140,7 +139,7 @@ fn team_vault_opens_with_each_members_key_including_ssh() {
     )
     .unwrap();
     let bob = env.home().join("bob_ed25519");
-    let kg = Command::new("ssh-keygen")
+    let kg = common::tool("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
         .arg(&bob)
         .output()
@@ -189,7 +188,7 @@ fn team_vault_opens_with_each_members_key_including_ssh() {
         "status",
     ]);
     assert!(stdout(&out).contains("shared"), "{}", stderr(&out));
-    let dec = Command::new("age")
+    let dec = common::tool("age")
         .arg("-d")
         .arg("-i")
         .arg(&bob)
@@ -336,7 +335,7 @@ fn missing_wrong_key_corrupt_and_future_vaults_are_refused_untouched() {
 
     let other = env.home().join("other.txt");
     assert!(
-        Command::new("age-keygen")
+        common::tool("age-keygen")
             .arg("-o")
             .arg(&other)
             .output()
@@ -393,7 +392,7 @@ fn missing_wrong_key_corrupt_and_future_vaults_are_refused_untouched() {
     ] {
         let plain = env.home().join("plain.toml");
         std::fs::write(&plain, text).unwrap();
-        let enc = Command::new("age")
+        let enc = common::tool("age")
             .arg("-e")
             .arg("-i")
             .arg(env.identity())
@@ -494,4 +493,388 @@ fn a_vault_readable_by_others_is_private_again_after_a_save() {
     env.add_profile("p", &server, &[]);
     let mode = std::fs::metadata(env.vault()).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+}
+
+/// `tokdeck status | head -1` and friends: the reader is gone before tokdeck writes. Every
+/// command ends quietly with its documented exit code, never a panic (exit 101).
+#[test]
+fn a_closed_stdout_ends_quietly_with_the_documented_exit_code() {
+    let env = Env::new();
+    let server = MockServer::start();
+    for i in 0..30 {
+        env.authorized_profile(&format!("p{i:02}"), &server, &[]);
+    }
+    env.add_profile("never-authorized", &server, &[]);
+    let cases: [(&[&str], i32); 8] = [
+        (&["status"], 2),
+        (&["status", "--json"], 2),
+        (&["completions", "bash"], 0),
+        (&["completions", "zsh"], 0),
+        (&["token", "p01"], 0),
+        (&["check", "p02"], 0),
+        (&["authorize", "p03", "--no-browser"], 0),
+        (&["--help"], 0),
+    ];
+    for (args, code) in cases {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = env
+            .command(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_missing_test_tool_is_named_with_its_install_line() {
+    let result = std::panic::catch_unwind(|| common::tool("tokdeck-no-such-tool"));
+    let message = result
+        .err()
+        .and_then(|e| e.downcast::<String>().ok())
+        .map(|s| *s)
+        .unwrap_or_default();
+    assert!(
+        message.contains("apt-get install -y tokdeck-no-such-tool"),
+        "{message}"
+    );
+}
+
+/// An age key made by the reference CLI: (private key file, public key).
+fn age_key(env: &Env, name: &str) -> (std::path::PathBuf, String) {
+    let path = env.home().join(name);
+    let made = common::tool("age-keygen")
+        .arg("-o")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let public = common::tool("age-keygen")
+        .arg("-y")
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        path,
+        String::from_utf8_lossy(&public.stdout).trim().to_string(),
+    )
+}
+
+/// Whether the reference age CLI opens the vault with `key`.
+fn age_opens(env: &Env, key: &std::path::Path) -> bool {
+    common::tool("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(key)
+        .arg(env.vault())
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn recipients_are_listed_added_and_removed_with_re_encryption() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &[]);
+    let (carol_key, carol) = age_key(&env, "carol.txt");
+    let (dave_key, dave) = age_key(&env, "dave.txt");
+    let (_, ssh_pub) = {
+        let key = env.home().join("erin_ed25519");
+        let made = common::tool("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "erin@laptop", "-f"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(made.status.success());
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        (key, public.trim().to_string())
+    };
+
+    let listed = stdout(&env.run(&["recipients"]));
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(listed.contains("(your key)"), "{listed}");
+
+    let out = env.run(&["recipients", "add", &carol, &dave, &ssh_pub]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(age_opens(&env, &carol_key) && age_opens(&env, &dave_key));
+    assert_eq!(stdout(&env.run(&["recipients", "list"])).lines().count(), 4);
+    // Adding again changes nothing (an SSH key matches without its comment too).
+    let ssh_no_comment = ssh_pub.rsplit_once(' ').map(|(k, _)| k).unwrap_or(&ssh_pub);
+    let out = env.run(&["recipients", "add", &carol, ssh_no_comment]);
+    assert!(
+        stderr(&out).contains("0 recipients added"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = env.run(&["recipients", "remove", &dave]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("1 client secret and 1 refresh token"),
+        "{said}"
+    );
+    assert!(said.contains("tokdeck revoke"), "{said}");
+    assert!(
+        !age_opens(&env, &dave_key),
+        "the removed key still opens the vault"
+    );
+    assert!(age_opens(&env, &carol_key));
+    assert!(age_opens(&env, &env.identity()));
+    assert!(
+        !common_backup_exists(&env),
+        "the backup readable by the removed key is gone"
+    );
+
+    // Your own key and the last one are refused; nothing changes on disk.
+    let mine = stdout(&env.run(&["recipients"]))
+        .lines()
+        .find(|l| l.contains("(your key)"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_default()
+        .to_string();
+    let before = env.vault_bytes();
+    assert_one_line_error(&env.run(&["recipients", "remove", &mine]), "locks you out");
+    assert_one_line_error(
+        &env.run(&["recipients", "remove", "age1notakey"]),
+        "invalid recipient",
+    );
+    assert_eq!(env.vault_bytes(), before);
+    let out = env.run(&["recipients", "remove", &carol, &ssh_pub, &mine, "--force"]);
+    assert_one_line_error(&out, "no recipient");
+    assert_eq!(env.vault_bytes(), before);
+}
+
+fn common_backup_exists(env: &Env) -> bool {
+    let mut name = env.vault().into_os_string();
+    name.push(".bak");
+    std::path::PathBuf::from(name).exists()
+}
+
+#[test]
+fn init_warns_when_your_own_key_is_not_a_recipient() {
+    let env = Env::empty();
+    let (_, carol) = age_key(&env, "carol.txt");
+    let out = env.run(&["init", "--recipient", &carol]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot open this vault yourself"),
+        "{}",
+        stderr(&out)
+    );
+    let env = Env::empty();
+    let (key, carol) = age_key(&env, "carol.txt");
+    let out = env.run(&[
+        "--identity",
+        &key.display().to_string(),
+        "init",
+        "--recipient",
+        &carol,
+    ]);
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+}
+
+#[test]
+fn edit_changes_only_the_given_settings() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &[]);
+    let token = stdout(&env.run(&["token", "p"]));
+    let out = env.run(&[
+        "edit",
+        "p",
+        "--rename",
+        "payroll",
+        "--scope",
+        "employees time_tracking",
+        "--owner",
+        "company",
+        "--pkce",
+        "--auto-refresh",
+        "--refresh-window",
+        "2d",
+        "--notes",
+        "for HR",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = env.vault_text();
+    for expected in [
+        "name = \"payroll\"",
+        "\"employees\"",
+        "owner = \"company\"",
+        "pkce = true",
+        "auto_refresh = true",
+        "refresh_window = \"2d\"",
+        "notes = \"for HR\"",
+    ] {
+        assert!(text.contains(expected), "{expected} missing:\n{text}");
+    }
+    assert_eq!(
+        stdout(&env.run(&["token", "payroll"])),
+        token,
+        "tokens kept"
+    );
+    let out = env.run_with_stdin(
+        &["edit", "payroll", "--new-client-secret"],
+        "rotated-secret",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(env.vault_text().contains("rotated-secret"));
+    env.add_profile("other", &server, &[]);
+    let before = env.vault_bytes();
+    assert_one_line_error(
+        &env.run(&["edit", "other", "--rename", "payroll"]),
+        "already exists",
+    );
+    assert_one_line_error(
+        &env.run(&["edit", "nope", "--notes", "x"]),
+        "no profile named 'nope'",
+    );
+    assert_eq!(env.vault_bytes(), before);
+}
+
+#[test]
+fn wrong_or_dead_end_messages_say_what_is_wrong() {
+    let env = Env::new();
+    let server = MockServer::start();
+    let base = server.base_url();
+    // --provider custom and --base-url go together.
+    let out = env.run_with_stdin(
+        &[
+            "add",
+            "c",
+            "--provider",
+            "custom",
+            "--base-url",
+            &base,
+            "--client-id",
+            "x",
+            "--redirect-uri",
+            "urn:ietf:wg:oauth:2.0:oob",
+        ],
+        "s",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.run_with_stdin(
+        &[
+            "add",
+            "d",
+            "--provider",
+            "custom",
+            "--client-id",
+            "x",
+            "--redirect-uri",
+            "urn:ietf:wg:oauth:2.0:oob",
+        ],
+        "s",
+    );
+    assert_one_line_error(&out, "add --base-url URL");
+    // A path hidden behind a file is not "no vault": it says it cannot read it.
+    let hidden = env.home().join("a-file");
+    std::fs::write(&hidden, "x").unwrap();
+    let inside = hidden.join("vault.age").display().to_string();
+    let out = env.run(&["--vault", &inside, "status"]);
+    assert_one_line_error(&out, "cannot read");
+    assert!(!stderr(&out).contains("init"), "{}", stderr(&out));
+    // A corrupt vault with no backup says there is none.
+    let lone = env.home().join("lone.age");
+    std::fs::write(&lone, b"age-encryption.org/v1\n-> X25519 garbage\n").unwrap();
+    let out = env.run(&["--vault", &lone.display().to_string(), "status"]);
+    assert_one_line_error(&out, "no backup exists");
+}
+
+#[test]
+fn unchecked_input_is_refused_with_a_clear_message() {
+    let env = Env::new();
+    let server = MockServer::start();
+    let base = server.base_url();
+    let before = env.vault_bytes();
+    let add = |extra: &[&str], secret: &str| {
+        let mut args = vec![
+            "add",
+            "p",
+            "--client-id",
+            "x",
+            "--redirect-uri",
+            "urn:ietf:wg:oauth:2.0:oob",
+        ];
+        args.extend_from_slice(extra);
+        env.run_with_stdin(&args, secret)
+    };
+    let with_query = format!("{base}/?tenant=1#x");
+    assert_one_line_error(
+        &add(&["--base-url", &with_query], "s"),
+        "no '?query' or '#fragment'",
+    );
+    let with_user = base.replace("http://", "http://user:pw@");
+    assert_one_line_error(
+        &add(&["--base-url", &with_user], "s"),
+        "user name or password",
+    );
+    for window in ["0s", "9999d"] {
+        let out = add(&["--base-url", &base, "--refresh-window", window], "s");
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("out of range"), "{}", stderr(&out));
+    }
+    let huge = "x".repeat(70 * 1024);
+    assert_one_line_error(&add(&["--base-url", &base], &huge), "longer than 64 KiB");
+    assert_eq!(env.vault_bytes(), before);
+
+    // A pasted redirect without state while an authorization with state is pending.
+    env.add_profile("q", &server, &[]);
+    assert!(
+        env.run(&["authorize", "q", "--no-browser"])
+            .status
+            .success()
+    );
+    let code = server.issue_code(false, "urn:ietf:wg:oauth:2.0:oob");
+    let out = env.run(&[
+        "exchange",
+        "q",
+        &format!("http://127.0.0.1:9/cb?code={code}"),
+    ]);
+    assert_one_line_error(&out, "carries no state");
+}
+
+#[test]
+fn a_passphrase_protected_ssh_key_without_a_terminal_is_named() {
+    let env = Env::empty();
+    let key = env.home().join("locked_ed25519");
+    let made = common::tool("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "a passphrase", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let vault = env.home().join("v.age").display().to_string();
+    assert!(
+        env.run(&["--vault", &vault, "init", "--recipient", public.trim()])
+            .status
+            .success()
+    );
+    // setsid: no controlling terminal, as under cron or systemd.
+    let out = common::tool("setsid")
+        .arg("-w")
+        .arg(common::bin())
+        .args([
+            "--vault",
+            &vault,
+            "--identity",
+            &key.display().to_string(),
+            "status",
+        ])
+        .env("HOME", env.home())
+        .env("XDG_CONFIG_HOME", env.home().join("config"))
+        .env("XDG_STATE_HOME", env.home().join("state"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "passphrase-protected and there is no terminal");
 }

@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Env, MockServer};
@@ -16,7 +15,7 @@ impl Tmux {
     fn start(env: &Env, width: u16, height: u16, script: &str) -> Self {
         let socket = format!("tokdeck-e2e-{}-{}", std::process::id(), rand_suffix());
         let home = env.home();
-        let mut cmd = Command::new("tmux");
+        let mut cmd = common::tool("tmux");
         cmd.args(["-L", &socket, "-f", "/dev/null", "new-session", "-d"])
             .args(["-x", &width.to_string(), "-y", &height.to_string()]);
         for (k, v) in [
@@ -42,7 +41,7 @@ impl Tmux {
     }
 
     fn screen(&self) -> String {
-        let out = Command::new("tmux")
+        let out = common::tool("tmux")
             .args(["-L", &self.socket, "capture-pane", "-p"])
             .output()
             .unwrap();
@@ -51,7 +50,7 @@ impl Tmux {
 
     /// tmux's newest paste buffer.
     fn buffer(&self) -> String {
-        let out = Command::new("tmux")
+        let out = common::tool("tmux")
             .args(["-L", &self.socket, "show-buffer"])
             .output()
             .unwrap();
@@ -59,7 +58,7 @@ impl Tmux {
     }
 
     fn resize(&self, width: u16, height: u16) {
-        let status = Command::new("tmux")
+        let status = common::tool("tmux")
             .args(["-L", &self.socket, "resize-window"])
             .args(["-x", &width.to_string(), "-y", &height.to_string()])
             .status()
@@ -68,7 +67,7 @@ impl Tmux {
     }
 
     fn keys(&self, keys: &[&str]) {
-        let status = Command::new("tmux")
+        let status = common::tool("tmux")
             .args(["-L", &self.socket, "send-keys"])
             .args(keys)
             .status()
@@ -95,7 +94,7 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux")
+        let _ = common::tool("tmux")
             .args(["-L", &self.socket, "kill-server"])
             .status();
     }

@@ -99,13 +99,11 @@ impl Context {
         if let Some(identity) = self.identity_path() {
             return Ok(Unlock::Identity(IdentityFile::load(&identity)?));
         }
-        let head = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(VaultError::NotFound(path.to_path_buf()).into());
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-        };
+        VaultError::check_exists(path)?;
+        let head = std::fs::read(path).map_err(|source| VaultError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        })?;
         if self.global.passphrase_file.is_some() || crypto::is_passphrase_file(&head) {
             return Ok(Unlock::Passphrase(self.passphrase(path, false)?));
         }
@@ -121,9 +119,7 @@ impl Context {
     /// Opens the vault.
     pub fn open_store(&self) -> anyhow::Result<Arc<Store>> {
         let path = self.vault_path()?;
-        if !path.exists() {
-            return Err(VaultError::NotFound(path).into());
-        }
+        VaultError::check_exists(&path)?;
         let unlock = self.unlock_for(&path)?;
         Ok(Arc::new(Store::open(&path, unlock)?))
     }

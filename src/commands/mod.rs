@@ -3,6 +3,7 @@
 pub mod context;
 pub mod oauth;
 pub mod profiles;
+pub mod recipients;
 pub mod status;
 
 use clap::CommandFactory;
@@ -17,6 +18,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         None => crate::tui::run(&ctx).await.map(|()| 0),
         Some(Command::Init(args)) => profiles::init(&ctx, args).map(|()| 0),
         Some(Command::Add(args)) => profiles::add(&ctx, args).map(|()| 0),
+        Some(Command::Edit(args)) => profiles::edit(&ctx, args).map(|()| 0),
         Some(Command::Remove { name }) => profiles::remove(&ctx, name).map(|()| 0),
         Some(Command::Status(args)) => {
             let store = ctx.open_store()?;
@@ -38,6 +40,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Token { name }) => oauth::token(&ctx, name).await.map(|()| 0),
         Some(Command::Check { name }) => oauth::check(&ctx, name).await.map(|()| 0),
         Some(Command::Revoke { name }) => oauth::revoke(&ctx, name).await.map(|()| 0),
+        Some(Command::Recipients { action }) => recipients::run(&ctx, action.as_ref()).map(|()| 0),
         Some(Command::Completions { shell }) => {
             // Generated into memory: clap_complete panics when writing to a closed pipe.
             let mut script = Vec::new();

@@ -2,15 +2,18 @@
 
 use std::io::{IsTerminal, Read};
 use std::net::IpAddr;
+use std::path::Path;
 
 use age::secrecy::SecretString;
 use anyhow::{Context as _, anyhow, bail};
 use zeroize::Zeroizing;
 
 use super::context::Context;
-use crate::cli::{AddArgs, InitArgs};
+use crate::cli::{AddArgs, EditArgs, InitArgs};
 use crate::config::Paths;
-use crate::vault::{Endpoints, IdentityFile, Profile, Provider, Sealing, VaultData, crypto, store};
+use crate::vault::{
+    Endpoints, IdentityFile, Profile, ProfileError, Provider, Sealing, VaultData, crypto, store,
+};
 
 /// `tokdeck init`
 pub fn init(ctx: &Context, args: &InitArgs) -> anyhow::Result<()> {
@@ -48,6 +51,7 @@ pub fn init(ctx: &Context, args: &InitArgs) -> anyhow::Result<()> {
             None => {}
         }
         recipients.dedup();
+        warn_if_locked_out(ctx, &recipients);
         data.recipients = recipients.clone();
         Sealing::Recipients(recipients)
     };
@@ -64,6 +68,27 @@ pub fn init(ctx: &Context, args: &InitArgs) -> anyhow::Result<()> {
         ),
     }
     Ok(())
+}
+
+/// `init --recipient X` without one of your own keys creates a vault you cannot open.
+fn warn_if_locked_out(ctx: &Context, recipients: &[String]) {
+    let own_key = ctx
+        .identity_path()
+        .or_else(|| Paths::default_identity().filter(|p| p.exists()));
+    let mine: Vec<String> = own_key
+        .and_then(|path| IdentityFile::load(&path).ok())
+        .map(|key| key.recipients)
+        .unwrap_or_default();
+    let canonical = |r: &String| crypto::canonical_recipient(r).ok();
+    let included = mine
+        .iter()
+        .filter_map(canonical)
+        .any(|m| recipients.iter().filter_map(canonical).any(|r| r == m));
+    if !included {
+        crate::note!(
+            "warning: none of your keys is among the recipients, so you cannot open this vault yourself; add your public key with --recipient (or pass --identity), unless another member will hand it over"
+        );
+    }
 }
 
 /// Names that work unquoted in shells and URLs.
@@ -87,13 +112,23 @@ fn is_loopback_host(host: &url::Host<&str>) -> bool {
     }
 }
 
-/// An endpoint base URL: https, or http on loopback only.
+/// An endpoint base URL: https, or http on loopback only; no credentials, query or fragment.
 pub fn validate_base_url(text: &str) -> anyhow::Result<String> {
     let url = url::Url::parse(text.trim())
         .map_err(|e| anyhow!("invalid URL '{text}' ({e}): use e.g. https://api.example.com"))?;
     let host = url
         .host()
         .ok_or_else(|| anyhow!("invalid URL '{text}': it names no host"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        bail!(
+            "the URL holds a user name or password, which would be printed in every authorize URL: remove the 'user:password@' part"
+        );
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        bail!(
+            "a base URL takes no '?query' or '#fragment' (they would break every endpoint built from it): use e.g. https://api.example.com"
+        );
+    }
     match url.scheme() {
         "https" => {}
         "http" if is_loopback_host(&host) => {}
@@ -117,26 +152,44 @@ pub fn validate_redirect_uri(text: &str) -> anyhow::Result<String> {
     if url.cannot_be_a_base() && url.scheme() != "urn" {
         bail!("invalid redirect URI '{text}': use an absolute URL");
     }
+    if url.fragment().is_some() {
+        bail!("invalid redirect URI '{text}': OAuth forbids a '#fragment' in it (RFC 6749 3.1.2)");
+    }
     Ok(text.into())
 }
 
-fn read_client_secret(args: &AddArgs) -> anyhow::Result<SecretString> {
-    let raw = if let Some(file) = &args.client_secret_file {
+/// Longer than any real client secret: more means the wrong thing was piped in.
+const MAX_SECRET_BYTES: u64 = 64 * 1024;
+
+/// Scopes as typed: space- or comma-separated.
+fn parse_scopes(text: &str) -> Vec<String> {
+    text.split([' ', ','])
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn read_client_secret(name: &str, file: Option<&Path>) -> anyhow::Result<SecretString> {
+    let raw = if let Some(file) = file {
         Zeroizing::new(
             std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read client secret file {}", file.display()))?,
         )
     } else if std::io::stdin().is_terminal() {
         Zeroizing::new(rpassword::prompt_password(format!(
-            "client secret for {}: ",
-            args.name
+            "client secret for {name}: "
         ))?)
     } else {
         let mut text = Zeroizing::new(String::new());
         std::io::stdin()
-            .take(64 * 1024)
+            .take(MAX_SECRET_BYTES + 1)
             .read_to_string(&mut text)
             .context("cannot read the client secret from stdin")?;
+        if text.len() as u64 > MAX_SECRET_BYTES {
+            bail!(
+                "the client secret on stdin is longer than 64 KiB, which is no client secret: pipe in only the secret"
+            );
+        }
         text
     };
     let secret = raw.trim();
@@ -146,42 +199,52 @@ fn read_client_secret(args: &AddArgs) -> anyhow::Result<SecretString> {
     Ok(SecretString::from(secret.to_string()))
 }
 
+/// The server a new profile talks to, from `--provider` and `--base-url`.
+pub fn provider_and_base(
+    provider: Option<Provider>,
+    base_url: Option<&str>,
+) -> anyhow::Result<(Provider, String)> {
+    match (provider, base_url) {
+        (None | Some(Provider::Custom), Some(url)) => {
+            Ok((Provider::Custom, validate_base_url(url)?))
+        }
+        (Some(Provider::Custom), None) => {
+            bail!("--provider custom needs the server's address: add --base-url URL")
+        }
+        (Some(preset), Some(_)) => bail!(
+            "--provider {} has its own URL: drop --base-url, or use --base-url alone for another server",
+            preset.flag()
+        ),
+        (preset, None) => {
+            let preset = preset.unwrap_or(Provider::Factorial);
+            let url = preset
+                .base_url()
+                .ok_or_else(|| anyhow!("--provider custom needs --base-url URL"))?;
+            Ok((preset, url.to_string()))
+        }
+    }
+}
+
 /// `tokdeck add`
 pub fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
     validate_name(&args.name)?;
-    let (provider, base_url) = match &args.base_url {
-        Some(url) => (Provider::Custom, validate_base_url(url)?),
-        None => match args.provider.base_url() {
-            Some(url) => (args.provider, url.to_string()),
-            None => bail!("--provider custom needs --base-url URL"),
-        },
-    };
+    let (provider, base_url) = provider_and_base(args.provider, args.base_url.as_deref())?;
     let redirect_uri = validate_redirect_uri(&args.redirect_uri)?;
-    if args.client_id.trim().is_empty() {
-        bail!("empty --client-id: copy it from the OAuth application page");
-    }
+    let client_id = validate_client_id(&args.client_id)?;
     let store = ctx.open_store()?;
     if store.profile(&args.name)?.is_some() {
-        bail!(
-            "a profile named '{0}' already exists: choose another name, or `tokdeck remove {0}` first",
-            args.name
-        );
+        return Err(ProfileError::NameTaken(args.name.clone()).into());
     }
-    let client_secret = read_client_secret(args)?;
+    let client_secret = read_client_secret(&args.name, args.client_secret_file.as_deref())?;
     let mut profile = Profile::new(
         args.name.clone(),
         provider,
         Endpoints::at(base_url),
-        args.client_id.trim().to_string(),
+        client_id,
         client_secret,
         redirect_uri,
     );
-    profile.scopes = args
-        .scope
-        .split([' ', ','])
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
+    profile.scopes = parse_scopes(&args.scope);
     profile.owner = args.owner;
     profile.pkce = args.pkce;
     profile.auto_refresh = args.auto_refresh;
@@ -189,17 +252,7 @@ pub fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
     if let Some(window) = args.refresh_window {
         profile.refresh_window = window;
     }
-    let name = args.name.clone();
-    store
-        .update(move |data| {
-            if data.profile(&name).is_some() {
-                return Err(anyhow!(
-                    "a profile named '{name}' already exists: choose another name, or `tokdeck remove {name}` first"
-                ));
-            }
-            data.profiles.push(profile);
-            Ok(())
-        })??;
+    store.update(move |data| data.insert(profile))??;
     crate::note!(
         "added profile '{}': next, `tokdeck authorize {}`",
         args.name,
@@ -208,17 +261,78 @@ pub fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `tokdeck edit`: the app's edit form, from the command line. Only the given settings
+/// change; the tokens stay. A changed app (client id, server, redirect URI) drops a pending
+/// authorization, whose state belongs to the old one.
+pub fn edit(ctx: &Context, args: &EditArgs) -> anyhow::Result<()> {
+    let store = ctx.open_store()?;
+    let mut profile = store
+        .profile(&args.name)?
+        .ok_or_else(|| ProfileError::NotFound(args.name.clone()))?;
+    if let Some(new) = &args.rename {
+        validate_name(new)?;
+        profile.name = new.clone();
+    }
+    let app_changed = args.provider.is_some()
+        || args.base_url.is_some()
+        || args.client_id.is_some()
+        || args.redirect_uri.is_some();
+    if args.provider.is_some() || args.base_url.is_some() {
+        let (provider, base) = provider_and_base(args.provider, args.base_url.as_deref())?;
+        profile.provider = provider;
+        profile.endpoints = Endpoints::at(base);
+    }
+    if let Some(id) = &args.client_id {
+        profile.client_id = validate_client_id(id)?;
+    }
+    if let Some(uri) = &args.redirect_uri {
+        profile.redirect_uri = validate_redirect_uri(uri)?;
+    }
+    if let Some(scope) = &args.scope {
+        profile.scopes = parse_scopes(scope);
+    }
+    if let Some(owner) = args.owner {
+        profile.owner = owner;
+    }
+    if args.pkce || args.no_pkce {
+        profile.pkce = args.pkce;
+    }
+    if args.auto_refresh || args.no_auto_refresh {
+        profile.auto_refresh = args.auto_refresh;
+    }
+    if let Some(window) = args.refresh_window {
+        profile.refresh_window = window;
+    }
+    if let Some(notes) = &args.notes {
+        profile.notes = notes.clone();
+    }
+    if args.new_client_secret || args.client_secret_file.is_some() {
+        profile.client_secret =
+            read_client_secret(&profile.name, args.client_secret_file.as_deref())?;
+    }
+    if app_changed {
+        profile.pending = None;
+    }
+    let original = args.name.clone();
+    let new_name = profile.name.clone();
+    store.update(move |data| data.replace(&original, profile))??;
+    crate::note!("updated profile '{new_name}'");
+    Ok(())
+}
+
+/// A client id as pasted from the OAuth application page.
+pub fn validate_client_id(text: &str) -> anyhow::Result<String> {
+    let id = text.trim();
+    if id.is_empty() {
+        bail!("empty --client-id: copy it from the OAuth application page");
+    }
+    Ok(id.to_string())
+}
+
 /// `tokdeck remove`
 pub fn remove(ctx: &Context, name: &str) -> anyhow::Result<()> {
     let store = ctx.open_store()?;
-    store.update(|data| {
-        let before = data.profiles.len();
-        data.profiles.retain(|p| p.name != name);
-        if data.profiles.len() == before {
-            return Err(anyhow!("no profile named '{name}': see `tokdeck status`"));
-        }
-        Ok(())
-    })??;
+    store.update(|data| data.remove(name))??;
     crate::note!(
         "removed profile '{name}' (its tokens stay valid at the server until they expire; `revoke` first to end them)"
     );
@@ -252,6 +366,14 @@ mod tests {
         assert!(err.contains("use https://"), "{err}");
         assert!(validate_base_url("not a url").is_err());
         assert!(validate_base_url("ftp://x").is_err());
+        for bad in [
+            "https://api.example.com/?x=1",
+            "https://api.example.com/#top",
+            "https://user:pw@api.example.com",
+            "https://user@api.example.com",
+        ] {
+            assert!(validate_base_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -259,5 +381,6 @@ mod tests {
         assert!(validate_redirect_uri("urn:ietf:wg:oauth:2.0:oob").is_ok());
         assert!(validate_redirect_uri("http://127.0.0.1:8765/callback").is_ok());
         assert!(validate_redirect_uri("callback").is_err());
+        assert!(validate_redirect_uri("http://127.0.0.1:1/cb#x").is_err());
     }
 }

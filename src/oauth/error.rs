@@ -43,6 +43,10 @@ pub enum OAuthError {
     Denied(String),
     #[error("the redirect's state does not match the one sent: start `authorize` again")]
     StateMismatch,
+    #[error(
+        "the pasted redirect URL carries no state, but the authorization tokdeck started sent one: paste the whole URL the browser ended on, or only the code"
+    )]
+    StateMissing,
     #[error("no authorization code found in '{0}': paste the code or the whole redirect URL")]
     NoCode(String),
     #[error("no refresh token stored: authorize again")]

@@ -64,12 +64,21 @@ pub fn parse_pasted(input: &str, expected_state: Option<&str>) -> Result<String,
         OAuthError::NoCode(_) => OAuthError::NoCode(shorten(input)),
         other => other,
     })?;
-    if let (Some(got), Some(want)) = (&callback.state, expected_state)
-        && got != want
-    {
-        return Err(OAuthError::StateMismatch);
+    match (&callback.state, expected_state) {
+        (Some(got), Some(want)) if got != want => return Err(OAuthError::StateMismatch),
+        // A pending authorization sent a state, and a real redirect echoes it. Only the
+        // out-of-band page (Doorkeeper's /oauth/authorize/native) shows the code without one.
+        (None, Some(_)) if !is_out_of_band_page(input) => return Err(OAuthError::StateMissing),
+        _ => {}
     }
     Ok(callback.code)
+}
+
+/// Doorkeeper's out-of-band page, `/oauth/authorize/native?code=...`: it shows the code for a
+/// person to copy and never carries the state.
+fn is_out_of_band_page(input: &str) -> bool {
+    let path = input.split(['?', '#']).next().unwrap_or_default();
+    path.trim_end_matches('/').ends_with("/authorize/native")
 }
 
 fn shorten(text: &str) -> String {
@@ -98,7 +107,22 @@ mod tests {
             parse_pasted(url, Some("other")),
             Err(OAuthError::StateMismatch)
         ));
-        assert_eq!(parse_pasted("?code=Q", Some("s")).unwrap(), "Q");
+        assert_eq!(parse_pasted("?code=Q&state=s", Some("s")).unwrap(), "Q");
+    }
+
+    #[test]
+    fn a_redirect_without_state_is_refused_while_one_is_expected() {
+        let no_state = "http://127.0.0.1:8765/cb?code=XYZ";
+        assert!(matches!(
+            parse_pasted(no_state, Some("s1")),
+            Err(OAuthError::StateMissing)
+        ));
+        // Nothing pending: nothing to compare with.
+        assert_eq!(parse_pasted(no_state, None).unwrap(), "XYZ");
+        // The out-of-band page never carries a state, and a bare code has none to carry.
+        let native = "https://api.factorialhr.com/oauth/authorize/native?code=N1";
+        assert_eq!(parse_pasted(native, Some("s1")).unwrap(), "N1");
+        assert_eq!(parse_pasted("bare-code", Some("s1")).unwrap(), "bare-code");
     }
 
     #[test]

@@ -222,19 +222,18 @@ fn watch_vault(store: Arc<Store>, tx: mpsc::UnboundedSender<Msg>) {
 fn save(store: Arc<Store>, op: SaveOp, tx: mpsc::UnboundedSender<Msg>) {
     tokio::task::spawn_blocking(move || {
         let result = store.update(|data| -> Result<Vec<Profile>, String> {
-            match op {
-                SaveOp::Delete(name) => data.profiles.retain(|p| p.name != name),
-                SaveOp::Upsert { original, profile } => {
-                    let target = original.as_deref().unwrap_or(&profile.name).to_string();
-                    if original.is_none() && data.profile(&profile.name).is_some() {
-                        return Err(format!("a profile named '{}' already exists", profile.name));
-                    }
-                    match data.profiles.iter_mut().find(|p| p.name == target) {
-                        Some(slot) => *slot = *profile,
-                        None => data.profiles.push(*profile),
-                    }
-                }
-            }
+            let changed = match op {
+                SaveOp::Delete(name) => data.remove(&name).map(|_| ()),
+                SaveOp::Upsert {
+                    original: None,
+                    profile,
+                } => data.insert(*profile),
+                SaveOp::Upsert {
+                    original: Some(original),
+                    profile,
+                } => data.replace(&original, *profile),
+            };
+            changed.map_err(|e| e.to_string())?;
             Ok(data.profiles.clone())
         });
         let msg = match result {

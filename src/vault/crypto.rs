@@ -68,6 +68,11 @@ impl age::Callbacks for TerminalCallbacks {
     }
 }
 
+/// Whether a passphrase can be asked for: rpassword reads from the controlling terminal.
+fn has_terminal() -> bool {
+    std::fs::File::open("/dev/tty").is_ok()
+}
+
 impl IdentityFile {
     /// Loads an age identity file (AGE-SECRET-KEY-1...) or an OpenSSH private key.
     pub fn load(path: &Path) -> Result<Self, VaultError> {
@@ -86,6 +91,14 @@ impl IdentityFile {
                 return Err(bad(format!(
                     "unsupported SSH key ({k:?}): use ed25519 or RSA"
                 )));
+            }
+            // An encrypted key needs its passphrase typed; without a terminal age would only
+            // say later that "no identity matches", which sends people looking the wrong way.
+            if matches!(identity, age::ssh::Identity::Encrypted(_)) && !has_terminal() {
+                return Err(bad(
+                    "the SSH key is passphrase-protected and there is no terminal to ask on: run in a terminal, or use an unencrypted age key (age-keygen) for automation"
+                        .into(),
+                ));
             }
             let recipients = age::ssh::Recipient::try_from(identity.clone())
                 .map(|r| vec![r.to_string()])
@@ -128,6 +141,24 @@ impl IdentityFile {
         ));
         super::store::write_atomic(path, contents.as_bytes(), false)?;
         Self::load(path)
+    }
+}
+
+/// A recipient in the form age prints it (an SSH key without its comment), so that two
+/// spellings of one key compare equal.
+pub fn canonical_recipient(text: &str) -> Result<String, VaultError> {
+    let text = text.trim();
+    let bad = || VaultError::BadRecipient(text.into());
+    if text.starts_with("age1") {
+        age::x25519::Recipient::from_str(text)
+            .map(|r| r.to_string())
+            .map_err(|_| bad())
+    } else if text.starts_with("ssh-") {
+        age::ssh::Recipient::from_str(text)
+            .map(|r| r.to_string())
+            .map_err(|_| bad())
+    } else {
+        Err(bad())
     }
 }
 
@@ -192,6 +223,7 @@ pub fn decrypt(
     let corrupt = |reason: String| VaultError::Corrupt {
         path: path.to_path_buf(),
         reason,
+        backup: super::error::has_backup(path),
     };
     let wrong = |reason: String| VaultError::WrongKey {
         path: path.to_path_buf(),

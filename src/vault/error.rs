@@ -7,6 +7,15 @@ use std::path::PathBuf;
 pub enum VaultError {
     #[error("no vault at {0}: run `tokdeck init` first, or point --vault / TOKDECK_VAULT at it")]
     NotFound(PathBuf),
+    #[error(
+        "cannot read {path}: {source}: check the permissions of the file and its folder (ls -ld {})",
+        path.parent().map(|d| d.display().to_string()).unwrap_or_default()
+    )]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("a vault already exists at {0}: remove it first or choose another --vault")]
     AlreadyExists(PathBuf),
     #[error("cannot {action} {path}: {source}")]
@@ -18,8 +27,13 @@ pub enum VaultError {
     },
     #[error("cannot decrypt {path}: {reason}: check --identity / --passphrase-file")]
     WrongKey { path: PathBuf, reason: String },
-    #[error("{path} is not a readable age file ({reason}): restore it from {path}.bak")]
-    Corrupt { path: PathBuf, reason: String },
+    #[error("{path} is not a readable age file ({reason}): {}", restore_advice(path, *.backup))]
+    Corrupt {
+        path: PathBuf,
+        reason: String,
+        /// Whether `<path>.bak` exists, so the advice can name it or say there is none.
+        backup: bool,
+    },
     #[error(
         "{path} uses vault format {found}, newer than this tokdeck understands ({supported}): upgrade tokdeck"
     )]
@@ -29,9 +43,14 @@ pub enum VaultError {
         supported: u32,
     },
     #[error(
-        "{path} decrypts but its content is invalid ({reason}): fix it with `age -d`, or restore {path}.bak"
+        "{path} decrypts but its content is invalid ({reason}): fix it by hand (age -d, edit, age -e), or {}",
+        restore_advice(path, *.backup)
     )]
-    BadContent { path: PathBuf, reason: String },
+    BadContent {
+        path: PathBuf,
+        reason: String,
+        backup: bool,
+    },
     #[error(
         "{path} is passphrase-protected: pass --passphrase-file FILE or run in a terminal to be asked"
     )]
@@ -56,6 +75,40 @@ pub enum VaultError {
     Locked(PathBuf),
     #[error("{0}")]
     Rejected(String),
+}
+
+impl VaultError {
+    /// A vault that should exist but cannot be seen: missing, or hidden by permissions
+    /// (`Path::exists` says "no" for both, which sent people to `init`).
+    pub fn check_exists(path: &std::path::Path) -> Result<(), Self> {
+        match std::fs::metadata(path) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(VaultError::NotFound(path.to_path_buf()))
+            }
+            Err(source) => Err(VaultError::Unreadable {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+}
+
+/// What to do about a damaged vault: restore the backup tokdeck kept, or say there is none.
+fn restore_advice(path: &std::path::Path, backup: bool) -> String {
+    if backup {
+        format!(
+            "restore the previous version with `cp {0}.bak {0}`",
+            path.display()
+        )
+    } else {
+        "no backup exists: restore it from your own copy (git, backups)".into()
+    }
+}
+
+/// Whether a backup of the vault at `path` exists.
+pub(crate) fn has_backup(path: &std::path::Path) -> bool {
+    super::store::backup_path(path).exists()
 }
 
 /// age's messages wrap names in Unicode isolation marks; people and snapshots want plain text.

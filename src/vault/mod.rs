@@ -8,6 +8,7 @@ pub mod store;
 pub use crypto::{IdentityFile, Sealing, Unlock};
 pub use error::VaultError;
 pub use model::{
-    CheckResult, Endpoints, OwnerType, PendingAuth, Profile, Provider, Token, VaultData,
+    CheckResult, Endpoints, OwnerType, PendingAuth, Profile, ProfileError, Provider, Token,
+    VaultData,
 };
 pub use store::{Lease, Store};

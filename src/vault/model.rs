@@ -46,6 +46,49 @@ impl VaultData {
     pub fn profile_mut(&mut self, name: &str) -> Option<&mut Profile> {
         self.profiles.iter_mut().find(|p| p.name == name)
     }
+
+    /// Adds a new profile; its name must be free.
+    pub fn insert(&mut self, profile: Profile) -> Result<(), ProfileError> {
+        if self.profile(&profile.name).is_some() {
+            return Err(ProfileError::NameTaken(profile.name));
+        }
+        self.profiles.push(profile);
+        Ok(())
+    }
+
+    /// Replaces the profile called `original` with `profile`, which may carry a new name
+    /// (that name must be free).
+    pub fn replace(&mut self, original: &str, profile: Profile) -> Result<(), ProfileError> {
+        if profile.name != original && self.profile(&profile.name).is_some() {
+            return Err(ProfileError::NameTaken(profile.name));
+        }
+        let slot = self
+            .profile_mut(original)
+            .ok_or_else(|| ProfileError::NotFound(original.to_string()))?;
+        *slot = profile;
+        Ok(())
+    }
+
+    /// Removes the profile called `name`.
+    pub fn remove(&mut self, name: &str) -> Result<Profile, ProfileError> {
+        let at = self
+            .profiles
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| ProfileError::NotFound(name.to_string()))?;
+        Ok(self.profiles.remove(at))
+    }
+}
+
+/// Why a change to the profile list was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProfileError {
+    #[error(
+        "a profile named '{0}' already exists: choose another name, or `tokdeck remove {0}` first"
+    )]
+    NameTaken(String),
+    #[error("no profile named '{0}': see `tokdeck status`")]
+    NotFound(String),
 }
 
 /// Which server a profile talks to.
@@ -67,6 +110,15 @@ impl Provider {
             Provider::Factorial => Some("https://api.factorialhr.com"),
             Provider::FactorialDemo => Some("https://api.eu2.demo.factorial.dev"),
             Provider::Custom => None,
+        }
+    }
+
+    /// The value `--provider` takes for this preset.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Provider::Factorial => "factorial",
+            Provider::FactorialDemo => "factorial-demo",
+            Provider::Custom => "custom",
         }
     }
 

@@ -97,6 +97,7 @@ pub fn parse_vault(text: &[u8], path: &Path) -> Result<VaultData, VaultError> {
     let bad = |reason: String| VaultError::BadContent {
         path: path.to_path_buf(),
         reason,
+        backup: super::error::has_backup(path),
     };
     let future = |found: i64| VaultError::FutureVersion {
         path: path.to_path_buf(),
@@ -252,6 +253,19 @@ impl Store {
         self
     }
 
+    /// The public recipients of the key this store was opened with; empty for a passphrase.
+    pub fn unlocking_recipients(&self) -> Vec<String> {
+        match &self.unlock {
+            Unlock::Identity(file) => file.recipients.clone(),
+            Unlock::Passphrase(_) => Vec::new(),
+        }
+    }
+
+    /// Whether the vault is sealed with a passphrase rather than to recipients.
+    pub fn is_passphrase_vault(&self) -> bool {
+        matches!(*lock_ignoring_poison(&self.sealing), Sealing::Passphrase(_))
+    }
+
     /// The vault file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -402,11 +416,14 @@ impl Store {
 }
 
 fn read_vault(path: &Path) -> Result<Vec<u8>, VaultError> {
-    fs::read(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
+    fs::read(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
             VaultError::NotFound(path.to_path_buf())
         } else {
-            io_err("read", path)(e)
+            VaultError::Unreadable {
+                path: path.to_path_buf(),
+                source,
+            }
         }
     })
 }

@@ -12,6 +12,25 @@ use std::process::{Command, Output, Stdio};
 pub use mock::Fault;
 pub use mock::{CLIENT_ID, CLIENT_SECRET, MockServer};
 
+/// A command for an external program the tests drive (`age`, `age-keygen`, `ssh-keygen`,
+/// `tmux`); when it is not installed the test fails with the line that installs it.
+pub fn tool(program: &str) -> Command {
+    let package = match program {
+        "age" | "age-keygen" => "age",
+        "ssh-keygen" => "openssh-client",
+        "setsid" => "util-linux",
+        other => other,
+    };
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "this test drives `{program}`, which is not installed: apt-get install -y {package}"
+    );
+    Command::new(program)
+}
+
 /// The built binary.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tokdeck"))
@@ -127,13 +146,13 @@ impl Env {
 
     /// The vault decrypted by the reference age CLI.
     pub fn vault_text(&self) -> String {
-        let out = Command::new("age")
+        let out = tool("age")
             .arg("-d")
             .arg("-i")
             .arg(self.identity())
             .arg(self.vault())
             .output()
-            .expect("the age CLI is installed (apt-get install age)");
+            .unwrap();
         assert!(out.status.success(), "age -d failed: {}", stderr(&out));
         String::from_utf8(out.stdout).unwrap()
     }

@@ -1,0 +1,162 @@
+//! `tokdeck recipients`: who can open the vault. Every change re-encrypts the vault under the
+//! write lock, through the same atomic save as every other writer.
+
+use anyhow::bail;
+
+use super::context::Context;
+use crate::cli::RecipientsCommand;
+use crate::vault::{Store, VaultData, crypto};
+
+/// Runs `tokdeck recipients [list | add R... | remove R... [--force]]`.
+pub fn run(ctx: &Context, action: Option<&RecipientsCommand>) -> anyhow::Result<()> {
+    let store = ctx.open_store()?;
+    match action {
+        None | Some(RecipientsCommand::List) => list(&store),
+        Some(RecipientsCommand::Add { recipients }) => add(&store, recipients),
+        Some(RecipientsCommand::Remove { recipients, force }) => remove(&store, recipients, *force),
+    }
+}
+
+fn refuse_passphrase_vault(store: &Store) -> anyhow::Result<()> {
+    if store.is_passphrase_vault() {
+        bail!(
+            "{} is protected by a passphrase, which age cannot combine with recipients: create a key-based vault with `tokdeck init --recipient ...` and move the profiles over",
+            store.path().display()
+        );
+    }
+    Ok(())
+}
+
+fn list(store: &Store) -> anyhow::Result<()> {
+    if store.is_passphrase_vault() {
+        return crate::output::println("(passphrase-protected: no recipients)").map_err(Into::into);
+    }
+    let mine = canonical_all(&store.unlocking_recipients());
+    let mut recipients = store.read(|data| data.recipients.clone())?;
+    if recipients.is_empty() {
+        // A vault encrypted by the age CLI names none; it is sealed to the key that opened it.
+        recipients = store.unlocking_recipients();
+    }
+    let mut out = String::new();
+    for r in &recipients {
+        let yours = crypto::canonical_recipient(r).is_ok_and(|c| mine.contains(&c));
+        out.push_str(r);
+        if yours {
+            out.push_str("  (your key)");
+        }
+        out.push('\n');
+    }
+    crate::output::print(&out)?;
+    Ok(())
+}
+
+/// A vault without a recipient list (made by the age CLI) is sealed to the key that opened
+/// it: make that explicit before the list changes, or the change would lock that key out.
+fn seed_from_key(data: &mut VaultData, own: &[String]) {
+    if data.recipients.is_empty() {
+        data.recipients = own.to_vec();
+    }
+}
+
+fn canonical_all(list: &[String]) -> Vec<String> {
+    list.iter()
+        .filter_map(|r| crypto::canonical_recipient(r).ok())
+        .collect()
+}
+
+fn add(store: &Store, wanted: &[String]) -> anyhow::Result<()> {
+    refuse_passphrase_vault(store)?;
+    let new: Vec<String> = wanted
+        .iter()
+        .map(|r| crypto::canonical_recipient(r))
+        .collect::<Result<_, _>>()?;
+    let own = store.unlocking_recipients();
+    let added = store.update(|data| -> anyhow::Result<usize> {
+        seed_from_key(data, &own);
+        let present = canonical_all(&data.recipients);
+        let mut added = 0;
+        for r in &new {
+            if !present.contains(r) && !data.recipients.contains(r) {
+                data.recipients.push(r.clone());
+                added += 1;
+            }
+        }
+        Ok(added)
+    })??;
+    crate::note!(
+        "{added} recipient{} added; the vault is now encrypted to {} recipient{}",
+        plural(added),
+        store.read(|d| d.recipients.len())?,
+        plural(store.read(|d| d.recipients.len())?)
+    );
+    Ok(())
+}
+
+fn remove(store: &Store, unwanted: &[String], force: bool) -> anyhow::Result<()> {
+    refuse_passphrase_vault(store)?;
+    let gone: Vec<String> = unwanted
+        .iter()
+        .map(|r| crypto::canonical_recipient(r))
+        .collect::<Result<_, _>>()?;
+    let mine = canonical_all(&store.unlocking_recipients());
+    if !force && let Some(own) = gone.iter().find(|r| mine.contains(r)) {
+        bail!(
+            "{own} is the key you opened the vault with: removing it locks you out; pass --force if that is what you want"
+        );
+    }
+    let own = store.unlocking_recipients();
+    let exposed = store.update(|data| -> anyhow::Result<Exposed> {
+        seed_from_key(data, &own);
+        let before = data.recipients.len();
+        data.recipients
+            .retain(|r| crypto::canonical_recipient(r).map_or(true, |c| !gone.contains(&c)));
+        if data.recipients.len() == before {
+            bail!("none of those is a recipient of this vault: see `tokdeck recipients list`");
+        }
+        if data.recipients.is_empty() {
+            bail!("that would leave the vault with no recipient, so nobody could open it: add another first");
+        }
+        Ok(Exposed::of(data))
+    })??;
+    // The backup holds the previous version, still readable with the removed keys.
+    let backup = crate::vault::store::backup_path(store.path());
+    let _ = std::fs::remove_file(&backup);
+    crate::note!(
+        "removed; the vault is re-encrypted and its backup deleted. Whoever held the removed key may have copied {}: rotate them (revoke with `tokdeck revoke NAME` and authorize again; issue new client secrets in each OAuth app, then `tokdeck edit NAME --new-client-secret`)",
+        exposed.describe()
+    );
+    Ok(())
+}
+
+/// Secrets a removed member could have read.
+struct Exposed {
+    client_secrets: usize,
+    refresh_tokens: usize,
+}
+
+impl Exposed {
+    fn of(data: &VaultData) -> Self {
+        Self {
+            client_secrets: data.profiles.len(),
+            refresh_tokens: data
+                .profiles
+                .iter()
+                .filter(|p| p.token.as_ref().is_some_and(|t| t.refresh_token.is_some()))
+                .count(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} client secret{} and {} refresh token{}",
+            self.client_secrets,
+            plural(self.client_secrets),
+            self.refresh_tokens,
+            plural(self.refresh_tokens)
+        )
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
