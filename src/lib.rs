@@ -4,6 +4,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod display;
 pub mod duration;
 pub mod health;
 pub mod logging;

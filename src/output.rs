@@ -23,9 +23,11 @@ pub fn println(text: &str) -> std::io::Result<()> {
 }
 
 /// Writes one line to stderr, ignoring any failure: a note nobody can read is no error.
+/// Notes carry server and vault text (errors, names, descriptions), so control characters
+/// are shown as visible escapes, never sent to the terminal.
 pub fn note(text: &str) {
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{text}");
+    let _ = writeln!(err, "{}", crate::display::untrusted(text));
 }
 
 fn quiet_on_closed_pipe(result: std::io::Result<()>) -> std::io::Result<()> {

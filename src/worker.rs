@@ -241,16 +241,17 @@ fn spawn_saver(store: Arc<Store>) -> mpsc::UnboundedSender<SaveRequest> {
 
 type JobResult = Result<(Outcome, Option<Profile>), JobError>;
 
-/// A failed job: the message, and whether it is worth recording on the profile.
+/// A failed job: the message for people, and the text to record on the profile when the
+/// failure is the profile's condition.
 struct JobError {
     message: String,
-    record: bool,
+    record: Option<String>,
 }
 
 impl From<OAuthError> for JobError {
     fn from(e: OAuthError) -> Self {
         Self {
-            record: e.belongs_on_profile(),
+            record: e.belongs_on_profile().then(|| e.recorded_text()),
             message: e.to_string(),
         }
     }
@@ -260,7 +261,7 @@ impl From<VaultError> for JobError {
     fn from(e: VaultError) -> Self {
         Self {
             message: e.to_string(),
-            record: false,
+            record: None,
         }
     }
 }
@@ -269,7 +270,7 @@ impl JobError {
     fn plain(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
-            record: false,
+            record: None,
         }
     }
 }
@@ -329,13 +330,12 @@ impl Worker {
                 })
             }
             Err(error) => {
-                let saved = if error.record {
-                    let message = error.message.clone();
-                    self.save(&profile, move |p| p.last_error = Some(message))
+                let saved = match error.record {
+                    Some(text) => self
+                        .save(&profile, move |p| p.last_error = Some(text))
                         .await
-                        .ok()
-                } else {
-                    None
+                        .ok(),
+                    None => None,
                 };
                 tracing::warn!(profile = %profile, error = %error.message, "job failed");
                 self.emit(Event::Failed {

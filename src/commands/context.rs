@@ -12,8 +12,21 @@ use crate::cli::Global;
 use crate::clock::Clock;
 use crate::config::{Config, Paths};
 use crate::oauth::OAuthClient;
-use crate::vault::{IdentityFile, Store, Unlock, VaultError, crypto};
+use crate::vault::{IdentityFile, Store, Unlock, VaultData, VaultError, crypto};
 use crate::worker::{self, WorkerConfig, WorkerHandle};
+
+/// One warning per profile field that holds control characters (see
+/// [`VaultData::fields_with_control_characters`]).
+pub fn control_character_warnings(data: &VaultData) -> Vec<String> {
+    data.fields_with_control_characters()
+        .into_iter()
+        .map(|(profile, field)| {
+            format!(
+                "warning: profile '{profile}': {field} holds control characters; they are shown escaped: fix them with `tokdeck edit`"
+            )
+        })
+        .collect()
+}
 
 /// Settings resolved once per run.
 pub struct Context {
@@ -121,7 +134,11 @@ impl Context {
         let path = self.vault_path()?;
         VaultError::check_exists(&path)?;
         let unlock = self.unlock_for(&path)?;
-        Ok(Arc::new(Store::open(&path, unlock)?))
+        let store = Store::open(&path, unlock)?;
+        for line in store.read(control_character_warnings)? {
+            crate::note!("{line}");
+        }
+        Ok(Arc::new(store))
     }
 
     /// The HTTP client with the configured timeout.

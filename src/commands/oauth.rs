@@ -332,9 +332,10 @@ pub async fn check(ctx: &Context, name: &str) -> anyhow::Result<()> {
     })
     .await?;
     fail_if(failures, 1)?;
+    let owner = owner.unwrap_or_default();
     crate::output::println(&format!(
         "{name}: token valid; owner {}",
-        owner.unwrap_or_default()
+        crate::display::untrusted(&owner)
     ))?;
     Ok(())
 }

@@ -244,11 +244,11 @@ pub fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
         client_secret,
         redirect_uri,
     );
-    profile.scopes = parse_scopes(&args.scope);
+    profile.scopes = validate_scopes(&args.scope)?;
     profile.owner = args.owner;
     profile.pkce = args.pkce;
     profile.auto_refresh = args.auto_refresh;
-    profile.notes = args.notes.clone();
+    profile.notes = validate_notes(&args.notes)?;
     if let Some(window) = args.refresh_window {
         profile.refresh_window = window;
     }
@@ -289,7 +289,7 @@ pub fn edit(ctx: &Context, args: &EditArgs) -> anyhow::Result<()> {
         profile.redirect_uri = validate_redirect_uri(uri)?;
     }
     if let Some(scope) = &args.scope {
-        profile.scopes = parse_scopes(scope);
+        profile.scopes = validate_scopes(scope)?;
     }
     if let Some(owner) = args.owner {
         profile.owner = owner;
@@ -304,7 +304,7 @@ pub fn edit(ctx: &Context, args: &EditArgs) -> anyhow::Result<()> {
         profile.refresh_window = window;
     }
     if let Some(notes) = &args.notes {
-        profile.notes = notes.clone();
+        profile.notes = validate_notes(notes)?;
     }
     if args.new_client_secret || args.client_secret_file.is_some() {
         profile.client_secret =
@@ -320,13 +320,44 @@ pub fn edit(ctx: &Context, args: &EditArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A client id as pasted from the OAuth application page.
+/// A client id as pasted from the OAuth application page: visible ASCII (RFC 6749
+/// appendix A, VSCHAR).
 pub fn validate_client_id(text: &str) -> anyhow::Result<String> {
     let id = text.trim();
     if id.is_empty() {
         bail!("empty --client-id: copy it from the OAuth application page");
     }
+    if !id.chars().all(crate::oauth::client::is_vschar) {
+        bail!(
+            "the client id '{}' holds characters a client id cannot have (only visible ASCII): copy it again from the OAuth application page",
+            crate::display::untrusted(id)
+        );
+    }
     Ok(id.to_string())
+}
+
+/// Scopes as typed, space- or comma-separated; each a scope token (RFC 6749 3.3, NQCHAR:
+/// visible ASCII but `"` and `\`).
+pub fn validate_scopes(text: &str) -> anyhow::Result<Vec<String>> {
+    let scopes = parse_scopes(text);
+    let nqchar = |c: char| crate::oauth::client::is_vschar(c) && !matches!(c, ' ' | '"' | '\\');
+    if let Some(bad) = scopes.iter().find(|s| !s.chars().all(nqchar)) {
+        bail!(
+            "the scope '{}' holds characters a scope cannot have (visible ASCII but quotes and backslashes): use the names the provider documents",
+            crate::display::untrusted(bad)
+        );
+    }
+    Ok(scopes)
+}
+
+/// Notes: any printable text and newlines, but no other control characters.
+pub fn validate_notes(text: &str) -> anyhow::Result<String> {
+    if text.chars().any(|c| c.is_control() && c != '\n') {
+        bail!(
+            "the notes hold control characters (escape sequences, tabs, ...): use printable text and newlines only"
+        );
+    }
+    Ok(text.to_string())
 }
 
 /// `tokdeck remove`
@@ -374,6 +405,19 @@ mod tests {
         ] {
             assert!(validate_base_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn client_ids_scopes_and_notes_hold_only_what_their_standards_allow() {
+        assert!(validate_client_id("abc-123_XYZ.~").is_ok());
+        assert!(validate_client_id("abc\x1b]52;c;eA==").is_err());
+        assert_eq!(validate_scopes("read write,employees").unwrap().len(), 3);
+        for bad in ["re\"ad", "a\\b", "x\x1by", "caf\u{e9}"] {
+            assert!(validate_scopes(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_notes("two\nlines, ünïcode ✓").is_ok());
+        assert!(validate_notes("bell\x07").is_err());
+        assert!(validate_notes("tab\there").is_err());
     }
 
     #[test]

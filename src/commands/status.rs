@@ -5,7 +5,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::display::{MAX_SERVER_TEXT, untrusted, untrusted_short};
 use crate::health::{Assessment, Health};
+
+/// A stored error in the table: our words around a server's description of at most
+/// [`MAX_SERVER_TEXT`] characters.
+const MAX_ERROR_LINE: usize = MAX_SERVER_TEXT + 100;
 use crate::vault::{Profile, VaultData};
 
 /// One profile as `status --json` prints it. Field names are a stable interface.
@@ -74,14 +79,15 @@ pub fn table(rows: &[StatusRow]) -> String {
     let header = [
         "NAME", "ENV", "OWNER", "SCOPES", "ACCESS", "REFRESH", "STATE",
     ];
+    // Scopes and hosts come from a shared vault or a server: shown, never executed.
     let cells: Vec<[String; 7]> = rows
         .iter()
         .map(|r| {
             [
-                r.name.clone(),
-                r.environment.clone(),
+                untrusted(&r.name).into_owned(),
+                untrusted(&r.environment).into_owned(),
                 r.owner.clone(),
-                r.scopes.join(" "),
+                untrusted(&r.scopes.join(" ")).into_owned(),
                 r.access_text.clone(),
                 r.refresh_text.clone(),
                 r.state.label().to_string(),
@@ -111,8 +117,8 @@ pub fn table(rows: &[StatusRow]) -> String {
     for r in rows.iter().filter(|r| r.last_error.is_some()) {
         out.push_str(&format!(
             "{}: {}\n",
-            r.name,
-            r.last_error.as_deref().unwrap_or_default()
+            untrusted(&r.name),
+            untrusted_short(r.last_error.as_deref().unwrap_or_default(), MAX_ERROR_LINE)
         ));
     }
     out
@@ -121,5 +127,7 @@ pub fn table(rows: &[StatusRow]) -> String {
 /// JSON array sorted by name, so that successive runs diff cleanly.
 pub fn json(rows: &mut [StatusRow]) -> anyhow::Result<String> {
     rows.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(serde_json::to_string_pretty(rows)?)
+    Ok(crate::display::json_for_terminal(
+        serde_json::to_string_pretty(rows)?,
+    ))
 }

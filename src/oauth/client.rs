@@ -103,6 +103,18 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, OAuthError> {
     if raw.access_token.trim().is_empty() {
         return Err(OAuthError::BadResponse("empty access_token".into()));
     }
+    // RFC 6749 appendix A: tokens are visible ASCII (VSCHAR). Anything else cannot be a
+    // token, and would reach a terminal raw through `tokdeck token`.
+    for (field, value) in [
+        ("access_token", Some(raw.access_token.as_str())),
+        ("refresh_token", raw.refresh_token.as_deref()),
+    ] {
+        if value.is_some_and(|v| !v.chars().all(is_vschar)) {
+            return Err(OAuthError::BadResponse(format!(
+                "{field} holds characters no token can have"
+            )));
+        }
+    }
     Ok(TokenResponse {
         access_token: SecretString::from(raw.access_token),
         refresh_token: raw
@@ -113,6 +125,11 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, OAuthError> {
         expires_in: raw.expires_in.filter(|s| *s > 0),
         scope: raw.scope,
     })
+}
+
+/// A visible ASCII character (RFC 6749 appendix A, VSCHAR).
+pub fn is_vschar(c: char) -> bool {
+    ('\x20'..='\x7e').contains(&c)
 }
 
 impl TokenResponse {

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::display::MAX_SERVER_TEXT;
+
 /// Which grant a token request was for; the same server error means different things.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grant {
@@ -39,7 +41,7 @@ pub enum OAuthError {
     BadResponse(String),
     #[error("the access token was not accepted (HTTP 401): refresh it, or authorize again")]
     TokenRejected,
-    #[error("authorization denied: {0}")]
+    #[error("authorization denied: {}", cut(.0, MAX_SERVER_TEXT))]
     Denied(String),
     #[error("the redirect's state does not match the one sent: start `authorize` again")]
     StateMismatch,
@@ -70,11 +72,22 @@ fn invalid_grant_advice(grant: Grant) -> &'static str {
     }
 }
 
+/// A server's description in a message for people: at most [`MAX_SERVER_TEXT`] characters.
+/// The whole text is kept where it is recorded (see [`OAuthError::recorded_text`]).
 fn describe(description: &Option<String>) -> String {
     description
         .as_deref()
-        .map(|d| format!(" ({d})"))
+        .map(|d| format!(" ({})", cut(d, MAX_SERVER_TEXT)))
         .unwrap_or_default()
+}
+
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut short: String = text.chars().take(max.saturating_sub(1)).collect();
+    short.push('…');
+    short
 }
 
 fn retry_text(after: &Option<Duration>) -> String {
@@ -84,6 +97,22 @@ fn retry_text(after: &Option<Duration>) -> String {
 }
 
 impl OAuthError {
+    /// The message as the profile records it: like the one people see, but with the server's
+    /// description whole (JSON output shows it; tables and the app cut it when they show it).
+    pub fn recorded_text(&self) -> String {
+        match self {
+            OAuthError::Refused { code, description } => format!(
+                "the server refused: {code}{}: check the profile's scopes and redirect URI",
+                description
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
+            ),
+            OAuthError::Denied(why) => format!("authorization denied: {why}"),
+            other => other.to_string(),
+        }
+    }
+
     /// Whether this failure says something about the profile itself (its credentials or
     /// tokens were refused), so `status` should show it until a success clears it. Network
     /// trouble and local preconditions (no token yet, a mistyped code) are the caller's to
@@ -142,6 +171,21 @@ mod tests {
         assert!(OAuthError::RateLimited { retry_after: None }.is_transient());
         assert!(!OAuthError::InvalidClient.is_transient());
         assert!(!OAuthError::BadResponse("x".into()).is_transient());
+    }
+
+    #[test]
+    fn long_server_text_is_cut_for_people_and_kept_whole_when_recorded() {
+        let long = "d".repeat(1_000);
+        let e = OAuthError::Refused {
+            code: "invalid_scope".into(),
+            description: Some(long.clone()),
+        };
+        let shown = e.to_string();
+        assert!(
+            shown.chars().count() < 400 && shown.contains('…'),
+            "{shown}"
+        );
+        assert!(e.recorded_text().contains(&long));
     }
 
     #[test]

@@ -255,6 +255,12 @@ impl App {
         s
     }
 
+    /// Puts a warning in the log and on the status line.
+    pub fn warn(&mut self, text: String) {
+        self.log(text.clone(), true);
+        self.flash(text, true);
+    }
+
     fn flash(&mut self, text: impl Into<String>, error: bool) {
         self.flash = Some((
             text.into(),

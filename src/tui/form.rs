@@ -3,7 +3,9 @@
 use age::secrecy::SecretString;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use crate::commands::profiles::{validate_base_url, validate_name, validate_redirect_uri};
+use crate::commands::profiles::{
+    validate_base_url, validate_client_id, validate_name, validate_redirect_uri, validate_scopes,
+};
 use crate::vault::{Endpoints, OwnerType, Profile, Provider};
 
 /// What kind of value a field holds.
@@ -231,10 +233,7 @@ impl Form {
             ),
         };
         let redirect = validate_redirect_uri(self.value(REDIRECT)).map_err(|e| e.to_string())?;
-        let client_id = self.value(CLIENT_ID).to_string();
-        if client_id.is_empty() {
-            return Err("client id is empty: copy it from the OAuth application page".into());
-        }
+        let client_id = validate_client_id(self.value(CLIENT_ID)).map_err(|e| e.to_string())?;
         let previous = self
             .original
             .as_ref()
@@ -262,12 +261,7 @@ impl Form {
             }
             None => Profile::new(name, provider, endpoints, client_id, secret, redirect),
         };
-        profile.scopes = self
-            .value(SCOPES)
-            .split([' ', ','])
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect();
+        profile.scopes = validate_scopes(self.value(SCOPES)).map_err(|e| e.to_string())?;
         profile.owner = if self.value(OWNER) == "company" {
             OwnerType::Company
         } else {

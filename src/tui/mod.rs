@@ -56,7 +56,12 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
         utc_offset: chrono::Local::now().offset().fix(),
         read_only_reason: read_only_reason(store.path()),
     };
-    let app = App::new(store.snapshot()?.profiles, ctx.clock.now(), settings);
+    let data = store.snapshot()?;
+    let warnings = crate::commands::context::control_character_warnings(&data);
+    let mut app = App::new(data.profiles, ctx.clock.now(), settings);
+    for warning in warnings {
+        app.warn(warning);
+    }
     let mut terminal = ratatui::try_init().context("cannot open the terminal")?;
     let _ = crossterm::execute!(std::io::stdout(), EnableBracketedPaste);
     let result = event_loop(&mut terminal, app, &theme, store, handle, ctx).await;

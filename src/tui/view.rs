@@ -12,11 +12,20 @@ use super::app::{App, ConfirmKind, Mode};
 use super::form::FieldKind;
 use super::keymap::BINDINGS;
 use super::theme::Theme;
+use crate::display::{MAX_SERVER_TEXT, untrusted, untrusted_short};
 use crate::health::{Assessment, Health};
 use crate::vault::Profile;
 
 const SPINNER: [&str; 8] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧"];
 const MASK: &str = "••••••••";
+
+/// Longest error line shown: our words around a server's text of at most 300 characters.
+const MAX_ERROR_LINE: usize = MAX_SERVER_TEXT + 100;
+
+/// Text from a server, a shared vault or a paste, made safe to draw (see [`crate::display`]).
+fn safe(text: &str) -> String {
+    untrusted(text).into_owned()
+}
 
 fn fg(c: Color) -> Style {
     Style::default().fg(c)
@@ -106,7 +115,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
     match &app.mode {
         Mode::Help { scroll } => draw_help(frame, area, theme, *scroll),
         Mode::Authorize(popup) => {
-            let mut lines = vec![Line::from(format!("Authorize {}", popup.profile))];
+            let mut lines = vec![Line::from(format!("Authorize {}", safe(&popup.profile)))];
             match &popup.url {
                 None => lines.push(Line::styled("building the URL…", fg(theme.muted))),
                 Some(url) => {
@@ -125,11 +134,12 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
         Mode::Paste { profile, input } => {
             let lines = vec![
                 Line::from(format!(
-                    "Paste the code or the whole redirect URL for {profile}:"
+                    "Paste the code or the whole redirect URL for {}:",
+                    safe(profile)
                 )),
                 Line::from(""),
                 Line::from(vec![
-                    Span::styled(input.clone(), fg(theme.accent)),
+                    Span::styled(safe(input), fg(theme.accent)),
                     Span::raw("▏"),
                 ]),
                 Line::from(""),
@@ -140,9 +150,12 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
         Mode::Confirm { kind, profile } => {
             let question = match kind {
                 ConfirmKind::Delete => {
-                    format!("Delete profile {profile} and its tokens from the vault?")
+                    format!(
+                        "Delete profile {} and its tokens from the vault?",
+                        safe(profile)
+                    )
                 }
-                ConfirmKind::Revoke => format!("Revoke {profile}'s tokens at the server?"),
+                ConfirmKind::Revoke => format!("Revoke {}'s tokens at the server?", safe(profile)),
             };
             let lines = vec![
                 Line::from(question),
@@ -160,7 +173,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
                     }
                     FieldKind::Secret => "•".repeat(f.value.chars().count()),
                     FieldKind::Choice(_) | FieldKind::Toggle => format!("‹ {} ›", f.value),
-                    FieldKind::Text => f.value.clone(),
+                    FieldKind::Text => safe(&f.value),
                 };
                 let focused = i == form.focus;
                 let style = if focused {
@@ -224,7 +237,7 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     // The filter comes first, so it stays on screen however narrow the terminal is.
     if !app.filter.is_empty() || matches!(app.mode, Mode::Filter) {
         spans.push(Span::styled(
-            format!(" filter: {}", app.filter),
+            format!(" filter: {}", safe(&app.filter)),
             fg(theme.accent),
         ));
         if matches!(app.mode, Mode::Filter) {
@@ -255,7 +268,7 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         fg(theme.muted),
     ));
     spans.push(Span::styled(
-        format!("  {}", app.settings.vault_label),
+        format!("  {}", safe(&app.settings.vault_label)),
         fg(theme.muted),
     ));
     frame.render_widget(Line::from(spans), area);
@@ -379,10 +392,10 @@ fn table_cells(app: &App, i: usize) -> [String; 7] {
         None => a.health.label().to_string(),
     };
     [
-        p.name.clone(),
-        p.environment(),
+        safe(&p.name),
+        safe(&p.environment()),
         p.owner.to_string(),
-        p.scope_string(),
+        safe(&p.scope_string()),
         a.access_text(),
         a.refresh_text(),
         state,
@@ -475,7 +488,7 @@ fn local(app: &App, at: DateTime<Utc>) -> String {
 
 fn secret_text(revealed: bool, value: &str) -> String {
     if revealed {
-        value.to_string()
+        safe(value)
     } else {
         format!("{MASK} (v reveals)")
     }
@@ -490,7 +503,7 @@ fn detail_lines(app: &App, p: &Profile, a: &Assessment, theme: &Theme) -> Vec<Li
     if let Some(e) = &p.last_error {
         lines.push(Line::from(vec![
             label("last error"),
-            Span::styled(e.clone(), fg(theme.danger)),
+            Span::styled(untrusted_short(e, MAX_ERROR_LINE), fg(theme.danger)),
         ]));
     }
     match &p.token {
@@ -523,7 +536,11 @@ fn detail_lines(app: &App, p: &Profile, a: &Assessment, theme: &Theme) -> Vec<Li
     if let Some(c) = &p.last_check {
         lines.push(row(
             "owner",
-            format!("{} (checked {})", c.owner_line(), local(app, c.checked_at)),
+            format!(
+                "{} (checked {})",
+                safe(&c.owner_line()),
+                local(app, c.checked_at)
+            ),
         ));
     }
     if p.pending.is_some() {
@@ -538,18 +555,18 @@ fn detail_lines(app: &App, p: &Profile, a: &Assessment, theme: &Theme) -> Vec<Li
     lines.extend([
         row(
             "scopes",
-            format!("{} ({} token)", p.scope_string(), p.owner),
+            format!("{} ({} token)", safe(&p.scope_string()), p.owner),
         ),
-        row("token URL", p.endpoints.token()),
-        row("client id", p.client_id.clone()),
+        row("token URL", safe(&p.endpoints.token())),
+        row("client id", safe(&p.client_id)),
         row(
             "client secret",
             secret_text(shown, p.client_secret.expose_secret()),
         ),
-        row("redirect", p.redirect_uri.clone()),
+        row("redirect", safe(&p.redirect_uri)),
     ]);
     if !p.notes.is_empty() {
-        lines.push(row("notes", p.notes.clone()));
+        lines.push(row("notes", safe(&p.notes)));
     }
     lines
 }
@@ -557,7 +574,7 @@ fn detail_lines(app: &App, p: &Profile, a: &Assessment, theme: &Theme) -> Vec<Li
 fn draw_detail(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let title = app
         .selected()
-        .map(|p| format!(" {} ", p.name))
+        .map(|p| format!(" {} ", safe(&p.name)))
         .unwrap_or_else(|| " details ".into());
     let block = Block::default()
         .borders(Borders::ALL)
@@ -596,7 +613,7 @@ fn draw_log(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                     fg(theme.muted),
                 ),
                 Span::styled(
-                    l.text.clone(),
+                    untrusted_short(&l.text, MAX_ERROR_LINE),
                     fg(if l.error { theme.danger } else { theme.text }),
                 ),
             ])
@@ -608,7 +625,7 @@ fn draw_log(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let line = match &app.flash {
         Some((text, error, _)) => Line::styled(
-            format!(" {text}"),
+            format!(" {}", untrusted_short(text, MAX_ERROR_LINE)),
             fg(if *error { theme.danger } else { theme.ok }),
         ),
         None => {

@@ -80,6 +80,38 @@ impl VaultData {
     }
 }
 
+impl VaultData {
+    /// Fields holding control characters, as `(profile, field)`: a hand-edited or shared vault
+    /// may carry them. The vault still opens (one teammate's bad note must not lock everyone
+    /// out); the values are shown escaped and the caller warns about each.
+    pub fn fields_with_control_characters(&self) -> Vec<(String, &'static str)> {
+        let bad = |text: &str, newlines_ok: bool| {
+            text.chars()
+                .any(|c| c.is_control() && !(newlines_ok && c == '\n'))
+        };
+        let mut found = Vec::new();
+        for p in &self.profiles {
+            let fields: [(&'static str, bool); 6] = [
+                ("name", bad(&p.name, false)),
+                ("client_id", bad(&p.client_id, false)),
+                ("redirect_uri", bad(&p.redirect_uri, false)),
+                (
+                    "endpoints",
+                    bad(&p.endpoints.token(), false) || bad(&p.endpoints.authorize(), false),
+                ),
+                ("scopes", p.scopes.iter().any(|s| bad(s, false))),
+                ("notes", bad(&p.notes, true)),
+            ];
+            for (field, is_bad) in fields {
+                if is_bad {
+                    found.push((p.name.clone(), field));
+                }
+            }
+        }
+        found
+    }
+}
+
 /// Why a change to the profile list was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProfileError {
@@ -472,6 +504,23 @@ mod tests {
         p.provider = Provider::Custom;
         p.endpoints.base_url = "http://127.0.0.1:8080".into();
         assert_eq!(p.environment(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn control_characters_in_shared_fields_are_found() {
+        let mut data = sample();
+        assert!(data.fields_with_control_characters().is_empty());
+        data.profiles[0].notes = "line one\nline two".into();
+        assert!(data.fields_with_control_characters().is_empty());
+        data.profiles[0].notes = "\x1b]52;c;eA==\x07".into();
+        data.profiles[0].client_id = "c\x1b[2J".into();
+        assert_eq!(
+            data.fields_with_control_characters(),
+            [
+                ("acme".to_string(), "client_id"),
+                ("acme".to_string(), "notes")
+            ]
+        );
     }
 
     #[test]

@@ -20,12 +20,23 @@ pub const CLIENT_SECRET: &str = "test-secret-5f1c";
 pub enum Fault {
     Slow(Duration),
     Status(u16),
-    RateLimited { retry_after: u64 },
+    RateLimited {
+        retry_after: u64,
+    },
     NotJson,
     MissingAccessToken,
     Reset,
     Huge,
+    /// 400 with escape sequences in `error` and `error_description`.
+    HostileError,
+    /// A valid token whose `scope` and `token_type` carry escape sequences.
+    HostileToken,
+    /// 500 with an HTML body full of escape sequences.
+    HostileHtml,
 }
+
+/// What a hostile server puts in its text: an OSC 52 clipboard write, a screen clear, colour.
+pub const HOSTILE: &str = "\u{1b}]52;c;aGFja2Vk\u{7}\u{1b}[2J\u{1b}[31mPWNED\u{1b}[0m\u{9b}2J";
 
 #[derive(Debug, Clone)]
 struct Grant {
@@ -54,6 +65,8 @@ pub struct State {
     /// Doorkeeper's lenient rotation: the old refresh token dies only when the new access
     /// token is first used, not at the refresh itself.
     pub revoke_on_first_use: bool,
+    /// The credentials endpoint answers with escape sequences in the owner's e-mail.
+    pub hostile_credentials: bool,
     /// new access token -> the refresh token it replaced, while that one is still alive.
     pending_revocations: HashMap<String, String>,
 }
@@ -314,6 +327,27 @@ async fn handle(mut stream: TcpStream, state: Arc<Mutex<State>>) {
             headers: vec![],
             body: format!("{{\"access_token\":\"{}\"}}", "x".repeat(2 * 1024 * 1024)),
         },
+        Some(Fault::HostileError) => json(
+            400,
+            serde_json::json!({
+                "error": format!("invalid_grant{HOSTILE}"),
+                "error_description": format!("bad{HOSTILE}"),
+            }),
+        ),
+        Some(Fault::HostileToken) => {
+            let mut reply = route(&req, &state);
+            if let Ok(mut body) = serde_json::from_str::<serde_json::Value>(&reply.body) {
+                body["scope"] = format!("read{HOSTILE}").into();
+                body["token_type"] = format!("Bearer{HOSTILE}").into();
+                reply.body = body.to_string();
+            }
+            reply
+        }
+        Some(Fault::HostileHtml) => Reply {
+            status: 500,
+            headers: vec![("Content-Type".into(), "text/html".into())],
+            body: format!("<html>{HOSTILE}</html>"),
+        },
         Some(Fault::Reset) => {
             // Close with RST: linger 0 then drop.
             if let Ok(std) = stream.into_std() {
@@ -452,9 +486,14 @@ fn route(req: &Request, state: &Arc<Mutex<State>>) -> Reply {
                 s.refresh_tokens.remove(&old);
             }
             if s.access_tokens.contains(bearer) {
+                let email = if s.hostile_credentials {
+                    format!("ada@example.com{HOSTILE}")
+                } else {
+                    "ada@example.com".to_string()
+                };
                 json(
                     200,
-                    serde_json::json!({"data": [{"id": 1, "company_id": 42, "employee_id": 7, "email": "ada@example.com"}], "meta": {}}),
+                    serde_json::json!({"data": [{"id": 1, "company_id": 42, "employee_id": 7, "email": email}], "meta": {}}),
                 )
             } else {
                 json(401, serde_json::json!({"error": "unauthorized"}))

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 #[allow(unused_imports)]
-pub use mock::Fault;
+pub use mock::{Fault, HOSTILE};
 pub use mock::{CLIENT_ID, CLIENT_SECRET, MockServer};
 
 /// A command for an external program the tests drive (`age`, `age-keygen`, `ssh-keygen`,
