@@ -1,6 +1,8 @@
 //! Refresh throughput: `refresh --all` of 1,000 profiles against the loopback mock server
 //! through the worker (bounded concurrency), against the same refreshes one at a time.
 
+#[path = "../tests/common/doorkeeper.rs"]
+mod doorkeeper;
 #[path = "../tests/common/mock.rs"]
 mod mock;
 mod support;
@@ -26,6 +28,67 @@ fn run(concurrency: usize, latency: Duration, runtime: &tokio::runtime::Runtime)
         |_| server.seed_refresh_token(),
     );
     let store = Arc::new(support::open(&path, &key));
+    refresh_all(store, PROFILES, concurrency, runtime)
+}
+
+/// A refresh token for `app`, got the way a person would: authorize, then exchange the code.
+fn doorkeeper_refresh_token(server: &doorkeeper::Doorkeeper, app: &doorkeeper::App) -> String {
+    let url = format!(
+        "{}/oauth/authorize?client_id={}&redirect_uri=urn%3Aietf%3Awg%3Aoauth%3A2.0%3Aoob&response_type=code&scope=read",
+        server.base_url(),
+        app.uid
+    );
+    let landing = server.approve(&url);
+    let code = landing
+        .rsplit_once("code=")
+        .map(|(_, c)| c)
+        .unwrap_or_default();
+    let (status, body) = server.token_request(&[
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("client_id", &app.uid),
+        ("client_secret", &app.secret),
+        ("redirect_uri", "urn:ietf:wg:oauth:2.0:oob"),
+    ]);
+    assert_eq!(status, 200, "{body}");
+    body["refresh_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `profiles` refreshes against a real Doorkeeper with `threads` puma threads.
+fn run_doorkeeper(
+    threads: u32,
+    profiles: usize,
+    concurrency: usize,
+    runtime: &tokio::runtime::Runtime,
+) -> Duration {
+    let server = doorkeeper::Doorkeeper::start_with(doorkeeper::Options {
+        threads,
+        ..doorkeeper::Options::default()
+    });
+    let app = server.register("urn:ietf:wg:oauth:2.0:oob");
+    let dir = tempfile::tempdir().unwrap();
+    let (path, key) = support::vault_for_client(
+        dir.path(),
+        profiles,
+        &server.base_url(),
+        (&app.uid, &app.secret),
+        |_| doorkeeper_refresh_token(&server, &app),
+    );
+    let store = Arc::new(support::open(&path, &key));
+    refresh_all(store, profiles, concurrency, runtime)
+}
+
+/// Refreshes every profile of `store` through the worker; the time until all are saved.
+fn refresh_all(
+    store: Arc<tokdeck::vault::Store>,
+    profiles: usize,
+    concurrency: usize,
+    runtime: &tokio::runtime::Runtime,
+) -> Duration {
+    let total = profiles;
     runtime.block_on(async move {
         let mut handle = worker::spawn(WorkerConfig {
             store,
@@ -36,11 +99,11 @@ fn run(concurrency: usize, latency: Duration, runtime: &tokio::runtime::Runtime)
         let start = Instant::now();
         // Concurrent: all commands at once, the worker bounds the requests. One at a time:
         // each command is sent only when the previous one has finished.
-        let batch = if concurrency == 1 { 1 } else { PROFILES };
+        let batch = if concurrency == 1 { 1 } else { total };
         let mut sent = 0;
         let mut done = 0;
-        while done < PROFILES {
-            while sent < PROFILES && sent < done + batch {
+        while done < total {
+            while sent < total && sent < done + batch {
                 handle
                     .commands
                     .send(Command {
@@ -98,6 +161,26 @@ fn main() {
         println!(
             "    speed-up: {:.1}x",
             sequential.as_secs_f64() / concurrent.as_secs_f64()
+        );
+    }
+    if std::env::var_os("TOKDECK_BENCH_NO_DOORKEEPER").is_some() {
+        return;
+    }
+    const REAL: usize = 200;
+    println!("refresh of {REAL} profiles against a real Doorkeeper 5.5 (Rails 6.1, SQLite, puma):");
+    for threads in [1u32, 4] {
+        let concurrent = run_doorkeeper(threads, REAL, jobs, &runtime);
+        let sequential = run_doorkeeper(threads, REAL, 1, &runtime);
+        println!("  puma threads {threads}:");
+        println!(
+            "    concurrent ({jobs} jobs): {:>9.2?}  {:>7.0} tokens/s",
+            concurrent,
+            REAL as f64 / concurrent.as_secs_f64()
+        );
+        println!(
+            "    one at a time:        {:>9.2?}  {:>7.0} tokens/s",
+            sequential,
+            REAL as f64 / sequential.as_secs_f64()
         );
     }
 }

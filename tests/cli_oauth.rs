@@ -361,6 +361,23 @@ fn listen_profile(env: &Env, server: &MockServer) -> u16 {
 }
 
 /// Acts as the browser: follows the authorize URL to the redirect, then calls `rewrite` on it.
+/// Where the server redirects the authorize URL to: (status, Location).
+fn browse_location(authorize_url: &str) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let r = client.get(authorize_url).send().await.unwrap();
+        let location = r.headers()["location"].to_str().unwrap().to_string();
+        (r.status().as_u16(), location)
+    })
+}
+
 fn browse(authorize_url: &str, rewrite: impl Fn(&str) -> String) -> (u16, String) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -461,7 +478,26 @@ fn authorize_listen_times_out_cleanly() {
 fn authorize_without_listen_prints_the_url_and_exchange_checks_its_state() {
     let env = Env::new();
     let server = MockServer::start();
-    env.add_profile("p", &server, &["--owner", "company", "--pkce"]);
+    // A redirect URI tokdeck does not listen on: the person copies the URL the browser
+    // ended on, which carries the state.
+    let base = server.base_url();
+    let add = env.run_with_stdin(
+        &[
+            "add",
+            "p",
+            "--client-id",
+            common::CLIENT_ID,
+            "--base-url",
+            &base,
+            "--redirect-uri",
+            "http://127.0.0.1:9/cb",
+            "--owner",
+            "company",
+            "--pkce",
+        ],
+        common::CLIENT_SECRET,
+    );
+    assert!(add.status.success(), "{}", stderr(&add));
     let out = env.run(&["authorize", "p", "--no-browser"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let url = stdout(&out).trim().to_string();
@@ -486,6 +522,21 @@ fn authorize_without_listen_prints_the_url_and_exchange_checks_its_state() {
     let good = env.run(&["exchange", "p", &location]);
     assert!(good.status.success(), "{}", stderr(&good));
     assert!(stderr(&good).contains("does not expire"));
+}
+
+#[test]
+fn the_out_of_band_page_is_pasted_whole_without_state() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.add_profile("p", &server, &[]);
+    let out = env.run(&["authorize", "p", "--no-browser"]);
+    let (_, landing) = browse_location(stdout(&out).trim());
+    assert!(
+        landing.contains("/oauth/authorize/native?code="),
+        "{landing}"
+    );
+    let out = env.run(&["exchange", "p", &landing]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[test]

@@ -76,6 +76,37 @@ pub fn vault(
     (path, key)
 }
 
+/// Like [`vault`], for an OAuth app with its own client id and secret (a real server's).
+pub fn vault_for_client(
+    dir: &Path,
+    n: usize,
+    base_url: &str,
+    (client_id, client_secret): (&str, &str),
+    refresh: impl FnMut(usize) -> String,
+) -> (PathBuf, PathBuf) {
+    let key = dir.join("key.txt");
+    let id = IdentityFile::generate(&key).unwrap();
+    let path = dir.join("vault.age");
+    let mut profiles = profiles(n, base_url, Utc::now(), refresh);
+    for p in &mut profiles {
+        p.client_id = client_id.to_string();
+        p.client_secret = SecretString::from(client_secret.to_string());
+    }
+    let data = VaultData {
+        profiles,
+        ..VaultData::default()
+    };
+    let recipients = id.recipients.clone();
+    Store::create(
+        &path,
+        data,
+        Sealing::Recipients(recipients),
+        Unlock::Identity(id),
+    )
+    .unwrap();
+    (path, key)
+}
+
 /// Opens a benchmark vault.
 pub fn open(path: &Path, key: &Path) -> Store {
     Store::open(path, Unlock::Identity(IdentityFile::load(key).unwrap())).unwrap()

@@ -388,10 +388,18 @@ fn route(req: &Request, state: &Arc<Mutex<State>>) -> Reply {
                 },
             );
             let state_param = q.get("state").cloned().unwrap_or_default();
-            let location = format!(
-                "{redirect}?code={code}&state={}",
-                url::form_urlencoded::byte_serialize(state_param.as_bytes()).collect::<String>()
-            );
+            // As Doorkeeper: the out-of-band redirect goes to a page that shows the code and
+            // carries no state; a real redirect URI gets the code and the state.
+            let location = if redirect == "urn:ietf:wg:oauth:2.0:oob" {
+                let host = req.headers.get("host").cloned().unwrap_or_default();
+                format!("http://{host}/oauth/authorize/native?code={code}")
+            } else {
+                format!(
+                    "{redirect}?code={code}&state={}",
+                    url::form_urlencoded::byte_serialize(state_param.as_bytes())
+                        .collect::<String>()
+                )
+            };
             Reply {
                 status: 302,
                 headers: vec![("Location".into(), location)],
@@ -400,6 +408,17 @@ fn route(req: &Request, state: &Arc<Mutex<State>>) -> Reply {
         }
         ("POST", "/oauth/token") => {
             let f = form(&req.body);
+            // As Doorkeeper: an unknown refresh token is invalid_grant before the client is
+            // looked at, so a wrong secret with it still reads invalid_grant.
+            if f.get("grant_type").map(String::as_str) == Some("refresh_token")
+                && !s.refresh_tokens.contains_key(
+                    f.get("refresh_token")
+                        .map(String::as_str)
+                        .unwrap_or_default(),
+                )
+            {
+                return oauth_error(400, "invalid_grant");
+            }
             if f.get("client_id").map(String::as_str) != Some(CLIENT_ID)
                 || f.get("client_secret").map(String::as_str) != Some(CLIENT_SECRET)
             {
@@ -496,7 +515,12 @@ fn route(req: &Request, state: &Arc<Mutex<State>>) -> Reply {
                     serde_json::json!({"data": [{"id": 1, "company_id": 42, "employee_id": 7, "email": email}], "meta": {}}),
                 )
             } else {
-                json(401, serde_json::json!({"error": "unauthorized"}))
+                // As Doorkeeper without a configured error body: 401, empty.
+                Reply {
+                    status: 401,
+                    headers: vec![],
+                    body: String::new(),
+                }
             }
         }
         _ => Reply {

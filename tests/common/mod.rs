@@ -2,15 +2,17 @@
 
 #![allow(dead_code)]
 
+pub mod doorkeeper;
 pub mod mock;
+pub mod tmux;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+pub use mock::{CLIENT_ID, CLIENT_SECRET, MockServer};
 #[allow(unused_imports)]
 pub use mock::{Fault, HOSTILE};
-pub use mock::{CLIENT_ID, CLIENT_SECRET, MockServer};
 
 /// A command for an external program the tests drive (`age`, `age-keygen`, `ssh-keygen`,
 /// `tmux`); when it is not installed the test fails with the line that installs it.
