@@ -1,6 +1,9 @@
 //! Whole-process figures: `tokdeck status --json` and `tokdeck token NAME` on a 1,000-profile
 //! vault (wall time, peak memory), and the TUI's idle CPU over 30 s (from /proc).
 
+// Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 mod support;
@@ -35,6 +38,10 @@ fn env_command(
 /// Median wall time and the largest peak RSS (KiB) of `RUNS` runs, each child measured alone.
 // Each child is reaped by `wait4` (which also yields its own rusage), not by `Child::wait`.
 #[allow(clippy::zombie_processes)]
+#[expect(
+    unsafe_code,
+    reason = "wait4 is the only way to get one child's own peak RSS"
+)]
 fn measure(make: impl Fn() -> Command) -> (Duration, i64) {
     let mut walls = Vec::new();
     let mut peak = 0;
@@ -62,6 +69,10 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
+#[expect(
+    unsafe_code,
+    reason = "sysconf(_SC_CLK_TCK) converts /proc ticks to seconds"
+)]
 fn idle_cpu(
     home: &std::path::Path,
     vault: &std::path::Path,

@@ -1,6 +1,9 @@
 //! Refresh throughput: `refresh --all` of 1,000 profiles against the loopback mock server
 //! through the worker (bounded concurrency), against the same refreshes one at a time.
 
+// Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
 #[path = "../tests/common/doorkeeper.rs"]
 mod doorkeeper;
 #[path = "../tests/common/mock.rs"]

@@ -1,6 +1,9 @@
 //! One frame of the main screen at 200x50 with 10,000 profiles, and one countdown tick
 //! (state update + render).
 
+// Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
 mod support;
 
 use std::time::Duration;

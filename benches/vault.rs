@@ -1,6 +1,9 @@
 //! Vault open (decrypt with an X25519 identity + parse) and save (serialize + encrypt +
 //! atomic write with backup) at 10, 1,000 and 10,000 profiles.
 
+// Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
 mod support;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};

@@ -8,7 +8,46 @@ use clap::{Args, Parser, Subcommand};
 use crate::duration::{parse_duration_arg, parse_refresh_window};
 use crate::vault::{OwnerType, Provider};
 
-/// Manage OAuth2 tokens for Factorial HR (and any Doorkeeper-shaped provider) from the terminal.
+/// `--provider`: a server preset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderArg {
+    /// Factorial production, <https://api.factorialhr.com>
+    Factorial,
+    /// Factorial's demo sandbox, <https://api.eu2.demo.factorial.dev>
+    FactorialDemo,
+    /// Any Doorkeeper-shaped server at --base-url
+    Custom,
+}
+
+impl From<ProviderArg> for Provider {
+    fn from(arg: ProviderArg) -> Self {
+        match arg {
+            ProviderArg::Factorial => Provider::Factorial,
+            ProviderArg::FactorialDemo => Provider::FactorialDemo,
+            ProviderArg::Custom => Provider::Custom,
+        }
+    }
+}
+
+/// `--owner`: whose token it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OwnerArg {
+    /// A user's token (expires, refreshable)
+    User,
+    /// A company token (admin-approved, never expires)
+    Company,
+}
+
+impl From<OwnerArg> for OwnerType {
+    fn from(arg: OwnerArg) -> Self {
+        match arg {
+            OwnerArg::User => OwnerType::User,
+            OwnerArg::Company => OwnerType::Company,
+        }
+    }
+}
+
+/// Manage `OAuth2` tokens for Factorial HR (and any Doorkeeper-shaped provider) from the terminal.
 ///
 /// Run `tokdeck` with no command to open the full-screen app.
 #[derive(Debug, Parser)]
@@ -173,7 +212,7 @@ pub struct AddArgs {
     pub redirect_uri: String,
     /// Server preset [default: factorial, or custom with --base-url]
     #[arg(long, value_enum)]
-    pub provider: Option<Provider>,
+    pub provider: Option<ProviderArg>,
     /// Base URL of any other Doorkeeper-shaped server (http:// only for loopback); implies
     /// --provider custom
     #[arg(long, value_name = "URL")]
@@ -182,8 +221,8 @@ pub struct AddArgs {
     #[arg(long, default_value = "read write")]
     pub scope: String,
     /// user token, or company token (admin-approved, never expires)
-    #[arg(long, value_enum, default_value_t = OwnerType::User)]
-    pub owner: OwnerType,
+    #[arg(long, value_enum, default_value_t = OwnerArg::User)]
+    pub owner: OwnerArg,
     /// Use PKCE (S256); Factorial does not, other providers may
     #[arg(long)]
     pub pkce: bool,
@@ -210,7 +249,7 @@ pub struct EditArgs {
     pub rename: Option<String>,
     /// Switch to a server preset
     #[arg(long, value_enum)]
-    pub provider: Option<Provider>,
+    pub provider: Option<ProviderArg>,
     /// Switch to another server's base URL (implies --provider custom)
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
@@ -231,7 +270,7 @@ pub struct EditArgs {
     pub scope: Option<String>,
     /// user or company token
     #[arg(long, value_enum)]
-    pub owner: Option<OwnerType>,
+    pub owner: Option<OwnerArg>,
     /// Turn PKCE on
     #[arg(long, conflicts_with = "no_pkce")]
     pub pkce: bool,

@@ -31,6 +31,16 @@ impl Clock {
         }
     }
 
+    /// The offset of local time, for showing times to people: the system's, or UTC for a
+    /// fixed clock (so tests read the same everywhere).
+    pub fn utc_offset(&self) -> chrono::FixedOffset {
+        use chrono::Offset;
+        match self {
+            Clock::System => chrono::Local::now().offset().fix(),
+            Clock::Fixed(_) => Utc.fix(),
+        }
+    }
+
     /// Moves a fixed clock forward; the system clock ignores it.
     pub fn advance(&self, secs: i64) {
         if let Clock::Fixed(at) = self {

@@ -10,9 +10,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Vault path when neither --vault nor TOKDECK_VAULT is given.
+    /// Vault path when neither --vault nor `TOKDECK_VAULT` is given.
     pub vault: Option<PathBuf>,
-    /// Identity file when neither --identity nor TOKDECK_IDENTITY is given.
+    /// Identity file when neither --identity nor `TOKDECK_IDENTITY` is given.
     pub identity: Option<PathBuf>,
     /// Theme name (built-in or a file in `<config dir>/themes/`).
     pub theme: String,
@@ -47,7 +47,7 @@ impl Default for Config {
 }
 
 mod duration_text {
-    use super::*;
+    use super::{Deserialize, Duration};
 
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
@@ -106,8 +106,7 @@ impl Paths {
     pub fn state_dir() -> Option<PathBuf> {
         Self::project().map(|p| {
             p.state_dir()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| p.data_dir().to_path_buf())
+                .map_or_else(|| p.data_dir().to_path_buf(), Path::to_path_buf)
         })
     }
 

@@ -17,6 +17,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("invalid duration '{trimmed}' ({e}): use forms like 1d, 12h, 30m"))
 }
 
+/// Whole seconds as a signed count, for arithmetic with timestamps (saturating: no
+/// duration a person can type comes near the limit).
+pub fn secs_i64(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
 /// A value parser for clap.
 pub fn parse_duration_arg(text: &str) -> Result<Duration, String> {
     parse_duration(text)

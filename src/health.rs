@@ -23,7 +23,7 @@ pub fn refresh_margin_for(token: &Token, configured: Duration) -> Option<Duratio
 /// than its refresh margin is left.
 pub fn access_usable(token: &Token, now: DateTime<Utc>, configured: Duration) -> bool {
     match (token.expires_at, refresh_margin_for(token, configured)) {
-        (Some(at), Some(margin)) => seconds_until(at, now) > margin.as_secs() as i64,
+        (Some(at), Some(margin)) => seconds_until(at, now) > crate::duration::secs_i64(margin),
         _ => true,
     }
 }
@@ -104,7 +104,7 @@ pub struct Assessment {
 impl Assessment {
     /// Judges `profile` at `now`, warning about anything that ends within `warn`.
     pub fn of(profile: &Profile, now: DateTime<Utc>, warn: Duration) -> Self {
-        let warn = warn.as_secs() as i64;
+        let warn = crate::duration::secs_i64(warn);
         let Some(token) = &profile.token else {
             let health = if profile.last_error.is_some() {
                 Health::Error

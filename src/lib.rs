@@ -1,15 +1,18 @@
-//! tokdeck: a terminal deck for OAuth2 tokens.
+//! tokdeck: a terminal deck for `OAuth2` tokens.
 
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod context;
 pub mod display;
 pub mod duration;
+pub mod exit;
 pub mod health;
 pub mod logging;
 pub mod oauth;
 pub mod output;
+pub mod platform;
 pub mod tui;
 pub mod vault;
 pub mod worker;

@@ -2,22 +2,23 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tokdeck::cli::Cli;
+use tokdeck::exit;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
             if !e.use_stderr() {
+                // --help and --version are not errors.
                 return ExitCode::SUCCESS;
             }
-            // `status` keeps 1 and 2 for token states; its usage errors are 3 like its failures.
-            let is_status = std::env::args().skip(1).any(|a| a == "status");
-            return ExitCode::from(if is_status { 3 } else { 2 });
+            return ExitCode::from(exit::for_usage_error(&args));
         }
     };
     let _log = tokdeck::logging::init();
-    let failure = tokdeck::commands::failure_code(&cli);
+    let failure = exit::for_failure(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -26,14 +27,14 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             tokdeck::note!("tokdeck: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(failure);
         }
     };
     match runtime.block_on(tokdeck::commands::run(cli)) {
-        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Ok(code) => ExitCode::from(exit::for_result(code)),
         Err(e) => {
             tokdeck::note!("tokdeck: {}", tokdeck::logging::one_line(&e));
-            ExitCode::from(failure as u8)
+            ExitCode::from(failure)
         }
     }
 }

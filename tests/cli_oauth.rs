@@ -1,5 +1,8 @@
 //! OAuth subcommands end to end: the built binary against the loopback mock server.
 
+// Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
 mod common;
 
 use std::io::{BufRead, BufReader};

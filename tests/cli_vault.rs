@@ -1,5 +1,8 @@
 //! The vault and profile commands, run through the built binary on temp dirs.
 
+// Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
 mod common;
 
 use std::os::unix::fs::PermissionsExt;

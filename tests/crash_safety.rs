@@ -1,6 +1,9 @@
 //! Crash safety: a process saving the vault in a loop is killed with SIGKILL at many moments;
 //! the vault always decrypts to the old or the new content, never a mix or a truncated file.
 
+// Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,8 @@
 //! Reliability and secrecy under concurrent use, crashes mid-refresh, junk on the listener.
 
+// Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
 mod common;
 
 use std::io::{Read, Write};

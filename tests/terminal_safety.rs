@@ -1,6 +1,9 @@
 //! Untrusted text never reaches a terminal raw: a hostile server, a hostile redirect and a
 //! shared vault with escape sequences in it, against every command, the log and the app.
 
+// Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
 mod common;
 
 use std::io::{Read, Write};

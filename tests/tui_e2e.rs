@@ -1,5 +1,8 @@
 //! End to end: the real binary in a real terminal (tmux) against the mock OAuth server.
 
+// Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
 mod common;
 
 use common::tmux::Tmux;
@@ -78,7 +81,7 @@ fn open_refresh_and_quit_in_a_real_terminal() {
     tmux.keys(&["?"]);
     tmux.wait_for("the help popup", |s| s.contains("keys"));
     tmux.keys(&["x"]);
-    tmux.wait_for("the help to close", |s| !s.contains("any key closes"));
+    tmux.wait_for("the help to close", |s| !s.contains("other keys close"));
     tmux.resize(150, 45);
     tmux.wait_for("the wide layout", |s| {
         s.lines().count() >= 40 && s.contains("client id")
@@ -120,10 +123,10 @@ fn ctrl_z_suspends_to_the_shell_and_fg_resumes() {
     assert!(resumed.contains("parked"), "{resumed}");
     // Still responsive after resuming.
     tmux.keys(&["?"]);
-    tmux.wait_for("the help popup", |s| s.contains("keys (any key closes)"));
+    tmux.wait_for("the help popup", |s| s.contains("keys (other keys close)"));
     tmux.keys(&["Escape"]);
     tmux.wait_for("the help to close", |s| {
-        !s.contains("keys (any key closes)")
+        !s.contains("keys (other keys close)")
     });
     tmux.keys(&["q"]);
     tmux.wait_for("the shell again", |s| {

@@ -1,5 +1,8 @@
 //! Rendering snapshots: the real view into a ratatui TestBackend, with a fixed clock.
 
+// Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
 use std::time::Duration;
 
 use age::secrecy::SecretString;
@@ -210,6 +213,7 @@ fn error_state_with_log_and_flash() {
         id,
         profile: "ats-bridge".into(),
         error: "server error HTTP 503 from 127.0.0.1:8080: try again later".into(),
+        kind: tokdeck::worker::FailureKind::Transient,
         saved: None,
     }));
     let t = render(&app, &default_theme(), 80, 24);
@@ -348,15 +352,19 @@ fn the_help_popup_scrolls_when_it_does_not_fit() {
     let mut app = app(fleet());
     app.update(key('?'));
     let first = text_of(&render(&app, &default_theme(), 80, 24));
-    assert!(first.contains("move up") && !first.contains("suspend to the shell"));
-    assert!(first.contains("j/k scroll"), "{first}");
-    for _ in 0..30 {
+    assert!(first.contains("move up") && !first.contains("close without saving"));
+    assert!(first.contains("lines 1-"), "{first}");
+    for _ in 0..100 {
         app.update(key('j'));
     }
     let last = render(&app, &default_theme(), 80, 24);
     let text = text_of(&last);
-    assert!(text.contains("suspend to the shell"), "{text}");
+    assert!(text.contains("close without saving"), "{text}");
+    assert!(
+        text.contains("j/↓ scroll"),
+        "the hint line, from the keymap: {text}"
+    );
     insta::assert_snapshot!("help_scrolled_80x24", last.backend());
     app.update(key('x'));
-    assert!(!text_of(&render(&app, &default_theme(), 80, 24)).contains("keys "));
+    assert!(!text_of(&render(&app, &default_theme(), 80, 24)).contains("keys ("));
 }

@@ -1,6 +1,5 @@
 //! What each subcommand does. `main` parses, calls [`run`], and maps the result to an exit code.
 
-pub mod context;
 pub mod oauth;
 pub mod profiles;
 pub mod recipients;
@@ -9,7 +8,7 @@ pub mod status;
 use clap::CommandFactory;
 
 use crate::cli::{Cli, Command};
-use context::Context;
+use crate::context::Context;
 
 /// Runs the parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -48,14 +47,5 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             crate::output::print(&String::from_utf8_lossy(&script))?;
             Ok(0)
         }
-    }
-}
-
-/// The exit code for a failed command: `status` keeps 1 and 2 for token states, so its own
-/// failures are 3 ("unknown", as monitoring plugins say).
-pub fn failure_code(cli: &Cli) -> i32 {
-    match cli.command {
-        Some(Command::Status(_)) => 3,
-        _ => 1,
     }
 }

@@ -7,13 +7,13 @@ use age::secrecy::{ExposeSecret, SecretString};
 use anyhow::{anyhow, bail};
 use zeroize::Zeroizing;
 
-use super::context::Context;
 use crate::cli::{AuthorizeArgs, RefreshArgs};
+use crate::context::Context;
 use crate::duration::format_countdown;
 use crate::health::{access_usable, refresh_margin_for};
 use crate::oauth::listener::loopback_target;
 use crate::vault::{Profile, Store};
-use crate::worker::{Command, Event, Job, Outcome, WorkerHandle};
+use crate::worker::{Command, Event, Job, Outcome};
 
 /// A job that failed: its profile and the message.
 struct Failure {
@@ -28,13 +28,11 @@ async fn run_jobs(
     jobs: Vec<(String, Job)>,
     mut on_event: impl FnMut(&Event),
 ) -> anyhow::Result<Vec<Failure>> {
-    let WorkerHandle {
-        commands,
-        mut events,
-    } = ctx.worker(store)?;
+    let mut worker = ctx.worker(store)?;
     let total = jobs.len();
     for (i, (profile, job)) in jobs.into_iter().enumerate() {
-        commands
+        worker
+            .commands
             .send(Command {
                 id: i as u64,
                 profile,
@@ -45,7 +43,7 @@ async fn run_jobs(
     let mut done = 0;
     let mut failures = Vec::new();
     while done < total {
-        let Some(event) = events.recv().await else {
+        let Some(event) = worker.events.recv().await else {
             bail!("the worker stopped unexpectedly");
         };
         on_event(&event);
@@ -84,8 +82,8 @@ fn validity(profile: Option<&Profile>, now: chrono::DateTime<chrono::Utc>) -> St
 }
 
 /// One failure is the command's error, as is; several are listed, then counted.
-fn fail_if(failures: Vec<Failure>, total: usize) -> anyhow::Result<()> {
-    match failures.as_slice() {
+fn fail_if(failures: &[Failure], total: usize) -> anyhow::Result<()> {
+    match failures {
         [] => Ok(()),
         [only] if total == 1 => Err(anyhow!("{}", only.error)),
         many => {
@@ -95,29 +93,6 @@ fn fail_if(failures: Vec<Failure>, total: usize) -> anyhow::Result<()> {
             Err(anyhow!("{} of {total} profiles failed", many.len()))
         }
     }
-}
-
-fn display_available() -> bool {
-    std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some()
-}
-
-/// Opens `url` in a browser; the URL carries no secret, only the client id and state.
-pub fn open_browser(url: &str) -> bool {
-    let opener = if cfg!(target_os = "macos") {
-        "open"
-    } else {
-        "xdg-open"
-    };
-    if !cfg!(target_os = "macos") && !display_available() {
-        return false;
-    }
-    std::process::Command::new(opener)
-        .arg(url)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .is_ok()
 }
 
 /// `tokdeck authorize`
@@ -145,7 +120,7 @@ pub async fn authorize(ctx: &Context, args: &AuthorizeArgs) -> anyhow::Result<()
         } => {
             // The URL line is the command's result; a closed stdout only ends the printing.
             let _ = crate::output::println(url);
-            let opened = !no_browser && open_browser(url);
+            let opened = !no_browser && crate::platform::open_browser(url);
             match listening_on {
                 Some(addr) => crate::note!(
                     "{}waiting for the redirect on {addr} (Ctrl-C to stop)",
@@ -163,7 +138,7 @@ pub async fn authorize(ctx: &Context, args: &AuthorizeArgs) -> anyhow::Result<()
         _ => {}
     })
     .await?;
-    fail_if(failures, 1)?;
+    fail_if(&failures, 1)?;
     if new_token {
         let saved = profile_named(&store, &args.name).ok();
         crate::note!(
@@ -188,7 +163,7 @@ pub async fn exchange(ctx: &Context, name: &str, code: &str) -> anyhow::Result<(
     profile_named(&store, name)?;
     let job = Job::Exchange { input };
     let failures = run_jobs(ctx, store.clone(), vec![(name.to_string(), job)], |_| {}).await?;
-    fail_if(failures, 1)?;
+    fail_if(&failures, 1)?;
     let saved = profile_named(&store, name).ok();
     crate::note!(
         "{name}: code exchanged; {}",
@@ -201,27 +176,24 @@ pub async fn exchange(ctx: &Context, name: &str, code: &str) -> anyhow::Result<(
 pub async fn refresh(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<()> {
     let store = ctx.open_store()?;
     let data = store.snapshot()?;
-    let names: Vec<String> = match &args.name {
-        Some(name) => {
-            profile_named(&store, name)?;
-            vec![name.clone()]
-        }
-        None => {
-            let mut names = Vec::new();
-            for p in &data.profiles {
-                match &p.token {
-                    // Nothing to renew: a token that never expires is skipped without a word.
-                    Some(t) if crate::health::never_expires(t) && t.refresh_token.is_none() => {}
-                    Some(t) if t.refresh_token.is_some() => names.push(p.name.clone()),
-                    Some(_) => crate::note!(
-                        "{}: skipped (no refresh token: authorize again when it expires)",
-                        p.name
-                    ),
-                    None => crate::note!("{}: skipped (no token yet: authorize first)", p.name),
-                }
+    let names: Vec<String> = if let Some(name) = &args.name {
+        profile_named(&store, name)?;
+        vec![name.clone()]
+    } else {
+        let mut names = Vec::new();
+        for p in &data.profiles {
+            match &p.token {
+                // Nothing to renew: a token that never expires is skipped without a word.
+                Some(t) if crate::health::never_expires(t) && t.refresh_token.is_none() => {}
+                Some(t) if t.refresh_token.is_some() => names.push(p.name.clone()),
+                Some(_) => crate::note!(
+                    "{}: skipped (no refresh token: authorize again when it expires)",
+                    p.name
+                ),
+                None => crate::note!("{}: skipped (no token yet: authorize first)", p.name),
             }
-            names
         }
+        names
     };
     let total = names.len();
     let jobs = names
@@ -253,7 +225,7 @@ pub async fn refresh(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<()> {
         }
     })
     .await?;
-    fail_if(failures, total)
+    fail_if(&failures, total)
 }
 
 /// `tokdeck token`: only the token goes to stdout. A token inside its refresh margin is
@@ -331,7 +303,7 @@ pub async fn check(ctx: &Context, name: &str) -> anyhow::Result<()> {
         }
     })
     .await?;
-    fail_if(failures, 1)?;
+    fail_if(&failures, 1)?;
     let owner = owner.unwrap_or_default();
     crate::output::println(&format!(
         "{name}: token valid; owner {}",
@@ -345,7 +317,7 @@ pub async fn revoke(ctx: &Context, name: &str) -> anyhow::Result<()> {
     let store = ctx.open_store()?;
     profile_named(&store, name)?;
     let failures = run_jobs(ctx, store, vec![(name.to_string(), Job::Revoke)], |_| {}).await?;
-    fail_if(failures, 1)?;
+    fail_if(&failures, 1)?;
     crate::note!("{name}: tokens revoked at the server and removed from the vault");
     Ok(())
 }

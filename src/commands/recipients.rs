@@ -3,8 +3,8 @@
 
 use anyhow::bail;
 
-use super::context::Context;
 use crate::cli::RecipientsCommand;
+use crate::context::Context;
 use crate::vault::{Store, VaultData, crypto};
 
 /// Runs `tokdeck recipients [list | add R... | remove R... [--force]]`.

@@ -47,7 +47,10 @@ impl StatusRow {
             access_expires_in_secs: a.access_left,
             refresh_expires_at: token.and_then(|t| t.refresh_expires_at),
             refresh_window_left_secs: a.refresh_left,
-            owner_identity: profile.last_check.as_ref().map(|c| c.owner_line()),
+            owner_identity: profile
+                .last_check
+                .as_ref()
+                .map(super::super::vault::model::CheckResult::owner_line),
             last_error: profile.last_error.clone(),
             access_text: a.access_text(),
             refresh_text: a.refresh_text(),
@@ -115,11 +118,11 @@ pub fn table(rows: &[StatusRow]) -> String {
         push_row(row);
     }
     for r in rows.iter().filter(|r| r.last_error.is_some()) {
-        out.push_str(&format!(
-            "{}: {}\n",
-            untrusted(&r.name),
-            untrusted_short(r.last_error.as_deref().unwrap_or_default(), MAX_ERROR_LINE)
-        ));
+        let error = r.last_error.as_deref().unwrap_or_default();
+        out.push_str(&untrusted(&r.name));
+        out.push_str(": ");
+        out.push_str(&untrusted_short(error, MAX_ERROR_LINE));
+        out.push('\n');
     }
     out
 }

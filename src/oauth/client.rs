@@ -86,7 +86,9 @@ impl std::fmt::Debug for TokenResponse {
         f.debug_struct("TokenResponse")
             .field("access_token", &"***")
             .field("refresh_token", &self.refresh_token.as_ref().map(|_| "***"))
+            .field("token_type", &self.token_type)
             .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
             .finish()
     }
 }
@@ -109,7 +111,7 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, OAuthError> {
         ("access_token", Some(raw.access_token.as_str())),
         ("refresh_token", raw.refresh_token.as_deref()),
     ] {
-        if value.is_some_and(|v| !v.chars().all(is_vschar)) {
+        if value.is_some_and(|v| !v.chars().all(crate::vault::validate::is_vschar)) {
             return Err(OAuthError::BadResponse(format!(
                 "{field} holds characters no token can have"
             )));
@@ -125,11 +127,6 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, OAuthError> {
         expires_in: raw.expires_in.filter(|s| *s > 0),
         scope: raw.scope,
     })
-}
-
-/// A visible ASCII character (RFC 6749 appendix A, VSCHAR).
-pub fn is_vschar(c: char) -> bool {
-    ('\x20'..='\x7e').contains(&c)
 }
 
 impl TokenResponse {
@@ -365,7 +362,7 @@ impl OAuthClient {
         let mut response = request
             .send()
             .await
-            .map_err(|e| self.transport_error(e, &host))?;
+            .map_err(|e| self.transport_error(&e, &host))?;
         let status = response.status().as_u16();
         if status == 429 {
             let retry_after = response
@@ -389,7 +386,7 @@ impl OAuthClient {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| self.transport_error(e, &host))?
+            .map_err(|e| self.transport_error(&e, &host))?
         {
             if body.len() + chunk.len() > MAX_BODY_BYTES {
                 return Err(OAuthError::BadResponse(format!(
@@ -402,7 +399,7 @@ impl OAuthClient {
         Ok((status, body))
     }
 
-    fn transport_error(&self, e: reqwest::Error, host: &str) -> OAuthError {
+    fn transport_error(&self, e: &reqwest::Error, host: &str) -> OAuthError {
         if e.is_timeout() {
             OAuthError::Timeout {
                 host: host.to_string(),

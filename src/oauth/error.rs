@@ -20,12 +20,12 @@ pub enum OAuthError {
         "client id or secret wrong (invalid_client): check the profile's OAuth app credentials"
     )]
     InvalidClient,
-    #[error("the server refused: {code}{}: check the profile's scopes and redirect URI", describe(.description))]
+    #[error("the server refused: {code}{}: check the profile's scopes and redirect URI", describe(.description.as_ref()))]
     Refused {
         code: String,
         description: Option<String>,
     },
-    #[error("rate limited by the server (HTTP 429){}: try again later", retry_text(.retry_after))]
+    #[error("rate limited by the server (HTTP 429){}: try again later", retry_text(.retry_after.as_ref()))]
     RateLimited { retry_after: Option<Duration> },
     #[error("server error HTTP {status} from {host}: try again later")]
     Server { status: u16, host: String },
@@ -74,9 +74,8 @@ fn invalid_grant_advice(grant: Grant) -> &'static str {
 
 /// A server's description in a message for people: at most [`MAX_SERVER_TEXT`] characters.
 /// The whole text is kept where it is recorded (see [`OAuthError::recorded_text`]).
-fn describe(description: &Option<String>) -> String {
+fn describe(description: Option<&String>) -> String {
     description
-        .as_deref()
         .map(|d| format!(" ({})", cut(d, MAX_SERVER_TEXT)))
         .unwrap_or_default()
 }
@@ -90,7 +89,7 @@ fn cut(text: &str, max: usize) -> String {
     short
 }
 
-fn retry_text(after: &Option<Duration>) -> String {
+fn retry_text(after: Option<&Duration>) -> String {
     after
         .map(|d| format!(", retry after {}s", d.as_secs()))
         .unwrap_or_default()

@@ -14,7 +14,7 @@ use super::redirect::{Callback, parse_query};
 /// Where to listen, derived from a loopback redirect URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoopbackTarget {
-    /// Every address the browser may connect to: `localhost` resolves to 127.0.0.1 or ::1
+    /// Every address the browser may connect to: `localhost` resolves to 127.0.0.1 or `::1`
     /// depending on the system, so it gets both.
     pub addrs: Vec<SocketAddr>,
     pub path: String,
@@ -135,7 +135,7 @@ impl Listener {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => {
+                () = tokio::time::sleep_until(deadline) => {
                     return Err(OAuthError::ListenTimeout(timeout.as_secs()));
                 }
                 accepted = self.accept() => {
@@ -256,7 +256,7 @@ mod tests {
         assert!(loopback_target("http://10.0.0.1:80/cb").is_none());
     }
 
-    /// A browser that resolves `localhost` to ::1 first reaches the listener too.
+    /// A browser that resolves `localhost` to `::1` first reaches the listener too.
     #[tokio::test]
     async fn localhost_is_caught_on_both_loopback_addresses() {
         let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -54,11 +54,7 @@ pub fn parse_pasted(input: &str, expected_state: Option<&str>) -> Result<String,
     }
     let query = match Url::parse(input) {
         Ok(url) => url.query().unwrap_or_default().to_string(),
-        Err(_) => input
-            .split_once('?')
-            .map(|(_, q)| q)
-            .unwrap_or(input)
-            .to_string(),
+        Err(_) => input.split_once('?').map_or(input, |(_, q)| q).to_string(),
     };
     let callback = parse_query(&query).map_err(|e| match e {
         OAuthError::NoCode(_) => OAuthError::NoCode(shorten(input)),

@@ -1,10 +1,15 @@
-//! The keymap is data: one table dispatches keys and generates the footer and help popup.
+//! The keymap is data: a layer of bindings per mode. The same tables dispatch keys and
+//! generate the footer, every popup's hint line and the `?` help, so they cannot drift.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-/// What a key in the main view asks for.
+/// What a key asks for. Popups share the context-free ones (submit, cancel, next field...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    // Anywhere.
+    Quit,
+    Suspend,
+    // The main view.
     Up,
     Down,
     PageUp,
@@ -27,239 +32,571 @@ pub enum Action {
     Reveal,
     ToggleLog,
     Help,
-    Quit,
-    Suspend,
+    // Popups and text fields.
+    Submit,
+    Cancel,
+    Confirm,
+    NextField,
+    PrevField,
+    ChoiceNext,
+    ChoicePrev,
+    DeleteChar,
+    ScrollDown,
+    ScrollUp,
+    PasteCode,
 }
 
-/// One binding: keys, the action, a help text, and whether the footer shows it.
+/// One binding: its keys, how the footer and hints name the key and the action, the action,
+/// and the sentence the help shows.
+#[derive(Clone, Copy)]
 pub struct Binding {
     pub keys: &'static [(KeyCode, KeyModifiers)],
+    /// The key as shown: `r`, `Enter`, `Tab/↓`.
+    pub key_label: &'static str,
+    /// One or two words for the footer and popup hints: `refresh`, `cancel`.
     pub label: &'static str,
     pub action: Action,
+    /// The help line.
     pub help: &'static str,
+    /// Whether the main footer shows it (popups show all of theirs).
     pub footer: bool,
+}
+
+/// The bindings of one mode.
+pub struct Layer {
+    /// The help section title: where these keys work.
+    pub name: &'static str,
+    pub bindings: &'static [Binding],
+    /// Whether unbound printable keys are typed into a text field in this mode.
+    pub takes_text: bool,
 }
 
 const NONE: KeyModifiers = KeyModifiers::NONE;
 const SHIFT: KeyModifiers = KeyModifiers::SHIFT;
 const CTRL: KeyModifiers = KeyModifiers::CONTROL;
 
-/// Every binding of the main view, in help order.
-pub const BINDINGS: &[Binding] = &[
+const fn bind(
+    keys: &'static [(KeyCode, KeyModifiers)],
+    key_label: &'static str,
+    label: &'static str,
+    action: Action,
+    help: &'static str,
+) -> Binding {
     Binding {
-        keys: &[(KeyCode::Char('k'), NONE), (KeyCode::Up, NONE)],
-        label: "k/↑",
-        action: Action::Up,
-        help: "move up",
+        keys,
+        key_label,
+        label,
+        action,
+        help,
         footer: false,
-    },
+    }
+}
+
+const fn shown(binding: Binding) -> Binding {
     Binding {
-        keys: &[(KeyCode::Char('j'), NONE), (KeyCode::Down, NONE)],
-        label: "j/↓",
-        action: Action::Down,
-        help: "move down",
-        footer: false,
-    },
-    Binding {
-        keys: &[(KeyCode::PageUp, NONE)],
-        label: "PgUp",
-        action: Action::PageUp,
-        help: "page up",
-        footer: false,
-    },
-    Binding {
-        keys: &[(KeyCode::PageDown, NONE)],
-        label: "PgDn",
-        action: Action::PageDown,
-        help: "page down",
-        footer: false,
-    },
-    Binding {
-        keys: &[(KeyCode::Home, NONE), (KeyCode::Char('g'), NONE)],
-        label: "Home/g",
-        action: Action::Top,
-        help: "first profile",
-        footer: false,
-    },
-    Binding {
-        keys: &[
-            (KeyCode::End, NONE),
-            (KeyCode::Char('G'), SHIFT),
-            (KeyCode::Char('G'), NONE),
-        ],
-        label: "End/G",
-        action: Action::Bottom,
-        help: "last profile",
-        footer: false,
-    },
-    Binding {
-        keys: &[(KeyCode::Char('/'), NONE)],
-        label: "/",
-        action: Action::Filter,
-        help: "filter by name",
         footer: true,
-    },
-    Binding {
-        keys: &[(KeyCode::Char('s'), NONE)],
-        label: "s",
-        action: Action::CycleSort,
-        help: "sort: urgency, name, expiry",
-        footer: false,
-    },
-    Binding {
-        keys: &[(KeyCode::Char('a'), NONE)],
-        label: "a",
-        action: Action::Authorize,
-        help: "authorize: URL popup, copy, browser or listener",
-        footer: true,
-    },
-    Binding {
-        keys: &[(KeyCode::Char('e'), NONE)],
-        label: "e",
-        action: Action::Exchange,
-        help: "exchange a pasted code or redirect URL",
-        footer: true,
-    },
-    Binding {
-        keys: &[(KeyCode::Char('r'), NONE)],
-        label: "r",
-        action: Action::Refresh,
-        help: "refresh the selected profile",
-        footer: true,
-    },
-    Binding {
-        keys: &[(KeyCode::Char('R'), SHIFT), (KeyCode::Char('R'), NONE)],
-        label: "R",
-        action: Action::RefreshDue,
-        help: "refresh all that end within the margin",
-        footer: false,
-    },
-    Binding {
-        keys: &[(KeyCode::Char('c'), NONE)],
-        label: "c",
-        action: Action::Check,
-        help: "check who the token belongs to",
-        footer: true,
-    },
-    Binding {
-        keys: &[(KeyCode::Char('y'), NONE)],
-        label: "y",
-        action: Action::CopyToken,
-        help: "copy the access token (OSC 52)",
-        footer: true,
-    },
-    Binding {
-        keys: &[(KeyCode::Char('u'), NONE)],
-        label: "u",
-        action: Action::CopyUrl,
-        help: "copy the last authorize URL (OSC 52)",
-        footer: false,
-    },
-    Binding {
-        keys: &[(KeyCode::Char('n'), NONE)],
-        label: "n",
-        action: Action::New,
-        help: "new profile",
-        footer: false,
-    },
-    Binding {
-        keys: &[(KeyCode::Char('E'), SHIFT), (KeyCode::Char('E'), NONE)],
-        label: "E",
-        action: Action::Edit,
-        help: "edit the selected profile",
-        footer: false,
-    },
-    Binding {
-        keys: &[(KeyCode::Char('d'), NONE)],
-        label: "d",
-        action: Action::Delete,
-        help: "delete the selected profile (confirm)",
-        footer: false,
-    },
-    Binding {
-        keys: &[(KeyCode::Char('x'), NONE)],
-        label: "x",
-        action: Action::Revoke,
-        help: "revoke the tokens (confirm)",
-        footer: false,
-    },
-    Binding {
-        keys: &[(KeyCode::Char('v'), NONE)],
-        label: "v",
-        action: Action::Reveal,
-        help: "reveal secrets for 10 s",
-        footer: false,
-    },
-    Binding {
-        keys: &[(KeyCode::Char('l'), NONE)],
-        label: "l",
-        action: Action::ToggleLog,
-        help: "show or hide the event log",
-        footer: false,
-    },
-    Binding {
-        keys: &[(KeyCode::Char('?'), NONE), (KeyCode::Char('?'), SHIFT)],
-        label: "?",
-        action: Action::Help,
-        help: "help",
-        footer: true,
-    },
-    Binding {
-        keys: &[(KeyCode::Char('q'), NONE), (KeyCode::Char('c'), CTRL)],
-        label: "q",
-        action: Action::Quit,
-        help: "quit",
-        footer: true,
-    },
-    Binding {
-        keys: &[(KeyCode::Char('z'), CTRL)],
-        label: "^Z",
-        action: Action::Suspend,
-        help: "suspend to the shell",
-        footer: false,
-    },
+        ..binding
+    }
+}
+
+/// Keys that work in every mode, before the mode's own layer.
+pub const GLOBAL: Layer = Layer {
+    name: "in any view",
+    takes_text: false,
+    bindings: &[
+        bind(
+            &[(KeyCode::Char('c'), CTRL)],
+            "^C",
+            "quit",
+            Action::Quit,
+            "quit",
+        ),
+        bind(
+            &[(KeyCode::Char('z'), CTRL)],
+            "^Z",
+            "suspend",
+            Action::Suspend,
+            "suspend to the shell (fg resumes)",
+        ),
+    ],
+};
+
+/// The main view.
+pub const NORMAL: Layer = Layer {
+    name: "in the main view",
+    takes_text: false,
+    bindings: &[
+        bind(
+            &[(KeyCode::Char('k'), NONE), (KeyCode::Up, NONE)],
+            "k/↑",
+            "up",
+            Action::Up,
+            "move up",
+        ),
+        bind(
+            &[(KeyCode::Char('j'), NONE), (KeyCode::Down, NONE)],
+            "j/↓",
+            "down",
+            Action::Down,
+            "move down",
+        ),
+        bind(
+            &[(KeyCode::PageUp, NONE)],
+            "PgUp",
+            "page up",
+            Action::PageUp,
+            "page up",
+        ),
+        bind(
+            &[(KeyCode::PageDown, NONE)],
+            "PgDn",
+            "page down",
+            Action::PageDown,
+            "page down",
+        ),
+        bind(
+            &[(KeyCode::Home, NONE), (KeyCode::Char('g'), NONE)],
+            "Home/g",
+            "first",
+            Action::Top,
+            "first profile",
+        ),
+        bind(
+            &[
+                (KeyCode::End, NONE),
+                (KeyCode::Char('G'), SHIFT),
+                (KeyCode::Char('G'), NONE),
+            ],
+            "End/G",
+            "last",
+            Action::Bottom,
+            "last profile",
+        ),
+        shown(bind(
+            &[(KeyCode::Char('/'), NONE)],
+            "/",
+            "filter",
+            Action::Filter,
+            "filter by name",
+        )),
+        bind(
+            &[(KeyCode::Char('s'), NONE)],
+            "s",
+            "sort",
+            Action::CycleSort,
+            "sort: urgency, name, expiry",
+        ),
+        shown(bind(
+            &[(KeyCode::Char('a'), NONE)],
+            "a",
+            "authorize",
+            Action::Authorize,
+            "authorize: URL popup, copy, browser or listener",
+        )),
+        shown(bind(
+            &[(KeyCode::Char('e'), NONE)],
+            "e",
+            "exchange",
+            Action::Exchange,
+            "exchange a pasted code or redirect URL",
+        )),
+        shown(bind(
+            &[(KeyCode::Char('r'), NONE)],
+            "r",
+            "refresh",
+            Action::Refresh,
+            "refresh the selected profile",
+        )),
+        bind(
+            &[(KeyCode::Char('R'), SHIFT), (KeyCode::Char('R'), NONE)],
+            "R",
+            "refresh due",
+            Action::RefreshDue,
+            "refresh all that end within the margin",
+        ),
+        shown(bind(
+            &[(KeyCode::Char('c'), NONE)],
+            "c",
+            "check",
+            Action::Check,
+            "check who the token belongs to",
+        )),
+        shown(bind(
+            &[(KeyCode::Char('y'), NONE)],
+            "y",
+            "copy",
+            Action::CopyToken,
+            "send the access token to the clipboard (OSC 52)",
+        )),
+        bind(
+            &[(KeyCode::Char('u'), NONE)],
+            "u",
+            "copy URL",
+            Action::CopyUrl,
+            "send the last authorize URL to the clipboard (OSC 52)",
+        ),
+        bind(
+            &[(KeyCode::Char('n'), NONE)],
+            "n",
+            "new",
+            Action::New,
+            "new profile",
+        ),
+        bind(
+            &[(KeyCode::Char('E'), SHIFT), (KeyCode::Char('E'), NONE)],
+            "E",
+            "edit",
+            Action::Edit,
+            "edit the selected profile",
+        ),
+        bind(
+            &[(KeyCode::Char('d'), NONE)],
+            "d",
+            "delete",
+            Action::Delete,
+            "delete the selected profile (confirm)",
+        ),
+        bind(
+            &[(KeyCode::Char('x'), NONE)],
+            "x",
+            "revoke",
+            Action::Revoke,
+            "revoke the tokens (confirm)",
+        ),
+        bind(
+            &[(KeyCode::Char('v'), NONE)],
+            "v",
+            "reveal",
+            Action::Reveal,
+            "reveal secrets for 10 s",
+        ),
+        bind(
+            &[(KeyCode::Char('l'), NONE)],
+            "l",
+            "log",
+            Action::ToggleLog,
+            "show or hide the event log",
+        ),
+        shown(bind(
+            &[(KeyCode::Char('?'), NONE), (KeyCode::Char('?'), SHIFT)],
+            "?",
+            "help",
+            Action::Help,
+            "help",
+        )),
+        shown(bind(
+            &[(KeyCode::Char('q'), NONE)],
+            "q",
+            "quit",
+            Action::Quit,
+            "quit",
+        )),
+    ],
+};
+
+/// Typing a filter in the header.
+pub const FILTER: Layer = Layer {
+    name: "while filtering",
+    takes_text: true,
+    bindings: &[
+        bind(
+            &[(KeyCode::Enter, NONE)],
+            "Enter",
+            "keep",
+            Action::Submit,
+            "keep the filter",
+        ),
+        bind(
+            &[(KeyCode::Esc, NONE)],
+            "Esc",
+            "clear",
+            Action::Cancel,
+            "clear the filter",
+        ),
+        bind(
+            &[(KeyCode::Backspace, NONE)],
+            "⌫",
+            "delete",
+            Action::DeleteChar,
+            "delete a letter",
+        ),
+    ],
+};
+
+/// The key list.
+pub const HELP: Layer = Layer {
+    name: "in this help",
+    takes_text: false,
+    bindings: &[
+        bind(
+            &[(KeyCode::Char('j'), NONE), (KeyCode::Down, NONE)],
+            "j/↓",
+            "scroll",
+            Action::ScrollDown,
+            "scroll down",
+        ),
+        bind(
+            &[(KeyCode::Char('k'), NONE), (KeyCode::Up, NONE)],
+            "k/↑",
+            "back",
+            Action::ScrollUp,
+            "scroll up",
+        ),
+        bind(
+            &[(KeyCode::PageDown, NONE)],
+            "PgDn",
+            "page",
+            Action::PageDown,
+            "page down",
+        ),
+        bind(
+            &[(KeyCode::PageUp, NONE)],
+            "PgUp",
+            "page back",
+            Action::PageUp,
+            "page up",
+        ),
+    ],
+};
+
+/// The authorize popup.
+pub const AUTHORIZE: Layer = Layer {
+    name: "in the authorize popup",
+    takes_text: false,
+    bindings: &[
+        bind(
+            &[(KeyCode::Char('e'), NONE), (KeyCode::Enter, NONE)],
+            "e/Enter",
+            "paste code",
+            Action::PasteCode,
+            "paste the code or redirect URL",
+        ),
+        bind(
+            &[(KeyCode::Char('u'), NONE), (KeyCode::Char('y'), NONE)],
+            "u",
+            "copy URL",
+            Action::CopyUrl,
+            "send the URL to the clipboard again",
+        ),
+        bind(
+            &[(KeyCode::Esc, NONE), (KeyCode::Char('q'), NONE)],
+            "Esc",
+            "cancel",
+            Action::Cancel,
+            "close; stops the loopback listener",
+        ),
+    ],
+};
+
+/// Pasting a code.
+pub const PASTE: Layer = Layer {
+    name: "in the paste popup",
+    takes_text: true,
+    bindings: &[
+        bind(
+            &[(KeyCode::Enter, NONE)],
+            "Enter",
+            "exchange",
+            Action::Submit,
+            "exchange the code",
+        ),
+        bind(
+            &[(KeyCode::Esc, NONE)],
+            "Esc",
+            "cancel",
+            Action::Cancel,
+            "close without exchanging",
+        ),
+        bind(
+            &[(KeyCode::Backspace, NONE)],
+            "⌫",
+            "delete",
+            Action::DeleteChar,
+            "delete a letter",
+        ),
+    ],
+};
+
+/// A yes/no question.
+pub const CONFIRM: Layer = Layer {
+    name: "in a confirmation",
+    takes_text: false,
+    bindings: &[
+        bind(
+            &[
+                (KeyCode::Char('y'), NONE),
+                (KeyCode::Char('Y'), SHIFT),
+                (KeyCode::Char('Y'), NONE),
+            ],
+            "y",
+            "yes",
+            Action::Confirm,
+            "yes, do it",
+        ),
+        bind(
+            &[(KeyCode::Char('n'), NONE), (KeyCode::Esc, NONE)],
+            "n/Esc",
+            "no",
+            Action::Cancel,
+            "no (any other key too)",
+        ),
+    ],
+};
+
+/// The profile form.
+pub const FORM: Layer = Layer {
+    name: "in the profile form",
+    takes_text: true,
+    bindings: &[
+        bind(
+            &[(KeyCode::Tab, NONE), (KeyCode::Down, NONE)],
+            "Tab/↓",
+            "next",
+            Action::NextField,
+            "next field",
+        ),
+        bind(
+            &[
+                (KeyCode::BackTab, SHIFT),
+                (KeyCode::BackTab, NONE),
+                (KeyCode::Up, NONE),
+            ],
+            "⇧Tab/↑",
+            "previous",
+            Action::PrevField,
+            "previous field",
+        ),
+        bind(
+            &[(KeyCode::Right, NONE), (KeyCode::Char(' '), NONE)],
+            "Space/→",
+            "choose",
+            Action::ChoiceNext,
+            "next choice",
+        ),
+        bind(
+            &[(KeyCode::Left, NONE)],
+            "←",
+            "back",
+            Action::ChoicePrev,
+            "previous choice",
+        ),
+        bind(
+            &[(KeyCode::Backspace, NONE)],
+            "⌫",
+            "delete",
+            Action::DeleteChar,
+            "delete a letter",
+        ),
+        bind(
+            &[(KeyCode::Enter, NONE)],
+            "Enter",
+            "save",
+            Action::Submit,
+            "save the profile",
+        ),
+        bind(
+            &[(KeyCode::Esc, NONE)],
+            "Esc",
+            "cancel",
+            Action::Cancel,
+            "close without saving",
+        ),
+    ],
+};
+
+/// Every layer, in help order.
+pub const LAYERS: [&Layer; 8] = [
+    &NORMAL, &GLOBAL, &FILTER, &HELP, &AUTHORIZE, &PASTE, &CONFIRM, &FORM,
 ];
 
-/// The action bound to `key` in the main view.
-pub fn action_for(key: &KeyEvent) -> Option<Action> {
-    BINDINGS
+fn matches(binding: &Binding, key: &KeyEvent) -> bool {
+    binding
+        .keys
         .iter()
-        .find(|b| {
-            b.keys
-                .iter()
-                .any(|(code, mods)| *code == key.code && *mods == key.modifiers)
-        })
+        .any(|(code, mods)| *code == key.code && *mods == key.modifiers)
+}
+
+/// The action `key` asks for in `layer`: the global keys first, then the layer's own.
+pub fn action_for(layer: &Layer, key: &KeyEvent) -> Option<Action> {
+    GLOBAL
+        .bindings
+        .iter()
+        .chain(layer.bindings)
+        .find(|b| matches(b, key))
         .map(|b| b.action)
+}
+
+/// The character `key` types, in a layer that takes text and when no binding claims it.
+pub fn typed_char(layer: &Layer, key: &KeyEvent) -> Option<char> {
+    match key.code {
+        KeyCode::Char(c)
+            if layer.takes_text
+                && !key
+                    .modifiers
+                    .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) =>
+        {
+            Some(c)
+        }
+        _ => None,
+    }
+}
+
+/// A popup's hint line: `Enter exchange · Esc cancel`.
+pub fn hint_line(layer: &Layer) -> String {
+    layer
+        .bindings
+        .iter()
+        .map(|b| format!("{} {}", b.key_label, b.label))
+        .collect::<Vec<_>>()
+        .join(" · ")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn key(c: KeyCode, m: KeyModifiers) -> KeyEvent {
+        KeyEvent::new(c, m)
+    }
+
     #[test]
-    fn keys_map_to_actions_and_never_twice() {
-        let key = |c, m| KeyEvent::new(c, m);
+    fn keys_map_to_actions_per_layer() {
+        let r = key(KeyCode::Char('r'), NONE);
+        assert_eq!(action_for(&NORMAL, &r), Some(Action::Refresh));
+        assert_eq!(action_for(&PASTE, &r), None, "typed, not an action");
+        assert_eq!(typed_char(&PASTE, &r), Some('r'));
+        assert_eq!(typed_char(&NORMAL, &r), None);
+        let ctrl_c = key(KeyCode::Char('c'), CTRL);
+        for layer in LAYERS {
+            assert_eq!(
+                action_for(layer, &ctrl_c),
+                Some(Action::Quit),
+                "{}",
+                layer.name
+            );
+        }
         assert_eq!(
-            action_for(&key(KeyCode::Char('r'), NONE)),
-            Some(Action::Refresh)
-        );
-        assert_eq!(
-            action_for(&key(KeyCode::Char('R'), SHIFT)),
+            action_for(&NORMAL, &key(KeyCode::Char('R'), SHIFT)),
             Some(Action::RefreshDue)
         );
         assert_eq!(
-            action_for(&key(KeyCode::Char('c'), CTRL)),
-            Some(Action::Quit)
+            action_for(&CONFIRM, &key(KeyCode::Char('y'), NONE)),
+            Some(Action::Confirm)
         );
-        assert_eq!(
-            action_for(&key(KeyCode::Char('c'), NONE)),
-            Some(Action::Check)
-        );
-        assert_eq!(action_for(&key(KeyCode::Char('Q'), SHIFT)), None);
-        let mut seen = std::collections::HashSet::new();
-        for b in BINDINGS {
-            for k in b.keys {
-                assert!(seen.insert(*k), "{k:?} bound twice");
+        assert_eq!(hint_line(&PASTE), "Enter exchange · Esc cancel · ⌫ delete");
+    }
+
+    #[test]
+    fn no_key_is_bound_twice_in_a_mode() {
+        for layer in LAYERS {
+            let mut seen = std::collections::HashSet::new();
+            for b in GLOBAL.bindings.iter().chain(layer.bindings) {
+                if std::ptr::eq(layer, &GLOBAL) && seen.contains(&b.keys[0]) {
+                    continue;
+                }
+                for k in b.keys {
+                    assert!(seen.insert(*k), "{k:?} bound twice in {}", layer.name);
+                }
             }
         }
     }

@@ -69,14 +69,14 @@ impl Theme {
                 let text = std::fs::read_to_string(&file)
                     .map_err(|e| anyhow!("cannot read theme {}: {e}", file.display()))?;
                 let base = Self::built_in(name).or_else(|_| Self::built_in("default"))?;
-                return Self::parse(&text, Some(base), &file.display().to_string());
+                return Self::parse(&text, Some(&base), &file.display().to_string());
             }
         }
         Self::built_in(name)
     }
 
     /// Parses theme TOML over `base` (every role required without one).
-    pub fn parse(text: &str, base: Option<Theme>, origin: &str) -> anyhow::Result<Self> {
+    pub fn parse(text: &str, base: Option<&Theme>, origin: &str) -> anyhow::Result<Self> {
         let table: toml::Table = toml::from_str(text)
             .map_err(|e| anyhow!("theme {origin} is not valid TOML: {}", e.message()))?;
         for key in table.keys() {
@@ -96,7 +96,7 @@ impl Theme {
                 None => fallback.ok_or_else(|| anyhow!("theme {origin}: key '{role}' is missing")),
             }
         };
-        let b = base.as_ref();
+        let b = base;
         Ok(Self {
             background: get("background", b.map(|t| t.background))?,
             text: get("text", b.map(|t| t.text))?,
@@ -155,9 +155,13 @@ mod tests {
 
     #[test]
     fn bad_theme_names_the_key() {
-        let err = Theme::parse("ok = \"blurple\"", Theme::built_in("default").ok(), "t")
-            .unwrap_err()
-            .to_string();
+        let err = Theme::parse(
+            "ok = \"blurple\"",
+            Theme::built_in("default").ok().as_ref(),
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("'ok'") && err.contains("blurple"), "{err}");
         let err = Theme::parse("okay = \"red\"", None, "t")
             .unwrap_err()

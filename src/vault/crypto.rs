@@ -202,16 +202,14 @@ pub fn encrypt(plaintext: &[u8], sealing: &Sealing) -> Result<Vec<u8>, VaultErro
         .map_err(|e| VaultError::Encrypt(e.to_string()))?;
     writer
         .write_all(plaintext)
-        .and_then(|_| writer.finish().map(|_| ()))
+        .and_then(|()| writer.finish().map(|_| ()))
         .map_err(|e| VaultError::Encrypt(e.to_string()))?;
     Ok(out)
 }
 
 /// Whether `bytes` is a passphrase-protected age file.
 pub fn is_passphrase_file(bytes: &[u8]) -> bool {
-    age::Decryptor::new_buffered(bytes)
-        .map(|d| d.is_scrypt())
-        .unwrap_or(false)
+    age::Decryptor::new_buffered(bytes).is_ok_and(|d| d.is_scrypt())
 }
 
 /// Decrypts a vault file's bytes; `path` only names the file in errors.

@@ -4,6 +4,7 @@ pub mod crypto;
 pub mod error;
 pub mod model;
 pub mod store;
+pub mod validate;
 
 pub use crypto::{IdentityFile, Sealing, Unlock};
 pub use error::VaultError;

@@ -124,12 +124,12 @@ pub enum ProfileError {
 }
 
 /// Which server a profile talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Provider {
-    /// Factorial production, https://api.factorialhr.com
+    /// Factorial production, <https://api.factorialhr.com>
     Factorial,
-    /// Factorial's demo sandbox, https://api.eu2.demo.factorial.dev
+    /// Factorial's demo sandbox, <https://api.eu2.demo.factorial.dev>
     FactorialDemo,
     /// Any Doorkeeper-shaped server at a base URL of your choice.
     Custom,
@@ -165,7 +165,7 @@ impl Provider {
 }
 
 /// Whose token this is: a user's, or a company's (admin-approved, never expires).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OwnerType {
     User,
@@ -397,7 +397,7 @@ impl CheckResult {
 }
 
 mod secret {
-    use super::*;
+    use super::{Deserialize, Deserializer, ExposeSecret, SecretString, Serializer};
 
     pub fn serialize<S: Serializer>(value: &SecretString, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(value.expose_secret())
@@ -409,8 +409,10 @@ mod secret {
 }
 
 mod secret_opt {
-    use super::*;
+    use super::{Deserialize, Deserializer, ExposeSecret, SecretString, Serializer};
 
+    // serde's `with` calls this with a reference to the field, which is an `Option`.
+    #[allow(clippy::ref_option)]
     pub fn serialize<S: Serializer>(value: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
         match value {
             Some(v) => s.serialize_some(v.expose_secret()),
@@ -424,7 +426,7 @@ mod secret_opt {
 }
 
 mod duration_secs {
-    use super::*;
+    use super::{Deserialize, Deserializer, Duration, Serializer};
 
     pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&crate::duration::format_duration(*value))

@@ -50,7 +50,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], keep_backup: bool) -> Result<(), 
         .tempfile_in(&dir)
         .map_err(io_err("create a temporary file in", &dir))?;
     tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
+        .and_then(|()| tmp.as_file().sync_all())
         .map_err(io_err("write", tmp.path()))?;
     if keep_backup && path.exists() {
         let backup = backup_path(path);
@@ -182,7 +182,7 @@ impl Drop for Lease {
 }
 
 fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// How long a writer waits for another process's lock before giving up.
@@ -240,7 +240,7 @@ impl Store {
             return Err(VaultError::AlreadyExists(path.to_path_buf()));
         }
         if let Sealing::Recipients(list) = &sealing {
-            data.recipients = list.clone();
+            data.recipients.clone_from(list);
         }
         let ciphertext = seal(&data, &sealing)?;
         write_atomic(path, &ciphertext, false)?;
@@ -500,7 +500,7 @@ mod tests {
         assert_eq!(fs::read(backup_path(store.path())).unwrap(), before);
         let leftovers: Vec<_> = fs::read_dir(store.path().parent().unwrap())
             .unwrap()
-            .filter_map(|e| e.ok())
+            .filter_map(Result::ok)
             .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty());
@@ -522,11 +522,13 @@ mod tests {
             .unwrap();
         let names: Vec<String> = fs::read_dir(store.path().parent().unwrap())
             .unwrap()
-            .filter_map(|e| e.ok())
+            .filter_map(Result::ok)
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         assert!(
-            !names.iter().any(|n| n.ends_with(".tmp")),
+            !names.iter().any(|n| std::path::Path::new(n)
+                .extension()
+                .is_some_and(|e| e == "tmp")),
             "temp file left: {names:?}"
         );
         assert_eq!(

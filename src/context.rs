@@ -46,7 +46,7 @@ impl Context {
         })
     }
 
-    /// The vault path: --vault, TOKDECK_VAULT, config `vault`, or the data dir default.
+    /// The vault path: --vault, `TOKDECK_VAULT`, config `vault`, or the data dir default.
     pub fn vault_path(&self) -> anyhow::Result<PathBuf> {
         self.global
             .vault

@@ -1,281 +1,74 @@
-//! The async OAuth worker: `Command`s in, `Event`s out.
-//!
-//! Jobs for different profiles run concurrently (bounded); jobs for one profile run one at a
-//! time. Every new token is saved to the vault before success is reported, because the server
-//! has already revoked the refresh token it replaced.
+//! The jobs themselves: authorize, exchange, refresh, revoke, check.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use age::secrecy::SecretString;
 use chrono::{DateTime, Utc};
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
+use super::saver::{SaveRequest, spawn_saver};
+use super::{Event, FailureKind, Job, JobId, Outcome, WorkerConfig};
 use crate::clock::Clock;
 use crate::oauth::listener::{Listener, loopback_target};
 use crate::oauth::{OAuthClient, OAuthError, authorize, redirect};
-use crate::vault::{CheckResult, Lease, PendingAuth, Profile, Store, VaultData, VaultError};
-
-/// Identifies one job in its events.
-pub type JobId = u64;
-
-/// What to do for a profile.
-#[derive(Debug)]
-pub enum Job {
-    /// Build and remember an authorize URL; with `listen` and a loopback redirect URI, catch
-    /// the redirect and exchange the code.
-    Authorize { listen: bool, timeout: Duration },
-    /// Exchange a pasted code or redirect URL.
-    Exchange { input: SecretString },
-    /// Refresh, optionally only when the access token ends within the given time.
-    Refresh {
-        if_expiring_within: Option<Duration>,
-    },
-    /// Revoke the tokens at the server and forget them.
-    Revoke,
-    /// Ask the credentials endpoint who the token belongs to.
-    Check,
-}
-
-impl Job {
-    /// A short verb for logs and spinners.
-    pub fn verb(&self) -> &'static str {
-        match self {
-            Job::Authorize { .. } => "authorize",
-            Job::Exchange { .. } => "exchange",
-            Job::Refresh { .. } => "refresh",
-            Job::Revoke => "revoke",
-            Job::Check => "check",
-        }
-    }
-}
-
-/// A job for one profile.
-#[derive(Debug)]
-pub struct Command {
-    pub id: JobId,
-    pub profile: String,
-    pub job: Job,
-}
-
-/// How a job ended well.
-#[derive(Debug, Clone)]
-pub enum Outcome {
-    /// A new token was obtained and saved.
-    NewToken,
-    /// Nothing needed doing; the reason says why.
-    Unchanged(String),
-    /// The tokens were revoked and forgotten.
-    Revoked,
-    /// The token works and belongs to this owner.
-    Checked(CheckResult),
-}
-
-impl Outcome {
-    /// One line for people: the TUI's log and status line, and the log file.
-    pub fn describe(&self) -> String {
-        match self {
-            Outcome::NewToken => "new token saved".into(),
-            Outcome::Unchanged(why) => why.clone(),
-            Outcome::Revoked => "tokens revoked".into(),
-            Outcome::Checked(c) => format!("token belongs to {}", c.owner_line()),
-        }
-    }
-}
-
-/// What the worker reports.
-#[derive(Debug, Clone)]
-pub enum Event {
-    Started {
-        id: JobId,
-        profile: String,
-        verb: &'static str,
-    },
-    /// The authorize URL is ready; `listening_on` when the loopback listener waits for it.
-    AuthorizeUrl {
-        id: JobId,
-        profile: String,
-        url: String,
-        listening_on: Option<SocketAddr>,
-    },
-    /// Something worth telling while the job goes on.
-    Note {
-        id: JobId,
-        profile: String,
-        message: String,
-    },
-    /// Done; `saved` is the profile as now stored, when the job changed it.
-    Succeeded {
-        id: JobId,
-        profile: String,
-        outcome: Outcome,
-        saved: Option<Box<Profile>>,
-    },
-    Failed {
-        id: JobId,
-        profile: String,
-        error: String,
-        saved: Option<Box<Profile>>,
-    },
-}
-
-impl Event {
-    /// The job this event belongs to.
-    pub fn id(&self) -> JobId {
-        match self {
-            Event::Started { id, .. }
-            | Event::AuthorizeUrl { id, .. }
-            | Event::Note { id, .. }
-            | Event::Succeeded { id, .. }
-            | Event::Failed { id, .. } => *id,
-        }
-    }
-
-    /// Whether this is the job's last event.
-    pub fn is_final(&self) -> bool {
-        matches!(self, Event::Succeeded { .. } | Event::Failed { .. })
-    }
-}
-
-/// Everything the worker needs.
-pub struct WorkerConfig {
-    pub store: Arc<Store>,
-    pub client: OAuthClient,
-    pub clock: Clock,
-    pub max_concurrent_jobs: usize,
-}
-
-/// The two ends the caller keeps.
-pub struct WorkerHandle {
-    pub commands: mpsc::UnboundedSender<Command>,
-    pub events: mpsc::UnboundedReceiver<Event>,
-}
-
-/// Starts the worker on the current tokio runtime.
-pub fn spawn(config: WorkerConfig) -> WorkerHandle {
-    let (command_tx, mut command_rx) = mpsc::unbounded_channel::<Command>();
-    let (event_tx, event_rx) = mpsc::unbounded_channel();
-    let saves = spawn_saver(config.store.clone());
-    let worker = Arc::new(Worker {
-        slots: Arc::new(Semaphore::new(config.max_concurrent_jobs.max(1))),
-        saves,
-        store: config.store,
-        client: config.client,
-        clock: config.clock,
-        events: event_tx,
-        profile_locks: Mutex::default(),
-    });
-    tokio::spawn(async move {
-        while let Some(command) = command_rx.recv().await {
-            let worker = worker.clone();
-            tokio::spawn(async move { worker.run(command).await });
-        }
-    });
-    WorkerHandle {
-        commands: command_tx,
-        events: event_rx,
-    }
-}
-
-/// A change to one profile, applied by the saver.
-type Change = Box<dyn FnOnce(&mut VaultData) -> Result<Profile, String> + Send>;
-
-struct SaveRequest {
-    change: Change,
-    reply: oneshot::Sender<Result<Profile, String>>,
-}
-
-/// Most changes written in one save.
-const MAX_BATCH: usize = 512;
-
-/// Group commit: one task owns writing. It takes every change waiting in the queue, applies
-/// them all, saves the vault once, and only then answers each job. Under load many tokens
-/// share one write, and no job hears "saved" before its token is on disk.
-fn spawn_saver(store: Arc<Store>) -> mpsc::UnboundedSender<SaveRequest> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<SaveRequest>();
-    tokio::spawn(async move {
-        while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(more) => batch.push(more),
-                    Err(_) => break,
-                }
-            }
-            tracing::debug!(changes = batch.len(), "saving the vault");
-            let (changes, replies): (Vec<Change>, Vec<_>) =
-                batch.into_iter().map(|r| (r.change, r.reply)).unzip();
-            let store = store.clone();
-            let saved = tokio::task::spawn_blocking(move || {
-                store.update(|data| {
-                    Ok::<_, std::convert::Infallible>(
-                        changes.into_iter().map(|c| c(data)).collect::<Vec<_>>(),
-                    )
-                })
-            })
-            .await;
-            match saved {
-                Ok(Ok(Ok(results))) => {
-                    for (reply, result) in replies.into_iter().zip(results) {
-                        let _ = reply.send(result);
-                    }
-                }
-                Ok(Ok(Err(never))) => match never {},
-                Ok(Err(e)) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(e.to_string()));
-                    }
-                }
-                Err(e) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(format!("internal error: {e}")));
-                    }
-                }
-            }
-        }
-    });
-    tx
-}
+use crate::vault::{Lease, PendingAuth, Profile, Store, VaultData, VaultError};
 
 type JobResult = Result<(Outcome, Option<Profile>), JobError>;
 
-/// A failed job: the message for people, and the text to record on the profile when the
-/// failure is the profile's condition.
+/// A failed job: the message for people, its kind, and the text to record on the profile
+/// when the failure is the profile's condition.
 struct JobError {
     message: String,
+    kind: FailureKind,
     record: Option<String>,
 }
 
 impl From<OAuthError> for JobError {
     fn from(e: OAuthError) -> Self {
+        let kind = if e.belongs_on_profile() {
+            FailureKind::Refused
+        } else if e.is_transient() {
+            FailureKind::Transient
+        } else {
+            FailureKind::Precondition
+        };
         Self {
             record: e.belongs_on_profile().then(|| e.recorded_text()),
             message: e.to_string(),
+            kind,
         }
     }
 }
 
 impl From<VaultError> for JobError {
     fn from(e: VaultError) -> Self {
-        Self {
-            message: e.to_string(),
-            record: None,
-        }
+        Self::new(FailureKind::Storage, e.to_string())
     }
 }
 
 impl JobError {
-    fn plain(message: impl Into<String>) -> Self {
+    fn new(kind: FailureKind, message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            kind,
             record: None,
         }
     }
+
+    fn internal(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Internal, message)
+    }
+
+    fn cancelled() -> Self {
+        Self::new(FailureKind::Cancelled, "cancelled")
+    }
 }
 
-struct Worker {
+/// The worker's shared state; one per [`super::spawn`].
+pub struct Worker {
     store: Arc<Store>,
     client: OAuthClient,
     clock: Clock,
@@ -286,30 +79,53 @@ struct Worker {
 }
 
 impl Worker {
+    pub fn new(config: WorkerConfig, events: mpsc::UnboundedSender<Event>) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(config.max_concurrent_jobs.max(1))),
+            saves: spawn_saver(config.store.clone()),
+            store: config.store,
+            client: config.client,
+            clock: config.clock,
+            events,
+            profile_locks: Mutex::default(),
+        }
+    }
+
     fn emit(&self, event: Event) {
         // The receiver going away only means nobody listens any more.
         let _ = self.events.send(event);
     }
 
     fn profile_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.profile_locks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut locks = self
+            .profile_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         locks.entry(name.to_string()).or_default().clone()
     }
 
-    async fn run(self: Arc<Self>, command: Command) {
+    /// Runs one job to its final event. `cancel` stops only a job that may stop (see
+    /// [`super::JobKind::cancellable`]).
+    pub async fn run(
+        self: Arc<Self>,
+        id: JobId,
+        profile: String,
+        job: Job,
+        cancel: CancellationToken,
+    ) {
         let requested_at = self.clock.now();
-        let Command { id, profile, job } = command;
+        let kind = job.kind();
         let lock = self.profile_lock(&profile);
         let _serial = lock.lock().await;
-        tracing::info!(profile = %profile, job = job.verb(), "started");
+        tracing::info!(profile = %profile, job = kind.verb(), "started");
         self.emit(Event::Started {
             id,
             profile: profile.clone(),
-            verb: job.verb(),
+            kind,
         });
         let result = match job {
             Job::Authorize { listen, timeout } => {
-                self.authorize(id, &profile, listen, timeout).await
+                self.authorize(id, &profile, listen, timeout, &cancel).await
             }
             Job::Exchange { input } => self.exchange(&profile, &input).await,
             Job::Refresh { if_expiring_within } => {
@@ -320,32 +136,37 @@ impl Worker {
             Job::Check => self.check(&profile).await,
         };
         match result {
-            Ok((outcome, saved)) => {
-                tracing::info!(profile = %profile, outcome = %outcome.describe(), "succeeded");
-                self.emit(Event::Succeeded {
-                    id,
-                    profile,
-                    outcome,
-                    saved: saved.map(Box::new),
-                })
-            }
-            Err(error) => {
-                let saved = match error.record {
-                    Some(text) => self
-                        .save(&profile, move |p| p.last_error = Some(text))
-                        .await
-                        .ok(),
-                    None => None,
-                };
-                tracing::warn!(profile = %profile, error = %error.message, "job failed");
-                self.emit(Event::Failed {
-                    id,
-                    profile,
-                    error: error.message,
-                    saved: saved.map(Box::new),
-                });
-            }
+            Ok((outcome, saved)) => self.succeeded(id, profile, outcome, saved),
+            Err(error) => self.failed(id, profile, error).await,
         }
+    }
+
+    fn succeeded(&self, id: JobId, profile: String, outcome: Outcome, saved: Option<Profile>) {
+        tracing::info!(profile = %profile, outcome = %outcome.describe(), "succeeded");
+        self.emit(Event::Succeeded {
+            id,
+            profile,
+            outcome,
+            saved: saved.map(Box::new),
+        });
+    }
+
+    async fn failed(&self, id: JobId, profile: String, error: JobError) {
+        let saved = match error.record {
+            Some(text) => self
+                .save(&profile, move |p| p.last_error = Some(text))
+                .await
+                .ok(),
+            None => None,
+        };
+        tracing::warn!(profile = %profile, error = %error.message, "job failed");
+        self.emit(Event::Failed {
+            id,
+            profile,
+            error: error.message,
+            kind: error.kind,
+            saved: saved.map(Box::new),
+        });
     }
 
     /// Runs one network call inside the concurrency bound. Only requests hold a slot: a job
@@ -363,7 +184,7 @@ impl Worker {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || work(&store))
             .await
-            .map_err(|e| JobError::plain(format!("internal error: {e}")))?
+            .map_err(|e| JobError::internal(format!("internal error: {e}")))?
             .map_err(JobError::from)
     }
 
@@ -376,7 +197,10 @@ impl Worker {
         self.blocking(move |store| store.profile(&wanted))
             .await?
             .ok_or_else(|| {
-                JobError::plain(format!("no profile named '{name}': see `tokdeck status`"))
+                JobError::new(
+                    FailureKind::Precondition,
+                    format!("no profile named '{name}': see `tokdeck status`"),
+                )
             })
     }
 
@@ -401,11 +225,11 @@ impl Worker {
         };
         self.saves
             .send(request)
-            .map_err(|_| JobError::plain("internal error: the saver stopped"))?;
+            .map_err(|_| JobError::internal("internal error: the saver stopped"))?;
         answer
             .await
-            .map_err(|_| JobError::plain("internal error: the saver stopped"))?
-            .map_err(JobError::plain)
+            .map_err(|_| JobError::internal("internal error: the saver stopped"))?
+            .map_err(|e| JobError::new(FailureKind::Storage, e))
     }
 
     /// Saves a freshly issued token; retried, because losing it loses the integration.
@@ -434,12 +258,22 @@ impl Worker {
             }
         }
         let cause = last.map(|e| e.message).unwrap_or_default();
-        Err(JobError::plain(format!(
-            "the server issued new tokens but saving them failed ({cause}); the old refresh token may be dead: fix the problem, then authorize again"
-        )))
+        Err(JobError::new(
+            FailureKind::Storage,
+            format!(
+                "the server issued new tokens but saving them failed ({cause}); the old refresh token may be dead: fix the problem, then authorize again"
+            ),
+        ))
     }
 
-    async fn authorize(&self, id: JobId, name: &str, listen: bool, timeout: Duration) -> JobResult {
+    async fn authorize(
+        &self,
+        id: JobId,
+        name: &str,
+        listen: bool,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> JobResult {
         let profile = self.current(name).await?;
         let request = authorize::build(&profile)?;
         let pending = PendingAuth {
@@ -471,15 +305,19 @@ impl Worker {
         };
         let events = self.events.clone();
         let profile_name = name.to_string();
-        let code = listener
-            .wait_for_code(&request.state, timeout, |why| {
-                let _ = events.send(Event::Note {
-                    id,
-                    profile: profile_name.clone(),
-                    message: why.to_string(),
-                });
-            })
-            .await?;
+        let waiting = listener.wait_for_code(&request.state, timeout, |why| {
+            let _ = events.send(Event::Note {
+                id,
+                profile: profile_name.clone(),
+                message: why.to_string(),
+            });
+        });
+        // Waiting for a browser holds nothing: a cancel closes the listener at once, and the
+        // port and the profile are free again.
+        let code = tokio::select! {
+            code = waiting => code?,
+            () = cancel.cancelled() => return Err(JobError::cancelled()),
+        };
         self.emit(Event::Note {
             id,
             profile: name.to_string(),
@@ -499,7 +337,8 @@ impl Worker {
             .and_then(|p| p.pkce_verifier.as_ref())
             .map(|v| v.expose_secret().to_string());
         if profile.pkce && verifier.is_none() {
-            return Err(JobError::plain(
+            return Err(JobError::new(
+                FailureKind::Precondition,
                 "this profile uses PKCE but no authorization is pending: run authorize first",
             ));
         }
@@ -546,7 +385,7 @@ impl Worker {
             let now = self.clock.now();
             let fresh = match token.expires_at {
                 None => true,
-                Some(at) => (at - now).num_seconds() > margin.as_secs() as i64,
+                Some(at) => (at - now).num_seconds() > crate::duration::secs_i64(margin),
             };
             if fresh {
                 return Ok((

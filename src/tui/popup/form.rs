@@ -1,9 +1,14 @@
 //! The new/edit profile form: fields, keys, validation into a `Profile`.
 
 use age::secrecy::SecretString;
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
 
-use crate::commands::profiles::{
+use super::{Card, Reply, Request};
+use crate::display::untrusted;
+use crate::tui::keymap::{Action, FORM};
+use crate::tui::theme::Theme;
+use crate::vault::validate::{
     validate_base_url, validate_client_id, validate_name, validate_redirect_uri, validate_scopes,
 };
 use crate::vault::{Endpoints, OwnerType, Profile, Provider};
@@ -48,14 +53,6 @@ pub struct Form {
     pub fields: Vec<Field>,
     pub focus: usize,
     pub error: Option<String>,
-}
-
-/// What a key did to the form.
-#[derive(Debug)]
-pub enum FormOutcome {
-    Editing,
-    Cancelled,
-    Submitted(Box<Profile>),
 }
 
 fn field(label: &'static str, kind: FieldKind, value: impl Into<String>) -> Field {
@@ -146,47 +143,125 @@ impl Form {
     }
 
     /// Handles a key; `existing` is every profile, for the uniqueness check and edits.
-    pub fn handle_key(&mut self, key: &KeyEvent, existing: &[Profile]) -> FormOutcome {
-        let field = &mut self.fields[self.focus];
-        match key.code {
-            KeyCode::Esc => return FormOutcome::Cancelled,
-            KeyCode::Tab | KeyCode::Down => self.focus = (self.focus + 1) % self.fields.len(),
-            KeyCode::BackTab | KeyCode::Up => {
-                self.focus = (self.focus + self.fields.len() - 1) % self.fields.len()
+    pub fn on_key(
+        &mut self,
+        action: Option<Action>,
+        typed: Option<char>,
+        existing: &[Profile],
+    ) -> Reply {
+        let count = self.fields.len();
+        match (action, typed) {
+            (Some(Action::Cancel), _) => return Reply::Close,
+            (Some(Action::Submit), _) => return self.submit(existing),
+            (Some(Action::NextField), _) => self.focus = (self.focus + 1) % count,
+            (Some(Action::PrevField), _) => self.focus = (self.focus + count - 1) % count,
+            (Some(Action::ChoiceNext), _) if self.focused_is_choice() => self.choose(true),
+            (Some(Action::ChoicePrev), _) if self.focused_is_choice() => self.choose(false),
+            (Some(Action::DeleteChar), _) if self.focused_is_text() => {
+                self.fields[self.focus].value.pop();
             }
-            KeyCode::Enter => match self.build(existing) {
-                Ok(p) => return FormOutcome::Submitted(Box::new(p)),
-                Err(e) => self.error = Some(e),
-            },
-            KeyCode::Left | KeyCode::Right | KeyCode::Char(' ')
-                if matches!(field.kind, FieldKind::Choice(_) | FieldKind::Toggle) =>
-            {
-                let forward = key.code != KeyCode::Left;
-                field.value = match field.kind {
-                    FieldKind::Choice(options) => {
-                        let i = options.iter().position(|o| *o == field.value).unwrap_or(0);
-                        let next = if forward {
-                            (i + 1) % options.len()
-                        } else {
-                            (i + options.len() - 1) % options.len()
-                        };
-                        options[next].to_string()
-                    }
-                    _ => yes_no(field.value != "yes").to_string(),
-                };
+            // Space is a choice key, but in a text field it is a space.
+            (Some(Action::ChoiceNext), _) if self.focused_is_text() => {
+                self.fields[self.focus].value.push(' ');
             }
-            KeyCode::Backspace if matches!(field.kind, FieldKind::Text | FieldKind::Secret) => {
-                field.value.pop();
-            }
-            KeyCode::Char(c)
-                if matches!(field.kind, FieldKind::Text | FieldKind::Secret)
-                    && !key.modifiers.contains(KeyModifiers::CONTROL) =>
-            {
-                field.value.push(c);
-            }
+            (None, Some(c)) if self.focused_is_text() => self.fields[self.focus].value.push(c),
             _ => {}
         }
-        FormOutcome::Editing
+        Reply::Stay
+    }
+
+    fn submit(&mut self, existing: &[Profile]) -> Reply {
+        match self.build(existing) {
+            Ok(profile) => Reply::Then(Request::Save {
+                original: self.original.clone(),
+                profile: Box::new(profile),
+            }),
+            Err(e) => {
+                self.error = Some(e);
+                Reply::Stay
+            }
+        }
+    }
+
+    fn focused_is_text(&self) -> bool {
+        matches!(
+            self.fields[self.focus].kind,
+            FieldKind::Text | FieldKind::Secret
+        )
+    }
+
+    fn focused_is_choice(&self) -> bool {
+        matches!(
+            self.fields[self.focus].kind,
+            FieldKind::Choice(_) | FieldKind::Toggle
+        )
+    }
+
+    /// Moves the focused choice or toggle one step.
+    fn choose(&mut self, forward: bool) {
+        let field = &mut self.fields[self.focus];
+        field.value = match field.kind {
+            FieldKind::Choice(options) => {
+                let i = options.iter().position(|o| *o == field.value).unwrap_or(0);
+                let step = if forward { 1 } else { options.len() - 1 };
+                options[(i + step) % options.len()].to_string()
+            }
+            _ => yes_no(field.value != "yes").to_string(),
+        };
+    }
+
+    pub fn card(&self, theme: &Theme) -> Card {
+        let mut lines: Vec<Line<'static>> = (0..self.fields.len())
+            .map(|i| self.field_line(i, theme))
+            .collect();
+        lines.push(Line::from(""));
+        if let Some(e) = &self.error {
+            lines.push(Line::styled(
+                untrusted(e).into_owned(),
+                Style::default().fg(theme.danger),
+            ));
+        }
+        let title = if self.original.is_some() {
+            "edit profile"
+        } else {
+            "new profile"
+        };
+        Card {
+            title: title.into(),
+            lines,
+            width: 72,
+            scroll: 0,
+            layer: &FORM,
+        }
+    }
+
+    fn field_line(&self, i: usize, theme: &Theme) -> Line<'static> {
+        let f = &self.fields[i];
+        let value = match f.kind {
+            FieldKind::Secret if f.value.is_empty() && self.original.is_some() => {
+                "(unchanged)".to_string()
+            }
+            FieldKind::Secret => "•".repeat(f.value.chars().count()),
+            FieldKind::Choice(_) | FieldKind::Toggle => format!("‹ {} ›", f.value),
+            FieldKind::Text => untrusted(&f.value).into_owned(),
+        };
+        let focused = i == self.focus;
+        let style = if focused {
+            Style::default()
+                .fg(theme.accent)
+                .add_modifier(Modifier::BOLD)
+        } else {
+            Style::default().fg(theme.text)
+        };
+        let cursor = focused && matches!(f.kind, FieldKind::Text | FieldKind::Secret);
+        Line::from(vec![
+            Span::styled(
+                format!("{}{:<14}", if focused { "▶ " } else { "  " }, f.label),
+                style,
+            ),
+            Span::styled(value, style),
+            Span::raw(if cursor { "▏" } else { "" }),
+        ])
     }
 
     /// Pastes text into the focused text field.
@@ -201,6 +276,30 @@ impl Form {
         self.fields[i].value.trim()
     }
 
+    /// The secret typed, or the edited profile's when the field stays empty.
+    fn secret(&self, previous: Option<&Profile>) -> Result<SecretString, String> {
+        match (self.value(SECRET), previous) {
+            ("", Some(p)) => Ok(p.client_secret.clone()),
+            ("", None) => {
+                Err("client secret is empty: paste it from the OAuth application page".into())
+            }
+            (s, _) => Ok(SecretString::from(s.to_string())),
+        }
+    }
+
+    /// The preset, or the custom server's checked base URL.
+    fn server(&self) -> Result<(Provider, String), String> {
+        let preset = match self.value(PROVIDER) {
+            "custom" => {
+                let url = validate_base_url(self.value(BASE_URL)).map_err(|e| e.to_string())?;
+                return Ok((Provider::Custom, url));
+            }
+            "factorial-demo" => Provider::FactorialDemo,
+            _ => Provider::Factorial,
+        };
+        Ok((preset, preset.base_url().unwrap_or_default().to_string()))
+    }
+
     fn build(&self, existing: &[Profile]) -> Result<Profile, String> {
         let name = self.value(NAME).to_string();
         validate_name(&name).map_err(|e| e.to_string())?;
@@ -212,41 +311,14 @@ impl Form {
                 "a profile named '{name}' already exists: choose another name"
             ));
         }
-        let (provider, base_url) = match self.value(PROVIDER) {
-            "factorial-demo" => (
-                Provider::FactorialDemo,
-                Provider::FactorialDemo
-                    .base_url()
-                    .unwrap_or_default()
-                    .to_string(),
-            ),
-            "custom" => (
-                Provider::Custom,
-                validate_base_url(self.value(BASE_URL)).map_err(|e| e.to_string())?,
-            ),
-            _ => (
-                Provider::Factorial,
-                Provider::Factorial
-                    .base_url()
-                    .unwrap_or_default()
-                    .to_string(),
-            ),
-        };
+        let (provider, base_url) = self.server()?;
         let redirect = validate_redirect_uri(self.value(REDIRECT)).map_err(|e| e.to_string())?;
         let client_id = validate_client_id(self.value(CLIENT_ID)).map_err(|e| e.to_string())?;
         let previous = self
             .original
             .as_ref()
             .and_then(|o| existing.iter().find(|p| &p.name == o));
-        let secret = match (self.value(SECRET), previous) {
-            ("", Some(p)) => p.client_secret.clone(),
-            ("", None) => {
-                return Err(
-                    "client secret is empty: paste it from the OAuth application page".into(),
-                );
-            }
-            (s, _) => SecretString::from(s.to_string()),
-        };
+        let secret = self.secret(previous)?;
         let endpoints = Endpoints::at(base_url);
         let mut profile = match previous {
             Some(p) => {
@@ -277,13 +349,16 @@ impl Form {
 mod tests {
     use super::*;
 
-    fn key(code: KeyCode) -> KeyEvent {
-        KeyEvent::new(code, KeyModifiers::NONE)
-    }
-
     fn type_text(form: &mut Form, text: &str) {
         for c in text.chars() {
-            form.handle_key(&key(KeyCode::Char(c)), &[]);
+            form.on_key(None, Some(c), &[]);
+        }
+    }
+
+    fn submitted(reply: Reply) -> Option<Box<Profile>> {
+        match reply {
+            Reply::Then(Request::Save { profile, .. }) => Some(profile),
+            _ => None,
         }
     }
 
@@ -291,8 +366,8 @@ mod tests {
     fn fills_validates_and_submits() {
         let mut form = Form::new_profile();
         assert!(matches!(
-            form.handle_key(&key(KeyCode::Enter), &[]),
-            FormOutcome::Editing
+            form.on_key(Some(Action::Submit), None, &[]),
+            Reply::Stay
         ));
         assert!(
             form.error
@@ -306,8 +381,8 @@ mod tests {
         form.focus = SECRET;
         type_text(&mut form, "sek");
         form.focus = OWNER;
-        form.handle_key(&key(KeyCode::Char(' ')), &[]);
-        let FormOutcome::Submitted(p) = form.handle_key(&key(KeyCode::Enter), &[]) else {
+        form.on_key(Some(Action::ChoiceNext), None, &[]);
+        let Some(p) = submitted(form.on_key(Some(Action::Submit), None, &[])) else {
             panic!("not submitted: {:?}", form.error);
         };
         assert_eq!(p.name, "acme");
@@ -323,7 +398,7 @@ mod tests {
         type_text(&mut form, "c");
         form.focus = SECRET;
         type_text(&mut form, "s1");
-        let FormOutcome::Submitted(one) = form.handle_key(&key(KeyCode::Enter), &[]) else {
+        let Some(one) = submitted(form.on_key(Some(Action::Submit), None, &[])) else {
             panic!()
         };
         let mut two = (*one).clone();
@@ -331,14 +406,16 @@ mod tests {
         let all = vec![(*one).clone(), two];
         let mut edit = Form::edit(&all[0]);
         edit.fields[NAME].value = "two".into();
-        edit.handle_key(&key(KeyCode::Enter), &all);
+        edit.on_key(Some(Action::Submit), None, &all);
         assert!(edit.error.as_deref().unwrap().contains("already exists"));
         edit.fields[NAME].value = "renamed".into();
-        let FormOutcome::Submitted(p) = edit.handle_key(&key(KeyCode::Enter), &all) else {
+        let Some(p) = submitted(edit.on_key(Some(Action::Submit), None, &all)) else {
             panic!()
         };
-        use age::secrecy::ExposeSecret;
-        assert_eq!(p.client_secret.expose_secret(), "s1");
+        assert_eq!(
+            age::secrecy::ExposeSecret::expose_secret(&p.client_secret),
+            "s1"
+        );
         assert_eq!(p.name, "renamed");
     }
 
@@ -350,11 +427,11 @@ mod tests {
         form.fields[BASE_URL].value = "http://example.com".into();
         form.fields[CLIENT_ID].value = "c".into();
         form.fields[SECRET].value = "s".into();
-        form.handle_key(&key(KeyCode::Enter), &[]);
+        form.on_key(Some(Action::Submit), None, &[]);
         assert!(form.error.as_deref().unwrap().contains("https://"));
         assert!(matches!(
-            form.handle_key(&key(KeyCode::Esc), &[]),
-            FormOutcome::Cancelled
+            form.on_key(Some(Action::Cancel), None, &[]),
+            Reply::Close
         ));
     }
 }

@@ -1,0 +1,57 @@
+//! The operating system at arm's length: opening a browser, probing a folder for writes,
+//! suspending to the shell. Nothing here holds `unsafe`.
+
+use std::path::Path;
+
+/// Whether a graphical session is there to show a browser in.
+fn display_available() -> bool {
+    std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some()
+}
+
+/// Opens `url` in a browser; returns whether one was started. The URL carries no secret
+/// (only the client id and a random state), which is why it may go on a command line.
+pub fn open_browser(url: &str) -> bool {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    if !cfg!(target_os = "macos") && !display_available() {
+        return false;
+    }
+    std::process::Command::new(opener)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .is_ok()
+}
+
+/// Whether files can be created in `dir`: a real probe (a temp file made and removed), which
+/// also sees read-only mounts and ACLs that mode bits do not show.
+pub fn can_write_in(dir: &Path) -> bool {
+    tempfile::Builder::new()
+        .prefix(".tokdeck-probe-")
+        .tempfile_in(dir)
+        .is_ok()
+}
+
+/// Stops this process as Ctrl-Z would; returns when the shell continues it (`fg`).
+pub fn suspend() -> std::io::Result<()> {
+    nix::sys::signal::raise(nix::sys::signal::Signal::SIGTSTP).map_err(std::io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_write_probe_tells_writable_from_missing_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(can_write_in(dir.path()));
+        assert!(!can_write_in(&dir.path().join("missing")));
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 0, "the probe cleans up");
+    }
+}

@@ -1,0 +1,287 @@
+//! The runtime at the edge: it owns the terminal, feeds input, ticks, worker events and vault
+//! changes to the pure app, and carries out the effects the app returns. It is generic over
+//! the ratatui backend and takes its input as a channel, so tests run the real loop on a
+//! `TestBackend` with keys they send.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste, Event as TermEvent};
+use ratatui::Terminal;
+use ratatui::backend::Backend;
+use tokio::sync::mpsc;
+
+use super::app::{App, Effect, Msg, SaveOp};
+use super::theme::Theme;
+use super::{osc52, view};
+use crate::clock::Clock;
+use crate::vault::{Profile, Store};
+use crate::worker::{Canceller, Command, WorkerHandle};
+
+/// How long the input thread waits for a key before letting go of crossterm's reader.
+const INPUT_POLL: Duration = Duration::from_millis(250);
+
+/// The outside world the loop acts on besides the screen: the clipboard, a browser, the
+/// shell's job control. The terminal implementation does the real thing; tests record.
+pub trait Host {
+    /// Sends an OSC 52 sequence to the terminal.
+    fn clipboard(&mut self, osc52: &str);
+    fn open_browser(&mut self, url: &str);
+    /// Stops the process until the shell continues it, leaving the terminal usable meanwhile.
+    fn suspend(&mut self) -> anyhow::Result<()>;
+}
+
+/// The real terminal.
+pub struct TerminalHost;
+
+impl Host for TerminalHost {
+    fn clipboard(&mut self, osc52: &str) {
+        let mut out = std::io::stdout();
+        let _ = out.write_all(osc52.as_bytes()).and_then(|()| out.flush());
+    }
+
+    fn open_browser(&mut self, url: &str) {
+        crate::platform::open_browser(url);
+    }
+
+    fn suspend(&mut self) -> anyhow::Result<()> {
+        ratatui::restore();
+        crate::platform::suspend().context("cannot suspend")?;
+        // Back in the foreground: re-enter raw mode and the alternate screen on the same
+        // terminal. A new Terminal would query the cursor position, whose reply the input
+        // thread would consume.
+        crossterm::terminal::enable_raw_mode().context("cannot reopen the terminal")?;
+        crossterm::execute!(
+            std::io::stdout(),
+            crossterm::terminal::EnterAlternateScreen,
+            EnableBracketedPaste
+        )
+        .context("cannot reopen the terminal")
+    }
+}
+
+/// Reads terminal input on a thread of its own and sends it on.
+pub fn spawn_input_reader() -> mpsc::UnboundedReceiver<TermEvent> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        // Wait with `poll` and a timeout rather than blocking in `read`: crossterm's reader
+        // lock is then free between waits, so a cursor-position query (ratatui makes one on
+        // clear, e.g. after Ctrl-Z) is not starved. Four wake-ups a second cost next to nothing.
+        loop {
+            match crossterm::event::poll(INPUT_POLL) {
+                Ok(false) if tx.is_closed() => break,
+                Ok(false) => {}
+                Ok(true) => {
+                    let sent = crossterm::event::read().map(|event| tx.send(event));
+                    if !matches!(sent, Ok(Ok(()))) {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    });
+    rx
+}
+
+/// Everything the loop works with.
+pub struct Runtime<B: Backend, H: Host> {
+    /// The screen; handed back when the loop ends (tests read its last frame).
+    pub terminal: Terminal<B>,
+    /// Clipboard, browser and suspend.
+    pub host: H,
+    pub theme: Theme,
+    /// The vault: saves from the app, and the watch for changes made by others.
+    pub store: Arc<Store>,
+    /// "Now" for the countdowns.
+    pub clock: Clock,
+}
+
+/// What the loop is doing with the worker.
+enum Phase {
+    Running(mpsc::UnboundedSender<Command>),
+    /// Quitting: no new jobs; waiting for the worker to finish those that may hold a token.
+    Draining,
+}
+
+impl<B, H> Runtime<B, H>
+where
+    B: Backend,
+    B::Error: std::error::Error + Send + Sync + 'static,
+    H: Host,
+{
+    /// Runs until the app quits; returns the runtime (with its terminal) for inspection.
+    pub async fn run(
+        mut self,
+        mut app: App,
+        worker: WorkerHandle,
+        mut input: mpsc::UnboundedReceiver<TermEvent>,
+    ) -> anyhow::Result<Self> {
+        let WorkerHandle {
+            commands,
+            mut events,
+            canceller,
+            mut finished,
+        } = worker;
+        let mut phase = Phase::Running(commands);
+        let (msg_tx, mut msg_rx) = mpsc::unbounded_channel::<Msg>();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut ticks: u64 = 0;
+        loop {
+            self.draw(&mut app)?;
+            let msg = tokio::select! {
+                Some(event) = input.recv() => match event {
+                    TermEvent::Key(key) => Msg::Key(key),
+                    TermEvent::Paste(text) => Msg::Paste(text),
+                    // A resize only needs the redraw at the top of the loop.
+                    _ => continue,
+                },
+                Some(event) = events.recv() => Msg::Worker(event),
+                Some(msg) = msg_rx.recv() => msg,
+                () = finished.wait(), if matches!(phase, Phase::Draining) => return Ok(self),
+                _ = tick.tick() => {
+                    ticks += 1;
+                    if ticks.is_multiple_of(2) {
+                        watch_vault(self.store.clone(), msg_tx.clone());
+                    }
+                    Msg::Tick(self.clock.now())
+                }
+            };
+            for effect in app.update(msg) {
+                match self.perform(effect, &mut phase, &canceller, &msg_tx)? {
+                    Flow::Continue => {}
+                    Flow::Stop => return Ok(self),
+                }
+            }
+        }
+    }
+
+    fn draw(&mut self, app: &mut App) -> anyhow::Result<()> {
+        app.page_size = self
+            .terminal
+            .size()
+            .map_or(10, |s| view::table_rows(s.into(), app.show_log));
+        self.terminal
+            .draw(|frame| view::draw(frame, app, &self.theme))
+            .context("cannot draw")?;
+        Ok(())
+    }
+
+    /// Carries out one effect.
+    fn perform(
+        &mut self,
+        effect: Effect,
+        phase: &mut Phase,
+        canceller: &Canceller,
+        msg_tx: &mpsc::UnboundedSender<Msg>,
+    ) -> anyhow::Result<Flow> {
+        match effect {
+            Effect::Send(command) => send(phase, command)?,
+            Effect::Cancel(job) => canceller.cancel(job),
+            Effect::Copy { text, .. } => {
+                use age::secrecy::ExposeSecret;
+                self.host.clipboard(&osc52::sequence(text.expose_secret()));
+            }
+            Effect::OpenBrowser(url) => self.host.open_browser(&url),
+            Effect::Save(op) => save(self.store.clone(), op, msg_tx.clone()),
+            Effect::Quit => {
+                // The worker's shutdown stops listeners and lets token-bearing jobs finish;
+                // the loop ends when it is done (see `Phase::Draining`).
+                canceller.cancel_all();
+                *phase = Phase::Draining;
+            }
+            Effect::QuitNow => return Ok(Flow::Stop),
+            Effect::Suspend => {
+                self.host.suspend()?;
+                self.terminal.clear()?;
+            }
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// Whether the loop goes on.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+fn send(phase: &Phase, command: Command) -> anyhow::Result<()> {
+    match phase {
+        Phase::Running(commands) => commands
+            .send(command)
+            .map_err(|_| anyhow::anyhow!("the OAuth worker stopped unexpectedly")),
+        // While quitting, new jobs are not started.
+        Phase::Draining => Ok(()),
+    }
+}
+
+/// Tells the app when another process changed the vault.
+fn watch_vault(store: Arc<Store>, tx: mpsc::UnboundedSender<Msg>) {
+    tokio::task::spawn_blocking(move || {
+        if let Ok(Some(data)) = store.reload_if_changed() {
+            let _ = tx.send(Msg::Reloaded(data.profiles));
+        }
+    });
+}
+
+/// Saves a UI change through the same locked, atomic path as the CLI.
+fn save(store: Arc<Store>, op: SaveOp, tx: mpsc::UnboundedSender<Msg>) {
+    tokio::task::spawn_blocking(move || {
+        let result = store.update(|data| -> Result<Vec<Profile>, String> {
+            let changed = match op {
+                SaveOp::Delete(name) => data.remove(&name).map(|_| ()),
+                SaveOp::Upsert {
+                    original: None,
+                    profile,
+                } => data.insert(*profile),
+                SaveOp::Upsert {
+                    original: Some(original),
+                    profile,
+                } => data.replace(&original, *profile),
+            };
+            changed.map_err(|e| e.to_string())?;
+            Ok(data.profiles.clone())
+        });
+        let msg = match result {
+            Ok(result) => Msg::Saved(result),
+            Err(e) => Msg::Saved(Err(e.to_string())),
+        };
+        let _ = tx.send(msg);
+    });
+}
+
+/// Opens the app in the real terminal: unlock first (any passphrase prompt happens before the
+/// screen is taken over), run, and restore the terminal however it ends.
+pub async fn run_in_terminal(
+    app: App,
+    theme: Theme,
+    store: Arc<Store>,
+    worker: WorkerHandle,
+    clock: Clock,
+) -> anyhow::Result<()> {
+    let terminal = ratatui::try_init().context("cannot open the terminal")?;
+    let _ = crossterm::execute!(std::io::stdout(), EnableBracketedPaste);
+    let runtime = Runtime {
+        terminal,
+        host: TerminalHost,
+        theme,
+        store,
+        clock,
+    };
+    let result = match runtime.run(app, worker, spawn_input_reader()).await {
+        Ok(mut runtime) => {
+            // Blank the alternate screen before leaving it: some terminals (tmux after a
+            // resize among them) otherwise keep the last frame on screen after quitting.
+            let _ = runtime.terminal.clear();
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    let _ = crossterm::execute!(std::io::stdout(), DisableBracketedPaste);
+    ratatui::restore();
+    result
+}

@@ -1,0 +1,145 @@
+//! The detail pane: the selected profile, most urgent facts first.
+
+use age::secrecy::ExposeSecret;
+use chrono::{DateTime, Utc};
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
+
+use super::{MAX_ERROR_LINE, fg, safe};
+use crate::display::untrusted_short;
+use crate::health::Assessment;
+use crate::tui::app::App;
+use crate::tui::theme::Theme;
+use crate::vault::{Profile, Token};
+
+const MASK: &str = "••••••••";
+
+fn local(app: &App, at: DateTime<Utc>) -> String {
+    at.with_timezone(&app.settings.utc_offset)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+fn secret_text(revealed: bool, value: &str) -> String {
+    if revealed {
+        safe(value)
+    } else {
+        format!("{MASK} (v reveals)")
+    }
+}
+
+/// A label and a value, in the pane's two columns.
+fn row(theme: &Theme, name: &str, value: Span<'static>) -> Line<'static> {
+    Line::from(vec![
+        Span::styled(format!("{name:<14}"), fg(theme.muted)),
+        value,
+    ])
+}
+
+fn detail_lines(app: &App, p: &Profile, a: &Assessment, theme: &Theme) -> Vec<Line<'static>> {
+    let plain = |name: &str, value: String| row(theme, name, Span::raw(value));
+    let shown = app.revealed(&p.name);
+    // Most important first: a small screen shows only the top of this list.
+    let mut lines = Vec::new();
+    if let Some(e) = &p.last_error {
+        let text = untrusted_short(e, MAX_ERROR_LINE);
+        lines.push(row(
+            theme,
+            "last error",
+            Span::styled(text, fg(theme.danger)),
+        ));
+    }
+    match &p.token {
+        None => lines.push(row(
+            theme,
+            "token",
+            Span::styled("none: press a to authorize", fg(theme.warn)),
+        )),
+        Some(t) => lines.extend(token_lines(app, t, a, shown, theme)),
+    }
+    if let Some(c) = &p.last_check {
+        let owner = format!(
+            "{} (checked {})",
+            safe(&c.owner_line()),
+            local(app, c.checked_at)
+        );
+        lines.push(plain("owner", owner));
+    }
+    if p.pending.is_some() {
+        let hint = "authorization started: press e to paste the code";
+        lines.push(row(theme, "pending", Span::styled(hint, fg(theme.accent))));
+    }
+    lines.extend([
+        plain(
+            "scopes",
+            format!("{} ({} token)", safe(&p.scope_string()), p.owner),
+        ),
+        plain("token URL", safe(&p.endpoints.token())),
+        plain("client id", safe(&p.client_id)),
+        plain(
+            "client secret",
+            secret_text(shown, p.client_secret.expose_secret()),
+        ),
+        plain("redirect", safe(&p.redirect_uri)),
+    ]);
+    if !p.notes.is_empty() {
+        lines.push(plain("notes", safe(&p.notes)));
+    }
+    lines
+}
+
+/// Expiry, refresh window, when obtained, and the (masked) tokens.
+fn token_lines(
+    app: &App,
+    t: &Token,
+    a: &Assessment,
+    shown: bool,
+    theme: &Theme,
+) -> Vec<Line<'static>> {
+    let plain = |name: &str, value: String| row(theme, name, Span::raw(value));
+    let expires = match t.expires_at {
+        Some(at) => format!("{} ({})", local(app, at), a.access_text()),
+        None => "never (company token)".into(),
+    };
+    let mut lines = vec![plain("expires", expires)];
+    if let Some(end) = t.refresh_expires_at {
+        lines.push(plain(
+            "refresh until",
+            format!("{} ({})", local(app, end), a.refresh_text()),
+        ));
+    }
+    lines.push(plain("obtained", local(app, t.obtained_at)));
+    lines.push(plain(
+        "access token",
+        secret_text(shown, t.access_token.expose_secret()),
+    ));
+    if let Some(r) = &t.refresh_token {
+        lines.push(plain(
+            "refresh token",
+            secret_text(shown, r.expose_secret()),
+        ));
+    }
+    lines
+}
+
+pub fn draw_detail(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let title = app
+        .selected()
+        .map_or_else(|| " details ".into(), |p| format!(" {} ", safe(&p.name)));
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(fg(theme.border))
+        .title(title);
+    let lines = match (app.selected(), app.selected_assessment()) {
+        (Some(p), Some(a)) => detail_lines(app, p, a, theme),
+        _ => vec![Line::styled("nothing selected", fg(theme.muted))],
+    };
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(block)
+            .wrap(Wrap { trim: false }),
+        area,
+    );
+}

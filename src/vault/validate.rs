@@ -1,0 +1,231 @@
+//! The rules for what a profile may hold, in one place for every front end: names, URLs,
+//! client ids, scopes and notes, each checked where it enters (the CLI and the app's form).
+
+use std::net::IpAddr;
+
+use super::model::Provider;
+
+/// A value a profile cannot hold; the message says what to type instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+macro_rules! invalid_err {
+    ($($arg:tt)*) => {
+        Invalid(format!($($arg)*))
+    };
+}
+
+macro_rules! invalid {
+    ($($arg:tt)*) => {
+        return Err(invalid_err!($($arg)*))
+    };
+}
+
+/// A visible ASCII character (RFC 6749 appendix A, VSCHAR).
+pub fn is_vschar(c: char) -> bool {
+    ('\x20'..='\x7e').contains(&c)
+}
+
+/// Names that work unquoted in shells and URLs.
+pub fn validate_name(name: &str) -> Result<(), Invalid> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        invalid!("invalid profile name '{name}': use up to 64 letters, digits, '-', '_' or '.'");
+    }
+    Ok(())
+}
+
+fn is_loopback_host(host: &url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(d) => *d == "localhost",
+        url::Host::Ipv4(ip) => IpAddr::from(*ip).is_loopback(),
+        url::Host::Ipv6(ip) => IpAddr::from(*ip).is_loopback(),
+    }
+}
+
+/// An endpoint base URL: https, or http on loopback only; no credentials, query or fragment.
+pub fn validate_base_url(text: &str) -> Result<String, Invalid> {
+    let url = url::Url::parse(text.trim()).map_err(|e| {
+        invalid_err!("invalid URL '{text}' ({e}): use e.g. https://api.example.com")
+    })?;
+    let host = url
+        .host()
+        .ok_or_else(|| invalid_err!("invalid URL '{text}': it names no host"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        invalid!(
+            "the URL holds a user name or password, which would be printed in every authorize URL: remove the 'user:password@' part"
+        );
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        invalid!(
+            "a base URL takes no '?query' or '#fragment' (they would break every endpoint built from it): use e.g. https://api.example.com"
+        );
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback_host(&host) => {}
+        "http" => {
+            invalid!("refusing http:// for {host}: secrets would travel unencrypted; use https://")
+        }
+        other => invalid!("invalid URL '{text}': scheme {other} is not http(s)"),
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+/// A redirect URI: the out-of-band URN or an absolute URL.
+pub fn validate_redirect_uri(text: &str) -> Result<String, Invalid> {
+    let text = text.trim();
+    if text == "urn:ietf:wg:oauth:2.0:oob" {
+        return Ok(text.into());
+    }
+    let url = url::Url::parse(text).map_err(|e| {
+        invalid_err!("invalid redirect URI '{text}' ({e}): use the one registered with the OAuth app, e.g. urn:ietf:wg:oauth:2.0:oob")
+    })?;
+    if url.cannot_be_a_base() && url.scheme() != "urn" {
+        invalid!("invalid redirect URI '{text}': use an absolute URL");
+    }
+    if url.fragment().is_some() {
+        invalid!(
+            "invalid redirect URI '{text}': OAuth forbids a '#fragment' in it (RFC 6749 3.1.2)"
+        );
+    }
+    Ok(text.into())
+}
+
+/// Scopes as typed: space- or comma-separated.
+fn parse_scopes(text: &str) -> Vec<String> {
+    text.split([' ', ','])
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The server a new profile talks to, from `--provider` and `--base-url`.
+pub fn provider_and_base(
+    provider: Option<Provider>,
+    base_url: Option<&str>,
+) -> Result<(Provider, String), Invalid> {
+    match (provider, base_url) {
+        (None | Some(Provider::Custom), Some(url)) => {
+            Ok((Provider::Custom, validate_base_url(url)?))
+        }
+        (Some(Provider::Custom), None) => {
+            invalid!("--provider custom needs the server's address: add --base-url URL")
+        }
+        (Some(preset), Some(_)) => invalid!(
+            "--provider {} has its own URL: drop --base-url, or use --base-url alone for another server",
+            preset.flag()
+        ),
+        (preset, None) => {
+            let preset = preset.unwrap_or(Provider::Factorial);
+            let url = preset
+                .base_url()
+                .ok_or_else(|| invalid_err!("--provider custom needs --base-url URL"))?;
+            Ok((preset, url.to_string()))
+        }
+    }
+}
+
+/// A client id as pasted from the OAuth application page: visible ASCII (RFC 6749
+/// appendix A, VSCHAR).
+pub fn validate_client_id(text: &str) -> Result<String, Invalid> {
+    let id = text.trim();
+    if id.is_empty() {
+        invalid!("empty --client-id: copy it from the OAuth application page");
+    }
+    if !id.chars().all(is_vschar) {
+        invalid!(
+            "the client id '{}' holds characters a client id cannot have (only visible ASCII): copy it again from the OAuth application page",
+            crate::display::untrusted(id)
+        );
+    }
+    Ok(id.to_string())
+}
+
+/// Scopes as typed, space- or comma-separated; each a scope token (RFC 6749 3.3, NQCHAR:
+/// visible ASCII but `"` and `\`).
+pub fn validate_scopes(text: &str) -> Result<Vec<String>, Invalid> {
+    let scopes = parse_scopes(text);
+    let nqchar = |c: char| is_vschar(c) && !matches!(c, ' ' | '"' | '\\');
+    if let Some(bad) = scopes.iter().find(|s| !s.chars().all(nqchar)) {
+        invalid!(
+            "the scope '{}' holds characters a scope cannot have (visible ASCII but quotes and backslashes): use the names the provider documents",
+            crate::display::untrusted(bad)
+        );
+    }
+    Ok(scopes)
+}
+
+/// Notes: any printable text and newlines, but no other control characters.
+pub fn validate_notes(text: &str) -> Result<String, Invalid> {
+    if text.chars().any(|c| c.is_control() && c != '\n') {
+        invalid!(
+            "the notes hold control characters (escape sequences, tabs, ...): use printable text and newlines only"
+        );
+    }
+    Ok(text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_shell_safe() {
+        assert!(validate_name("acme-prod_1.x").is_ok());
+        for bad in ["", "a b", "a/b", "ünï", &"x".repeat(65)] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn http_only_on_loopback() {
+        assert!(validate_base_url("https://api.example.com/").is_ok());
+        assert_eq!(
+            validate_base_url("http://127.0.0.1:8080/").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert!(validate_base_url("http://localhost:1").is_ok());
+        assert!(validate_base_url("http://[::1]:1").is_ok());
+        let err = validate_base_url("http://api.example.com")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("use https://"), "{err}");
+        assert!(validate_base_url("not a url").is_err());
+        assert!(validate_base_url("ftp://x").is_err());
+        for bad in [
+            "https://api.example.com/?x=1",
+            "https://api.example.com/#top",
+            "https://user:pw@api.example.com",
+            "https://user@api.example.com",
+        ] {
+            assert!(validate_base_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn client_ids_scopes_and_notes_hold_only_what_their_standards_allow() {
+        assert!(validate_client_id("abc-123_XYZ.~").is_ok());
+        assert!(validate_client_id("abc\x1b]52;c;eA==").is_err());
+        assert_eq!(validate_scopes("read write,employees").unwrap().len(), 3);
+        for bad in ["re\"ad", "a\\b", "x\x1by", "caf\u{e9}"] {
+            assert!(validate_scopes(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_notes("two\nlines, ünïcode ✓").is_ok());
+        assert!(validate_notes("bell\x07").is_err());
+        assert!(validate_notes("tab\there").is_err());
+    }
+
+    #[test]
+    fn redirect_uris_are_checked() {
+        assert!(validate_redirect_uri("urn:ietf:wg:oauth:2.0:oob").is_ok());
+        assert!(validate_redirect_uri("http://127.0.0.1:8765/callback").is_ok());
+        assert!(validate_redirect_uri("callback").is_err());
+        assert!(validate_redirect_uri("http://127.0.0.1:1/cb#x").is_err());
+    }
+}

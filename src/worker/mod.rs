@@ -1,0 +1,376 @@
+//! The async OAuth worker: `Command`s in, `Event`s out.
+//!
+//! Jobs for different profiles run concurrently (bounded); jobs for one profile run one at a
+//! time. Every new token is saved to the vault before success is reported, because the server
+//! has already revoked the refresh token it replaced. Every job is supervised (a panic becomes
+//! a failure event, never a row that stays busy) and has a cancellation token; only jobs that
+//! merely wait (the loopback listener) stop on it: a job that may already hold a rotated token
+//! always runs to its save.
+
+mod jobs;
+mod saver;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use age::secrecy::SecretString;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::oauth::OAuthClient;
+use crate::vault::{CheckResult, Profile, Store};
+
+/// Identifies one job in its events.
+pub type JobId = u64;
+
+/// What to do for a profile.
+#[derive(Debug)]
+pub enum Job {
+    /// Build and remember an authorize URL; with `listen` and a loopback redirect URI, catch
+    /// the redirect and exchange the code.
+    Authorize { listen: bool, timeout: Duration },
+    /// Exchange a pasted code or redirect URL.
+    Exchange { input: SecretString },
+    /// Refresh, optionally only when the access token ends within the given time.
+    Refresh {
+        if_expiring_within: Option<Duration>,
+    },
+    /// Revoke the tokens at the server and forget them.
+    Revoke,
+    /// Ask the credentials endpoint who the token belongs to.
+    Check,
+}
+
+/// The kind of a job, without its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    Authorize,
+    Exchange,
+    Refresh,
+    Revoke,
+    Check,
+}
+
+impl JobKind {
+    /// A short verb for logs and spinners.
+    pub fn verb(self) -> &'static str {
+        match self {
+            JobKind::Authorize => "authorize",
+            JobKind::Exchange => "exchange",
+            JobKind::Refresh => "refresh",
+            JobKind::Revoke => "revoke",
+            JobKind::Check => "check",
+        }
+    }
+
+    /// Whether the job may stop on cancellation: only one that waits and holds nothing. A
+    /// job that talks to the token endpoint may already hold a rotated token and must reach
+    /// its save.
+    pub fn cancellable(self) -> bool {
+        matches!(self, JobKind::Authorize)
+    }
+}
+
+impl Job {
+    /// The kind of this job.
+    pub fn kind(&self) -> JobKind {
+        match self {
+            Job::Authorize { .. } => JobKind::Authorize,
+            Job::Exchange { .. } => JobKind::Exchange,
+            Job::Refresh { .. } => JobKind::Refresh,
+            Job::Revoke => JobKind::Revoke,
+            Job::Check => JobKind::Check,
+        }
+    }
+}
+
+/// A job for one profile.
+#[derive(Debug)]
+pub struct Command {
+    pub id: JobId,
+    pub profile: String,
+    pub job: Job,
+}
+
+/// How a job ended well.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A new token was obtained and saved.
+    NewToken,
+    /// Nothing needed doing; the reason says why.
+    Unchanged(String),
+    /// The tokens were revoked and forgotten.
+    Revoked,
+    /// The token works and belongs to this owner.
+    Checked(CheckResult),
+}
+
+impl Outcome {
+    /// One line for people: the TUI's log and status line, and the log file.
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::NewToken => "new token saved".into(),
+            Outcome::Unchanged(why) => why.clone(),
+            Outcome::Revoked => "tokens revoked".into(),
+            Outcome::Checked(c) => format!("token belongs to {}", c.owner_line()),
+        }
+    }
+}
+
+/// Why a job failed, for decisions (retry later? record? say "cancelled"?); the message in
+/// the event is for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The server refused the profile's credentials or tokens; recorded on the profile.
+    Refused,
+    /// Network or server trouble that may pass: worth another try later.
+    Transient,
+    /// Something local is missing (no token yet, a mistyped code, a busy port).
+    Precondition,
+    /// The vault could not be read or written.
+    Storage,
+    /// Stopped on request.
+    Cancelled,
+    /// A bug: the job panicked or stopped unexpectedly.
+    Internal,
+}
+
+/// What the worker reports.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Started {
+        id: JobId,
+        profile: String,
+        kind: JobKind,
+    },
+    /// The authorize URL is ready; `listening_on` when the loopback listener waits for it.
+    AuthorizeUrl {
+        id: JobId,
+        profile: String,
+        url: String,
+        listening_on: Option<SocketAddr>,
+    },
+    /// Something worth telling while the job goes on.
+    Note {
+        id: JobId,
+        profile: String,
+        message: String,
+    },
+    /// Done; `saved` is the profile as now stored, when the job changed it.
+    Succeeded {
+        id: JobId,
+        profile: String,
+        outcome: Outcome,
+        saved: Option<Box<Profile>>,
+    },
+    Failed {
+        id: JobId,
+        profile: String,
+        error: String,
+        kind: FailureKind,
+        saved: Option<Box<Profile>>,
+    },
+}
+
+impl Event {
+    /// The job this event belongs to.
+    pub fn id(&self) -> JobId {
+        match self {
+            Event::Started { id, .. }
+            | Event::AuthorizeUrl { id, .. }
+            | Event::Note { id, .. }
+            | Event::Succeeded { id, .. }
+            | Event::Failed { id, .. } => *id,
+        }
+    }
+
+    /// Whether this is the job's last event.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Event::Succeeded { .. } | Event::Failed { .. })
+    }
+}
+
+/// Everything the worker needs.
+pub struct WorkerConfig {
+    pub store: Arc<Store>,
+    pub client: OAuthClient,
+    pub clock: Clock,
+    pub max_concurrent_jobs: usize,
+}
+
+/// Stops jobs: one, or all of them at shutdown.
+#[derive(Clone, Default)]
+pub struct Canceller {
+    /// The token of every job still running, by id.
+    tokens: Arc<Mutex<HashMap<JobId, CancellationToken>>>,
+    /// Parent of every job's token: cancelling it cancels them all.
+    all: CancellationToken,
+}
+
+impl Canceller {
+    /// Stops job `id` if it is one that may stop (see [`JobKind::cancellable`]).
+    pub fn cancel(&self, id: JobId) {
+        if let Some(token) = self.lock().get(&id) {
+            token.cancel();
+        }
+    }
+
+    /// Stops every job that may stop; the others run to their end.
+    pub fn cancel_all(&self) {
+        self.all.cancel();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, CancellationToken>> {
+        self.tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn register(&self, id: JobId) -> CancellationToken {
+        let token = self.all.child_token();
+        self.lock().insert(id, token.clone());
+        token
+    }
+
+    fn forget(&self, id: JobId) {
+        self.lock().remove(&id);
+    }
+}
+
+/// Resolves when the worker has ended: every job task and the dispatcher hold a sender of
+/// this channel and never send, so it closes when the last of them is gone (mini-redis's
+/// shutdown pattern).
+pub struct Finished(mpsc::Receiver<()>);
+
+impl Finished {
+    /// Waits until the worker has no job left and takes no more (its command sender is gone).
+    pub async fn wait(&mut self) {
+        while self.0.recv().await.is_some() {}
+    }
+}
+
+/// The ends the caller keeps.
+pub struct WorkerHandle {
+    pub commands: mpsc::UnboundedSender<Command>,
+    pub events: mpsc::UnboundedReceiver<Event>,
+    pub canceller: Canceller,
+    pub finished: Finished,
+}
+
+impl WorkerHandle {
+    /// Stops taking jobs, stops those that only wait, and returns when every other job has
+    /// finished, so no rotated token is lost to quitting. Events keep arriving meanwhile.
+    pub async fn shutdown(self) -> mpsc::UnboundedReceiver<Event> {
+        let WorkerHandle {
+            commands,
+            events,
+            canceller,
+            mut finished,
+        } = self;
+        canceller.cancel_all();
+        drop(commands);
+        finished.wait().await;
+        events
+    }
+}
+
+/// Starts the worker on the current tokio runtime.
+pub fn spawn(config: WorkerConfig) -> WorkerHandle {
+    let (command_tx, mut command_rx) = mpsc::unbounded_channel::<Command>();
+    let (event_tx, event_rx) = mpsc::unbounded_channel();
+    let (done, finished) = mpsc::channel::<()>(1);
+    let canceller = Canceller::default();
+    let worker = Arc::new(jobs::Worker::new(config, event_tx.clone()));
+    let dispatcher_canceller = canceller.clone();
+    tokio::spawn(async move {
+        while let Some(command) = command_rx.recv().await {
+            let token = dispatcher_canceller.register(command.id);
+            let job = worker
+                .clone()
+                .run(command.id, command.profile.clone(), command.job, token);
+            let supervised = supervise(command.id, command.profile, job, event_tx.clone());
+            let canceller = dispatcher_canceller.clone();
+            let done = done.clone();
+            tokio::spawn(async move {
+                supervised.await;
+                canceller.forget(command.id);
+                drop(done);
+            });
+        }
+        drop(done);
+    });
+    WorkerHandle {
+        commands: command_tx,
+        events: event_rx,
+        canceller,
+        finished: Finished(finished),
+    }
+}
+
+/// Runs `job` in its own task; if it panics or is aborted, reports that as the job's failure,
+/// so a broken job never leaves its profile busy forever.
+pub async fn supervise(
+    id: JobId,
+    profile: String,
+    job: impl std::future::Future<Output = ()> + Send + 'static,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    if let Err(e) = tokio::spawn(job).await {
+        let why = if e.is_panic() {
+            "panicked"
+        } else {
+            "was stopped"
+        };
+        tracing::error!(profile = %profile, id, "job {why}");
+        let _ = events.send(Event::Failed {
+            id,
+            profile,
+            error: format!("internal error: the job {why}; the vault is unchanged unless the log says otherwise: please report it"),
+            kind: FailureKind::Internal,
+            saved: None,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_job_becomes_a_failure_event() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        supervise(7, "p".into(), async { panic!("boom") }, tx).await;
+        match rx.recv().await {
+            Some(Event::Failed {
+                id, kind, error, ..
+            }) => {
+                assert_eq!((id, kind), (7, FailureKind::Internal));
+                assert!(error.contains("panicked"), "{error}");
+            }
+            other => panic!("no failure event: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_that_ends_normally_adds_nothing() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        supervise(7, "p".into(), async {}, tx).await;
+        assert!(rx.recv().await.is_none());
+    }
+
+    #[test]
+    fn only_waiting_jobs_may_be_cancelled() {
+        assert!(JobKind::Authorize.cancellable());
+        for kind in [
+            JobKind::Exchange,
+            JobKind::Refresh,
+            JobKind::Revoke,
+            JobKind::Check,
+        ] {
+            assert!(!kind.cancellable(), "{kind:?}");
+        }
+    }
+}
