@@ -1,5 +1,8 @@
 //! Command-line definitions (clap derive). The surface is stable: scripts depend on it.
 
+// The doc comments here are the help people read in a terminal, not rustdoc.
+#![allow(clippy::doc_markdown)]
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,9 +14,9 @@ use crate::vault::{OwnerType, Provider};
 /// `--provider`: a server preset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProviderArg {
-    /// Factorial production, <https://api.factorialhr.com>
+    /// Factorial production, https://api.factorialhr.com
     Factorial,
-    /// Factorial's demo sandbox, <https://api.eu2.demo.factorial.dev>
+    /// Factorial's demo sandbox, https://api.eu2.demo.factorial.dev
     FactorialDemo,
     /// Any Doorkeeper-shaped server at --base-url
     Custom,
@@ -47,7 +50,7 @@ impl From<OwnerArg> for OwnerType {
     }
 }
 
-/// Manage `OAuth2` tokens for Factorial HR (and any Doorkeeper-shaped provider) from the terminal.
+/// Manage OAuth2 tokens for Factorial HR (and any Doorkeeper-shaped provider) from the terminal.
 ///
 /// Run `tokdeck` with no command to open the full-screen app.
 #[derive(Debug, Parser)]
