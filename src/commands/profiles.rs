@@ -55,12 +55,9 @@ pub fn init(ctx: &Context, args: &InitArgs) -> anyhow::Result<()> {
         }
         recipients.dedup();
         warn_if_locked_out(ctx, &recipients);
-        data.recipients.clone_from(&recipients);
         Sealing::Recipients(recipients)
     };
-    let text = Zeroizing::new(toml::to_string(&data)?);
-    let bytes = crypto::encrypt(text.as_bytes(), &sealing)?;
-    store::write_atomic(&path, &bytes, false)?;
+    store::write_new(&path, &mut data, &sealing)?;
     match sealing {
         Sealing::Passphrase(_) => crate::note!("created vault {} (passphrase)", path.display()),
         Sealing::Recipients(list) => crate::note!(

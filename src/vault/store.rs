@@ -236,14 +236,7 @@ impl Store {
         sealing: Sealing,
         unlock: Unlock,
     ) -> Result<Self, VaultError> {
-        if path.exists() {
-            return Err(VaultError::AlreadyExists(path.to_path_buf()));
-        }
-        if let Sealing::Recipients(list) = &sealing {
-            data.recipients.clone_from(list);
-        }
-        let ciphertext = seal(&data, &sealing)?;
-        write_atomic(path, &ciphertext, false)?;
+        let ciphertext = write_new(path, &mut data, &sealing)?;
         Ok(Self::with_content(path, unlock, sealing, ciphertext, data))
     }
 
@@ -413,6 +406,25 @@ impl Store {
         };
         Ok(Ok(outcome))
     }
+}
+
+/// Writes a new vault file holding `data`, sealed as `sealing` (whose recipients it records);
+/// refuses to replace an existing one. Returns the ciphertext written. `init` uses it directly:
+/// a vault for a team need not be openable by the one who creates it.
+pub fn write_new(
+    path: &Path,
+    data: &mut VaultData,
+    sealing: &Sealing,
+) -> Result<Vec<u8>, VaultError> {
+    if path.exists() {
+        return Err(VaultError::AlreadyExists(path.to_path_buf()));
+    }
+    if let Sealing::Recipients(list) = sealing {
+        data.recipients.clone_from(list);
+    }
+    let ciphertext = seal(data, sealing)?;
+    write_atomic(path, &ciphertext, false)?;
+    Ok(ciphertext)
 }
 
 fn read_vault(path: &Path) -> Result<Vec<u8>, VaultError> {
