@@ -110,6 +110,9 @@ pub struct Global {
         value_name = "PATH"
     )]
     pub config: Option<PathBuf>,
+    /// Open the vault here even when an agent runs (TOKDECK_AGENT=off does the same)
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub no_agent: bool,
     /// Colour theme for the TUI (default, light, high-contrast, or a file name)
     #[arg(
         long,
@@ -152,6 +155,12 @@ pub enum Command {
         /// Profile name
         name: String,
     },
+    /// Run CMD with a valid access token in its environment (never in its arguments)
+    Exec(ExecArgs),
+    /// Call the profile's API with its token; on 401 refresh once and retry
+    Api(ApiArgs),
+    /// Keep every token alive in the background and serve tokens without unlocking again
+    Agent(AgentArgs),
     /// Ask the server who the token belongs to
     Check {
         /// Profile name
@@ -241,6 +250,9 @@ pub struct AddArgs {
     /// Free-text notes
     #[arg(long, default_value = "")]
     pub notes: String,
+    /// The variable `exec` puts the token in [default: TOKDECK_ACCESS_TOKEN]
+    #[arg(long, value_name = "VAR", value_parser = parse_env_var)]
+    pub env_var: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -292,6 +304,63 @@ pub struct EditArgs {
     /// Replace the notes ("" clears them)
     #[arg(long)]
     pub notes: Option<String>,
+    /// The variable `exec` puts the token in ("" for the default)
+    #[arg(long, value_name = "VAR")]
+    pub env_var: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Profile name
+    pub name: String,
+    /// The variable that holds the token [default: the profile's, else TOKDECK_ACCESS_TOKEN]
+    #[arg(long = "env", value_name = "VAR", value_parser = parse_env_var)]
+    pub env: Option<String>,
+    /// The command and its arguments, after `--`
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Profile name
+    pub name: String,
+    /// Path under the profile's API base, e.g. /api/2025-04-01/resources/employees/employees
+    pub path: String,
+    /// HTTP method [default: GET, or POST with --data]
+    #[arg(short = 'X', long = "method", value_name = "METHOD")]
+    pub method: Option<String>,
+    /// Request body: text, @FILE, or - for stdin
+    #[arg(short = 'd', long = "data", value_name = "DATA")]
+    pub data: Option<String>,
+    /// An extra header, 'Name: value' (repeatable)
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// Print the status line and headers before the body
+    #[arg(short = 'i', long = "include")]
+    pub include: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    pub action: Option<AgentAction>,
+    /// Print a systemd user unit that runs the agent, and exit
+    #[arg(long)]
+    pub systemd_unit: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentAction {
+    /// Whether an agent runs, since when, for which vault, and what it did last
+    Status,
+    /// Stop the running agent (it finishes refreshes in flight first)
+    Stop,
+}
+
+/// An environment variable name: letters, digits and `_`, not starting with a digit.
+pub fn parse_env_var(text: &str) -> Result<String, String> {
+    crate::vault::validate::validate_env_var(text).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]

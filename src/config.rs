@@ -29,6 +29,12 @@ pub struct Config {
     pub http_timeout: Duration,
     /// How many network jobs run at once.
     pub max_concurrent_jobs: usize,
+    /// How often the agent looks for tokens to keep alive.
+    #[serde(with = "duration_text")]
+    pub agent_interval: Duration,
+    /// The agent refreshes a token this long before its refresh window ends.
+    #[serde(with = "duration_text")]
+    pub agent_horizon: Duration,
 }
 
 impl Default for Config {
@@ -42,6 +48,8 @@ impl Default for Config {
             api_version: "2025-04-01".into(),
             http_timeout: Duration::from_secs(20),
             max_concurrent_jobs: 16,
+            agent_interval: Duration::from_secs(30),
+            agent_horizon: Duration::from_secs(86_400),
         }
     }
 }

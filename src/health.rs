@@ -38,6 +38,30 @@ pub fn refresh_due(token: &Token, now: DateTime<Utc>, configured: Duration) -> b
         && !access_usable(token, now, configured)
 }
 
+/// The agent's keep-alive rule: refresh when the access token is due (for profiles that ask
+/// for auto-refresh), or, for every refreshable profile, when its refresh window ends within
+/// `horizon` (capped at half the window, so a short window is renewed half-way, not on every
+/// look). A token whose window is over is left alone: only a person can authorize again.
+pub fn keepalive_due(
+    token: &Token,
+    auto_refresh: bool,
+    now: DateTime<Utc>,
+    margin: Duration,
+    horizon: Duration,
+) -> bool {
+    if token.refresh_token.is_none() || token.refresh_expires_at.is_some_and(|end| end <= now) {
+        return false;
+    }
+    if auto_refresh && refresh_due(token, now, margin) {
+        return true;
+    }
+    token.refresh_expires_at.is_some_and(|end| {
+        let window = u64::try_from((end - token.obtained_at).num_seconds()).unwrap_or(0);
+        let horizon = horizon.as_secs().min(window / 2);
+        seconds_until(end, now) <= i64::try_from(horizon).unwrap_or(i64::MAX)
+    })
+}
+
 /// Whether refreshing makes sense at all: a token that never expires has nothing to renew.
 pub fn never_expires(token: &Token) -> bool {
     token.expires_at.is_none()
@@ -298,6 +322,37 @@ mod tests {
         t.refresh_expires_at = Some(at(7 * DAY));
         t.refresh_token = None;
         assert!(!refresh_due(&t, at(50), five_min), "no refresh token");
+    }
+
+    #[test]
+    fn the_agent_keeps_the_refresh_window_open() {
+        let (margin, day) = (Duration::from_secs(300), Duration::from_secs(DAY as u64));
+        let t = user_token(7_200, 7 * DAY);
+        assert!(!keepalive_due(&t, false, at(0), margin, day));
+        assert!(
+            !keepalive_due(&t, false, at(5 * DAY), margin, day),
+            "access expiry alone"
+        );
+        assert!(
+            keepalive_due(&t, true, at(7_000), margin, day),
+            "auto-refresh"
+        );
+        assert!(
+            keepalive_due(&t, false, at(6 * DAY), margin, day),
+            "a day before the horizon"
+        );
+        assert!(
+            !keepalive_due(&t, false, at(8 * DAY), margin, day),
+            "over: authorize again"
+        );
+        let mut short = user_token(7_200, 3_600);
+        assert!(!keepalive_due(&short, false, at(1_700), margin, day));
+        assert!(
+            keepalive_due(&short, false, at(1_800), margin, day),
+            "half a short window"
+        );
+        short.refresh_token = None;
+        assert!(!keepalive_due(&short, true, at(3_000), margin, day));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! tokdeck: a terminal deck for `OAuth2` tokens.
 
+pub mod agent;
 pub mod cli;
 pub mod clock;
 pub mod commands;
@@ -12,7 +13,9 @@ pub mod health;
 pub mod logging;
 pub mod oauth;
 pub mod output;
+pub mod pacing;
 pub mod platform;
+pub mod tokens;
 pub mod tui;
 pub mod vault;
 pub mod worker;

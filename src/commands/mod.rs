@@ -1,5 +1,8 @@
 //! What each subcommand does. `main` parses, calls [`run`], and maps the result to an exit code.
 
+pub mod agent;
+pub mod api;
+pub mod exec;
 pub mod oauth;
 pub mod profiles;
 pub mod recipients;
@@ -19,24 +22,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Add(args)) => profiles::add(&ctx, args).map(|()| 0),
         Some(Command::Edit(args)) => profiles::edit(&ctx, args).map(|()| 0),
         Some(Command::Remove { name }) => profiles::remove(&ctx, name).map(|()| 0),
-        Some(Command::Status(args)) => {
-            let store = ctx.open_store()?;
-            let warn = args.warn.unwrap_or(ctx.config.warn);
-            let mut rows = store.read(|data| status::rows(data, ctx.clock.now(), warn))?;
-            let code = status::exit_code(&rows);
-            if args.json {
-                crate::output::println(&status::json(&mut rows)?)?;
-            } else {
-                crate::output::print(&status::table(&rows))?;
-            }
-            Ok(code)
-        }
+        Some(Command::Status(args)) => status::run(&ctx, args).await,
         Some(Command::Authorize(args)) => oauth::authorize(&ctx, args).await.map(|()| 0),
         Some(Command::Exchange { name, code, .. }) => {
             oauth::exchange(&ctx, name, code).await.map(|()| 0)
         }
         Some(Command::Refresh(args)) => oauth::refresh(&ctx, args).await.map(|()| 0),
         Some(Command::Token { name }) => oauth::token(&ctx, name).await.map(|()| 0),
+        Some(Command::Exec(args)) => exec::run(&ctx, args).await,
+        Some(Command::Api(args)) => api::run(&ctx, args).await,
+        Some(Command::Agent(args)) => agent::run(&ctx, args).await,
         Some(Command::Check { name }) => oauth::check(&ctx, name).await.map(|()| 0),
         Some(Command::Revoke { name }) => oauth::revoke(&ctx, name).await.map(|()| 0),
         Some(Command::Recipients { action }) => recipients::run(&ctx, action.as_ref()).map(|()| 0),

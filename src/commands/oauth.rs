@@ -7,11 +7,13 @@ use age::secrecy::{ExposeSecret, SecretString};
 use anyhow::{anyhow, bail};
 use zeroize::Zeroizing;
 
+use crate::agent::client::Client as AgentClient;
+use crate::agent::protocol::Request as AgentRequest;
 use crate::cli::{AuthorizeArgs, RefreshArgs};
 use crate::context::Context;
 use crate::duration::format_countdown;
-use crate::health::{access_usable, refresh_margin_for};
 use crate::oauth::listener::loopback_target;
+use crate::tokens::{self, Issued};
 use crate::vault::{Profile, Store};
 use crate::worker::{Command, Event, Job, Outcome};
 
@@ -228,64 +230,101 @@ pub async fn refresh(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<()> {
     fail_if(&failures, total)
 }
 
-/// `tokdeck token`: only the token goes to stdout. A token inside its refresh margin is
-/// refreshed first; when that refresh fails but the token still works, it is printed anyway
-/// with a warning, because only an unusable token is a failure.
-pub async fn token(ctx: &Context, name: &str) -> anyhow::Result<()> {
-    let store = ctx.open_store()?;
-    let margin = ctx.config.refresh_margin;
-    let mut profile = profile_named(&store, name)?;
-    let Some(current) = profile.token.clone() else {
-        bail!("'{name}' has no token: run `tokdeck authorize {name}`");
-    };
-    if !access_usable(&current, ctx.clock.now(), margin) {
-        let still_valid = current.expires_at.is_none_or(|at| at > ctx.clock.now());
-        if current.refresh_token.is_none() {
-            if !still_valid {
-                bail!(
-                    "'{name}''s access token has expired and there is no refresh token: run `tokdeck authorize {name}`"
-                );
-            }
-        } else {
-            let job = Job::Refresh {
-                if_expiring_within: refresh_margin_for(&current, margin),
-            };
-            let failures =
-                run_jobs(ctx, store.clone(), vec![(name.to_string(), job)], |_| {}).await?;
-            if let Some(failure) = failures.first() {
-                if !still_valid || !access_still_valid(&store, name, ctx)? {
-                    bail!("{}", failure.error);
-                }
-                crate::note!(
-                    "{name}: warning: refresh failed ({}); printing the current token, {}",
-                    failure.error,
-                    validity(Some(&profile), ctx.clock.now())
-                );
-            }
-            profile = profile_named(&store, name)?;
+/// Gets a usable token for `name` through a worker of this process (see [`crate::tokens`]),
+/// warning on stderr when a due refresh failed but the token still works.
+pub async fn issue_token(ctx: &Context, store: Arc<Store>, name: &str) -> anyhow::Result<Issued> {
+    let refresh = |job: Job| {
+        let store = store.clone();
+        async move {
+            let failures = run_jobs(ctx, store, vec![(name.to_string(), job)], |_| {})
+                .await
+                .map_err(|e| e.to_string())?;
+            failures.first().map_or(Ok(()), |f| Err(f.error.clone()))
         }
+    };
+    let issued =
+        tokens::usable_token(&store, name, &ctx.clock, ctx.config.refresh_margin, refresh).await?;
+    if let Some(warning) = &issued.warning {
+        crate::note!("{name}: warning: {warning}");
     }
-    let token = profile
-        .token
-        .as_ref()
-        .ok_or_else(|| anyhow!("'{name}' has no token: run `tokdeck authorize {name}`"))?;
-    let secret = token.access_token.expose_secret();
+    Ok(issued)
+}
+
+/// A usable token, the profile's `exec` variable and its API base URL.
+pub struct Obtained {
+    pub issued: Issued,
+    pub env_var: Option<String>,
+    pub api_base: String,
+}
+
+/// A usable token for `name`: from the running agent when one keeps this vault (no decryption,
+/// no prompt), else from the vault itself.
+pub async fn obtain_token(ctx: &Context, name: &str) -> anyhow::Result<Obtained> {
+    if let Some(mut agent) = AgentClient::for_vault(ctx).await {
+        let reply = agent
+            .request(AgentRequest::Token {
+                profile: name.to_string(),
+            })
+            .await?;
+        if let Some(warning) = &reply.warning {
+            crate::note!("{name}: warning: {warning}");
+        }
+        let token = reply
+            .token
+            .ok_or_else(|| anyhow!("the agent sent no token for '{name}'"))?;
+        return Ok(Obtained {
+            issued: Issued {
+                access_token: SecretString::from(token),
+                expires_at: reply.expires_at,
+                warning: reply.warning,
+            },
+            env_var: reply.env_var,
+            api_base: reply.api_base.unwrap_or_default(),
+        });
+    }
+    let store = ctx.open_store()?;
+    let issued = issue_token(ctx, store.clone(), name).await?;
+    let profile = store.profile(name)?;
+    Ok(Obtained {
+        issued,
+        env_var: profile.as_ref().and_then(|p| p.env_var.clone()),
+        api_base: profile.map(|p| p.endpoints.base_url).unwrap_or_default(),
+    })
+}
+
+/// Refreshes `name` now (after a 401): through the agent when one runs, else here.
+pub async fn force_refresh(ctx: &Context, name: &str) -> anyhow::Result<()> {
+    if let Some(mut agent) = AgentClient::for_vault(ctx).await {
+        agent
+            .request(AgentRequest::Refresh {
+                profile: Some(name.to_string()),
+            })
+            .await?;
+        return Ok(());
+    }
+    let store = ctx.open_store()?;
+    let job = Job::Refresh {
+        if_expiring_within: None,
+    };
+    let failures = run_jobs(ctx, store, vec![(name.to_string(), job)], |_| {}).await?;
+    fail_if(&failures, 1)
+}
+
+/// `tokdeck token`: only the token goes to stdout.
+pub async fn token(ctx: &Context, name: &str) -> anyhow::Result<()> {
+    print_token(&obtain_token(ctx, name).await?.issued)
+}
+
+/// The token on stdout: a newline on a terminal, none in a pipe (for `$(tokdeck token x)` and
+/// pipes that hash or compare it).
+pub fn print_token(issued: &Issued) -> anyhow::Result<()> {
+    let secret = issued.access_token.expose_secret();
     if std::io::stdout().is_terminal() {
         crate::output::println(secret)?;
     } else {
-        // No newline for `$(tokdeck token x)` and pipes that hash or compare it.
         crate::output::print(secret)?;
     }
     Ok(())
-}
-
-/// Whether the stored access token has not expired yet.
-fn access_still_valid(store: &Store, name: &str, ctx: &Context) -> anyhow::Result<bool> {
-    let profile = profile_named(store, name)?;
-    Ok(profile
-        .token
-        .as_ref()
-        .is_some_and(|t| t.expires_at.is_none_or(|at| at > ctx.clock.now())))
 }
 
 /// `tokdeck check`

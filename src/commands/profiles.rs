@@ -11,8 +11,8 @@ use crate::cli::{AddArgs, EditArgs, InitArgs};
 use crate::config::Paths;
 use crate::context::Context;
 use crate::vault::validate::{
-    provider_and_base, validate_client_id, validate_name, validate_notes, validate_redirect_uri,
-    validate_scopes,
+    provider_and_base, validate_client_id, validate_env_var, validate_name, validate_notes,
+    validate_redirect_uri, validate_scopes,
 };
 use crate::vault::{
     Endpoints, IdentityFile, Profile, ProfileError, Sealing, VaultData, crypto, store,
@@ -149,6 +149,7 @@ pub fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
     profile.pkce = args.pkce;
     profile.auto_refresh = args.auto_refresh;
     profile.notes = validate_notes(&args.notes)?;
+    profile.env_var.clone_from(&args.env_var);
     if let Some(window) = args.refresh_window {
         profile.refresh_window = window;
     }
@@ -189,6 +190,23 @@ pub fn edit(ctx: &Context, args: &EditArgs) -> anyhow::Result<()> {
     if let Some(uri) = &args.redirect_uri {
         profile.redirect_uri = validate_redirect_uri(uri)?;
     }
+    apply_settings(&mut profile, args)?;
+    if args.new_client_secret || args.client_secret_file.is_some() {
+        profile.client_secret =
+            read_client_secret(&profile.name, args.client_secret_file.as_deref())?;
+    }
+    if app_changed {
+        profile.pending = None;
+    }
+    let original = args.name.clone();
+    let new_name = profile.name.clone();
+    store.update(move |data| data.replace(&original, profile))??;
+    crate::note!("updated profile '{new_name}'");
+    Ok(())
+}
+
+/// The settings `edit` changes without touching the OAuth app.
+fn apply_settings(profile: &mut Profile, args: &EditArgs) -> anyhow::Result<()> {
     if let Some(scope) = &args.scope {
         profile.scopes = validate_scopes(scope)?;
     }
@@ -207,17 +225,13 @@ pub fn edit(ctx: &Context, args: &EditArgs) -> anyhow::Result<()> {
     if let Some(notes) = &args.notes {
         profile.notes = validate_notes(notes)?;
     }
-    if args.new_client_secret || args.client_secret_file.is_some() {
-        profile.client_secret =
-            read_client_secret(&profile.name, args.client_secret_file.as_deref())?;
+    if let Some(var) = &args.env_var {
+        profile.env_var = if var.is_empty() {
+            None
+        } else {
+            Some(validate_env_var(var)?)
+        };
     }
-    if app_changed {
-        profile.pending = None;
-    }
-    let original = args.name.clone();
-    let new_name = profile.name.clone();
-    store.update(move |data| data.replace(&original, profile))??;
-    crate::note!("updated profile '{new_name}'");
     Ok(())
 }
 

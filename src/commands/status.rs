@@ -58,6 +58,32 @@ impl StatusRow {
     }
 }
 
+/// `tokdeck status`: from the running agent when one keeps this vault, else from the vault.
+pub async fn run(
+    ctx: &crate::context::Context,
+    args: &crate::cli::StatusArgs,
+) -> anyhow::Result<i32> {
+    let warn = args.warn.unwrap_or(ctx.config.warn);
+    if let Some(mut agent) = crate::agent::client::Client::for_vault(ctx).await {
+        let request = crate::agent::protocol::Request::Status {
+            json: args.json,
+            warn_secs: warn.as_secs(),
+        };
+        let reply = agent.request(request).await?;
+        crate::output::print(reply.text.as_deref().unwrap_or_default())?;
+        return Ok(reply.code.unwrap_or(3));
+    }
+    let store = ctx.open_store()?;
+    let mut rows = store.read(|data| self::rows(data, ctx.clock.now(), warn))?;
+    let code = exit_code(&rows);
+    if args.json {
+        crate::output::println(&json(&mut rows)?)?;
+    } else {
+        crate::output::print(&table(&rows))?;
+    }
+    Ok(code)
+}
+
 /// Rows sorted by urgency, then name.
 pub fn rows(data: &VaultData, now: DateTime<Utc>, warn: Duration) -> Vec<StatusRow> {
     let mut rows: Vec<_> = data

@@ -3,7 +3,6 @@
 //! that does the I/O (`runtime`).
 
 pub mod app;
-pub mod auto_refresh;
 pub mod keymap;
 mod launch;
 pub mod osc52;

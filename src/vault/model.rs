@@ -260,6 +260,9 @@ pub struct Profile {
     pub auto_refresh: bool,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub notes: String,
+    /// The variable `exec` puts the access token in; `None`: `TOKDECK_ACCESS_TOKEN`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_var: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<Token>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -308,6 +311,7 @@ impl Profile {
             refresh_window: DEFAULT_REFRESH_WINDOW,
             auto_refresh: false,
             notes: String::new(),
+            env_var: None,
             token: None,
             last_check: None,
             last_error: None,

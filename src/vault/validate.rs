@@ -161,6 +161,22 @@ pub fn validate_scopes(text: &str) -> Result<Vec<String>, Invalid> {
     Ok(scopes)
 }
 
+/// An environment variable name for `exec`: letters, digits and `_`, not starting with a digit.
+pub fn validate_env_var(text: &str) -> Result<String, Invalid> {
+    let ok = text
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        invalid!(
+            "'{}' is not a variable name: use letters, digits and '_', e.g. FACTORIAL_TOKEN",
+            crate::display::untrusted(text)
+        );
+    }
+    Ok(text.to_string())
+}
+
 /// Notes: any printable text and newlines, but no other control characters.
 pub fn validate_notes(text: &str) -> Result<String, Invalid> {
     if text.chars().any(|c| c.is_control() && c != '\n') {

@@ -73,6 +73,11 @@ pub struct State {
 
 impl State {
     /// Forgets a refresh token, as if another client had used (rotated) it.
+    /// The access token stops working, as if it had expired at the server.
+    pub fn revoke_access_for_test(&mut self, token: &str) {
+        self.access_tokens.remove(token);
+    }
+
     pub fn refresh_tokens_clear_for_test(&mut self, token: &str) {
         self.refresh_tokens.remove(token);
     }

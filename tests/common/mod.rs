@@ -75,6 +75,11 @@ impl Env {
         self.home().join("config/tokdeck/config.toml")
     }
 
+    /// This home's agent socket (each test has its own).
+    pub fn agent_socket(&self) -> PathBuf {
+        self.home().join("agent.sock")
+    }
+
     /// Writes `config.toml`.
     pub fn write_config(&self, text: &str) {
         std::fs::create_dir_all(self.config_file().parent().unwrap()).unwrap();
@@ -91,6 +96,7 @@ impl Env {
             .env("XDG_CONFIG_HOME", self.home().join("config"))
             .env("XDG_DATA_HOME", self.home().join("data"))
             .env("XDG_STATE_HOME", self.home().join("state"))
+            .env("TOKDECK_AGENT_SOCK", self.agent_socket())
             .env("TOKDECK_LOG", "debug")
             .stdin(Stdio::null());
         cmd

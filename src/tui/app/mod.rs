@@ -14,7 +14,6 @@ use age::secrecy::SecretString;
 use chrono::{DateTime, FixedOffset, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind};
 
-use super::auto_refresh::AutoRefresh;
 use super::keymap::{self, Action, Layer};
 use super::popup::authorize::Authorize;
 use super::popup::confirm::Confirm;
@@ -24,6 +23,7 @@ use super::popup::paste::Paste;
 use super::popup::{Card, Reply, Request, filter};
 use super::theme::Theme;
 use crate::health::{Assessment, Health};
+use crate::pacing::AutoRefresh;
 use crate::vault::Profile;
 use crate::worker::{Command, Event, Job, JobId, JobKind};
 

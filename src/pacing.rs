@@ -1,4 +1,5 @@
-//! Pacing for the app's auto-refresh: at most one attempt per token, backoff after failures.
+//! Pacing for automatic refreshes (the app's auto-refresh, the agent's keep-alive): at most
+//! one attempt per token, exponential backoff after failures.
 
 use std::collections::HashMap;
 

@@ -1,0 +1,192 @@
+//! The agent's work: a worker whose final events wake the requests waiting for them, and a
+//! schedule that keeps every profile alive through that same worker (so every refresh takes
+//! the lock, reloads, and saves before it counts as done, as every other writer's does).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::Clock;
+use crate::health::keepalive_due;
+use crate::pacing::AutoRefresh;
+use crate::vault::Store;
+use crate::worker::{Command, Event, Job, JobId};
+
+/// What the agent's tasks share.
+pub struct Keeper {
+    pub store: Arc<Store>,
+    pub clock: Clock,
+    pub refresh_margin: Duration,
+    pub horizon: Duration,
+    pub since: DateTime<Utc>,
+    commands: mpsc::UnboundedSender<Command>,
+    next_id: AtomicU64,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Requests waiting for a job's final event.
+    waiters: HashMap<JobId, oneshot::Sender<Event>>,
+    /// Profiles with a job in flight.
+    busy: HashSet<String>,
+    pacing: AutoRefresh,
+    last: Option<String>,
+}
+
+impl Keeper {
+    pub fn new(
+        store: Arc<Store>,
+        clock: Clock,
+        config: &crate::config::Config,
+        commands: mpsc::UnboundedSender<Command>,
+    ) -> Self {
+        Self {
+            since: clock.now(),
+            store,
+            clock,
+            refresh_margin: config.refresh_margin,
+            horizon: config.agent_horizon,
+            commands,
+            next_id: AtomicU64::new(1),
+            state: Mutex::default(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The last thing the agent did, for `agent status`.
+    pub fn last(&self) -> Option<String> {
+        self.state().last.clone()
+    }
+
+    fn note(&self, text: &str) {
+        tracing::info!("{text}");
+        self.state().last = Some(format!(
+            "{} {text}",
+            self.clock.now().format("%Y-%m-%d %H:%M:%S UTC")
+        ));
+    }
+
+    /// Runs `job` for `profile` and waits for its final event.
+    pub async fn run(&self, profile: &str, job: Job) -> Result<Event, String> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut state = self.state();
+            state.waiters.insert(id, tx);
+            state.busy.insert(profile.to_string());
+        }
+        let command = Command {
+            id,
+            profile: profile.to_string(),
+            job,
+        };
+        self.commands
+            .send(command)
+            .map_err(|_| "the agent is stopping: try again when it is back".to_string())?;
+        rx.await
+            .map_err(|_| "the agent stopped before the job ended".to_string())
+    }
+
+    /// Runs a refresh for `profile` and returns its failure message, if any.
+    pub async fn refresh(&self, profile: &str, job: Job) -> Result<(), String> {
+        match self.run(profile, job).await? {
+            Event::Failed { error, .. } => Err(error),
+            _ => Ok(()),
+        }
+    }
+
+    /// Takes the worker's events: logs them, and hands each final one to its waiter.
+    pub async fn pump(&self, mut events: mpsc::UnboundedReceiver<Event>) {
+        while let Some(event) = events.recv().await {
+            let (id, profile) = match &event {
+                Event::Succeeded {
+                    id,
+                    profile,
+                    outcome,
+                    ..
+                } => {
+                    self.note(&format!("{profile}: {}", outcome.describe()));
+                    self.state().pacing.succeeded(profile);
+                    (*id, profile.clone())
+                }
+                Event::Failed {
+                    id, profile, error, ..
+                } => {
+                    self.note(&format!("{profile}: {error}"));
+                    let now = self.clock.now();
+                    self.state().pacing.failed(profile, now);
+                    (*id, profile.clone())
+                }
+                _ => continue,
+            };
+            let waiter = {
+                let mut state = self.state();
+                state.busy.remove(&profile);
+                state.waiters.remove(&id)
+            };
+            if let Some(waiter) = waiter {
+                let _ = waiter.send(event);
+            }
+        }
+    }
+
+    /// Every `interval`: reload when the vault changed, then refresh what is due.
+    pub async fn keep_alive(self: Arc<Self>, interval: Duration) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            for name in self.due().await {
+                let keeper = self.clone();
+                tokio::spawn(async move {
+                    let job = Job::Refresh {
+                        if_expiring_within: None,
+                    };
+                    let _ = keeper.refresh(&name, job).await;
+                });
+            }
+        }
+    }
+
+    /// Profiles to refresh now: due by [`keepalive_due`], not busy, not backing off, and not
+    /// refused by the server before (a person has to look at those).
+    async fn due(&self) -> Vec<String> {
+        let store = self.store.clone();
+        let Ok(Ok((changed, data))) = tokio::task::spawn_blocking(move || {
+            let changed = store.reload_if_changed()?.is_some();
+            store.snapshot().map(|d| (changed, d))
+        })
+        .await
+        else {
+            tracing::warn!("cannot read the vault; will try again");
+            return Vec::new();
+        };
+        if changed {
+            self.note("the vault changed on disk: reloaded");
+        }
+        let now = self.clock.now();
+        let mut state = self.state();
+        let mut due = Vec::new();
+        for p in &data.profiles {
+            let Some(t) = &p.token else { continue };
+            let wanted = p.last_error.is_none()
+                && keepalive_due(t, p.auto_refresh, now, self.refresh_margin, self.horizon);
+            if wanted
+                && !state.busy.contains(&p.name)
+                && state.pacing.may_try(&p.name, t.obtained_at, now)
+            {
+                state.pacing.tried(&p.name, t.obtained_at, now);
+                due.push(p.name.clone());
+            }
+        }
+        due
+    }
+}

@@ -1,0 +1,108 @@
+//! The agent: unlock the vault once, keep every token alive, serve tokens on a Unix socket.
+//!
+//! - `protocol`: the line-delimited JSON spoken on the socket.
+//! - `server`: the socket, its permissions and peer checks, one task per connection.
+//! - `keeper`: the keep-alive schedule, and the worker whose results it waits for.
+//! - `client`: how `token`, `exec`, `api` and `status` find and ask a running agent.
+
+pub mod client;
+mod keeper;
+pub mod protocol;
+pub mod server;
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, anyhow};
+
+/// Where the agent listens: `TOKDECK_AGENT_SOCK`, else `$XDG_RUNTIME_DIR/tokdeck/agent.sock`,
+/// else a private folder under the temp dir.
+pub fn socket_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("TOKDECK_AGENT_SOCK").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(
+            || std::env::temp_dir().join(format!("tokdeck-{}", nix::unistd::getuid())),
+            |d| PathBuf::from(d).join("tokdeck"),
+        );
+    base.join("agent.sock")
+}
+
+/// Whether the agent may be used: not with `--no-agent` or `TOKDECK_AGENT=off`.
+pub fn allowed(no_agent_flag: bool) -> bool {
+    let off =
+        std::env::var("TOKDECK_AGENT").is_ok_and(|v| matches!(v.as_str(), "off" | "0" | "no"));
+    !no_agent_flag && !off
+}
+
+/// The vault path as the agent and its clients compare it.
+pub fn canonical(vault: &Path) -> String {
+    std::fs::canonicalize(vault)
+        .unwrap_or_else(|_| vault.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// One agent per vault: an exclusive lock on `<vault>.agent`, holding the agent's pid.
+pub struct AgentLock {
+    _file: File,
+}
+
+impl AgentLock {
+    /// Takes the lock, or says which process holds it.
+    pub fn acquire(vault: &Path) -> anyhow::Result<Self> {
+        let mut name = vault.as_os_str().to_owned();
+        name.push(".agent");
+        let path = PathBuf::from(name);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        if file.try_lock().is_err() {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            return Err(anyhow!(
+                "an agent (pid {}) already keeps {}: use it, or stop it with `tokdeck agent stop`",
+                holder.trim(),
+                vault.display()
+            ));
+        }
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| write!(file, "{}", std::process::id()))
+            .and_then(|()| file.flush())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Self { _file: file })
+    }
+}
+
+/// A systemd user unit that runs the agent for the current vault and identity.
+pub fn systemd_unit(exe: &Path, vault: &Path, identity: Option<&Path>) -> String {
+    let mut exec = format!("{} --vault {}", exe.display(), vault.display());
+    if let Some(identity) = identity {
+        exec.push_str(" --identity ");
+        exec.push_str(&identity.display().to_string());
+    }
+    format!(
+        "# ~/.config/systemd/user/tokdeck-agent.service\n\
+         # systemctl --user daemon-reload && systemctl --user enable --now tokdeck-agent\n\
+         [Unit]\n\
+         Description=tokdeck agent: keeps OAuth tokens alive\n\
+         \n\
+         [Service]\n\
+         ExecStart={exec} agent\n\
+         Restart=on-failure\n\
+         RestartSec=30\n\
+         \n\
+         [Install]\n\
+         WantedBy=default.target\n"
+    )
+}

@@ -1,0 +1,285 @@
+//! `tokdeck agent`: the socket, its permissions and peers, and one task per connection.
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context as _, anyhow};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+use super::keeper::Keeper;
+use super::protocol::{self, Info, LineError, Reply, Request};
+use super::{AgentLock, canonical, socket_path};
+use crate::context::Context;
+use crate::duration::format_duration;
+use crate::tokens;
+use crate::worker::{Job, WorkerHandle};
+
+/// Runs the agent in the foreground until `agent stop`, SIGTERM or Ctrl-C.
+pub async fn run(ctx: &Context) -> anyhow::Result<()> {
+    // Unlock once: any passphrase is asked now, and never again while the agent runs.
+    let store = ctx.open_store()?;
+    let vault = canonical(store.path());
+    let _lock = AgentLock::acquire(store.path())?;
+    let socket = socket_path();
+    let listener = bind(&socket, &vault).await?;
+    let WorkerHandle {
+        commands,
+        events,
+        canceller,
+        mut finished,
+    } = ctx.worker(store.clone())?;
+    let keeper = Arc::new(Keeper::new(store, ctx.clock.clone(), &ctx.config, commands));
+    let pump = {
+        let keeper = keeper.clone();
+        tokio::spawn(async move { keeper.pump(events).await })
+    };
+    let schedule = tokio::spawn(keeper.clone().keep_alive(ctx.config.agent_interval));
+    crate::note!(
+        "tokdeck agent: keeping {vault} alive (every {}), listening on {}",
+        format_duration(ctx.config.agent_interval),
+        socket.display()
+    );
+    tracing::info!(vault = %vault, socket = %socket.display(), "agent started");
+    let stop = CancellationToken::new();
+    serve(&listener, &keeper, &vault, &stop).await;
+    // Stop taking work, let refreshes in flight reach their save, then go.
+    schedule.abort();
+    drop(listener);
+    let _ = std::fs::remove_file(&socket);
+    canceller.cancel_all();
+    drop(keeper);
+    finished.wait().await;
+    pump.abort();
+    tracing::info!("agent stopped");
+    crate::note!("tokdeck agent: stopped");
+    Ok(())
+}
+
+/// Accepts connections until asked to stop.
+async fn serve(
+    listener: &UnixListener,
+    keeper: &Arc<Keeper>,
+    vault: &str,
+    stop: &CancellationToken,
+) {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stop.cancelled() => return,
+            _ = tokio::signal::ctrl_c() => return,
+            Some(()) = async { match terminate.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => return,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let (keeper, vault, stop) = (keeper.clone(), vault.to_string(), stop.clone());
+        tokio::spawn(async move { connection(stream, &keeper, &vault, &stop).await });
+    }
+}
+
+/// Binds the socket in a private folder (0700) with mode 0600. A socket file left by a killed
+/// agent is replaced; one that answers belongs to a running agent, and is left alone.
+async fn bind(socket: &Path, vault: &str) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = socket
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if socket.exists() {
+        if let Some(other) = super::client::Client::connect_to(socket).await {
+            let who = other.map_or_else(
+                || "another agent".to_string(),
+                |info| format!("an agent (pid {}) for {}", info.pid, info.vault),
+            );
+            return Err(anyhow!(
+                "{who} already listens on {}: stop it, or set TOKDECK_AGENT_SOCK for a second agent ({vault})",
+                socket.display()
+            ));
+        }
+        // Nobody answers: a killed agent left it behind.
+        std::fs::remove_file(socket)
+            .with_context(|| format!("cannot replace the stale socket {}", socket.display()))?;
+    }
+    let listener = UnixListener::bind(socket)
+        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make {} private", socket.display()))?;
+    Ok(listener)
+}
+
+/// One client: only the agent's own user is served; each request line gets one reply line.
+async fn connection(stream: UnixStream, keeper: &Keeper, vault: &str, stop: &CancellationToken) {
+    let peer = stream.peer_cred().map(|c| c.uid()).ok();
+    let (read, mut write) = stream.into_split();
+    if peer != Some(nix::unistd::getuid().as_raw()) {
+        tracing::warn!(?peer, "refused a connection from another user");
+        let _ = send(
+            &mut write,
+            &Reply::error("refused: this agent serves only its own user"),
+        )
+        .await;
+        return;
+    }
+    let mut reader = BufReader::new(read);
+    loop {
+        let reply = match protocol::read_line(&mut reader).await {
+            Ok(None) | Err(LineError::Broken) => return,
+            Err(LineError::TooLong) => {
+                let too_long = format!("request longer than {} bytes: refused", protocol::MAX_LINE);
+                let _ = send(&mut write, &Reply::error(too_long)).await;
+                // Closing with unread input would reset the connection and lose the answer:
+                // say we are done, then swallow what is still coming (bounded).
+                let _ = write.shutdown().await;
+                drain(&mut reader).await;
+                return;
+            }
+            Ok(Some(line)) => match protocol::parse(&line) {
+                Ok(request) => answer(request, keeper, vault, stop).await,
+                Err(why) => Reply::error(why),
+            },
+        };
+        if send(&mut write, &reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads and drops what a refused client still sends: at most 4 MiB or 2 seconds.
+async fn drain(reader: &mut (impl tokio::io::AsyncRead + Unpin)) {
+    use tokio::io::AsyncReadExt;
+    let mut sink = tokio::io::sink();
+    let mut limited = reader.take(4 * 1024 * 1024);
+    let bounded = tokio::io::copy(&mut limited, &mut sink);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), bounded).await;
+}
+
+async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, reply: &Reply) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(reply).unwrap_or_else(|_| br#"{"ok":false}"#.to_vec());
+    line.push(b'\n');
+    write.write_all(&line).await
+}
+
+async fn answer(request: Request, keeper: &Keeper, vault: &str, stop: &CancellationToken) -> Reply {
+    match request {
+        Request::Token { profile } => token(keeper, &profile).await,
+        Request::Status { json, warn_secs } => status(keeper, json, warn_secs),
+        Request::Refresh { profile } => refresh(keeper, profile).await,
+        Request::Reload => reload(keeper).await,
+        Request::Shutdown => {
+            stop.cancel();
+            Reply::ok()
+        }
+        Request::Info => info(keeper, vault),
+    }
+}
+
+async fn token(keeper: &Keeper, name: &str) -> Reply {
+    use age::secrecy::ExposeSecret;
+    let refresh = |job: Job| keeper.refresh(name, job);
+    let store = keeper.store.clone();
+    match tokens::usable_token(&store, name, &keeper.clock, keeper.refresh_margin, refresh).await {
+        Ok(issued) => {
+            let profile = store.profile(name).ok().flatten();
+            Reply {
+                token: Some(issued.access_token.expose_secret().to_string()),
+                expires_at: issued.expires_at,
+                env_var: profile.as_ref().and_then(|p| p.env_var.clone()),
+                api_base: profile.map(|p| p.endpoints.base_url),
+                warning: issued.warning,
+                ..Reply::ok()
+            }
+        }
+        Err(e) => Reply::error(e.to_string()),
+    }
+}
+
+fn status(keeper: &Keeper, json: bool, warn_secs: u64) -> Reply {
+    let warn = std::time::Duration::from_secs(warn_secs);
+    let now = keeper.clock.now();
+    let rows = keeper
+        .store
+        .read(|data| crate::commands::status::rows(data, now, warn));
+    match rows {
+        Ok(mut rows) => {
+            let code = crate::commands::status::exit_code(&rows);
+            let text = if json {
+                crate::commands::status::json(&mut rows).map(|j| j + "\n")
+            } else {
+                Ok(crate::commands::status::table(&rows))
+            };
+            match text {
+                Ok(text) => Reply {
+                    text: Some(text),
+                    code: Some(code),
+                    ..Reply::ok()
+                },
+                Err(e) => Reply::error(e.to_string()),
+            }
+        }
+        Err(e) => Reply::error(e.to_string()),
+    }
+}
+
+async fn refresh(keeper: &Keeper, profile: Option<String>) -> Reply {
+    let names = match profile {
+        Some(name) => vec![name],
+        None => match keeper.store.read(|d| {
+            d.profiles
+                .iter()
+                .filter(|p| p.token.as_ref().is_some_and(|t| t.refresh_token.is_some()))
+                .map(|p| p.name.clone())
+                .collect::<Vec<_>>()
+        }) {
+            Ok(names) => names,
+            Err(e) => return Reply::error(e.to_string()),
+        },
+    };
+    let jobs = names.iter().map(|name| {
+        keeper.refresh(
+            name,
+            Job::Refresh {
+                if_expiring_within: None,
+            },
+        )
+    });
+    let failures: Vec<String> = futures_util::future::join_all(jobs)
+        .await
+        .into_iter()
+        .zip(&names)
+        .filter_map(|(r, name)| r.err().map(|e| format!("{name}: {e}")))
+        .collect();
+    if failures.is_empty() {
+        Reply::ok()
+    } else {
+        Reply::error(failures.join("; "))
+    }
+}
+
+async fn reload(keeper: &Keeper) -> Reply {
+    let store = keeper.store.clone();
+    match tokio::task::spawn_blocking(move || store.reload_if_changed()).await {
+        Ok(Ok(_)) => Reply::ok(),
+        Ok(Err(e)) => Reply::error(e.to_string()),
+        Err(e) => Reply::error(format!("internal error: {e}")),
+    }
+}
+
+fn info(keeper: &Keeper, vault: &str) -> Reply {
+    Reply {
+        info: Some(Info {
+            pid: std::process::id(),
+            since: keeper.since,
+            vault: vault.to_string(),
+            last: keeper.last(),
+        }),
+        ..Reply::ok()
+    }
+}

@@ -1,0 +1,63 @@
+//! `tokdeck agent [status|stop] [--systemd-unit]`.
+
+use anyhow::anyhow;
+
+use crate::agent::client::Client;
+use crate::agent::protocol::Request;
+use crate::agent::{self, server};
+use crate::cli::{AgentAction, AgentArgs};
+use crate::context::Context;
+
+/// Runs the agent, or talks to the running one.
+pub async fn run(ctx: &Context, args: &AgentArgs) -> anyhow::Result<i32> {
+    if args.systemd_unit {
+        let exe = std::env::current_exe()?;
+        let vault = std::path::absolute(ctx.vault_path()?)?;
+        let identity = ctx.identity_path().map(std::path::absolute).transpose()?;
+        crate::output::print(&agent::systemd_unit(&exe, &vault, identity.as_deref()))?;
+        return Ok(0);
+    }
+    match args.action {
+        None => server::run(ctx).await.map(|()| 0),
+        Some(AgentAction::Status) => status(ctx).await,
+        Some(AgentAction::Stop) => stop(ctx).await,
+    }
+}
+
+async fn running(ctx: &Context) -> anyhow::Result<Client> {
+    Client::for_vault(ctx).await.ok_or_else(|| {
+        anyhow!(
+            "no agent runs for {} (socket {}): start one with `tokdeck agent`",
+            ctx.vault_path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            agent::socket_path().display()
+        )
+    })
+}
+
+async fn status(ctx: &Context) -> anyhow::Result<i32> {
+    let mut client = running(ctx).await?;
+    let info = client
+        .request(Request::Info)
+        .await?
+        .info
+        .ok_or_else(|| anyhow!("the agent did not say who it is"))?;
+    let text = format!(
+        "agent pid {} running since {}\nvault  {}\nsocket {}\nlast   {}\n",
+        info.pid,
+        info.since.format("%Y-%m-%d %H:%M:%S UTC"),
+        info.vault,
+        agent::socket_path().display(),
+        crate::display::untrusted(info.last.as_deref().unwrap_or("nothing yet")),
+    );
+    crate::output::print(&text)?;
+    Ok(0)
+}
+
+async fn stop(ctx: &Context) -> anyhow::Result<i32> {
+    let mut client = running(ctx).await?;
+    client.request(Request::Shutdown).await?;
+    crate::note!("agent stopping (it finishes refreshes in flight first)");
+    Ok(0)
+}

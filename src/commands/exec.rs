@@ -1,0 +1,49 @@
+//! `tokdeck exec NAME [--env VAR] -- CMD [ARGS...]`: CMD runs with a valid access token in its
+//! environment. tokdeck replaces itself with CMD (exec), so stdin, stdout and stderr are CMD's,
+//! signals reach it directly, and the exit code is its own. The token is never in argv.
+
+use std::os::unix::process::CommandExt;
+
+use age::secrecy::ExposeSecret;
+use anyhow::anyhow;
+
+use super::oauth::obtain_token;
+use crate::cli::ExecArgs;
+use crate::context::Context;
+
+/// The variable the token goes in when neither `--env` nor the profile names one.
+pub const DEFAULT_VAR: &str = "TOKDECK_ACCESS_TOKEN";
+
+/// Runs CMD; returns only when it could not be started (126: not executable, 127: not found,
+/// as shells say).
+pub async fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<i32> {
+    let obtained = obtain_token(ctx, &args.name).await?;
+    let var = args
+        .env
+        .clone()
+        .or(obtained.env_var)
+        .unwrap_or_else(|| DEFAULT_VAR.into());
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or_else(|| anyhow!("no command to run: put it after --"))?;
+    let expires = obtained
+        .issued
+        .expires_at
+        .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default();
+    let error = std::process::Command::new(program)
+        .args(rest)
+        .env(&var, obtained.issued.access_token.expose_secret())
+        .env("TOKDECK_TOKEN_EXPIRES_AT", expires)
+        .env("TOKDECK_PROFILE", &args.name)
+        .exec();
+    let name = program.to_string_lossy();
+    let code = if error.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    };
+    crate::note!("tokdeck: cannot run {name}: {error}: check the command and your PATH");
+    Ok(code)
+}

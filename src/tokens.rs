@@ -1,0 +1,107 @@
+//! Handing out a usable access token: the one sequence `token`, `exec`, `api` and the agent
+//! share. A token inside its refresh margin is refreshed first; when that refresh fails but the
+//! token still works, it is handed out with a warning, because only an unusable token is a
+//! failure. How to refresh is the caller's (the CLI runs a worker, the agent has one).
+
+use std::future::Future;
+use std::time::Duration;
+
+use age::secrecy::SecretString;
+use chrono::{DateTime, Utc};
+
+use crate::clock::Clock;
+use crate::health::{access_usable, refresh_margin_for};
+use crate::vault::{Profile, Store, Token, VaultError};
+use crate::worker::Job;
+
+/// A token to use, and what to tell the person about it.
+pub struct Issued {
+    pub access_token: SecretString,
+    /// `None`: it never expires.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Set when a due refresh failed and the still-valid token is handed out anyway.
+    pub warning: Option<String>,
+}
+
+/// Why no token can be handed out.
+#[derive(Debug, thiserror::Error)]
+pub enum NoToken {
+    #[error("no profile named '{0}': see `tokdeck status`")]
+    Unknown(String),
+    #[error("'{0}' has no token: run `tokdeck authorize {0}`")]
+    NeverAuthorized(String),
+    #[error(
+        "'{0}''s access token has expired and there is no refresh token: run `tokdeck authorize {0}`"
+    )]
+    Dead(String),
+    /// The refresh failed and the token has expired: the failure, as the worker said it.
+    #[error("{0}")]
+    RefreshFailed(String),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+fn still_valid(token: &Token, now: DateTime<Utc>) -> bool {
+    token.expires_at.is_none_or(|at| at > now)
+}
+
+fn issued(token: &Token, warning: Option<String>) -> Issued {
+    Issued {
+        access_token: token.access_token.clone(),
+        expires_at: token.expires_at,
+        warning,
+    }
+}
+
+/// A usable token for `name`. `refresh` runs a refresh job to its end and returns its failure
+/// message, if any; it is called only when a refresh is due and possible.
+pub async fn usable_token<F, Fut>(
+    store: &Store,
+    name: &str,
+    clock: &Clock,
+    margin: Duration,
+    refresh: F,
+) -> Result<Issued, NoToken>
+where
+    F: FnOnce(Job) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let profile = load(store, name)?;
+    let current = profile
+        .token
+        .ok_or_else(|| NoToken::NeverAuthorized(name.to_string()))?;
+    if access_usable(&current, clock.now(), margin) {
+        return Ok(issued(&current, None));
+    }
+    if current.refresh_token.is_none() {
+        return if still_valid(&current, clock.now()) {
+            Ok(issued(&current, None))
+        } else {
+            Err(NoToken::Dead(name.to_string()))
+        };
+    }
+    let job = Job::Refresh {
+        if_expiring_within: refresh_margin_for(&current, margin),
+    };
+    let failure = refresh(job).await.err();
+    // Read again: the refresh saved a new token, or someone else did meanwhile.
+    let latest = load(store, name)?
+        .token
+        .ok_or_else(|| NoToken::NeverAuthorized(name.to_string()))?;
+    match failure {
+        None => Ok(issued(&latest, None)),
+        Some(why) if still_valid(&latest, clock.now()) => Ok(issued(
+            &latest,
+            Some(format!(
+                "refresh failed ({why}); handing out the current token"
+            )),
+        )),
+        Some(why) => Err(NoToken::RefreshFailed(why)),
+    }
+}
+
+fn load(store: &Store, name: &str) -> Result<Profile, NoToken> {
+    store
+        .profile(name)?
+        .ok_or_else(|| NoToken::Unknown(name.to_string()))
+}

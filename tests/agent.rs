@@ -1,0 +1,332 @@
+//! The agent (a real process on a real Unix socket) with `token`, `exec`, `api` and `status`
+//! as its clients, against the loopback mock server; kills, stale sockets, bad requests.
+
+// Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Env, MockServer, stderr, stdout};
+
+/// A running agent, killed on drop.
+struct Agent {
+    child: Child,
+}
+
+impl Agent {
+    fn start(env: &Env) -> Self {
+        let child = env
+            .command(&["agent"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let agent = Self { child };
+        wait_until("the agent's socket", || {
+            ask(env, r#"{"v":1,"op":"info"}"#).is_some()
+        });
+        agent
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One raw request line on the agent's socket, and its reply.
+fn ask(env: &Env, line: &str) -> Option<serde_json::Value> {
+    let mut stream = UnixStream::connect(env.agent_socket()).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    stream.write_all(line.as_bytes()).ok()?;
+    stream.write_all(b"\n").ok()?;
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply).ok()?;
+    serde_json::from_str(&reply).ok()
+}
+
+fn fast_agent(env: &Env) {
+    env.write_config("agent_interval = \"1s\"\nhttp_timeout = \"2s\"\n");
+}
+
+#[test]
+fn clients_get_tokens_from_the_agent_without_unlocking() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &[]);
+    let _agent = Agent::start(&env);
+    let access = server.last_access_token().unwrap();
+    // A client with no usable key: it must not decrypt, so it must ask the agent.
+    let out = env
+        .command(&["token", "p"])
+        .env("TOKDECK_IDENTITY", env.home().join("no-such-key.txt"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), access);
+    let status = env
+        .command(&["status", "--json"])
+        .env("TOKDECK_IDENTITY", env.home().join("no-such-key.txt"))
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&status).contains("\"name\": \"p\""),
+        "{}",
+        stdout(&status)
+    );
+    // --no-agent opens the vault itself, and fails with that key.
+    let out = env
+        .command(&["--no-agent", "token", "p"])
+        .env("TOKDECK_IDENTITY", env.home().join("no-such-key.txt"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    // agent status says who it is; the socket is private.
+    let out = env.run(&["agent", "status"]);
+    assert!(
+        stdout(&out).contains("agent pid") && stdout(&out).contains("vault.age"),
+        "{}",
+        stdout(&out)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(env.agent_socket())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn the_agent_keeps_tokens_alive_and_notices_changes() {
+    let env = Env::new();
+    fast_agent(&env);
+    let server = MockServer::start();
+    server.set_expires_in(4);
+    env.authorized_profile("auto", &server, &["--auto-refresh"]);
+    let _agent = Agent::start(&env);
+    let before = server.refresh_requests();
+    wait_until("a keep-alive refresh", || {
+        server.refresh_requests() > before
+    });
+    let newest = server.last_refresh_token().unwrap();
+    wait_until("the rotated token on disk", || {
+        env.vault_text().contains(&newest)
+    });
+    // A profile added by another process is picked up and served.
+    env.authorized_profile("later", &server, &[]);
+    let reply = ask(&env, r#"{"v":1,"op":"token","profile":"later"}"#).unwrap();
+    assert_eq!(reply["ok"], true, "{reply}");
+    let info = ask(&env, r#"{"v":1,"op":"info"}"#).unwrap();
+    assert!(
+        info["info"]["last"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("auto:"),
+        "{info}"
+    );
+}
+
+#[test]
+fn bad_requests_get_an_error_and_the_agent_goes_on() {
+    let env = Env::new();
+    let _agent = Agent::start(&env);
+    for (line, needle) in [
+        ("garbage", "not a JSON request"),
+        (r#"{"v":7,"op":"info"}"#, "version 7"),
+        (r#"{"v":1,"op":"dance"}"#, "not a request"),
+        (
+            r#"{"v":1,"op":"token","profile":"nobody"}"#,
+            "no profile named 'nobody'",
+        ),
+    ] {
+        let reply = ask(&env, line).unwrap();
+        assert_eq!(reply["ok"], false, "{line}");
+        assert!(
+            reply["error"].as_str().unwrap().contains(needle),
+            "{line}: {reply}"
+        );
+    }
+    let huge = "x".repeat(200 * 1024);
+    let reply = ask(&env, &huge).unwrap();
+    assert!(
+        reply["error"].as_str().unwrap().contains("longer than"),
+        "{reply}"
+    );
+    assert_eq!(
+        ask(&env, r#"{"v":1,"op":"info"}"#).unwrap()["ok"],
+        true,
+        "still serving"
+    );
+}
+
+#[test]
+fn one_agent_per_vault_and_a_stale_socket_is_replaced() {
+    let env = Env::new();
+    let mut first = Agent::start(&env);
+    let second = env
+        .command(&["agent"])
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let said = stderr(&second);
+    assert!(
+        said.contains(&format!("pid {}", first.child.id())),
+        "{said}"
+    );
+    first.kill();
+    assert!(
+        env.agent_socket().exists(),
+        "a killed agent leaves its socket"
+    );
+    let _again = Agent::start(&env);
+    let out = env.run(&["agent", "stop"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// SIGKILL at random moments while the agent refreshes: every refresh it reported is on disk,
+/// the vault always decrypts, and a restarted agent carries on.
+#[test]
+fn killed_mid_refresh_the_agent_loses_nothing_it_reported() {
+    let env = Env::new();
+    let server = MockServer::start();
+    // Doorkeeper's lenient rotation: a refresh token lives until its successor is used.
+    server.set_revoke_on_first_use(true);
+    env.authorized_profile("p", &server, &[]);
+    let mut jitter = common::Jitter::new(0xa9e7);
+    for round in 0..15 {
+        let mut agent = Agent::start(&env);
+        let reply = ask(&env, r#"{"v":1,"op":"refresh","profile":"p"}"#).unwrap();
+        assert_eq!(reply["ok"], true, "round {round}: {reply}");
+        let reported = server.last_refresh_token().unwrap();
+        assert!(
+            env.vault_text().contains(&reported),
+            "round {round}: reported but not on disk"
+        );
+        // A second refresh, killed at some point of its life.
+        let socket = env.agent_socket();
+        let pending = std::thread::spawn(move || {
+            let mut s = UnixStream::connect(socket).ok()?;
+            s.write_all(b"{\"v\":1,\"op\":\"refresh\",\"profile\":\"p\"}\n")
+                .ok()?;
+            let mut reply = String::new();
+            BufReader::new(s).read_line(&mut reply).ok()?;
+            Some(reply)
+        });
+        std::thread::sleep(Duration::from_millis(jitter.below(60)));
+        agent.kill();
+        let answered = pending
+            .join()
+            .unwrap()
+            .is_some_and(|r| r.contains("\"ok\":true"));
+        let text = env.vault_text();
+        if answered {
+            assert!(
+                text.contains(&server.last_refresh_token().unwrap()),
+                "round {round}"
+            );
+        }
+    }
+    let _agent = Agent::start(&env);
+    let out = env.run(&["token", "p"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(env.run(&["refresh", "p"]).status.success());
+}
+
+#[test]
+fn exec_puts_the_token_in_the_childs_environment_only() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &["--env-var", "FACTORIAL_TOKEN"]);
+    let access = server.last_access_token().unwrap();
+    let out = env.run(&[
+        "exec",
+        "p",
+        "--",
+        "sh",
+        "-c",
+        r#"printf '%s|%s|%s' "$FACTORIAL_TOKEN" "$TOKDECK_PROFILE" "$TOKDECK_TOKEN_EXPIRES_AT""#,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = stdout(&out);
+    let parts: Vec<&str> = printed.split('|').collect();
+    assert_eq!(parts[0], access);
+    assert_eq!(parts[1], "p");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(parts[2]).is_ok(),
+        "{printed}"
+    );
+    let out = env.run(&[
+        "exec",
+        "p",
+        "--env",
+        "OTHER",
+        "--",
+        "sh",
+        "-c",
+        r#"test -n "$OTHER" && exit 7"#,
+    ]);
+    assert_eq!(out.status.code(), Some(7), "the child's exit code");
+    let out = env.run(&["exec", "p", "--", "sh", "-c", "cat /proc/$$/cmdline"]);
+    assert!(!stdout(&out).contains(&access), "the token is not in argv");
+    let out = env.run(&["exec", "p", "--", "no-such-program-xyz"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(stderr(&out).contains("cannot run no-such-program-xyz"));
+}
+
+#[test]
+fn api_calls_the_profile_server_and_refreshes_once_on_401() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &[]);
+    let path = "/api/2025-04-01/resources/api_public/credentials";
+    let out = env.run(&["api", "p", path]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["data"][0]["email"], "ada@example.com");
+    // The access token dies at the server: 401, refresh, retry.
+    let access = server.last_access_token().unwrap();
+    server.state.lock().unwrap().revoke_access_for_test(&access);
+    let refreshes = server.refresh_requests();
+    let out = env.run(&["api", "p", path, "-i"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.refresh_requests(), refreshes + 1);
+    assert!(stdout(&out).starts_with("HTTP 200"), "{}", stdout(&out));
+    // Errors: exit 1 with the status on stderr; other hosts are refused.
+    let out = env.run(&["api", "p", "/nowhere"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("HTTP 404: not found"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["api", "p", "http://127.0.0.2:1/x"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("sends its token nowhere else"),
+        "{}",
+        stderr(&out)
+    );
+}
