@@ -130,6 +130,77 @@ fn idle_cpu(
     Some((after - before) as f64 / hz / secs as f64 * 100.0)
 }
 
+/// Starts an agent on `vault` with its socket in `home`; waits until it answers.
+fn start_agent(
+    home: &std::path::Path,
+    vault: &std::path::Path,
+    key: &std::path::Path,
+) -> std::process::Child {
+    let child = env_command(home, vault, key, &["agent"])
+        .env("TOKDECK_AGENT_SOCK", home.join("agent.sock"))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::os::unix::net::UnixStream::connect(home.join("agent.sock")).is_err() {
+        assert!(Instant::now() < deadline, "the agent did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+/// Resident memory of `pid` in KiB, from /proc.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `token` through an agent at 10,000 profiles; the agent's idle CPU and memory at 1,000.
+fn agent_figures(secs: u64) {
+    // Endpoints on a closed loopback port: whatever the keeper tries stays on this machine.
+    let base = "http://127.0.0.1:9";
+    for (n, idle) in [(10_000usize, false), (1_000, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        let (vault, key) = support::vault(home, n, base, chrono::Utc::now(), |i| format!("r{i}"));
+        let mut agent = start_agent(home, &vault, &key);
+        if !idle {
+            let (wall, rss) = measure(|| {
+                let mut cmd = env_command(home, &vault, &key, &["token", "profile-00000"]);
+                cmd.env("TOKDECK_AGENT_SOCK", home.join("agent.sock"));
+                cmd
+            });
+            println!(
+                "token NAME through the agent, {n} profiles: median {wall:.2?}, peak {:.1} MB",
+                rss as f64 / 1024.0
+            );
+        } else {
+            // Let start-up settle, then measure a quiet stretch.
+            std::thread::sleep(Duration::from_secs(2));
+            let before = cpu_ticks(agent.id()).unwrap_or(0);
+            std::thread::sleep(Duration::from_secs(secs));
+            let after = cpu_ticks(agent.id()).unwrap_or(0);
+            let hz = clock_ticks();
+            let pct = (after - before) as f64 / hz / secs as f64 * 100.0;
+            let rss = rss_kib(agent.id()).unwrap_or(0) as f64 / 1024.0;
+            println!(
+                "agent idle over {secs} s, {n} profiles: {pct:.2}% of one core, {rss:.1} MB resident"
+            );
+        }
+        let _ = agent.kill();
+        let _ = agent.wait();
+    }
+}
+
+#[expect(
+    unsafe_code,
+    reason = "sysconf(_SC_CLK_TCK) converts /proc ticks to seconds"
+)]
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         println!("process: bench");
@@ -162,6 +233,7 @@ fn main() {
         Some(pct) => println!("TUI idle CPU over {secs} s, 1,000 profiles: {pct:.2}% of one core"),
         None => println!("TUI idle CPU: tmux not available, skipped"),
     }
+    agent_figures(secs);
     let size = std::fs::metadata(common::bin())
         .map(|m| m.len())
         .unwrap_or(0);

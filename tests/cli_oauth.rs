@@ -339,63 +339,39 @@ fn a_reported_refresh_is_on_disk_before_the_command_returns() {
 }
 
 fn listen_profile(env: &Env, server: &MockServer) -> u16 {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = server.base_url();
-    let redirect = format!("http://127.0.0.1:{port}/callback");
-    let out = env.run_with_stdin(
-        &[
-            "add",
-            "web",
-            "--client-id",
-            common::CLIENT_ID,
-            "--base-url",
-            &base,
-            "--redirect-uri",
-            &redirect,
-        ],
-        common::CLIENT_SECRET,
-    );
-    assert!(out.status.success());
-    port
+    env.add_loopback_profile("web", server, &[])
 }
 
-/// Acts as the browser: follows the authorize URL to the redirect, then calls `rewrite` on it.
+/// A GET that follows no redirect: (status, Location or body).
+fn get_once(url: &str) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let r = client.get(url).send().await.unwrap();
+        let status = r.status().as_u16();
+        match r.headers().get("location") {
+            Some(location) => (status, location.to_str().unwrap().to_string()),
+            None => (status, r.text().await.unwrap()),
+        }
+    })
+}
+
 /// Where the server redirects the authorize URL to: (status, Location).
 fn browse_location(authorize_url: &str) -> (u16, String) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let r = client.get(authorize_url).send().await.unwrap();
-        let location = r.headers()["location"].to_str().unwrap().to_string();
-        (r.status().as_u16(), location)
-    })
+    get_once(authorize_url)
 }
 
+/// Acts as the browser: follows the authorize URL to the redirect (through `rewrite`) and
+/// returns what the redirect target answered.
 fn browse(authorize_url: &str, rewrite: impl Fn(&str) -> String) -> (u16, String) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let r = client.get(authorize_url).send().await.unwrap();
-        let location = r.headers()["location"].to_str().unwrap().to_string();
-        let r = client.get(rewrite(&location)).send().await.unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    })
+    let (_, location) = get_once(authorize_url);
+    get_once(&rewrite(&location))
 }
 
 #[test]

@@ -105,27 +105,7 @@ fn a_hostile_token_and_owner_are_shown_escaped() {
 fn a_hostile_redirect_is_shown_escaped() {
     let env = Env::new();
     let server = MockServer::start();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let redirect = format!("http://127.0.0.1:{port}/cb");
-    let base = server.base_url();
-    let add = env.run_with_stdin(
-        &[
-            "add",
-            "l",
-            "--client-id",
-            common::CLIENT_ID,
-            "--base-url",
-            &base,
-            "--redirect-uri",
-            &redirect,
-        ],
-        common::CLIENT_SECRET,
-    );
-    assert!(add.status.success(), "{}", stderr(&add));
+    let port = env.add_loopback_profile("l", &server, &[]);
     let mut child = env
         .command(&[
             "authorize",
@@ -154,7 +134,7 @@ fn a_hostile_redirect_is_shown_escaped() {
     let hostile: String =
         url::form_urlencoded::byte_serialize(format!("x{HOSTILE}").as_bytes()).collect();
     let request = format!(
-        "GET /cb?error=access_denied&error_description={hostile}&state={state} HTTP/1.1\r\n\r\n"
+        "GET /callback?error=access_denied&error_description={hostile}&state={state} HTTP/1.1\r\n\r\n"
     );
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.write_all(request.as_bytes()).unwrap();

@@ -20,7 +20,7 @@ use tokdeck::tui::theme::Theme;
 use tokdeck::vault::{IdentityFile, Store, Unlock};
 use tokdeck::worker::{self, WorkerConfig};
 
-use common::{Env, MockServer, stderr};
+use common::{Env, MockServer};
 
 /// Records what the loop asks of the outside world.
 #[derive(Clone, Default)]
@@ -64,27 +64,7 @@ async fn the_real_loop_authorizes_cancels_refreshes_and_saves() {
     let server = MockServer::start();
     let env = Env::new();
     env.authorized_profile("billing", &server, &[]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = server.base_url();
-    let redirect = format!("http://127.0.0.1:{port}/cb");
-    let add = env.run_with_stdin(
-        &[
-            "add",
-            "a-new",
-            "--client-id",
-            common::CLIENT_ID,
-            "--base-url",
-            &base,
-            "--redirect-uri",
-            &redirect,
-        ],
-        common::CLIENT_SECRET,
-    );
-    assert!(add.status.success(), "{}", stderr(&add));
+    let port = env.add_loopback_profile("a-new", &server, &[]);
 
     let unlock = Unlock::Identity(IdentityFile::load(&env.identity()).unwrap());
     let store = Arc::new(Store::open(&env.vault(), unlock).unwrap());

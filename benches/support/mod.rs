@@ -58,22 +58,7 @@ pub fn vault(
     now: DateTime<Utc>,
     refresh: impl FnMut(usize) -> String,
 ) -> (PathBuf, PathBuf) {
-    let key = dir.join("key.txt");
-    let id = IdentityFile::generate(&key).unwrap();
-    let path = dir.join("vault.age");
-    let data = VaultData {
-        profiles: profiles(n, base_url, now, refresh),
-        ..VaultData::default()
-    };
-    let recipients = id.recipients.clone();
-    Store::create(
-        &path,
-        data,
-        Sealing::Recipients(recipients),
-        Unlock::Identity(id),
-    )
-    .unwrap();
-    (path, key)
+    write_vault(dir, profiles(n, base_url, now, refresh))
 }
 
 /// Like [`vault`], for an OAuth app with its own client id and secret (a real server's).
@@ -84,14 +69,19 @@ pub fn vault_for_client(
     (client_id, client_secret): (&str, &str),
     refresh: impl FnMut(usize) -> String,
 ) -> (PathBuf, PathBuf) {
-    let key = dir.join("key.txt");
-    let id = IdentityFile::generate(&key).unwrap();
-    let path = dir.join("vault.age");
     let mut profiles = profiles(n, base_url, Utc::now(), refresh);
     for p in &mut profiles {
         p.client_id = client_id.to_string();
         p.client_secret = SecretString::from(client_secret.to_string());
     }
+    write_vault(dir, profiles)
+}
+
+/// A new vault of `profiles` in `dir`, encrypted to a new key there: (vault, key).
+fn write_vault(dir: &Path, profiles: Vec<Profile>) -> (PathBuf, PathBuf) {
+    let key = dir.join("key.txt");
+    let id = IdentityFile::generate(&key).unwrap();
+    let path = dir.join("vault.age");
     let data = VaultData {
         profiles,
         ..VaultData::default()

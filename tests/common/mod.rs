@@ -127,6 +127,25 @@ impl Env {
 
     /// Adds a profile pointing at `server`, secret piped on stdin.
     pub fn add_profile(&self, name: &str, server: &MockServer, extra: &[&str]) {
+        self.add_profile_redirecting(name, server, "urn:ietf:wg:oauth:2.0:oob", extra);
+    }
+
+    /// Adds a profile whose redirect URI is a free loopback port; returns the port.
+    pub fn add_loopback_profile(&self, name: &str, server: &MockServer, extra: &[&str]) -> u16 {
+        let port = free_port();
+        let redirect = format!("http://127.0.0.1:{port}/callback");
+        self.add_profile_redirecting(name, server, &redirect, extra);
+        port
+    }
+
+    /// Adds a profile at `server` with `redirect_uri`, secret piped on stdin.
+    pub fn add_profile_redirecting(
+        &self,
+        name: &str,
+        server: &MockServer,
+        redirect_uri: &str,
+        extra: &[&str],
+    ) {
         let base = server.base_url();
         let mut args = vec![
             "add",
@@ -136,7 +155,7 @@ impl Env {
             "--base-url",
             &base,
             "--redirect-uri",
-            "urn:ietf:wg:oauth:2.0:oob",
+            redirect_uri,
         ];
         args.extend_from_slice(extra);
         let out = self.run_with_stdin(&args, CLIENT_SECRET);
@@ -189,6 +208,14 @@ pub fn assert_one_line_error(out: &Output, needle: &str) {
     let err = stderr(out);
     assert!(err.contains(needle), "stderr lacks '{needle}': {err}");
     assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
 }
 
 /// Deterministic pseudo-random waits (xorshift), so kill-timing tests vary but reproduce.
