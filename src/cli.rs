@@ -146,6 +146,8 @@ pub enum Command {
         /// Profile name
         name: String,
         /// The code, or the full redirect URL it came back on; `-` reads it from stdin
+        // Codes are URL-safe base64 and may begin with '-' (seen on Doorkeeper).
+        #[arg(allow_hyphen_values = true)]
         code: String,
     },
     /// Refresh one profile's tokens, or all of them
@@ -416,6 +418,14 @@ mod tests {
         assert!(Cli::try_parse_from(["tokdeck", "refresh"]).is_err());
         assert!(Cli::try_parse_from(["tokdeck", "refresh", "--all"]).is_ok());
         assert!(Cli::try_parse_from(["tokdeck", "refresh", "a", "--all"]).is_err());
+    }
+
+    #[test]
+    fn a_code_that_begins_with_a_dash_is_a_code() {
+        let cli = Cli::try_parse_from(["tokdeck", "exchange", "p", "-Xy_9z"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Exchange { code, .. }) if code == "-Xy_9z"));
+        let stdin = Cli::try_parse_from(["tokdeck", "exchange", "p", "-"]).unwrap();
+        assert!(matches!(stdin.command, Some(Command::Exchange { code, .. }) if code == "-"));
     }
 
     #[test]
