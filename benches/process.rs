@@ -165,8 +165,11 @@ fn agent_figures(secs: u64) {
         let (vault, key) = support::vault(home, n, base, chrono::Utc::now(), |i| format!("r{i}"));
         let mut agent = start_agent(home, &vault, &key);
         if !idle {
+            let (base, _) = measure(|| env_command(home, &vault, &key, &["--version"]));
+            println!("process start alone (--version): median {base:.2?}");
             let (wall, rss) = measure(|| {
-                let mut cmd = env_command(home, &vault, &key, &["token", "profile-00000"]);
+                // A profile in the middle, so a lookup by scanning would show.
+                let mut cmd = env_command(home, &vault, &key, &["token", "profile-05000"]);
                 cmd.env("TOKDECK_AGENT_SOCK", home.join("agent.sock"));
                 cmd
             });

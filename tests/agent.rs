@@ -102,6 +102,12 @@ fn clients_get_tokens_from_the_agent_without_unlocking() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+    // A command for another vault does not take this agent's answers: it opens its own.
+    let other = env.home().join("other.age").display().to_string();
+    assert!(env.run(&["--vault", &other, "init"]).status.success());
+    let out = env.run(&["--vault", &other, "status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("no profiles yet"), "{}", stdout(&out));
     // agent status says who it is; the socket is private.
     let out = env.run(&["agent", "status"]);
     assert!(
@@ -201,9 +207,20 @@ fn one_agent_per_vault_and_a_stale_socket_is_replaced() {
         env.agent_socket().exists(),
         "a killed agent leaves its socket"
     );
-    let _again = Agent::start(&env);
+    let mut again = Agent::start(&env);
     let out = env.run(&["agent", "stop"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // It really stops: exits 0 and takes its socket away.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = again.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the agent did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+    assert!(!env.agent_socket().exists());
 }
 
 /// SIGKILL at random moments while the agent refreshes: every refresh it reported is on disk,

@@ -18,18 +18,31 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// A connection to a running agent.
 pub struct Client {
     stream: BufReader<UnixStream>,
+    /// The vault every request names (absolute), when the client means one.
+    vault: Option<String>,
 }
 
 impl Client {
-    /// The agent for this run's vault, if one answers and the agent is not switched off.
+    /// A connection to the agent, if one listens and the agent is not switched off. Its
+    /// requests name this run's vault: see [`Self::ask`].
     pub async fn for_vault(ctx: &Context) -> Option<Self> {
         if !allowed(ctx.global.no_agent) {
             return None;
         }
         let vault = canonical(&ctx.vault_path().ok()?);
         let mut client = Self::open(&socket_path()).await?;
-        let info = client.request(Request::Info).await.ok()?.info?;
-        (info.vault == vault).then_some(client)
+        client.vault = Some(vault);
+        Some(client)
+    }
+
+    /// Asks about this run's vault in one round trip: `None` when the agent keeps another
+    /// vault (the caller then opens its own).
+    pub async fn ask(&mut self, request: Request) -> anyhow::Result<Option<Reply>> {
+        let reply = self.exchange(request).await?;
+        if reply.other_vault {
+            return Ok(None);
+        }
+        Self::accepted(reply).map(Some)
     }
 
     /// Whether something answers on `socket`: `Some(info)` for an agent (its info when it
@@ -52,15 +65,32 @@ impl Client {
             .ok()?;
         Some(Self {
             stream: BufReader::new(stream),
+            vault: None,
         })
     }
 
     /// Sends one request and reads its reply; a reply with `ok: false` is an error.
     pub async fn request(&mut self, request: Request) -> anyhow::Result<Reply> {
-        let mut line = serde_json::to_vec(&Envelope {
+        let reply = self.exchange(request).await?;
+        Self::accepted(reply)
+    }
+
+    fn accepted(reply: Reply) -> anyhow::Result<Reply> {
+        if reply.ok {
+            Ok(reply)
+        } else {
+            let why = reply.error.unwrap_or_else(|| "the agent refused".into());
+            Err(anyhow!("{why}"))
+        }
+    }
+
+    async fn exchange(&mut self, request: Request) -> anyhow::Result<Reply> {
+        let envelope = Envelope {
             v: VERSION,
+            vault: self.vault.clone(),
             request,
-        })?;
+        };
+        let mut line = serde_json::to_vec(&envelope)?;
         line.push(b'\n');
         let exchange = async {
             self.stream.get_mut().write_all(&line).await?;
@@ -77,15 +107,6 @@ impl Client {
                     REQUEST_TIMEOUT.as_secs()
                 )
             })??;
-        let reply: Reply =
-            serde_json::from_str(&answer).context("the agent's answer is not JSON")?;
-        if reply.ok {
-            Ok(reply)
-        } else {
-            Err(anyhow!(
-                "{}",
-                reply.error.unwrap_or_else(|| "the agent refused".into())
-            ))
-        }
+        serde_json::from_str(&answer).context("the agent's answer is not JSON")
     }
 }

@@ -23,7 +23,8 @@ pub struct Keeper {
     pub refresh_margin: Duration,
     pub horizon: Duration,
     pub since: DateTime<Utc>,
-    commands: mpsc::UnboundedSender<Command>,
+    /// Jobs go to the worker here; `None` once the agent is stopping (see [`Self::close`]).
+    commands: Mutex<Option<mpsc::UnboundedSender<Command>>>,
     next_id: AtomicU64,
     state: Mutex<State>,
 }
@@ -51,7 +52,7 @@ impl Keeper {
             clock,
             refresh_margin: config.refresh_margin,
             horizon: config.agent_horizon,
-            commands,
+            commands: Mutex::new(Some(commands)),
             next_id: AtomicU64::new(1),
             state: Mutex::default(),
         }
@@ -59,6 +60,15 @@ impl Keeper {
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes no more jobs: the worker ends once those in flight have (their new tokens saved),
+    /// whoever still holds this keeper.
+    pub fn close(&self) {
+        self.commands
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 
     /// The last thing the agent did, for `agent status`.
@@ -88,9 +98,16 @@ impl Keeper {
             profile: profile.to_string(),
             job,
         };
-        self.commands
-            .send(command)
-            .map_err(|_| "the agent is stopping: try again when it is back".to_string())?;
+        let sent = self
+            .commands
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|c| c.send(command).is_ok());
+        if !sent {
+            self.state().waiters.remove(&id);
+            return Err("the agent is stopping: try again when it is back".to_string());
+        }
         rx.await
             .map_err(|_| "the agent stopped before the job ended".to_string())
     }

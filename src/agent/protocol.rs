@@ -18,6 +18,9 @@ pub const MAX_LINE: usize = 64 * 1024;
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Envelope {
     pub v: u32,
+    /// The vault the client means; an agent that keeps another one answers `other_vault`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault: Option<String>,
     #[serde(flatten)]
     pub request: Request,
 }
@@ -76,6 +79,9 @@ pub struct Reply {
     /// `info`: the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub info: Option<Info>,
+    /// The request named a vault this agent does not keep: the client opens it itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub other_vault: bool,
 }
 
 /// What `info` tells about the agent.
@@ -150,7 +156,7 @@ pub async fn read_line(
 }
 
 /// Parses a request line, refusing other versions with a message that names both.
-pub fn parse(line: &str) -> Result<Request, String> {
+pub fn parse(line: &str) -> Result<Envelope, String> {
     let value: serde_json::Value = serde_json::from_str(line)
         .map_err(|e| format!("not a JSON request ({e}): send one object per line"))?;
     let version = value.get("v").and_then(serde_json::Value::as_u64);
@@ -161,7 +167,6 @@ pub fn parse(line: &str) -> Result<Request, String> {
         ));
     }
     serde_json::from_value::<Envelope>(value)
-        .map(|e| e.request)
         .map_err(|e| format!("not a request this agent knows ({e})"))
 }
 
@@ -172,9 +177,11 @@ mod tests {
     #[test]
     fn requests_round_trip_and_bad_ones_are_named() {
         let line = r#"{"v":1,"op":"token","profile":"acme"}"#;
-        assert!(matches!(parse(line), Ok(Request::Token { profile }) if profile == "acme"));
+        assert!(
+            matches!(parse(line).map(|e| e.request), Ok(Request::Token { profile }) if profile == "acme")
+        );
         assert!(matches!(
-            parse(r#"{"v":1,"op":"refresh"}"#),
+            parse(r#"{"v":1,"op":"refresh"}"#).map(|e| e.request),
             Ok(Request::Refresh { profile: None })
         ));
         assert!(parse("garbage").unwrap_err().contains("not a JSON request"));
@@ -190,6 +197,7 @@ mod tests {
         );
         let wire = serde_json::to_string(&Envelope {
             v: VERSION,
+            vault: None,
             request: Request::Info,
         })
         .unwrap();

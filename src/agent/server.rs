@@ -50,7 +50,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     drop(listener);
     let _ = std::fs::remove_file(&socket);
     canceller.cancel_all();
-    drop(keeper);
+    keeper.close();
     finished.wait().await;
     pump.abort();
     tracing::info!("agent stopped");
@@ -142,7 +142,11 @@ async fn connection(stream: UnixStream, keeper: &Keeper, vault: &str, stop: &Can
                 return;
             }
             Ok(Some(line)) => match protocol::parse(&line) {
-                Ok(request) => answer(request, keeper, vault, stop).await,
+                Ok(envelope) if envelope.vault.as_deref().is_some_and(|v| v != vault) => Reply {
+                    other_vault: true,
+                    ..Reply::error(format!("this agent keeps {vault}"))
+                },
+                Ok(envelope) => answer(envelope.request, keeper, vault, stop).await,
                 Err(why) => Reply::error(why),
             },
         };

@@ -260,12 +260,12 @@ pub struct Obtained {
 /// A usable token for `name`: from the running agent when one keeps this vault (no decryption,
 /// no prompt), else from the vault itself.
 pub async fn obtain_token(ctx: &Context, name: &str) -> anyhow::Result<Obtained> {
-    if let Some(mut agent) = AgentClient::for_vault(ctx).await {
-        let reply = agent
-            .request(AgentRequest::Token {
-                profile: name.to_string(),
-            })
-            .await?;
+    let request = AgentRequest::Token {
+        profile: name.to_string(),
+    };
+    if let Some(mut agent) = AgentClient::for_vault(ctx).await
+        && let Some(reply) = agent.ask(request).await?
+    {
         if let Some(warning) = &reply.warning {
             crate::note!("{name}: warning: {warning}");
         }
@@ -294,12 +294,12 @@ pub async fn obtain_token(ctx: &Context, name: &str) -> anyhow::Result<Obtained>
 
 /// Refreshes `name` now (after a 401): through the agent when one runs, else here.
 pub async fn force_refresh(ctx: &Context, name: &str) -> anyhow::Result<()> {
-    if let Some(mut agent) = AgentClient::for_vault(ctx).await {
-        agent
-            .request(AgentRequest::Refresh {
-                profile: Some(name.to_string()),
-            })
-            .await?;
+    let request = AgentRequest::Refresh {
+        profile: Some(name.to_string()),
+    };
+    if let Some(mut agent) = AgentClient::for_vault(ctx).await
+        && agent.ask(request).await?.is_some()
+    {
         return Ok(());
     }
     let store = ctx.open_store()?;

@@ -64,12 +64,13 @@ pub async fn run(
     args: &crate::cli::StatusArgs,
 ) -> anyhow::Result<i32> {
     let warn = args.warn.unwrap_or(ctx.config.warn);
-    if let Some(mut agent) = crate::agent::client::Client::for_vault(ctx).await {
-        let request = crate::agent::protocol::Request::Status {
-            json: args.json,
-            warn_secs: warn.as_secs(),
-        };
-        let reply = agent.request(request).await?;
+    let request = crate::agent::protocol::Request::Status {
+        json: args.json,
+        warn_secs: warn.as_secs(),
+    };
+    if let Some(mut agent) = crate::agent::client::Client::for_vault(ctx).await
+        && let Some(reply) = agent.ask(request).await?
+    {
         crate::output::print(reply.text.as_deref().unwrap_or_default())?;
         return Ok(reply.code.unwrap_or(3));
     }

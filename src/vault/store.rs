@@ -150,6 +150,30 @@ struct Snapshot {
     /// (inode, size, mtime) of the file when last read or written: an unchanged fingerprint
     /// means nobody replaced the file, so it need not be read again.
     fingerprint: Option<(u64, u64, i64, i64)>,
+    /// Profile name -> position in `data.profiles`: one-profile reads (the agent's `token`)
+    /// stay constant-time at thousands of profiles.
+    index: std::collections::HashMap<String, usize>,
+}
+
+impl Snapshot {
+    fn new(
+        ciphertext: Vec<u8>,
+        data: VaultData,
+        fingerprint: Option<(u64, u64, i64, i64)>,
+    ) -> Self {
+        let index = data
+            .profiles
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.clone(), i))
+            .collect();
+        Self {
+            ciphertext,
+            data,
+            fingerprint,
+            index,
+        }
+    }
 }
 
 fn fingerprint(path: &Path) -> Option<(u64, u64, i64, i64)> {
@@ -219,11 +243,7 @@ impl Store {
             path: path.to_path_buf(),
             unlock,
             sealing: Mutex::new(sealing),
-            snapshot: Mutex::new(Snapshot {
-                fingerprint: fingerprint(path),
-                ciphertext,
-                data,
-            }),
+            snapshot: Mutex::new(Snapshot::new(ciphertext, data, fingerprint(path))),
             lease: Arc::default(),
             lock_wait: DEFAULT_LOCK_WAIT,
         }
@@ -278,7 +298,13 @@ impl Store {
 
     /// One profile from the freshest content, without cloning the rest.
     pub fn profile(&self, name: &str) -> Result<Option<super::Profile>, VaultError> {
-        self.read(|data| data.profile(name).cloned())
+        let mut snap = lock_ignoring_poison(&self.snapshot);
+        self.refresh_snapshot(&mut snap)?;
+        Ok(snap
+            .index
+            .get(name)
+            .and_then(|&i| snap.data.profiles.get(i))
+            .cloned())
     }
 
     /// The content, only when the file changed since this store last read or wrote it.
@@ -301,11 +327,7 @@ impl Store {
         }
         let (data, sealing) = decode(&current, &self.unlock, &self.path)?;
         *lock_ignoring_poison(&self.sealing) = sealing;
-        *snap = Snapshot {
-            fingerprint: now,
-            ciphertext: current,
-            data,
-        };
+        *snap = Snapshot::new(current, data, now);
         Ok(true)
     }
 
@@ -399,11 +421,7 @@ impl Store {
         };
         let ciphertext = seal(&data, &sealing)?;
         write_atomic(&self.path, &ciphertext, true)?;
-        *snap = Snapshot {
-            fingerprint: fingerprint(&self.path),
-            ciphertext,
-            data,
-        };
+        *snap = Snapshot::new(ciphertext, data, fingerprint(&self.path));
         Ok(Ok(outcome))
     }
 }
