@@ -219,7 +219,8 @@ pub struct AddArgs {
     /// Unique profile name
     pub name: String,
     /// OAuth application client id
-    #[arg(long)]
+    // Client ids may begin with '-' (Doorkeeper's are URL-safe base64).
+    #[arg(long, allow_hyphen_values = true)]
     pub client_id: String,
     /// Redirect URI registered with the app (urn:ietf:wg:oauth:2.0:oob for copy-paste)
     #[arg(long)]
@@ -250,7 +251,7 @@ pub struct AddArgs {
     #[arg(long, value_name = "FILE")]
     pub client_secret_file: Option<PathBuf>,
     /// Free-text notes
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub notes: String,
     /// The variable `exec` puts the token in [default: TOKDECK_ACCESS_TOKEN]
     #[arg(long, value_name = "VAR", value_parser = parse_env_var)]
@@ -271,7 +272,7 @@ pub struct EditArgs {
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
     /// New OAuth application client id
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub client_id: Option<String>,
     /// Read a new client secret from this file
     #[arg(long, value_name = "FILE", conflicts_with = "new_client_secret")]
@@ -304,7 +305,7 @@ pub struct EditArgs {
     #[arg(long, value_parser = parse_refresh_window, value_name = "DUR")]
     pub refresh_window: Option<Duration>,
     /// Replace the notes ("" clears them)
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub notes: Option<String>,
     /// The variable `exec` puts the token in ("" for the default)
     #[arg(long, value_name = "VAR")]
@@ -426,6 +427,33 @@ mod tests {
         assert!(matches!(cli.command, Some(Command::Exchange { code, .. }) if code == "-Xy_9z"));
         let stdin = Cli::try_parse_from(["tokdeck", "exchange", "p", "-"]).unwrap();
         assert!(matches!(stdin.command, Some(Command::Exchange { code, .. }) if code == "-"));
+    }
+
+    #[test]
+    fn a_client_id_or_note_that_begins_with_a_dash_is_a_value() {
+        let line = [
+            "tokdeck",
+            "add",
+            "p",
+            "--client-id",
+            "-Kx_9",
+            "--redirect-uri",
+            "urn:x",
+            "--notes",
+            "- todo",
+        ];
+        let cli = Cli::try_parse_from(line).unwrap();
+        let Some(Command::Add(add)) = cli.command else {
+            panic!("not add")
+        };
+        assert_eq!(
+            (add.client_id.as_str(), add.notes.as_str()),
+            ("-Kx_9", "- todo")
+        );
+        let edit = Cli::try_parse_from(["tokdeck", "edit", "p", "--client-id", "-Q"]).unwrap();
+        assert!(
+            matches!(edit.command, Some(Command::Edit(e)) if e.client_id.as_deref() == Some("-Q"))
+        );
     }
 
     #[test]
