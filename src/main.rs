@@ -19,11 +19,7 @@ fn main() -> ExitCode {
     };
     let _log = tokdeck::logging::init();
     let failure = exit::for_failure(&cli);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime_for(&cli) {
         Ok(rt) => rt,
         Err(e) => {
             tokdeck::note!("tokdeck: cannot start the async runtime: {e}");
@@ -36,5 +32,25 @@ fn main() -> ExitCode {
             tokdeck::note!("tokdeck: {}", tokdeck::logging::one_line(&e));
             ExitCode::from(failure)
         }
+    }
+}
+
+/// One-shot clients (`token`, `exec`, `api`, `status`) mostly ask the agent and print: one
+/// thread is enough and starts faster. Everything else gets two worker threads.
+fn runtime_for(cli: &Cli) -> std::io::Result<tokio::runtime::Runtime> {
+    use tokdeck::cli::Command;
+    let one_shot = matches!(
+        cli.command,
+        Some(Command::Token { .. } | Command::Exec(_) | Command::Api(_) | Command::Status(_))
+    );
+    if one_shot {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
     }
 }
