@@ -11,23 +11,28 @@ use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
 use crate::health::{access_usable, refresh_margin_for};
-use crate::vault::{Profile, Store, Token, VaultError};
+use crate::vault::{Profile, ProfileError, Store, Token, VaultError};
 use crate::worker::Job;
 
-/// A token to use, and what to tell the person about it.
+/// A token to use, what to tell the person about it, and what its users need from the
+/// profile (taken from the same read as the token, so callers need not look it up again).
 pub struct Issued {
     pub access_token: SecretString,
     /// `None`: it never expires.
     pub expires_at: Option<DateTime<Utc>>,
     /// Set when a due refresh failed and the still-valid token is handed out anyway.
     pub warning: Option<String>,
+    /// The variable `exec` puts the token in, when the profile names one.
+    pub env_var: Option<String>,
+    /// The profile's server, for `api` (no secret).
+    pub api_base: String,
 }
 
 /// Why no token can be handed out.
 #[derive(Debug, thiserror::Error)]
 pub enum NoToken {
-    #[error("no profile named '{0}': see `tokdeck status`")]
-    Unknown(String),
+    #[error(transparent)]
+    Unknown(#[from] ProfileError),
     #[error("'{0}' has no token: run `tokdeck authorize {0}`")]
     NeverAuthorized(String),
     #[error(
@@ -45,11 +50,13 @@ fn still_valid(token: &Token, now: DateTime<Utc>) -> bool {
     token.expires_at.is_none_or(|at| at > now)
 }
 
-fn issued(token: &Token, warning: Option<String>) -> Issued {
+fn issued(profile: &Profile, token: &Token, warning: Option<String>) -> Issued {
     Issued {
         access_token: token.access_token.clone(),
         expires_at: token.expires_at,
         warning,
+        env_var: profile.env_var.clone(),
+        api_base: profile.endpoints.base_url.clone(),
     }
 }
 
@@ -67,31 +74,29 @@ where
     Fut: Future<Output = Result<(), String>>,
 {
     let profile = load(store, name)?;
-    let current = profile
-        .token
-        .ok_or_else(|| NoToken::NeverAuthorized(name.to_string()))?;
-    if access_usable(&current, clock.now(), margin) {
-        return Ok(issued(&current, None));
+    let current = token_of(&profile)?;
+    if access_usable(current, clock.now(), margin) {
+        return Ok(issued(&profile, current, None));
     }
     if current.refresh_token.is_none() {
-        return if still_valid(&current, clock.now()) {
-            Ok(issued(&current, None))
+        return if still_valid(current, clock.now()) {
+            Ok(issued(&profile, current, None))
         } else {
             Err(NoToken::Dead(name.to_string()))
         };
     }
     let job = Job::Refresh {
-        if_expiring_within: refresh_margin_for(&current, margin),
+        if_expiring_within: refresh_margin_for(current, margin),
     };
     let failure = refresh(job).await.err();
     // Read again: the refresh saved a new token, or someone else did meanwhile.
-    let latest = load(store, name)?
-        .token
-        .ok_or_else(|| NoToken::NeverAuthorized(name.to_string()))?;
+    let profile = load(store, name)?;
+    let latest = token_of(&profile)?;
     match failure {
-        None => Ok(issued(&latest, None)),
-        Some(why) if still_valid(&latest, clock.now()) => Ok(issued(
-            &latest,
+        None => Ok(issued(&profile, latest, None)),
+        Some(why) if still_valid(latest, clock.now()) => Ok(issued(
+            &profile,
+            latest,
             Some(format!(
                 "refresh failed ({why}); handing out the current token"
             )),
@@ -101,7 +106,14 @@ where
 }
 
 fn load(store: &Store, name: &str) -> Result<Profile, NoToken> {
-    store
+    Ok(store
         .profile(name)?
-        .ok_or_else(|| NoToken::Unknown(name.to_string()))
+        .ok_or_else(|| ProfileError::NotFound(name.to_string()))?)
+}
+
+fn token_of(profile: &Profile) -> Result<&Token, NoToken> {
+    profile
+        .token
+        .as_ref()
+        .ok_or_else(|| NoToken::NeverAuthorized(profile.name.clone()))
 }

@@ -190,17 +190,14 @@ async fn token(keeper: &Keeper, name: &str) -> Reply {
     let refresh = |job: Job| keeper.refresh(name, job);
     let store = keeper.store.clone();
     match tokens::usable_token(&store, name, &keeper.clock, keeper.refresh_margin, refresh).await {
-        Ok(issued) => {
-            let profile = store.profile(name).ok().flatten();
-            Reply {
-                token: Some(issued.access_token.expose_secret().to_string()),
-                expires_at: issued.expires_at,
-                env_var: profile.as_ref().and_then(|p| p.env_var.clone()),
-                api_base: profile.map(|p| p.endpoints.base_url),
-                warning: issued.warning,
-                ..Reply::ok()
-            }
-        }
+        Ok(issued) => Reply {
+            token: Some(issued.access_token.expose_secret().to_string()),
+            expires_at: issued.expires_at,
+            env_var: issued.env_var,
+            api_base: Some(issued.api_base),
+            warning: issued.warning,
+            ..Reply::ok()
+        },
         Err(e) => Reply::error(e.to_string()),
     }
 }

@@ -11,7 +11,7 @@ use age::secrecy::ExposeSecret;
 use anyhow::{Context as _, anyhow, bail};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::oauth::{force_refresh, obtain_token};
+use super::oauth::TokenSource;
 use crate::cli::ApiArgs;
 use crate::context::Context;
 use crate::display::{untrusted, untrusted_lines, untrusted_short};
@@ -27,9 +27,11 @@ struct Answer {
 }
 
 pub async fn run(ctx: &Context, args: &ApiArgs) -> anyhow::Result<i32> {
-    let obtained = obtain_token(ctx, &args.name).await?;
-    let base = url::Url::parse(&obtained.api_base)
-        .with_context(|| format!("the profile's base URL '{}' is invalid", obtained.api_base))?;
+    // One source for the first token and any refresh: the vault is opened at most once.
+    let mut tokens = TokenSource::new(ctx).await;
+    let issued = tokens.obtain(&args.name).await?;
+    let base = url::Url::parse(&issued.api_base)
+        .with_context(|| format!("the profile's base URL '{}' is invalid", issued.api_base))?;
     let url = target(&base, &args.path)?;
     let body = request_body(args.data.as_deref())?;
     let method = method(args)?;
@@ -45,16 +47,16 @@ pub async fn run(ctx: &Context, args: &ApiArgs) -> anyhow::Result<i32> {
         }
         read(request)
     };
-    let first = obtained.issued.access_token.expose_secret().to_string();
+    let first = issued.access_token.expose_secret().to_string();
     let mut answer = send(first).await?;
     if answer.status == reqwest::StatusCode::UNAUTHORIZED {
         crate::note!(
             "{}: 401 from the API: refreshing the token and trying once more",
             args.name
         );
-        force_refresh(ctx, &args.name).await?;
-        let again = obtain_token(ctx, &args.name).await?;
-        answer = send(again.issued.access_token.expose_secret().to_string()).await?;
+        tokens.refresh(&args.name).await?;
+        let again = tokens.obtain(&args.name).await?;
+        answer = send(again.access_token.expose_secret().to_string()).await?;
     }
     show(&answer, args.include)?;
     if answer.status.is_success() {

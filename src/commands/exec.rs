@@ -7,7 +7,7 @@ use std::os::unix::process::CommandExt;
 use age::secrecy::ExposeSecret;
 use anyhow::anyhow;
 
-use super::oauth::obtain_token;
+use super::oauth::TokenSource;
 use crate::cli::ExecArgs;
 use crate::context::Context;
 
@@ -17,24 +17,23 @@ pub const DEFAULT_VAR: &str = "TOKDECK_ACCESS_TOKEN";
 /// Runs CMD; returns only when it could not be started (126: not executable, 127: not found,
 /// as shells say).
 pub async fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<i32> {
-    let obtained = obtain_token(ctx, &args.name).await?;
+    let issued = TokenSource::new(ctx).await.obtain(&args.name).await?;
     let var = args
         .env
         .clone()
-        .or(obtained.env_var)
+        .or(issued.env_var)
         .unwrap_or_else(|| DEFAULT_VAR.into());
     let (program, rest) = args
         .command
         .split_first()
         .ok_or_else(|| anyhow!("no command to run: put it after --"))?;
-    let expires = obtained
-        .issued
+    let expires = issued
         .expires_at
         .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default();
     let error = std::process::Command::new(program)
         .args(rest)
-        .env(&var, obtained.issued.access_token.expose_secret())
+        .env(&var, issued.access_token.expose_secret())
         .env("TOKDECK_TOKEN_EXPIRES_AT", expires)
         .env("TOKDECK_PROFILE", &args.name)
         .exec();

@@ -8,13 +8,13 @@ use anyhow::{anyhow, bail};
 use zeroize::Zeroizing;
 
 use crate::agent::client::Client as AgentClient;
-use crate::agent::protocol::Request as AgentRequest;
+use crate::agent::protocol::{Reply as AgentReply, Request as AgentRequest};
 use crate::cli::{AuthorizeArgs, RefreshArgs};
 use crate::context::Context;
 use crate::duration::format_countdown;
 use crate::oauth::listener::loopback_target;
 use crate::tokens::{self, Issued};
-use crate::vault::{Profile, Store};
+use crate::vault::{Profile, ProfileError, Store};
 use crate::worker::{Command, Event, Job, Outcome};
 
 /// A job that failed: its profile and the message.
@@ -67,9 +67,9 @@ async fn run_jobs(
 }
 
 fn profile_named(store: &Store, name: &str) -> anyhow::Result<Profile> {
-    store
+    Ok(store
         .profile(name)?
-        .ok_or_else(|| anyhow!("no profile named '{name}': see `tokdeck status`"))
+        .ok_or_else(|| ProfileError::NotFound(name.to_string()))?)
 }
 
 fn validity(profile: Option<&Profile>, now: chrono::DateTime<chrono::Utc>) -> String {
@@ -230,89 +230,109 @@ pub async fn refresh(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<()> {
     fail_if(&failures, total)
 }
 
-/// Gets a usable token for `name` through a worker of this process (see [`crate::tokens`]),
-/// warning on stderr when a due refresh failed but the token still works.
-pub async fn issue_token(ctx: &Context, store: Arc<Store>, name: &str) -> anyhow::Result<Issued> {
-    let refresh = |job: Job| {
-        let store = store.clone();
-        async move {
-            let failures = run_jobs(ctx, store, vec![(name.to_string(), job)], |_| {})
-                .await
-                .map_err(|e| e.to_string())?;
-            failures.first().map_or(Ok(()), |f| Err(f.error.clone()))
+/// Where one command gets its tokens: the running agent when it keeps this vault (no
+/// decryption, no prompt), else this run's vault, opened at most once however many tokens and
+/// refreshes the command needs (a passphrase is asked for once).
+pub struct TokenSource<'a> {
+    ctx: &'a Context,
+    /// `None` when no agent answers, or it keeps another vault.
+    agent: Option<AgentClient>,
+    /// The vault, once opened.
+    store: Option<Arc<Store>>,
+}
+
+impl<'a> TokenSource<'a> {
+    pub async fn new(ctx: &'a Context) -> TokenSource<'a> {
+        TokenSource {
+            ctx,
+            agent: AgentClient::for_vault(ctx).await,
+            store: None,
         }
-    };
-    let issued =
-        tokens::usable_token(&store, name, &ctx.clock, ctx.config.refresh_margin, refresh).await?;
-    if let Some(warning) = &issued.warning {
-        crate::note!("{name}: warning: {warning}");
     }
-    Ok(issued)
-}
 
-/// A usable token, the profile's `exec` variable and its API base URL.
-pub struct Obtained {
-    pub issued: Issued,
-    pub env_var: Option<String>,
-    pub api_base: String,
-}
-
-/// A usable token for `name`: from the running agent when one keeps this vault (no decryption,
-/// no prompt), else from the vault itself.
-pub async fn obtain_token(ctx: &Context, name: &str) -> anyhow::Result<Obtained> {
-    let request = AgentRequest::Token {
-        profile: name.to_string(),
-    };
-    if let Some(mut agent) = AgentClient::for_vault(ctx).await
-        && let Some(reply) = agent.ask(request).await?
-    {
-        if let Some(warning) = &reply.warning {
-            crate::note!("{name}: warning: {warning}");
+    /// Asks the agent, if one keeps this vault; `None` means "do it here".
+    async fn ask_agent(&mut self, request: AgentRequest) -> anyhow::Result<Option<AgentReply>> {
+        let Some(agent) = self.agent.as_mut() else {
+            return Ok(None);
+        };
+        let reply = agent.ask(request).await?;
+        if reply.is_none() {
+            self.agent = None;
         }
-        let token = reply
-            .token
-            .ok_or_else(|| anyhow!("the agent sent no token for '{name}'"))?;
-        return Ok(Obtained {
-            issued: Issued {
-                access_token: SecretString::from(token),
+        Ok(reply)
+    }
+
+    fn store(&mut self) -> anyhow::Result<Arc<Store>> {
+        if let Some(store) = &self.store {
+            return Ok(store.clone());
+        }
+        let store = self.ctx.open_store()?;
+        self.store = Some(store.clone());
+        Ok(store)
+    }
+
+    /// A usable token for `name` (see [`crate::tokens`]); a warning goes to stderr when a due
+    /// refresh failed but the token still works.
+    pub async fn obtain(&mut self, name: &str) -> anyhow::Result<Issued> {
+        let request = AgentRequest::Token {
+            profile: name.to_string(),
+        };
+        let issued = match self.ask_agent(request).await? {
+            Some(reply) => Issued {
+                access_token: SecretString::from(
+                    reply
+                        .token
+                        .ok_or_else(|| anyhow!("the agent sent no token for '{name}'"))?,
+                ),
                 expires_at: reply.expires_at,
                 warning: reply.warning,
+                env_var: reply.env_var,
+                api_base: reply.api_base.unwrap_or_default(),
             },
-            env_var: reply.env_var,
-            api_base: reply.api_base.unwrap_or_default(),
-        });
+            None => self.issue_here(name).await?,
+        };
+        if let Some(warning) = &issued.warning {
+            crate::note!("{name}: warning: {warning}");
+        }
+        Ok(issued)
     }
-    let store = ctx.open_store()?;
-    let issued = issue_token(ctx, store.clone(), name).await?;
-    let profile = store.profile(name)?;
-    Ok(Obtained {
-        issued,
-        env_var: profile.as_ref().and_then(|p| p.env_var.clone()),
-        api_base: profile.map(|p| p.endpoints.base_url).unwrap_or_default(),
-    })
-}
 
-/// Refreshes `name` now (after a 401): through the agent when one runs, else here.
-pub async fn force_refresh(ctx: &Context, name: &str) -> anyhow::Result<()> {
-    let request = AgentRequest::Refresh {
-        profile: Some(name.to_string()),
-    };
-    if let Some(mut agent) = AgentClient::for_vault(ctx).await
-        && agent.ask(request).await?.is_some()
-    {
-        return Ok(());
+    /// A usable token through a worker of this process.
+    async fn issue_here(&mut self, name: &str) -> anyhow::Result<Issued> {
+        let (ctx, store) = (self.ctx, self.store()?);
+        let refresh = |job: Job| {
+            let store = store.clone();
+            async move {
+                let failures = run_jobs(ctx, store, vec![(name.to_string(), job)], |_| {})
+                    .await
+                    .map_err(|e| e.to_string())?;
+                failures.first().map_or(Ok(()), |f| Err(f.error.clone()))
+            }
+        };
+        let margin = ctx.config.refresh_margin;
+        Ok(tokens::usable_token(&store, name, &ctx.clock, margin, refresh).await?)
     }
-    let store = ctx.open_store()?;
-    let job = Job::Refresh {
-        if_expiring_within: None,
-    };
-    let failures = run_jobs(ctx, store, vec![(name.to_string(), job)], |_| {}).await?;
-    fail_if(&failures, 1)
+
+    /// Refreshes `name` now (after a 401).
+    pub async fn refresh(&mut self, name: &str) -> anyhow::Result<()> {
+        let request = AgentRequest::Refresh {
+            profile: Some(name.to_string()),
+        };
+        if self.ask_agent(request).await?.is_some() {
+            return Ok(());
+        }
+        let store = self.store()?;
+        let job = Job::Refresh {
+            if_expiring_within: None,
+        };
+        let failures = run_jobs(self.ctx, store, vec![(name.to_string(), job)], |_| {}).await?;
+        fail_if(&failures, 1)
+    }
 }
 
 /// `tokdeck token`: only the token goes to stdout.
 pub async fn token(ctx: &Context, name: &str) -> anyhow::Result<()> {
-    print_token(&obtain_token(ctx, name).await?.issued)
+    print_token(&TokenSource::new(ctx).await.obtain(name).await?)
 }
 
 /// The token on stdout: a newline on a terminal, none in a pipe (for `$(tokdeck token x)` and
