@@ -13,6 +13,10 @@ use std::fmt::Write as _;
 /// How many characters of a server's error description are shown; JSON keeps the rest.
 pub const MAX_SERVER_TEXT: usize = 300;
 
+/// Longest error line shown: our words around a server's text of at most
+/// [`MAX_SERVER_TEXT`] characters.
+pub const MAX_ERROR_LINE: usize = MAX_SERVER_TEXT + 100;
+
 /// Text for one line: every control character (C0, DEL, C1), newlines included, becomes a
 /// visible escape such as `\x1b` or `\u{9b}`; tabs stay.
 pub fn untrusted(text: &str) -> Cow<'_, str> {
@@ -53,19 +57,14 @@ pub fn json_for_terminal(json: String) -> String {
     out
 }
 
-/// Whether `c` must not reach a terminal raw.
-pub fn is_control(c: char) -> bool {
-    c.is_control()
-}
-
 fn escape(text: &str, keep_newlines: bool) -> Cow<'_, str> {
     let allowed = |c: char| c == '\t' || (keep_newlines && c == '\n');
-    if !text.chars().any(|c| is_control(c) && !allowed(c)) {
+    if !text.chars().any(|c| c.is_control() && !allowed(c)) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if !is_control(c) || allowed(c) {
+        if !c.is_control() || allowed(c) {
             out.push(c);
         } else if (c as u32) < 0x80 {
             let _ = write!(out, "\\x{:02x}", c as u32);

@@ -62,9 +62,11 @@ pub fn keepalive_due(
     })
 }
 
-/// Whether refreshing makes sense at all: a token that never expires has nothing to renew.
-pub fn never_expires(token: &Token) -> bool {
-    token.expires_at.is_none()
+/// Whether refreshing makes no sense at all: the token never expires and there is no refresh
+/// token to renew it with (a company token). `refresh` succeeds without a request, and
+/// `refresh --all` passes it by.
+pub fn nothing_to_refresh(token: &Token) -> bool {
+    token.expires_at.is_none() && token.refresh_token.is_none()
 }
 
 /// A profile's condition, most urgent first (the order sorts the TUI table).

@@ -7,8 +7,14 @@ use std::io::{ErrorKind, Write};
 
 /// Writes `text` to stdout as is; a closed pipe is not an error.
 pub fn print(text: &str) -> std::io::Result<()> {
+    print_bytes(text.as_bytes())
+}
+
+/// Writes `bytes` to stdout as they are (a body passed on in a pipe); a closed pipe is not an
+/// error.
+pub fn print_bytes(bytes: &[u8]) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    quiet_on_closed_pipe(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+    quiet_on_closed_pipe(out.write_all(bytes).and_then(|()| out.flush()))
 }
 
 /// Writes `text` and a newline to stdout; a closed pipe is not an error.

@@ -156,11 +156,8 @@ fn client(timeout: Duration, url: &url::Url) -> anyhow::Result<reqwest::Client> 
             attempt.follow()
         }
     });
-    reqwest::Client::builder()
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .timeout(timeout)
+    crate::oauth::client::http_builder(timeout)
         .redirect(policy)
-        .user_agent(concat!("tokdeck/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("cannot set up HTTP")
 }
@@ -209,12 +206,7 @@ fn show(answer: &Answer, include: bool) -> anyhow::Result<()> {
         })?;
     }
     if !terminal {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        return match out.write_all(&answer.body).and_then(|()| out.flush()) {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-            other => other.map_err(Into::into),
-        };
+        return Ok(crate::output::print_bytes(&answer.body)?);
     }
     let text = match serde_json::from_slice::<serde_json::Value>(&answer.body) {
         Ok(json) => crate::display::json_for_terminal(serde_json::to_string_pretty(&json)?),

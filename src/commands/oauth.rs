@@ -186,7 +186,7 @@ pub async fn refresh(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<()> {
         for p in &data.profiles {
             match &p.token {
                 // Nothing to renew: a token that never expires is skipped without a word.
-                Some(t) if crate::health::never_expires(t) && t.refresh_token.is_none() => {}
+                Some(t) if crate::health::nothing_to_refresh(t) => {}
                 Some(t) if t.refresh_token.is_some() => names.push(p.name.clone()),
                 Some(_) => crate::note!(
                     "{}: skipped (no refresh token: authorize again when it expires)",

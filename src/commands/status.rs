@@ -5,13 +5,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::display::{MAX_SERVER_TEXT, untrusted, untrusted_short};
+use crate::display::{MAX_ERROR_LINE, untrusted, untrusted_short};
 use crate::health::{Assessment, Health};
-
-/// A stored error in the table: our words around a server's description of at most
-/// [`MAX_SERVER_TEXT`] characters.
-const MAX_ERROR_LINE: usize = MAX_SERVER_TEXT + 100;
-use crate::vault::{Profile, VaultData};
+use crate::vault::{CheckResult, Profile, VaultData};
 
 /// One profile as `status --json` prints it. Field names are a stable interface.
 #[derive(Debug, Serialize)]
@@ -47,10 +43,7 @@ impl StatusRow {
             access_expires_in_secs: a.access_left,
             refresh_expires_at: token.and_then(|t| t.refresh_expires_at),
             refresh_window_left_secs: a.refresh_left,
-            owner_identity: profile
-                .last_check
-                .as_ref()
-                .map(super::super::vault::model::CheckResult::owner_line),
+            owner_identity: profile.last_check.as_ref().map(CheckResult::owner_line),
             last_error: profile.last_error.clone(),
             access_text: a.access_text(),
             refresh_text: a.refresh_text(),

@@ -186,6 +186,15 @@ struct Credential {
     employee_id: Option<i64>,
 }
 
+/// Every HTTP client of tokdeck's starts here: its timeouts and its name. Callers choose the
+/// redirect policy.
+pub fn http_builder(timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .timeout(timeout)
+        .user_agent(concat!("tokdeck/", env!("CARGO_PKG_VERSION")))
+}
+
 /// Talks to OAuth servers. Cheap to clone.
 #[derive(Clone)]
 pub struct OAuthClient {
@@ -198,12 +207,9 @@ pub struct OAuthClient {
 impl OAuthClient {
     /// A client with the given per-request timeout and credentials API version.
     pub fn new(timeout: Duration, api_version: &str) -> Result<Self, OAuthError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .timeout(timeout)
+        let http = http_builder(timeout)
             // Token endpoints must answer themselves; a redirect could carry secrets elsewhere.
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("tokdeck/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| OAuthError::Invalid(format!("cannot set up HTTP: {e}")))?;
         Ok(Self {

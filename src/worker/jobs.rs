@@ -197,10 +197,8 @@ impl Worker {
         self.blocking(move |store| store.profile(&wanted))
             .await?
             .ok_or_else(|| {
-                JobError::new(
-                    FailureKind::Precondition,
-                    format!("no profile named '{name}': see `tokdeck status`"),
-                )
+                let missing = crate::vault::ProfileError::NotFound(name.to_string());
+                JobError::new(FailureKind::Precondition, missing.to_string())
             })
     }
 
@@ -369,7 +367,7 @@ impl Worker {
         let Some(token) = &profile.token else {
             return Err(OAuthError::NoToken.into());
         };
-        if crate::health::never_expires(token) && token.refresh_token.is_none() {
+        if crate::health::nothing_to_refresh(token) {
             return Ok((
                 Outcome::Unchanged("does not expire; nothing to refresh".into()),
                 None,

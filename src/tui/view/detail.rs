@@ -7,8 +7,8 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
-use super::{MAX_ERROR_LINE, fg, safe};
-use crate::display::untrusted_short;
+use super::{fg, safe};
+use crate::display::{MAX_ERROR_LINE, untrusted_short};
 use crate::health::Assessment;
 use crate::tui::app::App;
 use crate::tui::theme::Theme;

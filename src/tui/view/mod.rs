@@ -13,12 +13,9 @@ use super::app::{App, Mode};
 use super::keymap::{NORMAL, hint_line};
 use super::popup::Card;
 use super::theme::Theme;
-use crate::display::{MAX_SERVER_TEXT, untrusted, untrusted_short};
+use crate::display::{MAX_ERROR_LINE, untrusted, untrusted_short};
 
 pub(super) const SPINNER: [&str; 8] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧"];
-
-/// Longest error line shown: our words around a server's text of at most 300 characters.
-pub(super) const MAX_ERROR_LINE: usize = MAX_SERVER_TEXT + 100;
 
 /// Text from a server, a shared vault or a paste, made safe to draw (see [`crate::display`]).
 pub(super) fn safe(text: &str) -> String {
