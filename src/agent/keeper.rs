@@ -177,31 +177,37 @@ impl Keeper {
     /// refused by the server before (a person has to look at those).
     async fn due(&self) -> Vec<String> {
         let store = self.store.clone();
-        let Ok(Ok((changed, data))) = tokio::task::spawn_blocking(move || {
+        let now = self.clock.now();
+        let (margin, horizon) = (self.refresh_margin, self.horizon);
+        // The vault is judged where it lies (no copy of every profile each interval); only the
+        // candidates come out, with the token they would refresh.
+        let judged = tokio::task::spawn_blocking(move || {
             let changed = store.reload_if_changed()?.is_some();
-            store.snapshot().map(|d| (changed, d))
+            let candidates = store.read(|data| {
+                data.profiles
+                    .iter()
+                    .filter(|p| p.last_error.is_none())
+                    .filter_map(|p| p.token.as_ref().map(|t| (p, t)))
+                    .filter(|(p, t)| keepalive_due(t, p.auto_refresh, now, margin, horizon))
+                    .map(|(p, t)| (p.name.clone(), t.obtained_at))
+                    .collect::<Vec<_>>()
+            })?;
+            Ok::<_, crate::vault::VaultError>((changed, candidates))
         })
-        .await
-        else {
+        .await;
+        let Ok(Ok((changed, candidates))) = judged else {
             tracing::warn!("cannot read the vault; will try again");
             return Vec::new();
         };
         if changed {
             self.note("the vault changed on disk: reloaded");
         }
-        let now = self.clock.now();
         let mut state = self.state();
         let mut due = Vec::new();
-        for p in &data.profiles {
-            let Some(t) = &p.token else { continue };
-            let wanted = p.last_error.is_none()
-                && keepalive_due(t, p.auto_refresh, now, self.refresh_margin, self.horizon);
-            if wanted
-                && !state.busy.contains(&p.name)
-                && state.pacing.may_try(&p.name, t.obtained_at, now)
-            {
-                state.pacing.tried(&p.name, t.obtained_at, now);
-                due.push(p.name.clone());
+        for (name, obtained_at) in candidates {
+            if !state.busy.contains(&name) && state.pacing.may_try(&name, obtained_at, now) {
+                state.pacing.tried(&name, obtained_at, now);
+                due.push(name);
             }
         }
         due

@@ -71,7 +71,7 @@ fn add(store: &Store, wanted: &[String]) -> anyhow::Result<()> {
         .map(|r| crypto::canonical_recipient(r))
         .collect::<Result<_, _>>()?;
     let own = store.unlocking_recipients();
-    let added = store.update(|data| -> anyhow::Result<usize> {
+    let (added, total) = store.update(|data| -> anyhow::Result<(usize, usize)> {
         seed_from_key(data, &own);
         let present = canonical_all(&data.recipients);
         let mut added = 0;
@@ -81,13 +81,12 @@ fn add(store: &Store, wanted: &[String]) -> anyhow::Result<()> {
                 added += 1;
             }
         }
-        Ok(added)
+        Ok((added, data.recipients.len()))
     })??;
     crate::note!(
-        "{added} recipient{} added; the vault is now encrypted to {} recipient{}",
+        "{added} recipient{} added; the vault is now encrypted to {total} recipient{}",
         plural(added),
-        store.read(|d| d.recipients.len())?,
-        plural(store.read(|d| d.recipients.len())?)
+        plural(total)
     );
     Ok(())
 }
@@ -98,13 +97,13 @@ fn remove(store: &Store, unwanted: &[String], force: bool) -> anyhow::Result<()>
         .iter()
         .map(|r| crypto::canonical_recipient(r))
         .collect::<Result<_, _>>()?;
-    let mine = canonical_all(&store.unlocking_recipients());
-    if !force && let Some(own) = gone.iter().find(|r| mine.contains(r)) {
+    let own = store.unlocking_recipients();
+    let mine = canonical_all(&own);
+    if !force && let Some(yours) = gone.iter().find(|r| mine.contains(r)) {
         bail!(
-            "{own} is the key you opened the vault with: removing it locks you out; pass --force if that is what you want"
+            "{yours} is the key you opened the vault with: removing it locks you out; pass --force if that is what you want"
         );
     }
-    let own = store.unlocking_recipients();
     let exposed = store.update(|data| -> anyhow::Result<Exposed> {
         seed_from_key(data, &own);
         let before = data.recipients.len();

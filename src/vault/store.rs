@@ -150,9 +150,10 @@ struct Snapshot {
     /// (inode, size, mtime) of the file when last read or written: an unchanged fingerprint
     /// means nobody replaced the file, so it need not be read again.
     fingerprint: Option<(u64, u64, i64, i64)>,
-    /// Profile name -> position in `data.profiles`: one-profile reads (the agent's `token`)
-    /// stay constant-time at thousands of profiles.
-    index: std::collections::HashMap<String, usize>,
+    /// Profile name -> position in `data.profiles`, built by the first one-profile read after
+    /// a change (the agent's `token` stays constant-time at thousands of profiles; saves, which
+    /// never read by name, do not pay for it).
+    index: Option<std::collections::HashMap<String, usize>>,
 }
 
 impl Snapshot {
@@ -161,18 +162,25 @@ impl Snapshot {
         data: VaultData,
         fingerprint: Option<(u64, u64, i64, i64)>,
     ) -> Self {
-        let index = data
-            .profiles
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.name.clone(), i))
-            .collect();
         Self {
             ciphertext,
             data,
             fingerprint,
-            index,
+            index: None,
         }
+    }
+
+    /// The profile called `name`, through the index (built here when missing).
+    fn profile(&mut self, name: &str) -> Option<&super::Profile> {
+        let profiles = &self.data.profiles;
+        let index = self.index.get_or_insert_with(|| {
+            profiles
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.name.clone(), i))
+                .collect()
+        });
+        index.get(name).and_then(|&i| profiles.get(i))
     }
 }
 
@@ -300,11 +308,7 @@ impl Store {
     pub fn profile(&self, name: &str) -> Result<Option<super::Profile>, VaultError> {
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
-        Ok(snap
-            .index
-            .get(name)
-            .and_then(|&i| snap.data.profiles.get(i))
-            .cloned())
+        Ok(snap.profile(name).cloned())
     }
 
     /// The content, only when the file changed since this store last read or wrote it.
@@ -567,6 +571,47 @@ mod tests {
             "backup is the old vault"
         );
         assert_ne!(fs::read(store.path()).unwrap(), before);
+    }
+
+    #[test]
+    fn one_profile_reads_follow_every_change() {
+        use crate::vault::{Endpoints, Profile, Provider};
+        let dir = tempfile::tempdir().unwrap();
+        let (store, key) = new_store(dir.path());
+        let profile = |name: &str| {
+            Profile::new(
+                name.into(),
+                Provider::Factorial,
+                Endpoints::at("https://api.factorialhr.com"),
+                "c".into(),
+                SecretString::from("s"),
+                "urn:ietf:wg:oauth:2.0:oob".into(),
+            )
+        };
+        assert!(store.profile("a").unwrap().is_none());
+        store
+            .update(|d| d.insert(profile("a")).and_then(|()| d.insert(profile("b"))))
+            .unwrap()
+            .unwrap();
+        assert_eq!(store.profile("b").unwrap().unwrap().name, "b");
+        store
+            .update(|d| d.remove("a").map(|_| ()))
+            .unwrap()
+            .unwrap();
+        assert!(store.profile("a").unwrap().is_none());
+        assert_eq!(
+            store.profile("b").unwrap().unwrap().name,
+            "b",
+            "b moved to 0"
+        );
+        // A change made by another process is seen too.
+        let other = Store::open(
+            store.path(),
+            Unlock::Identity(IdentityFile::load(&key).unwrap()),
+        )
+        .unwrap();
+        other.update(|d| d.insert(profile("c"))).unwrap().unwrap();
+        assert_eq!(store.profile("c").unwrap().unwrap().name, "c");
     }
 
     #[test]

@@ -252,29 +252,15 @@ impl Finished {
     }
 }
 
-/// The ends the caller keeps.
+/// The ends the caller keeps. To shut the worker down without losing a rotated token:
+/// [`Canceller::cancel_all`] (listeners stop), drop `commands` (no new jobs), and keep taking
+/// `events` until [`Finished::wait`] returns (the jobs that may hold a token have saved it).
+/// The app's runtime and the agent both do this.
 pub struct WorkerHandle {
     pub commands: mpsc::UnboundedSender<Command>,
     pub events: mpsc::UnboundedReceiver<Event>,
     pub canceller: Canceller,
     pub finished: Finished,
-}
-
-impl WorkerHandle {
-    /// Stops taking jobs, stops those that only wait, and returns when every other job has
-    /// finished, so no rotated token is lost to quitting. Events keep arriving meanwhile.
-    pub async fn shutdown(self) -> mpsc::UnboundedReceiver<Event> {
-        let WorkerHandle {
-            commands,
-            events,
-            canceller,
-            mut finished,
-        } = self;
-        canceller.cancel_all();
-        drop(commands);
-        finished.wait().await;
-        events
-    }
 }
 
 /// Starts the worker on the current tokio runtime.
