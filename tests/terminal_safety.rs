@@ -235,80 +235,21 @@ fn the_app_draws_hostile_text_escaped() {
     let env = Env::new();
     let server = MockServer::start();
     hostile_vault(&env, &server);
-    let socket = format!("tokdeck-safety-{}", std::process::id());
     let raw = env.home().join("raw.bin");
-    let home = env.home();
-    let tmux = |args: &[&str]| {
-        common::tool("tmux")
-            .args(["-L", &socket])
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    /// Kills the private tmux server however the test ends.
-    struct KillOnDrop(String);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = common::tool("tmux")
-                .args(["-L", &self.0, "kill-server"])
-                .output();
-        }
-    }
-    let _server = KillOnDrop(socket.clone());
-    let started = common::tool("tmux")
-        .args([
-            "-L",
-            &socket,
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-s",
-            "safety",
-            "-x",
-            "160",
-            "-y",
-            "45",
-        ])
-        .arg("-e")
-        .arg(format!("HOME={}", home.display()))
-        .arg("-e")
-        .arg(format!("XDG_CONFIG_HOME={}", home.join("config").display()))
-        .arg("-e")
-        .arg(format!("XDG_DATA_HOME={}", home.join("data").display()))
-        .arg("-e")
-        .arg(format!("XDG_STATE_HOME={}", home.join("state").display()))
-        // A second's pause, so the pipe below is attached before the app draws anything.
-        .arg(format!("sh -c 'sleep 1; exec {}'", common::bin().display()))
-        .output()
-        .unwrap();
-    assert!(started.status.success(), "{}", stderr(&started));
-    let piped = tmux(&[
-        "pipe-pane",
-        "-t",
-        "safety",
-        "-o",
-        &format!("cat >> {}", raw.display()),
-    ]);
-    assert!(
-        piped.status.success(),
-        "pipe-pane: {} (sessions: {})",
-        stderr(&piped),
-        stdout(&tmux(&["list-sessions"]))
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let screen = loop {
-        let s = String::from_utf8_lossy(&tmux(&["capture-pane", "-t", "safety", "-p"]).stdout)
-            .into_owned();
-        if s.contains("notes") && s.contains("PWNED") {
-            break s;
-        }
-        assert!(std::time::Instant::now() < deadline, "no detail pane:\n{s}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let _ = tmux(&["send-keys", "-t", "safety", "q"]);
+    // A second's pause, so the pipe below is attached before the app draws anything.
+    let script = format!("sh -c 'sleep 1; exec {}'", common::bin().display());
+    let tmux = common::tmux::Tmux::start(&env, 160, 45, &script);
+    tmux.pipe_to(&raw);
+    let screen = tmux.wait_for("the detail pane", |s| {
+        s.contains("notes") && s.contains("PWNED")
+    });
+    tmux.keys(&["q"]);
     std::thread::sleep(Duration::from_millis(300));
     assert!(screen.contains("\\x1b]52;c;aGFja2Vk"), "{screen}");
+    // Each field from the vault shows its escapes, not only the error line.
+    for shown in ["boom\\x1b]52", "test-client\\x1b]52", "note\\x1b]52"] {
+        assert!(screen.contains(shown), "{shown} missing:\n{screen}");
+    }
     let bytes = std::fs::read(&raw).unwrap_or_default();
     assert!(!bytes.is_empty(), "pipe-pane captured nothing");
     let text = String::from_utf8_lossy(&bytes);

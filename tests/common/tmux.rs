@@ -48,6 +48,20 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Appends every byte the program writes to the terminal to `file`, from now on.
+    pub fn pipe_to(&self, file: &std::path::Path) {
+        let out = super::tool("tmux")
+            .args(["-L", &self.socket, "pipe-pane", "-o"])
+            .arg(format!("cat >> {}", file.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pipe-pane: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// tmux's newest paste buffer.
     pub fn buffer(&self) -> String {
         let out = super::tool("tmux")
@@ -94,9 +108,10 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
+        // The server may be gone already (its only program exited); that is fine, and quiet.
         let _ = super::tool("tmux")
             .args(["-L", &self.socket, "kill-server"])
-            .status();
+            .output();
     }
 }
 
