@@ -459,24 +459,12 @@ fn authorize_without_listen_prints_the_url_and_exchange_checks_its_state() {
     let server = MockServer::start();
     // A redirect URI tokdeck does not listen on: the person copies the URL the browser
     // ended on, which carries the state.
-    let base = server.base_url();
-    let add = env.run_with_stdin(
-        &[
-            "add",
-            "p",
-            "--client-id",
-            common::CLIENT_ID,
-            "--base-url",
-            &base,
-            "--redirect-uri",
-            "http://127.0.0.1:9/cb",
-            "--owner",
-            "company",
-            "--pkce",
-        ],
-        common::CLIENT_SECRET,
+    env.add_profile_redirecting(
+        "p",
+        &server,
+        "http://127.0.0.1:9/cb",
+        &["--owner", "company", "--pkce"],
     );
-    assert!(add.status.success(), "{}", stderr(&add));
     let out = env.run(&["authorize", "p", "--no-browser"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let url = stdout(&out).trim().to_string();
