@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::duration::{parse_duration_arg, parse_refresh_window};
-use crate::vault::{OwnerType, Provider};
+use crate::vault::{AuthMethod, GrantType, OwnerType, Provider};
 
 /// `--provider`: a server preset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -29,6 +29,125 @@ impl From<ProviderArg> for Provider {
             ProviderArg::FactorialDemo => Provider::FactorialDemo,
             ProviderArg::Custom => Provider::Custom,
         }
+    }
+}
+
+/// `--auth-method`: how the client proves who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMethodArg {
+    /// client_secret_basic: HTTP Basic (every server supports it)
+    Basic,
+    /// client_secret_post: id and secret in the form body (Factorial)
+    Post,
+    /// A public client: no secret, always PKCE
+    None,
+}
+
+impl From<AuthMethodArg> for AuthMethod {
+    fn from(arg: AuthMethodArg) -> Self {
+        match arg {
+            AuthMethodArg::Basic => AuthMethod::Basic,
+            AuthMethodArg::Post => AuthMethod::Post,
+            AuthMethodArg::None => AuthMethod::None,
+        }
+    }
+}
+
+/// `--grant`: how the first token is had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GrantArg {
+    /// Authorization code: a browser, then a pasted code or the loopback listener
+    Code,
+    /// Device login (RFC 8628): a code to enter on any device; for SSH sessions
+    Device,
+    /// The app's own token from its client credentials; no person involved
+    ClientCredentials,
+}
+
+impl From<GrantArg> for GrantType {
+    fn from(arg: GrantArg) -> Self {
+        match arg {
+            GrantArg::Code => GrantType::Code,
+            GrantArg::Device => GrantType::Device,
+            GrantArg::ClientCredentials => GrantType::ClientCredentials,
+        }
+    }
+}
+
+/// Which server a profile talks to and how; shared by `add` and `edit`.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Server")]
+pub struct ServerArgs {
+    /// Server preset [add's default: factorial, or custom with --base-url]
+    #[arg(long, value_enum, conflicts_with = "issuer")]
+    pub provider: Option<ProviderArg>,
+    /// Base URL of any other Doorkeeper-shaped server (http:// only for loopback); implies
+    /// --provider custom
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Any OAuth 2 / OpenID Connect provider: read its endpoints from its metadata
+    /// (RFC 8414, then OpenID Connect Discovery)
+    #[arg(long, value_name = "URL", conflicts_with = "base_url")]
+    pub issuer: Option<String>,
+    /// Authorization endpoint (for servers without metadata, or to override it)
+    #[arg(long, value_name = "URL", conflicts_with = "provider")]
+    pub authorize_url: Option<String>,
+    /// Token endpoint
+    #[arg(long, value_name = "URL", conflicts_with = "provider")]
+    pub token_url: Option<String>,
+    /// Revocation endpoint (RFC 7009)
+    #[arg(long, value_name = "URL", conflicts_with = "provider")]
+    pub revoke_url: Option<String>,
+    /// Introspection endpoint (RFC 7662), for `check`
+    #[arg(long, value_name = "URL", conflicts_with = "provider")]
+    pub introspect_url: Option<String>,
+    /// Device authorization endpoint (RFC 8628), for --grant device
+    #[arg(long, value_name = "URL", conflicts_with = "provider")]
+    pub device_url: Option<String>,
+    /// OpenID Connect userinfo endpoint, for `check`
+    #[arg(long, value_name = "URL", conflicts_with = "provider")]
+    pub userinfo_url: Option<String>,
+    /// Client authentication [default: post for Factorial, else basic unless the metadata
+    /// lists only post]
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub auth_method: Option<AuthMethodArg>,
+    /// How the first token is had [add's default: code]
+    #[arg(long, value_enum)]
+    pub grant: Option<GrantArg>,
+    /// Use PKCE (S256) [default: on when the metadata lists S256, always for --auth-method none]
+    #[arg(long, conflicts_with = "no_pkce")]
+    pub pkce: bool,
+    /// Do not use PKCE
+    #[arg(long)]
+    pub no_pkce: bool,
+}
+
+impl ServerArgs {
+    /// Whether any flag names a server (a preset, a base URL, an issuer or an endpoint).
+    pub fn names_a_server(&self) -> bool {
+        self.provider.is_some()
+            || self.base_url.is_some()
+            || self.issuer.is_some()
+            || self.names_endpoints()
+    }
+
+    /// Whether any endpoint URL flag is given.
+    pub fn names_endpoints(&self) -> bool {
+        [
+            &self.authorize_url,
+            &self.token_url,
+            &self.revoke_url,
+            &self.introspect_url,
+            &self.device_url,
+            &self.userinfo_url,
+        ]
+        .iter()
+        .any(|u| u.is_some())
+    }
+
+    /// `--pkce` / `--no-pkce`, if either was given.
+    pub fn pkce_choice(&self) -> Option<bool> {
+        (self.pkce || self.no_pkce).then_some(self.pkce)
     }
 }
 
@@ -163,6 +282,11 @@ pub enum Command {
     Api(ApiArgs),
     /// Keep every token alive in the background and serve tokens without unlocking again
     Agent(AgentArgs),
+    /// Read the profile's endpoints again from its issuer's metadata
+    Rediscover {
+        /// Profile name
+        name: String,
+    },
     /// Ask the server who the token belongs to
     Check {
         /// Profile name
@@ -222,25 +346,18 @@ pub struct AddArgs {
     // Client ids may begin with '-' (Doorkeeper's are URL-safe base64).
     #[arg(long, allow_hyphen_values = true)]
     pub client_id: String,
-    /// Redirect URI registered with the app (urn:ietf:wg:oauth:2.0:oob for copy-paste)
+    /// Redirect URI registered with the app (urn:ietf:wg:oauth:2.0:oob for copy-paste);
+    /// needed for --grant code
     #[arg(long)]
-    pub redirect_uri: String,
-    /// Server preset [default: factorial, or custom with --base-url]
-    #[arg(long, value_enum)]
-    pub provider: Option<ProviderArg>,
-    /// Base URL of any other Doorkeeper-shaped server (http:// only for loopback); implies
-    /// --provider custom
-    #[arg(long, value_name = "URL")]
-    pub base_url: Option<String>,
+    pub redirect_uri: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// Space-separated scopes
     #[arg(long, default_value = "read write")]
     pub scope: String,
     /// user token, or company token (admin-approved, never expires)
     #[arg(long, value_enum, default_value_t = OwnerArg::User)]
     pub owner: OwnerArg,
-    /// Use PKCE (S256); Factorial does not, other providers may
-    #[arg(long)]
-    pub pkce: bool,
     /// Length of the refresh-token window, 1m to 366d [default: 7d]
     #[arg(long, value_parser = parse_refresh_window, value_name = "DUR")]
     pub refresh_window: Option<Duration>,
@@ -265,12 +382,8 @@ pub struct EditArgs {
     /// Give the profile a new name
     #[arg(long, value_name = "NEW")]
     pub rename: Option<String>,
-    /// Switch to a server preset
-    #[arg(long, value_enum)]
-    pub provider: Option<ProviderArg>,
-    /// Switch to another server's base URL (implies --provider custom)
-    #[arg(long, value_name = "URL")]
-    pub base_url: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// New OAuth application client id
     #[arg(long, allow_hyphen_values = true)]
     pub client_id: Option<String>,
@@ -289,12 +402,6 @@ pub struct EditArgs {
     /// user or company token
     #[arg(long, value_enum)]
     pub owner: Option<OwnerArg>,
-    /// Turn PKCE on
-    #[arg(long, conflicts_with = "no_pkce")]
-    pub pkce: bool,
-    /// Turn PKCE off
-    #[arg(long)]
-    pub no_pkce: bool,
     /// Refresh automatically while the app runs
     #[arg(long, conflicts_with = "no_auto_refresh")]
     pub auto_refresh: bool,

@@ -38,6 +38,21 @@ pub fn refresh_due(token: &Token, now: DateTime<Utc>, configured: Duration) -> b
         && !access_usable(token, now, configured)
 }
 
+/// "Renew now?" for a profile: [`refresh_due`], or, for one that renews with its own client
+/// credentials, an access token that ends within its margin.
+pub fn renewal_due(
+    profile: &Profile,
+    token: &Token,
+    now: DateTime<Utc>,
+    configured: Duration,
+) -> bool {
+    if profile.renews_by_itself() {
+        token.expires_at.is_some() && !access_usable(token, now, configured)
+    } else {
+        refresh_due(token, now, configured)
+    }
+}
+
 /// The agent's keep-alive rule: refresh when the access token is due (for profiles that ask
 /// for auto-refresh), or, for every refreshable profile, when its refresh window ends within
 /// `horizon` (capped at half the window, so a short window is renewed half-way, not on every
@@ -152,7 +167,8 @@ impl Assessment {
         };
         let access_dead = access_left.is_some_and(|s| s <= 0);
         let can_refresh = refresh_left.is_some_and(|s| s > 0)
-            || (token.refresh_token.is_some() && token.refresh_expires_at.is_none());
+            || (token.refresh_token.is_some() && token.refresh_expires_at.is_none())
+            || profile.renews_by_itself();
         let health = if profile.last_error.is_some() {
             Health::Error
         } else if refresh_left.is_some_and(|s| s <= 0) || (access_dead && !can_refresh) {

@@ -74,11 +74,25 @@ where
     Fut: Future<Output = Result<(), String>>,
 {
     let profile = load(store, name)?;
+    if profile.renews_by_itself() && profile.token.is_none() {
+        // The app's own token needs no authorize step: the first one is fetched here.
+        let failure = refresh(Job::Refresh {
+            if_expiring_within: None,
+        })
+        .await
+        .err();
+        let profile = load(store, name)?;
+        return match (failure, &profile.token) {
+            (None, Some(token)) => Ok(issued(&profile, token, None)),
+            (Some(why), _) => Err(NoToken::RefreshFailed(why)),
+            (None, None) => Err(NoToken::NeverAuthorized(name.to_string())),
+        };
+    }
     let current = token_of(&profile)?;
     if access_usable(current, clock.now(), margin) {
         return Ok(issued(&profile, current, None));
     }
-    if current.refresh_token.is_none() {
+    if current.refresh_token.is_none() && !profile.renews_by_itself() {
         return if still_valid(current, clock.now()) {
             Ok(issued(&profile, current, None))
         } else {

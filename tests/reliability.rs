@@ -236,7 +236,7 @@ fn listener_survives_a_flood_of_junk_and_takes_only_its_callback() {
         });
         flood.await.unwrap();
         let code = waiting.await.unwrap().unwrap();
-        assert_eq!(code, "the-code");
+        assert_eq!(code.code, "the-code");
         assert_eq!(
             rejected.load(std::sync::atomic::Ordering::SeqCst),
             2,

@@ -62,6 +62,7 @@ fn fleet() -> Vec<Profile> {
         email: Some("ada@example.com".into()),
         company_id: Some(42),
         employee_id: Some(7),
+        ..CheckResult::default()
     });
     let mut hour = profile("time-tracking", Provider::FactorialDemo);
     hour.token = Some(user_token(HOUR + 20 * 60, 2 * HOUR));
@@ -198,6 +199,47 @@ fn authorize_popup_shows_the_url() {
     let t = render(&app, &default_theme(), 80, 24);
     assert!(text_of(&t).contains("press e"));
     insta::assert_snapshot!("authorize_80x24", t.backend());
+}
+
+#[test]
+fn device_popup_shows_the_code_the_address_and_a_countdown() {
+    let mut tv = profile("tv", Provider::Custom);
+    tv.grant = tokdeck::vault::GrantType::Device;
+    let mut app = app(vec![tv]);
+    let effects = app.update(key('a'));
+    let id = match &effects[0] {
+        tokdeck::tui::app::Effect::Send(c) => c.id,
+        other => panic!("{other:?}"),
+    };
+    let effects = app.update(Msg::Worker(Event::DeviceCode {
+        id,
+        profile: "tv".into(),
+        user_code: "WDJB-MJHT".into(),
+        verification_uri: "https://auth.example.com/device".into(),
+        uri_to_open: "https://auth.example.com/device?user_code=WDJB-MJHT".into(),
+        expires_at: at(15 * 60),
+    }));
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, tokdeck::tui::app::Effect::Copy { .. })),
+        "the address goes to the clipboard"
+    );
+    let t = render(&app, &default_theme(), 80, 24);
+    let text = text_of(&t);
+    assert!(
+        text.contains("WDJB-MJHT") && text.contains("ends in 15m"),
+        "{text}"
+    );
+    assert!(text.contains("c copy code"), "{text}");
+    insta::assert_snapshot!("device_80x24", t.backend());
+    // c copies the code; Esc stops the polling job.
+    let copied = app.update(key('c'));
+    assert!(
+        matches!(&copied[..], [tokdeck::tui::app::Effect::Copy { what, .. }] if what == "the login code")
+    );
+    let stopped = app.update(Msg::Key(KeyEvent::from(KeyCode::Esc)));
+    assert!(matches!(&stopped[..], [tokdeck::tui::app::Effect::Cancel(j)] if *j == id));
 }
 
 #[test]

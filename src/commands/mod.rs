@@ -6,6 +6,7 @@ pub mod exec;
 pub mod oauth;
 pub mod profiles;
 pub mod recipients;
+pub mod server;
 pub mod status;
 
 use clap::CommandFactory;
@@ -19,8 +20,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
         None => crate::tui::run(&ctx).await.map(|()| 0),
         Some(Command::Init(args)) => profiles::init(&ctx, args).map(|()| 0),
-        Some(Command::Add(args)) => profiles::add(&ctx, args).map(|()| 0),
-        Some(Command::Edit(args)) => profiles::edit(&ctx, args).map(|()| 0),
+        Some(Command::Add(args)) => profiles::add(&ctx, args).await.map(|()| 0),
+        Some(Command::Edit(args)) => profiles::edit(&ctx, args).await.map(|()| 0),
         Some(Command::Remove { name }) => profiles::remove(&ctx, name).map(|()| 0),
         Some(Command::Status(args)) => status::run(&ctx, args).await,
         Some(Command::Authorize(args)) => oauth::authorize(&ctx, args).await.map(|()| 0),
@@ -32,6 +33,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Exec(args)) => exec::run(&ctx, args).await,
         Some(Command::Api(args)) => api::run(&ctx, args).await,
         Some(Command::Agent(args)) => agent::run(&ctx, args).await,
+        Some(Command::Rediscover { name }) => profiles::rediscover(&ctx, name).await.map(|()| 0),
         Some(Command::Check { name }) => oauth::check(&ctx, name).await.map(|()| 0),
         Some(Command::Revoke { name }) => oauth::revoke(&ctx, name).await.map(|()| 0),
         Some(Command::Recipients { action }) => recipients::run(&ctx, action.as_ref()).map(|()| 0),

@@ -101,7 +101,8 @@ fn fail_if(failures: &[Failure], total: usize) -> anyhow::Result<()> {
 pub async fn authorize(ctx: &Context, args: &AuthorizeArgs) -> anyhow::Result<()> {
     let store = ctx.open_store()?;
     let profile = profile_named(&store, &args.name)?;
-    if args.listen && loopback_target(&profile.redirect_uri).is_none() {
+    let code_grant = profile.grant == crate::vault::GrantType::Code;
+    if code_grant && args.listen && loopback_target(&profile.redirect_uri).is_none() {
         bail!(
             "--listen needs a loopback redirect URI such as http://127.0.0.1:8765/callback, and '{}' uses {}: open the URL, then `tokdeck exchange {} CODE`",
             args.name,
@@ -109,35 +110,18 @@ pub async fn authorize(ctx: &Context, args: &AuthorizeArgs) -> anyhow::Result<()
             args.name
         );
     }
-    let name = args.name.clone();
-    let no_browser = args.no_browser;
     let job = Job::Authorize {
         listen: args.listen,
         timeout: args.timeout,
     };
     let mut new_token = false;
-    let failures = run_jobs(ctx, store.clone(), vec![(name.clone(), job)], |event| match event {
-        Event::AuthorizeUrl {
-            url, listening_on, ..
-        } => {
-            // The URL line is the command's result; a closed stdout only ends the printing.
-            let _ = crate::output::println(url);
-            let opened = !no_browser && crate::platform::open_browser(url);
-            match listening_on {
-                Some(addr) => crate::note!(
-                    "{}waiting for the redirect on {addr} (Ctrl-C to stop)",
-                    if opened { "opened the browser; " } else { "open the URL above; " }
-                ),
-                None => crate::note!(
-                    "open the URL, approve, then: tokdeck exchange {name} '<code or redirect URL>'"
-                ),
-            }
-        }
+    let jobs = vec![(args.name.clone(), job)];
+    let failures = run_jobs(ctx, store.clone(), jobs, |event| match event {
         Event::Succeeded {
             outcome: Outcome::NewToken,
             ..
         } => new_token = true,
-        _ => {}
+        other => show_authorize_step(ctx, args, other),
     })
     .await?;
     fail_if(&failures, 1)?;
@@ -150,6 +134,53 @@ pub async fn authorize(ctx: &Context, args: &AuthorizeArgs) -> anyhow::Result<()
         );
     }
     Ok(())
+}
+
+/// What `authorize` prints while its job runs. The URL to open is the command's result and
+/// goes to stdout (a closed stdout only ends the printing); what to do with it goes to stderr.
+fn show_authorize_step(ctx: &Context, args: &AuthorizeArgs, event: &Event) {
+    let open = |url: &str| {
+        let _ = crate::output::println(url);
+        !args.no_browser && crate::platform::open_browser(url)
+    };
+    match event {
+        Event::AuthorizeUrl {
+            url, listening_on, ..
+        } => {
+            let opened = open(url);
+            match listening_on {
+                Some(addr) => crate::note!(
+                    "{}waiting for the redirect on {addr} (Ctrl-C to stop)",
+                    if opened {
+                        "opened the browser; "
+                    } else {
+                        "open the URL above; "
+                    }
+                ),
+                None => crate::note!(
+                    "open the URL, approve, then: tokdeck exchange {} '<code or redirect URL>'",
+                    args.name
+                ),
+            }
+        }
+        Event::DeviceCode {
+            user_code,
+            verification_uri,
+            uri_to_open,
+            expires_at,
+            ..
+        } => {
+            let opened = open(uri_to_open);
+            crate::note!(
+                "{}enter the code {} at {} on any device; waiting for approval (the code ends in {}; Ctrl-C stops)",
+                if opened { "opened the browser; " } else { "" },
+                crate::display::untrusted(user_code),
+                crate::display::untrusted(verification_uri),
+                format_countdown((*expires_at - ctx.clock.now()).num_seconds())
+            );
+        }
+        _ => {}
+    }
 }
 
 /// `tokdeck exchange`; `-` reads the code or URL from stdin.
@@ -185,6 +216,7 @@ pub async fn refresh(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<()> {
         let mut names = Vec::new();
         for p in &data.profiles {
             match &p.token {
+                _ if p.renews_by_itself() => names.push(p.name.clone()),
                 // Nothing to renew: a token that never expires is skipped without a word.
                 Some(t) if crate::health::nothing_to_refresh(t) => {}
                 Some(t) if t.refresh_token.is_some() => names.push(p.name.clone()),

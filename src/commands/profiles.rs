@@ -7,16 +7,15 @@ use age::secrecy::SecretString;
 use anyhow::{Context as _, anyhow, bail};
 use zeroize::Zeroizing;
 
+use super::server::{self, Server};
 use crate::cli::{AddArgs, EditArgs, InitArgs};
 use crate::config::Paths;
 use crate::context::Context;
 use crate::vault::validate::{
-    provider_and_base, validate_client_id, validate_env_var, validate_name, validate_notes,
-    validate_redirect_uri, validate_scopes,
+    validate_client_id, validate_env_var, validate_name, validate_notes, validate_redirect_uri,
+    validate_scopes,
 };
-use crate::vault::{
-    Endpoints, IdentityFile, Profile, ProfileError, Sealing, VaultData, crypto, store,
-};
+use crate::vault::{IdentityFile, Profile, ProfileError, Sealing, VaultData, crypto, store};
 
 /// `tokdeck init`
 pub fn init(ctx: &Context, args: &InitArgs) -> anyhow::Result<()> {
@@ -124,29 +123,35 @@ fn read_client_secret(name: &str, file: Option<&Path>) -> anyhow::Result<SecretS
     Ok(SecretString::from(secret.to_string()))
 }
 
-/// `tokdeck add`
-pub fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
+/// `tokdeck add`: everything is checked (and the issuer's metadata read) before the vault
+/// is opened for writing; a failure leaves it as it was.
+pub async fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
     validate_name(&args.name)?;
-    let (provider, base_url) =
-        provider_and_base(args.provider.map(Into::into), args.base_url.as_deref())?;
-    let redirect_uri = validate_redirect_uri(&args.redirect_uri)?;
+    let redirect_uri = match &args.redirect_uri {
+        Some(uri) => validate_redirect_uri(uri)?,
+        None => String::new(),
+    };
     let client_id = validate_client_id(&args.client_id)?;
+    let found = server::resolve(ctx, &args.server).await?;
     let store = ctx.open_store()?;
     if store.profile(&args.name)?.is_some() {
         return Err(ProfileError::NameTaken(args.name.clone()).into());
     }
-    let client_secret = read_client_secret(&args.name, args.client_secret_file.as_deref())?;
     let mut profile = Profile::new(
         args.name.clone(),
-        provider,
-        Endpoints::at(base_url),
+        found.provider,
+        found.endpoints.clone(),
         client_id,
-        client_secret,
+        SecretString::from(String::new()),
         redirect_uri,
     );
+    found.apply(&mut profile);
     profile.scopes = validate_scopes(&args.scope)?;
     profile.owner = args.owner.into();
-    profile.pkce = args.pkce;
+    server::settle_auth(&mut profile, &args.server, true)?;
+    if profile.auth_method.has_secret() {
+        profile.client_secret = read_client_secret(&args.name, args.client_secret_file.as_deref())?;
+    }
     profile.auto_refresh = args.auto_refresh;
     profile.notes = validate_notes(&args.notes)?;
     profile.env_var.clone_from(&args.env_var);
@@ -155,9 +160,47 @@ pub fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
     }
     store.update(move |data| data.insert(profile))??;
     crate::note!(
-        "added profile '{}': next, `tokdeck authorize {}`",
+        "added profile '{}': next, `tokdeck {} {}`",
         args.name,
+        match args.server.grant.map(Into::into) {
+            Some(crate::vault::GrantType::ClientCredentials) => "token",
+            _ => "authorize",
+        },
         args.name
+    );
+    Ok(())
+}
+
+/// `tokdeck rediscover`: the profile's endpoints and capabilities, read again from its
+/// issuer's metadata. Its settings (client authentication, grant, PKCE) stay as chosen.
+pub async fn rediscover(ctx: &Context, name: &str) -> anyhow::Result<()> {
+    let store = ctx.open_store()?;
+    let profile = store
+        .profile(name)?
+        .ok_or_else(|| ProfileError::NotFound(name.to_string()))?;
+    let Some(issuer) = profile.issuer.clone() else {
+        bail!(
+            "'{name}' was not added with --issuer, so there is no metadata to read: set its endpoints with `tokdeck edit {name} --issuer URL` or --token-url and kin"
+        );
+    };
+    let found = crate::oauth::discovery::discover(&ctx.client()?, &issuer).await?;
+    let changed =
+        found.endpoints != profile.endpoints || Some(&found.metadata) != profile.server.as_ref();
+    let owned = name.to_string();
+    store.update(move |data| match data.profile_mut(&owned) {
+        Some(p) => {
+            Server::discovered(found).apply(p);
+            Ok(())
+        }
+        None => Err(ProfileError::NotFound(owned.clone())),
+    })??;
+    crate::note!(
+        "{name}: {}",
+        if changed {
+            "endpoints read again from the issuer's metadata; they changed"
+        } else {
+            "the issuer's metadata is unchanged"
+        }
     );
     Ok(())
 }
@@ -165,7 +208,12 @@ pub fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
 /// `tokdeck edit`: the app's edit form, from the command line. Only the given settings
 /// change; the tokens stay. A changed app (client id, server, redirect URI) drops a pending
 /// authorization, whose state belongs to the old one.
-pub fn edit(ctx: &Context, args: &EditArgs) -> anyhow::Result<()> {
+pub async fn edit(ctx: &Context, args: &EditArgs) -> anyhow::Result<()> {
+    let found = if args.server.names_a_server() {
+        Some(server::resolve(ctx, &args.server).await?)
+    } else {
+        None
+    };
     let store = ctx.open_store()?;
     let mut profile = store
         .profile(&args.name)?
@@ -174,15 +222,9 @@ pub fn edit(ctx: &Context, args: &EditArgs) -> anyhow::Result<()> {
         validate_name(new)?;
         profile.name.clone_from(new);
     }
-    let app_changed = args.provider.is_some()
-        || args.base_url.is_some()
-        || args.client_id.is_some()
-        || args.redirect_uri.is_some();
-    if args.provider.is_some() || args.base_url.is_some() {
-        let (provider, base) =
-            provider_and_base(args.provider.map(Into::into), args.base_url.as_deref())?;
-        profile.provider = provider;
-        profile.endpoints = Endpoints::at(base);
+    let app_changed = found.is_some() || args.client_id.is_some() || args.redirect_uri.is_some();
+    if let Some(found) = found {
+        found.apply(&mut profile);
     }
     if let Some(id) = &args.client_id {
         profile.client_id = validate_client_id(id)?;
@@ -191,6 +233,7 @@ pub fn edit(ctx: &Context, args: &EditArgs) -> anyhow::Result<()> {
         profile.redirect_uri = validate_redirect_uri(uri)?;
     }
     apply_settings(&mut profile, args)?;
+    server::settle_auth(&mut profile, &args.server, false)?;
     if args.new_client_secret || args.client_secret_file.is_some() {
         profile.client_secret =
             read_client_secret(&profile.name, args.client_secret_file.as_deref())?;
@@ -212,9 +255,6 @@ fn apply_settings(profile: &mut Profile, args: &EditArgs) -> anyhow::Result<()> 
     }
     if let Some(owner) = args.owner {
         profile.owner = owner.into();
-    }
-    if args.pkce || args.no_pkce {
-        profile.pkce = args.pkce;
     }
     if args.auto_refresh || args.no_auto_refresh {
         profile.auto_refresh = args.auto_refresh;

@@ -32,11 +32,16 @@ pub fn pkce_challenge(verifier: &str) -> String {
 
 /// Builds the authorize URL for `profile` with a fresh state (and verifier when PKCE is on).
 pub fn build(profile: &Profile) -> Result<AuthorizeRequest, OAuthError> {
-    let endpoint = profile.endpoints.authorize();
+    let endpoint = profile.endpoints.authorize().ok_or_else(|| {
+        OAuthError::Unsupported(format!(
+            "'{}' has no authorization endpoint: give one with `tokdeck edit {} --authorize-url URL`, or use --grant device or client-credentials",
+            profile.name, profile.name
+        ))
+    })?;
     let mut url = Url::parse(&endpoint)
         .map_err(|e| OAuthError::Invalid(format!("authorize URL '{endpoint}' is invalid: {e}")))?;
     let state = random_token();
-    let pkce_verifier = profile.pkce.then(random_token);
+    let pkce_verifier = profile.uses_pkce().then(random_token);
     {
         let mut q = url.query_pairs_mut();
         q.append_pair("client_id", &profile.client_id)

@@ -8,7 +8,7 @@ use rand::Rng;
 use serde::Deserialize;
 
 use super::{Grant, OAuthError};
-use crate::vault::{CheckResult, Profile, Token};
+use crate::vault::{AuthMethod, CheckResult, Profile, Token};
 
 /// Largest response body read; anything bigger is refused, not buffered.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -171,19 +171,47 @@ struct ErrorBody {
     error_description: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct CredentialsBody {
-    data: Vec<Credential>,
+/// Which failed requests may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// Any transient failure (reads, polls, revocations: sending twice does no harm).
+    Freely,
+    /// Only when the request cannot have reached the server, or it refused it unread (429):
+    /// for codes and refresh tokens, which a second use may burn.
+    OnlyUnsent,
 }
 
-#[derive(Deserialize)]
-struct Credential {
-    #[serde(default)]
-    email: Option<String>,
-    #[serde(default)]
-    company_id: Option<i64>,
-    #[serde(default)]
-    employee_id: Option<i64>,
+/// The client's credentials on a request, the profile's way (RFC 6749 2.3.1): HTTP Basic
+/// with both parts form-encoded first, both in the form body, or the id alone.
+fn authenticated<'a>(
+    profile: &'a Profile,
+    request: reqwest::RequestBuilder,
+    mut form: Vec<(&'a str, &'a str)>,
+) -> (reqwest::RequestBuilder, Vec<(&'a str, &'a str)>) {
+    let id = profile.client_id.as_str();
+    let secret = profile.client_secret.expose_secret();
+    match profile.auth_method {
+        AuthMethod::Basic => {
+            let mut value = reqwest::header::HeaderValue::from_str(&basic_credentials(id, secret))
+                .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static("Basic"));
+            value.set_sensitive(true);
+            return (request.header(reqwest::header::AUTHORIZATION, value), form);
+        }
+        AuthMethod::Post => form.extend([("client_id", id), ("client_secret", secret)]),
+        AuthMethod::None => form.push(("client_id", id)),
+    }
+    (request, form)
+}
+
+/// `Basic base64(urlencode(id) ":" urlencode(secret))`, RFC 6749 2.3.1.
+fn basic_credentials(id: &str, secret: &str) -> String {
+    use base64::Engine;
+    let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let pair = zeroize::Zeroizing::new(format!("{}:{}", encode(id), encode(secret)));
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair.as_bytes())
+    )
 }
 
 /// Every HTTP client of tokdeck's starts here: its timeouts and its name. Callers choose the
@@ -233,19 +261,15 @@ impl OAuthClient {
         code: &str,
         pkce_verifier: Option<&str>,
     ) -> Result<TokenResponse, OAuthError> {
-        let secret = profile.client_secret.expose_secret();
         let mut form = vec![
             ("grant_type", "authorization_code"),
             ("code", code),
-            ("client_id", profile.client_id.as_str()),
-            ("client_secret", secret),
             ("redirect_uri", profile.redirect_uri.as_str()),
         ];
         if let Some(v) = pkce_verifier {
             form.push(("code_verifier", v));
         }
-        self.token_request(&profile.endpoints.token(), &form, Grant::Code)
-            .await
+        self.token_request(profile, &form, Grant::Code).await
     }
 
     /// Refreshes with `refresh_token`; the answer usually carries a new (rotated) one.
@@ -257,23 +281,87 @@ impl OAuthClient {
         let form = [
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token.expose_secret()),
-            ("client_id", profile.client_id.as_str()),
-            ("client_secret", profile.client_secret.expose_secret()),
         ];
-        self.token_request(&profile.endpoints.token(), &form, Grant::Refresh)
+        self.token_request(profile, &form, Grant::Refresh).await
+    }
+
+    /// A token for the app itself (the client credentials grant).
+    pub async fn client_credentials(&self, profile: &Profile) -> Result<TokenResponse, OAuthError> {
+        let scope = profile.scope_string();
+        let mut form = vec![("grant_type", "client_credentials")];
+        if !scope.is_empty() {
+            form.push(("scope", scope.as_str()));
+        }
+        self.token_request(profile, &form, Grant::ClientCredentials)
             .await
     }
 
-    /// Revokes one token (access or refresh).
-    pub async fn revoke(&self, profile: &Profile, token: &SecretString) -> Result<(), OAuthError> {
-        let url = profile.endpoints.revoke();
+    /// Starts a device login (RFC 8628 3.1): the codes to show and to poll with.
+    pub async fn device_authorize(
+        &self,
+        profile: &Profile,
+    ) -> Result<super::device::DeviceAuthorization, OAuthError> {
+        let url = profile.endpoints.device_url.clone().ok_or_else(|| {
+            OAuthError::Unsupported(format!(
+                "'{}' has no device authorization endpoint: rediscover it, add --device-url, or use --grant code",
+                profile.name
+            ))
+        })?;
+        let scope = profile.scope_string();
+        let mut form = Vec::new();
+        if !scope.is_empty() {
+            form.push(("scope", scope.as_str()));
+        }
+        // The id travels in the body whatever the authentication: some servers (seen on
+        // django-oauth-toolkit) read it from there even when HTTP Basic names the client.
+        if profile.auth_method == AuthMethod::Basic {
+            form.push(("client_id", profile.client_id.as_str()));
+        }
+        self.with_retries(Resend::Freely, || async {
+            let (request, form) = authenticated(profile, self.http.post(&url), form.clone());
+            let request = request
+                .form(&form)
+                .header(reqwest::header::ACCEPT, "application/json");
+            let (status, body) = self.send(request, &url).await?;
+            match status {
+                200..=299 => super::device::parse_authorization(&body),
+                _ => Err(map_error_status(status, &body, &url, Grant::Device)),
+            }
+        })
+        .await
+    }
+
+    /// One poll of the token endpoint with a device code; `AuthorizationPending` and
+    /// `SlowDown` mean "not yet".
+    pub async fn device_poll(
+        &self,
+        profile: &Profile,
+        device_code: &SecretString,
+    ) -> Result<TokenResponse, OAuthError> {
         let form = [
-            ("token", token.expose_secret()),
-            ("client_id", profile.client_id.as_str()),
-            ("client_secret", profile.client_secret.expose_secret()),
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("device_code", device_code.expose_secret()),
         ];
-        self.with_retries(|| async {
-            let (status, body) = self.send(self.http.post(&url).form(&form), &url).await?;
+        self.token_request(profile, &form, Grant::Device).await
+    }
+
+    /// Revokes one token (RFC 7009), saying which kind it is.
+    pub async fn revoke(
+        &self,
+        profile: &Profile,
+        token: &SecretString,
+        hint: &str,
+    ) -> Result<(), OAuthError> {
+        let url = profile.endpoints.revoke().ok_or_else(|| {
+            OAuthError::Unsupported(format!(
+                "'{}' has no revocation endpoint, so its tokens cannot be ended early: they stay valid until they expire (`tokdeck remove {}` forgets them here)",
+                profile.name, profile.name
+            ))
+        })?;
+        let form = vec![("token", token.expose_secret()), ("token_type_hint", hint)];
+        self.with_retries(Resend::Freely, || async {
+            let (request, form) = authenticated(profile, self.http.post(&url), form.clone());
+            let (status, body) = self.send(request.form(&form), &url).await?;
             match status {
                 200..=299 => Ok(()),
                 _ => Err(map_error_status(status, &body, &url, Grant::Refresh)),
@@ -282,35 +370,103 @@ impl OAuthClient {
         .await
     }
 
-    /// Asks the credentials endpoint who the token belongs to.
+    /// Asks the server who the token belongs to: Factorial's credentials endpoint for
+    /// base-URL profiles; otherwise userinfo when the scope has `openid`, else introspection.
     pub async fn check(
         &self,
         profile: &Profile,
         access_token: &SecretString,
         checked_at: DateTime<Utc>,
     ) -> Result<CheckResult, OAuthError> {
-        let url = profile.endpoints.credentials(&self.api_version);
-        self.with_retries(|| async {
+        let e = &profile.endpoints;
+        let openid = profile.scopes.iter().any(|s| s == "openid");
+        if !e.explicit {
+            let url = e.credentials(&self.api_version);
+            return self
+                .bearer_get(&url, access_token)
+                .await
+                .and_then(|body| super::check::credentials(&body, checked_at));
+        }
+        match (&e.userinfo_url, &e.introspect_url) {
+            (Some(url), _) if openid => self
+                .bearer_get(url, access_token)
+                .await
+                .and_then(|body| super::check::userinfo(&body, checked_at)),
+            (_, Some(url)) => {
+                self.introspect(profile, url, access_token, checked_at)
+                    .await
+            }
+            (Some(_), None) => Err(OAuthError::Unsupported(format!(
+                "'{}' can be checked through userinfo only with the openid scope, and the provider offers no introspection: add openid to its scopes",
+                profile.name
+            ))),
+            (None, None) => Err(OAuthError::Unsupported(format!(
+                "the provider of '{}' offers neither userinfo nor introspection, so nothing can say who the token belongs to; `tokdeck token {}` still hands it out",
+                profile.name, profile.name
+            ))),
+        }
+    }
+
+    /// A GET with the access token; the body of a 2xx answer.
+    async fn bearer_get(
+        &self,
+        url: &str,
+        access_token: &SecretString,
+    ) -> Result<Vec<u8>, OAuthError> {
+        self.with_retries(Resend::Freely, || async {
             let request = self
                 .http
-                .get(&url)
+                .get(url)
                 .bearer_auth(access_token.expose_secret())
                 .header(reqwest::header::ACCEPT, "application/json");
-            let (status, body) = self.send(request, &url).await?;
+            let (status, body) = self.send(request, url).await?;
             match status {
-                200..=299 => {
-                    let parsed: CredentialsBody = serde_json::from_slice(&body)
-                        .map_err(|e| OAuthError::BadResponse(format!("credentials: {e}")))?;
-                    let first = parsed.data.into_iter().next();
-                    Ok(CheckResult {
-                        checked_at,
-                        email: first.as_ref().and_then(|c| c.email.clone()),
-                        company_id: first.as_ref().and_then(|c| c.company_id),
-                        employee_id: first.as_ref().and_then(|c| c.employee_id),
-                    })
-                }
+                200..=299 => Ok(body),
                 401 => Err(OAuthError::TokenRejected),
-                _ => Err(map_error_status(status, &body, &url, Grant::Refresh)),
+                _ => Err(map_error_status(status, &body, url, Grant::Refresh)),
+            }
+        })
+        .await
+    }
+
+    /// RFC 7662 introspection of the access token, with the client's credentials.
+    async fn introspect(
+        &self,
+        profile: &Profile,
+        url: &str,
+        access_token: &SecretString,
+        checked_at: DateTime<Utc>,
+    ) -> Result<CheckResult, OAuthError> {
+        let form = vec![
+            ("token", access_token.expose_secret()),
+            ("token_type_hint", "access_token"),
+        ];
+        self.with_retries(Resend::Freely, || async {
+            let (request, form) = authenticated(profile, self.http.post(url), form.clone());
+            let request = request
+                .form(&form)
+                .header(reqwest::header::ACCEPT, "application/json");
+            let (status, body) = self.send(request, url).await?;
+            match status {
+                200..=299 => super::check::introspection(&body, checked_at),
+                _ => Err(map_error_status(status, &body, url, Grant::Refresh)),
+            }
+        })
+        .await
+    }
+
+    /// Reads a metadata document: `None` when the server has none at `url` (404 and kin).
+    pub async fn metadata(&self, url: &str) -> Result<Option<Vec<u8>>, OAuthError> {
+        self.with_retries(Resend::Freely, || async {
+            let request = self
+                .http
+                .get(url)
+                .header(reqwest::header::ACCEPT, "application/json");
+            let (status, body) = self.send(request, url).await?;
+            match status {
+                200..=299 => Ok(Some(body)),
+                400 | 404 | 405 | 410 => Ok(None),
+                _ => Err(map_error_status(status, &body, url, Grant::Refresh)),
             }
         })
         .await
@@ -318,26 +474,38 @@ impl OAuthClient {
 
     async fn token_request(
         &self,
-        url: &str,
+        profile: &Profile,
         form: &[(&str, &str)],
         grant: Grant,
     ) -> Result<TokenResponse, OAuthError> {
-        self.with_retries(|| async {
-            let request = self
-                .http
-                .post(url)
-                .form(form)
+        let url = profile.endpoints.token();
+        // A code and a refresh token are good for one use: the server may answer a second
+        // one by revoking what the first one got (RFC 6749 4.1.2, strict rotation).
+        let resend = match grant {
+            Grant::Code | Grant::Refresh => Resend::OnlyUnsent,
+            Grant::Device | Grant::ClientCredentials => Resend::Freely,
+        };
+        self.with_retries(resend, || async {
+            let (request, form) = authenticated(profile, self.http.post(&url), form.to_vec());
+            let request = request
+                .form(&form)
                 .header(reqwest::header::ACCEPT, "application/json");
-            let (status, body) = self.send(request, url).await?;
+            let (status, body) = self.send(request, &url).await?;
             match status {
                 200..=299 => parse_token_response(&body),
-                _ => Err(map_error_status(status, &body, url, grant)),
+                _ => Err(map_error_status(status, &body, &url, grant)),
             }
         })
         .await
     }
 
-    async fn with_retries<T, F, Fut>(&self, mut attempt_once: F) -> Result<T, OAuthError>
+    /// Runs `attempt_once` until it succeeds or [`RetryPolicy`] says stop; with
+    /// [`Resend::OnlyUnsent`], only while the server cannot have seen the request.
+    async fn with_retries<T, F, Fut>(
+        &self,
+        resend: Resend,
+        mut attempt_once: F,
+    ) -> Result<T, OAuthError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, OAuthError>>,
@@ -346,6 +514,9 @@ impl OAuthClient {
         loop {
             match attempt_once().await {
                 Ok(v) => return Ok(v),
+                Err(e) if resend == Resend::OnlyUnsent && !e.never_reached_the_server() => {
+                    return Err(e);
+                }
                 Err(e) => match self.retry.delay_after(attempt, &e) {
                     Some(delay) => {
                         tracing::info!(attempt, ?delay, error = %e, "retrying");
@@ -419,9 +590,16 @@ impl OAuthClient {
                 reason = s.to_string();
                 source = s.source();
             }
-            OAuthError::Connect {
-                host: host.to_string(),
-                reason,
+            if e.is_connect() {
+                OAuthError::Connect {
+                    host: host.to_string(),
+                    reason,
+                }
+            } else {
+                OAuthError::Interrupted {
+                    host: host.to_string(),
+                    reason,
+                }
             }
         }
     }
@@ -443,6 +621,10 @@ fn host_of(url: &str) -> String {
 fn map_error_status(status: u16, body: &[u8], url: &str, grant: Grant) -> OAuthError {
     if let Ok(e) = serde_json::from_slice::<ErrorBody>(body) {
         return match e.error.as_str() {
+            "authorization_pending" if grant == Grant::Device => OAuthError::AuthorizationPending,
+            "slow_down" if grant == Grant::Device => OAuthError::SlowDown,
+            "access_denied" if grant == Grant::Device => OAuthError::DeviceDenied,
+            "expired_token" if grant == Grant::Device => OAuthError::DeviceExpired,
             "invalid_grant" => OAuthError::InvalidGrant { grant },
             "invalid_client" | "unauthorized_client"
                 if status == 401 || e.error == "invalid_client" =>

@@ -9,6 +9,10 @@ use crate::display::MAX_SERVER_TEXT;
 pub enum Grant {
     Code,
     Refresh,
+    /// Polling with a device code (RFC 8628).
+    Device,
+    /// The client's own credentials.
+    ClientCredentials,
 }
 
 /// Everything that can go wrong talking to the OAuth server or reading a redirect.
@@ -37,9 +41,13 @@ pub enum OAuthError {
     Timeout { host: String, secs: u64 },
     #[error("cannot reach {host}: {reason}: check the base URL and the network")]
     Connect { host: String, reason: String },
+    #[error(
+        "the connection to {host} broke before the answer came ({reason}): check the network, then try again"
+    )]
+    Interrupted { host: String, reason: String },
     #[error("the server's answer is not a valid token response ({0}): check the endpoint URLs")]
     BadResponse(String),
-    #[error("the access token was not accepted (HTTP 401): refresh it, or authorize again")]
+    #[error("the server does not accept the access token: refresh it, or authorize again")]
     TokenRejected,
     #[error("authorization denied: {}", cut(.0, MAX_SERVER_TEXT))]
     Denied(String),
@@ -59,6 +67,32 @@ pub enum OAuthError {
     ListenTimeout(u64),
     #[error("cannot listen on {addr}: {reason}: free the port or change the redirect URI")]
     Listen { addr: String, reason: String },
+    #[error(
+        "the redirect names issuer '{got}', not this profile's '{want}' (RFC 9207: another server's answer, or the wrong profile): nothing was exchanged; start authorize again from the right profile"
+    )]
+    IssuerMismatch { got: String, want: String },
+    #[error(
+        "the server names itself in every redirect (RFC 9207) but this one carries no 'iss': paste the whole redirect URL, or start authorize again"
+    )]
+    IssuerMissing,
+    /// Device flow: nobody has approved yet; poll again.
+    #[error("authorization pending")]
+    AuthorizationPending,
+    /// Device flow: poll more slowly.
+    #[error("polling too fast")]
+    SlowDown,
+    #[error("the login was denied on the device page: run authorize again to start over")]
+    DeviceDenied,
+    #[error(
+        "the device code expired before the login was approved: run authorize again for a new code"
+    )]
+    DeviceExpired,
+    /// The provider lacks an endpoint the action needs; the text says what to do instead.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Discovery failed; the text names the URL.
+    #[error("{0}")]
+    Discovery(String),
     #[error("{0}")]
     Invalid(String),
 }
@@ -68,6 +102,10 @@ fn invalid_grant_advice(grant: Grant) -> &'static str {
         Grant::Refresh => "refresh token expired or already used: authorize again",
         Grant::Code => {
             "authorization code invalid, expired or already used: authorize again for a new code"
+        }
+        Grant::Device => "device code invalid or already used: authorize again",
+        Grant::ClientCredentials => {
+            "the server refused the client credentials grant (invalid_grant): check that the app may use it"
         }
     }
 }
@@ -136,6 +174,20 @@ impl OAuthError {
                 | OAuthError::Server { .. }
                 | OAuthError::Timeout { .. }
                 | OAuthError::Connect { .. }
+                | OAuthError::Interrupted { .. }
+        )
+    }
+
+    /// Whether the request cannot have been acted on: no connection was made, or the server
+    /// turned it away unread (429, 503). Only such a request may carry a single-use code or
+    /// refresh token again: after a timeout, a broken connection or another 5xx the server
+    /// may have used it, and a second use may cost the whole grant.
+    pub fn never_reached_the_server(&self) -> bool {
+        matches!(
+            self,
+            OAuthError::Connect { .. }
+                | OAuthError::RateLimited { .. }
+                | OAuthError::Server { status: 503, .. }
         )
     }
 }

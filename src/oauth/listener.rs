@@ -54,7 +54,7 @@ const PER_CONNECTION: Duration = Duration::from_secs(5);
 
 /// What one connection amounted to.
 enum Outcome {
-    Code(String),
+    Code(Callback),
     Denied(String),
     WrongState,
     Ignored,
@@ -130,7 +130,7 @@ impl Listener {
         expected_state: &str,
         timeout: Duration,
         on_reject: impl Fn(&str),
-    ) -> Result<String, OAuthError> {
+    ) -> Result<Callback, OAuthError> {
         let (tx, mut rx) = mpsc::channel::<Outcome>(16);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -190,9 +190,9 @@ async fn serve(mut stream: TcpStream, path: &str, expected_state: &str) -> Outco
         return Outcome::Ignored;
     }
     match parse_query(query) {
-        Ok(Callback { code, state }) if state.as_deref() == Some(expected_state) => {
+        Ok(callback) if callback.state.as_deref() == Some(expected_state) => {
             respond(&mut stream, 200, PAGE_OK).await;
-            Outcome::Code(code)
+            Outcome::Code(callback)
         }
         Ok(_) => {
             respond(&mut stream, 400, PAGE_BAD_STATE).await;
@@ -281,7 +281,7 @@ mod tests {
         let mut reply = String::new();
         stream.read_to_string(&mut reply).await.unwrap();
         assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
-        assert_eq!(waiting.await.unwrap().unwrap(), "c6");
+        assert_eq!(waiting.await.unwrap().unwrap().code, "c6");
         assert!(bound.iter().any(SocketAddr::is_ipv4));
     }
 }

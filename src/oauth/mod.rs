@@ -2,7 +2,10 @@
 //! error mapping, and the loopback redirect listener.
 
 pub mod authorize;
+pub mod check;
 pub mod client;
+pub mod device;
+pub mod discovery;
 pub mod error;
 pub mod listener;
 pub mod redirect;

@@ -9,6 +9,35 @@ use super::OAuthError;
 pub struct Callback {
     pub code: String,
     pub state: Option<String>,
+    /// The issuer the server named (RFC 9207), if it did.
+    pub iss: Option<String>,
+}
+
+/// What a person pasted, once read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pasted {
+    pub code: String,
+    /// `None` for a bare code; for a redirect URL, the `iss` it carried (if any).
+    pub iss: Option<Option<String>>,
+}
+
+/// RFC 9207's mix-up defence: a redirect that names an issuer must name the profile's, and
+/// one from a server that promised to name itself must do so. `iss` is what the redirect
+/// carried, `expected` the profile's issuer (from discovery), `promised` what its metadata
+/// said. Without a known issuer there is nothing to compare with.
+pub fn check_issuer(
+    iss: Option<&str>,
+    expected: Option<&str>,
+    promised: bool,
+) -> Result<(), OAuthError> {
+    match (iss, expected) {
+        (Some(got), Some(want)) if got != want => Err(OAuthError::IssuerMismatch {
+            got: shorten(got),
+            want: want.to_string(),
+        }),
+        (None, Some(_)) if promised => Err(OAuthError::IssuerMissing),
+        _ => Ok(()),
+    }
 }
 
 /// Parses a query string (`code=..&state=..` or `error=..`) into a callback.
@@ -17,10 +46,12 @@ pub fn parse_query(query: &str) -> Result<Callback, OAuthError> {
     let mut state = None;
     let mut error = None;
     let mut description = None;
+    let mut iss = None;
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
         match k.as_ref() {
             "code" => code = Some(v.into_owned()),
             "state" => state = Some(v.into_owned()),
+            "iss" => iss = Some(v.into_owned()),
             "error" => error = Some(v.into_owned()),
             "error_description" => description = Some(v.into_owned()),
             _ => {}
@@ -33,14 +64,14 @@ pub fn parse_query(query: &str) -> Result<Callback, OAuthError> {
         }));
     }
     match code {
-        Some(code) if !code.trim().is_empty() => Ok(Callback { code, state }),
+        Some(code) if !code.trim().is_empty() => Ok(Callback { code, state, iss }),
         _ => Err(OAuthError::NoCode(shorten(query))),
     }
 }
 
 /// Takes what a person pasted: a bare code, or the whole redirect URL.
 /// When the URL carries a state and `expected_state` is known, they must match.
-pub fn parse_pasted(input: &str, expected_state: Option<&str>) -> Result<String, OAuthError> {
+pub fn parse_pasted(input: &str, expected_state: Option<&str>) -> Result<Pasted, OAuthError> {
     let input = input.trim();
     if input.is_empty() {
         return Err(OAuthError::NoCode(String::new()));
@@ -50,7 +81,10 @@ pub fn parse_pasted(input: &str, expected_state: Option<&str>) -> Result<String,
         if input.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(OAuthError::NoCode(shorten(input)));
         }
-        return Ok(input.to_string());
+        return Ok(Pasted {
+            code: input.to_string(),
+            iss: None,
+        });
     }
     let query = match Url::parse(input) {
         Ok(url) => url.query().unwrap_or_default().to_string(),
@@ -67,7 +101,10 @@ pub fn parse_pasted(input: &str, expected_state: Option<&str>) -> Result<String,
         (None, Some(_)) if !is_out_of_band_page(input) => return Err(OAuthError::StateMissing),
         _ => {}
     }
-    Ok(callback.code)
+    Ok(Pasted {
+        code: callback.code,
+        iss: Some(callback.iss),
+    })
 }
 
 /// Doorkeeper's out-of-band page, `/oauth/authorize/native?code=...`: it shows the code for a
@@ -91,19 +128,22 @@ mod tests {
 
     #[test]
     fn bare_code_is_taken_as_is() {
-        assert_eq!(parse_pasted("  abc123 \n", None).unwrap(), "abc123");
+        assert_eq!(parse_pasted("  abc123 \n", None).unwrap().code, "abc123");
     }
 
     #[test]
     fn redirect_url_yields_code_and_checks_state() {
         let url = "http://127.0.0.1:8765/cb?code=XYZ&state=s1";
-        assert_eq!(parse_pasted(url, Some("s1")).unwrap(), "XYZ");
-        assert_eq!(parse_pasted(url, None).unwrap(), "XYZ");
+        assert_eq!(parse_pasted(url, Some("s1")).unwrap().code, "XYZ");
+        assert_eq!(parse_pasted(url, None).unwrap().code, "XYZ");
         assert!(matches!(
             parse_pasted(url, Some("other")),
             Err(OAuthError::StateMismatch)
         ));
-        assert_eq!(parse_pasted("?code=Q&state=s", Some("s")).unwrap(), "Q");
+        assert_eq!(
+            parse_pasted("?code=Q&state=s", Some("s")).unwrap().code,
+            "Q"
+        );
     }
 
     #[test]
@@ -114,11 +154,14 @@ mod tests {
             Err(OAuthError::StateMissing)
         ));
         // Nothing pending: nothing to compare with.
-        assert_eq!(parse_pasted(no_state, None).unwrap(), "XYZ");
+        assert_eq!(parse_pasted(no_state, None).unwrap().code, "XYZ");
         // The out-of-band page never carries a state, and a bare code has none to carry.
         let native = "https://api.factorialhr.com/oauth/authorize/native?code=N1";
-        assert_eq!(parse_pasted(native, Some("s1")).unwrap(), "N1");
-        assert_eq!(parse_pasted("bare-code", Some("s1")).unwrap(), "bare-code");
+        assert_eq!(parse_pasted(native, Some("s1")).unwrap().code, "N1");
+        assert_eq!(
+            parse_pasted("bare-code", Some("s1")).unwrap().code,
+            "bare-code"
+        );
     }
 
     #[test]
@@ -141,5 +184,25 @@ mod tests {
             Err(OAuthError::NoCode(_))
         ));
         assert!(matches!(parse_pasted("", None), Err(OAuthError::NoCode(_))));
+    }
+
+    #[test]
+    fn the_issuer_a_redirect_names_must_be_the_profiles() {
+        let url = "http://127.0.0.1:8765/cb?code=C&state=s&iss=https%3A%2F%2Fevil.example";
+        let pasted = parse_pasted(url, Some("s")).unwrap();
+        assert_eq!(pasted.iss, Some(Some("https://evil.example".into())));
+        let want = Some("https://good.example");
+        assert!(matches!(
+            check_issuer(Some("https://evil.example"), want, false),
+            Err(OAuthError::IssuerMismatch { .. })
+        ));
+        assert!(check_issuer(Some("https://good.example"), want, true).is_ok());
+        assert!(matches!(
+            check_issuer(None, want, true),
+            Err(OAuthError::IssuerMissing)
+        ));
+        assert!(check_issuer(None, want, false).is_ok());
+        assert!(check_issuer(Some("https://any"), None, false).is_ok());
+        assert_eq!(parse_pasted("bare", Some("s")).unwrap().iss, None);
     }
 }

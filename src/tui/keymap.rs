@@ -25,6 +25,8 @@ pub enum Action {
     Check,
     CopyToken,
     CopyUrl,
+    CopyCode,
+    Rediscover,
     New,
     Edit,
     Delete,
@@ -388,6 +390,35 @@ pub const AUTHORIZE: Layer = Layer {
     ],
 };
 
+/// The device login popup.
+pub const DEVICE: Layer = Layer {
+    name: "in the device login popup",
+    takes_text: false,
+    bindings: &[
+        bind(
+            &[(KeyCode::Char('u'), NONE), (KeyCode::Char('y'), NONE)],
+            "u",
+            "copy address",
+            Action::CopyUrl,
+            "send the login address to the clipboard",
+        ),
+        bind(
+            &[(KeyCode::Char('c'), NONE)],
+            "c",
+            "copy code",
+            Action::CopyCode,
+            "send the login code to the clipboard",
+        ),
+        bind(
+            &[(KeyCode::Esc, NONE), (KeyCode::Char('q'), NONE)],
+            "Esc",
+            "stop",
+            Action::Cancel,
+            "close and stop waiting for the approval",
+        ),
+    ],
+};
+
 /// Pasting a code.
 pub const PASTE: Layer = Layer {
     name: "in the paste popup",
@@ -495,6 +526,13 @@ pub const FORM: Layer = Layer {
             "save the profile",
         ),
         bind(
+            &[(KeyCode::Char('r'), CTRL)],
+            "^R",
+            "rediscover",
+            Action::Rediscover,
+            "read the endpoints again from the issuer's metadata",
+        ),
+        bind(
             &[(KeyCode::Esc, NONE)],
             "Esc",
             "cancel",
@@ -505,8 +543,8 @@ pub const FORM: Layer = Layer {
 };
 
 /// Every layer, in help order.
-pub const LAYERS: [&Layer; 8] = [
-    &NORMAL, &GLOBAL, &FILTER, &HELP, &AUTHORIZE, &PASTE, &CONFIRM, &FORM,
+pub const LAYERS: [&Layer; 9] = [
+    &NORMAL, &GLOBAL, &FILTER, &HELP, &AUTHORIZE, &DEVICE, &PASTE, &CONFIRM, &FORM,
 ];
 
 fn matches(binding: &Binding, key: &KeyEvent) -> bool {

@@ -3,13 +3,14 @@
 pub mod crypto;
 pub mod error;
 pub mod model;
+pub mod server;
 pub mod store;
 pub mod validate;
 
 pub use crypto::{IdentityFile, Sealing, Unlock};
 pub use error::VaultError;
 pub use model::{
-    CheckResult, Endpoints, OwnerType, PendingAuth, Profile, ProfileError, Provider, Token,
-    VaultData,
+    AuthMethod, CheckResult, Endpoints, GrantType, OwnerType, PendingAuth, Profile, ProfileError,
+    Provider, ServerMetadata, Token, VaultData,
 };
 pub use store::{Lease, Store};

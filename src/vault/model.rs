@@ -7,6 +7,8 @@ use age::secrecy::{ExposeSecret, SecretString};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use super::server::{AuthMethod, Endpoints, GrantType, ServerMetadata};
+
 /// The vault format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -95,10 +97,7 @@ impl VaultData {
                 ("name", bad(&p.name, false)),
                 ("client_id", bad(&p.client_id, false)),
                 ("redirect_uri", bad(&p.redirect_uri, false)),
-                (
-                    "endpoints",
-                    bad(&p.endpoints.token(), false) || bad(&p.endpoints.authorize(), false),
-                ),
+                ("endpoints", p.endpoints.all().any(|u| bad(u, false))),
                 ("scopes", p.scopes.iter().any(|s| bad(s, false))),
                 ("notes", bad(&p.notes, true)),
             ];
@@ -131,7 +130,7 @@ pub enum Provider {
     Factorial,
     /// Factorial's demo sandbox, <https://api.eu2.demo.factorial.dev>
     FactorialDemo,
-    /// Any Doorkeeper-shaped server at a base URL of your choice.
+    /// Any other server: Doorkeeper-shaped at a base URL, or any provider's endpoints.
     Custom,
 }
 
@@ -164,12 +163,14 @@ impl Provider {
     }
 }
 
-/// Whose token this is: a user's, or a company's (admin-approved, never expires).
+/// Whose token this is: a user's, a company's (admin-approved, never expires), or the app's
+/// own (client credentials).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OwnerType {
     User,
     Company,
+    App,
 }
 
 impl fmt::Display for OwnerType {
@@ -177,64 +178,8 @@ impl fmt::Display for OwnerType {
         f.write_str(match self {
             OwnerType::User => "user",
             OwnerType::Company => "company",
+            OwnerType::App => "app",
         })
-    }
-}
-
-/// Where the OAuth endpoints live. Unset URLs follow Doorkeeper's layout under `base_url`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Endpoints {
-    pub base_url: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub authorize_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revoke_url: Option<String>,
-}
-
-impl Endpoints {
-    /// Doorkeeper's layout under `base_url`, no overrides.
-    pub fn at(base_url: impl Into<String>) -> Self {
-        Self {
-            base_url: base_url.into(),
-            authorize_url: None,
-            token_url: None,
-            revoke_url: None,
-        }
-    }
-
-    fn join(&self, path: &str) -> String {
-        format!("{}{}", self.base_url.trim_end_matches('/'), path)
-    }
-
-    /// The authorization endpoint.
-    pub fn authorize(&self) -> String {
-        self.authorize_url
-            .clone()
-            .unwrap_or_else(|| self.join("/oauth/authorize"))
-    }
-
-    /// The token endpoint (exchange and refresh).
-    pub fn token(&self) -> String {
-        self.token_url
-            .clone()
-            .unwrap_or_else(|| self.join("/oauth/token"))
-    }
-
-    /// The revocation endpoint.
-    pub fn revoke(&self) -> String {
-        self.revoke_url
-            .clone()
-            .unwrap_or_else(|| self.join("/oauth/revoke"))
-    }
-
-    /// The credentials endpoint that tells who a token belongs to.
-    pub fn credentials(&self, api_version: &str) -> String {
-        self.join(&format!(
-            "/api/{api_version}/resources/api_public/credentials"
-        ))
     }
 }
 
@@ -244,8 +189,17 @@ impl Endpoints {
 pub struct Profile {
     pub name: String,
     pub provider: Provider,
+    /// The issuer the server's metadata named (discovery); redirects must carry it back when
+    /// they carry `iss` (RFC 9207).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
     pub endpoints: Endpoints,
     pub client_id: String,
+    /// How the client authenticates; vaults from before this setting used the form body.
+    #[serde(default = "legacy_auth_method")]
+    pub auth_method: AuthMethod,
+    #[serde(default, skip_serializing_if = "GrantType::is_code")]
+    pub grant: GrantType,
     #[serde(with = "secret")]
     pub client_secret: SecretString,
     pub redirect_uri: String,
@@ -263,6 +217,9 @@ pub struct Profile {
     /// The variable `exec` puts the access token in; `None`: `TOKDECK_ACCESS_TOKEN`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env_var: Option<String>,
+    /// What the server's metadata said it supports, from the last discovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerMetadata>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<Token>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -288,6 +245,10 @@ fn default_refresh_window() -> Duration {
     DEFAULT_REFRESH_WINDOW
 }
 
+fn legacy_auth_method() -> AuthMethod {
+    AuthMethod::Post
+}
+
 impl Profile {
     /// A new profile without a token.
     pub fn new(
@@ -301,8 +262,11 @@ impl Profile {
         Self {
             name,
             provider,
+            issuer: None,
             endpoints,
             client_id,
+            auth_method: AuthMethod::Post,
+            grant: GrantType::Code,
             client_secret,
             redirect_uri,
             scopes: Vec::new(),
@@ -312,6 +276,7 @@ impl Profile {
             auto_refresh: false,
             notes: String::new(),
             env_var: None,
+            server: None,
             token: None,
             last_check: None,
             last_error: None,
@@ -322,6 +287,27 @@ impl Profile {
     /// Scopes as the wire wants them: space-separated.
     pub fn scope_string(&self) -> String {
         self.scopes.join(" ")
+    }
+
+    /// Whether a new access token comes from the client's own credentials, not a refresh
+    /// token (the client-credentials grant).
+    pub fn renews_by_itself(&self) -> bool {
+        self.grant == GrantType::ClientCredentials
+    }
+
+    /// Whether the authorization carries PKCE: when asked for, and always for public clients.
+    pub fn uses_pkce(&self) -> bool {
+        self.pkce || self.auth_method == AuthMethod::None
+    }
+
+    /// Whether the profile talks to Factorial (its credentials endpoint, its presets).
+    pub fn is_factorial(&self) -> bool {
+        self.provider != Provider::Custom
+    }
+
+    /// Whether the server is to send `iss` back with the code (RFC 9207 metadata).
+    pub fn expects_iss(&self) -> bool {
+        self.server.as_ref().is_some_and(|s| s.iss_parameter)
     }
 
     /// The environment label shown in tables: the preset name, or the custom host.
@@ -367,7 +353,7 @@ fn default_token_type() -> String {
 }
 
 /// Who a token belongs to, as the credentials endpoint reported it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckResult {
     pub checked_at: DateTime<Utc>,
@@ -377,6 +363,21 @@ pub struct CheckResult {
     pub company_id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub employee_id: Option<i64>,
+    /// The subject (`sub`) from userinfo or introspection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The user name or name the provider gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The client the token was issued to (introspection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Whether the token is active (introspection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+    /// When the token expires, as the server sees it (introspection `exp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl CheckResult {
@@ -391,6 +392,15 @@ impl CheckResult {
         }
         if let Some(e) = self.employee_id {
             parts.push(format!("employee {e}"));
+        }
+        if let Some(u) = &self.username {
+            parts.push(u.clone());
+        }
+        if let Some(s) = &self.subject {
+            parts.push(format!("sub {s}"));
+        }
+        if let Some(c) = &self.client_id {
+            parts.push(format!("client {c}"));
         }
         if parts.is_empty() {
             "token valid (no owner details)".into()
@@ -489,18 +499,6 @@ mod tests {
         for secret in ["client-secret-value", "access-value", "refresh-value"] {
             assert!(!debug.contains(secret), "{secret} leaked in {debug}");
         }
-    }
-
-    #[test]
-    fn endpoints_follow_doorkeeper_layout_unless_overridden() {
-        let mut e = Endpoints::at("http://127.0.0.1:9/");
-        assert_eq!(e.token(), "http://127.0.0.1:9/oauth/token");
-        assert_eq!(
-            e.credentials("2025-04-01"),
-            "http://127.0.0.1:9/api/2025-04-01/resources/api_public/credentials"
-        );
-        e.token_url = Some("https://other/token".into());
-        assert_eq!(e.token(), "https://other/token");
     }
 
     #[test]

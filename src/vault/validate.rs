@@ -77,6 +77,36 @@ pub fn validate_base_url(text: &str) -> Result<String, Invalid> {
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
+/// An endpoint URL (`--token-url` and kin, or one a metadata document names): https, or http
+/// on loopback only; no credentials or fragment. Kept as given: a trailing slash can matter.
+pub fn validate_endpoint_url(what: &str, text: &str) -> Result<String, Invalid> {
+    let text = text.trim();
+    let url = url::Url::parse(text).map_err(|e| {
+        invalid_err!(
+            "invalid {what} '{}' ({e}): use e.g. https://auth.example.com/oauth/token",
+            crate::display::untrusted(text)
+        )
+    })?;
+    let host = url
+        .host()
+        .ok_or_else(|| invalid_err!("invalid {what} '{text}': it names no host"))?;
+    if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
+        invalid!(
+            "the {what} '{}' holds a user name, password or '#fragment': give the plain endpoint URL",
+            crate::display::untrusted(text)
+        );
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback_host(&host) => {}
+        "http" => invalid!(
+            "refusing http:// for the {what} on {host}: secrets would travel unencrypted; use https://"
+        ),
+        other => invalid!("invalid {what} '{text}': scheme {other} is not http(s)"),
+    }
+    Ok(text.to_string())
+}
+
 /// A redirect URI: the out-of-band URN or an absolute URL.
 pub fn validate_redirect_uri(text: &str) -> Result<String, Invalid> {
     let text = text.trim();
@@ -235,6 +265,22 @@ mod tests {
         assert!(validate_notes("two\nlines, ünïcode ✓").is_ok());
         assert!(validate_notes("bell\x07").is_err());
         assert!(validate_notes("tab\there").is_err());
+    }
+
+    #[test]
+    fn endpoint_urls_keep_their_path_and_refuse_plain_http_off_loopback() {
+        assert_eq!(
+            validate_endpoint_url("token URL", "http://127.0.0.1:8/o/token/").unwrap(),
+            "http://127.0.0.1:8/o/token/"
+        );
+        let err = validate_endpoint_url("token URL", "http://auth.example.com/token")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("token URL") && err.contains("https://"),
+            "{err}"
+        );
+        assert!(validate_endpoint_url("x", "https://u:p@h/t").is_err());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The jobs themselves: authorize, exchange, refresh, revoke, check.
 
-use std::collections::HashMap;
+mod grants;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +16,9 @@ use super::{Event, FailureKind, Job, JobId, Outcome, WorkerConfig};
 use crate::clock::Clock;
 use crate::oauth::listener::{Listener, loopback_target};
 use crate::oauth::{OAuthClient, OAuthError, authorize, redirect};
-use crate::vault::{Lease, PendingAuth, Profile, Store, VaultData, VaultError};
+use crate::vault::{GrantType, Lease, PendingAuth, Profile, Store, VaultData, VaultError};
+use age::secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
 
 type JobResult = Result<(Outcome, Option<Profile>), JobError>;
 
@@ -76,6 +80,10 @@ pub struct Worker {
     profile_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     slots: Arc<Semaphore>,
     saves: mpsc::UnboundedSender<SaveRequest>,
+    /// Fingerprints of refresh tokens the server has answered: never sent again, even when
+    /// saving their successor failed (a server with strict rotation would take a second use
+    /// for theft and revoke the whole grant).
+    spent: Mutex<HashSet<[u8; 32]>>,
 }
 
 impl Worker {
@@ -88,7 +96,14 @@ impl Worker {
             clock: config.clock,
             events,
             profile_locks: Mutex::default(),
+            spent: Mutex::default(),
         }
+    }
+
+    fn spent(&self) -> std::sync::MutexGuard<'_, HashSet<[u8; 32]>> {
+        self.spent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn emit(&self, event: Event) {
@@ -134,6 +149,7 @@ impl Worker {
             }
             Job::Revoke => self.revoke(&profile).await,
             Job::Check => self.check(&profile).await,
+            Job::Rediscover => self.rediscover(&profile).await,
         };
         match result {
             Ok((outcome, saved)) => self.succeeded(id, profile, outcome, saved),
@@ -273,6 +289,26 @@ impl Worker {
         cancel: &CancellationToken,
     ) -> JobResult {
         let profile = self.current(name).await?;
+        match profile.grant {
+            GrantType::Code => self.code_login(id, profile, listen, timeout, cancel).await,
+            GrantType::Device => self.device_login(id, &profile, cancel).await,
+            GrantType::ClientCredentials => {
+                let _lease = self.lease().await?;
+                self.app_token(&profile).await
+            }
+        }
+    }
+
+    /// The authorization code grant: the URL, then a pasted code or the loopback listener.
+    async fn code_login(
+        &self,
+        id: JobId,
+        profile: Profile,
+        listen: bool,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> JobResult {
+        let name = profile.name.as_str();
         let request = authorize::build(&profile)?;
         let pending = PendingAuth {
             state: request.state.clone(),
@@ -312,35 +348,47 @@ impl Worker {
         });
         // Waiting for a browser holds nothing: a cancel closes the listener at once, and the
         // port and the profile are free again.
-        let code = tokio::select! {
-            code = waiting => code?,
+        let callback = tokio::select! {
+            callback = waiting => callback?,
             () = cancel.cancelled() => return Err(JobError::cancelled()),
         };
+        redirect::check_issuer(
+            callback.iss.as_deref(),
+            profile.issuer.as_deref(),
+            profile.expects_iss(),
+        )?;
         self.emit(Event::Note {
             id,
             profile: name.to_string(),
             message: "redirect received: exchanging the code".into(),
         });
-        self.exchange_code(name, &code, request.pkce_verifier.as_deref())
+        self.exchange_code(name, &callback.code, request.pkce_verifier.as_deref())
             .await
     }
 
     async fn exchange(&self, name: &str, input: &SecretString) -> JobResult {
-        use age::secrecy::ExposeSecret;
         let profile = self.current(name).await?;
         let pending = profile.pending.as_ref();
-        let code =
+        let pasted =
             redirect::parse_pasted(input.expose_secret(), pending.map(|p| p.state.as_str()))?;
+        if let Some(iss) = &pasted.iss {
+            redirect::check_issuer(
+                iss.as_deref(),
+                profile.issuer.as_deref(),
+                profile.expects_iss(),
+            )?;
+        }
         let verifier = pending
             .and_then(|p| p.pkce_verifier.as_ref())
             .map(|v| v.expose_secret().to_string());
-        if profile.pkce && verifier.is_none() {
+        if profile.uses_pkce() && verifier.is_none() {
             return Err(JobError::new(
                 FailureKind::Precondition,
                 "this profile uses PKCE but no authorization is pending: run authorize first",
             ));
         }
-        self.exchange_code(name, &code, verifier.as_deref()).await
+        self.exchange_code(name, &pasted.code, verifier.as_deref())
+            .await
     }
 
     async fn exchange_code(&self, name: &str, code: &str, verifier: Option<&str>) -> JobResult {
@@ -365,7 +413,10 @@ impl Worker {
         let _lease = self.lease().await?;
         let profile = self.current(name).await?;
         let Some(token) = &profile.token else {
-            return Err(OAuthError::NoToken.into());
+            return match profile.grant {
+                GrantType::ClientCredentials => self.app_token(&profile).await,
+                _ => Err(OAuthError::NoToken.into()),
+            };
         };
         if crate::health::nothing_to_refresh(token) {
             return Ok((
@@ -392,12 +443,23 @@ impl Worker {
                 ));
             }
         }
+        if profile.renews_by_itself() {
+            return self.app_token(&profile).await;
+        }
         let Some(refresh_token) = &token.refresh_token else {
             return Err(OAuthError::NoRefreshToken.into());
         };
+        let fingerprint: [u8; 32] = Sha256::digest(refresh_token.expose_secret().as_bytes()).into();
+        if self.spent().contains(&fingerprint) {
+            return Err(JobError::new(
+                FailureKind::Refused,
+                "this refresh token was used already and its successor could not be saved: authorize again",
+            ));
+        }
         let response = self
             .network(self.client.refresh(&profile, refresh_token))
             .await?;
+        self.spent().insert(fingerprint);
         let new_token = response.into_token(self.clock.now(), profile.refresh_window, Some(token));
         let saved = self.save_token(name, new_token).await?;
         Ok((Outcome::NewToken, Some(saved)))
@@ -410,10 +472,14 @@ impl Worker {
             return Err(OAuthError::NoToken.into());
         };
         if let Some(refresh) = &token.refresh_token {
-            self.network(self.client.revoke(&profile, refresh)).await?;
+            self.network(self.client.revoke(&profile, refresh, "refresh_token"))
+                .await?;
         }
-        self.network(self.client.revoke(&profile, &token.access_token))
-            .await?;
+        self.network(
+            self.client
+                .revoke(&profile, &token.access_token, "access_token"),
+        )
+        .await?;
         let saved = self
             .save(name, |p| {
                 p.token = None;

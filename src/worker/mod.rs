@@ -42,6 +42,8 @@ pub enum Job {
     Revoke,
     /// Ask the credentials endpoint who the token belongs to.
     Check,
+    /// Read the endpoints again from the issuer's metadata.
+    Rediscover,
 }
 
 /// The kind of a job, without its data.
@@ -52,6 +54,7 @@ pub enum JobKind {
     Refresh,
     Revoke,
     Check,
+    Rediscover,
 }
 
 impl JobKind {
@@ -63,6 +66,7 @@ impl JobKind {
             JobKind::Refresh => "refresh",
             JobKind::Revoke => "revoke",
             JobKind::Check => "check",
+            JobKind::Rediscover => "rediscover",
         }
     }
 
@@ -83,6 +87,7 @@ impl Job {
             Job::Refresh { .. } => JobKind::Refresh,
             Job::Revoke => JobKind::Revoke,
             Job::Check => JobKind::Check,
+            Job::Rediscover => JobKind::Rediscover,
         }
     }
 }
@@ -106,6 +111,8 @@ pub enum Outcome {
     Revoked,
     /// The token works and belongs to this owner.
     Checked(CheckResult),
+    /// The endpoints were read again from the issuer's metadata.
+    Rediscovered,
 }
 
 impl Outcome {
@@ -116,6 +123,7 @@ impl Outcome {
             Outcome::Unchanged(why) => why.clone(),
             Outcome::Revoked => "tokens revoked".into(),
             Outcome::Checked(c) => format!("token belongs to {}", c.owner_line()),
+            Outcome::Rediscovered => "endpoints read from the issuer's metadata".into(),
         }
     }
 }
@@ -153,6 +161,16 @@ pub enum Event {
         url: String,
         listening_on: Option<SocketAddr>,
     },
+    /// A device login waits: show the code and where to enter it.
+    DeviceCode {
+        id: JobId,
+        profile: String,
+        user_code: String,
+        verification_uri: String,
+        /// `verification_uri_complete` when the server gave one, else `verification_uri`.
+        uri_to_open: String,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    },
     /// Something worth telling while the job goes on.
     Note {
         id: JobId,
@@ -181,6 +199,7 @@ impl Event {
         match self {
             Event::Started { id, .. }
             | Event::AuthorizeUrl { id, .. }
+            | Event::DeviceCode { id, .. }
             | Event::Note { id, .. }
             | Event::Succeeded { id, .. }
             | Event::Failed { id, .. } => *id,

@@ -212,7 +212,7 @@ pub fn http(port: u16, method: &str, target: &str, form: Option<&str>) -> Option
     http_with(port, method, target, form, &[])
 }
 
-fn http_with(
+pub fn http_with(
     port: u16,
     method: &str,
     target: &str,

@@ -3,14 +3,15 @@
 use age::secrecy::SecretString;
 
 use super::{App, Effect, LISTEN_FOR, Mode, REVEAL_FOR};
-use crate::health::refresh_due;
+use crate::health::renewal_due;
 use crate::oauth::listener::loopback_target;
 use crate::tui::keymap::Action;
 use crate::tui::popup::authorize::Authorize;
 use crate::tui::popup::confirm::{Confirm, ConfirmKind};
+use crate::tui::popup::device::Device;
 use crate::tui::popup::form::Form;
 use crate::tui::popup::help::Help;
-use crate::vault::Profile;
+use crate::vault::{GrantType, Profile};
 use crate::worker::Job;
 
 impl App {
@@ -140,8 +141,14 @@ impl App {
                 timeout: LISTEN_FOR,
             })
         });
+        let grant = self.selected().map(|p| p.grant);
         if let (Some(Effect::Send(cmd)), Some(name)) = (effects.first(), self.selected_name()) {
-            self.mode = Mode::Authorize(Authorize::new(name, cmd.id));
+            self.mode = match grant {
+                Some(GrantType::Device) => Mode::Device(Device::new(name, cmd.id)),
+                // The app's own token needs nobody: the row's spinner and the log tell.
+                Some(GrantType::ClientCredentials) => Mode::Normal,
+                _ => Mode::Authorize(Authorize::new(name, cmd.id)),
+            };
         }
         effects
     }
@@ -155,6 +162,9 @@ impl App {
 
     fn refresh_selected(&mut self) -> Vec<Effect> {
         self.job_on_selected(|p| match &p.token {
+            _ if p.renews_by_itself() => Ok(Job::Refresh {
+                if_expiring_within: None,
+            }),
             Some(t) if t.refresh_token.is_some() => Ok(Job::Refresh {
                 if_expiring_within: None,
             }),
@@ -163,7 +173,7 @@ impl App {
         })
     }
 
-    /// `R`: every profile that [`refresh_due`] names.
+    /// `R`: every profile that [`renewal_due`] names.
     fn refresh_due_ones(&mut self) -> Vec<Effect> {
         let (now, margin) = (self.now, self.settings.refresh_margin);
         let due: Vec<String> = self
@@ -173,7 +183,7 @@ impl App {
             .filter(|p| {
                 p.token
                     .as_ref()
-                    .is_some_and(|t| refresh_due(t, now, margin))
+                    .is_some_and(|t| renewal_due(p, t, now, margin))
             })
             .map(|p| p.name.clone())
             .collect();
@@ -238,7 +248,7 @@ impl App {
         }
     }
 
-    /// Auto-refresh: profiles that ask for it are refreshed when [`refresh_due`] says so.
+    /// Auto-refresh: profiles that ask for it are refreshed when [`renewal_due`] says so.
     /// Each token is refreshed at most once (the next attempt waits for a new token), a
     /// failure backs off exponentially, and profiles with a recorded error are left alone
     /// until someone looks, so a dead token is never hammered.
@@ -252,7 +262,7 @@ impl App {
             })
             .filter_map(|p| p.token.as_ref().map(|t| (p, t)))
             .filter(|(p, t)| {
-                refresh_due(t, now, margin) && self.auto.may_try(&p.name, t.obtained_at, now)
+                renewal_due(p, t, now, margin) && self.auto.may_try(&p.name, t.obtained_at, now)
             })
             .map(|(p, t)| (p.name.clone(), t.obtained_at))
             .collect();

@@ -17,6 +17,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind};
 use super::keymap::{self, Action, Layer};
 use super::popup::authorize::Authorize;
 use super::popup::confirm::Confirm;
+use super::popup::device::Device;
 use super::popup::form::Form;
 use super::popup::help::Help;
 use super::popup::paste::Paste;
@@ -122,6 +123,7 @@ pub enum Mode {
     Filter,
     Help(Help),
     Authorize(Authorize),
+    Device(Device),
     Paste(Paste),
     Confirm(Confirm),
     Form(Box<Form>),
@@ -135,6 +137,7 @@ impl Mode {
             Mode::Filter => &keymap::FILTER,
             Mode::Help(_) => &keymap::HELP,
             Mode::Authorize(_) => &keymap::AUTHORIZE,
+            Mode::Device(_) => &keymap::DEVICE,
             Mode::Paste(_) => &keymap::PASTE,
             Mode::Confirm(_) => &keymap::CONFIRM,
             Mode::Form(_) => &keymap::FORM,
@@ -142,11 +145,12 @@ impl Mode {
     }
 
     /// The popup to draw over the main view, if any.
-    pub fn card(&self, theme: &Theme) -> Option<Card> {
+    pub fn card(&self, theme: &Theme, now: DateTime<Utc>) -> Option<Card> {
         match self {
             Mode::Normal | Mode::Filter => None,
             Mode::Help(help) => Some(help.card(theme)),
             Mode::Authorize(popup) => Some(popup.card(theme)),
+            Mode::Device(popup) => Some(popup.card(theme, now)),
             Mode::Paste(popup) => Some(popup.card(theme)),
             Mode::Confirm(popup) => Some(popup.card(theme)),
             Mode::Form(form) => Some(form.card(theme)),
@@ -400,9 +404,21 @@ impl App {
             Err(e) => {
                 self.log(format!("save failed: {e}"), true);
                 self.flash(format!("save failed: {e}"), true);
+                return Vec::new();
             }
         }
-        Vec::new()
+        // A profile saved with a new issuer has no endpoints yet: read them now.
+        let undiscovered: Vec<String> = self
+            .profiles
+            .iter()
+            .filter(|p| p.issuer.is_some() && p.endpoints.token_url.is_none())
+            .filter(|p| !self.busy.contains_key(&p.name))
+            .map(|p| p.name.clone())
+            .collect();
+        undiscovered
+            .iter()
+            .map(|name| self.command(name, Job::Rediscover))
+            .collect()
     }
 
     fn on_tick(&mut self, now: DateTime<Utc>) -> Vec<Effect> {
@@ -447,6 +463,7 @@ impl App {
             Mode::Filter => self.on_filter_key(action, typed),
             Mode::Help(help) => help.on_action(action),
             Mode::Authorize(popup) => popup.on_action(action),
+            Mode::Device(popup) => popup.on_action(action),
             Mode::Paste(popup) => popup.on_key(action, typed),
             Mode::Confirm(popup) => popup.on_action(action),
             Mode::Form(form) => form.on_key(action, typed, &self.profiles),
@@ -486,7 +503,7 @@ impl App {
     }
 
     fn on_request(&mut self, request: Request) -> Vec<Effect> {
-        if !matches!(request, Request::CopyUrl(_)) {
+        if !matches!(request, Request::CopyUrl(_) | Request::Copy { .. }) {
             self.mode = Mode::Normal;
         }
         match request {
@@ -496,10 +513,12 @@ impl App {
             Request::CopyUrl(url) => {
                 vec![self.copy(SecretString::from(url), "the authorize URL".into())]
             }
+            Request::Copy { text, what } => vec![self.copy(SecretString::from(text), what)],
             Request::Paste { profile } => self.open(Mode::Paste(Paste::new(profile))),
             Request::StopListener { profile, job } => self.stop_listener(&profile, job),
             Request::Delete(profile) => vec![Effect::Save(SaveOp::Delete(profile))],
             Request::Revoke(profile) => vec![self.command(&profile, Job::Revoke)],
+            Request::Rediscover(profile) => vec![self.command(&profile, Job::Rediscover)],
             Request::Save { original, profile } => {
                 vec![Effect::Save(SaveOp::Upsert { original, profile })]
             }

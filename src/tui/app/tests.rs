@@ -333,7 +333,8 @@ fn new_profile_form_submits_a_save() {
     for c in "acme".chars() {
         app.update(key(c));
     }
-    for _ in 0..3 {
+    // Name, Provider, Base URL, Issuer, then the client id.
+    for _ in 0..4 {
         app.update(code(KeyCode::Tab));
     }
     app.update(key('c'));

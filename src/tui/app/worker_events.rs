@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use age::secrecy::SecretString;
 
 use super::{App, Effect, Mode};
+use crate::tui::popup::device::Shown;
 use crate::vault::Profile;
 use crate::worker::{Event, FailureKind, JobId, JobKind, Outcome};
 
@@ -18,6 +19,23 @@ impl App {
                 url,
                 listening_on,
             } => self.on_authorize_url(id, &profile, url, listening_on),
+            Event::DeviceCode {
+                id,
+                profile,
+                user_code,
+                verification_uri,
+                uri_to_open,
+                expires_at,
+            } => self.on_device_code(
+                id,
+                &profile,
+                Shown {
+                    user_code,
+                    verification_uri,
+                    uri_to_open,
+                    expires_at,
+                },
+            ),
             Event::Note {
                 profile, message, ..
             } => self.on_note(&profile, &message),
@@ -72,6 +90,26 @@ impl App {
         vec![copy, Effect::OpenBrowser(url)]
     }
 
+    /// A device login waits: the code shows in its popup, and the address goes to the
+    /// clipboard (a browser opens where there is one).
+    fn on_device_code(&mut self, id: JobId, profile: &str, shown: Shown) -> Vec<Effect> {
+        let url = shown.uri_to_open.clone();
+        self.log(
+            format!(
+                "{profile}: enter code {} at {}",
+                shown.user_code, shown.verification_uri
+            ),
+            false,
+        );
+        if let Mode::Device(popup) = &mut self.mode
+            && popup.job == id
+        {
+            popup.shown = Some(shown);
+        }
+        let copy = self.copy(SecretString::from(url.clone()), "the login address".into());
+        vec![copy, Effect::OpenBrowser(url)]
+    }
+
     fn on_succeeded(
         &mut self,
         id: JobId,
@@ -82,10 +120,12 @@ impl App {
         self.end_job(id, profile, saved);
         self.auto.succeeded(profile);
         // A listener that caught its redirect has done the popup's work.
-        if let Mode::Authorize(popup) = &self.mode
-            && popup.job == id
-            && popup.listening_on.is_some()
-        {
+        let popup_done = match &self.mode {
+            Mode::Authorize(popup) => popup.job == id && popup.listening_on.is_some(),
+            Mode::Device(popup) => popup.job == id,
+            _ => false,
+        };
+        if popup_done {
             self.mode = Mode::Normal;
         }
         let text = format!("{profile}: {}", outcome.describe());

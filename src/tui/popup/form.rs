@@ -11,7 +11,7 @@ use crate::tui::theme::Theme;
 use crate::vault::validate::{
     validate_base_url, validate_client_id, validate_name, validate_redirect_uri, validate_scopes,
 };
-use crate::vault::{Endpoints, OwnerType, Profile, Provider};
+use crate::vault::{AuthMethod, Endpoints, GrantType, OwnerType, Profile, Provider};
 
 /// What kind of value a field holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,18 +32,23 @@ pub struct Field {
 
 const PROVIDERS: &[&str] = &["factorial", "factorial-demo", "custom"];
 const OWNERS: &[&str] = &["user", "company"];
+const AUTH_METHODS: &[&str] = &["post", "basic", "none"];
+const GRANTS: &[&str] = &["code", "device", "client-credentials"];
 
 /// Indices into `Form::fields`.
 const NAME: usize = 0;
 const PROVIDER: usize = 1;
 const BASE_URL: usize = 2;
-const CLIENT_ID: usize = 3;
-const SECRET: usize = 4;
-const REDIRECT: usize = 5;
-const SCOPES: usize = 6;
-const OWNER: usize = 7;
-const PKCE: usize = 8;
-const AUTO: usize = 9;
+const ISSUER: usize = 3;
+const CLIENT_ID: usize = 4;
+const SECRET: usize = 5;
+const REDIRECT: usize = 6;
+const SCOPES: usize = 7;
+const OWNER: usize = 8;
+const AUTH: usize = 9;
+const GRANT: usize = 10;
+const PKCE: usize = 11;
+const AUTO: usize = 12;
 
 /// The form's state.
 #[derive(Debug, Clone)]
@@ -70,72 +75,59 @@ fn yes_no(b: bool) -> &'static str {
 impl Form {
     /// An empty form for a new Factorial profile.
     pub fn new_profile() -> Self {
-        Self::with_values(
-            None,
-            "",
-            "factorial",
-            "",
-            "",
-            "urn:ietf:wg:oauth:2.0:oob",
-            "read write",
-            "user",
-            false,
-            false,
-        )
+        let mut template = Profile::new(
+            String::new(),
+            Provider::Factorial,
+            Endpoints::at(""),
+            String::new(),
+            SecretString::from(String::new()),
+            "urn:ietf:wg:oauth:2.0:oob".into(),
+        );
+        template.scopes = vec!["read".into(), "write".into()];
+        Self::from_profile(None, &template)
     }
 
     /// A form filled from `profile`; the secret field stays empty (empty keeps it).
     pub fn edit(profile: &Profile) -> Self {
-        let provider = match profile.provider {
-            Provider::Factorial => "factorial",
-            Provider::FactorialDemo => "factorial-demo",
-            Provider::Custom => "custom",
-        };
-        let base = if profile.provider == Provider::Custom {
-            profile.endpoints.base_url.as_str()
+        Self::from_profile(Some(profile.name.clone()), profile)
+    }
+
+    fn from_profile(original: Option<String>, p: &Profile) -> Self {
+        let by_issuer = p.issuer.is_some();
+        let base = if p.provider == Provider::Custom && !by_issuer {
+            p.endpoints.base_url.as_str()
         } else {
             ""
         };
-        Self::with_values(
-            Some(profile.name.clone()),
-            &profile.name,
-            provider,
-            base,
-            &profile.client_id,
-            &profile.redirect_uri,
-            &profile.scope_string(),
-            &profile.owner.to_string(),
-            profile.pkce,
-            profile.auto_refresh,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn with_values(
-        original: Option<String>,
-        name: &str,
-        provider: &str,
-        base_url: &str,
-        client_id: &str,
-        redirect: &str,
-        scopes: &str,
-        owner: &str,
-        pkce: bool,
-        auto: bool,
-    ) -> Self {
+        let owner = if p.owner == OwnerType::Company {
+            "company"
+        } else {
+            "user"
+        };
         Self {
             original,
             fields: vec![
-                field("Name", FieldKind::Text, name),
-                field("Provider", FieldKind::Choice(PROVIDERS), provider),
-                field("Base URL", FieldKind::Text, base_url),
-                field("Client id", FieldKind::Text, client_id),
+                field("Name", FieldKind::Text, p.name.as_str()),
+                field("Provider", FieldKind::Choice(PROVIDERS), p.provider.flag()),
+                field("Base URL", FieldKind::Text, base),
+                field(
+                    "Issuer",
+                    FieldKind::Text,
+                    p.issuer.clone().unwrap_or_default(),
+                ),
+                field("Client id", FieldKind::Text, p.client_id.as_str()),
                 field("Client secret", FieldKind::Secret, ""),
-                field("Redirect URI", FieldKind::Text, redirect),
-                field("Scopes", FieldKind::Text, scopes),
+                field("Redirect URI", FieldKind::Text, p.redirect_uri.as_str()),
+                field("Scopes", FieldKind::Text, p.scope_string()),
                 field("Owner", FieldKind::Choice(OWNERS), owner),
-                field("PKCE", FieldKind::Toggle, yes_no(pkce)),
-                field("Auto-refresh", FieldKind::Toggle, yes_no(auto)),
+                field(
+                    "Auth method",
+                    FieldKind::Choice(AUTH_METHODS),
+                    p.auth_method.flag(),
+                ),
+                field("Grant", FieldKind::Choice(GRANTS), p.grant.flag()),
+                field("PKCE", FieldKind::Toggle, yes_no(p.pkce)),
+                field("Auto-refresh", FieldKind::Toggle, yes_no(p.auto_refresh)),
             ],
             focus: 0,
             error: None,
@@ -153,6 +145,7 @@ impl Form {
         match (action, typed) {
             (Some(Action::Cancel), _) => return Reply::Close,
             (Some(Action::Submit), _) => return self.submit(existing),
+            (Some(Action::Rediscover), _) => return self.rediscover(existing),
             (Some(Action::NextField), _) => self.focus = (self.focus + 1) % count,
             (Some(Action::PrevField), _) => self.focus = (self.focus + count - 1) % count,
             (Some(Action::ChoiceNext), _) if self.focused_is_choice() => self.choose(true),
@@ -178,6 +171,23 @@ impl Form {
             }),
             Err(e) => {
                 self.error = Some(e);
+                Reply::Stay
+            }
+        }
+    }
+
+    /// Reads the edited profile's endpoints again from its issuer (the worker does it).
+    fn rediscover(&mut self, existing: &[Profile]) -> Reply {
+        let saved = self
+            .original
+            .as_ref()
+            .and_then(|o| existing.iter().find(|p| &p.name == o));
+        match saved {
+            Some(p) if p.issuer.is_some() => Reply::Then(Request::Rediscover(p.name.clone())),
+            _ => {
+                self.error = Some(
+                    "only a saved profile with an issuer can be rediscovered: fill in Issuer and save first".into(),
+                );
                 Reply::Stay
             }
         }
@@ -278,6 +288,9 @@ impl Form {
 
     /// The secret typed, or the edited profile's when the field stays empty.
     fn secret(&self, previous: Option<&Profile>) -> Result<SecretString, String> {
+        if self.value(AUTH) == "none" {
+            return Ok(SecretString::from(String::new()));
+        }
         match (self.value(SECRET), previous) {
             ("", Some(p)) => Ok(p.client_secret.clone()),
             ("", None) => {
@@ -287,8 +300,30 @@ impl Form {
         }
     }
 
+    /// The server: an issuer (its endpoints are read after the save), the preset, or the
+    /// custom server's checked base URL.
+    fn server(
+        &self,
+        previous: Option<&Profile>,
+    ) -> Result<(Provider, Option<String>, Endpoints), String> {
+        let issuer = self.value(ISSUER);
+        if !issuer.is_empty() {
+            let url = validate_base_url(issuer).map_err(|e| format!("issuer: {e}"))?;
+            let kept = previous
+                .filter(|p| p.issuer.as_deref() == Some(url.as_str()))
+                .map(|p| p.endpoints.clone());
+            let endpoints = kept.unwrap_or_else(|| Endpoints {
+                explicit: true,
+                ..Endpoints::at(url.clone())
+            });
+            return Ok((Provider::Custom, Some(url), endpoints));
+        }
+        let (provider, base) = self.base_server()?;
+        Ok((provider, None, Endpoints::at(base)))
+    }
+
     /// The preset, or the custom server's checked base URL.
-    fn server(&self) -> Result<(Provider, String), String> {
+    fn base_server(&self) -> Result<(Provider, String), String> {
         let preset = match self.value(PROVIDER) {
             "custom" => {
                 let url = validate_base_url(self.value(BASE_URL)).map_err(|e| e.to_string())?;
@@ -311,21 +346,31 @@ impl Form {
                 "a profile named '{name}' already exists: choose another name"
             ));
         }
-        let (provider, base_url) = self.server()?;
-        let redirect = validate_redirect_uri(self.value(REDIRECT)).map_err(|e| e.to_string())?;
-        let client_id = validate_client_id(self.value(CLIENT_ID)).map_err(|e| e.to_string())?;
         let previous = self
             .original
             .as_ref()
             .and_then(|o| existing.iter().find(|p| &p.name == o));
+        let (provider, issuer, endpoints) = self.server(previous)?;
+        let grant = match self.value(GRANT) {
+            "device" => GrantType::Device,
+            "client-credentials" => GrantType::ClientCredentials,
+            _ => GrantType::Code,
+        };
+        let redirect = match self.value(REDIRECT) {
+            "" if grant != GrantType::Code => String::new(),
+            uri => validate_redirect_uri(uri).map_err(|e| e.to_string())?,
+        };
+        let client_id = validate_client_id(self.value(CLIENT_ID)).map_err(|e| e.to_string())?;
         let secret = self.secret(previous)?;
-        let endpoints = Endpoints::at(base_url);
         let mut profile = match previous {
             Some(p) => {
                 let mut p = p.clone();
                 p.name = name;
                 p.provider = provider;
-                p.endpoints.base_url = endpoints.base_url;
+                if p.issuer != issuer || issuer.is_none() {
+                    p.server = None;
+                }
+                p.endpoints = endpoints;
                 p.client_id = client_id;
                 p.client_secret = secret;
                 p.redirect_uri = redirect;
@@ -334,10 +379,17 @@ impl Form {
             None => Profile::new(name, provider, endpoints, client_id, secret, redirect),
         };
         profile.scopes = validate_scopes(self.value(SCOPES)).map_err(|e| e.to_string())?;
-        profile.owner = if self.value(OWNER) == "company" {
-            OwnerType::Company
-        } else {
-            OwnerType::User
+        profile.issuer = issuer;
+        profile.grant = grant;
+        profile.auth_method = match self.value(AUTH) {
+            "basic" => AuthMethod::Basic,
+            "none" => AuthMethod::None,
+            _ => AuthMethod::Post,
+        };
+        profile.owner = match (grant, self.value(OWNER)) {
+            (GrantType::ClientCredentials, _) => OwnerType::App,
+            (_, "company") => OwnerType::Company,
+            _ => OwnerType::User,
         };
         profile.pkce = self.value(PKCE) == "yes";
         profile.auto_refresh = self.value(AUTO) == "yes";
@@ -417,6 +469,40 @@ mod tests {
             "s1"
         );
         assert_eq!(p.name, "renamed");
+    }
+
+    #[test]
+    fn an_issuer_makes_an_explicit_profile_to_discover_and_grants_set_the_owner() {
+        let mut form = Form::new_profile();
+        form.fields[NAME].value = "dot".into();
+        form.fields[ISSUER].value = "https://auth.example.com/o".into();
+        form.fields[CLIENT_ID].value = "c".into();
+        form.fields[REDIRECT].value = String::new();
+        form.fields[AUTH].value = "none".into();
+        form.fields[GRANT].value = "device".into();
+        let Some(p) = submitted(form.on_key(Some(Action::Submit), None, &[])) else {
+            panic!("not submitted: {:?}", form.error);
+        };
+        assert_eq!(p.issuer.as_deref(), Some("https://auth.example.com/o"));
+        assert!(p.endpoints.explicit && p.endpoints.token_url.is_none());
+        assert_eq!(
+            (p.auth_method, p.grant),
+            (AuthMethod::None, GrantType::Device)
+        );
+        assert!(p.uses_pkce());
+        // Rediscover needs the saved profile.
+        let mut edit = Form::edit(&p);
+        assert!(matches!(
+            edit.on_key(Some(Action::Rediscover), None, std::slice::from_ref(&*p)),
+            Reply::Then(Request::Rediscover(name)) if name == "dot"
+        ));
+        edit.fields[GRANT].value = "client-credentials".into();
+        edit.fields[AUTH].value = "basic".into();
+        edit.fields[SECRET].value = "s".into();
+        let Some(app) = submitted(edit.on_key(Some(Action::Submit), None, &[*p])) else {
+            panic!("not submitted: {:?}", edit.error);
+        };
+        assert_eq!(app.owner, OwnerType::App);
     }
 
     #[test]

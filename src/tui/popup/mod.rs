@@ -3,6 +3,7 @@
 
 pub mod authorize;
 pub mod confirm;
+pub mod device;
 pub mod filter;
 pub mod form;
 pub mod help;
@@ -36,10 +37,14 @@ pub enum Request {
     },
     /// Send the authorize URL to the clipboard again (the popup stays).
     CopyUrl(String),
+    /// Send `text` to the clipboard (the popup stays); `what` names it in the log.
+    Copy { text: String, what: String },
     /// Open the paste popup for `profile`.
     Paste { profile: String },
     /// Stop the authorize job (its loopback listener) and free the profile.
     StopListener { profile: String, job: JobId },
+    /// Read the profile's endpoints again from its issuer.
+    Rediscover(String),
     /// Delete the profile from the vault.
     Delete(String),
     /// Revoke the profile's tokens at the server.

@@ -1,0 +1,95 @@
+//! The grants without a browser redirect: device login (RFC 8628) and client credentials.
+
+use tokio_util::sync::CancellationToken;
+
+use super::{JobError, JobResult, Worker};
+use crate::oauth::OAuthError;
+use crate::oauth::device::SLOW_DOWN_STEP;
+use crate::vault::Profile;
+use crate::worker::{Event, JobId, Outcome};
+
+impl Worker {
+    /// Starts a device login, shows its codes, and polls until someone approves it, it is
+    /// denied or it expires. Only the waits between polls stop on cancel: a poll in flight may
+    /// bring the token, which must reach the vault.
+    pub(super) async fn device_login(
+        &self,
+        id: JobId,
+        profile: &Profile,
+        cancel: &CancellationToken,
+    ) -> JobResult {
+        let name = profile.name.as_str();
+        let login = self.network(self.client.device_authorize(profile)).await?;
+        let expires_at = self.clock.now()
+            + chrono::Duration::from_std(login.expires_in).unwrap_or(chrono::Duration::MAX);
+        self.emit(Event::DeviceCode {
+            id,
+            profile: name.to_string(),
+            user_code: login.user_code.clone(),
+            verification_uri: login.verification_uri.clone(),
+            uri_to_open: login.uri_to_open().to_string(),
+            expires_at,
+        });
+        let deadline = tokio::time::Instant::now() + login.expires_in;
+        let mut interval = login.interval;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = cancel.cancelled() => return Err(JobError::cancelled()),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(OAuthError::DeviceExpired.into());
+            }
+            let _lease = self.lease().await?;
+            let polled = self
+                .network(self.client.device_poll(profile, &login.device_code))
+                .await;
+            match polled {
+                Ok(response) => {
+                    let token = response.into_token(self.clock.now(), profile.refresh_window, None);
+                    let saved = self.save_token(name, token).await?;
+                    return Ok((Outcome::NewToken, Some(saved)));
+                }
+                Err(OAuthError::AuthorizationPending) => {}
+                Err(OAuthError::SlowDown) => interval += SLOW_DOWN_STEP,
+                // A network hiccup does not end the login: the code stays good until it expires.
+                Err(e) if e.is_transient() => {
+                    tracing::info!(profile = %name, error = %e, "device poll failed; polling on");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Reads the profile's endpoints and capabilities again from its issuer's metadata.
+    pub(super) async fn rediscover(&self, name: &str) -> JobResult {
+        let profile = self.current(name).await?;
+        let Some(issuer) = profile.issuer.clone() else {
+            return Err(OAuthError::Unsupported(format!(
+                "'{name}' has no issuer to read metadata from: fill in Issuer in the edit form"
+            ))
+            .into());
+        };
+        let found = self
+            .network(crate::oauth::discovery::discover(&self.client, &issuer))
+            .await?;
+        let saved = self
+            .save(name, move |p| {
+                p.issuer = Some(found.issuer);
+                p.endpoints = found.endpoints;
+                p.server = Some(found.metadata);
+            })
+            .await?;
+        Ok((Outcome::Rediscovered, Some(saved)))
+    }
+
+    /// A new token with the client's own credentials. The caller holds the lease.
+    pub(super) async fn app_token(&self, profile: &Profile) -> JobResult {
+        let response = self
+            .network(self.client.client_credentials(profile))
+            .await?;
+        let token = response.into_token(self.clock.now(), profile.refresh_window, None);
+        let saved = self.save_token(&profile.name, token).await?;
+        Ok((Outcome::NewToken, Some(saved)))
+    }
+}
