@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod doorkeeper;
+pub mod dot;
 pub mod mock;
 pub mod tmux;
 

@@ -1,0 +1,164 @@
+//! A real django-oauth-toolkit server (tests/fixtures/dot/server.py) on a free loopback port,
+//! with its own temporary database; stopped when dropped. Its defaults stand: PKCE required,
+//! refresh tokens rotated; it adds strict reuse protection, RFC 9207 `iss`, OpenID Connect,
+//! introspection and the device grant.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::doorkeeper::{Reply, http};
+
+/// What the fixture needs.
+const INSTALL: &str = "pip install -r tests/fixtures/dot/requirements.txt";
+
+/// A running server.
+pub struct Dot {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Dot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An app registered on the server.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub client_id: String,
+    pub secret: String,
+}
+
+fn python() -> String {
+    std::env::var("TOKDECK_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dot/server.py")
+}
+
+impl Dot {
+    /// Starts a server and waits until it answers; a port taken meanwhile is retried.
+    pub fn start() -> Self {
+        let ready = Command::new(python())
+            .args(["-c", "import oauth2_provider, jwcrypto"])
+            .output();
+        assert!(
+            ready.is_ok_and(|o| o.status.success()),
+            "these tests run a real django-oauth-toolkit server, whose packages are missing: {INSTALL}"
+        );
+        let mut last_log = String::new();
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let port = super::free_port();
+            let mut child = Command::new(python())
+                .arg(script())
+                .env("DOT_PORT", port.to_string())
+                .env("DOT_DB", dir.path().join("db.sqlite3"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(
+                    std::fs::File::create(dir.path().join("stderr.txt")).unwrap(),
+                ))
+                .spawn()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(90);
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    last_log =
+                        std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap_or_default();
+                    break;
+                }
+                if http(port, "GET", "/health", None).is_some_and(|r| r.status == 200) {
+                    return Self { child, port, dir };
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    panic!("the django-oauth-toolkit fixture did not start within 90 s");
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        panic!("the django-oauth-toolkit fixture would not start: {last_log}");
+    }
+
+    /// The issuer its metadata names.
+    pub fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}/o", self.port)
+    }
+
+    /// An endpoint under the issuer, e.g. `token/`.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}/{path}", self.issuer())
+    }
+
+    /// Registers an app: `client_type` confidential or public; `grant` authorization-code,
+    /// client-credentials or device.
+    pub fn register(&self, client_type: &str, grant: &str, redirect_uri: &str) -> App {
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("client_type", client_type),
+                ("grant", grant),
+                ("redirect_uri", redirect_uri),
+            ])
+            .finish();
+        let reply = http(self.port, "POST", "/test/applications", Some(&form))
+            .expect("the fixture answers");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let v: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+        App {
+            client_id: v["client_id"].as_str().unwrap().to_string(),
+            secret: v["client_secret"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// Opens `authorize_url` as alice's browser would (the app skips the consent page) and
+    /// returns where the server redirects.
+    pub fn approve(&self, authorize_url: &str) -> String {
+        let url = url::Url::parse(authorize_url).unwrap();
+        let target = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+        let reply = http(self.port, "GET", &target, None).expect("the fixture answers");
+        assert_eq!(reply.status, 302, "no redirect: {}", reply.body);
+        reply.location.expect("a Location header")
+    }
+
+    /// Enters `user_code` on the server's device page and approves (or denies) it on the
+    /// confirmation page that follows, as alice would.
+    pub fn answer_device(&self, user_code: &str, approve: bool) {
+        let form = format!("user_code={user_code}");
+        let entered = self.post("/o/device/", &form);
+        assert_eq!(
+            entered.status, 302,
+            "the device page refused the code: {}",
+            entered.body
+        );
+        let confirm = entered.location.expect("a confirmation page");
+        let confirm = url::Url::parse(&format!("http://127.0.0.1:{}", self.port))
+            .unwrap()
+            .join(&confirm)
+            .unwrap();
+        let action = if approve { "accept" } else { "deny" };
+        let answered = self.post(confirm.path(), &format!("action={action}"));
+        assert!(
+            (200..400).contains(&answered.status),
+            "the confirmation page: {} {}",
+            answered.status,
+            answered.body
+        );
+    }
+
+    fn post(&self, path: &str, form: &str) -> Reply {
+        http(self.port, "POST", path, Some(form)).expect("the fixture answers")
+    }
+
+    /// The server's stderr, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.txt")).unwrap_or_default()
+    }
+}
