@@ -57,15 +57,7 @@ fn json_status(env: &Env) -> serde_json::Value {
 
 /// The stored refresh token of `name`, read with the age CLI.
 fn stored(env: &Env, name: &str, field: &str) -> String {
-    let text = env.vault_text();
-    let start = text
-        .find(&format!("name = \"{name}\""))
-        .expect("profile in vault");
-    text[start..]
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{field} = \"")))
-        .map(|v| v.trim_end_matches('"').to_string())
-        .unwrap_or_default()
+    env.stored(name, field)
 }
 
 #[test]

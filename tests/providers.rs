@@ -14,15 +14,7 @@ use common::dot::Dot;
 use common::{Env, assert_one_line_error, stderr, stdout};
 
 fn stored(env: &Env, name: &str, field: &str) -> String {
-    let text = env.vault_text();
-    let start = text
-        .find(&format!("name = \"{name}\""))
-        .expect("profile in vault");
-    text[start..]
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{field} = \"")))
-        .map(|v| v.trim_end_matches('"').to_string())
-        .unwrap_or_default()
+    env.stored(name, field)
 }
 
 /// `tokdeck add NAME ARGS`, the secret (if any) on stdin.

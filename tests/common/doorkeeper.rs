@@ -93,15 +93,12 @@ impl Doorkeeper {
             ruby.is_ok_and(|o| o.status.success()),
             "these tests run a real Doorkeeper server, whose packages are missing: {INSTALL}"
         );
-        let mut last_log = String::new();
-        for _ in 0..3 {
-            let dir = tempfile::tempdir().unwrap();
-            let port = free_port();
-            let log = dir.path().join("rails.log");
-            let mut child = Command::new("ruby")
+        let (child, port, dir) = start_fixture("Doorkeeper", |port, dir| {
+            let mut command = Command::new("ruby");
+            command
                 .arg(script())
                 .env("DOORKEEPER_PORT", port.to_string())
-                .env("DOORKEEPER_DB", dir.path().join("db.sqlite3"))
+                .env("DOORKEEPER_DB", dir.join("db.sqlite3"))
                 .env(
                     "DOORKEEPER_ROTATION",
                     match options.rotation {
@@ -111,32 +108,10 @@ impl Doorkeeper {
                 )
                 .env("DOORKEEPER_TTL", options.ttl.to_string())
                 .env("DOORKEEPER_THREADS", options.threads.to_string())
-                .env("DOORKEEPER_LOG", &log)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::from(
-                    std::fs::File::create(dir.path().join("stderr.txt")).unwrap(),
-                ))
-                .spawn()
-                .unwrap();
-            let deadline = Instant::now() + Duration::from_secs(90);
-            loop {
-                if let Ok(Some(_)) = child.try_wait() {
-                    last_log =
-                        std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap_or_default();
-                    break;
-                }
-                if http(port, "GET", "/health", None).is_some_and(|r| r.status == 200) {
-                    return Self { child, port, dir };
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    panic!("the Doorkeeper fixture did not start within 90 s");
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        panic!("the Doorkeeper fixture would not start: {last_log}");
+                .env("DOORKEEPER_LOG", dir.join("rails.log"));
+            command
+        });
+        Self { child, port, dir }
     }
 
     pub fn base_url(&self) -> String {
@@ -198,6 +173,44 @@ impl Doorkeeper {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("rails.log")).unwrap_or_default()
     }
+}
+
+/// Starts a fixture server (`command` for a port and a fresh folder; its stderr goes to
+/// `stderr.txt` there) and waits until `GET /health` answers 200; a port taken meanwhile is
+/// retried.
+pub fn start_fixture(
+    name: &str,
+    command: impl Fn(u16, &std::path::Path) -> Command,
+) -> (Child, u16, tempfile::TempDir) {
+    let mut last_log = String::new();
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let stderr = std::fs::File::create(dir.path().join("stderr.txt")).unwrap();
+        let mut child = command(port, dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                last_log =
+                    std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap_or_default();
+                break;
+            }
+            if http(port, "GET", "/health", None).is_some_and(|r| r.status == 200) {
+                return (child, port, dir);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the {name} fixture did not start within 90 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    panic!("the {name} fixture would not start: {last_log}");
 }
 
 /// An HTTP answer.

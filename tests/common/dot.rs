@@ -6,10 +6,9 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
 
-use super::doorkeeper::{Reply, http};
+use super::doorkeeper::{Reply, http, start_fixture};
 
 /// What the fixture needs.
 const INSTALL: &str = "pip install -r tests/fixtures/dot/requirements.txt";
@@ -53,39 +52,15 @@ impl Dot {
             ready.is_ok_and(|o| o.status.success()),
             "these tests run a real django-oauth-toolkit server, whose packages are missing: {INSTALL}"
         );
-        let mut last_log = String::new();
-        for _ in 0..3 {
-            let dir = tempfile::tempdir().unwrap();
-            let port = super::free_port();
-            let mut child = Command::new(python())
+        let (child, port, dir) = start_fixture("django-oauth-toolkit", |port, dir| {
+            let mut command = Command::new(python());
+            command
                 .arg(script())
                 .env("DOT_PORT", port.to_string())
-                .env("DOT_DB", dir.path().join("db.sqlite3"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::from(
-                    std::fs::File::create(dir.path().join("stderr.txt")).unwrap(),
-                ))
-                .spawn()
-                .unwrap();
-            let deadline = Instant::now() + Duration::from_secs(90);
-            loop {
-                if let Ok(Some(_)) = child.try_wait() {
-                    last_log =
-                        std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap_or_default();
-                    break;
-                }
-                if http(port, "GET", "/health", None).is_some_and(|r| r.status == 200) {
-                    return Self { child, port, dir };
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    panic!("the django-oauth-toolkit fixture did not start within 90 s");
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        panic!("the django-oauth-toolkit fixture would not start: {last_log}");
+                .env("DOT_DB", dir.join("db.sqlite3"));
+            command
+        });
+        Self { child, port, dir }
     }
 
     /// The issuer its metadata names.

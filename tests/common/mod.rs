@@ -185,6 +185,19 @@ impl Env {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// The value of `field` in profile `name`, read from the decrypted vault ("" if unset).
+    pub fn stored(&self, name: &str, field: &str) -> String {
+        let text = self.vault_text();
+        let start = text
+            .find(&format!("name = \"{name}\""))
+            .expect("profile in vault");
+        text[start..]
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{field} = \"")))
+            .map(|v| v.trim_end_matches('"').to_string())
+            .unwrap_or_default()
+    }
+
     pub fn vault_bytes(&self) -> Vec<u8> {
         std::fs::read(self.vault()).unwrap()
     }
