@@ -176,7 +176,7 @@ struct ErrorBody {
 enum Resend {
     /// Any transient failure (reads, polls, revocations: sending twice does no harm).
     Freely,
-    /// Only when the request cannot have reached the server, or it refused it unread (429):
+    /// Only when no answer can have been lost (see [`OAuthError::may_resend_single_use`]):
     /// for codes and refresh tokens, which a second use may burn.
     OnlyUnsent,
 }
@@ -514,7 +514,7 @@ impl OAuthClient {
         loop {
             match attempt_once().await {
                 Ok(v) => return Ok(v),
-                Err(e) if resend == Resend::OnlyUnsent && !e.never_reached_the_server() => {
+                Err(e) if resend == Resend::OnlyUnsent && !e.may_resend_single_use() => {
                     return Err(e);
                 }
                 Err(e) => match self.retry.delay_after(attempt, &e) {

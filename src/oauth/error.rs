@@ -178,16 +178,15 @@ impl OAuthError {
         )
     }
 
-    /// Whether the request cannot have been acted on: no connection was made, or the server
-    /// turned it away unread (429, 503). Only such a request may carry a single-use code or
-    /// refresh token again: after a timeout, a broken connection or another 5xx the server
-    /// may have used it, and a second use may cost the whole grant.
-    pub fn never_reached_the_server(&self) -> bool {
+    /// Whether a single-use code or refresh token may be sent again after this failure: no
+    /// connection was made, or the server answered with an error (429, 5xx), so it issued
+    /// nothing for it. After a timeout or a connection broken before the answer, the server
+    /// may have issued new tokens that never arrived; sending the old one again would be a
+    /// second use, which a server with strict rotation takes for theft.
+    pub fn may_resend_single_use(&self) -> bool {
         matches!(
             self,
-            OAuthError::Connect { .. }
-                | OAuthError::RateLimited { .. }
-                | OAuthError::Server { status: 503, .. }
+            OAuthError::Connect { .. } | OAuthError::RateLimited { .. } | OAuthError::Server { .. }
         )
     }
 }
