@@ -169,7 +169,7 @@ impl From<OwnerArg> for OwnerType {
     }
 }
 
-/// Manage OAuth2 tokens for Factorial HR (and any Doorkeeper-shaped provider) from the terminal.
+/// Manage OAuth2 tokens for Factorial HR (and any OAuth 2 provider) from the terminal.
 ///
 /// Run `tokdeck` with no command to open the full-screen app.
 #[derive(Debug, Parser)]
