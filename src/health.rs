@@ -54,16 +54,21 @@ pub fn renewal_due(
 }
 
 /// The agent's keep-alive rule: refresh when the access token is due (for profiles that ask
-/// for auto-refresh), or, for every refreshable profile, when its refresh window ends within
+/// for auto-refresh; for app tokens, that is all), or, for every refreshable profile, when its refresh window ends within
 /// `horizon` (capped at half the window, so a short window is renewed half-way, not on every
 /// look). A token whose window is over is left alone: only a person can authorize again.
 pub fn keepalive_due(
+    profile: &Profile,
     token: &Token,
-    auto_refresh: bool,
     now: DateTime<Utc>,
     margin: Duration,
     horizon: Duration,
 ) -> bool {
+    let auto_refresh = profile.auto_refresh;
+    // An app token has no window to keep open: it is renewed when due, if asked to be.
+    if profile.renews_by_itself() {
+        return auto_refresh && renewal_due(profile, token, now, margin);
+    }
     if token.refresh_token.is_none() || token.refresh_expires_at.is_some_and(|end| end <= now) {
         return false;
     }
@@ -345,6 +350,11 @@ mod tests {
     #[test]
     fn the_agent_keeps_the_refresh_window_open() {
         let (margin, day) = (Duration::from_secs(300), Duration::from_secs(DAY as u64));
+        let keepalive_due = |t: &Token, auto: bool, now, margin, horizon| {
+            let mut p = profile(None);
+            p.auto_refresh = auto;
+            keepalive_due(&p, t, now, margin, horizon)
+        };
         let t = user_token(7_200, 7 * DAY);
         assert!(!keepalive_due(&t, false, at(0), margin, day));
         assert!(
@@ -371,6 +381,23 @@ mod tests {
         );
         short.refresh_token = None;
         assert!(!keepalive_due(&short, true, at(3_000), margin, day));
+    }
+
+    #[test]
+    fn the_agent_renews_an_app_token_when_due_and_asked_to() {
+        let (margin, day) = (Duration::from_secs(300), Duration::from_secs(DAY as u64));
+        let mut t = user_token(3_600, 7 * DAY);
+        t.refresh_token = None;
+        t.refresh_expires_at = None;
+        let mut app = profile(Some(t.clone()));
+        app.grant = crate::vault::GrantType::ClientCredentials;
+        assert!(
+            !keepalive_due(&app, &t, at(3_500), margin, day),
+            "not asked to"
+        );
+        app.auto_refresh = true;
+        assert!(!keepalive_due(&app, &t, at(0), margin, day), "not due");
+        assert!(keepalive_due(&app, &t, at(3_500), margin, day));
     }
 
     #[test]

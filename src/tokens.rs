@@ -74,48 +74,41 @@ where
     Fut: Future<Output = Result<(), String>>,
 {
     let profile = load(store, name)?;
-    if profile.renews_by_itself() && profile.token.is_none() {
-        // The app's own token needs no authorize step: the first one is fetched here.
-        let failure = refresh(Job::Refresh {
-            if_expiring_within: None,
-        })
-        .await
-        .err();
-        let profile = load(store, name)?;
-        return match (failure, &profile.token) {
-            (None, Some(token)) => Ok(issued(&profile, token, None)),
-            (Some(why), _) => Err(NoToken::RefreshFailed(why)),
-            (None, None) => Err(NoToken::NeverAuthorized(name.to_string())),
-        };
-    }
-    let current = token_of(&profile)?;
-    if access_usable(current, clock.now(), margin) {
-        return Ok(issued(&profile, current, None));
-    }
-    if current.refresh_token.is_none() && !profile.renews_by_itself() {
-        return if still_valid(current, clock.now()) {
-            Ok(issued(&profile, current, None))
-        } else {
-            Err(NoToken::Dead(name.to_string()))
-        };
+    // An app token needs no authorize step: without one, the first is fetched below.
+    let first_app_token = profile.renews_by_itself() && profile.token.is_none();
+    if !first_app_token {
+        let current = token_of(&profile)?;
+        if access_usable(current, clock.now(), margin) {
+            return Ok(issued(&profile, current, None));
+        }
+        if current.refresh_token.is_none() && !profile.renews_by_itself() {
+            return if still_valid(current, clock.now()) {
+                Ok(issued(&profile, current, None))
+            } else {
+                Err(NoToken::Dead(name.to_string()))
+            };
+        }
     }
     let job = Job::Refresh {
-        if_expiring_within: refresh_margin_for(current, margin),
+        if_expiring_within: profile
+            .token
+            .as_ref()
+            .and_then(|t| refresh_margin_for(t, margin)),
     };
     let failure = refresh(job).await.err();
     // Read again: the refresh saved a new token, or someone else did meanwhile.
     let profile = load(store, name)?;
-    let latest = token_of(&profile)?;
-    match failure {
-        None => Ok(issued(&profile, latest, None)),
-        Some(why) if still_valid(latest, clock.now()) => Ok(issued(
+    match (failure, &profile.token) {
+        (None, Some(latest)) => Ok(issued(&profile, latest, None)),
+        (Some(why), Some(latest)) if still_valid(latest, clock.now()) => Ok(issued(
             &profile,
             latest,
             Some(format!(
                 "refresh failed ({why}); handing out the current token"
             )),
         )),
-        Some(why) => Err(NoToken::RefreshFailed(why)),
+        (Some(why), _) => Err(NoToken::RefreshFailed(why)),
+        (None, None) => Err(NoToken::NeverAuthorized(name.to_string())),
     }
 }
 

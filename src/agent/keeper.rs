@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
-use crate::health::{keepalive_due, renewal_due};
+use crate::health::keepalive_due;
 use crate::pacing::AutoRefresh;
 use crate::vault::Store;
 use crate::worker::{Command, Event, Job, JobId};
@@ -188,12 +188,7 @@ impl Keeper {
                     .iter()
                     .filter(|p| p.last_error.is_none())
                     .filter_map(|p| p.token.as_ref().map(|t| (p, t)))
-                    .filter(|(p, t)| {
-                        keepalive_due(t, p.auto_refresh, now, margin, horizon)
-                            || (p.auto_refresh
-                                && p.renews_by_itself()
-                                && renewal_due(p, t, now, margin))
-                    })
+                    .filter(|(p, t)| keepalive_due(p, t, now, margin, horizon))
                     .map(|(p, t)| (p.name.clone(), t.obtained_at))
                     .collect::<Vec<_>>()
             })?;

@@ -33,7 +33,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Exec(args)) => exec::run(&ctx, args).await,
         Some(Command::Api(args)) => api::run(&ctx, args).await,
         Some(Command::Agent(args)) => agent::run(&ctx, args).await,
-        Some(Command::Rediscover { name }) => profiles::rediscover(&ctx, name).await.map(|()| 0),
+        Some(Command::Rediscover { name }) => oauth::rediscover(&ctx, name).await.map(|()| 0),
         Some(Command::Check { name }) => oauth::check(&ctx, name).await.map(|()| 0),
         Some(Command::Revoke { name }) => oauth::revoke(&ctx, name).await.map(|()| 0),
         Some(Command::Recipients { action }) => recipients::run(&ctx, action.as_ref()).map(|()| 0),

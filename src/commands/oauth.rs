@@ -403,6 +403,39 @@ pub async fn check(ctx: &Context, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `tokdeck rediscover`: the profile's endpoints and capabilities, read again from its
+/// issuer's metadata. Its settings (client authentication, grant, PKCE) stay as chosen.
+pub async fn rediscover(ctx: &Context, name: &str) -> anyhow::Result<()> {
+    let store = ctx.open_store()?;
+    if profile_named(&store, name)?.issuer.is_none() {
+        bail!(
+            "'{name}' was not added with --issuer, so there is no metadata to read: set its endpoints with `tokdeck edit {name} --issuer URL` or --token-url and kin"
+        );
+    }
+    let mut changed = false;
+    let jobs = vec![(name.to_string(), Job::Rediscover)];
+    let failures = run_jobs(ctx, store, jobs, |event| {
+        if let Event::Succeeded {
+            outcome: Outcome::Rediscovered { changed: c },
+            ..
+        } = event
+        {
+            changed = *c;
+        }
+    })
+    .await?;
+    fail_if(&failures, 1)?;
+    crate::note!(
+        "{name}: {}",
+        if changed {
+            "endpoints read again from the issuer's metadata; they changed"
+        } else {
+            "the issuer's metadata is unchanged"
+        }
+    );
+    Ok(())
+}
+
 /// `tokdeck revoke`
 pub async fn revoke(ctx: &Context, name: &str) -> anyhow::Result<()> {
     let store = ctx.open_store()?;

@@ -7,7 +7,7 @@ use age::secrecy::SecretString;
 use anyhow::{Context as _, anyhow, bail};
 use zeroize::Zeroizing;
 
-use super::server::{self, Server};
+use super::server;
 use crate::cli::{AddArgs, EditArgs, InitArgs};
 use crate::config::Paths;
 use crate::context::Context;
@@ -140,12 +140,13 @@ pub async fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
     let mut profile = Profile::new(
         args.name.clone(),
         found.provider,
-        found.endpoints.clone(),
+        found.endpoints,
         client_id,
         SecretString::from(String::new()),
         redirect_uri,
     );
-    found.apply(&mut profile);
+    profile.issuer = found.issuer;
+    profile.server = found.metadata;
     profile.scopes = validate_scopes(&args.scope)?;
     profile.owner = args.owner.into();
     server::settle_auth(&mut profile, &args.server, true)?;
@@ -167,40 +168,6 @@ pub async fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
             _ => "authorize",
         },
         args.name
-    );
-    Ok(())
-}
-
-/// `tokdeck rediscover`: the profile's endpoints and capabilities, read again from its
-/// issuer's metadata. Its settings (client authentication, grant, PKCE) stay as chosen.
-pub async fn rediscover(ctx: &Context, name: &str) -> anyhow::Result<()> {
-    let store = ctx.open_store()?;
-    let profile = store
-        .profile(name)?
-        .ok_or_else(|| ProfileError::NotFound(name.to_string()))?;
-    let Some(issuer) = profile.issuer.clone() else {
-        bail!(
-            "'{name}' was not added with --issuer, so there is no metadata to read: set its endpoints with `tokdeck edit {name} --issuer URL` or --token-url and kin"
-        );
-    };
-    let found = crate::oauth::discovery::discover(&ctx.client()?, &issuer).await?;
-    let changed =
-        found.endpoints != profile.endpoints || Some(&found.metadata) != profile.server.as_ref();
-    let owned = name.to_string();
-    store.update(move |data| match data.profile_mut(&owned) {
-        Some(p) => {
-            Server::discovered(found).apply(p);
-            Ok(())
-        }
-        None => Err(ProfileError::NotFound(owned.clone())),
-    })??;
-    crate::note!(
-        "{name}: {}",
-        if changed {
-            "endpoints read again from the issuer's metadata; they changed"
-        } else {
-            "the issuer's metadata is unchanged"
-        }
     );
     Ok(())
 }

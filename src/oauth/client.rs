@@ -181,26 +181,37 @@ enum Resend {
     OnlyUnsent,
 }
 
-/// The client's credentials on a request, the profile's way (RFC 6749 2.3.1): HTTP Basic
-/// with both parts form-encoded first, both in the form body, or the id alone.
-fn authenticated<'a>(
-    profile: &'a Profile,
-    request: reqwest::RequestBuilder,
-    mut form: Vec<(&'a str, &'a str)>,
-) -> (reqwest::RequestBuilder, Vec<(&'a str, &'a str)>) {
+/// A form POST to `url` with the client's credentials, the profile's way (RFC 6749 2.3.1):
+/// HTTP Basic with both parts form-encoded first, both in the form body, or the id alone.
+fn client_post(
+    http: &reqwest::Client,
+    profile: &Profile,
+    url: &str,
+    form: &[(&str, &str)],
+) -> reqwest::RequestBuilder {
     let id = profile.client_id.as_str();
     let secret = profile.client_secret.expose_secret();
+    let request = http.post(url);
     match profile.auth_method {
         AuthMethod::Basic => {
             let mut value = reqwest::header::HeaderValue::from_str(&basic_credentials(id, secret))
                 .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static("Basic"));
             value.set_sensitive(true);
-            return (request.header(reqwest::header::AUTHORIZATION, value), form);
+            request
+                .header(reqwest::header::AUTHORIZATION, value)
+                .form(form)
         }
-        AuthMethod::Post => form.extend([("client_id", id), ("client_secret", secret)]),
-        AuthMethod::None => form.push(("client_id", id)),
+        AuthMethod::Post => {
+            let mut form = form.to_vec();
+            form.extend([("client_id", id), ("client_secret", secret)]);
+            request.form(&form)
+        }
+        AuthMethod::None => {
+            let mut form = form.to_vec();
+            form.push(("client_id", id));
+            request.form(&form)
+        }
     }
-    (request, form)
 }
 
 /// `Basic base64(urlencode(id) ":" urlencode(secret))`, RFC 6749 2.3.1.
@@ -318,9 +329,7 @@ impl OAuthClient {
             form.push(("client_id", profile.client_id.as_str()));
         }
         self.with_retries(Resend::Freely, || async {
-            let (request, form) = authenticated(profile, self.http.post(&url), form.clone());
-            let request = request
-                .form(&form)
+            let request = client_post(&self.http, profile, &url, &form)
                 .header(reqwest::header::ACCEPT, "application/json");
             let (status, body) = self.send(request, &url).await?;
             match status {
@@ -360,8 +369,8 @@ impl OAuthClient {
         })?;
         let form = vec![("token", token.expose_secret()), ("token_type_hint", hint)];
         self.with_retries(Resend::Freely, || async {
-            let (request, form) = authenticated(profile, self.http.post(&url), form.clone());
-            let (status, body) = self.send(request.form(&form), &url).await?;
+            let request = client_post(&self.http, profile, &url, &form);
+            let (status, body) = self.send(request, &url).await?;
             match status {
                 200..=299 => Ok(()),
                 _ => Err(map_error_status(status, &body, &url, Grant::Refresh)),
@@ -442,9 +451,7 @@ impl OAuthClient {
             ("token_type_hint", "access_token"),
         ];
         self.with_retries(Resend::Freely, || async {
-            let (request, form) = authenticated(profile, self.http.post(url), form.clone());
-            let request = request
-                .form(&form)
+            let request = client_post(&self.http, profile, url, &form)
                 .header(reqwest::header::ACCEPT, "application/json");
             let (status, body) = self.send(request, url).await?;
             match status {
@@ -486,9 +493,7 @@ impl OAuthClient {
             Grant::Device | Grant::ClientCredentials => Resend::Freely,
         };
         self.with_retries(resend, || async {
-            let (request, form) = authenticated(profile, self.http.post(&url), form.to_vec());
-            let request = request
-                .form(&form)
+            let request = client_post(&self.http, profile, &url, form)
                 .header(reqwest::header::ACCEPT, "application/json");
             let (status, body) = self.send(request, &url).await?;
             match status {

@@ -6,7 +6,7 @@ use url::Url;
 
 use super::{OAuthClient, OAuthError};
 use crate::vault::validate::{validate_base_url, validate_endpoint_url};
-use crate::vault::{Endpoints, ServerMetadata};
+use crate::vault::{Endpoints, Profile, Provider, ServerMetadata};
 
 /// What discovery found: the issuer as the document names it, the endpoints, and what the
 /// server supports.
@@ -109,6 +109,22 @@ pub fn parse(issuer: &str, url: &str, body: &[u8]) -> Result<Discovered, OAuthEr
 }
 
 impl Discovered {
+    /// Whether this differs from what `profile` holds.
+    pub fn changes(&self, profile: &Profile) -> bool {
+        profile.issuer.as_ref() != Some(&self.issuer)
+            || profile.endpoints != self.endpoints
+            || profile.server.as_ref() != Some(&self.metadata)
+    }
+
+    /// Puts what was found on `profile`; its own settings (client authentication, grant,
+    /// PKCE) stay as chosen.
+    pub fn apply(self, profile: &mut Profile) {
+        profile.provider = Provider::Custom;
+        profile.issuer = Some(self.issuer);
+        profile.endpoints = self.endpoints;
+        profile.server = Some(self.metadata);
+    }
+
     /// Fills what this document leaves out from a second one for the same issuer (a server
     /// may name userinfo only in its OpenID Connect document, and introspection only in its
     /// RFC 8414 one).

@@ -111,8 +111,9 @@ pub enum Outcome {
     Revoked,
     /// The token works and belongs to this owner.
     Checked(CheckResult),
-    /// The endpoints were read again from the issuer's metadata.
-    Rediscovered,
+    /// The endpoints were read again from the issuer's metadata; `changed` when they differ
+    /// from what the profile held.
+    Rediscovered { changed: bool },
 }
 
 impl Outcome {
@@ -123,7 +124,7 @@ impl Outcome {
             Outcome::Unchanged(why) => why.clone(),
             Outcome::Revoked => "tokens revoked".into(),
             Outcome::Checked(c) => format!("token belongs to {}", c.owner_line()),
-            Outcome::Rediscovered => "endpoints read from the issuer's metadata".into(),
+            Outcome::Rediscovered { .. } => "endpoints read from the issuer's metadata".into(),
         }
     }
 }

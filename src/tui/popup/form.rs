@@ -176,13 +176,15 @@ impl Form {
         }
     }
 
+    /// The profile being edited, as saved.
+    fn saved<'a>(&self, existing: &'a [Profile]) -> Option<&'a Profile> {
+        let original = self.original.as_ref()?;
+        existing.iter().find(|p| &p.name == original)
+    }
+
     /// Reads the edited profile's endpoints again from its issuer (the worker does it).
     fn rediscover(&mut self, existing: &[Profile]) -> Reply {
-        let saved = self
-            .original
-            .as_ref()
-            .and_then(|o| existing.iter().find(|p| &p.name == o));
-        match saved {
+        match self.saved(existing) {
             Some(p) if p.issuer.is_some() => Reply::Then(Request::Rediscover(p.name.clone())),
             _ => {
                 self.error = Some(
@@ -346,10 +348,7 @@ impl Form {
                 "a profile named '{name}' already exists: choose another name"
             ));
         }
-        let previous = self
-            .original
-            .as_ref()
-            .and_then(|o| existing.iter().find(|p| &p.name == o));
+        let previous = self.saved(existing);
         let (provider, issuer, endpoints) = self.server(previous)?;
         let grant = match self.value(GRANT) {
             "device" => GrantType::Device,

@@ -73,14 +73,9 @@ impl Worker {
         let found = self
             .network(crate::oauth::discovery::discover(&self.client, &issuer))
             .await?;
-        let saved = self
-            .save(name, move |p| {
-                p.issuer = Some(found.issuer);
-                p.endpoints = found.endpoints;
-                p.server = Some(found.metadata);
-            })
-            .await?;
-        Ok((Outcome::Rediscovered, Some(saved)))
+        let changed = found.changes(&profile);
+        let saved = self.save(name, move |p| found.apply(p)).await?;
+        Ok((Outcome::Rediscovered { changed }, Some(saved)))
     }
 
     /// A new token with the client's own credentials. The caller holds the lease.
