@@ -9,7 +9,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use common::doorkeeper::{Doorkeeper, Options, Rotation, http};
+use common::doorkeeper::{Doorkeeper, Options, Rotation, deliver};
 use common::{Env, assert_one_line_error, stderr, stdout};
 
 const OOB: &str = "urn:ietf:wg:oauth:2.0:oob";
@@ -144,14 +144,7 @@ fn the_whole_cli_flow_against_doorkeeper() {
     assert!(url.contains("code_challenge_method=S256"), "{url}");
     let callback = server.approve(url.trim());
     assert!(callback.contains("state="), "{callback}");
-    let target = url::Url::parse(&callback).unwrap();
-    let reply = http(
-        port,
-        "GET",
-        &format!("{}?{}", target.path(), target.query().unwrap()),
-        None,
-    )
-    .expect("the listener answers");
+    let reply = deliver(port, &callback).expect("the listener answers");
     assert_eq!(reply.status, 200);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "authorize --listen: {}", stderr(&out));

@@ -9,7 +9,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Stdio};
 
-use common::doorkeeper::http;
+use common::doorkeeper::deliver;
 use common::dot::Dot;
 use common::{Env, assert_one_line_error, stderr, stdout};
 
@@ -92,14 +92,7 @@ fn discovery_basic_auth_listener_pkce_iss_and_strict_rotation() {
     assert!(url.contains("code_challenge_method=S256"), "{url}");
     let callback = server.approve(&url);
     assert!(callback.contains("iss="), "RFC 9207: {callback}");
-    let target = url::Url::parse(&callback).unwrap();
-    let reply = http(
-        port,
-        "GET",
-        &format!("{}?{}", target.path(), target.query().unwrap()),
-        None,
-    )
-    .expect("the listener answers");
+    let reply = deliver(port, &callback).expect("the listener answers");
     assert_eq!(reply.status, 200);
     let (ok, err) = finish(child);
     assert!(ok, "authorize --listen: {err}\n{}", server.log());

@@ -44,16 +44,8 @@ impl Default for Options {
 
 /// A running server.
 pub struct Doorkeeper {
-    child: Child,
+    server: Fixture,
     pub port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Doorkeeper {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// An OAuth app registered on the server.
@@ -93,7 +85,7 @@ impl Doorkeeper {
             ruby.is_ok_and(|o| o.status.success()),
             "these tests run a real Doorkeeper server, whose packages are missing: {INSTALL}"
         );
-        let (child, port, dir) = start_fixture("Doorkeeper", |port, dir| {
+        let server = start_fixture("Doorkeeper", |port, dir| {
             let mut command = Command::new("ruby");
             command
                 .arg(script())
@@ -111,7 +103,10 @@ impl Doorkeeper {
                 .env("DOORKEEPER_LOG", dir.join("rails.log"));
             command
         });
-        Self { child, port, dir }
+        Self {
+            port: server.port,
+            server,
+        }
     }
 
     pub fn base_url(&self) -> String {
@@ -171,17 +166,35 @@ impl Doorkeeper {
 
     /// Rails' log, for failure messages.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("rails.log")).unwrap_or_default()
+        self.server.file("rails.log")
+    }
+}
+
+/// A fixture server process with its port and folder; killed when dropped.
+pub struct Fixture {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Fixture {
+    /// A file from its folder ("" when missing), for failure messages.
+    pub fn file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
     }
 }
 
 /// Starts a fixture server (`command` for a port and a fresh folder; its stderr goes to
 /// `stderr.txt` there) and waits until `GET /health` answers 200; a port taken meanwhile is
 /// retried.
-pub fn start_fixture(
-    name: &str,
-    command: impl Fn(u16, &std::path::Path) -> Command,
-) -> (Child, u16, tempfile::TempDir) {
+pub fn start_fixture(name: &str, command: impl Fn(u16, &std::path::Path) -> Command) -> Fixture {
     let mut last_log = String::new();
     for _ in 0..3 {
         let dir = tempfile::tempdir().unwrap();
@@ -201,7 +214,7 @@ pub fn start_fixture(
                 break;
             }
             if http(port, "GET", "/health", None).is_some_and(|r| r.status == 200) {
-                return (child, port, dir);
+                return Fixture { child, port, dir };
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
@@ -218,6 +231,14 @@ pub struct Reply {
     pub status: u16,
     pub location: Option<String>,
     pub body: String,
+}
+
+/// Opens a redirect `callback` (path and query) on the loopback listener at `port`, as the
+/// browser would.
+pub fn deliver(port: u16, callback: &str) -> Option<Reply> {
+    let target = url::Url::parse(callback).ok()?;
+    let path = format!("{}?{}", target.path(), target.query().unwrap_or_default());
+    http(port, "GET", &path, None)
 }
 
 /// A one-shot HTTP/1.1 request on loopback.

@@ -6,25 +6,17 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 
-use super::doorkeeper::{Reply, http, start_fixture};
+use super::doorkeeper::{Fixture, Reply, http, start_fixture};
 
 /// What the fixture needs.
 const INSTALL: &str = "pip install -r tests/fixtures/dot/requirements.txt";
 
 /// A running server.
 pub struct Dot {
-    child: Child,
+    server: Fixture,
     pub port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Dot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// An app registered on the server.
@@ -52,7 +44,7 @@ impl Dot {
             ready.is_ok_and(|o| o.status.success()),
             "these tests run a real django-oauth-toolkit server, whose packages are missing: {INSTALL}"
         );
-        let (child, port, dir) = start_fixture("django-oauth-toolkit", |port, dir| {
+        let server = start_fixture("django-oauth-toolkit", |port, dir| {
             let mut command = Command::new(python());
             command
                 .arg(script())
@@ -60,7 +52,10 @@ impl Dot {
                 .env("DOT_DB", dir.join("db.sqlite3"));
             command
         });
-        Self { child, port, dir }
+        Self {
+            port: server.port,
+            server,
+        }
     }
 
     /// The issuer its metadata names.
@@ -134,6 +129,6 @@ impl Dot {
 
     /// The server's stderr, for failure messages.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr.txt")).unwrap_or_default()
+        self.server.file("stderr.txt")
     }
 }
