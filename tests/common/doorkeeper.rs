@@ -153,15 +153,24 @@ impl Doorkeeper {
     }
 
     /// Whether the credentials endpoint accepts `access_token` (this counts as its first use).
+    /// A 5xx is no verdict: SQLite under concurrent writes answers 500 ("database is
+    /// locked") and rolls back, so the question is asked again.
     pub fn token_works(&self, access_token: &str) -> bool {
-        http_with(
-            self.port,
-            "GET",
-            "/api/2025-04-01/resources/api_public/credentials",
-            None,
-            &[("Authorization", &format!("Bearer {access_token}"))],
-        )
-        .is_some_and(|r| r.status == 200)
+        let bearer = format!("Bearer {access_token}");
+        for _ in 0..20 {
+            let reply = http_with(
+                self.port,
+                "GET",
+                "/api/2025-04-01/resources/api_public/credentials",
+                None,
+                &[("Authorization", &bearer)],
+            );
+            match reply {
+                Some(r) if r.status >= 500 => std::thread::sleep(Duration::from_millis(200)),
+                other => return other.is_some_and(|r| r.status == 200),
+            }
+        }
+        false
     }
 
     /// Rails' log, for failure messages.
