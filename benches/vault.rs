@@ -40,7 +40,7 @@ fn vault(c: &mut Criterion) {
         });
         let plaintext = tokdeck::vault::crypto::decrypt(&ciphertext, &unlock, &path).unwrap();
         group.bench_with_input(BenchmarkId::new("parse", n), &n, |b, _| {
-            b.iter(|| tokdeck::vault::store::parse_vault(&plaintext, &path).unwrap())
+            b.iter(|| tokdeck::vault::parse::parse_vault(&plaintext, &path).unwrap())
         });
         let store = support::open(&path, &key);
         let mut flip = false;

@@ -113,10 +113,7 @@ impl Context {
             return Ok(Unlock::Identity(IdentityFile::load(&identity)?));
         }
         VaultError::check_exists(path)?;
-        let head = std::fs::read(path).map_err(|source| VaultError::Unreadable {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let head = crate::vault::store::read_head(path)?;
         if self.global.passphrase_file.is_some() || crypto::is_passphrase_file(&head) {
             return Ok(Unlock::Passphrase(self.passphrase(path, false)?));
         }
@@ -129,16 +126,23 @@ impl Context {
         }
     }
 
-    /// Opens the vault.
+    /// Opens the vault, reads every profile, and warns about fields that hold control
+    /// characters.
     pub fn open_store(&self) -> anyhow::Result<Arc<Store>> {
-        let path = self.vault_path()?;
-        VaultError::check_exists(&path)?;
-        let unlock = self.unlock_for(&path)?;
-        let store = Store::open(&path, unlock)?;
+        let store = self.open_vault()?;
         for line in store.read(control_character_warnings)? {
             crate::note!("{line}");
         }
-        Ok(Arc::new(store))
+        Ok(store)
+    }
+
+    /// Opens the vault without reading its profiles yet: for commands that use one profile
+    /// and show none of its fields (`token`, `exec`, `api`), so only that profile is parsed.
+    pub fn open_vault(&self) -> anyhow::Result<Arc<Store>> {
+        let path = self.vault_path()?;
+        VaultError::check_exists(&path)?;
+        let unlock = self.unlock_for(&path)?;
+        Ok(Arc::new(Store::open(&path, unlock)?))
     }
 
     /// The HTTP client with the configured timeout.

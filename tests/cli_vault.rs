@@ -120,6 +120,55 @@ fn a_vault_made_by_the_age_cli_opens_and_is_resealed_to_the_same_key() {
 }
 
 #[test]
+fn hand_edits_load_back_for_one_profile_and_for_all() {
+    let server = MockServer::start();
+    let env = Env::new();
+    env.authorized_profile("a", &server, &[]);
+    env.authorized_profile("b", &server, &[]);
+    let access_a = env.stored("a", "access_token");
+    let access_b = env.stored("b", "access_token");
+    // A person's edit: a comment, a note whose lines look like a profile, CRLF line ends.
+    let edited = env
+        .vault_text()
+        .replace(
+            "[[profile]]\nname = \"b\"\n",
+            "# the second one\n[[profile]]\nname = \"b\"\nnotes = '''\n[[profile]]\nname = \"a\"\n'''\n",
+        )
+        .replace('\n', "\r\n");
+    assert!(edited.contains("notes = '''"), "{edited}");
+    env.write_vault_text(&edited);
+    assert_eq!(stdout(&env.run(&["token", "a"])), access_a);
+    assert_eq!(stdout(&env.run(&["token", "b"])), access_b);
+    let out = env.run(&["status", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let names: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+
+    // A mistake in b: `token a` reads only a and still works; whatever reads b or every
+    // profile names the line to fix, and nothing is written.
+    let broken = edited.replace("name = \"b\"\r\n", "name = \"b\"\r\nexpires = 5\r\n");
+    env.write_vault_text(&broken);
+    let line = broken.lines().position(|l| l == "expires = 5").unwrap() + 1;
+    let before = env.vault_bytes();
+    assert_eq!(stdout(&env.run(&["token", "a"])), access_a);
+    for args in [&["token", "b"][..], &["status"], &["refresh", "a"]] {
+        let out = env.run(args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let message = stderr(&out);
+        assert!(
+            message.contains(&format!("line {line}")),
+            "{args:?}: {message}"
+        );
+    }
+    assert_eq!(env.vault_bytes(), before, "nothing was written");
+}
+
+#[test]
 fn team_vault_opens_with_each_members_key_including_ssh() {
     let env = Env::empty();
     let alice = env.home().join("alice.txt");

@@ -298,7 +298,7 @@ impl<'a> TokenSource<'a> {
         if let Some(store) = &self.store {
             return Ok(store.clone());
         }
-        let store = self.ctx.open_store()?;
+        let store = self.ctx.open_vault()?;
         self.store = Some(store.clone());
         Ok(store)
     }

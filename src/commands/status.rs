@@ -1,5 +1,6 @@
 //! `tokdeck status`: every profile's state as a table or JSON, with a monitoring exit code.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -7,7 +8,7 @@ use serde::Serialize;
 
 use crate::display::{MAX_ERROR_LINE, untrusted, untrusted_short};
 use crate::health::{Assessment, Health};
-use crate::vault::{CheckResult, Profile, VaultData};
+use crate::vault::{CheckResult, Profile, Provider, VaultData};
 
 /// One profile as `status --json` prints it. Field names are a stable interface.
 #[derive(Debug, Serialize)]
@@ -23,19 +24,18 @@ pub struct StatusRow {
     pub refresh_window_left_secs: Option<i64>,
     pub owner_identity: Option<String>,
     pub last_error: Option<String>,
+    /// The countdowns the table shows.
     #[serde(skip)]
-    pub access_text: String,
-    #[serde(skip)]
-    pub refresh_text: String,
+    pub assessment: Assessment,
 }
 
 impl StatusRow {
-    fn of(profile: &Profile, now: DateTime<Utc>, warn: Duration) -> Self {
+    fn of(profile: &Profile, now: DateTime<Utc>, warn: Duration, environment: String) -> Self {
         let a = Assessment::of(profile, now, warn);
         let token = profile.token.as_ref();
         Self {
             name: profile.name.clone(),
-            environment: profile.environment(),
+            environment,
             owner: profile.owner.to_string(),
             scopes: profile.scopes.clone(),
             state: a.health,
@@ -45,8 +45,7 @@ impl StatusRow {
             refresh_window_left_secs: a.refresh_left,
             owner_identity: profile.last_check.as_ref().map(CheckResult::owner_line),
             last_error: profile.last_error.clone(),
-            access_text: a.access_text(),
-            refresh_text: a.refresh_text(),
+            assessment: a,
         }
     }
 }
@@ -80,10 +79,21 @@ pub async fn run(
 
 /// Rows sorted by urgency, then name.
 pub fn rows(data: &VaultData, now: DateTime<Utc>, warn: Duration) -> Vec<StatusRow> {
+    // Thousands of profiles share a few servers: each server's URL is parsed once.
+    let mut environments: HashMap<&str, String> = HashMap::new();
     let mut rows: Vec<_> = data
         .profiles
         .iter()
-        .map(|p| StatusRow::of(p, now, warn))
+        .map(|p| {
+            let environment = match p.provider {
+                Provider::Custom => environments
+                    .entry(&p.endpoints.base_url)
+                    .or_insert_with(|| p.environment())
+                    .clone(),
+                _ => p.environment(),
+            };
+            StatusRow::of(p, now, warn, environment)
+        })
         .collect();
     rows.sort_by(|a, b| a.state.cmp(&b.state).then_with(|| a.name.cmp(&b.name)));
     rows
@@ -111,8 +121,8 @@ pub fn table(rows: &[StatusRow]) -> String {
                 untrusted(&r.environment).into_owned(),
                 r.owner.clone(),
                 untrusted(&r.scopes.join(" ")).into_owned(),
-                r.access_text.clone(),
-                r.refresh_text.clone(),
+                r.assessment.access_text(),
+                r.assessment.refresh_text(),
                 r.state.label().to_string(),
             ]
         })
@@ -150,7 +160,8 @@ pub fn table(rows: &[StatusRow]) -> String {
 /// JSON array sorted by name, so that successive runs diff cleanly.
 pub fn json(rows: &mut [StatusRow]) -> anyhow::Result<String> {
     rows.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(crate::display::json_for_terminal(
-        serde_json::to_string_pretty(rows)?,
-    ))
+    // About 500 bytes a row: sized once rather than grown by copying at thousands of rows.
+    let mut out = Vec::with_capacity(rows.len() * 512 + 2);
+    serde_json::to_writer_pretty(&mut out, rows)?;
+    Ok(crate::display::json_for_terminal(String::from_utf8(out)?))
 }

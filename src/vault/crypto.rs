@@ -218,6 +218,45 @@ pub fn decrypt(
     unlock: &Unlock,
     path: &Path,
 ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+    decrypt_from(bytes, bytes.len(), unlock, path)
+}
+
+/// Decrypts a vault file of `len` bytes as `reader` yields it, binary or armored, without
+/// holding the ciphertext; `path` only names the file in errors.
+pub fn decrypt_from(
+    mut reader: impl std::io::BufRead,
+    len: usize,
+    unlock: &Unlock,
+    path: &Path,
+) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+    if len == 0 {
+        return Err(VaultError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "the file is empty".into(),
+            backup: super::error::has_backup(path),
+        });
+    }
+    let binary = reader
+        .fill_buf()
+        .map_err(|source| VaultError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .starts_with(b"age-encryption.org/");
+    // The armor reader copies every byte once more; binary files, the usual kind, skip it.
+    if binary {
+        decrypt_stream(reader, len, unlock, path)
+    } else {
+        decrypt_stream(age::armor::ArmoredReader::new(reader), len, unlock, path)
+    }
+}
+
+fn decrypt_stream(
+    input: impl std::io::BufRead,
+    len: usize,
+    unlock: &Unlock,
+    path: &Path,
+) -> Result<Zeroizing<Vec<u8>>, VaultError> {
     let corrupt = |reason: String| VaultError::Corrupt {
         path: path.to_path_buf(),
         reason,
@@ -227,11 +266,8 @@ pub fn decrypt(
         path: path.to_path_buf(),
         reason,
     };
-    if bytes.is_empty() {
-        return Err(corrupt("the file is empty".into()));
-    }
-    let decryptor = age::Decryptor::new_buffered(age::armor::ArmoredReader::new(bytes))
-        .map_err(|e| corrupt(clean_age_message(e)))?;
+    let decryptor =
+        age::Decryptor::new_buffered(input).map_err(|e| corrupt(clean_age_message(e)))?;
     let scrypt_identity;
     let mut reader = match unlock {
         Unlock::Passphrase(p) => {
@@ -264,7 +300,7 @@ pub fn decrypt(
         age::DecryptError::KeyDecryptionFailed => wrong("wrong passphrase or key".into()),
         other => corrupt(clean_age_message(other)),
     })?;
-    let mut plaintext = Zeroizing::new(Vec::with_capacity(bytes.len()));
+    let mut plaintext = Zeroizing::new(Vec::with_capacity(len));
     reader
         .read_to_end(&mut plaintext)
         .map_err(|e| corrupt(format!("{} (truncated or damaged)", clean_age_message(e))))?;

@@ -3,6 +3,8 @@
 pub mod crypto;
 pub mod error;
 pub mod model;
+pub mod parse;
+pub mod scan;
 pub mod server;
 pub mod store;
 pub mod validate;

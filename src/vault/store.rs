@@ -1,7 +1,7 @@
 //! The vault on disk: load, atomic save with backup, and the cross-process write lock.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,7 +11,8 @@ use age::secrecy::SecretString;
 
 use super::crypto::{self, Sealing, Unlock};
 use super::error::VaultError;
-use super::model::{FORMAT_VERSION, VaultData};
+use super::model::{Profile, VaultData};
+use super::parse::{self, Located, Parsed};
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> VaultError + use<> {
     let path = path.to_path_buf();
@@ -92,95 +93,160 @@ pub fn lock_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Parses decrypted vault text, refusing future format versions with a message of their own.
-pub fn parse_vault(text: &[u8], path: &Path) -> Result<VaultData, VaultError> {
-    let bad = |reason: String| VaultError::BadContent {
-        path: path.to_path_buf(),
-        reason,
-        backup: super::error::has_backup(path),
-    };
-    let future = |found: i64| VaultError::FutureVersion {
-        path: path.to_path_buf(),
-        found,
-        supported: FORMAT_VERSION,
-    };
-    let text = std::str::from_utf8(text).map_err(|_| bad("not UTF-8 text".into()))?;
-    // One parse on the happy path; the version is looked at on its own only when the content
-    // does not fit this build's model, which is what a newer format looks like.
-    let data: VaultData = match toml::from_str(text) {
-        Ok(data) => data,
-        Err(e) => {
-            #[derive(serde::Deserialize)]
-            struct VersionOnly {
-                version: Option<i64>,
-            }
-            return Err(match toml::from_str::<VersionOnly>(text) {
-                Ok(VersionOnly { version: Some(v) }) if v > i64::from(FORMAT_VERSION) => future(v),
-                Ok(VersionOnly { version: None }) => bad("no `version` field".into()),
-                _ => bad(one_line(&e)),
-            });
-        }
-    };
-    if data.version > FORMAT_VERSION {
-        return Err(future(i64::from(data.version)));
-    }
-    if data.version < 1 {
-        return Err(bad(format!("unknown version {}", data.version)));
-    }
-    let mut seen = std::collections::HashSet::new();
-    for p in &data.profiles {
-        if !seen.insert(p.name.as_str()) {
-            return Err(bad(format!("profile name '{}' appears twice", p.name)));
-        }
-    }
-    Ok(data)
+/// How many of the file's first bytes tell one encryption of it from another.
+const STAMP_BYTES: u64 = 16 * 1024;
+
+/// What tells one encryption of the vault from another: the file's length and its first bytes,
+/// which hold the age header. Every encryption draws a new random file key (and an ephemeral
+/// key or salt for each recipient), so two files with the same header hold the same content:
+/// comparing stamps tells a save from a touch without keeping or reading megabytes.
+#[derive(PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    head: Vec<u8>,
 }
 
-fn one_line(e: &impl std::fmt::Display) -> String {
-    e.to_string()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+impl Stamp {
+    fn of(ciphertext: &[u8]) -> Self {
+        let end = ciphertext
+            .len()
+            .min(usize::try_from(STAMP_BYTES).unwrap_or(usize::MAX));
+        Self {
+            len: ciphertext.len() as u64,
+            head: ciphertext.get(..end).unwrap_or_default().to_vec(),
+        }
+    }
+}
+
+/// The vault file opened for reading, its stamp and its fingerprint (both of this very file:
+/// a writer replaces the file by rename, so what the handle reads never changes).
+struct Opened {
+    file: File,
+    stamp: Stamp,
+    fingerprint: Option<(u64, u64, i64, i64)>,
+}
+
+impl Opened {
+    fn at(path: &Path) -> Result<Self, VaultError> {
+        use std::os::unix::fs::MetadataExt;
+        let unreadable = |source| VaultError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = File::open(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                VaultError::NotFound(path.to_path_buf())
+            } else {
+                unreadable(source)
+            }
+        })?;
+        let meta = file.metadata().map_err(unreadable)?;
+        let mut head = Vec::new();
+        Read::by_ref(&mut file)
+            .take(STAMP_BYTES)
+            .read_to_end(&mut head)
+            .map_err(unreadable)?;
+        Ok(Self {
+            file,
+            stamp: Stamp {
+                len: meta.len(),
+                head,
+            },
+            fingerprint: Some((meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec())),
+        })
+    }
+
+    /// Decrypts the whole file.
+    fn decode(&mut self, unlock: &Unlock, path: &Path) -> Result<(Content, Sealing), VaultError> {
+        std::io::Seek::rewind(&mut self.file).map_err(|source| VaultError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let len = usize::try_from(self.stamp.len).unwrap_or(usize::MAX);
+        let reader = std::io::BufReader::with_capacity(64 * 1024, &mut self.file);
+        decode(
+            crypto::decrypt_from(reader, len, unlock, path)?,
+            unlock,
+            path,
+        )
+    }
+}
+
+/// The first bytes of the vault file: enough to read its age header.
+pub fn read_head(path: &Path) -> Result<Vec<u8>, VaultError> {
+    Ok(Opened::at(path)?.stamp.head)
 }
 
 /// What the store last read or wrote.
 struct Snapshot {
-    ciphertext: Vec<u8>,
-    data: VaultData,
+    stamp: Stamp,
+    content: Content,
     /// (inode, size, mtime) of the file when last read or written: an unchanged fingerprint
     /// means nobody replaced the file, so it need not be read again.
     fingerprint: Option<(u64, u64, i64, i64)>,
-    /// Profile name -> position in `data.profiles`, built by the first one-profile read after
-    /// a change (the agent's `token` stays constant-time at thousands of profiles; saves, which
-    /// never read by name, do not pay for it).
-    index: Option<std::collections::HashMap<String, usize>>,
 }
 
-impl Snapshot {
-    fn new(
-        ciphertext: Vec<u8>,
+/// The decrypted content, parsed as far as it was needed.
+enum Content {
+    /// Profiles located but not parsed: reading one parses only it.
+    Located(Located),
+    Parsed {
         data: VaultData,
-        fingerprint: Option<(u64, u64, i64, i64)>,
-    ) -> Self {
-        Self {
-            ciphertext,
-            data,
-            fingerprint,
-            index: None,
+        /// Profile name -> position in `data.profiles`, built by the first one-profile read
+        /// after a change (the agent's `token` stays constant-time at thousands of profiles;
+        /// saves, which never read by name, do not pay for it).
+        index: Option<std::collections::HashMap<String, usize>>,
+    },
+}
+
+impl Content {
+    fn parsed(data: VaultData) -> Self {
+        Self::Parsed { data, index: None }
+    }
+
+    /// Every profile, parsed now when they were only located.
+    fn data(&mut self, path: &Path) -> Result<&VaultData, VaultError> {
+        match self {
+            Self::Located(located) => {
+                *self = Self::parsed(located.parse_all(path)?);
+                self.data(path)
+            }
+            Self::Parsed { data, .. } => Ok(data),
         }
     }
 
     /// The profile called `name`, through the index (built here when missing).
-    fn profile(&mut self, name: &str) -> Option<&super::Profile> {
-        let profiles = &self.data.profiles;
-        let index = self.index.get_or_insert_with(|| {
-            profiles
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (p.name.clone(), i))
-                .collect()
-        });
-        index.get(name).and_then(|&i| profiles.get(i))
+    fn profile(&mut self, name: &str, path: &Path) -> Result<Option<Profile>, VaultError> {
+        match self {
+            Self::Located(located) => located.profile(name, path),
+            Self::Parsed { data, index } => {
+                let profiles = &data.profiles;
+                let index = index.get_or_insert_with(|| {
+                    profiles
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| (p.name.clone(), i))
+                        .collect()
+                });
+                Ok(index.get(name).and_then(|&i| profiles.get(i)).cloned())
+            }
+        }
+    }
+
+    fn recipients(&self) -> &[String] {
+        match self {
+            Self::Located(located) => located.recipients(),
+            Self::Parsed { data, .. } => &data.recipients,
+        }
+    }
+}
+
+impl From<Parsed> for Content {
+    fn from(parsed: Parsed) -> Self {
+        match parsed {
+            Parsed::Whole(data) => Self::parsed(data),
+            Parsed::Located(located) => Self::Located(located),
+        }
     }
 }
 
@@ -234,24 +300,29 @@ pub struct Store {
 impl Store {
     /// Opens and decrypts the vault at `path`.
     pub fn open(path: &Path, unlock: Unlock) -> Result<Self, VaultError> {
-        let ciphertext = read_vault(path)?;
-        let (data, sealing) = decode(&ciphertext, &unlock, path)?;
-        Ok(Self::with_content(path, unlock, sealing, ciphertext, data))
+        let mut opened = Opened::at(path)?;
+        let (content, sealing) = opened.decode(&unlock, path)?;
+        let seen = (opened.stamp, opened.fingerprint);
+        Ok(Self::with_content(path, unlock, sealing, seen, content))
     }
 
-    /// A store whose file at `path` holds `ciphertext`, which decrypts to `data`.
+    /// A store whose file at `path` has `stamp` and fingerprint, and decrypts to `content`.
     fn with_content(
         path: &Path,
         unlock: Unlock,
         sealing: Sealing,
-        ciphertext: Vec<u8>,
-        data: VaultData,
+        (stamp, fingerprint): (Stamp, Option<(u64, u64, i64, i64)>),
+        content: Content,
     ) -> Self {
         Self {
             path: path.to_path_buf(),
             unlock,
             sealing: Mutex::new(sealing),
-            snapshot: Mutex::new(Snapshot::new(ciphertext, data, fingerprint(path))),
+            snapshot: Mutex::new(Snapshot {
+                stamp,
+                content,
+                fingerprint,
+            }),
             lease: Arc::default(),
             lock_wait: DEFAULT_LOCK_WAIT,
         }
@@ -265,7 +336,13 @@ impl Store {
         unlock: Unlock,
     ) -> Result<Self, VaultError> {
         let ciphertext = write_new(path, &mut data, &sealing)?;
-        Ok(Self::with_content(path, unlock, sealing, ciphertext, data))
+        Ok(Self::with_content(
+            path,
+            unlock,
+            sealing,
+            (Stamp::of(&ciphertext), fingerprint(path)),
+            Content::parsed(data),
+        ))
     }
 
     /// How long writers wait for another process's lock.
@@ -301,21 +378,24 @@ impl Store {
     pub fn read<T>(&self, f: impl FnOnce(&VaultData) -> T) -> Result<T, VaultError> {
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
-        Ok(f(&snap.data))
+        Ok(f(snap.content.data(&self.path)?))
     }
 
     /// One profile from the freshest content, without cloning the rest.
-    pub fn profile(&self, name: &str) -> Result<Option<super::Profile>, VaultError> {
+    pub fn profile(&self, name: &str) -> Result<Option<Profile>, VaultError> {
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
-        Ok(snap.profile(name).cloned())
+        snap.content.profile(name, &self.path)
     }
 
     /// The content, only when the file changed since this store last read or wrote it.
     pub fn reload_if_changed(&self) -> Result<Option<VaultData>, VaultError> {
         let mut snap = lock_ignoring_poison(&self.snapshot);
         let changed = self.refresh_snapshot(&mut snap)?;
-        Ok(changed.then(|| snap.data.clone()))
+        if !changed {
+            return Ok(None);
+        }
+        Ok(Some(snap.content.data(&self.path)?.clone()))
     }
 
     /// Re-reads the file; returns whether it differed from what this store last saw.
@@ -324,14 +404,18 @@ impl Store {
         if now.is_some() && now == snap.fingerprint {
             return Ok(false);
         }
-        let current = read_vault(&self.path)?;
-        if current == snap.ciphertext {
-            snap.fingerprint = now;
+        let mut opened = Opened::at(&self.path)?;
+        if opened.stamp == snap.stamp {
+            snap.fingerprint = opened.fingerprint;
             return Ok(false);
         }
-        let (data, sealing) = decode(&current, &self.unlock, &self.path)?;
+        let (content, sealing) = opened.decode(&self.unlock, &self.path)?;
         *lock_ignoring_poison(&self.sealing) = sealing;
-        *snap = Snapshot::new(current, data, now);
+        *snap = Snapshot {
+            stamp: opened.stamp,
+            content,
+            fingerprint: opened.fingerprint,
+        };
         Ok(true)
     }
 
@@ -411,7 +495,7 @@ impl Store {
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
         self.sweep_dead_temp_files();
-        let mut data = snap.data.clone();
+        let mut data = snap.content.data(&self.path)?.clone();
         let outcome = match change(&mut data) {
             Ok(v) => v,
             Err(e) => return Ok(Err(e)),
@@ -425,7 +509,11 @@ impl Store {
         };
         let ciphertext = seal(&data, &sealing)?;
         write_atomic(&self.path, &ciphertext, true)?;
-        *snap = Snapshot::new(ciphertext, data, fingerprint(&self.path));
+        *snap = Snapshot {
+            stamp: Stamp::of(&ciphertext),
+            content: Content::parsed(data),
+            fingerprint: fingerprint(&self.path),
+        };
         Ok(Ok(outcome))
     }
 }
@@ -449,39 +537,26 @@ pub fn write_new(
     Ok(ciphertext)
 }
 
-fn read_vault(path: &Path) -> Result<Vec<u8>, VaultError> {
-    fs::read(path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            VaultError::NotFound(path.to_path_buf())
-        } else {
-            VaultError::Unreadable {
-                path: path.to_path_buf(),
-                source,
-            }
-        }
-    })
-}
-
+/// Parses decrypted text, and works out how to seal the next save.
 fn decode(
-    ciphertext: &[u8],
+    plaintext: zeroize::Zeroizing<Vec<u8>>,
     unlock: &Unlock,
     path: &Path,
-) -> Result<(VaultData, Sealing), VaultError> {
-    let plaintext = crypto::decrypt(ciphertext, unlock, path)?;
-    let data = parse_vault(&plaintext, path)?;
+) -> Result<(Content, Sealing), VaultError> {
+    let content = Content::from(parse::read(plaintext, path)?);
     let sealing = match unlock {
         Unlock::Passphrase(p) => Sealing::Passphrase(SecretString::clone(p)),
         Unlock::Identity(file) => {
-            if data.recipients.is_empty() {
+            if content.recipients().is_empty() {
                 // A file encrypted elsewhere (e.g. by the age CLI) without a recipient list:
                 // seal it again to the key that opened it.
                 Sealing::Recipients(file.recipients.clone())
             } else {
-                Sealing::Recipients(data.recipients.clone())
+                Sealing::Recipients(content.recipients().to_vec())
             }
         }
     };
-    Ok((data, sealing))
+    Ok((content, sealing))
 }
 
 fn seal(data: &VaultData, sealing: &Sealing) -> Result<Vec<u8>, VaultError> {
@@ -694,6 +769,29 @@ mod tests {
     }
 
     #[test]
+    fn the_same_encryption_under_a_new_inode_is_not_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, key) = new_store(dir.path());
+        let copy = dir.path().join("copy");
+        fs::copy(store.path(), &copy).unwrap();
+        fs::rename(&copy, store.path()).unwrap();
+        assert!(store.reload_if_changed().unwrap().is_none(), "same stamp");
+        // The same content encrypted again is another file: it is read.
+        let other = Store::open(
+            store.path(),
+            Unlock::Identity(IdentityFile::load(&key).unwrap()),
+        )
+        .unwrap();
+        other.update(|_| Ok::<_, ()>(())).unwrap().unwrap();
+        assert!(store.reload_if_changed().unwrap().is_some());
+        assert!(
+            read_head(store.path())
+                .unwrap()
+                .starts_with(b"age-encryption.org/v1")
+        );
+    }
+
+    #[test]
     fn lock_is_shared_in_process_and_exclusive_across_handles() {
         let dir = tempfile::tempdir().unwrap();
         let (store, key) = new_store(dir.path());
@@ -714,6 +812,7 @@ mod tests {
 
     #[test]
     fn future_versions_and_bad_content_are_refused() {
+        use super::parse::parse_vault;
         let p = Path::new("v.age");
         assert!(matches!(
             parse_vault(b"version = 2\n", p),

@@ -185,6 +185,27 @@ impl Env {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Replaces the vault with `text` encrypted by the reference age CLI to this env's key
+    /// (a hand edit: `age -d`, an editor, `age -e`). The text goes through a pipe.
+    pub fn write_vault_text(&self, text: &str) {
+        use std::io::Write;
+        let mut age = tool("age")
+            .arg("-e")
+            .arg("-i")
+            .arg(self.identity())
+            .arg("-o")
+            .arg(self.vault())
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        age.stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        assert!(age.wait().unwrap().success(), "age -e failed");
+    }
+
     /// The value of `field` in profile `name`, read from the decrypted vault ("" if unset).
     pub fn stored(&self, name: &str, field: &str) -> String {
         let text = self.vault_text();
