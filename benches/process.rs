@@ -1,5 +1,6 @@
-//! Whole-process figures: `tokdeck status --json` and `tokdeck token NAME` on a 1,000-profile
-//! vault (wall time, peak memory), and the TUI's idle CPU over 30 s (from /proc).
+//! Whole-process figures: `tokdeck status --json` and `tokdeck token NAME` on 1,000- and
+//! 10,000-profile vaults (wall time, peak memory), beside `age -d` of the same file, and the
+//! TUI's idle CPU over 30 s (from /proc).
 
 // Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
@@ -35,14 +36,15 @@ fn env_command(
     cmd
 }
 
-/// Median wall time and the largest peak RSS (KiB) of `RUNS` runs, each child measured alone.
+/// Median wall time and the largest peak RSS (KiB) of `RUNS` runs, each child measured alone;
+/// every run must exit with one of `codes`.
 // Each child is reaped by `wait4` (which also yields its own rusage), not by `Child::wait`.
 #[allow(clippy::zombie_processes)]
 #[expect(
     unsafe_code,
     reason = "wait4 is the only way to get one child's own peak RSS"
 )]
-fn measure(make: impl Fn() -> Command) -> (Duration, i64) {
+fn measure(codes: &[i32], make: impl Fn() -> Command) -> (Duration, i64) {
     let mut walls = Vec::new();
     let mut peak = 0;
     for _ in 0..RUNS {
@@ -55,6 +57,8 @@ fn measure(make: impl Fn() -> Command) -> (Duration, i64) {
         walls.push(start.elapsed());
         assert_eq!(pid, child.id() as libc::pid_t);
         assert!(libc::WIFEXITED(status), "the child did not exit normally");
+        let code = libc::WEXITSTATUS(status);
+        assert!(codes.contains(&code), "{:?} exited with {code}", make());
         peak = peak.max(usage.ru_maxrss);
     }
     walls.sort();
@@ -162,12 +166,12 @@ fn agent_figures(secs: u64) {
     for (n, idle) in [(10_000usize, false), (1_000, true)] {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path();
-        let (vault, key) = support::vault(home, n, base, chrono::Utc::now(), |i| format!("r{i}"));
+        let (vault, key) = vault_in_child(home, n, base);
         let mut agent = start_agent(home, &vault, &key);
         if !idle {
-            let (base, _) = measure(|| env_command(home, &vault, &key, &["--version"]));
+            let (base, _) = measure(&[0], || env_command(home, &vault, &key, &["--version"]));
             println!("process start alone (--version): median {base:.2?}");
-            let (wall, rss) = measure(|| {
+            let (wall, rss) = measure(&[0], || {
                 // A profile in the middle, so a lookup by scanning would show.
                 let mut cmd = env_command(home, &vault, &key, &["token", "profile-05000"]);
                 cmd.env("TOKDECK_AGENT_SOCK", home.join("agent.sock"));
@@ -204,30 +208,94 @@ fn clock_ticks() -> f64 {
     (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
 }
 
-fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        println!("process: bench");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path();
+/// Builds a vault of `n` profiles in `home` in a child process, so that this process stays
+/// small: Linux counts a spawned child's peak memory from its parent's at the time.
+fn vault_in_child(
+    home: &std::path::Path,
+    n: usize,
+    base: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let made = Command::new(std::env::current_exe().unwrap())
+        .arg("--make-vault")
+        .arg(home)
+        .arg(n.to_string())
+        .arg(base)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    (home.join("vault.age"), home.join("key.txt"))
+}
+
+fn make_vault(home: &str, n: &str, base: &str) {
     let (vault, key) = support::vault(
-        home,
-        1_000,
-        "https://api.factorialhr.com",
+        std::path::Path::new(home),
+        n.parse().unwrap(),
+        base,
         chrono::Utc::now(),
         |i| format!("r{i}"),
     );
-    let (wall, rss) = measure(|| env_command(home, &vault, &key, &["status", "--json"]));
+    assert!(vault.ends_with("vault.age") && key.ends_with("key.txt"));
+}
+
+/// `status --json` and `token NAME` on `n` profiles, and `age -d` of the same file.
+fn vault_figures(n: usize) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let (vault, key) = vault_in_child(home, n, "https://api.factorialhr.com");
+    let mb = |kib: i64| kib as f64 / 1024.0;
+    // Some tokens of the spread have expired, so status exits 2 (broken) as it should.
+    let (wall, rss) = measure(&[0, 1, 2], || {
+        env_command(home, &vault, &key, &["status", "--json"])
+    });
     println!(
-        "status --json, 1,000 profiles: median {wall:.2?}, peak {:.1} MB",
-        rss as f64 / 1024.0
+        "status --json, {n} profiles: median {wall:.2?}, peak {:.1} MB",
+        mb(rss)
     );
-    let (wall, rss) = measure(|| env_command(home, &vault, &key, &["token", "profile-00000"]));
+    // A profile in the middle whose token is valid, so a lookup by scanning would show.
+    let middle = (n / 2..n)
+        .find(|i| support::token_age_secs(*i) < 3_600)
+        .unwrap();
+    let middle = format!("profile-{middle:05}");
+    let (wall, rss) = measure(&[0], || {
+        env_command(home, &vault, &key, &["token", &middle])
+    });
     println!(
-        "token NAME (valid), 1,000 profiles: median {wall:.2?}, peak {:.1} MB",
-        rss as f64 / 1024.0
+        "token NAME (valid), {n} profiles: median {wall:.2?}, peak {:.1} MB",
+        mb(rss)
     );
+    let (wall, rss) = measure(&[0], || {
+        let mut age = Command::new("age");
+        age.arg("-d")
+            .arg("-i")
+            .arg(&key)
+            .arg("-o")
+            .arg("/dev/null")
+            .arg(&vault)
+            .stdout(Stdio::null());
+        age
+    });
+    println!(
+        "  age -d of the same file: median {wall:.2?}, peak {:.1} MB",
+        mb(rss)
+    );
+    (dir, vault, key)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
+        println!("process: bench");
+        return;
+    }
+    if let [_, flag, home, n, base] = &args[..]
+        && flag == "--make-vault"
+    {
+        make_vault(home, n, base);
+        return;
+    }
+    let (dir, vault, key) = vault_figures(1_000);
+    let home = dir.path();
+    drop(vault_figures(10_000));
     let secs = std::env::var("TOKDECK_IDLE_SECS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -10,6 +10,11 @@ use tokdeck::vault::{
     Endpoints, IdentityFile, Profile, Provider, Sealing, Store, Token, Unlock, VaultData,
 };
 
+/// How old profile `i`'s token is: spread over 10,000 s, so some have expired (lifetime 2 h).
+pub fn token_age_secs(i: usize) -> i64 {
+    (i as i64 * 97) % 10_000
+}
+
 /// A fixed instant for benchmarks that need stable countdowns.
 pub fn at(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap_or_default()
@@ -35,7 +40,7 @@ pub fn profiles(
                 "urn:ietf:wg:oauth:2.0:oob".into(),
             );
             p.scopes = vec!["read".into(), "write".into()];
-            let age = (i as i64 * 97) % 10_000;
+            let age = token_age_secs(i);
             p.token = Some(Token {
                 access_token: SecretString::from(format!("access-{i:05}-{}", "x".repeat(40))),
                 refresh_token: Some(SecretString::from(refresh(i))),
