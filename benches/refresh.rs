@@ -1,5 +1,6 @@
 //! Refresh throughput: `refresh --all` of 1,000 profiles against the loopback mock server
-//! through the worker (bounded concurrency), against the same refreshes one at a time.
+//! through the worker (adaptive concurrency), against the same refreshes one at a time; then
+//! 200 against a real Doorkeeper over HTTP and HTTPS, beside a plain 16-thread client.
 
 // Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
@@ -31,7 +32,8 @@ fn run(concurrency: usize, latency: Duration, runtime: &tokio::runtime::Runtime)
         |_| server.seed_refresh_token(),
     );
     let store = Arc::new(support::open(&path, &key));
-    refresh_all(store, PROFILES, concurrency, runtime)
+    let client = OAuthClient::new(Duration::from_secs(10), "2025-04-01").unwrap();
+    refresh_all(store, client, PROFILES, concurrency, runtime)
 }
 
 /// A refresh token for `app`, got the way a person would: authorize, then exchange the code.
@@ -63,30 +65,37 @@ fn doorkeeper_refresh_token(server: &doorkeeper::Doorkeeper, app: &doorkeeper::A
 /// `profiles` refreshes against a real Doorkeeper with `threads` puma threads.
 fn run_doorkeeper(
     threads: u32,
+    tls: bool,
     profiles: usize,
     concurrency: usize,
     runtime: &tokio::runtime::Runtime,
 ) -> Duration {
     let server = doorkeeper::Doorkeeper::start_with(doorkeeper::Options {
         threads,
+        tls,
         ..doorkeeper::Options::default()
     });
+    let (base, roots) = if tls {
+        let roots = tokdeck::oauth::client::load_roots(&server.ca_file()).unwrap();
+        (server.tls_base_url(), roots)
+    } else {
+        (server.base_url(), Vec::new())
+    };
     let app = server.register("urn:ietf:wg:oauth:2.0:oob");
     let dir = tempfile::tempdir().unwrap();
-    let (path, key) = support::vault_for_client(
-        dir.path(),
-        profiles,
-        &server.base_url(),
-        (&app.uid, &app.secret),
-        |_| doorkeeper_refresh_token(&server, &app),
-    );
+    let (path, key) =
+        support::vault_for_client(dir.path(), profiles, &base, (&app.uid, &app.secret), |_| {
+            doorkeeper_refresh_token(&server, &app)
+        });
     let store = Arc::new(support::open(&path, &key));
-    refresh_all(store, profiles, concurrency, runtime)
+    let client = OAuthClient::trusting(Duration::from_secs(10), "2025-04-01", &roots).unwrap();
+    refresh_all(store, client, profiles, concurrency, runtime)
 }
 
 /// Refreshes every profile of `store` through the worker; the time until all are saved.
 fn refresh_all(
     store: Arc<tokdeck::vault::Store>,
+    client: OAuthClient,
     profiles: usize,
     concurrency: usize,
     runtime: &tokio::runtime::Runtime,
@@ -95,7 +104,7 @@ fn refresh_all(
     runtime.block_on(async move {
         let mut handle = worker::spawn(WorkerConfig {
             store,
-            client: OAuthClient::new(Duration::from_secs(10), "2025-04-01").unwrap(),
+            client,
             clock: Clock::System,
             max_concurrent_jobs: concurrency,
         });
@@ -152,7 +161,7 @@ fn main() {
         let sequential = run(1, latency, &runtime);
         println!("  server latency {latency_ms} ms:");
         println!(
-            "    concurrent ({jobs} jobs): {:>9.2?}  {:>7.0} tokens/s",
+            "    adaptive (ceiling {jobs}): {:>9.2?}  {:>7.0} tokens/s",
             concurrent,
             rate(concurrent)
         );
@@ -170,20 +179,66 @@ fn main() {
         return;
     }
     const REAL: usize = 200;
-    println!("refresh of {REAL} profiles against a real Doorkeeper 5.5 (Rails 6.1, SQLite, puma):");
+    println!(
+        "refresh of {REAL} profiles against a real Doorkeeper 5.5 (Rails 6.1, SQLite, puma 5.6):"
+    );
+    let secs = |d: Duration| format!("{:>6.2} s", d.as_secs_f64());
+    // TOKDECK_BENCH_PUMA_THREADS=1 runs only the one-thread server.
+    let only: Option<u32> = std::env::var("TOKDECK_BENCH_PUMA_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok());
     for threads in [1u32, 4] {
-        let concurrent = run_doorkeeper(threads, REAL, jobs, &runtime);
-        let sequential = run_doorkeeper(threads, REAL, 1, &runtime);
+        if only.is_some_and(|o| o != threads) {
+            continue;
+        }
         println!("  puma threads {threads}:");
+        for tls in [false, true] {
+            let scheme = if tls { "HTTPS" } else { "HTTP " };
+            let adaptive = run_doorkeeper(threads, tls, REAL, jobs, &runtime);
+            let sequential = run_doorkeeper(threads, tls, REAL, 1, &runtime);
+            println!(
+                "    {scheme} tokdeck, adaptive (ceiling {jobs}): {}   one at a time: {}",
+                secs(adaptive),
+                secs(sequential)
+            );
+        }
+        let plain = plain_client(threads, REAL, 16);
         println!(
-            "    concurrent ({jobs} jobs): {:>9.2?}  {:>7.0} tokens/s",
-            concurrent,
-            REAL as f64 / concurrent.as_secs_f64()
-        );
-        println!(
-            "    one at a time:        {:>9.2?}  {:>7.0} tokens/s",
-            sequential,
-            REAL as f64 / sequential.as_secs_f64()
+            "    HTTP  plain client, 16 threads, a new connection per request: {}",
+            secs(plain)
         );
     }
+}
+
+/// The simplest fast client, for comparison: `threads` threads sending refresh requests, each
+/// on a new connection, saving nothing.
+fn plain_client(puma_threads: u32, profiles: usize, threads: usize) -> Duration {
+    let server = doorkeeper::Doorkeeper::start_with(doorkeeper::Options {
+        threads: puma_threads,
+        ..doorkeeper::Options::default()
+    });
+    let app = server.register("urn:ietf:wg:oauth:2.0:oob");
+    let tokens: Vec<String> = (0..profiles)
+        .map(|_| doorkeeper_refresh_token(&server, &app))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(token) = tokens.get(i) else { break };
+                    let (status, body) = server.token_request(&[
+                        ("grant_type", "refresh_token"),
+                        ("refresh_token", token),
+                        ("client_id", &app.uid),
+                        ("client_secret", &app.secret),
+                    ]);
+                    assert_eq!(status, 200, "{body}");
+                }
+            });
+        }
+    });
+    start.elapsed()
 }

@@ -27,8 +27,12 @@ pub struct Config {
     /// Per-request timeout for OAuth calls.
     #[serde(with = "duration_text")]
     pub http_timeout: Duration,
-    /// How many network jobs run at once.
+    /// The most requests sent to one server at once; below it, the number adapts to how fast
+    /// the server answers.
     pub max_concurrent_jobs: usize,
+    /// A PEM file of certificate authorities to trust besides the usual ones (a provider
+    /// with a private CA).
+    pub ca_file: Option<PathBuf>,
     /// How often the agent looks for tokens to keep alive.
     #[serde(with = "duration_text")]
     pub agent_interval: Duration,
@@ -48,6 +52,7 @@ impl Default for Config {
             api_version: "2025-04-01".into(),
             http_timeout: Duration::from_secs(20),
             max_concurrent_jobs: 16,
+            ca_file: None,
             agent_interval: Duration::from_secs(30),
             agent_horizon: Duration::from_secs(86_400),
         }

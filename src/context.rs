@@ -145,12 +145,21 @@ impl Context {
         Ok(Arc::new(Store::open(&path, unlock)?))
     }
 
-    /// The HTTP client with the configured timeout.
+    /// The HTTP client with the configured timeout and certificate authorities.
     pub fn client(&self) -> anyhow::Result<OAuthClient> {
-        Ok(OAuthClient::new(
+        Ok(OAuthClient::trusting(
             self.config.http_timeout,
             &self.config.api_version,
+            &self.extra_roots()?,
         )?)
+    }
+
+    /// The certificate authorities of config `ca_file`, trusted besides the usual ones.
+    pub fn extra_roots(&self) -> anyhow::Result<Vec<reqwest::Certificate>> {
+        match &self.config.ca_file {
+            Some(path) => Ok(crate::oauth::client::load_roots(path)?),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Starts the worker over `store`.

@@ -321,3 +321,63 @@ fn the_app_authorizes_exchanges_and_refreshes_against_doorkeeper() {
     assert!(server.token_works(&stored(&env, "deck", "access_token")));
     tmux.keys(&["q"]);
 }
+
+/// HTTPS to a provider whose certificate comes from a private CA: refused until config
+/// `ca_file` names that CA, then the whole flow works, refreshes running at once included.
+#[test]
+fn https_with_a_private_ca_named_in_the_config() {
+    let server = Doorkeeper::start_with(Options {
+        tls: true,
+        ..Options::default()
+    });
+    let env = Env::new();
+    let oob = server.register(OOB);
+    let base = server.tls_base_url();
+    for name in ["t0", "t1", "t2"] {
+        let out = env.run_with_stdin(
+            &[
+                "add",
+                name,
+                "--client-id",
+                &oob.uid,
+                "--base-url",
+                &base,
+                "--redirect-uri",
+                OOB,
+            ],
+            &oob.secret,
+        );
+        assert!(out.status.success(), "add: {}", stderr(&out));
+    }
+    let url = stdout(&env.run(&["authorize", "t0", "--no-browser"]))
+        .trim()
+        .to_string();
+    assert!(url.starts_with(&base), "{url}");
+    let landing = server.approve(&url);
+    let before = env.vault_bytes();
+    let out = env.run(&["exchange", "t0", &landing]);
+    assert_one_line_error(&out, "certificate");
+    assert_eq!(env.vault_bytes(), before, "nothing written");
+
+    env.write_config("ca_file = \"/nonexistent/ca.pem\"\n");
+    let out = env.run(&["exchange", "t0", &landing]);
+    assert_one_line_error(&out, "cannot read ca_file /nonexistent/ca.pem");
+
+    env.write_config(&format!("ca_file = {:?}\n", server.ca_file()));
+    let out = env.run(&["exchange", "t0", &landing]);
+    assert!(out.status.success(), "exchange: {}", stderr(&out));
+    for name in ["t1", "t2"] {
+        authorize_oob(&env, &server, name);
+    }
+    let out = env.run(&["refresh", "--all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).matches(": refreshed").count(),
+        3,
+        "{}",
+        stderr(&out)
+    );
+    for name in ["t0", "t1", "t2"] {
+        assert!(server.token_works(&stored(&env, name, "access_token")));
+    }
+}

@@ -36,7 +36,7 @@ pub async fn run(ctx: &Context, args: &ApiArgs) -> anyhow::Result<i32> {
     let body = request_body(args.data.as_deref())?;
     let method = method(args)?;
     let headers = headers(&args.headers, body.as_deref())?;
-    let client = client(ctx.config.http_timeout, &url)?;
+    let client = client(ctx.config.http_timeout, &ctx.extra_roots()?, &url)?;
     let send = |token: String| {
         let mut request = client
             .request(method.clone(), url.clone())
@@ -147,7 +147,11 @@ fn headers(given: &[String], body: Option<&[u8]>) -> anyhow::Result<HeaderMap> {
 }
 
 /// A client that follows redirects only on the profile's own origin.
-fn client(timeout: Duration, url: &url::Url) -> anyhow::Result<reqwest::Client> {
+fn client(
+    timeout: Duration,
+    roots: &[reqwest::Certificate],
+    url: &url::Url,
+) -> anyhow::Result<reqwest::Client> {
     let origin = url.origin();
     let policy = reqwest::redirect::Policy::custom(move |attempt| {
         if attempt.previous().len() >= 5 || attempt.url().origin() != origin {
@@ -156,7 +160,7 @@ fn client(timeout: Duration, url: &url::Url) -> anyhow::Result<reqwest::Client> 
             attempt.follow()
         }
     });
-    crate::oauth::client::http_builder(timeout)
+    crate::oauth::client::http_builder(timeout, roots)
         .redirect(policy)
         .build()
         .context("cannot set up HTTP")

@@ -7,6 +7,7 @@ pub mod client;
 pub mod device;
 pub mod discovery;
 pub mod error;
+pub mod limit;
 pub mod listener;
 pub mod redirect;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use age::secrecy::SecretString;
 use chrono::{DateTime, Utc};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::saver::{SaveRequest, spawn_saver};
@@ -78,7 +78,6 @@ pub struct Worker {
     clock: Clock,
     events: mpsc::UnboundedSender<Event>,
     profile_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    slots: Arc<Semaphore>,
     saves: mpsc::UnboundedSender<SaveRequest>,
     /// Fingerprints of refresh tokens the server has answered: never sent again, even when
     /// saving their successor failed (a server with strict rotation would take a second use
@@ -89,10 +88,12 @@ pub struct Worker {
 impl Worker {
     pub fn new(config: WorkerConfig, events: mpsc::UnboundedSender<Event>) -> Self {
         Self {
-            slots: Arc::new(Semaphore::new(config.max_concurrent_jobs.max(1))),
             saves: spawn_saver(config.store.clone()),
             store: config.store,
-            client: config.client,
+            // Requests to each server are bounded by the client's adaptive windows.
+            client: config
+                .client
+                .with_max_concurrent(config.max_concurrent_jobs),
             clock: config.clock,
             events,
             profile_locks: Mutex::default(),
@@ -183,13 +184,6 @@ impl Worker {
             kind: error.kind,
             saved: saved.map(Box::new),
         });
-    }
-
-    /// Runs one network call inside the concurrency bound. Only requests hold a slot: a job
-    /// waiting for its save does not keep the next request from starting.
-    async fn network<T>(&self, call: impl std::future::Future<Output = T>) -> T {
-        let _slot = self.slots.acquire().await;
-        call.await
     }
 
     /// Runs blocking vault I/O (decryption, file locks) off the async threads.
@@ -394,9 +388,7 @@ impl Worker {
     async fn exchange_code(&self, name: &str, code: &str, verifier: Option<&str>) -> JobResult {
         let _lease = self.lease().await?;
         let profile = self.current(name).await?;
-        let response = self
-            .network(self.client.exchange(&profile, code, verifier))
-            .await?;
+        let response = self.client.exchange(&profile, code, verifier).await?;
         let token = response.into_token(self.clock.now(), profile.refresh_window, None);
         let saved = self.save_token(name, token).await?;
         Ok((Outcome::NewToken, Some(saved)))
@@ -456,9 +448,7 @@ impl Worker {
                 "this refresh token was used already and its successor could not be saved: authorize again",
             ));
         }
-        let response = self
-            .network(self.client.refresh(&profile, refresh_token))
-            .await?;
+        let response = self.client.refresh(&profile, refresh_token).await?;
         self.spent().insert(fingerprint);
         let new_token = response.into_token(self.clock.now(), profile.refresh_window, Some(token));
         let saved = self.save_token(name, new_token).await?;
@@ -472,14 +462,13 @@ impl Worker {
             return Err(OAuthError::NoToken.into());
         };
         if let Some(refresh) = &token.refresh_token {
-            self.network(self.client.revoke(&profile, refresh, "refresh_token"))
+            self.client
+                .revoke(&profile, refresh, "refresh_token")
                 .await?;
         }
-        self.network(
-            self.client
-                .revoke(&profile, &token.access_token, "access_token"),
-        )
-        .await?;
+        self.client
+            .revoke(&profile, &token.access_token, "access_token")
+            .await?;
         let saved = self
             .save(name, |p| {
                 p.token = None;
@@ -496,10 +485,8 @@ impl Worker {
             return Err(OAuthError::NoToken.into());
         };
         let result = self
-            .network(
-                self.client
-                    .check(&profile, &token.access_token, self.clock.now()),
-            )
+            .client
+            .check(&profile, &token.access_token, self.clock.now())
             .await?;
         let stored = result.clone();
         let saved = self

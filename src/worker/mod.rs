@@ -218,6 +218,7 @@ pub struct WorkerConfig {
     pub store: Arc<Store>,
     pub client: OAuthClient,
     pub clock: Clock,
+    /// The most requests to one server at once (each server's window adapts below it).
     pub max_concurrent_jobs: usize,
 }
 

@@ -30,6 +30,8 @@ pub struct Options {
     pub ttl: u64,
     /// Puma threads.
     pub threads: u32,
+    /// Also serve HTTPS, with a self-signed certificate (see [`Doorkeeper::tls_base_url`]).
+    pub tls: bool,
 }
 
 impl Default for Options {
@@ -38,6 +40,7 @@ impl Default for Options {
             rotation: Rotation::Previous,
             ttl: 7200,
             threads: 4,
+            tls: false,
         }
     }
 }
@@ -46,6 +49,8 @@ impl Default for Options {
 pub struct Doorkeeper {
     server: Fixture,
     pub port: u16,
+    /// The HTTPS port, when started with `tls`.
+    pub tls_port: Option<u16>,
 }
 
 /// An OAuth app registered on the server.
@@ -58,6 +63,17 @@ pub struct App {
 
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/doorkeeper/server.rb")
+}
+
+/// A self-signed certificate for 127.0.0.1 in `dir`: (key.pem, cert.pem).
+fn write_certificate(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let made =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".into()])
+            .unwrap();
+    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    (key, cert)
 }
 
 fn free_port() -> u16 {
@@ -85,8 +101,18 @@ impl Doorkeeper {
             ruby.is_ok_and(|o| o.status.success()),
             "these tests run a real Doorkeeper server, whose packages are missing: {INSTALL}"
         );
+        let tls_port = std::cell::Cell::new(None);
         let server = start_fixture("Doorkeeper", |port, dir| {
             let mut command = Command::new("ruby");
+            if options.tls {
+                let (key, cert) = write_certificate(dir);
+                let port = free_port();
+                tls_port.set(Some(port));
+                command.env(
+                    "DOORKEEPER_TLS",
+                    format!("{port},{},{}", key.display(), cert.display()),
+                );
+            }
             command
                 .arg(script())
                 .env("DOORKEEPER_PORT", port.to_string())
@@ -105,12 +131,26 @@ impl Doorkeeper {
         });
         Self {
             port: server.port,
+            tls_port: tls_port.get(),
             server,
         }
     }
 
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The same server over HTTPS (started with `tls`).
+    pub fn tls_base_url(&self) -> String {
+        format!(
+            "https://127.0.0.1:{}",
+            self.tls_port.expect("started with tls")
+        )
+    }
+
+    /// The self-signed certificate of the HTTPS port, in PEM: the CA to trust.
+    pub fn ca_file(&self) -> PathBuf {
+        self.server.dir.path().join("cert.pem")
     }
 
     /// Registers a confidential OAuth app for `redirect_uri`.

@@ -19,7 +19,7 @@ impl Worker {
         cancel: &CancellationToken,
     ) -> JobResult {
         let name = profile.name.as_str();
-        let login = self.network(self.client.device_authorize(profile)).await?;
+        let login = self.client.device_authorize(profile).await?;
         let expires_at = self.clock.now()
             + chrono::Duration::from_std(login.expires_in).unwrap_or(chrono::Duration::MAX);
         self.emit(Event::DeviceCode {
@@ -41,9 +41,7 @@ impl Worker {
                 return Err(OAuthError::DeviceExpired.into());
             }
             let _lease = self.lease().await?;
-            let polled = self
-                .network(self.client.device_poll(profile, &login.device_code))
-                .await;
+            let polled = self.client.device_poll(profile, &login.device_code).await;
             match polled {
                 Ok(response) => {
                     let token = response.into_token(self.clock.now(), profile.refresh_window, None);
@@ -70,9 +68,7 @@ impl Worker {
             ))
             .into());
         };
-        let found = self
-            .network(crate::oauth::discovery::discover(&self.client, &issuer))
-            .await?;
+        let found = crate::oauth::discovery::discover(&self.client, &issuer).await?;
         let changed = found.changes(&profile);
         let saved = self.save(name, move |p| found.apply(p)).await?;
         Ok((Outcome::Rediscovered { changed }, Some(saved)))
@@ -80,9 +76,7 @@ impl Worker {
 
     /// A new token with the client's own credentials. The caller holds the lease.
     pub(super) async fn app_token(&self, profile: &Profile) -> JobResult {
-        let response = self
-            .network(self.client.client_credentials(profile))
-            .await?;
+        let response = self.client.client_credentials(profile).await?;
         let token = response.into_token(self.clock.now(), profile.refresh_window, None);
         let saved = self.save_token(&profile.name, token).await?;
         Ok((Outcome::NewToken, Some(saved)))
