@@ -587,11 +587,12 @@ impl OAuthClient {
         url: &str,
     ) -> Result<(u16, Vec<u8>), OAuthError> {
         let permit = self.limits.acquire(&origin_of(url)).await;
-        // While several requests go to one server, each has a connection of its own that
-        // closes after the answer. A kept-alive connection the next request does not take at
-        // once can hold a server thread idle while the others queue (puma waits 200 ms on
-        // one, and serves keep-alive connections unfairly: measured 5x slower, and some
-        // requests timed out). A request that goes alone keeps its connection for the next.
+        // While several requests go to one server (in flight or waiting), each has a
+        // connection of its own that closes after the answer. A kept-alive connection the
+        // next request does not take at once can hold a server thread idle while the others
+        // queue (puma waits 200 ms on one, and serves keep-alive connections unfairly:
+        // measured 5x slower, and some requests timed out). A request that goes alone keeps
+        // its connection for whatever comes next.
         // Plain HTTP only ever goes to loopback, where a connection costs about 0.1 ms: it is
         // never kept.
         let request = if permit.alone() && !url.starts_with("http://") {

@@ -7,6 +7,7 @@
 //! [`Window`] is the pure state; [`Limits`] keeps one per server and makes requests wait.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,10 @@ const TOLERANCE: f64 = 2.0;
 const SLACK: Duration = Duration::from_millis(5);
 /// How much a slowed answer shrinks the window.
 const EASE: f64 = 0.875;
+/// After a cut, this many fast answers per place in the window come before it grows again: a
+/// server that slows down whenever it gets a second request (database writers waiting on each
+/// other, seen on Doorkeeper) is asked to take one only now and then.
+const HOLD_PER_PLACE: u32 = 16;
 
 /// What became of one request, as far as the window cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +49,8 @@ pub struct Window {
     slow_start: bool,
     paused_until: Option<Instant>,
     last_cut: Option<Instant>,
+    /// Fast answers still to come before the window may grow.
+    hold: u32,
 }
 
 /// Why a request may not start yet.
@@ -67,6 +74,7 @@ impl Window {
             slow_start: true,
             paused_until: None,
             last_cut: None,
+            hold: 0,
         }
     }
 
@@ -116,7 +124,7 @@ impl Window {
                     self.limit = (self.limit / 2.0).max(1.0);
                     self.last_cut = Some(now);
                 }
-                self.slow_start = false;
+                self.cooled();
                 if let Some(after) = retry_after {
                     let until = now + after;
                     self.paused_until = Some(self.paused_until.map_or(until, |u| u.max(until)));
@@ -131,8 +139,10 @@ impl Window {
         let best = best.min(latency);
         self.best = Some(best);
         if latency <= best.mul_f64(TOLERANCE) + SLACK {
-            // Only a full window shows whether more would still be fast.
-            if was_full {
+            if self.hold > 0 {
+                self.hold -= 1;
+            } else if was_full {
+                // Only a window in use shows whether more would still be fast.
                 self.limit += if self.slow_start {
                     1.0
                 } else {
@@ -140,10 +150,16 @@ impl Window {
                 };
             }
         } else {
-            self.limit *= EASE;
-            self.slow_start = false;
+            self.limit = (self.limit * EASE).max(1.0);
+            self.cooled();
         }
         self.limit = self.limit.clamp(1.0, self.ceiling);
+    }
+
+    /// After a cut: no more slow start, and a pause in growth.
+    fn cooled(&mut self) {
+        self.slow_start = false;
+        self.hold = HOLD_PER_PLACE * u32::try_from(self.limit()).unwrap_or(u32::MAX);
     }
 }
 
@@ -157,6 +173,8 @@ pub struct Limits {
 struct Server {
     window: Mutex<Window>,
     freed: tokio::sync::Notify,
+    /// Requests waiting for a place.
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl Server {
@@ -164,10 +182,10 @@ impl Server {
         self.window.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes a place now; `Ok(true)` when no other request was in flight.
+    /// Takes a place now; `Ok(true)` when no other request was in flight or waiting.
     fn try_start(&self) -> Result<bool, Wait> {
         let mut window = self.window();
-        let alone = window.in_flight() == 0;
+        let alone = window.in_flight() == 0 && self.waiting.load(Ordering::SeqCst) == 0;
         window.try_start(Instant::now()).map(|()| alone)
     }
 }
@@ -183,7 +201,7 @@ pub struct Permit {
 }
 
 impl Permit {
-    /// Whether this request started while no other went to its server.
+    /// Whether this request started while no other went to its server or waited to.
     pub fn alone(&self) -> bool {
         self.alone
     }
@@ -237,7 +255,9 @@ impl Limits {
                     Ok(alone) => Ok(alone),
                     Err(Wait::Until(until)) => Err(Some(until)),
                     Err(Wait::Full) => {
+                        server.waiting.fetch_add(1, Ordering::SeqCst);
                         freed.await;
+                        server.waiting.fetch_sub(1, Ordering::SeqCst);
                         Err(None)
                     }
                 }
@@ -272,6 +292,7 @@ impl Limits {
                 Arc::new(Server {
                     window: Mutex::new(Window::new(self.ceiling)),
                     freed: tokio::sync::Notify::new(),
+                    waiting: std::sync::atomic::AtomicUsize::new(0),
                 })
             })
             .clone()
