@@ -88,7 +88,8 @@ fn run_doorkeeper(
             doorkeeper_refresh_token(&server, &app)
         });
     let store = Arc::new(support::open(&path, &key));
-    let client = OAuthClient::trusting(Duration::from_secs(10), "2025-04-01", &roots).unwrap();
+    // SQLite makes a writer wait up to 5 s for another one (the fixture's busy timeout).
+    let client = OAuthClient::trusting(Duration::from_secs(30), "2025-04-01", &roots).unwrap();
     refresh_all(store, client, profiles, concurrency, runtime)
 }
 
