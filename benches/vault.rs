@@ -1,5 +1,5 @@
-//! Vault open (decrypt with an X25519 identity + parse) and save (serialize + encrypt +
-//! atomic write with backup) at 10, 1,000 and 10,000 profiles.
+//! Vault open (decrypt with an X25519 identity + parse every profile, or just one) and save
+//! (serialize + encrypt + atomic write with backup) at 10, 1,000 and 10,000 profiles.
 
 // Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
@@ -29,7 +29,20 @@ fn vault(c: &mut Criterion) {
                 let unlock = tokdeck::vault::Unlock::Identity(
                     tokdeck::vault::IdentityFile::load(&key).unwrap(),
                 );
-                tokdeck::vault::Store::open(&path, unlock).unwrap()
+                let store = tokdeck::vault::Store::open(&path, unlock).unwrap();
+                // Every profile parsed, as the app and `status` need them.
+                store.read(|d| d.profiles.len()).unwrap()
+            })
+        });
+        // What `token NAME` needs: decrypt, locate, and parse one profile.
+        let middle = format!("profile-{:05}", n / 2);
+        group.bench_with_input(BenchmarkId::new("open_one", n), &n, |b, _| {
+            b.iter(|| {
+                let unlock = tokdeck::vault::Unlock::Identity(
+                    tokdeck::vault::IdentityFile::load(&key).unwrap(),
+                );
+                let store = tokdeck::vault::Store::open(&path, unlock).unwrap();
+                store.profile(&middle).unwrap().unwrap()
             })
         });
         // Where open's time goes: decryption alone, and parsing alone.
