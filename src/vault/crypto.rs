@@ -230,18 +230,11 @@ pub fn decrypt_from(
     path: &Path,
 ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
     if len == 0 {
-        return Err(VaultError::Corrupt {
-            path: path.to_path_buf(),
-            reason: "the file is empty".into(),
-            backup: super::error::has_backup(path),
-        });
+        return Err(VaultError::corrupt(path, "the file is empty".into()));
     }
     let binary = reader
         .fill_buf()
-        .map_err(|source| VaultError::Unreadable {
-            path: path.to_path_buf(),
-            source,
-        })?
+        .map_err(VaultError::reading(path))?
         .starts_with(b"age-encryption.org/");
     // The armor reader copies every byte once more; binary files, the usual kind, skip it.
     if binary {
@@ -257,11 +250,7 @@ fn decrypt_stream(
     unlock: &Unlock,
     path: &Path,
 ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
-    let corrupt = |reason: String| VaultError::Corrupt {
-        path: path.to_path_buf(),
-        reason,
-        backup: super::error::has_backup(path),
-    };
+    let corrupt = |reason: String| VaultError::corrupt(path, reason);
     let wrong = |reason: String| VaultError::WrongKey {
         path: path.to_path_buf(),
         reason,

@@ -81,15 +81,41 @@ impl VaultError {
     /// A vault that should exist but cannot be seen: missing, or hidden by permissions
     /// (`Path::exists` says "no" for both, which sent people to `init`).
     pub fn check_exists(path: &std::path::Path) -> Result<(), Self> {
-        match std::fs::metadata(path) {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(VaultError::NotFound(path.to_path_buf()))
+        std::fs::metadata(path)
+            .map(|_| ())
+            .map_err(Self::reading(path))
+    }
+
+    /// What a failure to read the vault at `path` means: missing, or unreadable.
+    pub fn reading(path: &std::path::Path) -> impl Fn(std::io::Error) -> Self + use<> {
+        let path = path.to_path_buf();
+        move |source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                Self::NotFound(path.clone())
+            } else {
+                Self::Unreadable {
+                    path: path.clone(),
+                    source,
+                }
             }
-            Err(source) => Err(VaultError::Unreadable {
-                path: path.to_path_buf(),
-                source,
-            }),
+        }
+    }
+
+    /// The file at `path` is no age file, or a damaged one.
+    pub(crate) fn corrupt(path: &std::path::Path, reason: String) -> Self {
+        Self::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+            backup: has_backup(path),
+        }
+    }
+
+    /// The file at `path` decrypts, but not to a vault this build reads.
+    pub(crate) fn bad_content(path: &std::path::Path, reason: String) -> Self {
+        Self::BadContent {
+            path: path.to_path_buf(),
+            reason,
+            backup: has_backup(path),
         }
     }
 }

@@ -61,7 +61,7 @@ pub fn read(text: Zeroizing<Vec<u8>>, path: &Path) -> Result<Parsed, VaultError>
         Ok(text) => Zeroizing::new(text),
         Err(e) => {
             drop(Zeroizing::new(e.into_bytes()));
-            return Err(bad(path, "not UTF-8 text".into()));
+            return Err(VaultError::bad_content(path, "not UTF-8 text".into()));
         }
     };
     match locate(text) {
@@ -73,7 +73,8 @@ pub fn read(text: Zeroizing<Vec<u8>>, path: &Path) -> Result<Parsed, VaultError>
 /// Parses decrypted vault text completely, refusing future format versions with a message of
 /// their own.
 pub fn parse_vault(text: &[u8], path: &Path) -> Result<VaultData, VaultError> {
-    let text = std::str::from_utf8(text).map_err(|_| bad(path, "not UTF-8 text".into()))?;
+    let text = std::str::from_utf8(text)
+        .map_err(|_| VaultError::bad_content(path, "not UTF-8 text".into()))?;
     match locate(Zeroizing::new(text.to_string())) {
         Ok(located) => located.parse_all(path),
         Err(_) => parse_whole(text, path),
@@ -174,14 +175,6 @@ impl Located {
     }
 }
 
-fn bad(path: &Path, reason: String) -> VaultError {
-    VaultError::BadContent {
-        path: path.to_path_buf(),
-        reason,
-        backup: super::error::has_backup(path),
-    }
-}
-
 /// The whole document in one parse; the version is looked at on its own only when the
 /// content does not fit this build's model, which is what a newer format looks like.
 fn parse_whole(text: &str, path: &Path) -> Result<VaultData, VaultError> {
@@ -199,8 +192,10 @@ fn parse_whole(text: &str, path: &Path) -> Result<VaultData, VaultError> {
             }
             return Err(match toml::from_str::<VersionOnly>(text) {
                 Ok(VersionOnly { version: Some(v) }) if v > i64::from(FORMAT_VERSION) => future(v),
-                Ok(VersionOnly { version: None }) => bad(path, "no `version` field".into()),
-                _ => bad(path, one_line(&e)),
+                Ok(VersionOnly { version: None }) => {
+                    VaultError::bad_content(path, "no `version` field".into())
+                }
+                _ => VaultError::bad_content(path, one_line(&e)),
             });
         }
     };
@@ -208,12 +203,15 @@ fn parse_whole(text: &str, path: &Path) -> Result<VaultData, VaultError> {
         return Err(future(i64::from(data.version)));
     }
     if data.version < 1 {
-        return Err(bad(path, format!("unknown version {}", data.version)));
+        return Err(VaultError::bad_content(
+            path,
+            format!("unknown version {}", data.version),
+        ));
     }
     let mut seen = std::collections::HashSet::new();
     for p in &data.profiles {
         if !seen.insert(p.name.as_str()) {
-            return Err(bad(
+            return Err(VaultError::bad_content(
                 path,
                 format!("profile name '{}' appears twice", p.name),
             ));

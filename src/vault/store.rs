@@ -128,40 +128,27 @@ struct Opened {
 
 impl Opened {
     fn at(path: &Path) -> Result<Self, VaultError> {
-        use std::os::unix::fs::MetadataExt;
-        let unreadable = |source| VaultError::Unreadable {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut file = File::open(path).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                VaultError::NotFound(path.to_path_buf())
-            } else {
-                unreadable(source)
-            }
-        })?;
-        let meta = file.metadata().map_err(unreadable)?;
+        let failed = VaultError::reading(path);
+        let mut file = File::open(path).map_err(&failed)?;
+        let meta = file.metadata().map_err(&failed)?;
         let mut head = Vec::new();
         Read::by_ref(&mut file)
             .take(STAMP_BYTES)
             .read_to_end(&mut head)
-            .map_err(unreadable)?;
+            .map_err(&failed)?;
         Ok(Self {
             file,
             stamp: Stamp {
                 len: meta.len(),
                 head,
             },
-            fingerprint: Some((meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec())),
+            fingerprint: Some(fingerprint_of(&meta)),
         })
     }
 
     /// Decrypts the whole file.
     fn decode(&mut self, unlock: &Unlock, path: &Path) -> Result<(Content, Sealing), VaultError> {
-        std::io::Seek::rewind(&mut self.file).map_err(|source| VaultError::Unreadable {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        std::io::Seek::rewind(&mut self.file).map_err(VaultError::reading(path))?;
         let len = usize::try_from(self.stamp.len).unwrap_or(usize::MAX);
         let reader = std::io::BufReader::with_capacity(64 * 1024, &mut self.file);
         decode(
@@ -251,10 +238,13 @@ impl From<Parsed> for Content {
 }
 
 fn fingerprint(path: &Path) -> Option<(u64, u64, i64, i64)> {
+    fs::metadata(path).ok().map(|m| fingerprint_of(&m))
+}
+
+/// (inode, size, mtime) of a file.
+fn fingerprint_of(meta: &fs::Metadata) -> (u64, u64, i64, i64) {
     use std::os::unix::fs::MetadataExt;
-    fs::metadata(path)
-        .ok()
-        .map(|m| (m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+    (meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec())
 }
 
 #[derive(Default)]
