@@ -146,16 +146,19 @@ impl Opened {
         })
     }
 
-    /// Decrypts the whole file.
-    fn decode(&mut self, unlock: &Unlock, path: &Path) -> Result<(Content, Sealing), VaultError> {
+    /// Decrypts the whole file: what the store then holds, and how to seal the next save.
+    fn read(mut self, unlock: &Unlock, path: &Path) -> Result<(Snapshot, Sealing), VaultError> {
         std::io::Seek::rewind(&mut self.file).map_err(VaultError::reading(path))?;
         let len = usize::try_from(self.stamp.len).unwrap_or(usize::MAX);
         let reader = std::io::BufReader::with_capacity(64 * 1024, &mut self.file);
-        decode(
-            crypto::decrypt_from(reader, len, unlock, path)?,
-            unlock,
-            path,
-        )
+        let plaintext = crypto::decrypt_from(reader, len, unlock, path)?;
+        let (content, sealing) = decode(plaintext, unlock, path)?;
+        let snapshot = Snapshot {
+            stamp: self.stamp,
+            content,
+            fingerprint: self.fingerprint,
+        };
+        Ok((snapshot, sealing))
     }
 }
 
@@ -171,6 +174,17 @@ struct Snapshot {
     /// (inode, size, mtime) of the file when last read or written: an unchanged fingerprint
     /// means nobody replaced the file, so it need not be read again.
     fingerprint: Option<(u64, u64, i64, i64)>,
+}
+
+impl Snapshot {
+    /// What this process just wrote to `path`: `ciphertext`, sealing `data`.
+    fn written(path: &Path, ciphertext: &[u8], data: VaultData) -> Self {
+        Self {
+            stamp: Stamp::of(ciphertext),
+            content: Content::parsed(data),
+            fingerprint: fingerprint(path),
+        }
+    }
 }
 
 /// The decrypted content, parsed as far as it was needed.
@@ -290,29 +304,17 @@ pub struct Store {
 impl Store {
     /// Opens and decrypts the vault at `path`.
     pub fn open(path: &Path, unlock: Unlock) -> Result<Self, VaultError> {
-        let mut opened = Opened::at(path)?;
-        let (content, sealing) = opened.decode(&unlock, path)?;
-        let seen = (opened.stamp, opened.fingerprint);
-        Ok(Self::with_content(path, unlock, sealing, seen, content))
+        let (snapshot, sealing) = Opened::at(path)?.read(&unlock, path)?;
+        Ok(Self::with_content(path, unlock, sealing, snapshot))
     }
 
-    /// A store whose file at `path` has `stamp` and fingerprint, and decrypts to `content`.
-    fn with_content(
-        path: &Path,
-        unlock: Unlock,
-        sealing: Sealing,
-        (stamp, fingerprint): (Stamp, Option<(u64, u64, i64, i64)>),
-        content: Content,
-    ) -> Self {
+    /// A store whose file at `path` is what `snapshot` saw.
+    fn with_content(path: &Path, unlock: Unlock, sealing: Sealing, snapshot: Snapshot) -> Self {
         Self {
             path: path.to_path_buf(),
             unlock,
             sealing: Mutex::new(sealing),
-            snapshot: Mutex::new(Snapshot {
-                stamp,
-                content,
-                fingerprint,
-            }),
+            snapshot: Mutex::new(snapshot),
             lease: Arc::default(),
             lock_wait: DEFAULT_LOCK_WAIT,
         }
@@ -326,13 +328,8 @@ impl Store {
         unlock: Unlock,
     ) -> Result<Self, VaultError> {
         let ciphertext = write_new(path, &mut data, &sealing)?;
-        Ok(Self::with_content(
-            path,
-            unlock,
-            sealing,
-            (Stamp::of(&ciphertext), fingerprint(path)),
-            Content::parsed(data),
-        ))
+        let snapshot = Snapshot::written(path, &ciphertext, data);
+        Ok(Self::with_content(path, unlock, sealing, snapshot))
     }
 
     /// How long writers wait for another process's lock.
@@ -394,18 +391,14 @@ impl Store {
         if now.is_some() && now == snap.fingerprint {
             return Ok(false);
         }
-        let mut opened = Opened::at(&self.path)?;
+        let opened = Opened::at(&self.path)?;
         if opened.stamp == snap.stamp {
             snap.fingerprint = opened.fingerprint;
             return Ok(false);
         }
-        let (content, sealing) = opened.decode(&self.unlock, &self.path)?;
+        let (snapshot, sealing) = opened.read(&self.unlock, &self.path)?;
         *lock_ignoring_poison(&self.sealing) = sealing;
-        *snap = Snapshot {
-            stamp: opened.stamp,
-            content,
-            fingerprint: opened.fingerprint,
-        };
+        *snap = snapshot;
         Ok(true)
     }
 
@@ -499,11 +492,7 @@ impl Store {
         };
         let ciphertext = seal(&data, &sealing)?;
         write_atomic(&self.path, &ciphertext, true)?;
-        *snap = Snapshot {
-            stamp: Stamp::of(&ciphertext),
-            content: Content::parsed(data),
-            fingerprint: fingerprint(&self.path),
-        };
+        *snap = Snapshot::written(&self.path, &ciphertext, data);
         Ok(Ok(outcome))
     }
 }
