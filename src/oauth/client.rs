@@ -299,11 +299,6 @@ impl OAuthClient {
         self
     }
 
-    /// The windows of this client and its clones.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     /// Replaces the retry policy.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
