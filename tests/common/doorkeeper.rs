@@ -159,10 +159,7 @@ impl Doorkeeper {
             "redirect_uri={}&scopes=read+write",
             url::form_urlencoded::byte_serialize(redirect_uri.as_bytes()).collect::<String>()
         );
-        let reply = http(self.port, "POST", "/test/applications", Some(&form))
-            .expect("the fixture answers");
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        let v: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+        let v = register_app(self.port, &form);
         App {
             uid: v["uid"].as_str().unwrap().to_string(),
             secret: v["secret"].as_str().unwrap().to_string(),
@@ -273,6 +270,14 @@ pub fn start_fixture(name: &str, command: impl Fn(u16, &std::path::Path) -> Comm
         }
     }
     panic!("the {name} fixture would not start: {last_log}");
+}
+
+/// Registers an OAuth app through a fixture's test-only `POST /test/applications` (a form);
+/// its JSON answer.
+pub fn register_app(port: u16, form: &str) -> serde_json::Value {
+    let reply = http(port, "POST", "/test/applications", Some(form)).expect("the fixture answers");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    serde_json::from_str(&reply.body).unwrap()
 }
 
 /// An HTTP answer.

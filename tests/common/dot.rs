@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use super::doorkeeper::{Fixture, Reply, http, start_fixture};
+use super::doorkeeper::{Fixture, Reply, http, register_app, start_fixture};
 
 /// What the fixture needs.
 const INSTALL: &str = "pip install -r tests/fixtures/dot/requirements.txt";
@@ -78,10 +78,7 @@ impl Dot {
                 ("redirect_uri", redirect_uri),
             ])
             .finish();
-        let reply = http(self.port, "POST", "/test/applications", Some(&form))
-            .expect("the fixture answers");
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        let v: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+        let v = register_app(self.port, &form);
         App {
             client_id: v["client_id"].as_str().unwrap().to_string(),
             secret: v["client_secret"].as_str().unwrap().to_string(),
