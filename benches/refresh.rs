@@ -1,6 +1,7 @@
 //! Refresh throughput: `refresh --all` of 1,000 profiles against the loopback mock server
 //! through the worker (adaptive concurrency), against the same refreshes one at a time; then
-//! 200 against a real Doorkeeper over HTTP and HTTPS, beside a plain 16-thread client.
+//! 200 against a real Doorkeeper over HTTP and HTTPS, tokdeck adaptive and one at a time beside
+//! a plain client that sends 16 requests at once and saves nothing, in interleaved runs.
 
 // Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
@@ -14,6 +15,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use age::secrecy::ExposeSecret;
 use tokdeck::clock::Clock;
 use tokdeck::oauth::OAuthClient;
 use tokdeck::worker::{self, Command, Event, Job, WorkerConfig};
@@ -62,36 +64,141 @@ fn doorkeeper_refresh_token(server: &doorkeeper::Doorkeeper, app: &doorkeeper::A
         .to_string()
 }
 
-/// `profiles` refreshes against a real Doorkeeper with `threads` puma threads.
-fn run_doorkeeper(
-    threads: u32,
-    tls: bool,
-    profiles: usize,
-    concurrency: usize,
-    runtime: &tokio::runtime::Runtime,
-) -> Duration {
-    let server = doorkeeper::Doorkeeper::start_with(doorkeeper::Options {
-        threads,
-        tls,
-        ..doorkeeper::Options::default()
-    });
-    let (base, roots) = if tls {
-        let roots = tokdeck::oauth::client::load_roots(&server.ca_file()).unwrap();
-        (server.tls_base_url(), roots)
-    } else {
-        (server.base_url(), Vec::new())
-    };
-    let app = server.register("urn:ietf:wg:oauth:2.0:oob");
-    let dir = tempfile::tempdir().unwrap();
-    let (path, key) =
-        support::vault_for_client(dir.path(), profiles, &base, (&app.uid, &app.secret), |_| {
-            doorkeeper_refresh_token(&server, &app)
-        });
-    let store = Arc::new(support::open(&path, &key));
-    // SQLite makes a writer wait up to 5 s for another one (the fixture's busy timeout).
-    let client = OAuthClient::trusting(Duration::from_secs(30), "2025-04-01", &roots).unwrap();
-    refresh_all(store, client, profiles, concurrency, runtime)
+/// A real Doorkeeper with live refresh tokens, carried from one run to the next: each run
+/// spends them and keeps the new ones, so no run waits for tokens to be minted.
+struct Real {
+    /// Kept for as long as the runs go on: dropping it stops the server.
+    _server: doorkeeper::Doorkeeper,
+    base: String,
+    roots: Vec<reqwest::Certificate>,
+    app: doorkeeper::App,
+    tokens: Vec<String>,
 }
+
+impl Real {
+    /// A server with `threads` puma threads and `profiles` refresh tokens.
+    fn start(threads: u32, tls: bool, profiles: usize) -> Self {
+        let server = doorkeeper::Doorkeeper::start_with(doorkeeper::Options {
+            threads,
+            tls,
+            ..doorkeeper::Options::default()
+        });
+        let (base, roots) = if tls {
+            let roots = tokdeck::oauth::client::load_roots(&server.ca_file()).unwrap();
+            (server.tls_base_url(), roots)
+        } else {
+            (server.base_url(), Vec::new())
+        };
+        let app = server.register("urn:ietf:wg:oauth:2.0:oob");
+        let tokens = (0..profiles)
+            .map(|_| doorkeeper_refresh_token(&server, &app))
+            .collect();
+        Self {
+            _server: server,
+            base,
+            roots,
+            app,
+            tokens,
+        }
+    }
+
+    /// tokdeck's worker refreshes every token, at most `concurrency` at once.
+    fn tokdeck(&mut self, concurrency: usize, runtime: &tokio::runtime::Runtime) -> Duration {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, key) = support::vault_for_client(
+            dir.path(),
+            self.tokens.len(),
+            &self.base,
+            (&self.app.uid, &self.app.secret),
+            |i| self.tokens[i].clone(),
+        );
+        let store = Arc::new(support::open(&path, &key));
+        // SQLite makes a writer wait up to 5 s for another one (the fixture's busy timeout).
+        let client = OAuthClient::trusting(TIMEOUT, "2025-04-01", &self.roots).unwrap();
+        let took = refresh_all(
+            store.clone(),
+            client,
+            self.tokens.len(),
+            concurrency,
+            runtime,
+        );
+        let data = store.snapshot().unwrap();
+        for (i, token) in self.tokens.iter_mut().enumerate() {
+            let profile = data.profile(&format!("profile-{i:05}")).unwrap();
+            let refresh = profile.token.as_ref().unwrap().refresh_token.as_ref();
+            *token = refresh.unwrap().expose_secret().to_string();
+        }
+        took
+    }
+
+    /// The simplest fast client, for comparison: `tasks` requests at once, each on a new
+    /// connection, saving nothing.
+    fn plain(&mut self, tasks: usize, runtime: &tokio::runtime::Runtime) -> Duration {
+        let http = tokdeck::oauth::client::http_builder(TIMEOUT, &self.roots)
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let url = format!("{}/oauth/token", self.base);
+        let old = Arc::new(std::mem::take(&mut self.tokens));
+        let new = Arc::new(std::sync::Mutex::new(vec![String::new(); old.len()]));
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (uid, secret) = (self.app.uid.clone(), self.app.secret.clone());
+        let took = runtime.block_on(async {
+            let start = Instant::now();
+            let workers: Vec<_> = (0..tasks)
+                .map(|_| {
+                    let (http, url, old, new, next) = (
+                        http.clone(),
+                        url.clone(),
+                        old.clone(),
+                        new.clone(),
+                        next.clone(),
+                    );
+                    let (uid, secret) = (uid.clone(), secret.clone());
+                    tokio::spawn(async move {
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(token) = old.get(i) else { break };
+                            let form = [
+                                ("grant_type", "refresh_token"),
+                                ("refresh_token", token),
+                                ("client_id", &uid),
+                                ("client_secret", &secret),
+                            ];
+                            // SQLite answers 500 ("database is locked") under concurrent
+                            // writes and rolls back: asked again, like tokdeck does.
+                            for attempt in 0.. {
+                                let reply = http.post(&url).form(&form).send().await.unwrap();
+                                let status = reply.status();
+                                let body: serde_json::Value =
+                                    reply.json().await.unwrap_or_default();
+                                if status.is_success() {
+                                    let fresh = body["refresh_token"].as_str().unwrap();
+                                    new.lock().unwrap()[i] = fresh.to_string();
+                                    break;
+                                }
+                                assert!(
+                                    status.is_server_error() && attempt < 20,
+                                    "{status} {body}"
+                                );
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for worker in workers {
+                worker.await.unwrap();
+            }
+            start.elapsed()
+        });
+        self.tokens = std::mem::take(&mut *new.lock().unwrap());
+        took
+    }
+}
+
+/// How long a request to Doorkeeper may take (SQLite makes writers wait up to 5 s).
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Refreshes every profile of `store` through the worker; the time until all are saved.
 fn refresh_all(
@@ -148,6 +255,13 @@ fn main() {
         println!("refresh_1000: bench");
         return;
     }
+    // TOKDECK_LOG=tokdeck::oauth::limit=debug shows each window change on stderr.
+    if let Ok(filter) = std::env::var("TOKDECK_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -156,7 +270,12 @@ fn main() {
     let jobs = tokdeck::config::Config::default().max_concurrent_jobs;
     let rate = |d: Duration| PROFILES as f64 / d.as_secs_f64();
     println!("refresh of {PROFILES} profiles on loopback, every new token saved before success:");
-    for latency_ms in [0u64, 20] {
+    let mock_latencies: &[u64] = if std::env::var_os("TOKDECK_BENCH_NO_MOCK").is_some() {
+        &[]
+    } else {
+        &[0, 20]
+    };
+    for &latency_ms in mock_latencies {
         let latency = Duration::from_millis(latency_ms);
         let concurrent = run(jobs, latency, &runtime);
         let sequential = run(1, latency, &runtime);
@@ -181,9 +300,13 @@ fn main() {
     }
     const REAL: usize = 200;
     println!(
-        "refresh of {REAL} profiles against a real Doorkeeper 5.5 (Rails 6.1, SQLite, puma 5.6):"
+        "refresh of {REAL} profiles against a real Doorkeeper 5.5 (Rails 6.1, SQLite, puma 5.6),"
     );
-    let secs = |d: Duration| format!("{:>6.2} s", d.as_secs_f64());
+    let repeat = repeats();
+    println!("median of {repeat} interleaved runs (fastest-slowest):");
+    println!(
+        "  tokdeck adaptive (ceiling {jobs}) | tokdeck one at a time | plain client, 16 at once"
+    );
     // TOKDECK_BENCH_PUMA_THREADS=1 runs only the one-thread server.
     let only: Option<u32> = std::env::var("TOKDECK_BENCH_PUMA_THREADS")
         .ok()
@@ -192,62 +315,46 @@ fn main() {
         if only.is_some_and(|o| o != threads) {
             continue;
         }
-        println!("  puma threads {threads}:");
         for tls in [false, true] {
+            let mut real = Real::start(threads, tls, REAL);
+            let mut times: [Vec<Duration>; 3] = Default::default();
+            for round in 0..repeat {
+                // Each round starts with a different client, so a drift in the machine's
+                // speed does not always fall on the same one.
+                for k in 0..3 {
+                    let which = (round + k) % 3;
+                    let took = match which {
+                        0 => real.tokdeck(jobs, &runtime),
+                        1 => real.tokdeck(1, &runtime),
+                        _ => real.plain(16, &runtime),
+                    };
+                    times[which].push(took);
+                }
+            }
             let scheme = if tls { "HTTPS" } else { "HTTP " };
-            let adaptive = run_doorkeeper(threads, tls, REAL, jobs, &runtime);
-            let sequential = run_doorkeeper(threads, tls, REAL, 1, &runtime);
-            println!(
-                "    {scheme} tokdeck, adaptive (ceiling {jobs}): {}   one at a time: {}",
-                secs(adaptive),
-                secs(sequential)
-            );
+            let [adaptive, sequential, plain] = times.map(spread);
+            println!("  puma threads {threads}, {scheme}: {adaptive} | {sequential} | {plain}");
         }
-        let plain = plain_client(threads, REAL, 16);
-        println!(
-            "    HTTP  plain client, 16 threads, a new connection per request: {}",
-            secs(plain)
-        );
     }
 }
 
-/// The simplest fast client, for comparison: `threads` threads sending refresh requests, each
-/// on a new connection, saving nothing.
-fn plain_client(puma_threads: u32, profiles: usize, threads: usize) -> Duration {
-    let server = doorkeeper::Doorkeeper::start_with(doorkeeper::Options {
-        threads: puma_threads,
-        ..doorkeeper::Options::default()
-    });
-    let app = server.register("urn:ietf:wg:oauth:2.0:oob");
-    let tokens: Vec<String> = (0..profiles)
-        .map(|_| doorkeeper_refresh_token(&server, &app))
-        .collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(token) = tokens.get(i) else { break };
-                    // SQLite answers 500 ("database is locked") under concurrent writes and
-                    // rolls back: asked again, like tokdeck does.
-                    for attempt in 0.. {
-                        let (status, body) = server.token_request(&[
-                            ("grant_type", "refresh_token"),
-                            ("refresh_token", token),
-                            ("client_id", &app.uid),
-                            ("client_secret", &app.secret),
-                        ]);
-                        if status == 200 {
-                            break;
-                        }
-                        assert!(status >= 500 && attempt < 20, "{status} {body}");
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                }
-            });
-        }
-    });
-    start.elapsed()
+/// Runs of each client in the Doorkeeper comparison: 3, or `TOKDECK_BENCH_REPEAT`.
+fn repeats() -> usize {
+    std::env::var("TOKDECK_BENCH_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(3)
+}
+
+/// "median s (fastest-slowest)".
+fn spread(mut times: Vec<Duration>) -> String {
+    times.sort();
+    let s = |d: &Duration| d.as_secs_f64();
+    format!(
+        "{:.2} s ({:.2}-{:.2})",
+        s(&times[times.len() / 2]),
+        s(&times[0]),
+        s(&times[times.len() - 1])
+    )
 }

@@ -21,6 +21,10 @@ const TOLERANCE: f64 = 2.0;
 const SLACK: Duration = Duration::from_millis(5);
 /// How much a slowed answer shrinks the window.
 const EASE: f64 = 0.875;
+/// Slow answers alone never take the window below this: with two requests out, a server that
+/// does one thing at a time has the next one waiting while it sends an answer back, instead
+/// of idling for a round trip. Only 429, 5xx and timeouts go lower.
+const FLOOR: f64 = 2.0;
 /// After a cut, this many fast answers per place in the window come before it grows again: a
 /// server that slows down whenever it gets a second request (database writers waiting on each
 /// other, seen on Doorkeeper) is asked to take one only now and then.
@@ -150,7 +154,7 @@ impl Window {
                 };
             }
         } else {
-            self.limit = (self.limit * EASE).max(1.0);
+            self.limit = (self.limit * EASE).max(FLOOR);
             self.cooled();
         }
         self.limit = self.limit.clamp(1.0, self.ceiling);
@@ -171,6 +175,7 @@ pub struct Limits {
 }
 
 struct Server {
+    origin: String,
     window: Mutex<Window>,
     freed: tokio::sync::Notify,
     /// Requests waiting for a place.
@@ -216,10 +221,23 @@ impl Permit {
             return;
         }
         let now = Instant::now();
+        let latency = now - self.started;
         let mut window = self.server.window();
-        window.finish(now, now - self.started, signal);
-        let free = window.limit().saturating_sub(window.in_flight());
+        let before = window.limit();
+        window.finish(now, latency, signal);
+        let limit = window.limit();
+        let free = limit.saturating_sub(window.in_flight());
         drop(window);
+        if limit != before {
+            tracing::debug!(
+                server = %self.server.origin,
+                from = before,
+                to = limit,
+                latency_ms = latency.as_millis(),
+                ?signal,
+                "request window changed"
+            );
+        }
         // Wake as many waiters as there are places now (a grown window frees several).
         for _ in 0..free {
             self.server.freed.notify_one();
@@ -290,6 +308,7 @@ impl Limits {
             .entry(origin.to_string())
             .or_insert_with(|| {
                 Arc::new(Server {
+                    origin: origin.to_string(),
                     window: Mutex::new(Window::new(self.ceiling)),
                     freed: tokio::sync::Notify::new(),
                     waiting: std::sync::atomic::AtomicUsize::new(0),
@@ -341,6 +360,30 @@ mod tests {
         let seen = drive(&mut window, 40, |n| 11 * MS * u32::try_from(n).unwrap());
         let settled = &seen[20..];
         assert!(settled.iter().all(|&l| (2..=5).contains(&l)), "{seen:?}");
+    }
+
+    #[test]
+    fn slow_answers_alone_keep_two_requests_out() {
+        let mut window = Window::new(16);
+        drive(&mut window, 6, |_| 10 * MS);
+        assert_eq!(window.limit(), 16);
+        let now = Instant::now();
+        for _ in 0..100 {
+            window.try_start(now).unwrap();
+            window.finish(now, 500 * MS, Signal::Answered);
+        }
+        assert_eq!(
+            window.limit(),
+            2,
+            "a server that does one thing at a time keeps a queue of one"
+        );
+        window.try_start(now).unwrap();
+        window.finish(now, 500 * MS, Signal::Overloaded { retry_after: None });
+        assert_eq!(window.limit(), 1, "an overload still goes lower");
+        let mut one = Window::new(1);
+        one.try_start(now).unwrap();
+        one.finish(now, 500 * MS, Signal::Answered);
+        assert_eq!(one.limit(), 1, "the ceiling is kept");
     }
 
     #[test]
