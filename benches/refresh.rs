@@ -166,9 +166,18 @@ impl Real {
                                 ("client_secret", &secret),
                             ];
                             // SQLite answers 500 ("database is locked") under concurrent
-                            // writes and rolls back: asked again, like tokdeck does.
+                            // writes and rolls back, and a TLS listener with 16 handshakes
+                            // waiting may reset a new connection before the request: both
+                            // are asked again, like tokdeck does.
                             for attempt in 0.. {
-                                let reply = http.post(&url).form(&form).send().await.unwrap();
+                                let reply = match http.post(&url).form(&form).send().await {
+                                    Ok(reply) => reply,
+                                    Err(e) if e.is_connect() && attempt < 20 => {
+                                        tokio::time::sleep(Duration::from_millis(50)).await;
+                                        continue;
+                                    }
+                                    Err(e) => panic!("{e}"),
+                                };
                                 let status = reply.status();
                                 let body: serde_json::Value =
                                     reply.json().await.unwrap_or_default();

@@ -21,9 +21,11 @@ const TOLERANCE: f64 = 2.0;
 const SLACK: Duration = Duration::from_millis(5);
 /// How much a slowed answer shrinks the window.
 const EASE: f64 = 0.875;
-/// Slow answers alone never take the window below this: with two requests out, a server that
-/// does one thing at a time has the next one waiting while it sends an answer back, instead
-/// of idling for a round trip. Only 429, 5xx and timeouts go lower.
+/// Slow answers never take the window below this while queueing explains them: with two
+/// requests out, a server that does one thing at a time has the next one waiting while it
+/// sends an answer back, instead of idling for a round trip. An answer slower than its queue
+/// explains (the server does worse with several requests than with one: database writers
+/// waiting on each other), a 429, a 5xx or a timeout go lower.
 const FLOOR: f64 = 2.0;
 /// After a cut, this many fast answers per place in the window come before it grows again: a
 /// server that slows down whenever it gets a second request (database writers waiting on each
@@ -55,6 +57,15 @@ pub struct Window {
     last_cut: Option<Instant>,
     /// Fast answers still to come before the window may grow.
     hold: u32,
+}
+
+/// How long one request took, and how many were in flight when it started (itself included):
+/// a server that does one thing at a time answers the `queue`th request after `queue` times
+/// its time for one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    pub latency: Duration,
+    pub queue: usize,
 }
 
 /// Why a request may not start yet.
@@ -98,8 +109,9 @@ impl Window {
         self.in_flight
     }
 
-    /// Takes a place for a request starting `now`, or says why it must wait.
-    pub fn try_start(&mut self, now: Instant) -> Result<(), Wait> {
+    /// Takes a place for a request starting `now` (how many are in flight with it), or says
+    /// why it must wait.
+    pub fn try_start(&mut self, now: Instant) -> Result<usize, Wait> {
         if let Some(until) = self.paused_until {
             if now < until {
                 return Err(Wait::Until(until));
@@ -110,17 +122,18 @@ impl Window {
             return Err(Wait::Full);
         }
         self.in_flight += 1;
-        Ok(())
+        Ok(self.in_flight)
     }
 
-    /// Gives back the place of a request that took `latency` and ended as `signal`.
-    pub fn finish(&mut self, now: Instant, latency: Duration, signal: Signal) {
+    /// Gives back the place of a request measured as `sample` that ended as `signal`.
+    pub fn finish(&mut self, now: Instant, sample: Sample, signal: Signal) {
+        let latency = sample.latency;
         // In use: at least half the window was taken (the answers of one full round come
         // back one by one, and each of them counts).
         let was_full = 2 * self.in_flight >= self.limit();
         self.in_flight = self.in_flight.saturating_sub(1);
         match signal {
-            Signal::Answered => self.answered(latency, was_full),
+            Signal::Answered => self.answered(sample, was_full),
             Signal::Overloaded { retry_after } => {
                 // One cut per round trip: the answers of one burst report one overload.
                 let round_trip = self.best.unwrap_or(latency).max(latency);
@@ -138,7 +151,7 @@ impl Window {
         }
     }
 
-    fn answered(&mut self, latency: Duration, was_full: bool) {
+    fn answered(&mut self, Sample { latency, queue }: Sample, was_full: bool) {
         let best = *self.best.get_or_insert(latency);
         let best = best.min(latency);
         self.best = Some(best);
@@ -154,7 +167,11 @@ impl Window {
                 };
             }
         } else {
-            self.limit = (self.limit * EASE).max(FLOOR);
+            // A queue of `queue` explains up to `queue` times the time for one.
+            let queued = f64::from(u32::try_from(queue.max(1)).unwrap_or(u32::MAX));
+            let explained = latency <= best.mul_f64(TOLERANCE * queued) + SLACK;
+            let floor = if explained { FLOOR } else { 1.0 };
+            self.limit = (self.limit * EASE).max(floor.min(self.limit));
             self.cooled();
         }
         self.limit = self.limit.clamp(1.0, self.ceiling);
@@ -187,11 +204,12 @@ impl Server {
         self.window.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes a place now; `Ok(true)` when no other request was in flight or waiting.
-    fn try_start(&self) -> Result<bool, Wait> {
+    /// Takes a place now: whether no other request was in flight or waiting, and how many
+    /// are in flight with it.
+    fn try_start(&self) -> Result<(bool, usize), Wait> {
         let mut window = self.window();
         let alone = window.in_flight() == 0 && self.waiting.load(Ordering::SeqCst) == 0;
-        window.try_start(Instant::now()).map(|()| alone)
+        window.try_start(Instant::now()).map(|queue| (alone, queue))
     }
 }
 
@@ -202,6 +220,8 @@ pub struct Permit {
     started: Instant,
     /// No other request to the server was in flight when this one started.
     alone: bool,
+    /// Requests in flight to the server when this one started, itself included.
+    queue: usize,
     done: bool,
 }
 
@@ -224,7 +244,8 @@ impl Permit {
         let latency = now - self.started;
         let mut window = self.server.window();
         let before = window.limit();
-        window.finish(now, latency, signal);
+        let queue = self.queue;
+        window.finish(now, Sample { latency, queue }, signal);
         let limit = window.limit();
         let free = limit.saturating_sub(window.in_flight());
         drop(window);
@@ -270,7 +291,7 @@ impl Limits {
                 // Registered before looking, so a place freed meanwhile is not missed.
                 freed.as_mut().enable();
                 match server.try_start() {
-                    Ok(alone) => Ok(alone),
+                    Ok(started) => Ok(started),
                     Err(Wait::Until(until)) => Err(Some(until)),
                     Err(Wait::Full) => {
                         server.waiting.fetch_add(1, Ordering::SeqCst);
@@ -281,11 +302,12 @@ impl Limits {
                 }
             };
             match attempt {
-                Ok(alone) => {
+                Ok((alone, queue)) => {
                     return Permit {
                         server,
                         started: Instant::now(),
                         alone,
+                        queue,
                         done: false,
                     };
                 }
@@ -338,7 +360,11 @@ mod tests {
             let n = window.in_flight();
             now += latency(n);
             for _ in 0..n {
-                window.finish(now, latency(n), Signal::Answered);
+                let sample = Sample {
+                    latency: latency(n),
+                    queue: n,
+                };
+                window.finish(now, sample, Signal::Answered);
             }
             seen.push(window.limit());
         }
@@ -362,27 +388,32 @@ mod tests {
         assert!(settled.iter().all(|&l| (2..=5).contains(&l)), "{seen:?}");
     }
 
+    /// A request that waited behind `queue` others took `latency`.
+    fn sample(latency: Duration, queue: usize) -> Sample {
+        Sample { latency, queue }
+    }
+
     #[test]
-    fn slow_answers_alone_keep_two_requests_out() {
+    fn a_queue_of_two_stays_while_queueing_explains_the_wait() {
+        // One at a time: n requests in flight answer after n times the time for one.
         let mut window = Window::new(16);
-        drive(&mut window, 6, |_| 10 * MS);
-        assert_eq!(window.limit(), 16);
+        let serial = drive(&mut window, 100, |n| 11 * MS * u32::try_from(n).unwrap());
+        assert!(serial.iter().all(|&l| l >= 2), "{serial:?}");
+        // Two at once take far longer than two one after the other: contention.
+        let mut window = Window::new(16);
         let now = Instant::now();
-        for _ in 0..100 {
-            window.try_start(now).unwrap();
-            window.finish(now, 500 * MS, Signal::Answered);
-        }
-        assert_eq!(
-            window.limit(),
-            2,
-            "a server that does one thing at a time keeps a queue of one"
-        );
         window.try_start(now).unwrap();
-        window.finish(now, 500 * MS, Signal::Overloaded { retry_after: None });
-        assert_eq!(window.limit(), 1, "an overload still goes lower");
+        window.finish(now, sample(10 * MS, 1), Signal::Answered);
+        let contended = drive(
+            &mut window,
+            100,
+            |n| if n == 1 { 10 * MS } else { 300 * MS },
+        );
+        let ones = contended.iter().filter(|&&l| l == 1).count();
+        assert!(ones > 80, "worse with two than with one: {contended:?}");
         let mut one = Window::new(1);
         one.try_start(now).unwrap();
-        one.finish(now, 500 * MS, Signal::Answered);
+        one.finish(now, sample(500 * MS, 1), Signal::Answered);
         assert_eq!(one.limit(), 1, "the ceiling is kept");
     }
 
@@ -396,12 +427,16 @@ mod tests {
             window.try_start(now).unwrap();
         }
         for _ in 0..8 {
-            window.finish(now, 10 * MS, Signal::Overloaded { retry_after: None });
+            window.finish(
+                now,
+                sample(10 * MS, 8),
+                Signal::Overloaded { retry_after: None },
+            );
         }
         assert_eq!(window.limit(), 8, "one burst, one cut");
         window.finish(
             now + 20 * MS,
-            10 * MS,
+            sample(10 * MS, 1),
             Signal::Overloaded {
                 retry_after: Some(Duration::from_secs(2)),
             },
@@ -422,7 +457,7 @@ mod tests {
         for i in 0..20 {
             window.try_start(now).ok();
             let at = now + Duration::from_secs(i);
-            window.finish(at, MS, Signal::Overloaded { retry_after: None });
+            window.finish(at, sample(MS, 1), Signal::Overloaded { retry_after: None });
         }
         assert_eq!(window.limit(), 1);
         drive(&mut window, 20, |_| MS);
