@@ -79,8 +79,7 @@ pub enum Wait {
 
 impl Window {
     pub fn new(ceiling: usize) -> Self {
-        // A ceiling past 2^32 requests at once would mean "no ceiling" anyway.
-        let ceiling = f64::from(u32::try_from(ceiling.max(1)).unwrap_or(u32::MAX));
+        let ceiling = places(ceiling);
         Self {
             ceiling,
             limit: INITIAL.min(ceiling),
@@ -152,10 +151,9 @@ impl Window {
     }
 
     fn answered(&mut self, Sample { latency, queue }: Sample, was_full: bool) {
-        let best = *self.best.get_or_insert(latency);
-        let best = best.min(latency);
+        let best = self.best.map_or(latency, |best| best.min(latency));
         self.best = Some(best);
-        if latency <= best.mul_f64(TOLERANCE) + SLACK {
+        if explained(latency, best, 1) {
             if self.hold > 0 {
                 self.hold -= 1;
             } else if was_full {
@@ -167,10 +165,11 @@ impl Window {
                 };
             }
         } else {
-            // A queue of `queue` explains up to `queue` times the time for one.
-            let queued = f64::from(u32::try_from(queue.max(1)).unwrap_or(u32::MAX));
-            let explained = latency <= best.mul_f64(TOLERANCE * queued) + SLACK;
-            let floor = if explained { FLOOR } else { 1.0 };
+            let floor = if explained(latency, best, queue) {
+                FLOOR
+            } else {
+                1.0
+            };
             self.limit = (self.limit * EASE).max(floor.min(self.limit));
             self.cooled();
         }
@@ -182,6 +181,19 @@ impl Window {
         self.slow_start = false;
         self.hold = HOLD_PER_PLACE * u32::try_from(self.limit()).unwrap_or(u32::MAX);
     }
+}
+
+/// Whether a queue of `queue` requests explains `latency`: each waits for the ones before it,
+/// so up to `queue` times [`TOLERANCE`] times the fastest answer (plus [`SLACK`]). A queue of
+/// one is the "queue is short" test that lets a window grow.
+fn explained(latency: Duration, best: Duration, queue: usize) -> bool {
+    latency <= best.mul_f64(TOLERANCE * places(queue)) + SLACK
+}
+
+/// A count of requests as a window size, at least one. A count past 2^32 requests at once
+/// would mean "no limit" anyway.
+fn places(count: usize) -> f64 {
+    f64::from(u32::try_from(count.max(1)).unwrap_or(u32::MAX))
 }
 
 /// One window per server (scheme, host and port), shared by every clone of the client.
