@@ -73,11 +73,9 @@ pub fn read(text: Zeroizing<Vec<u8>>, path: &Path) -> Result<Parsed, VaultError>
 /// Parses decrypted vault text completely, refusing future format versions with a message of
 /// their own.
 pub fn parse_vault(text: &[u8], path: &Path) -> Result<VaultData, VaultError> {
-    let text = std::str::from_utf8(text)
-        .map_err(|_| VaultError::bad_content(path, "not UTF-8 text".into()))?;
-    match locate(Zeroizing::new(text.to_string())) {
-        Ok(located) => located.parse_all(path),
-        Err(_) => parse_whole(text, path),
+    match read(Zeroizing::new(text.to_vec()), path)? {
+        Parsed::Whole(data) => Ok(data),
+        Parsed::Located(located) => located.parse_all(path),
     }
 }
 
