@@ -255,7 +255,7 @@ fn vault_figures(n: usize) -> (tempfile::TempDir, std::path::PathBuf, std::path:
     let middle = (n / 2..n)
         .find(|i| support::token_age_secs(*i) < 3_600)
         .unwrap();
-    let middle = format!("profile-{middle:05}");
+    let middle = support::profile_name(middle);
     let (wall, rss) = measure(&[0], || {
         env_command(home, &vault, &key, &["token", &middle])
     });

@@ -124,7 +124,7 @@ impl Real {
         );
         let data = store.snapshot().unwrap();
         for (i, token) in self.tokens.iter_mut().enumerate() {
-            let profile = data.profile(&format!("profile-{i:05}")).unwrap();
+            let profile = data.profile(&support::profile_name(i)).unwrap();
             let refresh = profile.token.as_ref().unwrap().refresh_token.as_ref();
             *token = refresh.unwrap().expose_secret().to_string();
         }
@@ -237,7 +237,7 @@ fn refresh_all(
                     .commands
                     .send(Command {
                         id: sent as u64,
-                        profile: format!("profile-{sent:05}"),
+                        profile: support::profile_name(sent),
                         job: Job::Refresh {
                             if_expiring_within: None,
                         },

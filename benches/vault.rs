@@ -35,7 +35,7 @@ fn vault(c: &mut Criterion) {
             })
         });
         // What `token NAME` needs: decrypt, locate, and parse one profile.
-        let middle = format!("profile-{:05}", n / 2);
+        let middle = support::profile_name(n / 2);
         group.bench_with_input(BenchmarkId::new("open_one", n), &n, |b, _| {
             b.iter(|| {
                 let unlock = tokdeck::vault::Unlock::Identity(

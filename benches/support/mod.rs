@@ -15,6 +15,11 @@ pub fn token_age_secs(i: usize) -> i64 {
     (i as i64 * 97) % 10_000
 }
 
+/// The name of profile `i` in a benchmark vault.
+pub fn profile_name(i: usize) -> String {
+    format!("profile-{i:05}")
+}
+
 /// A fixed instant for benchmarks that need stable countdowns.
 pub fn at(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap_or_default()
@@ -32,7 +37,7 @@ pub fn profiles(
     (0..n)
         .map(|i| {
             let mut p = Profile::new(
-                format!("profile-{i:05}"),
+                profile_name(i),
                 Provider::Custom,
                 Endpoints::at(base_url),
                 "test-client".into(),
