@@ -1,5 +1,6 @@
 //! Vault open (decrypt with an X25519 identity + parse every profile, or just one) and save
-//! (serialize + encrypt + atomic write with backup) at 10, 1,000 and 10,000 profiles.
+//! (serialize + encrypt + atomic write with backup) at 10, 1,000 and 10,000 profiles, of the
+//! whole vault and of one changed profile.
 
 // Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
@@ -66,6 +67,17 @@ fn vault(c: &mut Criterion) {
                         Ok::<_, ()>(())
                     })
                     .unwrap()
+                    .unwrap()
+            })
+        });
+        // What the worker does with a new token: change one profile, render only it again.
+        group.bench_with_input(BenchmarkId::new("save_one", n), &n, |b, _| {
+            b.iter(|| {
+                flip = !flip;
+                store
+                    .update_profiles([(middle.clone(), |p: &mut tokdeck::vault::Profile| {
+                        p.auto_refresh = flip;
+                    })])
                     .unwrap()
             })
         });

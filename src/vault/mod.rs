@@ -7,6 +7,7 @@ pub mod parse;
 pub mod scan;
 pub mod server;
 pub mod store;
+pub mod text;
 pub mod validate;
 
 pub use crypto::{IdentityFile, Sealing, Unlock};

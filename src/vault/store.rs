@@ -1,5 +1,6 @@
 //! The vault on disk: load, atomic save with backup, and the cross-process write lock.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -13,6 +14,7 @@ use super::crypto::{self, Sealing, Unlock};
 use super::error::VaultError;
 use super::model::{Profile, VaultData};
 use super::parse::{self, Located, Parsed};
+use super::text::Text;
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> VaultError + use<> {
     let path = path.to_path_buf();
@@ -177,13 +179,20 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    /// What this process just wrote to `path`: `ciphertext`, sealing `data`.
-    fn written(path: &Path, ciphertext: &[u8], data: VaultData) -> Self {
+    /// What this process just wrote to `path`: `ciphertext`, sealing `data` rendered as `text`.
+    fn written(path: &Path, ciphertext: &[u8], data: VaultData, text: Text) -> Self {
         Self {
             stamp: Stamp::of(ciphertext),
-            content: Content::parsed(data),
+            content: Content::parsed(data, Some(text)),
             fingerprint: fingerprint(path),
         }
+    }
+
+    /// Records that this process just wrote `ciphertext` to `path`, its content changed in
+    /// place.
+    fn rewritten(&mut self, path: &Path, ciphertext: &[u8]) {
+        self.stamp = Stamp::of(ciphertext);
+        self.fingerprint = fingerprint(path);
     }
 }
 
@@ -191,45 +200,73 @@ impl Snapshot {
 enum Content {
     /// Profiles located but not parsed: reading one parses only it.
     Located(Located),
-    Parsed {
-        data: VaultData,
-        /// Profile name -> position in `data.profiles`, built by the first one-profile read
-        /// after a change (the agent's `token` stays constant-time at thousands of profiles;
-        /// saves, which never read by name, do not pay for it).
-        index: Option<std::collections::HashMap<String, usize>>,
-    },
+    Parsed(Loaded),
+}
+
+/// Every profile parsed, and what the store built from them when first needed.
+struct Loaded {
+    data: VaultData,
+    /// Profile name -> position in `data.profiles`, built by the first one-profile read
+    /// after a change (the agent's `token` stays constant-time at thousands of profiles).
+    index: Option<HashMap<String, usize>>,
+    /// The text of each part as last saved, built by the first save after a read: a save of a
+    /// few profiles renders only those again.
+    text: Option<Text>,
+}
+
+impl Loaded {
+    fn index(&mut self) -> &HashMap<String, usize> {
+        let profiles = &self.data.profiles;
+        self.index.get_or_insert_with(|| {
+            profiles
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.name.clone(), i))
+                .collect()
+        })
+    }
+
+    /// The text as last saved, rendered whole when there is none yet.
+    fn text(&mut self) -> Result<&mut Text, VaultError> {
+        let text = match self.text.take() {
+            Some(text) => text,
+            None => Text::of(&self.data)?,
+        };
+        Ok(self.text.insert(text))
+    }
 }
 
 impl Content {
-    fn parsed(data: VaultData) -> Self {
-        Self::Parsed { data, index: None }
+    fn parsed(data: VaultData, text: Option<Text>) -> Self {
+        Self::Parsed(Loaded {
+            data,
+            index: None,
+            text,
+        })
     }
 
     /// Every profile, parsed now when they were only located.
-    fn data(&mut self, path: &Path) -> Result<&VaultData, VaultError> {
+    fn loaded(&mut self, path: &Path) -> Result<&mut Loaded, VaultError> {
         match self {
             Self::Located(located) => {
-                *self = Self::parsed(located.parse_all(path)?);
-                self.data(path)
+                *self = Self::parsed(located.parse_all(path)?, None);
+                self.loaded(path)
             }
-            Self::Parsed { data, .. } => Ok(data),
+            Self::Parsed(loaded) => Ok(loaded),
         }
+    }
+
+    fn data(&mut self, path: &Path) -> Result<&VaultData, VaultError> {
+        Ok(&self.loaded(path)?.data)
     }
 
     /// The profile called `name`, through the index (built here when missing).
     fn profile(&mut self, name: &str, path: &Path) -> Result<Option<Profile>, VaultError> {
         match self {
             Self::Located(located) => located.profile(name, path),
-            Self::Parsed { data, index } => {
-                let profiles = &data.profiles;
-                let index = index.get_or_insert_with(|| {
-                    profiles
-                        .iter()
-                        .enumerate()
-                        .map(|(i, p)| (p.name.clone(), i))
-                        .collect()
-                });
-                Ok(index.get(name).and_then(|&i| profiles.get(i)).cloned())
+            Self::Parsed(loaded) => {
+                let at = loaded.index().get(name).copied();
+                Ok(at.and_then(|i| loaded.data.profiles.get(i)).cloned())
             }
         }
     }
@@ -237,7 +274,7 @@ impl Content {
     fn recipients(&self) -> &[String] {
         match self {
             Self::Located(located) => located.recipients(),
-            Self::Parsed { data, .. } => &data.recipients,
+            Self::Parsed(loaded) => &loaded.data.recipients,
         }
     }
 }
@@ -245,7 +282,7 @@ impl Content {
 impl From<Parsed> for Content {
     fn from(parsed: Parsed) -> Self {
         match parsed {
-            Parsed::Whole(data) => Self::parsed(data),
+            Parsed::Whole(data) => Self::parsed(data, None),
             Parsed::Located(located) => Self::Located(located),
         }
     }
@@ -327,8 +364,8 @@ impl Store {
         sealing: Sealing,
         unlock: Unlock,
     ) -> Result<Self, VaultError> {
-        let ciphertext = write_new(path, &mut data, &sealing)?;
-        let snapshot = Snapshot::written(path, &ciphertext, data);
+        let (ciphertext, text) = write_new(path, &mut data, &sealing)?;
+        let snapshot = Snapshot::written(path, &ciphertext, data, text);
         Ok(Self::with_content(path, unlock, sealing, snapshot))
     }
 
@@ -483,37 +520,96 @@ impl Store {
             Ok(v) => v,
             Err(e) => return Ok(Err(e)),
         };
-        // The recipient list inside the vault is the truth: a change may add or remove some.
-        let sealing = match lock_ignoring_poison(&self.sealing).clone() {
+        let (ciphertext, text) = seal(&data, &self.sealing_for(&data))?;
+        write_atomic(&self.path, &ciphertext, true)?;
+        *snap = Snapshot::written(&self.path, &ciphertext, data, text);
+        Ok(Ok(outcome))
+    }
+
+    /// Applies each change to the profile it names, under the write lock, and saves atomically;
+    /// a change whose profile is gone gets `None`. Only the changed profiles are rendered
+    /// again: the worker saves a token at a time, and rendering every profile for each would
+    /// cost more than the rest of the save at a few hundred profiles. Nothing is written when
+    /// no profile changed, and when the save fails the store keeps what it had.
+    pub fn update_profiles<T, F>(
+        &self,
+        changes: impl IntoIterator<Item = (String, F)>,
+    ) -> Result<Vec<Option<T>>, VaultError>
+    where
+        F: FnOnce(&mut Profile) -> T,
+    {
+        let _lease = self.lease()?;
+        let mut snap = lock_ignoring_poison(&self.snapshot);
+        self.refresh_snapshot(&mut snap)?;
+        self.sweep_dead_temp_files();
+        let loaded = snap.content.loaded(&self.path)?;
+        let mut edited = BTreeMap::new();
+        let mut outcomes = Vec::new();
+        for (name, change) in changes {
+            let found = loaded.index().get(&name).copied();
+            let Some((at, stored)) = found.and_then(|at| Some((at, loaded.data.profiles.get(at)?)))
+            else {
+                outcomes.push(None);
+                continue;
+            };
+            let profile = edited.entry(at).or_insert_with(|| stored.clone());
+            outcomes.push(Some(change(profile)));
+        }
+        if edited.is_empty() {
+            return Ok(outcomes);
+        }
+        let parts = edited
+            .iter()
+            .map(|(&at, profile)| Ok((at, Text::profile(profile)?)))
+            .collect::<Result<Vec<_>, VaultError>>()?;
+        let sealing = self.sealing_for(&loaded.data);
+        let text = loaded.text()?;
+        let ciphertext = crypto::encrypt(text.join(&parts).as_bytes(), &sealing)?;
+        write_atomic(&self.path, &ciphertext, true)?;
+        for (at, part) in parts {
+            text.replace(at, part);
+        }
+        for (at, profile) in edited {
+            if let Some(slot) = loaded.data.profiles.get_mut(at) {
+                if slot.name != profile.name {
+                    loaded.index = None;
+                }
+                *slot = profile;
+            }
+        }
+        snap.rewritten(&self.path, &ciphertext);
+        Ok(outcomes)
+    }
+
+    /// How to seal `data`: the recipient list inside the vault is the truth, as a change may
+    /// add or remove some.
+    fn sealing_for(&self, data: &VaultData) -> Sealing {
+        match lock_ignoring_poison(&self.sealing).clone() {
             Sealing::Recipients(_) if !data.recipients.is_empty() => {
                 Sealing::Recipients(data.recipients.clone())
             }
             sealing => sealing,
-        };
-        let ciphertext = seal(&data, &sealing)?;
-        write_atomic(&self.path, &ciphertext, true)?;
-        *snap = Snapshot::written(&self.path, &ciphertext, data);
-        Ok(Ok(outcome))
+        }
     }
 }
 
 /// Writes a new vault file holding `data`, sealed as `sealing` (whose recipients it records);
-/// refuses to replace an existing one. Returns the ciphertext written. `init` uses it directly:
-/// a vault for a team need not be openable by the one who creates it.
+/// refuses to replace an existing one. Returns the ciphertext written and the text it seals.
+/// `init` uses it directly: a vault for a team need not be openable by the one who creates it.
 pub fn write_new(
     path: &Path,
     data: &mut VaultData,
     sealing: &Sealing,
-) -> Result<Vec<u8>, VaultError> {
+) -> Result<(Vec<u8>, Text), VaultError> {
     if path.exists() {
         return Err(VaultError::AlreadyExists(path.to_path_buf()));
     }
     if let Sealing::Recipients(list) = sealing {
         data.recipients.clone_from(list);
     }
-    let ciphertext = seal(data, sealing)?;
-    write_atomic(path, &ciphertext, false)?;
-    Ok(ciphertext)
+    let sealed = seal(data, sealing)?;
+    write_atomic(path, &sealed.0, false)?;
+    Ok(sealed)
 }
 
 /// Parses decrypted text, and works out how to seal the next save.
@@ -538,11 +634,11 @@ fn decode(
     Ok((content, sealing))
 }
 
-fn seal(data: &VaultData, sealing: &Sealing) -> Result<Vec<u8>, VaultError> {
-    let text = zeroize::Zeroizing::new(
-        toml::to_string(data).map_err(|e| VaultError::Encrypt(e.to_string()))?,
-    );
-    crypto::encrypt(text.as_bytes(), sealing)
+/// Renders `data` and encrypts it: the ciphertext, and the text in parts for later saves.
+fn seal(data: &VaultData, sealing: &Sealing) -> Result<(Vec<u8>, Text), VaultError> {
+    let text = Text::of(data)?;
+    let ciphertext = crypto::encrypt(text.join(&[]).as_bytes(), sealing)?;
+    Ok((ciphertext, text))
 }
 
 #[cfg(test)]
@@ -806,5 +902,114 @@ mod tests {
             Err(VaultError::BadContent { .. })
         ));
         assert!(parse_vault(b"version = 1\n", p).is_ok());
+    }
+
+    fn named(name: &str) -> Profile {
+        use crate::vault::{Endpoints, Provider};
+        Profile::new(
+            name.into(),
+            Provider::Factorial,
+            Endpoints::at("https://api.factorialhr.com"),
+            "c".into(),
+            SecretString::from("s"),
+            "urn:ietf:wg:oauth:2.0:oob".into(),
+        )
+    }
+
+    /// A store holding profiles `a`, `b` and `c`, and a second handle on its file.
+    fn three_profiles(dir: &Path) -> (Store, Store) {
+        let (store, key) = new_store(dir);
+        store
+            .update(|d| {
+                ["a", "b", "c"]
+                    .into_iter()
+                    .try_for_each(|n| d.insert(named(n)))
+            })
+            .unwrap()
+            .unwrap();
+        let other = Store::open(
+            store.path(),
+            Unlock::Identity(IdentityFile::load(&key).unwrap()),
+        )
+        .unwrap();
+        (store, other)
+    }
+
+    type Edit = Box<dyn FnOnce(&mut Profile) -> String>;
+
+    fn edit(f: impl FnOnce(&mut Profile) + 'static) -> Edit {
+        Box::new(move |p: &mut Profile| {
+            f(p);
+            p.notes.clone()
+        })
+    }
+
+    /// The file decrypted, as text.
+    fn plaintext(store: &Store) -> String {
+        let bytes = fs::read(store.path()).unwrap();
+        let text = crypto::decrypt(&bytes, &store.unlock, store.path()).unwrap();
+        String::from_utf8(text.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn profile_changes_save_the_same_text_as_a_whole_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, other) = three_profiles(dir.path());
+        let outcomes = store
+            .update_profiles([
+                ("b".to_string(), edit(|p| p.notes = "one".into())),
+                ("gone".to_string(), edit(|_| {})),
+                ("b".to_string(), edit(|p| p.notes.push_str(" two"))),
+                ("c".to_string(), edit(|p| p.name = "z".into())),
+            ])
+            .unwrap();
+        assert_eq!(
+            outcomes,
+            [
+                Some("one".into()),
+                None,
+                Some("one two".into()),
+                Some(String::new())
+            ]
+        );
+        let held = store.snapshot().unwrap();
+        assert_eq!(plaintext(&store), toml::to_string(&held).unwrap());
+        // The rename reached the name index.
+        assert!(store.profile("c").unwrap().is_none());
+        assert_eq!(store.profile("z").unwrap().unwrap().name, "z");
+        // Saved for every other reader too.
+        assert_eq!(other.profile("b").unwrap().unwrap().notes, "one two");
+        assert_eq!(other.snapshot().unwrap().profiles.len(), 3);
+    }
+
+    #[test]
+    fn profile_changes_to_no_profile_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = three_profiles(dir.path());
+        let before = fs::read(store.path()).unwrap();
+        let outcomes = store
+            .update_profiles([("gone".to_string(), edit(|_| {}))])
+            .unwrap();
+        assert_eq!(outcomes, [None]);
+        assert_eq!(fs::read(store.path()).unwrap(), before);
+    }
+
+    #[test]
+    fn profile_changes_keep_what_another_handle_saved_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, other) = three_profiles(dir.path());
+        store
+            .update_profiles([("a".to_string(), edit(|p| p.notes = "mine".into()))])
+            .unwrap();
+        other
+            .update_profiles([("b".to_string(), edit(|p| p.notes = "theirs".into()))])
+            .unwrap();
+        store
+            .update_profiles([("a".to_string(), edit(|p| p.notes.push_str(" again")))])
+            .unwrap();
+        let data = other.snapshot().unwrap();
+        let notes: Vec<&str> = data.profiles.iter().map(|p| p.notes.as_str()).collect();
+        assert_eq!(notes, ["mine again", "theirs", ""]);
+        assert_eq!(plaintext(&other), toml::to_string(&data).unwrap());
     }
 }

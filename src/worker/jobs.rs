@@ -16,7 +16,7 @@ use super::{Event, FailureKind, Job, JobId, Outcome, WorkerConfig};
 use crate::clock::Clock;
 use crate::oauth::listener::{Listener, loopback_target};
 use crate::oauth::{OAuthClient, OAuthError, authorize, redirect};
-use crate::vault::{GrantType, Lease, PendingAuth, Profile, Store, VaultData, VaultError};
+use crate::vault::{GrantType, Lease, PendingAuth, Profile, Store, VaultError};
 use age::secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
@@ -219,16 +219,10 @@ impl Worker {
         name: &str,
         change: impl FnOnce(&mut Profile) + Send + 'static,
     ) -> Result<Profile, JobError> {
-        let name = name.to_string();
         let (reply, answer) = oneshot::channel();
         let request = SaveRequest {
-            change: Box::new(move |data: &mut VaultData| match data.profile_mut(&name) {
-                Some(p) => {
-                    change(p);
-                    Ok(p.clone())
-                }
-                None => Err(format!("profile '{name}' was removed meanwhile")),
-            }),
+            profile: name.to_string(),
+            change: Box::new(change),
             reply,
         };
         self.saves

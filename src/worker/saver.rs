@@ -4,14 +4,16 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::vault::{Profile, Store, VaultData};
+use crate::vault::{Profile, Store};
 
 /// A change to one profile, applied by the saver.
-pub type Change = Box<dyn FnOnce(&mut VaultData) -> Result<Profile, String> + Send>;
+pub type Change = Box<dyn FnOnce(&mut Profile) + Send>;
 
 pub struct SaveRequest {
-    /// The change; its result is the profile as saved.
+    /// The profile the change is to.
+    pub profile: String,
     pub change: Change,
+    /// The profile as saved, or why it was not.
     pub reply: oneshot::Sender<Result<Profile, String>>,
 }
 
@@ -33,24 +35,30 @@ pub fn spawn_saver(store: Arc<Store>) -> mpsc::UnboundedSender<SaveRequest> {
                 }
             }
             tracing::debug!(changes = batch.len(), "saving the vault");
-            let (changes, replies): (Vec<Change>, Vec<_>) =
-                batch.into_iter().map(|r| (r.change, r.reply)).unzip();
+            let (changes, replies): (Vec<_>, Vec<_>) = batch
+                .into_iter()
+                .map(|r| ((r.profile, r.change), r.reply))
+                .unzip();
+            let names: Vec<String> = changes.iter().map(|(name, _)| name.clone()).collect();
             let store = store.clone();
             let saved = tokio::task::spawn_blocking(move || {
-                store.update(|data| {
-                    Ok::<_, std::convert::Infallible>(
-                        changes.into_iter().map(|c| c(data)).collect::<Vec<_>>(),
-                    )
-                })
+                store.update_profiles(changes.into_iter().map(|(name, change)| {
+                    (name, move |p: &mut Profile| {
+                        change(p);
+                        p.clone()
+                    })
+                }))
             })
             .await;
             match saved {
-                Ok(Ok(Ok(results))) => {
-                    for (reply, result) in replies.into_iter().zip(results) {
-                        let _ = reply.send(result);
+                Ok(Ok(outcomes)) => {
+                    for ((reply, outcome), name) in replies.into_iter().zip(outcomes).zip(names) {
+                        let _ = reply.send(
+                            outcome
+                                .ok_or_else(|| format!("profile '{name}' was removed meanwhile")),
+                        );
                     }
                 }
-                Ok(Ok(Err(never))) => match never {},
                 Ok(Err(e)) => {
                     for reply in replies {
                         let _ = reply.send(Err(e.to_string()));
