@@ -103,7 +103,7 @@ impl Real {
     }
 
     /// tokdeck's worker refreshes every token, at most `concurrency` at once.
-    fn tokdeck(&mut self, concurrency: usize, runtime: &tokio::runtime::Runtime) -> Duration {
+    fn tokdeck(&mut self, concurrency: usize, runtime: &tokio::runtime::Runtime) -> Run {
         let dir = tempfile::tempdir().unwrap();
         let (path, key) = support::vault_for_client(
             dir.path(),
@@ -115,13 +115,18 @@ impl Real {
         let store = Arc::new(support::open(&path, &key));
         // SQLite makes a writer wait up to 5 s for another one (the fixture's busy timeout).
         let client = OAuthClient::trusting(TIMEOUT, "2025-04-01", &self.roots).unwrap();
-        let took = refresh_all(
+        let cpu = cpu_time();
+        let wall = refresh_all(
             store.clone(),
             client,
             self.tokens.len(),
             concurrency,
             runtime,
         );
+        let took = Run {
+            wall,
+            cpu: cpu_time() - cpu,
+        };
         let data = store.snapshot().unwrap();
         for (i, token) in self.tokens.iter_mut().enumerate() {
             let profile = data.profile(&support::profile_name(i)).unwrap();
@@ -133,7 +138,7 @@ impl Real {
 
     /// The simplest fast client, for comparison: `tasks` requests at once, each on a new
     /// connection, saving nothing.
-    fn plain(&mut self, tasks: usize, runtime: &tokio::runtime::Runtime) -> Duration {
+    fn plain(&mut self, tasks: usize, runtime: &tokio::runtime::Runtime) -> Run {
         let http = tokdeck::oauth::client::http_builder(TIMEOUT, &self.roots)
             .pool_max_idle_per_host(0)
             .build()
@@ -143,7 +148,8 @@ impl Real {
         let new = Arc::new(std::sync::Mutex::new(vec![String::new(); old.len()]));
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (uid, secret) = (self.app.uid.clone(), self.app.secret.clone());
-        let took = runtime.block_on(async {
+        let cpu = cpu_time();
+        let wall = runtime.block_on(async {
             let start = Instant::now();
             let workers: Vec<_> = (0..tasks)
                 .map(|_| {
@@ -201,9 +207,37 @@ impl Real {
             }
             start.elapsed()
         });
+        let took = Run {
+            wall,
+            cpu: cpu_time() - cpu,
+        };
         self.tokens = std::mem::take(&mut *new.lock().unwrap());
         took
     }
+}
+
+/// One client's run: its wall time, and the CPU time the bench process spent in it (the
+/// client's own work: the server is another process).
+#[derive(Clone, Copy)]
+struct Run {
+    wall: Duration,
+    cpu: Duration,
+}
+
+/// CPU time this process has used (user and system), from `/proc/self/stat`, in the kernel's
+/// clock ticks of 10 ms.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields[i].parse::<u64>().unwrap();
+    // utime and stime are the 14th and 15th fields; the 3rd is the first after the name.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 /// How long a request to Doorkeeper may take (SQLite makes writers wait up to 5 s).
@@ -326,7 +360,7 @@ fn main() {
         }
         for tls in [false, true] {
             let mut real = Real::start(threads, tls, REAL);
-            let mut times: [Vec<Duration>; 3] = Default::default();
+            let mut runs: [Vec<Run>; 3] = Default::default();
             for round in 0..repeat {
                 // Each round starts with a different client, so a drift in the machine's
                 // speed does not always fall on the same one.
@@ -337,12 +371,30 @@ fn main() {
                         1 => real.tokdeck(1, &runtime),
                         _ => real.plain(16, &runtime),
                     };
-                    times[which].push(took);
+                    runs[which].push(took);
                 }
             }
             let scheme = if tls { "HTTPS" } else { "HTTP " };
-            let [adaptive, sequential, plain] = times.map(spread);
+            // Runs of one round are next to each other in time: their ratio is steadier than
+            // a ratio of medians when the machine's speed drifts.
+            let ratios = runs[0]
+                .iter()
+                .zip(&runs[2])
+                .map(|(a, p)| a.wall.as_secs_f64() / p.wall.as_secs_f64())
+                .collect();
+            let cpu = runs.each_ref().map(|r| {
+                let total: Duration = r.iter().map(|run| run.cpu).sum();
+                total.as_secs_f64() * 1000.0 / (r.len() * REAL) as f64
+            });
+            let [adaptive, sequential, plain] = runs.map(|r| spread(r.iter().map(|run| run.wall)));
             println!("  puma threads {threads}, {scheme}: {adaptive} | {sequential} | {plain}");
+            println!(
+                "      adaptive / plain, round by round: {}; client CPU per token: {:.2} | {:.2} | {:.2} ms",
+                spread_of(ratios, ""),
+                cpu[0],
+                cpu[1],
+                cpu[2]
+            );
         }
     }
 }
@@ -357,13 +409,17 @@ fn repeats() -> usize {
 }
 
 /// "median s (fastest-slowest)".
-fn spread(mut times: Vec<Duration>) -> String {
-    times.sort();
-    let s = |d: &Duration| d.as_secs_f64();
+fn spread(times: impl Iterator<Item = Duration>) -> String {
+    spread_of(times.map(|d| d.as_secs_f64()).collect(), " s")
+}
+
+/// "median unit (least-most)".
+fn spread_of(mut values: Vec<f64>, unit: &str) -> String {
+    values.sort_by(f64::total_cmp);
     format!(
-        "{:.2} s ({:.2}-{:.2})",
-        s(&times[times.len() / 2]),
-        s(&times[0]),
-        s(&times[times.len() - 1])
+        "{:.2}{unit} ({:.2}-{:.2})",
+        values[values.len() / 2],
+        values[0],
+        values[values.len() - 1]
     )
 }
