@@ -179,11 +179,11 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    /// What this process just wrote to `path`: `ciphertext`, sealing `data` rendered as `text`.
-    fn written(path: &Path, ciphertext: &[u8], data: VaultData, text: Text) -> Self {
+    /// What this process just wrote to `path`: `ciphertext`, sealing `data`.
+    fn written(path: &Path, ciphertext: &[u8], data: VaultData) -> Self {
         Self {
             stamp: Stamp::of(ciphertext),
-            content: Content::parsed(data, Some(text)),
+            content: Content::parsed(data),
             fingerprint: fingerprint(path),
         }
     }
@@ -209,8 +209,8 @@ struct Loaded {
     /// Profile name -> position in `data.profiles`, built by the first one-profile read
     /// after a change (the agent's `token` stays constant-time at thousands of profiles).
     index: Option<HashMap<String, usize>>,
-    /// The text of each part as last saved, built by the first save after a read: a save of a
-    /// few profiles renders only those again.
+    /// The text of each part as last saved, built by the first save of single profiles
+    /// after a read or a whole save: the next ones render only the profiles they change.
     text: Option<Text>,
 }
 
@@ -237,11 +237,11 @@ impl Loaded {
 }
 
 impl Content {
-    fn parsed(data: VaultData, text: Option<Text>) -> Self {
+    fn parsed(data: VaultData) -> Self {
         Self::Parsed(Loaded {
             data,
             index: None,
-            text,
+            text: None,
         })
     }
 
@@ -249,7 +249,7 @@ impl Content {
     fn loaded(&mut self, path: &Path) -> Result<&mut Loaded, VaultError> {
         match self {
             Self::Located(located) => {
-                *self = Self::parsed(located.parse_all(path)?, None);
+                *self = Self::parsed(located.parse_all(path)?);
                 self.loaded(path)
             }
             Self::Parsed(loaded) => Ok(loaded),
@@ -282,7 +282,7 @@ impl Content {
 impl From<Parsed> for Content {
     fn from(parsed: Parsed) -> Self {
         match parsed {
-            Parsed::Whole(data) => Self::parsed(data, None),
+            Parsed::Whole(data) => Self::parsed(data),
             Parsed::Located(located) => Self::Located(located),
         }
     }
@@ -364,8 +364,8 @@ impl Store {
         sealing: Sealing,
         unlock: Unlock,
     ) -> Result<Self, VaultError> {
-        let (ciphertext, text) = write_new(path, &mut data, &sealing)?;
-        let snapshot = Snapshot::written(path, &ciphertext, data, text);
+        let ciphertext = write_new(path, &mut data, &sealing)?;
+        let snapshot = Snapshot::written(path, &ciphertext, data);
         Ok(Self::with_content(path, unlock, sealing, snapshot))
     }
 
@@ -520,9 +520,9 @@ impl Store {
             Ok(v) => v,
             Err(e) => return Ok(Err(e)),
         };
-        let (ciphertext, text) = seal(&data, &self.sealing_for(&data))?;
+        let ciphertext = seal(&data, &self.sealing_for(&data))?;
         write_atomic(&self.path, &ciphertext, true)?;
-        *snap = Snapshot::written(&self.path, &ciphertext, data, text);
+        *snap = Snapshot::written(&self.path, &ciphertext, data);
         Ok(Ok(outcome))
     }
 
@@ -594,22 +594,22 @@ impl Store {
 }
 
 /// Writes a new vault file holding `data`, sealed as `sealing` (whose recipients it records);
-/// refuses to replace an existing one. Returns the ciphertext written and the text it seals.
-/// `init` uses it directly: a vault for a team need not be openable by the one who creates it.
+/// refuses to replace an existing one. Returns the ciphertext written. `init` uses it directly:
+/// a vault for a team need not be openable by the one who creates it.
 pub fn write_new(
     path: &Path,
     data: &mut VaultData,
     sealing: &Sealing,
-) -> Result<(Vec<u8>, Text), VaultError> {
+) -> Result<Vec<u8>, VaultError> {
     if path.exists() {
         return Err(VaultError::AlreadyExists(path.to_path_buf()));
     }
     if let Sealing::Recipients(list) = sealing {
         data.recipients.clone_from(list);
     }
-    let sealed = seal(data, sealing)?;
-    write_atomic(path, &sealed.0, false)?;
-    Ok(sealed)
+    let ciphertext = seal(data, sealing)?;
+    write_atomic(path, &ciphertext, false)?;
+    Ok(ciphertext)
 }
 
 /// Parses decrypted text, and works out how to seal the next save.
@@ -634,11 +634,13 @@ fn decode(
     Ok((content, sealing))
 }
 
-/// Renders `data` and encrypts it: the ciphertext, and the text in parts for later saves.
-fn seal(data: &VaultData, sealing: &Sealing) -> Result<(Vec<u8>, Text), VaultError> {
-    let text = Text::of(data)?;
-    let ciphertext = crypto::encrypt(text.join(&[]).as_bytes(), sealing)?;
-    Ok((ciphertext, text))
+/// Renders `data` whole and encrypts it. Rendering the document in one piece is faster than
+/// in parts ([`Text`]), which only pay when later saves change a few profiles.
+fn seal(data: &VaultData, sealing: &Sealing) -> Result<Vec<u8>, VaultError> {
+    let text = zeroize::Zeroizing::new(
+        toml::to_string(data).map_err(|e| VaultError::Encrypt(e.to_string()))?,
+    );
+    crypto::encrypt(text.as_bytes(), sealing)
 }
 
 #[cfg(test)]
