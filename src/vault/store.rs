@@ -440,7 +440,8 @@ impl Store {
     }
 
     /// Takes the cross-process write lock, waiting up to the store's lock wait.
-    /// Tasks of one process share it.
+    /// Tasks of one process share it; the process that takes it first sweeps dead writers' temp
+    /// files.
     pub fn lease(&self) -> Result<Lease, VaultError> {
         let lock_file = lock_path(&self.path);
         let deadline = Instant::now() + self.lock_wait;
@@ -464,6 +465,7 @@ impl Store {
                     Ok(()) => {
                         state.holders = 1;
                         state.file = Some(file);
+                        self.sweep_dead_temp_files();
                         return Ok(Lease {
                             state: self.lease.clone(),
                         });
@@ -481,9 +483,10 @@ impl Store {
         }
     }
 
-    /// Removes temp files that killed writers left behind. Only called under the lock, and
-    /// every writer of this vault holds the lock while its temp file exists, so any temp file
-    /// seen now belongs to a process that died mid-save. They hold only ciphertext.
+    /// Removes temp files that killed writers left behind. Called when this process takes the
+    /// lock, and every writer of this vault holds the lock while its temp file exists, so any
+    /// temp file seen then belongs to a process that died mid-save; while the lock stays
+    /// taken, no other process can leave one. They hold only ciphertext.
     fn sweep_dead_temp_files(&self) {
         let Some(dir) = self.path.parent() else {
             return;
@@ -514,7 +517,6 @@ impl Store {
         let _lease = self.lease()?;
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
-        self.sweep_dead_temp_files();
         let mut data = snap.content.data(&self.path)?.clone();
         let outcome = match change(&mut data) {
             Ok(v) => v,
@@ -541,7 +543,6 @@ impl Store {
         let _lease = self.lease()?;
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
-        self.sweep_dead_temp_files();
         let loaded = snap.content.loaded(&self.path)?;
         let mut edited = BTreeMap::new();
         let mut outcomes = Vec::new();
