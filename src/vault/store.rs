@@ -664,6 +664,15 @@ mod tests {
         (store, key)
     }
 
+    /// Another handle on the vault of `store`, as another process would open it.
+    fn second_handle(store: &Store, key: &Path) -> Store {
+        Store::open(
+            store.path(),
+            Unlock::Identity(IdentityFile::load(key).unwrap()),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn saves_are_private_and_keep_a_backup() {
         let dir = tempfile::tempdir().unwrap();
@@ -728,22 +737,11 @@ mod tests {
 
     #[test]
     fn one_profile_reads_follow_every_change() {
-        use crate::vault::{Endpoints, Profile, Provider};
         let dir = tempfile::tempdir().unwrap();
         let (store, key) = new_store(dir.path());
-        let profile = |name: &str| {
-            Profile::new(
-                name.into(),
-                Provider::Factorial,
-                Endpoints::at("https://api.factorialhr.com"),
-                "c".into(),
-                SecretString::from("s"),
-                "urn:ietf:wg:oauth:2.0:oob".into(),
-            )
-        };
         assert!(store.profile("a").unwrap().is_none());
         store
-            .update(|d| d.insert(profile("a")).and_then(|()| d.insert(profile("b"))))
+            .update(|d| d.insert(named("a")).and_then(|()| d.insert(named("b"))))
             .unwrap()
             .unwrap();
         assert_eq!(store.profile("b").unwrap().unwrap().name, "b");
@@ -758,12 +756,8 @@ mod tests {
             "b moved to 0"
         );
         // A change made by another process is seen too.
-        let other = Store::open(
-            store.path(),
-            Unlock::Identity(IdentityFile::load(&key).unwrap()),
-        )
-        .unwrap();
-        other.update(|d| d.insert(profile("c"))).unwrap().unwrap();
+        let other = second_handle(&store, &key);
+        other.update(|d| d.insert(named("c"))).unwrap().unwrap();
         assert_eq!(store.profile("c").unwrap().unwrap().name, "c");
     }
 
@@ -787,11 +781,7 @@ mod tests {
     fn sees_changes_made_by_another_handle() {
         let dir = tempfile::tempdir().unwrap();
         let (store, key) = new_store(dir.path());
-        let other = Store::open(
-            store.path(),
-            Unlock::Identity(IdentityFile::load(&key).unwrap()),
-        )
-        .unwrap();
+        let other = second_handle(&store, &key);
         other
             .update(|d| {
                 d.recipients.push("age1extra".into());
@@ -827,11 +817,7 @@ mod tests {
             store.reload_if_changed().unwrap().is_none(),
             "own saves are known"
         );
-        let other = Store::open(
-            store.path(),
-            Unlock::Identity(IdentityFile::load(&key).unwrap()),
-        )
-        .unwrap();
+        let other = second_handle(&store, &key);
         other
             .update(|d| {
                 d.recipients.pop();
@@ -855,11 +841,7 @@ mod tests {
         fs::rename(&copy, store.path()).unwrap();
         assert!(store.reload_if_changed().unwrap().is_none(), "same stamp");
         // The same content encrypted again is another file: it is read.
-        let other = Store::open(
-            store.path(),
-            Unlock::Identity(IdentityFile::load(&key).unwrap()),
-        )
-        .unwrap();
+        let other = second_handle(&store, &key);
         other.update(|_| Ok::<_, ()>(())).unwrap().unwrap();
         assert!(store.reload_if_changed().unwrap().is_some());
         assert!(
@@ -875,12 +857,7 @@ mod tests {
         let (store, key) = new_store(dir.path());
         let first = store.lease().unwrap();
         let second = store.lease().unwrap();
-        let other = Store::open(
-            store.path(),
-            Unlock::Identity(IdentityFile::load(&key).unwrap()),
-        )
-        .unwrap()
-        .with_lock_wait(Duration::from_millis(100));
+        let other = second_handle(&store, &key).with_lock_wait(Duration::from_millis(100));
         assert!(matches!(other.lease(), Err(VaultError::Locked(_))));
         drop(first);
         assert!(matches!(other.lease(), Err(VaultError::Locked(_))));
@@ -930,11 +907,7 @@ mod tests {
             })
             .unwrap()
             .unwrap();
-        let other = Store::open(
-            store.path(),
-            Unlock::Identity(IdentityFile::load(&key).unwrap()),
-        )
-        .unwrap();
+        let other = second_handle(&store, &key);
         (store, other)
     }
 
