@@ -37,9 +37,8 @@ pub fn spawn_saver(store: Arc<Store>) -> mpsc::UnboundedSender<SaveRequest> {
             tracing::debug!(changes = batch.len(), "saving the vault");
             let (changes, replies): (Vec<_>, Vec<_>) = batch
                 .into_iter()
-                .map(|r| ((r.profile, r.change), r.reply))
+                .map(|r| ((r.profile.clone(), r.change), (r.profile, r.reply)))
                 .unzip();
-            let names: Vec<String> = changes.iter().map(|(name, _)| name.clone()).collect();
             let store = store.clone();
             let saved = tokio::task::spawn_blocking(move || {
                 store.update_profiles(changes.into_iter().map(|(name, change)| {
@@ -52,7 +51,7 @@ pub fn spawn_saver(store: Arc<Store>) -> mpsc::UnboundedSender<SaveRequest> {
             .await;
             match saved {
                 Ok(Ok(outcomes)) => {
-                    for ((reply, outcome), name) in replies.into_iter().zip(outcomes).zip(names) {
+                    for ((name, reply), outcome) in replies.into_iter().zip(outcomes) {
                         let _ = reply.send(
                             outcome
                                 .ok_or_else(|| format!("profile '{name}' was removed meanwhile")),
@@ -60,12 +59,12 @@ pub fn spawn_saver(store: Arc<Store>) -> mpsc::UnboundedSender<SaveRequest> {
                     }
                 }
                 Ok(Err(e)) => {
-                    for reply in replies {
+                    for (_, reply) in replies {
                         let _ = reply.send(Err(e.to_string()));
                     }
                 }
                 Err(e) => {
-                    for reply in replies {
+                    for (_, reply) in replies {
                         let _ = reply.send(Err(format!("internal error: {e}")));
                     }
                 }
