@@ -1,7 +1,8 @@
 //! Refresh throughput: `refresh --all` of 1,000 profiles against the loopback mock server
 //! through the worker (adaptive concurrency), against the same refreshes one at a time; then
 //! 200 against a real Doorkeeper over HTTP and HTTPS, tokdeck adaptive and one at a time beside
-//! a plain client that sends 16 requests at once and saves nothing, in interleaved runs.
+//! two plain clients that send 16 requests at once and save nothing (one in Rust on the same
+//! runtime, and the Python one the performance issue measured), in interleaved runs.
 
 // Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
@@ -73,6 +74,8 @@ struct Real {
     roots: Vec<reqwest::Certificate>,
     app: doorkeeper::App,
     tokens: Vec<String>,
+    /// The server's CA certificate, for the Python client (HTTPS only).
+    ca_file: Option<std::path::PathBuf>,
 }
 
 impl Real {
@@ -83,11 +86,11 @@ impl Real {
             tls,
             ..doorkeeper::Options::default()
         });
-        let (base, roots) = if tls {
+        let (base, roots, ca_file) = if tls {
             let roots = tokdeck::oauth::client::load_roots(&server.ca_file()).unwrap();
-            (server.tls_base_url(), roots)
+            (server.tls_base_url(), roots, Some(server.ca_file()))
         } else {
-            (server.base_url(), Vec::new())
+            (server.base_url(), Vec::new(), None)
         };
         let app = server.register("urn:ietf:wg:oauth:2.0:oob");
         let tokens = (0..profiles)
@@ -99,12 +102,19 @@ impl Real {
             roots,
             app,
             tokens,
+            ca_file,
         }
     }
 
     /// tokdeck's worker refreshes every token, at most `concurrency` at once.
     fn tokdeck(&mut self, concurrency: usize, runtime: &tokio::runtime::Runtime) -> Run {
-        let dir = tempfile::tempdir().unwrap();
+        // TOKDECK_BENCH_VAULT_DIR puts the vault elsewhere than the server's database (a
+        // tmpfs shows what the fsyncs on a disk shared with the server cost).
+        let dir = match std::env::var_os("TOKDECK_BENCH_VAULT_DIR") {
+            Some(parent) => tempfile::tempdir_in(parent),
+            None => tempfile::tempdir(),
+        }
+        .unwrap();
         let (path, key) = support::vault_for_client(
             dir.path(),
             self.tokens.len(),
@@ -216,6 +226,51 @@ impl Real {
     }
 }
 
+impl Real {
+    /// The Python client of `benches/support/plain_client.py` (16 threads, a new connection
+    /// per request, nothing saved). Its wall time is its own measure, without the
+    /// interpreter's start; its CPU time is the child's.
+    fn python(&mut self) -> Run {
+        use std::io::Write;
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/support/plain_client.py"
+        );
+        let mut command = std::process::Command::new("python3");
+        command
+            .arg(script)
+            .args([&self.base, &self.app.uid, &self.app.secret])
+            .args(self.ca_file.iter())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        let cpu = children_cpu_time();
+        let mut child = command.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(self.tokens.join("\n").as_bytes()).unwrap();
+        drop(stdin);
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "the Python client failed");
+        let cpu = children_cpu_time() - cpu;
+        let text = String::from_utf8(output.stdout).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        let seconds: f64 = lines.pop().unwrap().parse().unwrap();
+        assert_eq!(lines.len(), self.tokens.len());
+        self.tokens = lines.into_iter().map(str::to_string).collect();
+        Run {
+            wall: Duration::from_secs_f64(seconds),
+            cpu,
+        }
+    }
+}
+
+/// Whether `python3` runs here (the Python client's column is left out without it).
+fn python_runs() -> bool {
+    std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 /// One client's run: its wall time, and the CPU time the bench process spent in it (the
 /// client's own work: the server is another process).
 #[derive(Clone, Copy)]
@@ -227,6 +282,17 @@ struct Run {
 /// CPU time this process has used (user and system), from `/proc/self/stat`, in the kernel's
 /// clock ticks of 10 ms.
 fn cpu_time() -> Duration {
+    stat_ticks(11) + stat_ticks(12)
+}
+
+/// CPU time of the children this process has waited for (user and system).
+fn children_cpu_time() -> Duration {
+    stat_ticks(13) + stat_ticks(14)
+}
+
+/// Field `i` of `/proc/self/stat`, counting from the first after the command name, as clock
+/// ticks of 10 ms.
+fn stat_ticks(i: usize) -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
     // Fields after the command name, which is in parentheses and may hold spaces.
     let fields: Vec<&str> = stat
@@ -235,9 +301,9 @@ fn cpu_time() -> Duration {
         .1
         .split_whitespace()
         .collect();
-    let ticks = |i: usize| fields[i].parse::<u64>().unwrap();
-    // utime and stime are the 14th and 15th fields; the 3rd is the first after the name.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    // utime and stime are the 14th and 15th fields, cutime and cstime the 16th and 17th; the
+    // 3rd is the first after the name.
+    Duration::from_millis(fields[i].parse::<u64>().unwrap() * 10)
 }
 
 /// How long a request to Doorkeeper may take (SQLite makes writers wait up to 5 s).
@@ -346,10 +412,23 @@ fn main() {
         "refresh of {REAL} profiles against a real Doorkeeper 5.5 (Rails 6.1, SQLite, puma 5.6),"
     );
     let repeat = repeats();
+    let python = python_runs();
+    let clients: &[&str] = if python {
+        &[
+            "tokdeck adaptive (ceiling 16)",
+            "tokdeck one at a time",
+            "plain Rust, 16 at once",
+            "plain Python, 16 threads",
+        ]
+    } else {
+        &[
+            "tokdeck adaptive (ceiling 16)",
+            "tokdeck one at a time",
+            "plain Rust, 16 at once",
+        ]
+    };
     println!("median of {repeat} interleaved runs (fastest-slowest):");
-    println!(
-        "  tokdeck adaptive (ceiling {jobs}) | tokdeck one at a time | plain client, 16 at once"
-    );
+    println!("  {}", clients.join(" | "));
     // TOKDECK_BENCH_PUMA_THREADS=1 runs only the one-thread server.
     let only: Option<u32> = std::env::var("TOKDECK_BENCH_PUMA_THREADS")
         .ok()
@@ -360,41 +439,51 @@ fn main() {
         }
         for tls in [false, true] {
             let mut real = Real::start(threads, tls, REAL);
-            let mut runs: [Vec<Run>; 3] = Default::default();
+            let mut runs: Vec<Vec<Run>> = vec![Vec::new(); clients.len()];
             for round in 0..repeat {
                 // Each round starts with a different client, so a drift in the machine's
                 // speed does not always fall on the same one.
-                for k in 0..3 {
-                    let which = (round + k) % 3;
+                for k in 0..clients.len() {
+                    let which = (round + k) % clients.len();
                     let took = match which {
                         0 => real.tokdeck(jobs, &runtime),
                         1 => real.tokdeck(1, &runtime),
-                        _ => real.plain(16, &runtime),
+                        2 => real.plain(16, &runtime),
+                        _ => real.python(),
                     };
                     runs[which].push(took);
                 }
             }
             let scheme = if tls { "HTTPS" } else { "HTTP " };
+            let walls: Vec<String> = runs
+                .iter()
+                .map(|r| spread(r.iter().map(|run| run.wall)))
+                .collect();
+            println!("  puma threads {threads}, {scheme}: {}", walls.join(" | "));
             // Runs of one round are next to each other in time: their ratio is steadier than
             // a ratio of medians when the machine's speed drifts.
-            let ratios = runs[0]
+            for (plain, name) in clients.iter().enumerate().skip(2) {
+                let ratios = runs[0]
+                    .iter()
+                    .zip(&runs[plain])
+                    .map(|(a, p)| a.wall.as_secs_f64() / p.wall.as_secs_f64())
+                    .collect();
+                println!(
+                    "      adaptive / {name}, round by round: {}",
+                    spread_of(ratios, "")
+                );
+            }
+            let cpu: Vec<String> = runs
                 .iter()
-                .zip(&runs[2])
-                .map(|(a, p)| a.wall.as_secs_f64() / p.wall.as_secs_f64())
+                .map(|r| {
+                    let total: Duration = r.iter().map(|run| run.cpu).sum();
+                    format!(
+                        "{:.2}",
+                        total.as_secs_f64() * 1000.0 / (r.len() * REAL) as f64
+                    )
+                })
                 .collect();
-            let cpu = runs.each_ref().map(|r| {
-                let total: Duration = r.iter().map(|run| run.cpu).sum();
-                total.as_secs_f64() * 1000.0 / (r.len() * REAL) as f64
-            });
-            let [adaptive, sequential, plain] = runs.map(|r| spread(r.iter().map(|run| run.wall)));
-            println!("  puma threads {threads}, {scheme}: {adaptive} | {sequential} | {plain}");
-            println!(
-                "      adaptive / plain, round by round: {}; client CPU per token: {:.2} | {:.2} | {:.2} ms",
-                spread_of(ratios, ""),
-                cpu[0],
-                cpu[1],
-                cpu[2]
-            );
+            println!("      client CPU per token: {} ms", cpu.join(" | "));
         }
     }
 }
