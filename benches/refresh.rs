@@ -224,9 +224,7 @@ impl Real {
         self.tokens = std::mem::take(&mut *new.lock().unwrap());
         took
     }
-}
 
-impl Real {
     /// The Python client of `benches/support/plain_client.py` (16 threads, a new connection
     /// per request, nothing saved). Its wall time is its own measure, without the
     /// interpreter's start; its CPU time is the child's.
@@ -263,7 +261,15 @@ impl Real {
     }
 }
 
-/// Whether `python3` runs here (the Python client's column is left out without it).
+/// The clients of the Doorkeeper half, in the order of `main`'s match.
+const CLIENTS: [&str; 4] = [
+    "tokdeck adaptive",
+    "tokdeck one at a time",
+    "plain Rust, 16 at once",
+    "plain Python, 16 threads",
+];
+
+/// Whether `python3` runs here.
 fn python_runs() -> bool {
     std::process::Command::new("python3")
         .arg("--version")
@@ -282,16 +288,18 @@ struct Run {
 /// CPU time this process has used (user and system), from `/proc/self/stat`, in the kernel's
 /// clock ticks of 10 ms.
 fn cpu_time() -> Duration {
-    stat_ticks(11) + stat_ticks(12)
+    // utime and stime: the 14th and 15th fields.
+    stat_ticks(11)
 }
 
 /// CPU time of the children this process has waited for (user and system).
 fn children_cpu_time() -> Duration {
-    stat_ticks(13) + stat_ticks(14)
+    // cutime and cstime: the 16th and 17th fields.
+    stat_ticks(13)
 }
 
-/// Field `i` of `/proc/self/stat`, counting from the first after the command name, as clock
-/// ticks of 10 ms.
+/// The sum of field `i` of `/proc/self/stat` and the one after it (a user and a system time),
+/// counting from the first field after the command name (the 3rd), in clock ticks of 10 ms.
 fn stat_ticks(i: usize) -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
     // Fields after the command name, which is in parentheses and may hold spaces.
@@ -301,9 +309,8 @@ fn stat_ticks(i: usize) -> Duration {
         .1
         .split_whitespace()
         .collect();
-    // utime and stime are the 14th and 15th fields, cutime and cstime the 16th and 17th; the
-    // 3rd is the first after the name.
-    Duration::from_millis(fields[i].parse::<u64>().unwrap() * 10)
+    let ticks = |i: usize| fields[i].parse::<u64>().unwrap();
+    Duration::from_millis((ticks(i) + ticks(i + 1)) * 10)
 }
 
 /// How long a request to Doorkeeper may take (SQLite makes writers wait up to 5 s).
@@ -412,22 +419,11 @@ fn main() {
         "refresh of {REAL} profiles against a real Doorkeeper 5.5 (Rails 6.1, SQLite, puma 5.6),"
     );
     let repeat = repeats();
-    let python = python_runs();
-    let clients: &[&str] = if python {
-        &[
-            "tokdeck adaptive (ceiling 16)",
-            "tokdeck one at a time",
-            "plain Rust, 16 at once",
-            "plain Python, 16 threads",
-        ]
-    } else {
-        &[
-            "tokdeck adaptive (ceiling 16)",
-            "tokdeck one at a time",
-            "plain Rust, 16 at once",
-        ]
-    };
-    println!("median of {repeat} interleaved runs (fastest-slowest):");
+    // The Python client's column is left out where there is no `python3`.
+    let clients = &CLIENTS[..if python_runs() { 4 } else { 3 }];
+    println!(
+        "median of {repeat} interleaved runs (fastest-slowest), adaptive up to {jobs} at once:"
+    );
     println!("  {}", clients.join(" | "));
     // TOKDECK_BENCH_PUMA_THREADS=1 runs only the one-thread server.
     let only: Option<u32> = std::env::var("TOKDECK_BENCH_PUMA_THREADS")
