@@ -930,3 +930,36 @@ fn a_passphrase_protected_ssh_key_without_a_terminal_is_named() {
         .unwrap();
     assert_one_line_error(&out, "passphrase-protected and there is no terminal");
 }
+
+#[test]
+fn a_vault_with_a_syntax_error_names_the_line_and_key_never_the_secret() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &[]);
+    let text = env.vault_text();
+    let secret = env.stored("p", "client_secret");
+    assert!(!secret.is_empty());
+    // An unterminated string on the secret's line: the parser would quote the line.
+    let broken = text.replacen(
+        &format!("client_secret = \"{secret}\""),
+        &format!("client_secret = \"{secret}"),
+        1,
+    );
+    env.write_vault_text(&broken);
+    for args in [
+        &["status"][..],
+        &["token", "p"],
+        &["exec", "p", "--", "true"],
+        &["api", "p", "/x"],
+        &["agent"],
+    ] {
+        let out = env.run(args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = stderr(&out);
+        assert!(!err.contains(&secret), "{args:?} printed the secret: {err}");
+        assert!(
+            err.contains("client_secret") && err.contains("line "),
+            "{args:?}: {err}"
+        );
+    }
+}

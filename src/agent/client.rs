@@ -1,5 +1,11 @@
 //! Asking a running agent: `token`, `exec`, `api` and `status` use it when its socket answers
 //! for the same vault, so they neither decrypt nor prompt.
+//!
+//! Nothing the socket says is taken on trust: the way to it is checked (see
+//! [`super::place`]), the process listening must run as this user or root, an answer must
+//! come within [`ANSWER_IDLE`] of the request or of the agent's last heartbeat, and what an
+//! answer holds is checked again by its user (`exec`'s variable, `api`'s base URL, escaped
+//! text). When any of that fails the client opens the vault itself, with a warning.
 
 use std::path::Path;
 use std::time::Duration;
@@ -7,20 +13,40 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
+use tokio::time::Instant;
 
+use super::place;
 use super::protocol::{self, Envelope, Info, Reply, Request, VERSION};
+use super::server::{HEARTBEAT, IDLE_TIMEOUT};
 use super::{allowed, canonical, socket_path};
 use crate::context::Context;
 
-/// How long a request may take: a token may need a refresh first (with its retries).
+/// How long a request may take in all: a token may need a refresh first (with its retries).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long to wait for a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long to wait for the first byte of an answer, and between heartbeats: an agent sends
+/// one every [`HEARTBEAT`] while it works, so silence this long means a stalled socket.
+const ANSWER_IDLE: Duration = Duration::from_secs(2).saturating_add(HEARTBEAT);
 
 /// A connection to a running agent.
 pub struct Client {
     stream: BufReader<UnixStream>,
+    /// Where it was opened, to open it again after the agent closed it for idleness.
+    socket: std::path::PathBuf,
     /// The vault every request names (absolute), when the client means one.
     vault: Option<String>,
+    /// When the last answer came: a connection idle for nearly [`IDLE_TIMEOUT`] is opened anew
+    /// rather than found closed halfway through a request.
+    used: Instant,
 }
+
+/// The agent could not be asked: the caller does the work itself.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreachable(String);
 
 impl Client {
     /// A connection to the agent, if one listens and the agent is not switched off. Its
@@ -36,9 +62,18 @@ impl Client {
     }
 
     /// Asks about this run's vault in one round trip: `None` when the agent keeps another
-    /// vault (the caller then opens its own).
+    /// vault, or could not be asked (a warning says why): the caller then opens its own.
     pub async fn ask(&mut self, request: Request) -> anyhow::Result<Option<Reply>> {
-        let reply = self.exchange(request).await?;
+        let reply = match self.exchange(request).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                crate::note!(
+                    "tokdeck: warning: the agent at {} did not answer ({e}); opening the vault instead",
+                    self.socket.display()
+                );
+                return Ok(None);
+            }
+        };
         if reply.other_vault {
             return Ok(None);
         }
@@ -58,15 +93,46 @@ impl Client {
         )
     }
 
+    /// A connection to `socket` when one can be trusted; a warning when something listens
+    /// there that cannot be.
     async fn open(socket: &Path) -> Option<Self> {
-        let stream = tokio::time::timeout(Duration::from_secs(2), UnixStream::connect(socket))
+        // Nothing there: no agent, and nothing to warn about.
+        std::fs::symlink_metadata(socket).ok()?;
+        match Self::connect(socket).await {
+            Ok(stream) => Some(Self {
+                stream: BufReader::new(stream),
+                socket: socket.to_path_buf(),
+                vault: None,
+                used: Instant::now(),
+            }),
+            Err(Unreachable(why)) => {
+                crate::note!(
+                    "tokdeck: warning: not asking the agent at {}: {why}; opening the vault instead",
+                    socket.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// Connects after checking the way to `socket`, and checks who listens.
+    async fn connect(socket: &Path) -> Result<UnixStream, Unreachable> {
+        place::check_folder(&place::folder_of(socket)).map_err(|e| Unreachable(e.to_string()))?;
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(socket))
             .await
-            .ok()?
-            .ok()?;
-        Some(Self {
-            stream: BufReader::new(stream),
-            vault: None,
-        })
+            .map_err(|_| Unreachable("it did not accept the connection in time".into()))?
+            .map_err(|e| Unreachable(format!("cannot connect ({e})")))?;
+        let peer = stream
+            .peer_cred()
+            .map_err(|e| Unreachable(format!("cannot tell who listens ({e})")))?;
+        if !place::trusted_owner(peer.uid()) {
+            return Err(Unreachable(format!(
+                "it is served by uid {}, not by you (uid {}) or root",
+                peer.uid(),
+                place::uid()
+            )));
+        }
+        Ok(stream)
     }
 
     /// Sends one request and reads its reply; a reply with `ok: false` is an error.
@@ -85,28 +151,48 @@ impl Client {
     }
 
     async fn exchange(&mut self, request: Request) -> anyhow::Result<Reply> {
+        if self.used.elapsed() + HEARTBEAT * 5 > IDLE_TIMEOUT {
+            let stream = Self::connect(&self.socket).await?;
+            self.stream = BufReader::new(stream);
+        }
         let envelope = Envelope {
             v: VERSION,
             vault: self.vault.clone(),
+            heartbeat: true,
             request,
         };
         let mut line = serde_json::to_vec(&envelope)?;
         line.push(b'\n');
-        let exchange = async {
-            self.stream.get_mut().write_all(&line).await?;
-            protocol::read_line(&mut self.stream)
-                .await
-                .map_err(|e| anyhow!("the agent's answer is unreadable ({e:?})"))?
-                .ok_or_else(|| anyhow!("the agent closed the connection"))
-        };
-        let answer = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        tokio::time::timeout(ANSWER_IDLE, self.stream.get_mut().write_all(&line))
+            .await
+            .map_err(|_| anyhow!("it took no request for {}s", ANSWER_IDLE.as_secs()))??;
+        let answer = self.answer(deadline).await?;
+        self.used = Instant::now();
+        serde_json::from_str(&answer).context("its answer is not JSON")
+    }
+
+    /// The answer line, past any heartbeats.
+    async fn answer(&mut self, deadline: Instant) -> anyhow::Result<String> {
+        loop {
+            let wait = ANSWER_IDLE.min(deadline.saturating_duration_since(Instant::now()));
+            let line = tokio::time::timeout(
+                wait,
+                protocol::read_line(&mut self.stream, protocol::MAX_REPLY),
+            )
             .await
             .map_err(|_| {
-                anyhow!(
-                    "the agent did not answer within {}s",
-                    REQUEST_TIMEOUT.as_secs()
-                )
-            })??;
-        serde_json::from_str(&answer).context("the agent's answer is not JSON")
+                if Instant::now() >= deadline {
+                    anyhow!("no answer within {}s", REQUEST_TIMEOUT.as_secs())
+                } else {
+                    anyhow!("it said nothing for {}s", wait.as_secs())
+                }
+            })?
+            .map_err(|e| anyhow!("its answer is unreadable ({e:?})"))?
+            .ok_or_else(|| anyhow!("it closed the connection"))?;
+            if !line.is_empty() {
+                return Ok(line);
+            }
+        }
     }
 }

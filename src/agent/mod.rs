@@ -4,11 +4,15 @@
 //! - `server`: the socket, its permissions and peer checks, one task per connection.
 //! - `keeper`: the keep-alive schedule, and the worker whose results it waits for.
 //! - `client`: how `token`, `exec`, `api` and `status` find and ask a running agent.
+//! - `place`: where the socket lives, and whether that place can be trusted.
 
 pub mod client;
 mod keeper;
+pub mod place;
 pub mod protocol;
 pub mod server;
+
+pub use place::socket_path;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -16,21 +20,6 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow};
-
-/// Where the agent listens: `TOKDECK_AGENT_SOCK`, else `$XDG_RUNTIME_DIR/tokdeck/agent.sock`,
-/// else a private folder under the temp dir.
-pub fn socket_path() -> PathBuf {
-    if let Some(path) = std::env::var_os("TOKDECK_AGENT_SOCK").filter(|p| !p.is_empty()) {
-        return PathBuf::from(path);
-    }
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .filter(|d| !d.is_empty())
-        .map_or_else(
-            || std::env::temp_dir().join(format!("tokdeck-{}", nix::unistd::getuid())),
-            |d| PathBuf::from(d).join("tokdeck"),
-        );
-    base.join("agent.sock")
-}
 
 /// Whether the agent may be used: not with `--no-agent` or `TOKDECK_AGENT=off`.
 pub fn allowed(no_agent_flag: bool) -> bool {
@@ -101,6 +90,8 @@ pub fn systemd_unit(exe: &Path, vault: &Path, identity: Option<&Path>) -> String
          ExecStart={exec} agent\n\
          Restart=on-failure\n\
          RestartSec=30\n\
+         # The agent holds every secret of the vault in memory: no core dumps of it.\n\
+         LimitCORE=0\n\
          \n\
          [Install]\n\
          WantedBy=default.target\n"

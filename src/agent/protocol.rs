@@ -11,8 +11,14 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;
 
-/// The longest request line read; anything longer is refused and the connection closed.
-pub const MAX_LINE: usize = 64 * 1024;
+/// The longest request line read (not counting its newline); anything longer is refused and
+/// the connection closed.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// The longest answer line a client reads: room for the largest token a server may send
+/// ([`crate::oauth::client::MAX_BODY_BYTES`], escaped in JSON) and the status of tens of
+/// thousands of profiles.
+pub const MAX_REPLY: usize = 64 * 1024 * 1024;
 
 /// A request on the wire.
 #[derive(Debug, Serialize, Deserialize)]
@@ -21,6 +27,10 @@ pub struct Envelope {
     /// The vault the client means; an agent that keeps another one answers `other_vault`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vault: Option<String>,
+    /// The client wants an empty line every second while its answer is in the works (see
+    /// [`crate::agent::server::HEARTBEAT`]), so a stalled socket is told from a busy agent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub heartbeat: bool,
     #[serde(flatten)]
     pub request: Request,
 }
@@ -115,15 +125,19 @@ impl Reply {
 /// Reading a line failed.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LineError {
-    /// Longer than [`MAX_LINE`].
+    /// Longer than the limit asked for.
     TooLong,
-    /// The connection broke or sent something that is not UTF-8.
+    /// A whole line that is not UTF-8 (the stream can go on with the next line).
+    NotUtf8,
+    /// The connection broke.
     Broken,
 }
 
-/// Reads one line of at most [`MAX_LINE`] bytes; `None` at the end of the stream.
+/// Reads one line of at most `limit` bytes, its newline not counted; `None` at the end of the
+/// stream.
 pub async fn read_line(
     reader: &mut (impl AsyncBufRead + Unpin),
+    limit: usize,
 ) -> Result<Option<String>, LineError> {
     let mut line = Vec::new();
     loop {
@@ -134,7 +148,7 @@ pub async fn read_line(
             } else {
                 String::from_utf8(line)
                     .map(Some)
-                    .map_err(|_| LineError::Broken)
+                    .map_err(|_| LineError::NotUtf8)
             };
         }
         let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
@@ -143,14 +157,14 @@ pub async fn read_line(
         };
         line.extend_from_slice(&chunk[..take]);
         reader.consume(take);
-        if line.len() > MAX_LINE {
+        if line.len() - usize::from(done) > limit {
             return Err(LineError::TooLong);
         }
         if done {
             line.pop();
             return String::from_utf8(line)
                 .map(Some)
-                .map_err(|_| LineError::Broken);
+                .map_err(|_| LineError::NotUtf8);
         }
     }
 }
@@ -198,6 +212,7 @@ mod tests {
         let wire = serde_json::to_string(&Envelope {
             v: VERSION,
             vault: None,
+            heartbeat: false,
             request: Request::Info,
         })
         .unwrap();
@@ -206,12 +221,32 @@ mod tests {
 
     #[tokio::test]
     async fn lines_are_bounded() {
-        let mut ok = tokio::io::BufReader::new(&b"one\ntwo"[..]);
-        assert_eq!(read_line(&mut ok).await, Ok(Some("one".into())));
-        assert_eq!(read_line(&mut ok).await, Ok(Some("two".into())));
-        assert_eq!(read_line(&mut ok).await, Ok(None));
-        let huge = vec![b'x'; MAX_LINE + 10];
+        let mut ok = tokio::io::BufReader::new(&b"one\n\xff\xfe\ntwo"[..]);
+        assert_eq!(read_line(&mut ok, 10).await, Ok(Some("one".into())));
+        assert_eq!(read_line(&mut ok, 10).await, Err(LineError::NotUtf8));
+        assert_eq!(read_line(&mut ok, 10).await, Ok(Some("two".into())));
+        assert_eq!(read_line(&mut ok, 10).await, Ok(None));
+        let huge = vec![b'x'; MAX_REQUEST + 10];
         let mut reader = tokio::io::BufReader::new(&huge[..]);
-        assert_eq!(read_line(&mut reader).await, Err(LineError::TooLong));
+        assert_eq!(
+            read_line(&mut reader, MAX_REQUEST).await,
+            Err(LineError::TooLong)
+        );
+        // Exactly the limit is accepted, with or without its newline; one byte more is not.
+        let mut exact = vec![b'x'; MAX_REQUEST];
+        exact.push(b'\n');
+        let mut reader = tokio::io::BufReader::new(&exact[..]);
+        assert_eq!(
+            read_line(&mut reader, MAX_REQUEST)
+                .await
+                .map(|l| l.map(|l| l.len())),
+            Ok(Some(MAX_REQUEST))
+        );
+        let over = vec![b'x'; MAX_REQUEST + 1];
+        let mut reader = tokio::io::BufReader::new(&over[..]);
+        assert_eq!(
+            read_line(&mut reader, MAX_REQUEST).await,
+            Err(LineError::TooLong)
+        );
     }
 }

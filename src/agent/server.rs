@@ -1,15 +1,17 @@
 //! `tokdeck agent`: the socket, its permissions and peers, and one task per connection.
 
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::keeper::Keeper;
+use super::place::{self, Made, Occupant};
 use super::protocol::{self, Info, LineError, Reply, Request};
 use super::{AgentLock, canonical, socket_path};
 use crate::context::Context;
@@ -17,14 +19,26 @@ use crate::duration::format_duration;
 use crate::tokens;
 use crate::worker::{Job, WorkerHandle};
 
+/// Most connections served at once; more wait in the kernel's queue. Each holds one
+/// descriptor, and the vault, its lock and the worker's connections need theirs.
+const MAX_CONNECTIONS: usize = 256;
+/// Descriptors kept free for the vault, its lock, the log and the worker's HTTP connections.
+const DESCRIPTOR_RESERVE: u64 = 128;
+/// A connection with no request for this long is closed (clients reconnect before then).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// While an answer takes longer than this, a client that asked for them gets an empty line
+/// this often, so that it can tell a working agent from a stalled socket.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
 /// Runs the agent in the foreground until `agent stop`, SIGTERM or Ctrl-C.
 pub async fn run(ctx: &Context) -> anyhow::Result<()> {
+    harden();
     // Unlock once: any passphrase is asked now, and never again while the agent runs.
     let store = ctx.open_store()?;
     let vault = canonical(store.path());
     let _lock = AgentLock::acquire(store.path())?;
     let socket = socket_path();
-    let listener = bind(&socket, &vault).await?;
+    let (listener, made) = bind(&socket, &vault).await?;
     let WorkerHandle {
         commands,
         events,
@@ -48,7 +62,8 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     // Stop taking work, let refreshes in flight reach their save, then go.
     schedule.abort();
     drop(listener);
-    let _ = std::fs::remove_file(&socket);
+    // Only the socket this agent made: one that replaced it belongs to someone else.
+    made.remove(&socket);
     canceller.cancel_all();
     keeper.close();
     finished.wait().await;
@@ -58,7 +73,21 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Accepts connections until asked to stop.
+/// Keeps the agent's memory, which holds every secret of the vault for as long as it runs, out
+/// of core dumps and away from other processes of the same user (`/proc/PID/mem`, ptrace),
+/// as ssh-agent does. Best effort: a system that refuses is told about in the log.
+fn harden() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!(error = %e, "cannot make the agent undumpable");
+    }
+    let no_core = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
+    if let Err(e) = no_core {
+        tracing::warn!(error = %e, "cannot turn off core dumps");
+    }
+}
+
+/// Accepts connections until asked to stop, at most [`connection_limit`] at a time.
 async fn serve(
     listener: &UnixListener,
     keeper: &Arc<Keeper>,
@@ -67,37 +96,93 @@ async fn serve(
 ) {
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let slots = Arc::new(Semaphore::new(connection_limit()));
+    let mut backoff = Backoff::default();
     loop {
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = accept(listener, &slots) => accepted,
             () = stop.cancelled() => return,
             _ = tokio::signal::ctrl_c() => return,
             Some(()) = async { match terminate.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => return,
         };
-        let Ok((stream, _)) = accepted else { continue };
+        let (stream, slot) = match accepted {
+            Ok(accepted) => {
+                backoff.reset();
+                accepted
+            }
+            Err(e) => {
+                // Out of descriptors (EMFILE) stays so until a connection closes: trying again
+                // at once would spin a core.
+                tracing::warn!(error = %e, "cannot accept a connection; waiting");
+                tokio::time::sleep(backoff.next()).await;
+                continue;
+            }
+        };
         let (keeper, vault, stop) = (keeper.clone(), vault.to_string(), stop.clone());
-        tokio::spawn(async move { connection(stream, &keeper, &vault, &stop).await });
+        tokio::spawn(async move {
+            connection(stream, &keeper, &vault, &stop).await;
+            drop(slot);
+        });
     }
 }
 
-/// Binds the socket in a private folder (0700) with mode 0600. A socket file left by a killed
-/// agent is replaced; one that answers belongs to a running agent, and is left alone.
-async fn bind(socket: &Path, vault: &str) -> anyhow::Result<UnixListener> {
-    if let Some(dir) = socket
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
-    {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+/// The next connection, once a slot is free.
+async fn accept(
+    listener: &UnixListener,
+    slots: &Arc<Semaphore>,
+) -> std::io::Result<(UnixStream, OwnedSemaphorePermit)> {
+    let slot = slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(std::io::Error::other)?;
+    let (stream, _) = listener.accept().await?;
+    Ok((stream, slot))
+}
+
+/// How many connections to serve at once: [`MAX_CONNECTIONS`], fewer when the descriptor
+/// limit would not leave [`DESCRIPTOR_RESERVE`] free.
+fn connection_limit() -> usize {
+    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft);
+    let room = soft.saturating_sub(DESCRIPTOR_RESERVE).max(8);
+    usize::try_from(room).map_or(MAX_CONNECTIONS, |room| room.min(MAX_CONNECTIONS))
+}
+
+/// Waits after failed accepts: 50 ms, doubling to 2 s.
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let wait = Duration::from_millis(50) * 2u32.saturating_pow(self.failures.min(6) - 1);
+        wait.min(Duration::from_secs(2))
     }
-    if socket.exists() {
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+/// Binds the socket in a private folder, checked all the way up, with mode 0600. A socket of
+/// this user's left by a killed agent is replaced; one that answers belongs to a running
+/// agent, and is left alone; anything else at that path is never removed.
+async fn bind(socket: &Path, vault: &str) -> anyhow::Result<(UnixListener, Made)> {
+    place::prepare_folder(socket)?;
+    if place::occupant(socket)? == Occupant::OwnSocket {
         if let Some(other) = super::client::Client::connect_to(socket).await {
             let who = other.map_or_else(
                 || "another agent".to_string(),
-                |info| format!("an agent (pid {}) for {}", info.pid, info.vault),
+                |info| {
+                    format!(
+                        "an agent (pid {}) for {}",
+                        info.pid,
+                        crate::display::untrusted(&info.vault)
+                    )
+                },
             );
             return Err(anyhow!(
                 "{who} already listens on {}: stop it, or set TOKDECK_AGENT_SOCK for a second agent ({vault})",
@@ -110,16 +195,15 @@ async fn bind(socket: &Path, vault: &str) -> anyhow::Result<UnixListener> {
     }
     let listener = UnixListener::bind(socket)
         .with_context(|| format!("cannot listen on {}", socket.display()))?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("cannot make {} private", socket.display()))?;
-    Ok(listener)
+    let made = Made::record(socket)?;
+    Ok((listener, made))
 }
 
 /// One client: only the agent's own user is served; each request line gets one reply line.
 async fn connection(stream: UnixStream, keeper: &Keeper, vault: &str, stop: &CancellationToken) {
     let peer = stream.peer_cred().map(|c| c.uid()).ok();
     let (read, mut write) = stream.into_split();
-    if peer != Some(nix::unistd::getuid().as_raw()) {
+    if peer != Some(place::uid()) {
         tracing::warn!(?peer, "refused a connection from another user");
         let _ = send(
             &mut write,
@@ -130,10 +214,17 @@ async fn connection(stream: UnixStream, keeper: &Keeper, vault: &str, stop: &Can
     }
     let mut reader = BufReader::new(read);
     loop {
-        let reply = match protocol::read_line(&mut reader).await {
-            Ok(None) | Err(LineError::Broken) => return,
-            Err(LineError::TooLong) => {
-                let too_long = format!("request longer than {} bytes: refused", protocol::MAX_LINE);
+        let line = tokio::time::timeout(
+            IDLE_TIMEOUT,
+            protocol::read_line(&mut reader, protocol::MAX_REQUEST),
+        );
+        let reply = match line.await {
+            Err(_) | Ok(Ok(None) | Err(LineError::Broken)) => return,
+            Ok(Err(LineError::TooLong)) => {
+                let too_long = format!(
+                    "request longer than {} bytes: refused",
+                    protocol::MAX_REQUEST
+                );
                 let _ = send(&mut write, &Reply::error(too_long)).await;
                 // Closing with unread input would reset the connection and lose the answer:
                 // say we are done, then swallow what is still coming (bounded).
@@ -141,17 +232,48 @@ async fn connection(stream: UnixStream, keeper: &Keeper, vault: &str, stop: &Can
                 drain(&mut reader).await;
                 return;
             }
-            Ok(Some(line)) => match protocol::parse(&line) {
+            Ok(Err(LineError::NotUtf8)) => {
+                Reply::error("the request is not UTF-8: send one JSON object per line")
+            }
+            Ok(Ok(Some(line))) => match protocol::parse(&line) {
                 Ok(envelope) if envelope.vault.as_deref().is_some_and(|v| v != vault) => Reply {
                     other_vault: true,
                     ..Reply::error(format!("this agent keeps {vault}"))
                 },
+                Ok(envelope) if envelope.heartbeat => {
+                    let work = answer(envelope.request, keeper, vault, stop);
+                    let Some(reply) = with_heartbeat(work, &mut write).await else {
+                        return;
+                    };
+                    reply
+                }
                 Ok(envelope) => answer(envelope.request, keeper, vault, stop).await,
                 Err(why) => Reply::error(why),
             },
         };
         if send(&mut write, &reply).await.is_err() {
             return;
+        }
+    }
+}
+
+/// Runs `work`, writing an empty line every [`HEARTBEAT`] while it lasts; `None` when the
+/// client has gone.
+async fn with_heartbeat(
+    work: impl std::future::Future<Output = Reply>,
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+) -> Option<Reply> {
+    tokio::pin!(work);
+    let start = tokio::time::Instant::now() + HEARTBEAT;
+    let mut beats = tokio::time::interval_at(start, HEARTBEAT);
+    loop {
+        tokio::select! {
+            reply = &mut work => return Some(reply),
+            _ = beats.tick() => {
+                if write.write_all(b"\n").await.is_err() {
+                    return None;
+                }
+            }
         }
     }
 }

@@ -47,7 +47,7 @@ async fn status(ctx: &Context) -> anyhow::Result<i32> {
         "agent pid {} running since {}\nvault  {}\nsocket {}\nlast   {}\n",
         info.pid,
         info.since.format("%Y-%m-%d %H:%M:%S UTC"),
-        info.vault,
+        crate::display::untrusted(&info.vault),
         agent::socket_path().display(),
         crate::display::untrusted(info.last.as_deref().unwrap_or("nothing yet")),
     );

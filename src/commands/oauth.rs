@@ -310,17 +310,7 @@ impl<'a> TokenSource<'a> {
             profile: name.to_string(),
         };
         let issued = match self.ask_agent(request).await? {
-            Some(reply) => Issued {
-                access_token: SecretString::from(
-                    reply
-                        .token
-                        .ok_or_else(|| anyhow!("the agent sent no token for '{name}'"))?,
-                ),
-                expires_at: reply.expires_at,
-                warning: reply.warning,
-                env_var: reply.env_var,
-                api_base: reply.api_base.unwrap_or_default(),
-            },
+            Some(reply) => from_agent(name, reply)?,
             None => self.issue_here(name).await?,
         };
         if let Some(warning) = &issued.warning {
@@ -360,6 +350,33 @@ impl<'a> TokenSource<'a> {
         let failures = run_jobs(self.ctx, store, vec![(name.to_string(), job)], |_| {}).await?;
         fail_if(&failures, 1)
     }
+}
+
+/// A token as the agent handed it out, checked as any answer from outside: the variable must
+/// be one `exec` may set, and the base URL one a profile may have, since `api` sends the token
+/// and any payload there.
+fn from_agent(name: &str, reply: AgentReply) -> anyhow::Result<Issued> {
+    let token = reply
+        .token
+        .ok_or_else(|| anyhow!("the agent sent no token for '{name}'"))?;
+    let env_var = reply
+        .env_var
+        .map(|var| crate::vault::validate::validate_env_var(&var))
+        .transpose()
+        .map_err(|e| anyhow!("the agent's answer for '{name}' is refused: {e}"))?;
+    let api_base = reply
+        .api_base
+        .map(|url| crate::vault::validate::validate_base_url(&url))
+        .transpose()
+        .map_err(|e| anyhow!("the agent's answer for '{name}' is refused: {e}"))?
+        .unwrap_or_default();
+    Ok(Issued {
+        access_token: SecretString::from(token),
+        expires_at: reply.expires_at,
+        warning: reply.warning,
+        env_var,
+        api_base,
+    })
 }
 
 /// `tokdeck token`: only the token goes to stdout.

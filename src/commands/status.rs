@@ -63,7 +63,10 @@ pub async fn run(
     if let Some(mut agent) = crate::agent::client::Client::for_vault(ctx).await
         && let Some(reply) = agent.ask(request).await?
     {
-        crate::output::print(reply.text.as_deref().unwrap_or_default())?;
+        // The agent's text is shown, never executed: a socket can be answered by anyone
+        // able to reach it, and a table or JSON document holds no control character of its own.
+        let text = reply.text.as_deref().unwrap_or_default();
+        crate::output::print(&crate::display::untrusted_lines(text))?;
         return Ok(reply.code.unwrap_or(3));
     }
     let store = ctx.open_store()?;

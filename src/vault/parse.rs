@@ -193,7 +193,7 @@ fn parse_whole(text: &str, path: &Path) -> Result<VaultData, VaultError> {
                 Ok(VersionOnly { version: None }) => {
                     VaultError::bad_content(path, "no `version` field".into())
                 }
-                _ => VaultError::bad_content(path, one_line(&e)),
+                _ => VaultError::bad_content(path, where_and_why(text, &e)),
             });
         }
     };
@@ -218,11 +218,55 @@ fn parse_whole(text: &str, path: &Path) -> Result<VaultData, VaultError> {
     Ok(data)
 }
 
-fn one_line(e: &impl std::fmt::Display) -> String {
-    e.to_string()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+/// A parse error told without the text it is about: the offending line may hold a secret
+/// (`client_secret = "…`), so the line's number and key are named, never its value, and
+/// anything the parser quoted is left out.
+fn where_and_why(text: &str, e: &toml::de::Error) -> String {
+    let why = unquoted(e.message());
+    let Some(span) = e.span() else { return why };
+    let mut start = span.start.min(text.len());
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let line_no = memchr::memchr_iter(b'\n', &text.as_bytes()[..start]).count() + 1;
+    let line = text[..start].rfind('\n').map_or(text, |i| &text[i + 1..]);
+    let line = line.split('\n').next().unwrap_or_default();
+    match line.split_once('=').map(|(key, _)| key.trim()) {
+        Some(key) if !key.is_empty() && key.chars().all(is_key_char) => {
+            format!("line {line_no}, key `{key}`: {why}")
+        }
+        _ => format!("line {line_no}: {why}"),
+    }
+}
+
+/// A bare or dotted TOML key, as tokdeck writes them.
+fn is_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')
+}
+
+/// `message`, on one line, with what it quotes (`"…"`, `` `…` ``, `'…'`) cut out.
+fn unquoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut open: Option<char> = None;
+    for c in message.chars() {
+        match open {
+            Some(q) if c == q => {
+                open = None;
+                out.push('…');
+                out.push(c);
+            }
+            Some(_) => {}
+            None if matches!(c, '"' | '`' | '\'') => {
+                open = Some(c);
+                out.push(c);
+            }
+            None => out.push(c),
+        }
+    }
+    if open.is_some() {
+        out.push('…');
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -365,6 +409,29 @@ mod tests {
             let message = e.to_string();
             assert!(message.contains(&format!("line {line}")), "{message}");
         }
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line_and_key_never_the_value() {
+        let text = "version = 1\n\n[[profile]]\nname = \"p\"\nclient_secret = \"s3cr3t-value\n";
+        let err = parse_vault(text.as_bytes(), path())
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("s3cr3t"), "{err}");
+        assert!(
+            err.contains("line 5") && err.contains("client_secret"),
+            "{err}"
+        );
+        let text = "version = 1\n[[profile]]\nname = \"p\"\naccess_token = 5 sup3r\n";
+        let err = parse_vault(text.as_bytes(), path())
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("sup3r"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+        assert_eq!(
+            unquoted("invalid type: string \"tok\", expected `x`"),
+            "invalid type: string \"…\", expected `…`"
+        );
     }
 
     #[test]

@@ -191,7 +191,77 @@ pub fn validate_scopes(text: &str) -> Result<Vec<String>, Invalid> {
     Ok(scopes)
 }
 
-/// An environment variable name for `exec`: letters, digits and `_`, not starting with a digit.
+/// Variables that change how programs load, run or reach the network: `exec` never puts a
+/// token in one, because whoever chose the name would choose what runs. A denylist, not a
+/// pattern such as `*_TOKEN`: the name is the one the program being run reads
+/// (`GITHUB_TOKEN`, `FACTORIAL_API_KEY`, `BEARER`, ...), which no pattern foresees, while the
+/// variables that act on loading and running are few and documented.
+const RESERVED_VARS: &[&str] = &[
+    "PATH",
+    "HOME",
+    "SHELL",
+    "ENV",
+    "BASH_ENV",
+    "IFS",
+    "CDPATH",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS4",
+    "PROMPT_COMMAND",
+    "GLOBIGNORE",
+    "ZDOTDIR",
+    "TMPDIR",
+    "EDITOR",
+    "VISUAL",
+    "PAGER",
+    "BROWSER",
+    "LESSOPEN",
+    "LESSCLOSE",
+    "GCONV_PATH",
+    "GLIBC_TUNABLES",
+    "HOSTALIASES",
+    "LOCPATH",
+    "NLSPATH",
+    "RES_OPTIONS",
+    "LOCALDOMAIN",
+    "MALLOC_CHECK_",
+    "NODE_OPTIONS",
+    "NODE_PATH",
+    "JAVA_TOOL_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+    "_JAVA_OPTIONS",
+    "CLASSPATH",
+    "RUBYOPT",
+    "RUBYLIB",
+    "PERLLIB",
+    "SSH_ASKPASS",
+    "SUDO_ASKPASS",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+];
+
+/// Prefixes of variable families that act on loading and running: the dynamic loader
+/// (`LD_PRELOAD`, `DYLD_INSERT_LIBRARIES`), Python, Perl, git's hooks and commands
+/// (`GIT_SSH_COMMAND`, `GIT_EXEC_PATH`, `GIT_CONFIG_*`), and bash's exported functions.
+const RESERVED_PREFIXES: &[&str] = &["LD_", "DYLD_", "PYTHON", "PERL5", "GIT_", "BASH_FUNC_"];
+
+/// Why `name` is never set by `exec`, if it is reserved. Proxy variables are matched in any
+/// case, as programs read them.
+fn reserved_var(name: &str) -> Option<&'static str> {
+    if RESERVED_VARS.contains(&name) {
+        return Some("it changes how programs run");
+    }
+    if RESERVED_PREFIXES.iter().any(|p| name.starts_with(p)) {
+        return Some("its family changes how programs load or run");
+    }
+    if name.to_ascii_uppercase().ends_with("_PROXY") {
+        return Some("it sends programs' traffic through a proxy");
+    }
+    None
+}
+
+/// An environment variable name for `exec`: letters, digits and `_`, not starting with a
+/// digit, and none that changes how programs load or run (see [`RESERVED_VARS`]).
 pub fn validate_env_var(text: &str) -> Result<String, Invalid> {
     let ok = text
         .chars()
@@ -202,6 +272,11 @@ pub fn validate_env_var(text: &str) -> Result<String, Invalid> {
         invalid!(
             "'{}' is not a variable name: use letters, digits and '_', e.g. FACTORIAL_TOKEN",
             crate::display::untrusted(text)
+        );
+    }
+    if let Some(why) = reserved_var(text) {
+        invalid!(
+            "tokdeck never puts a token in {text}: {why}; name the variable your program reads, e.g. FACTORIAL_TOKEN"
         );
     }
     Ok(text.to_string())
@@ -265,6 +340,44 @@ mod tests {
         assert!(validate_notes("two\nlines, ünïcode ✓").is_ok());
         assert!(validate_notes("bell\x07").is_err());
         assert!(validate_notes("tab\there").is_err());
+    }
+
+    #[test]
+    fn variables_that_change_how_programs_run_are_refused() {
+        for name in RESERVED_VARS {
+            let err = validate_env_var(name).unwrap_err().to_string();
+            assert!(err.contains("never puts a token in"), "{name}: {err}");
+        }
+        for name in [
+            "LD_PRELOAD",
+            "LD_LIBRARY_PATH",
+            "LD_AUDIT",
+            "DYLD_INSERT_LIBRARIES",
+            "PYTHONPATH",
+            "PYTHONSTARTUP",
+            "PERL5LIB",
+            "PERL5OPT",
+            "GIT_SSH_COMMAND",
+            "GIT_EXEC_PATH",
+            "GIT_CONFIG_PARAMETERS",
+            "BASH_FUNC_x",
+            "HTTP_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+        ] {
+            assert!(validate_env_var(name).is_err(), "{name}");
+        }
+        for name in [
+            "TOKDECK_ACCESS_TOKEN",
+            "FACTORIAL_TOKEN",
+            "GITHUB_TOKEN",
+            "API_KEY",
+            "BEARER",
+            "path",
+            "MYPATH",
+        ] {
+            assert!(validate_env_var(name).is_ok(), "{name}");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub fn tool(program: &str) -> Command {
     let package = match program {
         "age" | "age-keygen" => "age",
         "ssh-keygen" => "openssh-client",
-        "setsid" => "util-linux",
+        "setsid" | "prlimit" => "util-linux",
         other => other,
     };
     let found = std::env::var_os("PATH")
