@@ -519,3 +519,43 @@ fn listen_needs_a_loopback_redirect() {
     let out = env.run(&["authorize", "p", "--listen"]);
     assert_one_line_error(&out, "--listen needs a loopback redirect URI");
 }
+
+#[test]
+fn proxies_never_see_requests_to_loopback() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &[]);
+    // A proxy that would see every request in clear text, were it used.
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    proxy.set_nonblocking(true).unwrap();
+    let address = format!("http://{}", proxy.local_addr().unwrap());
+    let out = env
+        .command(&["refresh", "p"])
+        .env("HTTP_PROXY", &address)
+        .env("http_proxy", &address)
+        .env("HTTPS_PROXY", &address)
+        .env("ALL_PROXY", &address)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.refresh_requests(), 1);
+    assert!(
+        proxy.accept().is_err(),
+        "a request to a loopback server went through the proxy"
+    );
+}
+
+#[test]
+fn exchange_refuses_over_long_stdin_and_keeps_the_profile_as_it_was() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &[]);
+    let before = env.stored("p", "access_token");
+    let code = server.issue_code(false, "urn:ietf:wg:oauth:2.0:oob");
+    // A real code, padded past the limit: it must not be cut to a shorter "code" and sent.
+    let input = format!("{code}{}", " ".repeat(17 * 1024));
+    let out = env.run_with_stdin(&["exchange", "p", "-"], &input);
+    assert_one_line_error(&out, "longer than 16 KiB");
+    assert_eq!(server.token_requests(), 1, "the cut input was sent");
+    assert_eq!(env.stored("p", "access_token"), before);
+}

@@ -963,3 +963,35 @@ fn a_vault_with_a_syntax_error_names_the_line_and_key_never_the_secret() {
         );
     }
 }
+
+#[test]
+fn names_that_differ_only_in_case_are_refused() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.add_profile("acme", &server, &[]);
+    let out = env.run_with_stdin(
+        &[
+            "add",
+            "ACME",
+            "--client-id",
+            "x",
+            "--base-url",
+            &server.base_url(),
+            "--redirect-uri",
+            "urn:ietf:wg:oauth:2.0:oob",
+        ],
+        "secret",
+    );
+    assert_one_line_error(&out, "a profile named 'acme' already exists");
+    env.add_profile("other", &server, &[]);
+    let out = env.run(&["edit", "other", "--rename", "Acme"]);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("'acme' already exists"),
+        "{}",
+        stderr(&out)
+    );
+    // A profile may change the case of its own name.
+    let out = env.run(&["edit", "acme", "--rename", "Acme"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

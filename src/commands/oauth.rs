@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Read};
 use std::sync::Arc;
 
 use age::secrecy::{ExposeSecret, SecretString};
-use anyhow::{anyhow, bail};
+use anyhow::{Context as _, anyhow, bail};
 use zeroize::Zeroizing;
 
 use crate::agent::client::Client as AgentClient;
@@ -183,11 +183,26 @@ fn show_authorize_step(ctx: &Context, args: &AuthorizeArgs, event: &Event) {
     }
 }
 
+/// The longest code or redirect URL read from stdin.
+const MAX_PASTED_INPUT: usize = 16 * 1024;
+
 /// `tokdeck exchange`; `-` reads the code or URL from stdin.
 pub async fn exchange(ctx: &Context, name: &str, code: &str) -> anyhow::Result<()> {
     let input = if code == "-" {
         let mut text = Zeroizing::new(String::new());
-        std::io::stdin().take(16 * 1024).read_to_string(&mut text)?;
+        let limit = MAX_PASTED_INPUT as u64 + 1;
+        std::io::stdin()
+            .take(limit)
+            .read_to_string(&mut text)
+            .context(
+                "cannot read the code from stdin: paste the code or the whole redirect URL as text",
+            )?;
+        if text.len() > MAX_PASTED_INPUT {
+            bail!(
+                "the input on stdin is longer than {} KiB, which no code or redirect URL is: pipe only the code or the URL the browser landed on",
+                MAX_PASTED_INPUT / 1024
+            );
+        }
         SecretString::from(text.trim().to_string())
     } else {
         SecretString::from(code.to_string())

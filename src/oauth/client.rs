@@ -69,12 +69,36 @@ struct RawTokenResponse {
     access_token: String,
     #[serde(default)]
     token_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "seconds")]
     expires_in: Option<i64>,
     #[serde(default)]
     refresh_token: Option<String>,
     #[serde(default)]
     scope: Option<String>,
+}
+
+/// `expires_in` as a number, or as a string of digits (Azure AD v1 and others send one).
+fn seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Seconds {
+        Number(i64),
+        Text(String),
+    }
+    match Option::<Seconds>::deserialize(d)? {
+        None => Ok(None),
+        Some(Seconds::Number(n)) => Ok(Some(n)),
+        Some(Seconds::Text(text))
+            if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            text.parse()
+                .map(Some)
+                .map_err(|_| serde::de::Error::custom("expires_in is too large"))
+        }
+        Some(Seconds::Text(_)) => Err(serde::de::Error::custom(
+            "expires_in is neither a number nor a string of digits",
+        )),
+    }
 }
 
 /// A parsed token response, secrets already wrapped.
@@ -129,7 +153,8 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, OAuthError> {
             .filter(|r| !r.is_empty())
             .map(SecretString::from),
         token_type: raw.token_type.unwrap_or_else(|| "Bearer".into()),
-        expires_in: raw.expires_in.filter(|s| *s > 0),
+        // Zero or less: the token is already expired, not one that never expires.
+        expires_in: raw.expires_in.map(|s| s.max(0)),
         scope: raw.scope,
     })
 }
@@ -230,16 +255,49 @@ fn basic_credentials(id: &str, secret: &str) -> String {
     )
 }
 
-/// Every HTTP client of tokdeck's starts here: its timeouts and its name. Callers choose the
-/// redirect policy.
+/// Every HTTP client of tokdeck's starts here: its timeouts, its name and its proxy policy
+/// (see [`proxy_policy`]). Callers choose the redirect policy.
 pub fn http_builder(timeout: Duration, roots: &[reqwest::Certificate]) -> reqwest::ClientBuilder {
-    roots.iter().fold(
-        reqwest::Client::builder()
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .timeout(timeout)
-            .user_agent(concat!("tokdeck/", env!("CARGO_PKG_VERSION"))),
-        |builder, root| builder.add_root_certificate(root.clone()),
-    )
+    let builder = reqwest::Client::builder()
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .timeout(timeout)
+        .user_agent(concat!("tokdeck/", env!("CARGO_PKG_VERSION")))
+        .no_proxy();
+    let builder = match proxy_policy() {
+        Some(proxy) => builder.proxy(proxy),
+        None => builder,
+    };
+    roots.iter().fold(builder, |builder, root| {
+        builder.add_root_certificate(root.clone())
+    })
+}
+
+/// The proxy the environment names (`https_proxy`, `HTTPS_PROXY`, `all_proxy`, `ALL_PROXY`,
+/// with `NO_PROXY` honoured), used for `https://` requests off loopback only. A proxy never
+/// sees a request to this machine, and never one in plain HTTP: tokdeck's plain-HTTP
+/// requests carry secrets, and only loopback servers get them. Through the proxy, TLS runs
+/// end to end (CONNECT), so the proxy sees the host name and nothing more.
+fn proxy_policy() -> Option<reqwest::Proxy> {
+    let named = ["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]
+        .iter()
+        .find_map(|key| std::env::var(key).ok().filter(|v| !v.trim().is_empty()))?;
+    let proxy = match url::Url::parse(named.trim()) {
+        Ok(proxy) => proxy,
+        Err(e) => {
+            tracing::warn!(error = %e, "the proxy the environment names is not a URL; going direct");
+            return None;
+        }
+    };
+    let policy = reqwest::Proxy::custom(move |target| proxied(target).then(|| proxy.clone()));
+    Some(policy.no_proxy(reqwest::NoProxy::from_env()))
+}
+
+/// Whether a request to `target` may go through a proxy: HTTPS, and not to this machine.
+fn proxied(target: &url::Url) -> bool {
+    target.scheme() == "https"
+        && target
+            .host()
+            .is_some_and(|host| !crate::vault::validate::is_loopback_host(&host))
 }
 
 /// The certificate authorities in the PEM file at `path`, to trust besides the usual ones.
@@ -757,6 +815,57 @@ fn map_error_status(status: u16, body: &[u8], url: &str, grant: Grant) -> OAuthE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_https_off_loopback_goes_through_a_proxy() {
+        let url = |u: &str| url::Url::parse(u).unwrap();
+        assert!(proxied(&url("https://api.factorialhr.com/oauth/token")));
+        for direct in [
+            "http://127.0.0.1:8080/oauth/token",
+            "http://localhost:1/x",
+            "http://[::1]:1/x",
+            "https://127.0.0.1:8443/x",
+            "https://localhost/x",
+            "http://api.example.com/x",
+        ] {
+            assert!(!proxied(&url(direct)), "{direct}");
+        }
+    }
+
+    #[test]
+    fn expires_in_of_zero_or_less_is_expired_and_digit_strings_count() {
+        let now = Utc::now();
+        for body in [
+            &br#"{"access_token":"a","expires_in":0}"#[..],
+            br#"{"access_token":"a","expires_in":-30}"#,
+        ] {
+            let token =
+                parse_token_response(body)
+                    .unwrap()
+                    .into_token(now, Duration::from_secs(60), None);
+            assert_eq!(
+                token.expires_at,
+                Some(now),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let text = parse_token_response(br#"{"access_token":"a","expires_in":"3600"}"#).unwrap();
+        assert_eq!(text.expires_in, Some(3600));
+        for bad in [
+            &br#"{"access_token":"a","expires_in":"soon"}"#[..],
+            br#"{"access_token":"a","expires_in":"-5"}"#,
+            br#"{"access_token":"a","expires_in":""}"#,
+        ] {
+            assert!(
+                parse_token_response(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let none = parse_token_response(br#"{"access_token":"a","expires_in":null}"#).unwrap();
+        assert_eq!(none.expires_in, None);
+    }
 
     #[test]
     fn parses_doorkeeper_user_and_company_answers() {

@@ -49,10 +49,18 @@ impl VaultData {
         self.profiles.iter_mut().find(|p| p.name == name)
     }
 
-    /// Adds a new profile; its name must be free.
+    /// The profile whose name equals `name` ignoring case, other than `except`: names that
+    /// differ only in case (`acme`, `ACME`) would be told apart by nobody reading a table.
+    pub fn name_clash(&self, name: &str, except: Option<&str>) -> Option<&Profile> {
+        self.profiles
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name) && Some(p.name.as_str()) != except)
+    }
+
+    /// Adds a new profile; its name must be free, ignoring case.
     pub fn insert(&mut self, profile: Profile) -> Result<(), ProfileError> {
-        if self.profile(&profile.name).is_some() {
-            return Err(ProfileError::NameTaken(profile.name));
+        if let Some(taken) = self.name_clash(&profile.name, None) {
+            return Err(ProfileError::NameTaken(taken.name.clone()));
         }
         self.profiles.push(profile);
         Ok(())
@@ -61,8 +69,8 @@ impl VaultData {
     /// Replaces the profile called `original` with `profile`, which may carry a new name
     /// (that name must be free).
     pub fn replace(&mut self, original: &str, profile: Profile) -> Result<(), ProfileError> {
-        if profile.name != original && self.profile(&profile.name).is_some() {
-            return Err(ProfileError::NameTaken(profile.name));
+        if let Some(taken) = self.name_clash(&profile.name, Some(original)) {
+            return Err(ProfileError::NameTaken(taken.name.clone()));
         }
         let slot = self
             .profile_mut(original)
@@ -115,7 +123,7 @@ impl VaultData {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProfileError {
     #[error(
-        "a profile named '{0}' already exists: choose another name, or `tokdeck remove {0}` first"
+        "a profile named '{0}' already exists (names are compared ignoring case): choose another name, or `tokdeck remove {0}` first"
     )]
     NameTaken(String),
     #[error("no profile named '{0}': see `tokdeck status`")]

@@ -40,7 +40,7 @@ pub fn validate_name(name: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
-fn is_loopback_host(host: &url::Host<&str>) -> bool {
+pub fn is_loopback_host(host: &url::Host<&str>) -> bool {
     match host {
         url::Host::Domain(d) => *d == "localhost",
         url::Host::Ipv4(ip) => IpAddr::from(*ip).is_loopback(),

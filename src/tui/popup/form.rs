@@ -340,12 +340,13 @@ impl Form {
     fn build(&self, existing: &[Profile]) -> Result<Profile, String> {
         let name = self.value(NAME).to_string();
         validate_name(&name).map_err(|e| e.to_string())?;
-        let clash = existing
-            .iter()
-            .any(|p| p.name == name && Some(&p.name) != self.original.as_ref());
-        if clash {
+        let clash = existing.iter().find(|p| {
+            p.name.eq_ignore_ascii_case(&name) && Some(&p.name) != self.original.as_ref()
+        });
+        if let Some(taken) = clash {
             return Err(format!(
-                "a profile named '{name}' already exists: choose another name"
+                "a profile named '{}' already exists (names are compared ignoring case): choose another name",
+                taken.name
             ));
         }
         let previous = self.saved(existing);
