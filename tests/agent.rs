@@ -347,3 +347,73 @@ fn api_calls_the_profile_server_and_refreshes_once_on_401() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_save_that_fails_for_a_while_loses_no_token() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &[]);
+    let _agent = Agent::start(&env);
+    // A folder where the backup goes: every save fails, even for root, until it is gone.
+    let mut blocker = env.vault().into_os_string();
+    blocker.push(".bak");
+    let blocker = std::path::PathBuf::from(blocker);
+    let _ = std::fs::remove_file(&blocker);
+    std::fs::create_dir(&blocker).unwrap();
+    std::fs::write(blocker.join("x"), "x").unwrap();
+
+    let refresh = r#"{"v":1,"op":"refresh","profile":"p"}"#;
+    let reply = ask(&env, refresh).unwrap();
+    assert_eq!(reply["ok"], false, "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("keeps them"),
+        "{reply}"
+    );
+    assert_eq!(server.refresh_requests(), 1);
+    // Still failing: the dead refresh token is never sent, the new one is not thrown away.
+    let reply = ask(&env, refresh).unwrap();
+    assert_eq!(reply["ok"], false, "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("still waiting to be saved"),
+        "{reply}"
+    );
+    assert_eq!(server.refresh_requests(), 1);
+
+    std::fs::remove_dir_all(&blocker).unwrap();
+    let reply = ask(&env, refresh).unwrap();
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(server.refresh_requests(), 2);
+    let stored = env.stored("p", "refresh_token");
+    assert_eq!(Some(stored.clone()), server.last_refresh_token());
+    assert!(server.is_refresh_token_valid(&stored));
+    let out = env.run(&["token", "p"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn an_older_vault_restored_under_the_agent_keeps_the_newer_tokens() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &[]);
+    let old = env.vault_bytes();
+    let _agent = Agent::start(&env);
+    let reply = ask(&env, r#"{"v":1,"op":"refresh","profile":"p"}"#).unwrap();
+    assert_eq!(reply["ok"], true, "{reply}");
+    let current = server.last_refresh_token().unwrap();
+    // The older file put back, as a restore or `git pull` does.
+    let staged = env.home().join("restored.age");
+    std::fs::write(&staged, &old).unwrap();
+    std::fs::rename(&staged, env.vault()).unwrap();
+    let reply = ask(&env, r#"{"v":1,"op":"reload"}"#).unwrap();
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(env.stored("p", "refresh_token"), current);
+    let reply = ask(&env, r#"{"v":1,"op":"refresh","profile":"p"}"#).unwrap();
+    assert_eq!(reply["ok"], true, "the agent used a retired token: {reply}");
+    assert_eq!(
+        Some(env.stored("p", "refresh_token")),
+        server.last_refresh_token()
+    );
+}

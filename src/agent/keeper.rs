@@ -183,6 +183,7 @@ impl Keeper {
         // candidates come out, with the token they would refresh.
         let judged = tokio::task::spawn_blocking(move || {
             let changed = store.reload_if_changed()?.is_some();
+            let kept = store.write_back_kept();
             let candidates = store.read(|data| {
                 data.profiles
                     .iter()
@@ -192,15 +193,25 @@ impl Keeper {
                     .map(|(p, t)| (p.name.clone(), t.obtained_at))
                     .collect::<Vec<_>>()
             })?;
-            Ok::<_, crate::vault::VaultError>((changed, candidates))
+            Ok::<_, crate::vault::VaultError>((changed, kept, candidates))
         })
         .await;
-        let Ok(Ok((changed, candidates))) = judged else {
+        let Ok(Ok((changed, kept, candidates))) = judged else {
             tracing::warn!("cannot read the vault; will try again");
             return Vec::new();
         };
         if changed {
             self.note("the vault changed on disk: reloaded");
+        }
+        match kept {
+            Ok(kept) if !kept.is_empty() => self.note(&format!(
+                "the vault on disk held older tokens for {}: kept the newer ones and saved them",
+                kept.join(", ")
+            )),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot save the newer tokens kept over an older vault; will try again")
+            }
         }
         let mut state = self.state();
         let mut due = Vec::new();

@@ -388,7 +388,11 @@ async fn refresh(keeper: &Keeper, profile: Option<String>) -> Reply {
 
 async fn reload(keeper: &Keeper) -> Reply {
     let store = keeper.store.clone();
-    match tokio::task::spawn_blocking(move || store.reload_if_changed()).await {
+    let reload = move || {
+        store.reload_if_changed()?;
+        store.write_back_kept()
+    };
+    match tokio::task::spawn_blocking(reload).await {
         Ok(Ok(_)) => Reply::ok(),
         Ok(Err(e)) => Reply::error(e.to_string()),
         Err(e) => Reply::error(format!("internal error: {e}")),

@@ -4,6 +4,7 @@ pub mod crypto;
 pub mod error;
 pub mod model;
 pub mod parse;
+pub mod rollback;
 pub mod scan;
 pub mod server;
 pub mod store;

@@ -336,6 +336,9 @@ pub struct Store {
     snapshot: Mutex<Snapshot>,
     lease: Arc<Mutex<LeaseState>>,
     lock_wait: Duration,
+    /// Profiles whose newer tokens were kept over an older file (see [`super::rollback`]) and
+    /// are not yet written back.
+    kept: Mutex<Vec<String>>,
 }
 
 impl Store {
@@ -354,6 +357,7 @@ impl Store {
             snapshot: Mutex::new(snapshot),
             lease: Arc::default(),
             lock_wait: DEFAULT_LOCK_WAIT,
+            kept: Mutex::default(),
         }
     }
 
@@ -433,10 +437,47 @@ impl Store {
             snap.fingerprint = opened.fingerprint;
             return Ok(false);
         }
-        let (snapshot, sealing) = opened.read(&self.unlock, &self.path)?;
+        let (mut snapshot, sealing) = opened.read(&self.unlock, &self.path)?;
+        let kept = Self::keep_newer_tokens(snap, &mut snapshot, &self.path)?;
+        if !kept.is_empty() {
+            tracing::warn!(profiles = ?kept, "the vault file holds older tokens than this process saw: kept the newer ones");
+            lock_ignoring_poison(&self.kept).extend(kept);
+        }
         *lock_ignoring_poison(&self.sealing) = sealing;
         *snap = snapshot;
         Ok(true)
+    }
+
+    /// Keeps the tokens of `old` that are newer than those of `new` (see
+    /// [`super::rollback`]); the file is parsed whole only when the two differ in tokens.
+    fn keep_newer_tokens(
+        old: &mut Snapshot,
+        new: &mut Snapshot,
+        path: &Path,
+    ) -> Result<Vec<String>, VaultError> {
+        let ours = old.content.data(path)?;
+        let theirs = new.content.loaded(path)?;
+        let kept = super::rollback::keep_newer_tokens(ours, &mut theirs.data);
+        if !kept.is_empty() {
+            theirs.index = None;
+            theirs.text = None;
+        }
+        Ok(kept)
+    }
+
+    /// Writes back the newer tokens kept over an older file, if any; returns their profiles.
+    pub fn write_back_kept(&self) -> Result<Vec<String>, VaultError> {
+        let kept = std::mem::take(&mut *lock_ignoring_poison(&self.kept));
+        if kept.is_empty() {
+            return Ok(kept);
+        }
+        match self.update(|_| Ok::<(), std::convert::Infallible>(())) {
+            Ok(_) => Ok(kept),
+            Err(e) => {
+                lock_ignoring_poison(&self.kept).extend(kept);
+                Err(e)
+            }
+        }
     }
 
     /// Takes the cross-process write lock, waiting up to the store's lock wait.
@@ -987,5 +1028,41 @@ mod tests {
         let notes: Vec<&str> = data.profiles.iter().map(|p| p.notes.as_str()).collect();
         assert_eq!(notes, ["mine again", "theirs", ""]);
         assert_eq!(plaintext(&other), toml::to_string(&data).unwrap());
+    }
+
+    #[test]
+    fn an_older_file_put_in_place_never_takes_back_newer_tokens() {
+        use crate::vault::Token;
+        use age::secrecy::ExposeSecret;
+        let dir = tempfile::tempdir().unwrap();
+        let (store, other) = three_profiles(dir.path());
+        let token = |secret: &str, age: i64| Token {
+            access_token: SecretString::from(secret.to_string()),
+            refresh_token: Some(SecretString::from(format!("r-{secret}"))),
+            token_type: "Bearer".into(),
+            scope: None,
+            obtained_at: chrono::Utc::now() - chrono::Duration::seconds(age),
+            expires_at: None,
+            refresh_expires_at: None,
+        };
+        let give = |store: &Store, t: Token| {
+            store
+                .update_profiles([("a".to_string(), move |p: &mut Profile| p.token = Some(t))])
+                .unwrap();
+        };
+        give(&store, token("old", 60));
+        let backup = dir.path().join("backup.age");
+        fs::copy(store.path(), &backup).unwrap();
+        give(&store, token("new", 1));
+        // The backup restored over the live vault, as cp or git would: a new inode.
+        let staged = dir.path().join("v/staged");
+        fs::copy(&backup, &staged).unwrap();
+        fs::rename(&staged, store.path()).unwrap();
+        let seen = store.profile("a").unwrap().unwrap();
+        assert_eq!(seen.token.unwrap().access_token.expose_secret(), "new");
+        assert_eq!(store.write_back_kept().unwrap(), vec!["a".to_string()]);
+        assert!(store.write_back_kept().unwrap().is_empty());
+        let on_disk = other.profile("a").unwrap().unwrap();
+        assert_eq!(on_disk.token.unwrap().access_token.expose_secret(), "new");
     }
 }

@@ -83,6 +83,10 @@ pub struct Worker {
     /// saving their successor failed (a server with strict rotation would take a second use
     /// for theft and revoke the whole grant).
     spent: Mutex<HashSet<[u8; 32]>>,
+    /// New tokens the server issued whose save failed, by profile: kept while this process
+    /// runs and saved before anything else is done with their profile (the refresh token
+    /// they replace is dead).
+    unsaved: Mutex<HashMap<String, crate::vault::Token>>,
 }
 
 impl Worker {
@@ -98,6 +102,43 @@ impl Worker {
             events,
             profile_locks: Mutex::default(),
             spent: Mutex::default(),
+            unsaved: Mutex::default(),
+        }
+    }
+
+    fn unsaved(&self) -> std::sync::MutexGuard<'_, HashMap<String, crate::vault::Token>> {
+        self.unsaved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Saves the token of `name` whose save failed before, if there is one; until that works,
+    /// no job of the profile runs (it would act on the dead token the file still holds).
+    async fn save_unsaved(&self, name: &str) -> Result<(), JobError> {
+        let Some(token) = self.unsaved().get(name).cloned() else {
+            return Ok(());
+        };
+        let _lease = self.lease().await?;
+        let saved = self
+            .save(name, move |p| {
+                p.token = Some(token);
+                p.last_error = None;
+                p.pending = None;
+            })
+            .await;
+        match saved {
+            Ok(_) => {
+                self.unsaved().remove(name);
+                tracing::info!(profile = %name, "a new token whose save had failed is saved now");
+                Ok(())
+            }
+            Err(e) => Err(JobError::new(
+                FailureKind::Storage,
+                format!(
+                    "a new token is still waiting to be saved ({}); this process keeps it and tries again at the next action: fix the problem (a full disk, a read-only folder)",
+                    e.message
+                ),
+            )),
         }
     }
 
@@ -139,6 +180,10 @@ impl Worker {
             profile: profile.clone(),
             kind,
         });
+        if let Err(error) = self.save_unsaved(&profile).await {
+            self.failed(id, profile, error).await;
+            return;
+        }
         let result = match job {
             Job::Authorize { listen, timeout } => {
                 self.authorize(id, &profile, listen, timeout, &cancel).await
@@ -260,10 +305,11 @@ impl Worker {
             }
         }
         let cause = last.map(|e| e.message).unwrap_or_default();
+        self.unsaved().insert(name.to_string(), token);
         Err(JobError::new(
             FailureKind::Storage,
             format!(
-                "the server issued new tokens but saving them failed ({cause}); the old refresh token may be dead: fix the problem, then authorize again"
+                "the server issued new tokens but saving them failed ({cause}); this process keeps them and saves them at its next action on '{name}': fix the problem (a full disk, a read-only folder); should it end first, authorize again"
             ),
         ))
     }
