@@ -210,7 +210,7 @@ impl Keeper {
             )),
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(error = %e, "cannot save the newer tokens kept over an older vault; will try again")
+                tracing::warn!(error = %e, "cannot save the newer tokens kept over an older vault; will try again");
             }
         }
         let mut state = self.state();
