@@ -417,3 +417,38 @@ fn an_older_vault_restored_under_the_agent_keeps_the_newer_tokens() {
         server.last_refresh_token()
     );
 }
+
+#[test]
+fn a_large_token_and_odd_lines_get_answers() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &[]);
+    // 200 KiB: more than a request line may hold, less than a server's answer may.
+    let big = "t".repeat(200 * 1024);
+    let access = env.stored("p", "access_token");
+    env.write_vault_text(&env.vault_text().replace(&access, &big));
+    let _agent = Agent::start(&env);
+    let out = env
+        .command(&["token", "p"])
+        .env("TOKDECK_IDENTITY", env.home().join("no-such-key.txt"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), big);
+
+    // A line that is not UTF-8 gets an error answer, and the connection serves the next one.
+    let mut stream = UnixStream::connect(env.agent_socket()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"\xff\xfe\n{\"v\":1,\"op\":\"info\"}\n")
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    assert!(first.contains("not UTF-8"), "{first}");
+    let mut second = String::new();
+    reader.read_line(&mut second).unwrap();
+    assert!(second.contains("\"pid\""), "{second}");
+}

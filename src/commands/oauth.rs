@@ -474,6 +474,8 @@ pub async fn revoke(ctx: &Context, name: &str) -> anyhow::Result<()> {
     profile_named(&store, name)?;
     let failures = run_jobs(ctx, store, vec![(name.to_string(), Job::Revoke)], |_| {}).await?;
     fail_if(&failures, 1)?;
-    crate::note!("{name}: tokens revoked at the server and removed from the vault");
+    crate::note!(
+        "{name}: revoked at the server: the refresh token and the current access token, both removed from the vault; access tokens issued before the last refresh are not revoked and work until they expire"
+    );
     Ok(())
 }
