@@ -256,7 +256,7 @@ pub enum Command {
         /// Profile name
         name: String,
     },
-    /// Show every profile's token state; exit 0 fine, 1 attention soon, 2 broken
+    /// Show every profile's token state; exit 0 fine, 1 attention soon, 2 broken, 3 unknown (the vault or the command failed)
     Status(StatusArgs),
     /// Print the authorize URL; with --listen, catch the redirect and exchange the code
     Authorize(AuthorizeArgs),

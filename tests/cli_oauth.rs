@@ -200,10 +200,11 @@ fn reused_code_and_dead_refresh_token_explain_themselves() {
         stderr(&again)
     );
     assert!(!again.status.success());
-    // The failure is recorded on the profile, the token kept.
+    // The profile's token still works: a stale code puts nothing on it.
     let text = env.vault_text();
-    assert!(text.contains("last_error") && text.contains("access_token"));
-    assert_ne!(env.vault_bytes(), before);
+    assert!(!text.contains("last_error") && text.contains("access_token"));
+    assert_eq!(env.vault_bytes(), before);
+    assert_eq!(env.run(&["status"]).status.code(), Some(0));
 
     // Someone else used the refresh token: the server has rotated it away.
     let refresh = server.last_refresh_token().unwrap();

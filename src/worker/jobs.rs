@@ -22,6 +22,14 @@ use sha2::{Digest, Sha256};
 
 type JobResult = Result<(Outcome, Option<Profile>), JobError>;
 
+/// Whether `token` can still be used or renewed.
+fn still_works(token: &crate::vault::Token, now: DateTime<Utc>) -> bool {
+    let access = token.expires_at.is_none_or(|at| at > now);
+    let renewable =
+        token.refresh_token.is_some() && token.refresh_expires_at.is_none_or(|at| at > now);
+    access || renewable
+}
+
 /// A failed job: the message for people, its kind, and the text to record on the profile
 /// when the failure is the profile's condition.
 struct JobError {
@@ -428,7 +436,20 @@ impl Worker {
     async fn exchange_code(&self, name: &str, code: &str, verifier: Option<&str>) -> JobResult {
         let _lease = self.lease().await?;
         let profile = self.current(name).await?;
-        let response = self.client.exchange(&profile, code, verifier).await?;
+        let now = self.clock.now();
+        let response = self
+            .client
+            .exchange(&profile, code, verifier)
+            .await
+            .map_err(|e| {
+                let mut error = JobError::from(e);
+                // A code that failed says nothing about a token that still works: the profile
+                // is not in error because a pasted code was stale.
+                if profile.token.as_ref().is_some_and(|t| still_works(t, now)) {
+                    error.record = None;
+                }
+                error
+            })?;
         let token = response.into_token(self.clock.now(), profile.refresh_window, None);
         let saved = self.save_token(name, token).await?;
         Ok((Outcome::NewToken, Some(saved)))
