@@ -66,6 +66,14 @@ fn ask(env: &Env, line: &str) -> Option<serde_json::Value> {
     serde_json::from_str(&reply).ok()
 }
 
+/// Runs the binary with no usable key: it cannot decrypt, so it must ask the agent.
+fn keyless(env: &Env, args: &[&str]) -> std::process::Output {
+    env.command(args)
+        .env("TOKDECK_IDENTITY", env.home().join("no-such-key.txt"))
+        .output()
+        .unwrap()
+}
+
 fn fast_agent(env: &Env) {
     env.write_config("agent_interval = \"1s\"\nhttp_timeout = \"2s\"\n");
 }
@@ -78,29 +86,17 @@ fn clients_get_tokens_from_the_agent_without_unlocking() {
     let _agent = Agent::start(&env);
     let access = server.last_access_token().unwrap();
     // A client with no usable key: it must not decrypt, so it must ask the agent.
-    let out = env
-        .command(&["token", "p"])
-        .env("TOKDECK_IDENTITY", env.home().join("no-such-key.txt"))
-        .output()
-        .unwrap();
+    let out = keyless(&env, &["token", "p"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), access);
-    let status = env
-        .command(&["status", "--json"])
-        .env("TOKDECK_IDENTITY", env.home().join("no-such-key.txt"))
-        .output()
-        .unwrap();
+    let status = keyless(&env, &["status", "--json"]);
     assert!(
         stdout(&status).contains("\"name\": \"p\""),
         "{}",
         stdout(&status)
     );
     // --no-agent opens the vault itself, and fails with that key.
-    let out = env
-        .command(&["--no-agent", "token", "p"])
-        .env("TOKDECK_IDENTITY", env.home().join("no-such-key.txt"))
-        .output()
-        .unwrap();
+    let out = keyless(&env, &["--no-agent", "token", "p"]);
     assert!(!out.status.success());
     // A command for another vault does not take this agent's answers: it opens its own.
     let other = env.home().join("other.age").display().to_string();
@@ -428,11 +424,7 @@ fn a_large_token_and_odd_lines_get_answers() {
     let access = env.stored("p", "access_token");
     env.write_vault_text(&env.vault_text().replace(&access, &big));
     let _agent = Agent::start(&env);
-    let out = env
-        .command(&["token", "p"])
-        .env("TOKDECK_IDENTITY", env.home().join("no-such-key.txt"))
-        .output()
-        .unwrap();
+    let out = keyless(&env, &["token", "p"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), big);
 
