@@ -174,6 +174,24 @@ fn detail_pane_masks_until_revealed() {
 }
 
 #[test]
+fn megabytes_of_notes_are_cut_to_what_the_pane_can_show() {
+    let mut big = profile("big-notes", Provider::Factorial);
+    big.notes = "n".repeat(10 * 1024 * 1024);
+    let app = app(vec![big]);
+    let terminal = render(&app, &default_theme(), 160, 40);
+    let text = text_of(&terminal);
+    assert!(text.contains("notes"), "{text}");
+    // The pane holds what fits; the rest of ten megabytes is never wrapped or drawn.
+    let cell = view::detail_text(&app, &default_theme()).unwrap();
+    assert!(cell.len() < 8 * 1024, "{} bytes drawn", cell.len());
+    assert!(
+        cell.contains("cut: 10240 KiB in all"),
+        "{}",
+        &cell[cell.len() - 100..]
+    );
+}
+
+#[test]
 fn help_popup_lists_the_keymap() {
     let mut app = app(fleet());
     app.update(key('?'));

@@ -324,17 +324,27 @@ impl Form {
         Ok((provider, None, Endpoints::at(base)))
     }
 
-    /// The preset, or the custom server's checked base URL.
+    /// The preset, or the custom server's checked base URL. A base URL typed while a preset
+    /// is chosen makes the server custom, as `--base-url` alone does in the CLI: what was
+    /// typed is never dropped.
     fn base_server(&self) -> Result<(Provider, String), String> {
+        let typed = self.value(BASE_URL).trim();
         let preset = match self.value(PROVIDER) {
-            "custom" => {
-                let url = validate_base_url(self.value(BASE_URL)).map_err(|e| e.to_string())?;
-                return Ok((Provider::Custom, url));
-            }
-            "factorial-demo" => Provider::FactorialDemo,
-            _ => Provider::Factorial,
+            "custom" => None,
+            "factorial-demo" => Some(Provider::FactorialDemo),
+            _ => Some(Provider::Factorial),
         };
-        Ok((preset, preset.base_url().unwrap_or_default().to_string()))
+        let preset_url = preset.and_then(Provider::base_url);
+        match (preset, preset_url) {
+            (Some(preset), Some(url)) if typed.is_empty() => Ok((preset, url.to_string())),
+            _ => {
+                let url = validate_base_url(typed).map_err(|e| e.to_string())?;
+                match preset.zip(preset_url) {
+                    Some((preset, preset_url)) if url == preset_url => Ok((preset, url)),
+                    _ => Ok((Provider::Custom, url)),
+                }
+            }
+        }
     }
 
     fn build(&self, existing: &[Profile]) -> Result<Profile, String> {
@@ -503,6 +513,31 @@ mod tests {
             panic!("not submitted: {:?}", edit.error);
         };
         assert_eq!(app.owner, OwnerType::App);
+    }
+
+    #[test]
+    fn a_base_url_typed_with_a_preset_makes_the_server_custom() {
+        let mut form = Form::new_profile();
+        form.fields[NAME].value = "x".into();
+        form.fields[PROVIDER].value = "factorial".into();
+        form.fields[BASE_URL].value = "https://auth.example.com".into();
+        form.fields[CLIENT_ID].value = "c".into();
+        form.fields[SECRET].value = "s".into();
+        let Some(p) = submitted(form.on_key(Some(Action::Submit), None, &[])) else {
+            panic!("not submitted: {:?}", form.error);
+        };
+        assert_eq!(p.provider, Provider::Custom);
+        assert_eq!(p.endpoints.base_url, "https://auth.example.com");
+        // The preset's own URL typed out keeps the preset.
+        let mut same = Form::new_profile();
+        same.fields[NAME].value = "y".into();
+        same.fields[BASE_URL].value = "https://api.factorialhr.com/".into();
+        same.fields[CLIENT_ID].value = "c".into();
+        same.fields[SECRET].value = "s".into();
+        let Some(p) = submitted(same.on_key(Some(Action::Submit), None, &[])) else {
+            panic!("not submitted: {:?}", same.error);
+        };
+        assert_eq!(p.provider, Provider::Factorial);
     }
 
     #[test]

@@ -16,6 +16,23 @@ use crate::vault::{Profile, Token};
 
 const MASK: &str = "••••••••";
 
+/// The most characters of one value the pane draws: more than any screen shows, and a bound on
+/// the work of escaping and wrapping a value of megabytes (notes, a revealed token) at every
+/// frame.
+const MAX_SHOWN: usize = 4096;
+
+/// `text` made safe to draw and cut to [`MAX_SHOWN`] characters, saying so when cut.
+fn bounded(text: &str) -> String {
+    match text.char_indices().nth(MAX_SHOWN) {
+        None => safe(text),
+        Some((end, _)) => format!(
+            "{}… (cut: {} KiB in all)",
+            safe(&text[..end]),
+            text.len().div_ceil(1024)
+        ),
+    }
+}
+
 fn local(app: &App, at: DateTime<Utc>) -> String {
     at.with_timezone(&app.settings.utc_offset)
         .format("%Y-%m-%d %H:%M:%S")
@@ -24,7 +41,7 @@ fn local(app: &App, at: DateTime<Utc>) -> String {
 
 fn secret_text(revealed: bool, value: &str) -> String {
     if revealed {
-        safe(value)
+        bounded(value)
     } else {
         format!("{MASK} (v reveals)")
     }
@@ -85,7 +102,7 @@ fn detail_lines(app: &App, p: &Profile, a: &Assessment, theme: &Theme) -> Vec<Li
         plain("redirect", safe(&p.redirect_uri)),
     ]);
     if !p.notes.is_empty() {
-        lines.push(plain("notes", safe(&p.notes)));
+        lines.push(plain("notes", bounded(&p.notes)));
     }
     lines
 }
@@ -122,6 +139,24 @@ fn token_lines(
         ));
     }
     lines
+}
+
+/// The pane's text for the selected profile, line by line, as it goes to be wrapped.
+pub fn detail_text(app: &App, theme: &Theme) -> Option<String> {
+    let (p, a) = (app.selected()?, app.selected_assessment()?);
+    let lines = detail_lines(app, p, a, theme);
+    Some(
+        lines
+            .iter()
+            .map(|line| {
+                line.spans
+                    .iter()
+                    .map(|s| s.content.as_ref())
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
 }
 
 pub fn draw_detail(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {

@@ -292,4 +292,5 @@ fn centred(area: Rect, width: u16, height: u16) -> Rect {
     rect
 }
 
+pub use detail::detail_text;
 pub use table::scroll_offset;
