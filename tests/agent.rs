@@ -328,13 +328,14 @@ fn api_calls_the_profile_server_and_refreshes_once_on_401() {
     assert_eq!(server.refresh_requests(), refreshes + 1);
     assert!(stdout(&out).starts_with("HTTP 200"), "{}", stdout(&out));
     // Errors: exit 1 with the status on stderr; other hosts are refused.
+    // The body once, on stdout; one line on stderr that does not repeat it.
     let out = env.run(&["api", "p", "/nowhere"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("HTTP 404: not found"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stdout(&out).contains("not found"), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("p: HTTP 404 Not Found from the API"), "{err}");
+    assert!(!err.contains("not found"), "the body was repeated: {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
     let out = env.run(&["api", "p", "http://127.0.0.2:1/x"]);
     assert!(!out.status.success());
     assert!(

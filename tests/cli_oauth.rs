@@ -136,7 +136,7 @@ fn local_preconditions_are_not_recorded_and_a_check_clears_a_stale_error() {
     env.add_profile("fresh", &server, &[]);
     let before = env.vault_bytes();
     let out = env.run(&["refresh", "fresh"]);
-    assert_one_line_error(&out, "no token stored");
+    assert_one_line_error(&out, "'fresh' has no token: run `tokdeck authorize fresh`");
     assert_eq!(env.vault_bytes(), before, "nothing recorded");
     let status = stdout(&env.run(&["status"]));
     assert!(

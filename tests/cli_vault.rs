@@ -995,3 +995,30 @@ fn names_that_differ_only_in_case_are_refused() {
     let out = env.run(&["edit", "acme", "--rename", "Acme"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn edit_with_nothing_to_change_says_so() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.add_profile("p", &server, &[]);
+    let before = env.vault_bytes();
+    let out = env.run(&["edit", "p"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nothing to change"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("updated"), "{}", stderr(&out));
+    assert_eq!(
+        env.vault_bytes(),
+        before,
+        "an edit of nothing wrote the vault"
+    );
+    let out = env.run(&["edit", "p", "--scope", "read"]);
+    assert!(
+        stderr(&out).contains("updated profile 'p'"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -14,7 +14,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use super::oauth::TokenSource;
 use crate::cli::ApiArgs;
 use crate::context::Context;
-use crate::display::{untrusted, untrusted_lines, untrusted_short};
+use crate::display::{untrusted, untrusted_lines};
 
 /// Largest response body read; a bigger one is refused, not buffered.
 pub const MAX_API_BODY: usize = 8 * 1024 * 1024;
@@ -62,8 +62,13 @@ pub async fn run(ctx: &Context, args: &ApiArgs) -> anyhow::Result<i32> {
     if answer.status.is_success() {
         return Ok(0);
     }
-    let short = untrusted_short(String::from_utf8_lossy(&answer.body).trim(), 200);
-    crate::note!("HTTP {}: {short}", answer.status.as_u16());
+    // The body is on stdout already, once: stderr says only what went wrong.
+    let reason = answer.status.canonical_reason().unwrap_or("error");
+    crate::note!(
+        "{}: HTTP {} {reason} from the API (the answer's body is on stdout)",
+        args.name,
+        answer.status.as_u16()
+    );
     Ok(1)
 }
 

@@ -11,6 +11,7 @@ use super::server;
 use crate::cli::{AddArgs, EditArgs, InitArgs};
 use crate::config::Paths;
 use crate::context::Context;
+use crate::vault::text::Text;
 use crate::vault::validate::{
     validate_client_id, validate_env_var, validate_name, validate_notes, validate_redirect_uri,
     validate_scopes,
@@ -172,6 +173,15 @@ pub async fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether `edited` is the stored profile `name` as it was, compared as the vault writes it.
+fn unchanged(store: &crate::vault::Store, name: &str, edited: &Profile) -> anyhow::Result<bool> {
+    let Some(stored) = store.profile(name)? else {
+        return Ok(false);
+    };
+    let (before, after) = (Text::profile(&stored)?, Text::profile(edited)?);
+    Ok(*before == *after)
+}
+
 /// `tokdeck edit`: the app's edit form, from the command line. Only the given settings
 /// change; the tokens stay. A changed app (client id, server, redirect URI) drops a pending
 /// authorization, whose state belongs to the old one.
@@ -207,6 +217,13 @@ pub async fn edit(ctx: &Context, args: &EditArgs) -> anyhow::Result<()> {
     }
     if app_changed {
         profile.pending = None;
+    }
+    if unchanged(&store, &args.name, &profile)? {
+        crate::note!(
+            "'{}': nothing to change: give the settings to change, e.g. --scope or --rename (see `tokdeck edit --help`)",
+            args.name
+        );
+        return Ok(());
     }
     let original = args.name.clone();
     let new_name = profile.name.clone();

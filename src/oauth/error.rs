@@ -61,8 +61,8 @@ pub enum OAuthError {
     NoCode(String),
     #[error("no refresh token stored: authorize again")]
     NoRefreshToken,
-    #[error("no token stored: authorize first (`tokdeck authorize NAME`)")]
-    NoToken,
+    #[error("'{0}' has no token: run `tokdeck authorize {0}`")]
+    NoToken(String),
     #[error("no redirect arrived within {0}s: run authorize again, or exchange the code by hand")]
     ListenTimeout(u64),
     #[error("cannot listen on {addr}: {reason}: free the port or change the redirect URI")]
@@ -248,7 +248,7 @@ mod tests {
             .belongs_on_profile()
         );
         for local in [
-            OAuthError::NoToken,
+            OAuthError::NoToken("p".into()),
             OAuthError::NoRefreshToken,
             OAuthError::StateMismatch,
             OAuthError::NoCode("x".into()),

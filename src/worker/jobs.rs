@@ -468,7 +468,7 @@ impl Worker {
         let Some(token) = &profile.token else {
             return match profile.grant {
                 GrantType::ClientCredentials => self.app_token(&profile).await,
-                _ => Err(OAuthError::NoToken.into()),
+                _ => Err(OAuthError::NoToken(name.to_string()).into()),
             };
         };
         if crate::health::nothing_to_refresh(token) {
@@ -520,7 +520,7 @@ impl Worker {
         let _lease = self.lease().await?;
         let profile = self.current(name).await?;
         let Some(token) = &profile.token else {
-            return Err(OAuthError::NoToken.into());
+            return Err(OAuthError::NoToken(name.to_string()).into());
         };
         if let Some(refresh) = &token.refresh_token {
             self.client
@@ -543,7 +543,7 @@ impl Worker {
     async fn check(&self, name: &str) -> JobResult {
         let profile = self.current(name).await?;
         let Some(token) = &profile.token else {
-            return Err(OAuthError::NoToken.into());
+            return Err(OAuthError::NoToken(name.to_string()).into());
         };
         let result = self
             .client
