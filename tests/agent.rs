@@ -23,7 +23,8 @@ impl Agent {
         let child = env
             .command(&["agent"])
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            // A line an action: a pipe nobody reads would fill and stop the agent.
+            .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let agent = Self { child };
@@ -444,4 +445,46 @@ fn a_large_token_and_odd_lines_get_answers() {
     let mut second = String::new();
     reader.read_line(&mut second).unwrap();
     assert!(second.contains("\"pid\""), "{second}");
+}
+
+#[test]
+fn the_agent_says_each_action_on_stderr() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &[]);
+    let mut child = env
+        .command(&["agent"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the agent's socket", || {
+        ask(&env, r#"{"v":1,"op":"info"}"#).is_some()
+    });
+    let reply = ask(&env, r#"{"v":1,"op":"refresh","profile":"p"}"#).unwrap();
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert!(env.run(&["agent", "stop"]).status.success());
+    let out = child.wait_with_output().unwrap();
+    let said = stderr(&out);
+    let refreshed: Vec<&str> = said
+        .lines()
+        .filter(|l| l.starts_with("tokdeck agent: ") && l.contains("p: "))
+        .collect();
+    assert_eq!(refreshed.len(), 1, "{said}");
+    assert!(refreshed[0].contains("UTC p: "), "{said}");
+}
+
+#[test]
+fn the_agent_writes_no_core_dump() {
+    let env = Env::new();
+    let agent = Agent::start(&env);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", agent.child.id())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(&fields[4..6], ["0", "0"], "{core}");
+    let unit = stdout(&env.run(&["agent", "--systemd-unit"]));
+    assert!(unit.contains("\nLimitCORE=0\n"), "{unit}");
 }

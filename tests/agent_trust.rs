@@ -318,7 +318,7 @@ fn the_agent_never_removes_what_is_not_its_own_socket() {
     // A socket that replaced the agent's outlives the agent's shutdown.
     let mut agent = env
         .command(&["agent"])
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     wait_for(|| env.run(&["agent", "status"]).status.success());

@@ -61,6 +61,13 @@ fn full_lifecycle_keeps_the_vault_current_after_every_step() {
 
     let out = env.run(&["revoke", "acme"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // It says which tokens it revoked, and which it could not.
+    let said = stderr(&out);
+    assert!(
+        said.contains("the refresh token and the current access token")
+            && said.contains("issued before the last refresh are not revoked"),
+        "{said}"
+    );
     assert!(
         server
             .state

@@ -379,6 +379,28 @@ fn the_filter_stays_visible_on_a_narrow_screen() {
     let text = text_of(&render(&app, &default_theme(), 80, 24));
     let header = text.lines().next().unwrap_or_default();
     assert!(header.contains("filter: port"), "{header}");
+    // The footer shows the filter's keys, not the main ones (which would type letters).
+    let footer = text.lines().last().unwrap_or_default();
+    assert!(
+        footer.contains("Enter keep") && footer.contains("Esc clear"),
+        "{footer}"
+    );
+    assert!(!footer.contains("refresh"), "{footer}");
+}
+
+#[test]
+fn the_help_popup_goes_to_its_end_and_says_how_to_scroll() {
+    let mut app = app(fleet());
+    app.update(key('?'));
+    let top = text_of(&render(&app, &default_theme(), 80, 20));
+    assert!(top.contains("scroll j/k g/G"), "{top}");
+    app.update(key('G'));
+    let end = text_of(&render(&app, &default_theme(), 80, 20));
+    assert!(end.contains("keys (scroll"), "G closed the help: {end}");
+    assert!(!end.contains("lines 1-"), "G did not go to the end: {end}");
+    app.update(key('g'));
+    let again = text_of(&render(&app, &default_theme(), 80, 20));
+    assert!(again.contains("lines 1-"), "{again}");
 }
 
 #[test]

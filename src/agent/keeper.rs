@@ -76,12 +76,16 @@ impl Keeper {
         self.state().last.clone()
     }
 
+    /// Records what the agent did: in the log, on stderr (one line an action, as a service's
+    /// journal shows them), and as the last action for `agent status`.
     fn note(&self, text: &str) {
         tracing::info!("{text}");
-        self.state().last = Some(format!(
+        let line = format!(
             "{} {text}",
             self.clock.now().format("%Y-%m-%d %H:%M:%S UTC")
-        ));
+        );
+        crate::note!("tokdeck agent: {line}");
+        self.state().last = Some(line);
     }
 
     /// Runs `job` for `profile` and waits for its final event.

@@ -358,6 +358,24 @@ pub const HELP: Layer = Layer {
             Action::PageUp,
             "page up",
         ),
+        bind(
+            &[(KeyCode::Home, NONE), (KeyCode::Char('g'), NONE)],
+            "Home/g",
+            "top",
+            Action::Top,
+            "to the top",
+        ),
+        bind(
+            &[
+                (KeyCode::End, NONE),
+                (KeyCode::Char('G'), SHIFT),
+                (KeyCode::Char('G'), NONE),
+            ],
+            "End/G",
+            "end",
+            Action::Bottom,
+            "to the end",
+        ),
     ],
 };
 

@@ -49,6 +49,8 @@ impl Help {
             Some(Action::ScrollUp) => self.scroll.saturating_sub(1),
             Some(Action::PageDown) => self.scroll.saturating_add(PAGE),
             Some(Action::PageUp) => self.scroll.saturating_sub(PAGE),
+            Some(Action::Top) => 0,
+            Some(Action::Bottom) => limit,
             _ => return Reply::Close,
         }
         .min(limit);
@@ -57,7 +59,7 @@ impl Help {
 
     pub fn card(&self, theme: &Theme) -> Card {
         Card {
-            title: "keys (other keys close)".into(),
+            title: "keys (scroll j/k g/G; other keys close)".into(),
             lines: all_lines(theme),
             width: 66,
             scroll: self.scroll,

@@ -14,23 +14,35 @@ use crate::tui::theme::Theme;
 pub struct Paste {
     pub profile: String,
     pub input: String,
+    /// Why Enter did nothing, shown until the next key.
+    pub hint: Option<&'static str>,
 }
+
+/// What Enter on an empty field says.
+const NOTHING_PASTED: &str =
+    "nothing pasted yet: paste the code or the whole redirect URL, or Esc to cancel";
 
 impl Paste {
     pub fn new(profile: String) -> Self {
         Self {
             profile,
             input: String::new(),
+            hint: None,
         }
     }
 
     pub fn on_key(&mut self, action: Option<Action>, typed: Option<char>) -> Reply {
+        self.hint = None;
         match (action, typed) {
             (Some(Action::Submit), _) if !self.input.trim().is_empty() => {
                 Reply::Then(Request::Exchange {
                     profile: self.profile.clone(),
                     input: SecretString::from(self.input.trim().to_string()),
                 })
+            }
+            (Some(Action::Submit), _) => {
+                self.hint = Some(NOTHING_PASTED);
+                Reply::Stay
             }
             (Some(Action::Cancel), _) => Reply::Close,
             (Some(Action::DeleteChar), _) => {
@@ -47,6 +59,7 @@ impl Paste {
 
     /// A bracketed paste: the whole text at once.
     pub fn paste(&mut self, text: &str) {
+        self.hint = None;
         self.input.push_str(text.trim());
     }
 
@@ -66,6 +79,10 @@ impl Paste {
                     ),
                     Span::raw("▏"),
                 ]),
+                Line::styled(
+                    self.hint.unwrap_or_default(),
+                    Style::default().fg(theme.warn),
+                ),
             ],
             width: 70,
             scroll: 0,
@@ -82,7 +99,9 @@ mod tests {
     fn enter_exchanges_only_something() {
         let mut p = Paste::new("p".into());
         assert!(matches!(p.on_key(Some(Action::Submit), None), Reply::Stay));
+        assert_eq!(p.hint, Some(NOTHING_PASTED));
         p.paste("  code-1 \n");
+        assert_eq!(p.hint, None);
         assert!(matches!(
             p.on_key(Some(Action::Submit), None),
             Reply::Then(Request::Exchange { profile, .. }) if profile == "p"

@@ -10,7 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::app::{App, Mode};
-use super::keymap::{NORMAL, hint_line};
+use super::keymap::{FILTER, NORMAL, hint_line};
 use super::popup::Card;
 use super::theme::Theme;
 use crate::display::{MAX_ERROR_LINE, untrusted, untrusted_short};
@@ -209,7 +209,12 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         )
     } else {
         let key = fg(theme.accent).add_modifier(Modifier::BOLD);
-        let spans = NORMAL.bindings.iter().filter(|b| b.footer).flat_map(|b| {
+        // While a filter is typed, its own keys: the main ones would type letters.
+        let bindings: Vec<_> = match app.mode {
+            Mode::Filter => FILTER.bindings.iter().collect(),
+            _ => NORMAL.bindings.iter().filter(|b| b.footer).collect(),
+        };
+        let spans = bindings.into_iter().flat_map(|b| {
             [
                 Span::styled(format!(" {}", b.key_label), key),
                 Span::styled(format!(" {}", b.label), fg(theme.muted)),
