@@ -452,7 +452,7 @@ fn the_agent_says_each_action_on_stderr() {
     let env = Env::new();
     let server = MockServer::start();
     env.authorized_profile("p", &server, &[]);
-    let mut child = env
+    let child = env
         .command(&["agent"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
