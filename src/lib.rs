@@ -15,6 +15,7 @@ pub mod oauth;
 pub mod output;
 pub mod pacing;
 pub mod platform;
+pub mod report;
 pub mod tokens;
 pub mod tui;
 pub mod vault;

@@ -123,10 +123,12 @@ fn ctrl_z_suspends_to_the_shell_and_fg_resumes() {
     assert!(resumed.contains("parked"), "{resumed}");
     // Still responsive after resuming.
     tmux.keys(&["?"]);
-    tmux.wait_for("the help popup", |s| s.contains("keys (other keys close)"));
+    tmux.wait_for("the help popup", |s| {
+        s.contains("keys (scroll j/k g/G; other keys close)")
+    });
     tmux.keys(&["Escape"]);
     tmux.wait_for("the help to close", |s| {
-        !s.contains("keys (other keys close)")
+        !s.contains("keys (scroll j/k g/G; other keys close)")
     });
     tmux.keys(&["q"]);
     tmux.wait_for("the shell again", |s| {

@@ -329,14 +329,14 @@ fn status(keeper: &Keeper, json: bool, warn_secs: u64) -> Reply {
     let now = keeper.clock.now();
     let rows = keeper
         .store
-        .read(|data| crate::commands::status::rows(data, now, warn));
+        .read(|data| crate::report::rows(data, now, warn));
     match rows {
         Ok(mut rows) => {
-            let code = crate::commands::status::exit_code(&rows);
+            let code = crate::report::exit_code(&rows);
             let text = if json {
-                crate::commands::status::json(&mut rows).map(|j| j + "\n")
+                crate::report::json(&mut rows).map(|j| j + "\n")
             } else {
-                Ok(crate::commands::status::table(&rows))
+                Ok(crate::report::table(&rows))
             };
             match text {
                 Ok(text) => Reply {

@@ -1,54 +1,7 @@
-//! `tokdeck status`: every profile's state as a table or JSON, with a monitoring exit code.
+//! `tokdeck status`: every profile's state as a table or JSON (see [`crate::report`]), with a
+//! monitoring exit code.
 
-use std::collections::HashMap;
-use std::time::Duration;
-
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-
-use crate::display::{MAX_ERROR_LINE, untrusted, untrusted_short};
-use crate::health::{Assessment, Health};
-use crate::vault::{CheckResult, Profile, Provider, VaultData};
-
-/// One profile as `status --json` prints it. Field names are a stable interface.
-#[derive(Debug, Serialize)]
-pub struct StatusRow {
-    pub name: String,
-    pub environment: String,
-    pub owner: String,
-    pub scopes: Vec<String>,
-    pub state: Health,
-    pub access_expires_at: Option<DateTime<Utc>>,
-    pub access_expires_in_secs: Option<i64>,
-    pub refresh_expires_at: Option<DateTime<Utc>>,
-    pub refresh_window_left_secs: Option<i64>,
-    pub owner_identity: Option<String>,
-    pub last_error: Option<String>,
-    /// The countdowns the table shows.
-    #[serde(skip)]
-    pub assessment: Assessment,
-}
-
-impl StatusRow {
-    fn of(profile: &Profile, now: DateTime<Utc>, warn: Duration, environment: String) -> Self {
-        let a = Assessment::of(profile, now, warn);
-        let token = profile.token.as_ref();
-        Self {
-            name: profile.name.clone(),
-            environment,
-            owner: profile.owner.to_string(),
-            scopes: profile.scopes.clone(),
-            state: a.health,
-            access_expires_at: token.and_then(|t| t.expires_at),
-            access_expires_in_secs: a.access_left,
-            refresh_expires_at: token.and_then(|t| t.refresh_expires_at),
-            refresh_window_left_secs: a.refresh_left,
-            owner_identity: profile.last_check.as_ref().map(CheckResult::owner_line),
-            last_error: profile.last_error.clone(),
-            assessment: a,
-        }
-    }
-}
+use crate::report;
 
 /// `tokdeck status`: from the running agent when one keeps this vault, else from the vault.
 pub async fn run(
@@ -70,101 +23,12 @@ pub async fn run(
         return Ok(reply.code.unwrap_or(3));
     }
     let store = ctx.open_store()?;
-    let mut rows = store.read(|data| self::rows(data, ctx.clock.now(), warn))?;
-    let code = exit_code(&rows);
+    let mut rows = store.read(|data| report::rows(data, ctx.clock.now(), warn))?;
+    let code = report::exit_code(&rows);
     if args.json {
-        crate::output::println(&json(&mut rows)?)?;
+        crate::output::println(&report::json(&mut rows)?)?;
     } else {
-        crate::output::print(&table(&rows))?;
+        crate::output::print(&report::table(&rows))?;
     }
     Ok(code)
-}
-
-/// Rows sorted by urgency, then name.
-pub fn rows(data: &VaultData, now: DateTime<Utc>, warn: Duration) -> Vec<StatusRow> {
-    // Thousands of profiles share a few servers: each server's URL is parsed once.
-    let mut environments: HashMap<&str, String> = HashMap::new();
-    let mut rows: Vec<_> = data
-        .profiles
-        .iter()
-        .map(|p| {
-            let environment = match p.provider {
-                Provider::Custom => environments
-                    .entry(&p.endpoints.base_url)
-                    .or_insert_with(|| p.environment())
-                    .clone(),
-                _ => p.environment(),
-            };
-            StatusRow::of(p, now, warn, environment)
-        })
-        .collect();
-    rows.sort_by(|a, b| a.state.cmp(&b.state).then_with(|| a.name.cmp(&b.name)));
-    rows
-}
-
-/// 0 all fine, 1 something needs attention soon, 2 something is broken now.
-pub fn exit_code(rows: &[StatusRow]) -> i32 {
-    rows.iter().map(|r| r.state.exit_code()).max().unwrap_or(0)
-}
-
-/// The plain-text table.
-pub fn table(rows: &[StatusRow]) -> String {
-    if rows.is_empty() {
-        return "no profiles yet: add one with `tokdeck add NAME --client-id ID --redirect-uri URI`\n".into();
-    }
-    let header = [
-        "NAME", "ENV", "OWNER", "SCOPES", "ACCESS", "REFRESH", "STATE",
-    ];
-    // Scopes and hosts come from a shared vault or a server: shown, never executed.
-    let cells: Vec<[String; 7]> = rows
-        .iter()
-        .map(|r| {
-            [
-                untrusted(&r.name).into_owned(),
-                untrusted(&r.environment).into_owned(),
-                r.owner.clone(),
-                untrusted(&r.scopes.join(" ")).into_owned(),
-                r.assessment.access_text(),
-                r.assessment.refresh_text(),
-                r.state.label().to_string(),
-            ]
-        })
-        .collect();
-    let mut widths = header.map(str::len);
-    for row in &cells {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut push_row = |cols: &[String]| {
-        let line: Vec<String> = cols
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    };
-    push_row(&header.map(String::from));
-    for row in &cells {
-        push_row(row);
-    }
-    for r in rows.iter().filter(|r| r.last_error.is_some()) {
-        let error = r.last_error.as_deref().unwrap_or_default();
-        out.push_str(&untrusted(&r.name));
-        out.push_str(": ");
-        out.push_str(&untrusted_short(error, MAX_ERROR_LINE));
-        out.push('\n');
-    }
-    out
-}
-
-/// JSON array sorted by name, so that successive runs diff cleanly.
-pub fn json(rows: &mut [StatusRow]) -> anyhow::Result<String> {
-    rows.sort_by(|a, b| a.name.cmp(&b.name));
-    // About 500 bytes a row: sized once rather than grown by copying at thousands of rows.
-    let mut out = Vec::with_capacity(rows.len() * 512 + 2);
-    serde_json::to_writer_pretty(&mut out, rows)?;
-    Ok(crate::display::json_for_terminal(String::from_utf8(out)?))
 }

@@ -101,12 +101,13 @@ impl VaultError {
         }
     }
 
-    /// The file at `path` is no age file, or a damaged one.
+    /// The file at `path` is no age file, or a damaged one. Whether a backup exists is for
+    /// the caller that knows the files to say ([`Self::with_backup`]).
     pub(crate) fn corrupt(path: &std::path::Path, reason: String) -> Self {
         Self::Corrupt {
             path: path.to_path_buf(),
             reason,
-            backup: has_backup(path),
+            backup: false,
         }
     }
 
@@ -115,7 +116,24 @@ impl VaultError {
         Self::BadContent {
             path: path.to_path_buf(),
             reason,
-            backup: has_backup(path),
+            backup: false,
+        }
+    }
+
+    /// A damaged vault's error, told whether a backup exists to restore.
+    pub(crate) fn with_backup(self, exists: bool) -> Self {
+        match self {
+            Self::Corrupt { path, reason, .. } => Self::Corrupt {
+                path,
+                reason,
+                backup: exists,
+            },
+            Self::BadContent { path, reason, .. } => Self::BadContent {
+                path,
+                reason,
+                backup: exists,
+            },
+            other => other,
         }
     }
 }
@@ -130,11 +148,6 @@ fn restore_advice(path: &std::path::Path, backup: bool) -> String {
     } else {
         "no backup exists: restore it from your own copy (git, backups)".into()
     }
-}
-
-/// Whether a backup of the vault at `path` exists.
-pub(crate) fn has_backup(path: &std::path::Path) -> bool {
-    super::store::backup_path(path).exists()
 }
 
 /// age's messages wrap names in Unicode isolation marks; people and snapshots want plain text.

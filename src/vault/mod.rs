@@ -2,11 +2,13 @@
 
 pub mod crypto;
 pub mod error;
+pub mod file;
 pub mod model;
 pub mod parse;
 pub mod rollback;
 pub mod scan;
 pub mod server;
+mod snapshot;
 pub mod store;
 pub mod text;
 pub mod validate;

@@ -1,0 +1,92 @@
+//! File mechanics, below everything else in the vault: private folders, atomic writes with a
+//! backup, and the names of the files kept beside a vault. Nothing here knows what a vault
+//! holds.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::error::VaultError;
+
+pub(crate) fn io_err(
+    action: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> VaultError + use<> {
+    let path = path.to_path_buf();
+    move |source| VaultError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Creates `dir` (and parents) with mode 0700 when missing.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), VaultError> {
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err("create folder", dir))
+}
+
+/// Writes `bytes` to `path` so that readers see the old file or the new one, never a mix:
+/// temp file in the same folder (0600), fsync, optional hard-link backup of the old file
+/// to `<path>.bak`, rename, fsync of the folder.
+pub fn write_atomic(path: &Path, bytes: &[u8], keep_backup: bool) -> Result<(), VaultError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    ensure_private_dir(&dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tokdeck-")
+        .suffix(".tmp")
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(&dir)
+        .map_err(io_err("create a temporary file in", &dir))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(io_err("write", tmp.path()))?;
+    if keep_backup && path.exists() {
+        let backup = backup_path(path);
+        let staged = dir.join(".tokdeck-backup.tmp");
+        let _ = fs::remove_file(&staged);
+        // A hard link keeps the old inode as the backup without copying; fall back to a copy.
+        if fs::hard_link(path, &staged).is_err() {
+            fs::copy(path, &staged).map_err(io_err("back up", path))?;
+        }
+        fs::rename(&staged, &backup).map_err(io_err("back up", path))?;
+        // When the backup already was a hard link to the vault (a save killed between link
+        // and rename leaves that), rename(2) sees one inode on both sides and does nothing,
+        // leaving the staged name behind: remove it.
+        if staged.exists() {
+            let _ = fs::remove_file(&staged);
+        }
+    }
+    tmp.persist(path).map_err(|e| VaultError::Io {
+        action: "replace",
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("sync folder", &dir))
+}
+
+/// `<vault>.bak`
+pub fn backup_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".bak");
+    PathBuf::from(name)
+}
+
+/// `<vault>.lock`
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
