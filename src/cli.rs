@@ -243,6 +243,20 @@ pub struct Global {
     pub theme: Option<String>,
 }
 
+impl Global {
+    /// The options as the layers below the command line take them.
+    pub fn options(&self) -> crate::context::Options {
+        crate::context::Options {
+            vault: self.vault.clone(),
+            identity: self.identity.clone(),
+            passphrase_file: self.passphrase_file.clone(),
+            config: self.config.clone(),
+            no_agent: self.no_agent,
+            theme: self.theme.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create an empty vault

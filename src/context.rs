@@ -8,7 +8,6 @@ use age::secrecy::SecretString;
 use anyhow::{Context as _, anyhow};
 use zeroize::Zeroizing;
 
-use crate::cli::Global;
 use crate::clock::Clock;
 use crate::config::{Config, Paths};
 use crate::oauth::OAuthClient;
@@ -28,19 +27,36 @@ pub fn control_character_warnings(data: &VaultData) -> Vec<String> {
         .collect()
 }
 
+/// What this run was told on its command line or in its environment, whatever parsed it.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The vault file, when named.
+    pub vault: Option<PathBuf>,
+    /// The identity file that opens the vault, when named.
+    pub identity: Option<PathBuf>,
+    /// A file whose first line is the vault's passphrase.
+    pub passphrase_file: Option<PathBuf>,
+    /// The settings file, when not the default one.
+    pub config: Option<PathBuf>,
+    /// Open the vault here even when an agent runs.
+    pub no_agent: bool,
+    /// The app's colour theme, when named.
+    pub theme: Option<String>,
+}
+
 /// Settings resolved once per run.
 pub struct Context {
-    pub global: Global,
+    pub options: Options,
     pub config: Config,
     pub clock: Clock,
 }
 
 impl Context {
-    /// Reads the config named by the flags (or the default one).
-    pub fn new(global: Global) -> anyhow::Result<Self> {
-        let config = Config::load(global.config.as_deref())?;
+    /// Reads the config named by the options (or the default one).
+    pub fn new(options: Options) -> anyhow::Result<Self> {
+        let config = Config::load(options.config.as_deref())?;
         Ok(Self {
-            global,
+            options,
             config,
             clock: Clock::System,
         })
@@ -48,7 +64,7 @@ impl Context {
 
     /// The vault path: --vault, `TOKDECK_VAULT`, config `vault`, or the data dir default.
     pub fn vault_path(&self) -> anyhow::Result<PathBuf> {
-        self.global
+        self.options
             .vault
             .clone()
             .or_else(|| self.config.vault.clone())
@@ -58,7 +74,7 @@ impl Context {
 
     /// The identity file named by flags or config, if any.
     pub fn identity_path(&self) -> Option<PathBuf> {
-        self.global
+        self.options
             .identity
             .clone()
             .or_else(|| self.config.identity.clone())
@@ -66,7 +82,7 @@ impl Context {
 
     /// Reads the passphrase from --passphrase-file, or asks on the terminal.
     pub fn passphrase(&self, vault: &Path, confirm: bool) -> anyhow::Result<SecretString> {
-        if let Some(file) = &self.global.passphrase_file {
+        if let Some(file) = &self.options.passphrase_file {
             let text = Zeroizing::new(
                 std::fs::read_to_string(file)
                     .with_context(|| format!("cannot read passphrase file {}", file.display()))?,
@@ -114,7 +130,7 @@ impl Context {
         }
         VaultError::check_exists(path)?;
         let head = crate::vault::store::read_head(path)?;
-        if self.global.passphrase_file.is_some() || crypto::is_passphrase_file(&head) {
+        if self.options.passphrase_file.is_some() || crypto::is_passphrase_file(&head) {
             return Ok(Unlock::Passphrase(self.passphrase(path, false)?));
         }
         match Paths::default_identity().filter(|p| p.exists()) {

@@ -16,7 +16,7 @@ pub mod output;
 pub mod pacing;
 pub mod platform;
 pub mod report;
-pub mod tokens;
 pub mod tui;
+pub mod usable;
 pub mod vault;
 pub mod worker;

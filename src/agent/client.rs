@@ -52,7 +52,7 @@ impl Client {
     /// A connection to the agent, if one listens and the agent is not switched off. Its
     /// requests name this run's vault: see [`Self::ask`].
     pub async fn for_vault(ctx: &Context) -> Option<Self> {
-        if !allowed(ctx.global.no_agent) {
+        if !allowed(ctx.options.no_agent) {
             return None;
         }
         let vault = canonical(&ctx.vault_path().ok()?);

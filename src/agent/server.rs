@@ -16,7 +16,7 @@ use super::protocol::{self, Info, LineError, Reply, Request};
 use super::{AgentLock, canonical, socket_path};
 use crate::context::Context;
 use crate::duration::format_duration;
-use crate::tokens;
+use crate::usable;
 use crate::worker::{Job, WorkerHandle};
 
 /// Most connections served at once; more wait in the kernel's queue. Each holds one
@@ -311,7 +311,7 @@ async fn token(keeper: &Keeper, name: &str) -> Reply {
     use age::secrecy::ExposeSecret;
     let refresh = |job: Job| keeper.refresh(name, job);
     let store = keeper.store.clone();
-    match tokens::usable_token(&store, name, &keeper.clock, keeper.refresh_margin, refresh).await {
+    match usable::usable_token(&store, name, &keeper.clock, keeper.refresh_margin, refresh).await {
         Ok(issued) => Reply {
             token: Some(issued.access_token.expose_secret().to_string()),
             expires_at: issued.expires_at,

@@ -6,7 +6,7 @@ pub mod exec;
 pub mod oauth;
 pub mod profiles;
 pub mod recipients;
-pub mod server;
+pub mod server_args;
 pub mod status;
 
 use clap::CommandFactory;
@@ -16,7 +16,7 @@ use crate::context::Context;
 
 /// Runs the parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
-    let ctx = Context::new(cli.global.clone())?;
+    let ctx = Context::new(cli.global.options())?;
     match &cli.command {
         None => crate::tui::run(&ctx).await.map(|()| 0),
         Some(Command::Init(args)) => profiles::init(&ctx, args).map(|()| 0),

@@ -13,7 +13,7 @@ use crate::cli::{AuthorizeArgs, RefreshArgs};
 use crate::context::Context;
 use crate::duration::format_countdown;
 use crate::oauth::listener::loopback_target;
-use crate::tokens::{self, Issued};
+use crate::usable::{self, Issued};
 use crate::vault::{Profile, ProfileError, Store};
 use crate::worker::{Command, Event, Job, Outcome};
 
@@ -347,7 +347,7 @@ impl<'a> TokenSource<'a> {
             }
         };
         let margin = ctx.config.refresh_margin;
-        Ok(tokens::usable_token(&store, name, &ctx.clock, margin, refresh).await?)
+        Ok(usable::usable_token(&store, name, &ctx.clock, margin, refresh).await?)
     }
 
     /// Refreshes `name` now (after a 401).

@@ -7,7 +7,7 @@ use age::secrecy::SecretString;
 use anyhow::{Context as _, anyhow, bail};
 use zeroize::Zeroizing;
 
-use super::server;
+use super::server_args;
 use crate::cli::{AddArgs, EditArgs, InitArgs};
 use crate::config::Paths;
 use crate::context::Context;
@@ -133,7 +133,7 @@ pub async fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
         None => String::new(),
     };
     let client_id = validate_client_id(&args.client_id)?;
-    let found = server::resolve(ctx, &args.server).await?;
+    let found = server_args::resolve(ctx, &args.server).await?;
     let store = ctx.open_store()?;
     if store.profile(&args.name)?.is_some() {
         return Err(ProfileError::NameTaken(args.name.clone()).into());
@@ -150,7 +150,7 @@ pub async fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
     profile.server = found.metadata;
     profile.scopes = validate_scopes(&args.scope)?;
     profile.owner = args.owner.into();
-    server::settle_auth(&mut profile, &args.server, true)?;
+    server_args::settle_auth(&mut profile, &args.server, true)?;
     if profile.auth_method.has_secret() {
         profile.client_secret = read_client_secret(&args.name, args.client_secret_file.as_deref())?;
     }
@@ -187,7 +187,7 @@ fn unchanged(store: &crate::vault::Store, name: &str, edited: &Profile) -> anyho
 /// authorization, whose state belongs to the old one.
 pub async fn edit(ctx: &Context, args: &EditArgs) -> anyhow::Result<()> {
     let found = if args.server.names_a_server() {
-        Some(server::resolve(ctx, &args.server).await?)
+        Some(server_args::resolve(ctx, &args.server).await?)
     } else {
         None
     };
@@ -210,7 +210,7 @@ pub async fn edit(ctx: &Context, args: &EditArgs) -> anyhow::Result<()> {
         profile.redirect_uri = validate_redirect_uri(uri)?;
     }
     apply_settings(&mut profile, args)?;
-    server::settle_auth(&mut profile, &args.server, false)?;
+    server_args::settle_auth(&mut profile, &args.server, false)?;
     if args.new_client_secret || args.client_secret_file.is_some() {
         profile.client_secret =
             read_client_secret(&profile.name, args.client_secret_file.as_deref())?;

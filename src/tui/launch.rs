@@ -12,7 +12,7 @@ pub fn resolve_theme(ctx: &Context) -> anyhow::Result<Theme> {
         return Ok(Theme::monochrome());
     }
     let name = ctx
-        .global
+        .options
         .theme
         .clone()
         .unwrap_or_else(|| ctx.config.theme.clone());

@@ -1,5 +1,6 @@
 //! The encrypted store: model, age encryption, atomic save, lock, backup.
 
+pub mod connection;
 pub mod crypto;
 pub mod error;
 pub mod file;
@@ -7,7 +8,6 @@ pub mod model;
 pub mod parse;
 pub mod rollback;
 pub mod scan;
-pub mod server;
 mod snapshot;
 pub mod store;
 pub mod text;

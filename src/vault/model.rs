@@ -7,7 +7,7 @@ use age::secrecy::{ExposeSecret, SecretString};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub use super::server::{AuthMethod, Endpoints, GrantType, ServerMetadata};
+pub use super::connection::{AuthMethod, Endpoints, GrantType, ServerMetadata};
 
 /// The vault format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -216,7 +216,7 @@ pub struct Profile {
     pub owner: OwnerType,
     #[serde(default)]
     pub pkce: bool,
-    #[serde(default = "default_refresh_window", with = "duration_secs")]
+    #[serde(default = "default_refresh_window", with = "duration_text")]
     pub refresh_window: Duration,
     #[serde(default)]
     pub auto_refresh: bool,
@@ -447,7 +447,7 @@ mod secret_opt {
     }
 }
 
-mod duration_secs {
+mod duration_text {
     use super::{Deserialize, Deserializer, Duration, Serializer};
 
     pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -7,7 +7,9 @@
 //! merely wait (the loopback listener) stop on it: a job that may already hold a rotated token
 //! always runs to its save.
 
+mod error;
 mod jobs;
+mod runner;
 mod saver;
 
 use std::collections::HashMap;
@@ -290,7 +292,7 @@ pub fn spawn(config: WorkerConfig) -> WorkerHandle {
     let (event_tx, event_rx) = mpsc::unbounded_channel();
     let (done, finished) = mpsc::channel::<()>(1);
     let canceller = Canceller::default();
-    let worker = Arc::new(jobs::Worker::new(config, event_tx.clone()));
+    let worker = Arc::new(runner::Worker::new(config, event_tx.clone()));
     let dispatcher_canceller = canceller.clone();
     tokio::spawn(async move {
         while let Some(command) = command_rx.recv().await {

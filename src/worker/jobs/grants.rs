@@ -2,17 +2,18 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::{JobError, JobResult, Worker};
 use crate::oauth::OAuthError;
 use crate::oauth::device::SLOW_DOWN_STEP;
 use crate::vault::Profile;
+use crate::worker::error::{JobError, JobResult};
+use crate::worker::runner::Worker;
 use crate::worker::{Event, JobId, Outcome};
 
 impl Worker {
     /// Starts a device login, shows its codes, and polls until someone approves it, it is
     /// denied or it expires. Only the waits between polls stop on cancel: a poll in flight may
     /// bring the token, which must reach the vault.
-    pub(super) async fn device_login(
+    pub(in crate::worker) async fn device_login(
         &self,
         id: JobId,
         profile: &Profile,
@@ -59,23 +60,8 @@ impl Worker {
         }
     }
 
-    /// Reads the profile's endpoints and capabilities again from its issuer's metadata.
-    pub(super) async fn rediscover(&self, name: &str) -> JobResult {
-        let profile = self.current(name).await?;
-        let Some(issuer) = profile.issuer.clone() else {
-            return Err(OAuthError::Unsupported(format!(
-                "'{name}' has no issuer to read metadata from: fill in Issuer in the edit form"
-            ))
-            .into());
-        };
-        let found = crate::oauth::discovery::discover(&self.client, &issuer).await?;
-        let changed = found.changes(&profile);
-        let saved = self.save(name, move |p| found.apply(p)).await?;
-        Ok((Outcome::Rediscovered { changed }, Some(saved)))
-    }
-
     /// A new token with the client's own credentials. The caller holds the lease.
-    pub(super) async fn app_token(&self, profile: &Profile) -> JobResult {
+    pub(in crate::worker) async fn app_token(&self, profile: &Profile) -> JobResult {
         let response = self.client.client_credentials(profile).await?;
         let token = response.into_token(self.clock.now(), profile.refresh_window, None);
         let saved = self.save_token(&profile.name, token).await?;

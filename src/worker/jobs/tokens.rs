@@ -1,0 +1,119 @@
+//! Jobs on the tokens a profile holds: refresh, revoke, check.
+
+use std::time::Duration;
+
+use age::secrecy::ExposeSecret;
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::oauth::OAuthError;
+use crate::vault::GrantType;
+use crate::worker::error::{JobError, JobResult};
+use crate::worker::runner::Worker;
+use crate::worker::{FailureKind, Outcome};
+
+impl Worker {
+    pub(in crate::worker) async fn refresh(
+        &self,
+        name: &str,
+        if_expiring_within: Option<Duration>,
+        requested_at: DateTime<Utc>,
+    ) -> JobResult {
+        // The lease makes refreshes of this vault exclusive across processes; reading the
+        // token only after taking it means we never use a refresh token someone rotated.
+        let _lease = self.lease().await?;
+        let profile = self.current(name).await?;
+        let Some(token) = &profile.token else {
+            return match profile.grant {
+                GrantType::ClientCredentials => self.app_token(&profile).await,
+                _ => Err(OAuthError::NoToken(name.to_string()).into()),
+            };
+        };
+        if crate::health::nothing_to_refresh(token) {
+            return Ok((
+                Outcome::Unchanged("does not expire; nothing to refresh".into()),
+                None,
+            ));
+        }
+        if token.obtained_at > requested_at {
+            return Ok((
+                Outcome::Unchanged("refreshed by another tokdeck process just now".into()),
+                Some(profile),
+            ));
+        }
+        if let Some(margin) = if_expiring_within {
+            let now = self.clock.now();
+            let fresh = match token.expires_at {
+                None => true,
+                Some(at) => (at - now).num_seconds() > crate::duration::secs_i64(margin),
+            };
+            if fresh {
+                return Ok((
+                    Outcome::Unchanged("still valid beyond the margin".into()),
+                    Some(profile),
+                ));
+            }
+        }
+        if profile.renews_by_itself() {
+            return self.app_token(&profile).await;
+        }
+        let Some(refresh_token) = &token.refresh_token else {
+            return Err(OAuthError::NoRefreshToken.into());
+        };
+        let fingerprint: [u8; 32] = Sha256::digest(refresh_token.expose_secret().as_bytes()).into();
+        if self.spent().contains(&fingerprint) {
+            return Err(JobError::new(
+                FailureKind::Refused,
+                "this refresh token was used already and its successor could not be saved: authorize again",
+            ));
+        }
+        let response = self.client.refresh(&profile, refresh_token).await?;
+        self.spent().insert(fingerprint);
+        let new_token = response.into_token(self.clock.now(), profile.refresh_window, Some(token));
+        let saved = self.save_token(name, new_token).await?;
+        Ok((Outcome::NewToken, Some(saved)))
+    }
+
+    pub(in crate::worker) async fn revoke(&self, name: &str) -> JobResult {
+        let _lease = self.lease().await?;
+        let profile = self.current(name).await?;
+        let Some(token) = &profile.token else {
+            return Err(OAuthError::NoToken(name.to_string()).into());
+        };
+        if let Some(refresh) = &token.refresh_token {
+            self.client
+                .revoke(&profile, refresh, "refresh_token")
+                .await?;
+        }
+        self.client
+            .revoke(&profile, &token.access_token, "access_token")
+            .await?;
+        let saved = self
+            .save(name, |p| {
+                p.token = None;
+                p.last_check = None;
+                p.last_error = None;
+            })
+            .await?;
+        Ok((Outcome::Revoked, Some(saved)))
+    }
+
+    pub(in crate::worker) async fn check(&self, name: &str) -> JobResult {
+        let profile = self.current(name).await?;
+        let Some(token) = &profile.token else {
+            return Err(OAuthError::NoToken(name.to_string()).into());
+        };
+        let result = self
+            .client
+            .check(&profile, &token.access_token, self.clock.now())
+            .await?;
+        let stored = result.clone();
+        let saved = self
+            .save(name, move |p| {
+                p.last_check = Some(stored);
+                p.last_error = None;
+            })
+            .await?;
+        Ok((Outcome::Checked(result), Some(saved)))
+    }
+}

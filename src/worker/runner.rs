@@ -1,0 +1,268 @@
+//! The worker's shared state and what every job shares: the profile's turn, the lease, the
+//! current profile, saves (and new tokens kept when a save fails), and the final event.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::error::JobError;
+use super::saver::{SaveRequest, spawn_saver};
+use super::{Event, FailureKind, Job, JobId, Outcome, WorkerConfig};
+use crate::clock::Clock;
+use crate::oauth::OAuthClient;
+use crate::vault::{Lease, Profile, Store, VaultError};
+
+/// The worker's shared state; one per [`super::spawn`].
+pub struct Worker {
+    pub(in crate::worker) store: Arc<Store>,
+    pub(in crate::worker) client: OAuthClient,
+    pub(in crate::worker) clock: Clock,
+    pub(in crate::worker) events: mpsc::UnboundedSender<Event>,
+    profile_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    saves: mpsc::UnboundedSender<SaveRequest>,
+    /// Fingerprints of refresh tokens the server has answered: never sent again, even when
+    /// saving their successor failed (a server with strict rotation would take a second use
+    /// for theft and revoke the whole grant).
+    spent: Mutex<HashSet<[u8; 32]>>,
+    /// New tokens the server issued whose save failed, by profile: kept while this process
+    /// runs and saved before anything else is done with their profile (the refresh token
+    /// they replace is dead).
+    unsaved: Mutex<HashMap<String, crate::vault::Token>>,
+}
+
+impl Worker {
+    pub fn new(config: WorkerConfig, events: mpsc::UnboundedSender<Event>) -> Self {
+        Self {
+            saves: spawn_saver(config.store.clone()),
+            store: config.store,
+            // Requests to each server are bounded by the client's adaptive windows.
+            client: config
+                .client
+                .with_max_concurrent(config.max_concurrent_jobs),
+            clock: config.clock,
+            events,
+            profile_locks: Mutex::default(),
+            spent: Mutex::default(),
+            unsaved: Mutex::default(),
+        }
+    }
+
+    pub(in crate::worker) fn unsaved(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, crate::vault::Token>> {
+        self.unsaved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Saves the token of `name` whose save failed before, if there is one; until that works,
+    /// no job of the profile runs (it would act on the dead token the file still holds).
+    pub(in crate::worker) async fn save_unsaved(&self, name: &str) -> Result<(), JobError> {
+        let Some(token) = self.unsaved().get(name).cloned() else {
+            return Ok(());
+        };
+        let _lease = self.lease().await?;
+        let saved = self
+            .save(name, move |p| {
+                p.token = Some(token);
+                p.last_error = None;
+                p.pending = None;
+            })
+            .await;
+        match saved {
+            Ok(_) => {
+                self.unsaved().remove(name);
+                tracing::info!(profile = %name, "a new token whose save had failed is saved now");
+                Ok(())
+            }
+            Err(e) => Err(JobError::new(
+                FailureKind::Storage,
+                format!(
+                    "a new token is still waiting to be saved ({}); this process keeps it and tries again at the next action: fix the problem (a full disk, a read-only folder)",
+                    e.message
+                ),
+            )),
+        }
+    }
+
+    pub(in crate::worker) fn spent(&self) -> std::sync::MutexGuard<'_, HashSet<[u8; 32]>> {
+        self.spent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(in crate::worker) fn emit(&self, event: Event) {
+        // The receiver going away only means nobody listens any more.
+        let _ = self.events.send(event);
+    }
+
+    pub(in crate::worker) fn profile_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .profile_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.entry(name.to_string()).or_default().clone()
+    }
+
+    /// Runs one job to its final event. `cancel` stops only a job that may stop (see
+    /// [`super::JobKind::cancellable`]).
+    pub async fn run(
+        self: Arc<Self>,
+        id: JobId,
+        profile: String,
+        job: Job,
+        cancel: CancellationToken,
+    ) {
+        let requested_at = self.clock.now();
+        let kind = job.kind();
+        let lock = self.profile_lock(&profile);
+        let _serial = lock.lock().await;
+        tracing::info!(profile = %profile, job = kind.verb(), "started");
+        self.emit(Event::Started {
+            id,
+            profile: profile.clone(),
+            kind,
+        });
+        if let Err(error) = self.save_unsaved(&profile).await {
+            self.failed(id, profile, error).await;
+            return;
+        }
+        let result = match job {
+            Job::Authorize { listen, timeout } => {
+                self.authorize(id, &profile, listen, timeout, &cancel).await
+            }
+            Job::Exchange { input } => self.exchange(&profile, &input).await,
+            Job::Refresh { if_expiring_within } => {
+                self.refresh(&profile, if_expiring_within, requested_at)
+                    .await
+            }
+            Job::Revoke => self.revoke(&profile).await,
+            Job::Check => self.check(&profile).await,
+            Job::Rediscover => self.rediscover(&profile).await,
+        };
+        match result {
+            Ok((outcome, saved)) => self.succeeded(id, profile, outcome, saved),
+            Err(error) => self.failed(id, profile, error).await,
+        }
+    }
+
+    pub(in crate::worker) fn succeeded(
+        &self,
+        id: JobId,
+        profile: String,
+        outcome: Outcome,
+        saved: Option<Profile>,
+    ) {
+        tracing::info!(profile = %profile, outcome = %outcome.describe(), "succeeded");
+        self.emit(Event::Succeeded {
+            id,
+            profile,
+            outcome,
+            saved: saved.map(Box::new),
+        });
+    }
+
+    pub(in crate::worker) async fn failed(&self, id: JobId, profile: String, error: JobError) {
+        let saved = match error.record {
+            Some(text) => self
+                .save(&profile, move |p| p.last_error = Some(text))
+                .await
+                .ok(),
+            None => None,
+        };
+        tracing::warn!(profile = %profile, error = %error.message, "job failed");
+        self.emit(Event::Failed {
+            id,
+            profile,
+            error: error.message,
+            kind: error.kind,
+            saved: saved.map(Box::new),
+        });
+    }
+
+    /// Runs blocking vault I/O (decryption, file locks) off the async threads.
+    pub(in crate::worker) async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Store) -> Result<T, VaultError> + Send + 'static,
+    ) -> Result<T, JobError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|e| JobError::internal(format!("internal error: {e}")))?
+            .map_err(JobError::from)
+    }
+
+    pub(in crate::worker) async fn lease(&self) -> Result<Lease, JobError> {
+        self.blocking(Store::lease).await
+    }
+
+    pub(in crate::worker) async fn current(&self, name: &str) -> Result<Profile, JobError> {
+        let wanted = name.to_string();
+        self.blocking(move |store| store.profile(&wanted))
+            .await?
+            .ok_or_else(|| {
+                let missing = crate::vault::ProfileError::NotFound(name.to_string());
+                JobError::new(FailureKind::Precondition, missing.to_string())
+            })
+    }
+
+    /// Applies `change` to the stored profile and saves atomically (possibly in one write
+    /// with other jobs' changes); returns the profile as saved.
+    pub(in crate::worker) async fn save(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut Profile) + Send + 'static,
+    ) -> Result<Profile, JobError> {
+        let (reply, answer) = oneshot::channel();
+        let request = SaveRequest {
+            profile: name.to_string(),
+            change: Box::new(change),
+            reply,
+        };
+        self.saves
+            .send(request)
+            .map_err(|_| JobError::internal("internal error: the saver stopped"))?;
+        answer
+            .await
+            .map_err(|_| JobError::internal("internal error: the saver stopped"))?
+            .map_err(|e| JobError::new(FailureKind::Storage, e))
+    }
+
+    /// Saves a freshly issued token; retried, because losing it loses the integration.
+    pub(in crate::worker) async fn save_token(
+        &self,
+        name: &str,
+        token: crate::vault::Token,
+    ) -> Result<Profile, JobError> {
+        let mut last = None;
+        for attempt in 0..3 {
+            let token = token.clone();
+            match self
+                .save(name, move |p| {
+                    p.token = Some(token);
+                    p.last_error = None;
+                    p.pending = None;
+                })
+                .await
+            {
+                Ok(p) => return Ok(p),
+                Err(e) => {
+                    tracing::error!(attempt, error = %e.message, "saving a new token failed");
+                    last = Some(e);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        let cause = last.map(|e| e.message).unwrap_or_default();
+        self.unsaved().insert(name.to_string(), token);
+        Err(JobError::new(
+            FailureKind::Storage,
+            format!(
+                "the server issued new tokens but saving them failed ({cause}); this process keeps them and saves them at its next action on '{name}': fix the problem (a full disk, a read-only folder); should it end first, authorize again"
+            ),
+        ))
+    }
+}
