@@ -87,7 +87,7 @@ impl Real {
             ..doorkeeper::Options::default()
         });
         let (base, roots, ca_file) = if tls {
-            let roots = tokdeck::oauth::client::load_roots(&server.ca_file()).unwrap();
+            let roots = tokdeck::http::load_roots(&server.ca_file()).unwrap();
             (server.tls_base_url(), roots, Some(server.ca_file()))
         } else {
             (server.base_url(), Vec::new(), None)
@@ -149,7 +149,7 @@ impl Real {
     /// The simplest fast client, for comparison: `tasks` requests at once, each on a new
     /// connection, saving nothing.
     fn plain(&mut self, tasks: usize, runtime: &tokio::runtime::Runtime) -> Run {
-        let http = tokdeck::oauth::client::http_builder(TIMEOUT, &self.roots)
+        let http = tokdeck::http::http_builder(TIMEOUT, &self.roots)
             .pool_max_idle_per_host(0)
             .build()
             .unwrap();

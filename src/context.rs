@@ -173,7 +173,7 @@ impl Context {
     /// The certificate authorities of config `ca_file`, trusted besides the usual ones.
     pub fn extra_roots(&self) -> anyhow::Result<Vec<reqwest::Certificate>> {
         match &self.config.ca_file {
-            Some(path) => Ok(crate::oauth::client::load_roots(path)?),
+            Some(path) => crate::http::load_roots(path).map_err(|e| anyhow!(e)),
             None => Ok(Vec::new()),
         }
     }

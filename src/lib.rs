@@ -10,6 +10,7 @@ pub mod display;
 pub mod duration;
 pub mod exit;
 pub mod health;
+pub mod http;
 pub mod logging;
 pub mod oauth;
 pub mod output;

@@ -16,7 +16,7 @@ pub const VERSION: u32 = 1;
 pub const MAX_REQUEST: usize = 64 * 1024;
 
 /// The longest answer line a client reads: room for the largest token a server may send
-/// ([`crate::oauth::client::MAX_BODY_BYTES`], escaped in JSON) and the status of tens of
+/// ([`crate::http::MAX_BODY_BYTES`], escaped in JSON) and the status of tens of
 /// thousands of profiles.
 pub const MAX_REPLY: usize = 64 * 1024 * 1024;
 

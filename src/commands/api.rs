@@ -165,7 +165,7 @@ fn client(
             attempt.follow()
         }
     });
-    crate::oauth::client::http_builder(timeout, roots)
+    crate::http::http_builder(timeout, roots)
         .redirect(policy)
         .build()
         .context("cannot set up HTTP")

@@ -191,6 +191,23 @@ impl OAuthError {
     }
 }
 
+impl crate::http::Retryable for OAuthError {
+    fn is_transient(&self) -> bool {
+        OAuthError::is_transient(self)
+    }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            OAuthError::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+
+    fn may_resend_single_use(&self) -> bool {
+        OAuthError::may_resend_single_use(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,9 +7,10 @@ pub mod client;
 pub mod device;
 pub mod discovery;
 pub mod error;
-pub mod limit;
 pub mod listener;
 pub mod redirect;
+pub mod token;
 
-pub use client::{OAuthClient, RetryPolicy, TokenResponse};
+pub use crate::http::RetryPolicy;
+pub use client::{OAuthClient, TokenResponse};
 pub use error::{Grant, OAuthError};

@@ -1,0 +1,32 @@
+//! HTTP below the protocols: one client builder (timeouts, trusted authorities, proxy policy),
+//! the retry rules, the adaptive concurrency window per server, and bounded bodies. `oauth`
+//! speaks OAuth on top of it; any other client (a secret store, say) can use it without
+//! importing `oauth`.
+
+pub mod client;
+pub mod retry;
+pub mod window;
+
+pub use client::{http_builder, load_roots};
+pub use retry::{Resend, RetryPolicy, Retryable, with_retries};
+
+/// Largest response body read; anything bigger is refused, not buffered.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Scheme, host and port: what one concurrency window covers.
+pub fn origin_of(url: &str) -> String {
+    url::Url::parse(url).map_or_else(|_| url.to_string(), |u| u.origin().ascii_serialization())
+}
+
+/// Host and port, as messages name a server.
+pub fn host_of(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.host_str().map(|h| match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_string(),
+            })
+        })
+        .unwrap_or_else(|| url.to_string())
+}
