@@ -1022,3 +1022,33 @@ fn edit_with_nothing_to_change_says_so() {
         stderr(&out)
     );
 }
+
+#[test]
+fn the_manual_page_renders_without_warnings() {
+    let env = Env::empty();
+    let out = env.run(&["man"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = stdout(&out);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH tokdeck"),
+        "{page}"
+    );
+    for word in ["exchange", "refresh", "agent", "\\-\\-vault"] {
+        assert!(page.contains(word), "the page does not name {word}");
+    }
+    let mut groff = common::tool("groff")
+        .args(["-man", "-Tutf8", "-ww", "-z"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    groff.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    let rendered = groff.wait_with_output().unwrap();
+    assert!(rendered.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&rendered.stderr),
+        "",
+        "groff warned"
+    );
+}

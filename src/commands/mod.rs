@@ -44,5 +44,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             crate::output::print(&String::from_utf8_lossy(&script))?;
             Ok(0)
         }
+        Some(Command::Man) => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            crate::output::print_bytes(&page)?;
+            Ok(0)
+        }
     }
 }

@@ -21,6 +21,7 @@ pub fn tool(program: &str) -> Command {
     let package = match program {
         "age" | "age-keygen" => "age",
         "ssh-keygen" => "openssh-client",
+        "groff" => "groff-base",
         "setsid" | "prlimit" => "util-linux",
         other => other,
     };

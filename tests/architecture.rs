@@ -1,0 +1,182 @@
+//! The rules ARCHITECTURE.md states, checked against the source: the lower layers never import
+//! a front end, `vault/` has no import circle, and no function or file needs scrolling.
+
+// Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Longest function, signature to closing brace.
+const MAX_FUNCTION_LINES: usize = 60;
+/// Longest file.
+const MAX_FILE_LINES: usize = 600;
+
+fn src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+/// Every `.rs` file under `dir`, with its path relative to `src/`.
+fn rust_files(dir: &Path) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let name = path.strip_prefix(src()).unwrap().display().to_string();
+                found.push((name, std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The text before the file's test module: what the program itself imports.
+fn program_part(text: &str) -> &str {
+    text.find("#[cfg(test)]\nmod ")
+        .map_or(text, |at| &text[..at])
+}
+
+#[test]
+fn lower_layers_never_import_a_front_end() {
+    let lower = [
+        "vault/",
+        "oauth/",
+        "http/",
+        "worker/",
+        "health.rs",
+        "report.rs",
+    ];
+    let front_ends = [
+        "crate::commands",
+        "crate::tui",
+        "crate::agent",
+        "crate::cli",
+    ];
+    let mut wrong = Vec::new();
+    for (name, text) in rust_files(&src()) {
+        if !lower.iter().any(|l| name.starts_with(l)) {
+            continue;
+        }
+        for front in front_ends {
+            if program_part(&text).contains(front) {
+                wrong.push(format!("{name} uses {front}"));
+            }
+        }
+        if name.starts_with("http/") && program_part(&text).contains("crate::oauth") {
+            wrong.push(format!("{name} uses crate::oauth: http sits below it"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// The `vault/` module a file is (`store/tests.rs` belongs to `store`).
+fn vault_module(name: &str) -> Option<String> {
+    let rest = name.strip_prefix("vault/")?;
+    let first = rest.split('/').next()?;
+    Some(first.trim_end_matches(".rs").to_string())
+}
+
+#[test]
+fn vault_has_no_import_circle() {
+    let files = rust_files(&src().join("vault"));
+    let modules: BTreeSet<String> = files
+        .iter()
+        .filter_map(|(n, _)| vault_module(n))
+        .filter(|m| m != "mod")
+        .collect();
+    let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (name, text) in &files {
+        let Some(from) = vault_module(name) else {
+            continue;
+        };
+        if from == "mod" || name.ends_with("tests.rs") {
+            continue;
+        }
+        let program = program_part(text);
+        for to in &modules {
+            let named = [
+                format!("super::{to}::"),
+                format!("super::{to}::{{"),
+                format!("super::{{{to}"),
+                format!("crate::vault::{to}::"),
+            ];
+            if *to != from && named.iter().any(|n| program.contains(n.as_str())) {
+                uses.entry(from.clone()).or_default().insert(to.clone());
+            }
+        }
+    }
+    // Depth-first search for a way back to where it started.
+    fn reaches(
+        uses: &BTreeMap<String, BTreeSet<String>>,
+        from: &str,
+        target: &str,
+        seen: &mut BTreeSet<String>,
+    ) -> bool {
+        for next in uses.get(from).into_iter().flatten() {
+            if next == target || (seen.insert(next.clone()) && reaches(uses, next, target, seen)) {
+                return true;
+            }
+        }
+        false
+    }
+    // The scan sees imports at all: the store is known to use the file mechanics.
+    assert!(
+        uses.get("store").is_some_and(|u| u.contains("file")),
+        "no vault import found: {uses:?}"
+    );
+    let circles: Vec<&String> = modules
+        .iter()
+        .filter(|m| reaches(&uses, m, m, &mut BTreeSet::new()))
+        .collect();
+    assert!(
+        circles.is_empty(),
+        "vault modules in a circle: {circles:?}\n{uses:#?}"
+    );
+}
+
+/// Whether a trimmed line opens a function: `fn`, after any visibility and qualifiers.
+fn starts_a_function(code: &str) -> bool {
+    let mut rest = code;
+    if let Some(after) = rest.strip_prefix("pub") {
+        rest = match after.strip_prefix('(') {
+            Some(inner) => inner.split_once(") ").map_or("", |(_, r)| r),
+            None => after.trim_start(),
+        };
+    }
+    for qualifier in ["const ", "async ", "unsafe "] {
+        rest = rest.strip_prefix(qualifier).unwrap_or(rest);
+    }
+    rest.starts_with("fn ")
+}
+
+#[test]
+fn no_file_and_no_function_needs_scrolling() {
+    let mut wrong = Vec::new();
+    for (name, text) in rust_files(&src()) {
+        let lines: Vec<&str> = text.lines().collect();
+        if lines.len() > MAX_FILE_LINES {
+            wrong.push(format!("{name}: {} lines", lines.len()));
+        }
+        for (i, line) in lines.iter().enumerate() {
+            let code = line.trim_start();
+            let is_fn = starts_a_function(code);
+            if !is_fn || code.ends_with(';') {
+                continue;
+            }
+            let indent = &line[..line.len() - code.len()];
+            let closing = format!("{indent}}}");
+            if let Some(end) = lines[i + 1..].iter().position(|l| *l == closing) {
+                let length = end + 2;
+                if length > MAX_FUNCTION_LINES {
+                    wrong.push(format!("{name}:{}: a function of {length} lines", i + 1));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
