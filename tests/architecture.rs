@@ -74,6 +74,19 @@ fn lower_layers_never_import_a_front_end() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+#[test]
+fn the_agent_starts_every_task_through_its_supervisor() {
+    let mut wrong = Vec::new();
+    for (name, text) in rust_files(&src().join("agent")) {
+        for forbidden in ["tokio::spawn(", ".abort()"] {
+            if program_part(&text).contains(forbidden) {
+                wrong.push(format!("agent/{name}: {forbidden}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "untracked tasks: {}", wrong.join(", "));
+}
+
 /// The `vault/` module a file is (`store/tests.rs` belongs to `store`).
 fn vault_module(name: &str) -> Option<String> {
     let rest = name.strip_prefix("vault/")?;

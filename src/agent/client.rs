@@ -16,8 +16,7 @@ use tokio::net::UnixStream;
 use tokio::time::Instant;
 
 use super::place;
-use super::protocol::{self, Envelope, Info, Reply, Request, VERSION};
-use super::server::{HEARTBEAT, IDLE_TIMEOUT};
+use super::protocol::{self, Envelope, HEARTBEAT, IDLE_TIMEOUT, Info, Reply, Request, VERSION};
 use super::{allowed, canonical, socket_path};
 use crate::context::Context;
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
+use super::supervisor::Supervisor;
 use crate::clock::Clock;
 use crate::health::keepalive_due;
 use crate::pacing::AutoRefresh;
@@ -160,14 +161,14 @@ impl Keeper {
     }
 
     /// Every `interval`: reload when the vault changed, then refresh what is due.
-    pub async fn keep_alive(self: Arc<Self>, interval: Duration) {
+    pub async fn keep_alive(self: Arc<Self>, interval: Duration, tasks: &Supervisor) {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             for name in self.due().await {
                 let keeper = self.clone();
-                tokio::spawn(async move {
+                tasks.spawn_until_stop(async move {
                     let job = Job::Refresh {
                         if_expiring_within: None,
                     };

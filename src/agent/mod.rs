@@ -1,16 +1,21 @@
 //! The agent: unlock the vault once, keep every token alive, serve tokens on a Unix socket.
 //!
 //! - `protocol`: the line-delimited JSON spoken on the socket.
-//! - `server`: the socket, its permissions and peer checks, one task per connection.
+//! - `server`: start and stop in order; `supervisor`: every task it starts, and the signals.
+//! - `listen`: the socket, its limits and peer checks, one task per connection;
+//!   `handlers`: the answer to each request.
 //! - `keeper`: the keep-alive schedule, and the worker whose results it waits for.
 //! - `client`: how `token`, `exec`, `api` and `status` find and ask a running agent.
 //! - `place`: where the socket lives, and whether that place can be trusted.
 
 pub mod client;
+mod handlers;
 mod keeper;
+mod listen;
 pub mod place;
 pub mod protocol;
 pub mod server;
+mod supervisor;
 
 pub use place::socket_path;
 

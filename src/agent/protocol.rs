@@ -20,6 +20,12 @@ pub const MAX_REQUEST: usize = 64 * 1024;
 /// thousands of profiles.
 pub const MAX_REPLY: usize = 64 * 1024 * 1024;
 
+/// A connection with no request for this long is closed (clients reconnect before then).
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// While an answer takes longer than this, a client that asked for them gets an empty line
+/// this often, so that it can tell a working agent from a stalled socket.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A request on the wire.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Envelope {
@@ -28,7 +34,7 @@ pub struct Envelope {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vault: Option<String>,
     /// The client wants an empty line every second while its answer is in the works (see
-    /// [`crate::agent::server::HEARTBEAT`]), so a stalled socket is told from a busy agent.
+    /// [`HEARTBEAT`]), so a stalled socket is told from a busy agent.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub heartbeat: bool,
     #[serde(flatten)]

@@ -1,0 +1,131 @@
+//! What the agent answers to each request: a usable token, the status, refreshes, a reload,
+//! shutdown, and who it is.
+
+use super::keeper::Keeper;
+use super::protocol::{Info, Reply, Request};
+use super::supervisor::Supervisor;
+use crate::usable;
+use crate::worker::Job;
+
+pub async fn answer(
+    request: Request,
+    keeper: &Keeper,
+    vault: &str,
+    supervisor: &Supervisor,
+) -> Reply {
+    match request {
+        Request::Token { profile } => token(keeper, &profile).await,
+        Request::Status { json, warn_secs } => status(keeper, json, warn_secs),
+        Request::Refresh { profile } => refresh(keeper, profile).await,
+        Request::Reload => reload(keeper).await,
+        Request::Shutdown => {
+            supervisor.stop();
+            Reply::ok()
+        }
+        Request::Info => info(keeper, vault),
+    }
+}
+
+async fn token(keeper: &Keeper, name: &str) -> Reply {
+    use age::secrecy::ExposeSecret;
+    let refresh = |job: Job| keeper.refresh(name, job);
+    let store = keeper.store.clone();
+    match usable::usable_token(&store, name, &keeper.clock, keeper.refresh_margin, refresh).await {
+        Ok(issued) => Reply {
+            token: Some(issued.access_token.expose_secret().to_string()),
+            expires_at: issued.expires_at,
+            env_var: issued.env_var,
+            api_base: Some(issued.api_base),
+            warning: issued.warning,
+            ..Reply::ok()
+        },
+        Err(e) => Reply::error(e.to_string()),
+    }
+}
+
+fn status(keeper: &Keeper, json: bool, warn_secs: u64) -> Reply {
+    let warn = std::time::Duration::from_secs(warn_secs);
+    let now = keeper.clock.now();
+    let rows = keeper
+        .store
+        .read(|data| crate::report::rows(data, now, warn));
+    match rows {
+        Ok(mut rows) => {
+            let code = crate::report::exit_code(&rows);
+            let text = if json {
+                crate::report::json(&mut rows).map(|j| j + "\n")
+            } else {
+                Ok(crate::report::table(&rows))
+            };
+            match text {
+                Ok(text) => Reply {
+                    text: Some(text),
+                    code: Some(code),
+                    ..Reply::ok()
+                },
+                Err(e) => Reply::error(e.to_string()),
+            }
+        }
+        Err(e) => Reply::error(e.to_string()),
+    }
+}
+
+async fn refresh(keeper: &Keeper, profile: Option<String>) -> Reply {
+    let names = match profile {
+        Some(name) => vec![name],
+        None => match keeper.store.read(|d| {
+            d.profiles
+                .iter()
+                .filter(|p| p.token.as_ref().is_some_and(|t| t.refresh_token.is_some()))
+                .map(|p| p.name.clone())
+                .collect::<Vec<_>>()
+        }) {
+            Ok(names) => names,
+            Err(e) => return Reply::error(e.to_string()),
+        },
+    };
+    let jobs = names.iter().map(|name| {
+        keeper.refresh(
+            name,
+            Job::Refresh {
+                if_expiring_within: None,
+            },
+        )
+    });
+    let failures: Vec<String> = futures_util::future::join_all(jobs)
+        .await
+        .into_iter()
+        .zip(&names)
+        .filter_map(|(r, name)| r.err().map(|e| format!("{name}: {e}")))
+        .collect();
+    if failures.is_empty() {
+        Reply::ok()
+    } else {
+        Reply::error(failures.join("; "))
+    }
+}
+
+async fn reload(keeper: &Keeper) -> Reply {
+    let store = keeper.store.clone();
+    let reload = move || {
+        store.reload_if_changed()?;
+        store.write_back_kept()
+    };
+    match tokio::task::spawn_blocking(reload).await {
+        Ok(Ok(_)) => Reply::ok(),
+        Ok(Err(e)) => Reply::error(e.to_string()),
+        Err(e) => Reply::error(format!("internal error: {e}")),
+    }
+}
+
+fn info(keeper: &Keeper, vault: &str) -> Reply {
+    Reply {
+        info: Some(Info {
+            pid: std::process::id(),
+            since: keeper.since,
+            vault: vault.to_string(),
+            last: keeper.last(),
+        }),
+        ..Reply::ok()
+    }
+}
