@@ -9,6 +9,8 @@
 
 #[path = "../tests/common/doorkeeper.rs"]
 mod doorkeeper;
+#[path = "../tests/common/fixture.rs"]
+mod fixture;
 #[path = "../tests/common/mock.rs"]
 mod mock;
 mod support;

@@ -9,7 +9,8 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use common::doorkeeper::{Doorkeeper, Options, Rotation, deliver};
+use common::doorkeeper::{Doorkeeper, Options, Rotation};
+use common::fixture::deliver;
 use common::{Env, assert_one_line_error, stderr, stdout};
 
 const OOB: &str = "urn:ietf:wg:oauth:2.0:oob";

@@ -9,8 +9,8 @@ mod common;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Stdio};
 
-use common::doorkeeper::deliver;
 use common::dot::Dot;
+use common::fixture::deliver;
 use common::{Env, assert_one_line_error, stderr, stdout};
 
 fn stored(env: &Env, name: &str, field: &str) -> String {
@@ -121,7 +121,7 @@ fn discovery_basic_auth_listener_pkce_iss_and_strict_rotation() {
     // Revoke (RFC 7009, with hints): the token stops working at the server.
     let out = env.run(&["revoke", "dot"]);
     assert!(out.status.success(), "revoke: {}", stderr(&out));
-    let userinfo = common::doorkeeper::http_with(
+    let userinfo = common::fixture::http_with(
         server.port,
         "GET",
         "/o/userinfo/",

@@ -3,11 +3,11 @@
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use super::fixture::{Fixture, approve, free_port, http, http_with, register_app, start_fixture};
 
 /// What the test needs from Debian to run the fixture.
 const INSTALL: &str = "apt-get install -y ruby-doorkeeper ruby-rails ruby-sqlite3 puma";
@@ -74,13 +74,6 @@ fn write_certificate(dir: &std::path::Path) -> (PathBuf, PathBuf) {
     std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
     std::fs::write(&cert, made.cert.pem()).unwrap();
     (key, cert)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
 }
 
 impl Doorkeeper {
@@ -150,7 +143,7 @@ impl Doorkeeper {
 
     /// The self-signed certificate of the HTTPS port, in PEM: the CA to trust.
     pub fn ca_file(&self) -> PathBuf {
-        self.server.dir.path().join("cert.pem")
+        self.server.dir().join("cert.pem")
     }
 
     /// Registers a confidential OAuth app for `redirect_uri`.
@@ -170,11 +163,7 @@ impl Doorkeeper {
     /// Opens `authorize_url` as a browser would (the owner approves at once) and returns where
     /// the server redirects: the callback URL, or its out-of-band page.
     pub fn approve(&self, authorize_url: &str) -> String {
-        let url = url::Url::parse(authorize_url).unwrap();
-        let target = format!("{}?{}", url.path(), url.query().unwrap_or_default());
-        let reply = http(self.port, "GET", &target, None).expect("the fixture answers");
-        assert_eq!(reply.status, 302, "no redirect: {}", reply.body);
-        reply.location.expect("a Location header")
+        approve(self.port, authorize_url)
     }
 
     /// A token request straight to the server, bypassing tokdeck: (status, JSON body).
@@ -214,155 +203,4 @@ impl Doorkeeper {
     pub fn log(&self) -> String {
         self.server.file("rails.log")
     }
-}
-
-/// A fixture server process with its port and folder; killed when dropped.
-pub struct Fixture {
-    child: Child,
-    pub port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Fixture {
-    /// A file from its folder ("" when missing), for failure messages.
-    pub fn file(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
-    }
-}
-
-/// Starts a fixture server (`command` for a port and a fresh folder; its stderr goes to
-/// `stderr.txt` there) and waits until `GET /health` answers 200; a port taken meanwhile is
-/// retried.
-pub fn start_fixture(name: &str, command: impl Fn(u16, &std::path::Path) -> Command) -> Fixture {
-    let mut last_log = String::new();
-    for _ in 0..3 {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let stderr = std::fs::File::create(dir.path().join("stderr.txt")).unwrap();
-        let mut child = command(port, dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            if let Ok(Some(_)) = child.try_wait() {
-                last_log =
-                    std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap_or_default();
-                break;
-            }
-            if http(port, "GET", "/health", None).is_some_and(|r| r.status == 200) {
-                return Fixture { child, port, dir };
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("the {name} fixture did not start within 90 s");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    panic!("the {name} fixture would not start: {last_log}");
-}
-
-/// Registers an OAuth app through a fixture's test-only `POST /test/applications` (a form);
-/// its JSON answer.
-pub fn register_app(port: u16, form: &str) -> serde_json::Value {
-    let reply = http(port, "POST", "/test/applications", Some(form)).expect("the fixture answers");
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    serde_json::from_str(&reply.body).unwrap()
-}
-
-/// An HTTP answer.
-pub struct Reply {
-    pub status: u16,
-    pub location: Option<String>,
-    pub body: String,
-}
-
-/// Opens a redirect `callback` (path and query) on the loopback listener at `port`, as the
-/// browser would.
-pub fn deliver(port: u16, callback: &str) -> Option<Reply> {
-    let target = url::Url::parse(callback).ok()?;
-    let path = format!("{}?{}", target.path(), target.query().unwrap_or_default());
-    http(port, "GET", &path, None)
-}
-
-/// A one-shot HTTP/1.1 request on loopback.
-pub fn http(port: u16, method: &str, target: &str, form: Option<&str>) -> Option<Reply> {
-    http_with(port, method, target, form, &[])
-}
-
-pub fn http_with(
-    port: u16,
-    method: &str,
-    target: &str,
-    form: Option<&str>,
-    headers: &[(&str, &str)],
-) -> Option<Reply> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
-    let body = form.unwrap_or_default();
-    let mut request = format!(
-        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if form.is_some() {
-        request.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
-    }
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let location = head
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("Location: ")
-                .or_else(|| l.strip_prefix("location: "))
-        })
-        .map(str::to_string);
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase()
-            .starts_with("transfer-encoding: chunked")
-    });
-    Some(Reply {
-        status,
-        location,
-        body: if chunked {
-            dechunk(body)
-        } else {
-            body.to_string()
-        },
-    })
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
 }

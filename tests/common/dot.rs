@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use super::doorkeeper::{Fixture, Reply, http, register_app, start_fixture};
+use super::fixture::{Fixture, Reply, approve, http, register_app, start_fixture};
 
 /// What the fixture needs.
 const INSTALL: &str = "pip install -r tests/fixtures/dot/requirements.txt";
@@ -88,11 +88,7 @@ impl Dot {
     /// Opens `authorize_url` as alice's browser would (the app skips the consent page) and
     /// returns where the server redirects.
     pub fn approve(&self, authorize_url: &str) -> String {
-        let url = url::Url::parse(authorize_url).unwrap();
-        let target = format!("{}?{}", url.path(), url.query().unwrap_or_default());
-        let reply = http(self.port, "GET", &target, None).expect("the fixture answers");
-        assert_eq!(reply.status, 302, "no redirect: {}", reply.body);
-        reply.location.expect("a Location header")
+        approve(self.port, authorize_url)
     }
 
     /// Enters `user_code` on the server's device page and approves (or denies) it on the

@@ -4,6 +4,7 @@
 
 pub mod doorkeeper;
 pub mod dot;
+pub mod fixture;
 pub mod mock;
 pub mod tmux;
 
@@ -247,12 +248,7 @@ pub fn assert_one_line_error(out: &Output, needle: &str) {
 }
 
 /// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
+pub use fixture::free_port;
 
 /// Deterministic pseudo-random waits (xorshift), so kill-timing tests vary but reproduce.
 pub struct Jitter(u64);
