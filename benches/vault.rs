@@ -24,11 +24,13 @@ fn vault(c: &mut Criterion) {
             support::at(0),
             |i| format!("refresh-{i}"),
         );
-        let identity = tokdeck::vault::IdentityFile::load(&key).unwrap();
+        let identity =
+            tokdeck::vault::IdentityFile::load(&key, tokdeck::vault::crypto::NoPrompt).unwrap();
         group.bench_with_input(BenchmarkId::new("open", n), &n, |b, _| {
             b.iter(|| {
                 let unlock = tokdeck::vault::Unlock::Identity(
-                    tokdeck::vault::IdentityFile::load(&key).unwrap(),
+                    tokdeck::vault::IdentityFile::load(&key, tokdeck::vault::crypto::NoPrompt)
+                        .unwrap(),
                 );
                 let store = tokdeck::vault::Store::open(&path, unlock).unwrap();
                 // Every profile parsed, as the app and `status` need them.
@@ -40,7 +42,8 @@ fn vault(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("open_one", n), &n, |b, _| {
             b.iter(|| {
                 let unlock = tokdeck::vault::Unlock::Identity(
-                    tokdeck::vault::IdentityFile::load(&key).unwrap(),
+                    tokdeck::vault::IdentityFile::load(&key, tokdeck::vault::crypto::NoPrompt)
+                        .unwrap(),
                 );
                 let store = tokdeck::vault::Store::open(&path, unlock).unwrap();
                 store.profile(&middle).unwrap().unwrap()

@@ -126,7 +126,10 @@ impl Context {
     /// How to open the vault at `path`, whose first bytes tell passphrase from keys.
     pub fn unlock_for(&self, path: &Path) -> anyhow::Result<Unlock> {
         if let Some(identity) = self.identity_path() {
-            return Ok(Unlock::Identity(IdentityFile::load(&identity)?));
+            return Ok(Unlock::Identity(IdentityFile::load(
+                &identity,
+                crate::prompt::Terminal,
+            )?));
         }
         VaultError::check_exists(path)?;
         let head = crate::vault::store::read_head(path)?;
@@ -134,7 +137,10 @@ impl Context {
             return Ok(Unlock::Passphrase(self.passphrase(path, false)?));
         }
         match Paths::default_identity().filter(|p| p.exists()) {
-            Some(default) => Ok(Unlock::Identity(IdentityFile::load(&default)?)),
+            Some(default) => Ok(Unlock::Identity(IdentityFile::load(
+                &default,
+                crate::prompt::Terminal,
+            )?)),
             None => Err(VaultError::NeedsIdentity {
                 path: path.to_path_buf(),
             }

@@ -16,6 +16,7 @@ pub mod oauth;
 pub mod output;
 pub mod pacing;
 pub mod platform;
+pub mod prompt;
 pub mod report;
 pub mod tui;
 pub mod usable;

@@ -67,6 +67,12 @@ fn lower_layers_never_import_a_front_end() {
                 wrong.push(format!("{name} uses {front}"));
             }
         }
+        // The bottom layers return what went wrong; the edges decide what to print.
+        for printing in ["note!(", "crate::output", "println!(", "eprintln!("] {
+            if program_part(&text).contains(printing) {
+                wrong.push(format!("{name} prints ({printing})"));
+            }
+        }
         if name.starts_with("http/") && program_part(&text).contains("crate::oauth") {
             wrong.push(format!("{name} uses crate::oauth: http sits below it"));
         }

@@ -19,7 +19,9 @@ const CHILD_DIR: &str = "TOKDECK_CRASH_CHILD_DIR";
 const KILLS: u32 = 200;
 
 fn open(dir: &Path) -> Store {
-    let unlock = Unlock::Identity(IdentityFile::load(&dir.join("key.txt")).unwrap());
+    let unlock = Unlock::Identity(
+        IdentityFile::load(&dir.join("key.txt"), tokdeck::vault::crypto::NoPrompt).unwrap(),
+    );
     Store::open(&dir.join("vault.age"), unlock).unwrap()
 }
 
@@ -133,7 +135,13 @@ fn vault_survives_sigkill_during_saves() {
         last = values[0];
         let backup = dir.path().join("vault.age.bak");
         if backup.exists() {
-            let unlock = Unlock::Identity(IdentityFile::load(&dir.path().join("key.txt")).unwrap());
+            let unlock = Unlock::Identity(
+                IdentityFile::load(
+                    &dir.path().join("key.txt"),
+                    tokdeck::vault::crypto::NoPrompt,
+                )
+                .unwrap(),
+            );
             let bak = Store::open(&backup, unlock).unwrap().snapshot().unwrap();
             assert!(
                 counters(&bak)[0] <= last,

@@ -66,7 +66,9 @@ async fn the_real_loop_authorizes_cancels_refreshes_and_saves() {
     env.authorized_profile("billing", &server, &[]);
     let port = env.add_loopback_profile("a-new", &server, &[]);
 
-    let unlock = Unlock::Identity(IdentityFile::load(&env.identity()).unwrap());
+    let unlock = Unlock::Identity(
+        IdentityFile::load(&env.identity(), tokdeck::vault::crypto::NoPrompt).unwrap(),
+    );
     let store = Arc::new(Store::open(&env.vault(), unlock).unwrap());
     let worker = worker::spawn(WorkerConfig {
         store: store.clone(),

@@ -109,5 +109,9 @@ fn write_vault(dir: &Path, profiles: Vec<Profile>) -> (PathBuf, PathBuf) {
 
 /// Opens a benchmark vault.
 pub fn open(path: &Path, key: &Path) -> Store {
-    Store::open(path, Unlock::Identity(IdentityFile::load(key).unwrap())).unwrap()
+    Store::open(
+        path,
+        Unlock::Identity(IdentityFile::load(key, tokdeck::vault::crypto::NoPrompt).unwrap()),
+    )
+    .unwrap()
 }

@@ -34,12 +34,13 @@ pub fn init(ctx: &Context, args: &InitArgs) -> anyhow::Result<()> {
             recipients.push(r.trim().to_string());
         }
         match ctx.identity_path() {
-            Some(identity) => recipients.extend(IdentityFile::load(&identity)?.recipients),
+            Some(identity) => recipients
+                .extend(IdentityFile::load(&identity, crate::prompt::Terminal)?.recipients),
             None if recipients.is_empty() => {
                 let identity = Paths::default_identity()
                     .ok_or_else(|| anyhow!("no config dir for a new identity: pass --identity"))?;
                 let key = if identity.exists() {
-                    IdentityFile::load(&identity)?
+                    IdentityFile::load(&identity, crate::prompt::Terminal)?
                 } else {
                     let key = IdentityFile::generate(&identity)?;
                     crate::note!(
@@ -76,7 +77,7 @@ fn warn_if_locked_out(ctx: &Context, recipients: &[String]) {
         .identity_path()
         .or_else(|| Paths::default_identity().filter(|p| p.exists()));
     let mine: Vec<String> = own_key
-        .and_then(|path| IdentityFile::load(&path).ok())
+        .and_then(|path| IdentityFile::load(&path, crate::prompt::Terminal).ok())
         .map(|key| key.recipients)
         .unwrap_or_default();
     let canonical = |r: &String| crypto::canonical_recipient(r).ok();

@@ -44,14 +44,13 @@ impl std::fmt::Debug for IdentityFile {
     }
 }
 
-/// Prompts on the terminal when an SSH key is itself encrypted.
-#[derive(Clone)]
-struct TerminalCallbacks;
+/// Callbacks for an identity that never asks anything: an encrypted SSH key opened with them
+/// cannot be unlocked, and says so.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoPrompt;
 
-impl age::Callbacks for TerminalCallbacks {
-    fn display_message(&self, message: &str) {
-        crate::note!("{message}");
-    }
+impl age::Callbacks for NoPrompt {
+    fn display_message(&self, _: &str) {}
 
     fn confirm(&self, _: &str, _: &str, _: Option<&str>) -> Option<bool> {
         None
@@ -61,10 +60,8 @@ impl age::Callbacks for TerminalCallbacks {
         None
     }
 
-    fn request_passphrase(&self, description: &str) -> Option<SecretString> {
-        rpassword::prompt_password(format!("{description}: "))
-            .ok()
-            .map(SecretString::from)
+    fn request_passphrase(&self, _: &str) -> Option<SecretString> {
+        None
     }
 }
 
@@ -74,8 +71,9 @@ fn has_terminal() -> bool {
 }
 
 impl IdentityFile {
-    /// Loads an age identity file (AGE-SECRET-KEY-1...) or an OpenSSH private key.
-    pub fn load(path: &Path) -> Result<Self, VaultError> {
+    /// Loads an age identity file (AGE-SECRET-KEY-1...) or an OpenSSH private key; `prompt`
+    /// asks for an SSH key's own passphrase when it has one (the edge decides how).
+    pub fn load(path: &Path, prompt: impl age::Callbacks) -> Result<Self, VaultError> {
         let bad = |reason: String| VaultError::BadIdentity {
             path: path.to_path_buf(),
             reason,
@@ -105,7 +103,7 @@ impl IdentityFile {
                 .unwrap_or_default();
             return Ok(Self {
                 path: path.to_path_buf(),
-                identities: vec![Box::new(identity.with_callbacks(TerminalCallbacks))],
+                identities: vec![Box::new(identity.with_callbacks(prompt))],
                 recipients,
             });
         }
@@ -140,7 +138,7 @@ impl IdentityFile {
             key.to_string().expose_secret()
         ));
         super::file::write_atomic(path, contents.as_bytes(), false)?;
-        Self::load(path)
+        Self::load(path, NoPrompt)
     }
 }
 

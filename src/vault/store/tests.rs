@@ -27,7 +27,7 @@ fn new_store(dir: &Path) -> (Store, PathBuf) {
 fn second_handle(store: &Store, key: &Path) -> Store {
     Store::open(
         store.path(),
-        Unlock::Identity(IdentityFile::load(key).unwrap()),
+        Unlock::Identity(IdentityFile::load(key, crate::vault::crypto::NoPrompt).unwrap()),
     )
     .unwrap()
 }
