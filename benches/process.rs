@@ -5,8 +5,6 @@
 // Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
 mod support;
 
 use std::process::{Command, Stdio};
@@ -20,7 +18,7 @@ fn env_command(
     key: &std::path::Path,
     args: &[&str],
 ) -> Command {
-    let mut cmd = Command::new(common::bin());
+    let mut cmd = Command::new(support::bin());
     cmd.args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -89,7 +87,7 @@ fn idle_cpu(
         h = home.display(),
         v = vault.display(),
         k = key.display(),
-        b = common::bin().display()
+        b = support::bin().display()
     );
     let ok = Command::new("tmux")
         .args([
@@ -305,12 +303,12 @@ fn main() {
         None => println!("TUI idle CPU: tmux not available, skipped"),
     }
     agent_figures(secs);
-    let size = std::fs::metadata(common::bin())
+    let size = std::fs::metadata(support::bin())
         .map(|m| m.len())
         .unwrap_or(0);
     println!(
         "binary: {:.1} MB ({})",
         size as f64 / 1_048_576.0,
-        common::bin().display()
+        support::bin().display()
     );
 }

@@ -7,12 +7,7 @@
 // Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
 
-#[path = "../tests/common/doorkeeper.rs"]
-mod doorkeeper;
-#[path = "../tests/common/fixture.rs"]
-mod fixture;
-#[path = "../tests/common/mock.rs"]
-mod mock;
+use tokdeck_testkit::{doorkeeper, mock};
 mod support;
 
 use std::sync::Arc;

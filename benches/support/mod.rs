@@ -115,3 +115,8 @@ pub fn open(path: &Path, key: &Path) -> Store {
     )
     .unwrap()
 }
+
+/// The built binary.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tokdeck"))
+}

@@ -2,11 +2,10 @@
 
 #![allow(dead_code)]
 
-pub mod doorkeeper;
-pub mod dot;
-pub mod fixture;
-pub mod mock;
 pub mod tmux;
+
+#[allow(unused_imports)]
+pub use tokdeck_testkit::{doorkeeper, dot, fixture, mock};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

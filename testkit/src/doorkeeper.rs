@@ -62,7 +62,7 @@ pub struct App {
 }
 
 fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/doorkeeper/server.rb")
+    crate::fixtures_dir().join("doorkeeper/server.rb")
 }
 
 /// A self-signed certificate for 127.0.0.1 in `dir`: (key.pem, cert.pem).

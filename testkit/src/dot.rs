@@ -31,7 +31,7 @@ fn python() -> String {
 }
 
 fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dot/server.py")
+    crate::fixtures_dir().join("dot/server.py")
 }
 
 impl Dot {
