@@ -286,10 +286,7 @@ pub enum Command {
     /// Refresh one profile's tokens, or all of them
     Refresh(RefreshArgs),
     /// Print a valid access token (refreshing first when needed) and nothing else
-    Token {
-        /// Profile name
-        name: String,
-    },
+    Token(TokenArgs),
     /// Run CMD with a valid access token in its environment (never in its arguments)
     Exec(ExecArgs),
     /// Call the profile's API with its token; on 401 refresh once and retry
@@ -436,9 +433,24 @@ pub struct EditArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Profile name
+    pub name: String,
+    /// Refresh first unless the token stays valid at least this long (e.g. 10m)
+    #[arg(long, value_parser = parse_duration_arg, value_name = "DUR")]
+    pub min_valid: Option<Duration>,
+    /// Print `Authorization: Bearer TOKEN` (for curl -H @-)
+    #[arg(long)]
+    pub header: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct ExecArgs {
     /// Profile name
     pub name: String,
+    /// Refresh first unless the token stays valid at least this long (e.g. 10m)
+    #[arg(long, value_parser = parse_duration_arg, value_name = "DUR")]
+    pub min_valid: Option<Duration>,
     /// The variable that holds the token [default: the profile's, else TOKDECK_ACCESS_TOKEN]
     #[arg(long = "env", value_name = "VAR", value_parser = parse_env_var)]
     pub env: Option<String>,

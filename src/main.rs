@@ -41,7 +41,7 @@ fn runtime_for(cli: &Cli) -> std::io::Result<tokio::runtime::Runtime> {
     use tokdeck::cli::Command;
     let one_shot = matches!(
         cli.command,
-        Some(Command::Token { .. } | Command::Exec(_) | Command::Api(_) | Command::Status(_))
+        Some(Command::Token(_) | Command::Exec(_) | Command::Api(_) | Command::Status(_))
     );
     if one_shot {
         tokio::runtime::Builder::new_current_thread()

@@ -42,6 +42,15 @@ pub enum NoToken {
     /// The refresh failed and the token has expired: the failure, as the worker said it.
     #[error("{0}")]
     RefreshFailed(String),
+    /// Even a fresh token would not stay valid for as long as asked.
+    #[error(
+        "'{name}''s access token is valid for {left} after a refresh, less than --min-valid {wanted}: the server issues shorter tokens; ask for less"
+    )]
+    TooShort {
+        name: String,
+        left: String,
+        wanted: String,
+    },
     #[error(transparent)]
     Vault(#[from] VaultError),
 }
@@ -60,25 +69,49 @@ fn issued(profile: &Profile, token: &Token, warning: Option<String>) -> Issued {
     }
 }
 
+/// What the caller needs of the token.
+#[derive(Debug, Clone, Copy)]
+pub struct Wanted {
+    /// The configured refresh margin (see [`crate::health::refresh_margin_for`]).
+    pub margin: Duration,
+    /// At least this long left, or refresh first (`token --min-valid`).
+    pub min_valid: Option<Duration>,
+}
+
+impl Wanted {
+    /// Whether `token` has less than the minimum left at `now`.
+    fn too_short(&self, token: &Token, now: DateTime<Utc>) -> bool {
+        match (self.min_valid, token.expires_at) {
+            (Some(min), Some(at)) => {
+                let left = (at - now).num_seconds();
+                left < crate::duration::secs_i64(min)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// A usable token for `name`. `refresh` runs a refresh job to its end and returns its failure
-/// message, if any; it is called only when a refresh is due and possible.
+/// message, if any; it is called only when a refresh is due and possible, and at most once.
 pub async fn usable_token<F, Fut>(
     store: &Store,
     name: &str,
     clock: &Clock,
-    margin: Duration,
+    wanted: Wanted,
     refresh: F,
 ) -> Result<Issued, NoToken>
 where
     F: FnOnce(Job) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
+    let margin = wanted.margin;
     let profile = load(store, name)?;
     // An app token needs no authorize step: without one, the first is fetched below.
     let first_app_token = profile.renews_by_itself() && profile.token.is_none();
     if !first_app_token {
         let current = token_of(&profile)?;
-        if access_usable(current, clock.now(), margin) {
+        let short = wanted.too_short(current, clock.now());
+        if access_usable(current, clock.now(), margin) && !short {
             return Ok(issued(&profile, current, None));
         }
         if current.refresh_token.is_none() && !profile.renews_by_itself() {
@@ -89,18 +122,29 @@ where
             };
         }
     }
+    let within = profile
+        .token
+        .as_ref()
+        .and_then(|t| refresh_margin_for(t, margin));
     let job = Job::Refresh {
-        if_expiring_within: profile
-            .token
-            .as_ref()
-            .and_then(|t| refresh_margin_for(t, margin)),
+        if_expiring_within: match (within, wanted.min_valid) {
+            (Some(m), Some(min)) => Some(m.max(min)),
+            (m, min) => m.or(min),
+        },
     };
     let failure = refresh(job).await.err();
     // Read again: the refresh saved a new token, or someone else did meanwhile.
     let profile = load(store, name)?;
+    let now = clock.now();
     match (failure, &profile.token) {
+        (None, Some(latest)) if wanted.too_short(latest, now) => {
+            Err(too_short(name, latest, now, wanted))
+        }
         (None, Some(latest)) => Ok(issued(&profile, latest, None)),
-        (Some(why), Some(latest)) if still_valid(latest, clock.now()) => Ok(issued(
+        (Some(why), Some(latest)) if wanted.too_short(latest, now) => Err(NoToken::RefreshFailed(
+            format!("{why}; the current token ends sooner than --min-valid asks"),
+        )),
+        (Some(why), Some(latest)) if still_valid(latest, now) => Ok(issued(
             &profile,
             latest,
             Some(format!(
@@ -109,6 +153,18 @@ where
         )),
         (Some(why), _) => Err(NoToken::RefreshFailed(why)),
         (None, None) => Err(NoToken::NeverAuthorized(name.to_string())),
+    }
+}
+
+fn too_short(name: &str, token: &Token, now: DateTime<Utc>, wanted: Wanted) -> NoToken {
+    let left = token
+        .expires_at
+        .map(|at| (at - now).to_std().unwrap_or_default())
+        .unwrap_or_default();
+    NoToken::TooShort {
+        name: name.to_string(),
+        left: crate::duration::format_duration(left),
+        wanted: crate::duration::format_duration(wanted.min_valid.unwrap_or_default()),
     }
 }
 

@@ -488,3 +488,58 @@ fn the_agent_writes_no_core_dump() {
     let unit = stdout(&env.run(&["agent", "--systemd-unit"]));
     assert!(unit.contains("\nLimitCORE=0\n"), "{unit}");
 }
+
+/// `token --min-valid` and `--header`, run by `run` (with or without an agent).
+fn min_valid_is_honoured(server: &MockServer, run: &dyn Fn(&[&str]) -> std::process::Output) {
+    let before = server.refresh_requests();
+    // Two hours left: ten minutes are there without a refresh.
+    let out = run(&["token", "p", "--min-valid", "10m"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.refresh_requests(), before);
+    let first = stdout(&out);
+    // Three hours cannot be had from a server that issues two: one refresh, then a clear no.
+    let out = run(&["token", "p", "--min-valid", "3h"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("less than --min-valid 3h"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        server.refresh_requests(),
+        before + 1,
+        "refreshed more than once"
+    );
+    // A server that issues four hours: refreshed first, a new token handed out.
+    server.set_expires_in(4 * 3600);
+    let out = run(&["token", "p", "--min-valid", "3h"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.refresh_requests(), before + 2);
+    let fresh = stdout(&out);
+    assert_ne!(fresh, first);
+    assert_eq!(Some(fresh.clone()), server.last_access_token());
+    let out = run(&["token", "p", "--header"]);
+    assert_eq!(stdout(&out), format!("Authorization: Bearer {fresh}\n"));
+    server.set_expires_in(7200);
+    // exec asks the same: a command that needs five hours does not start with less.
+    let out = run(&["exec", "p", "--min-valid", "5h", "--", "true"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--min-valid 5h"), "{}", stderr(&out));
+}
+
+#[test]
+fn token_min_valid_and_header_without_an_agent() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &[]);
+    min_valid_is_honoured(&server, &|args| env.run(&[&["--no-agent"], args].concat()));
+}
+
+#[test]
+fn token_min_valid_and_header_through_the_agent() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &[]);
+    let _agent = Agent::start(&env);
+    min_valid_is_honoured(&server, &|args| keyless(&env, args));
+}

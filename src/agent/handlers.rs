@@ -1,6 +1,8 @@
 //! What the agent answers to each request: a usable token, the status, refreshes, a reload,
 //! shutdown, and who it is.
 
+use std::time::Duration;
+
 use super::keeper::Keeper;
 use super::protocol::{Info, Reply, Request};
 use super::supervisor::Supervisor;
@@ -14,7 +16,10 @@ pub async fn answer(
     supervisor: &Supervisor,
 ) -> Reply {
     match request {
-        Request::Token { profile } => token(keeper, &profile).await,
+        Request::Token {
+            profile,
+            min_valid_secs,
+        } => token(keeper, &profile, min_valid_secs.map(Duration::from_secs)).await,
         Request::Status { json, warn_secs } => status(keeper, json, warn_secs),
         Request::Refresh { profile } => refresh(keeper, profile).await,
         Request::Reload => reload(keeper).await,
@@ -26,11 +31,15 @@ pub async fn answer(
     }
 }
 
-async fn token(keeper: &Keeper, name: &str) -> Reply {
+async fn token(keeper: &Keeper, name: &str, min_valid: Option<Duration>) -> Reply {
     use age::secrecy::ExposeSecret;
     let refresh = |job: Job| keeper.refresh(name, job);
     let store = keeper.store.clone();
-    match usable::usable_token(&store, name, &keeper.clock, keeper.refresh_margin, refresh).await {
+    let wanted = usable::Wanted {
+        margin: keeper.refresh_margin,
+        min_valid,
+    };
+    match usable::usable_token(&store, name, &keeper.clock, wanted, refresh).await {
         Ok(issued) => Reply {
             token: Some(issued.access_token.expose_secret().to_string()),
             expires_at: issued.expires_at,

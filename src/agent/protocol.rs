@@ -45,8 +45,13 @@ pub struct Envelope {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Request {
-    /// A usable access token (refreshed first when due).
-    Token { profile: String },
+    /// A usable access token (refreshed first when due, or when less than `min_valid_secs`
+    /// is left).
+    Token {
+        profile: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_valid_secs: Option<u64>,
+    },
     /// The status table or JSON, as `tokdeck status` prints it, and its exit code.
     Status {
         #[serde(default)]
@@ -198,7 +203,7 @@ mod tests {
     fn requests_round_trip_and_bad_ones_are_named() {
         let line = r#"{"v":1,"op":"token","profile":"acme"}"#;
         assert!(
-            matches!(parse(line).map(|e| e.request), Ok(Request::Token { profile }) if profile == "acme")
+            matches!(parse(line).map(|e| e.request), Ok(Request::Token { profile, .. }) if profile == "acme")
         );
         assert!(matches!(
             parse(r#"{"v":1,"op":"refresh"}"#).map(|e| e.request),

@@ -17,7 +17,10 @@ pub const DEFAULT_VAR: &str = "TOKDECK_ACCESS_TOKEN";
 /// Runs CMD; returns only when it could not be started (126: not executable, 127: not found,
 /// as shells say).
 pub async fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<i32> {
-    let issued = TokenSource::new(ctx).await.obtain(&args.name).await?;
+    let issued = TokenSource::new(ctx)
+        .await
+        .obtain_valid_for(&args.name, args.min_valid)
+        .await?;
     let var = args
         .env
         .clone()

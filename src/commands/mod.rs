@@ -29,7 +29,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             oauth::exchange(&ctx, name, code).await.map(|()| 0)
         }
         Some(Command::Refresh(args)) => oauth::refresh(&ctx, args).await.map(|()| 0),
-        Some(Command::Token { name }) => oauth::token(&ctx, name).await.map(|()| 0),
+        Some(Command::Token(args)) => oauth::token(&ctx, args).await.map(|()| 0),
         Some(Command::Exec(args)) => exec::run(&ctx, args).await,
         Some(Command::Api(args)) => api::run(&ctx, args).await,
         Some(Command::Agent(args)) => agent::run(&ctx, args).await,

@@ -321,12 +321,22 @@ impl<'a> TokenSource<'a> {
     /// A usable token for `name` (see [`crate::tokens`]); a warning goes to stderr when a due
     /// refresh failed but the token still works.
     pub async fn obtain(&mut self, name: &str) -> anyhow::Result<Issued> {
+        self.obtain_valid_for(name, None).await
+    }
+
+    /// Like [`Self::obtain`], with at least `min_valid` left (refreshed first otherwise).
+    pub async fn obtain_valid_for(
+        &mut self,
+        name: &str,
+        min_valid: Option<std::time::Duration>,
+    ) -> anyhow::Result<Issued> {
         let request = AgentRequest::Token {
             profile: name.to_string(),
+            min_valid_secs: min_valid.map(|d| d.as_secs()),
         };
         let issued = match self.ask_agent(request).await? {
-            Some(reply) => from_agent(name, reply)?,
-            None => self.issue_here(name).await?,
+            Some(reply) => checked_validity(from_agent(name, reply)?, min_valid, self.ctx)?,
+            None => self.issue_here(name, min_valid).await?,
         };
         if let Some(warning) = &issued.warning {
             crate::note!("{name}: warning: {warning}");
@@ -335,7 +345,11 @@ impl<'a> TokenSource<'a> {
     }
 
     /// A usable token through a worker of this process.
-    async fn issue_here(&mut self, name: &str) -> anyhow::Result<Issued> {
+    async fn issue_here(
+        &mut self,
+        name: &str,
+        min_valid: Option<std::time::Duration>,
+    ) -> anyhow::Result<Issued> {
         let (ctx, store) = (self.ctx, self.store()?);
         let refresh = |job: Job| {
             let store = store.clone();
@@ -346,8 +360,11 @@ impl<'a> TokenSource<'a> {
                 failures.first().map_or(Ok(()), |f| Err(f.error.clone()))
             }
         };
-        let margin = ctx.config.refresh_margin;
-        Ok(usable::usable_token(&store, name, &ctx.clock, margin, refresh).await?)
+        let wanted = usable::Wanted {
+            margin: ctx.config.refresh_margin,
+            min_valid,
+        };
+        Ok(usable::usable_token(&store, name, &ctx.clock, wanted, refresh).await?)
     }
 
     /// Refreshes `name` now (after a 401).
@@ -394,9 +411,39 @@ fn from_agent(name: &str, reply: AgentReply) -> anyhow::Result<Issued> {
     })
 }
 
-/// `tokdeck token`: only the token goes to stdout.
-pub async fn token(ctx: &Context, name: &str) -> anyhow::Result<()> {
-    print_token(&TokenSource::new(ctx).await.obtain(name).await?)
+/// An agent older than this client may not know `min_valid_secs`: what it handed out is
+/// checked here too.
+fn checked_validity(
+    issued: Issued,
+    min_valid: Option<std::time::Duration>,
+    ctx: &Context,
+) -> anyhow::Result<Issued> {
+    let (Some(min), Some(at)) = (min_valid, issued.expires_at) else {
+        return Ok(issued);
+    };
+    let left = (at - ctx.clock.now()).num_seconds();
+    if left < crate::duration::secs_i64(min) {
+        bail!(
+            "the agent handed out a token with {left}s left, less than --min-valid asks: restart the agent (`tokdeck agent stop`), it may be older than this tokdeck"
+        );
+    }
+    Ok(issued)
+}
+
+/// `tokdeck token`: only the token goes to stdout (or an Authorization header line).
+pub async fn token(ctx: &Context, args: &crate::cli::TokenArgs) -> anyhow::Result<()> {
+    let issued = TokenSource::new(ctx)
+        .await
+        .obtain_valid_for(&args.name, args.min_valid)
+        .await?;
+    if args.header {
+        let line = zeroize::Zeroizing::new(format!(
+            "Authorization: Bearer {}",
+            issued.access_token.expose_secret()
+        ));
+        return Ok(crate::output::println(&line)?);
+    }
+    print_token(&issued)
 }
 
 /// The token on stdout: a newline on a terminal, none in a pipe (for `$(tokdeck token x)` and
