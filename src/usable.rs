@@ -135,17 +135,28 @@ where
     let failure = refresh(job).await.err();
     // Read again: the refresh saved a new token, or someone else did meanwhile.
     let profile = load(store, name)?;
-    let now = clock.now();
+    after_refresh(&profile, failure, clock.now(), wanted)
+}
+
+/// What a refresh left: the new token, or the current one with a warning while it still
+/// works and is long enough, or why there is none.
+fn after_refresh(
+    profile: &Profile,
+    failure: Option<String>,
+    now: DateTime<Utc>,
+    wanted: Wanted,
+) -> Result<Issued, NoToken> {
+    let name = profile.name.as_str();
     match (failure, &profile.token) {
         (None, Some(latest)) if wanted.too_short(latest, now) => {
             Err(too_short(name, latest, now, wanted))
         }
-        (None, Some(latest)) => Ok(issued(&profile, latest, None)),
+        (None, Some(latest)) => Ok(issued(profile, latest, None)),
         (Some(why), Some(latest)) if wanted.too_short(latest, now) => Err(NoToken::RefreshFailed(
             format!("{why}; the current token ends sooner than --min-valid asks"),
         )),
         (Some(why), Some(latest)) if still_valid(latest, now) => Ok(issued(
-            &profile,
+            profile,
             latest,
             Some(format!(
                 "refresh failed ({why}); handing out the current token"

@@ -143,9 +143,9 @@ fn vault_has_no_import_circle() {
         }
         false
     }
-    // The scan sees imports at all: the store is known to use the file mechanics.
+    // The scan sees imports at all: the file backend is known to use the file mechanics.
     assert!(
-        uses.get("store").is_some_and(|u| u.contains("file")),
+        uses.get("backend").is_some_and(|u| u.contains("file")),
         "no vault import found: {uses:?}"
     );
     let circles: Vec<&String> = modules

@@ -18,6 +18,8 @@ pub enum VaultError {
     },
     #[error("a vault already exists at {0}: remove it first or choose another --vault")]
     AlreadyExists(PathBuf),
+    #[error("{0} changed while this save was under way: nothing was overwritten; try again")]
+    Conflict(PathBuf),
     #[error("cannot {action} {path}: {source}")]
     Io {
         action: &'static str,

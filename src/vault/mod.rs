@@ -1,5 +1,6 @@
 //! The encrypted store: model, age encryption, atomic save, lock, backup.
 
+pub mod backend;
 pub mod connection;
 pub mod crypto;
 pub mod error;

@@ -1,132 +1,72 @@
-//! What the store last read or wrote, and how it tells whether the file changed since: the
-//! file's stamp and fingerprint, and the decrypted content, parsed as far as it was needed.
+//! What the store last read or wrote, and how it tells whether the vault changed since: the
+//! stored version and stamp, and the decrypted content, parsed as far as it was needed.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
-use std::io::Read;
 use std::path::Path;
 
 use age::secrecy::SecretString;
 
+use super::backend::{Stamp, Stored, Version};
 use super::crypto::{self, Sealing, Unlock};
 use super::error::VaultError;
-use super::file::backup_path;
 use super::model::{Profile, VaultData};
 use super::parse::{self, Located, Parsed};
 use super::text::Text;
 
-/// How many of the file's first bytes tell one encryption of it from another.
-const STAMP_BYTES: u64 = 16 * 1024;
-
-/// What tells one encryption of the vault from another: the file's length and its first bytes,
-/// which hold the age header. Every encryption draws a new random file key (and an ephemeral
-/// key or salt for each recipient), so two files with the same header hold the same content:
-/// comparing stamps tells a save from a touch without keeping or reading megabytes.
-#[derive(PartialEq, Eq)]
-pub(super) struct Stamp {
-    pub(super) len: u64,
-    pub(super) head: Vec<u8>,
-}
-
-impl Stamp {
-    pub(super) fn of(ciphertext: &[u8]) -> Self {
-        let end = ciphertext
-            .len()
-            .min(usize::try_from(STAMP_BYTES).unwrap_or(usize::MAX));
-        Self {
-            len: ciphertext.len() as u64,
-            head: ciphertext.get(..end).unwrap_or_default().to_vec(),
-        }
-    }
-}
-
-/// The vault file opened for reading, its stamp and its fingerprint (both of this very file:
-/// a writer replaces the file by rename, so what the handle reads never changes).
-pub(super) struct Opened {
-    pub(super) file: File,
-    pub(super) stamp: Stamp,
-    pub(super) fingerprint: Option<(u64, u64, i64, i64)>,
-}
-
-impl Opened {
-    pub(super) fn at(path: &Path) -> Result<Self, VaultError> {
-        let failed = VaultError::reading(path);
-        let mut file = File::open(path).map_err(&failed)?;
-        let meta = file.metadata().map_err(&failed)?;
-        let mut head = Vec::new();
-        Read::by_ref(&mut file)
-            .take(STAMP_BYTES)
-            .read_to_end(&mut head)
-            .map_err(&failed)?;
-        Ok(Self {
-            file,
-            stamp: Stamp {
-                len: meta.len(),
-                head,
-            },
-            fingerprint: Some(fingerprint_of(&meta)),
-        })
-    }
-
-    /// Decrypts the whole file: what the store then holds, and how to seal the next save. A
-    /// damaged file's error says whether a backup is there to restore.
-    pub(super) fn read(
-        self,
-        unlock: &Unlock,
-        path: &Path,
-    ) -> Result<(Snapshot, Sealing), VaultError> {
-        self.decrypt(unlock, path)
-            .map_err(|e| e.with_backup(backup_path(path).exists()))
-    }
-
-    pub(super) fn decrypt(
-        mut self,
-        unlock: &Unlock,
-        path: &Path,
-    ) -> Result<(Snapshot, Sealing), VaultError> {
-        std::io::Seek::rewind(&mut self.file).map_err(VaultError::reading(path))?;
-        let len = usize::try_from(self.stamp.len).unwrap_or(usize::MAX);
-        let reader = std::io::BufReader::with_capacity(64 * 1024, &mut self.file);
-        let plaintext = crypto::decrypt_from(reader, len, unlock, path)?;
-        let (content, sealing) = decode(plaintext, unlock, path)?;
-        let snapshot = Snapshot {
-            stamp: self.stamp,
-            content,
-            fingerprint: self.fingerprint,
-        };
-        Ok((snapshot, sealing))
-    }
-}
-
-/// The first bytes of the vault file: enough to read its age header.
-pub fn read_head(path: &Path) -> Result<Vec<u8>, VaultError> {
-    Ok(Opened::at(path)?.stamp.head)
+/// Decrypts what `stored` holds: what the store then holds, and how to seal the next save. A
+/// damaged vault's error says whether a previous version is there to restore.
+pub(super) fn read_stored(
+    stored: Stored,
+    unlock: &Unlock,
+    path: &Path,
+    has_previous: bool,
+) -> Result<(Snapshot, Sealing), VaultError> {
+    let Stored {
+        stamp,
+        version,
+        reader,
+    } = stored;
+    let len = usize::try_from(stamp.len).unwrap_or(usize::MAX);
+    let decrypted = crypto::decrypt_from(
+        std::io::BufReader::with_capacity(64 * 1024, reader),
+        len,
+        unlock,
+        path,
+    )
+    .and_then(|plaintext| decode(plaintext, unlock, path));
+    let (content, sealing) = decrypted.map_err(|e| e.with_backup(has_previous))?;
+    let snapshot = Snapshot {
+        stamp,
+        content,
+        version,
+    };
+    Ok((snapshot, sealing))
 }
 
 /// What the store last read or wrote.
 pub(super) struct Snapshot {
     pub(super) stamp: Stamp,
     pub(super) content: Content,
-    /// (inode, size, mtime) of the file when last read or written: an unchanged fingerprint
-    /// means nobody replaced the file, so it need not be read again.
-    pub(super) fingerprint: Option<(u64, u64, i64, i64)>,
+    /// The stored version when last read or written: while it is unchanged nobody replaced
+    /// the vault, so it need not be read again.
+    pub(super) version: Option<Version>,
 }
 
 impl Snapshot {
-    /// What this process just wrote to `path`: `ciphertext`, sealing `data`.
-    pub(super) fn written(path: &Path, ciphertext: &[u8], data: VaultData) -> Self {
+    /// What this process just stored as `version`: `ciphertext`, sealing `data`.
+    pub(super) fn written(version: Option<Version>, ciphertext: &[u8], data: VaultData) -> Self {
         Self {
             stamp: Stamp::of(ciphertext),
             content: Content::parsed(data),
-            fingerprint: fingerprint(path),
+            version,
         }
     }
 
-    /// Records that this process just wrote `ciphertext` to `path`, its content changed in
-    /// place.
-    pub(super) fn rewritten(&mut self, path: &Path, ciphertext: &[u8]) {
+    /// Records that this process just stored `ciphertext` as `version`, its content changed
+    /// in place.
+    pub(super) fn rewritten(&mut self, version: Option<Version>, ciphertext: &[u8]) {
         self.stamp = Stamp::of(ciphertext);
-        self.fingerprint = fingerprint(path);
+        self.version = version;
     }
 }
 
@@ -224,16 +164,6 @@ impl From<Parsed> for Content {
             Parsed::Located(located) => Self::Located(located),
         }
     }
-}
-
-pub(super) fn fingerprint(path: &Path) -> Option<(u64, u64, i64, i64)> {
-    fs::metadata(path).ok().map(|m| fingerprint_of(&m))
-}
-
-/// (inode, size, mtime) of a file.
-pub(super) fn fingerprint_of(meta: &fs::Metadata) -> (u64, u64, i64, i64) {
-    use std::os::unix::fs::MetadataExt;
-    (meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec())
 }
 
 /// Parses decrypted text, and works out how to seal the next save.

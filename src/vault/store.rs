@@ -1,24 +1,23 @@
-//! The vault on disk: load, atomic save with backup, and the cross-process write lock.
+//! The opened vault: unlocking, the decrypted cache, updates under the cross-process lease.
+//! Where the ciphertext lives is the backend's ([`super::backend`]).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+pub use super::backend::file::read_head;
+use super::backend::{Backend, FileBackend, LeaseGuard};
 use super::crypto::{self, Sealing, Unlock};
 use super::error::VaultError;
-use super::file::{io_err, lock_path, write_atomic};
 use super::model::{Profile, VaultData};
-pub use super::snapshot::read_head;
-use super::snapshot::{Opened, Snapshot, fingerprint};
+use super::snapshot::{Snapshot, read_stored};
 use super::text::Text;
 
 #[derive(Default)]
 struct LeaseState {
     holders: usize,
-    file: Option<File>,
+    guard: Option<LeaseGuard>,
 }
 
 /// A held write lock on the vault; shared by every task of this process, released on drop.
@@ -31,8 +30,7 @@ impl Drop for Lease {
         let mut state = lock_ignoring_poison(&self.state);
         state.holders = state.holders.saturating_sub(1);
         if state.holders == 0 {
-            // Closing the file releases the advisory lock.
-            state.file = None;
+            state.guard = None;
         }
     }
 }
@@ -47,7 +45,7 @@ pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(30);
 /// The opened vault. Reads reload when another process changed the file; writes take the
 /// lock, reload, apply the change, and save atomically.
 pub struct Store {
-    path: PathBuf,
+    backend: Box<dyn Backend>,
     unlock: Unlock,
     sealing: Mutex<Sealing>,
     snapshot: Mutex<Snapshot>,
@@ -59,16 +57,28 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens and decrypts the vault at `path`.
+    /// Opens and decrypts the vault file at `path`.
     pub fn open(path: &Path, unlock: Unlock) -> Result<Self, VaultError> {
-        let (snapshot, sealing) = Opened::at(path)?.read(&unlock, path)?;
-        Ok(Self::with_content(path, unlock, sealing, snapshot))
+        Self::open_in(Box::new(FileBackend::new(path)), unlock)
     }
 
-    /// A store whose file at `path` is what `snapshot` saw.
-    fn with_content(path: &Path, unlock: Unlock, sealing: Sealing, snapshot: Snapshot) -> Self {
+    /// Opens and decrypts the vault `backend` keeps.
+    pub fn open_in(backend: Box<dyn Backend>, unlock: Unlock) -> Result<Self, VaultError> {
+        let stored = backend.open()?;
+        let (snapshot, sealing) =
+            read_stored(stored, &unlock, backend.path(), backend.has_previous())?;
+        Ok(Self::with_content(backend, unlock, sealing, snapshot))
+    }
+
+    /// A store whose backend holds what `snapshot` saw.
+    fn with_content(
+        backend: Box<dyn Backend>,
+        unlock: Unlock,
+        sealing: Sealing,
+        snapshot: Snapshot,
+    ) -> Self {
         Self {
-            path: path.to_path_buf(),
+            backend,
             unlock,
             sealing: Mutex::new(sealing),
             snapshot: Mutex::new(snapshot),
@@ -85,9 +95,10 @@ impl Store {
         sealing: Sealing,
         unlock: Unlock,
     ) -> Result<Self, VaultError> {
-        let ciphertext = write_new(path, &mut data, &sealing)?;
-        let snapshot = Snapshot::written(path, &ciphertext, data);
-        Ok(Self::with_content(path, unlock, sealing, snapshot))
+        let backend = Box::new(FileBackend::new(path));
+        let (ciphertext, version) = create_in(backend.as_ref(), &mut data, &sealing)?;
+        let snapshot = Snapshot::written(version, &ciphertext, data);
+        Ok(Self::with_content(backend, unlock, sealing, snapshot))
     }
 
     /// How long writers wait for another process's lock.
@@ -109,9 +120,9 @@ impl Store {
         matches!(*lock_ignoring_poison(&self.sealing), Sealing::Passphrase(_))
     }
 
-    /// The vault file.
+    /// Where the vault is.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.backend.path()
     }
 
     /// The current content, reloaded if another process changed the file.
@@ -123,14 +134,14 @@ impl Store {
     pub fn read<T>(&self, f: impl FnOnce(&VaultData) -> T) -> Result<T, VaultError> {
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
-        Ok(f(snap.content.data(&self.path)?))
+        Ok(f(snap.content.data(self.path())?))
     }
 
     /// One profile from the freshest content, without cloning the rest.
     pub fn profile(&self, name: &str) -> Result<Option<Profile>, VaultError> {
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
-        snap.content.profile(name, &self.path)
+        snap.content.profile(name, self.path())
     }
 
     /// The content, only when the file changed since this store last read or wrote it.
@@ -140,22 +151,24 @@ impl Store {
         if !changed {
             return Ok(None);
         }
-        Ok(Some(snap.content.data(&self.path)?.clone()))
+        Ok(Some(snap.content.data(self.path())?.clone()))
     }
 
     /// Re-reads the file; returns whether it differed from what this store last saw.
     fn refresh_snapshot(&self, snap: &mut Snapshot) -> Result<bool, VaultError> {
-        let now = fingerprint(&self.path);
-        if now.is_some() && now == snap.fingerprint {
+        let now = self.backend.probe();
+        if now.is_some() && now == snap.version {
             return Ok(false);
         }
-        let opened = Opened::at(&self.path)?;
-        if opened.stamp == snap.stamp {
-            snap.fingerprint = opened.fingerprint;
+        let stored = self.backend.open()?;
+        if stored.stamp == snap.stamp {
+            snap.version = stored.version;
             return Ok(false);
         }
-        let (mut snapshot, sealing) = opened.read(&self.unlock, &self.path)?;
-        let kept = Self::keep_newer_tokens(snap, &mut snapshot, &self.path)?;
+        let path = self.path();
+        let (mut snapshot, sealing) =
+            read_stored(stored, &self.unlock, path, self.backend.has_previous())?;
+        let kept = Self::keep_newer_tokens(snap, &mut snapshot, path)?;
         if !kept.is_empty() {
             tracing::warn!(profiles = ?kept, "the vault file holds older tokens than this process saw: kept the newer ones");
             lock_ignoring_poison(&self.kept).extend(kept);
@@ -197,11 +210,9 @@ impl Store {
         }
     }
 
-    /// Takes the cross-process write lock, waiting up to the store's lock wait.
-    /// Tasks of one process share it; the process that takes it first sweeps dead writers' temp
-    /// files.
+    /// Takes the cross-process write lease, waiting up to the store's lock wait. Tasks of one
+    /// process share it.
     pub fn lease(&self) -> Result<Lease, VaultError> {
-        let lock_file = lock_path(&self.path);
         let deadline = Instant::now() + self.lock_wait;
         loop {
             {
@@ -212,57 +223,18 @@ impl Store {
                         state: self.lease.clone(),
                     });
                 }
-                let file = OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .mode(0o600)
-                    .open(&lock_file)
-                    .map_err(io_err("open lock file", &lock_file))?;
-                match file.try_lock() {
-                    Ok(()) => {
-                        state.holders = 1;
-                        state.file = Some(file);
-                        self.sweep_dead_temp_files();
-                        return Ok(Lease {
-                            state: self.lease.clone(),
-                        });
-                    }
-                    Err(std::fs::TryLockError::WouldBlock) => {}
-                    Err(std::fs::TryLockError::Error(e)) => {
-                        return Err(io_err("lock", &lock_file)(e));
-                    }
+                if let Some(guard) = self.backend.try_lease()? {
+                    state.holders = 1;
+                    state.guard = Some(guard);
+                    return Ok(Lease {
+                        state: self.lease.clone(),
+                    });
                 }
             }
             if Instant::now() >= deadline {
-                return Err(VaultError::Locked(lock_file));
+                return Err(VaultError::Locked(self.backend.lease_name()));
             }
             std::thread::sleep(Duration::from_millis(25));
-        }
-    }
-
-    /// Removes temp files that killed writers left behind. Called when this process takes the
-    /// lock, and every writer of this vault holds the lock while its temp file exists, so any
-    /// temp file seen then belongs to a process that died mid-save; while the lock stays
-    /// taken, no other process can leave one. They hold only ciphertext.
-    fn sweep_dead_temp_files(&self) {
-        let Some(dir) = self.path.parent() else {
-            return;
-        };
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        let Ok(entries) = fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with(".tokdeck-") && name.ends_with(".tmp") {
-                let _ = fs::remove_file(entry.path());
-            }
         }
     }
 
@@ -275,14 +247,14 @@ impl Store {
         let _lease = self.lease()?;
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
-        let mut data = snap.content.data(&self.path)?.clone();
+        let mut data = snap.content.data(self.path())?.clone();
         let outcome = match change(&mut data) {
             Ok(v) => v,
             Err(e) => return Ok(Err(e)),
         };
         let ciphertext = seal(&data, &self.sealing_for(&data))?;
-        write_atomic(&self.path, &ciphertext, true)?;
-        *snap = Snapshot::written(&self.path, &ciphertext, data);
+        let version = self.backend.commit(&ciphertext, snap.version)?;
+        *snap = Snapshot::written(version, &ciphertext, data);
         Ok(Ok(outcome))
     }
 
@@ -301,7 +273,8 @@ impl Store {
         let _lease = self.lease()?;
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
-        let loaded = snap.content.loaded(&self.path)?;
+        let expected = snap.version;
+        let loaded = snap.content.loaded(self.backend.path())?;
         let mut edited = BTreeMap::new();
         let mut outcomes = Vec::new();
         for (name, change) in changes {
@@ -324,7 +297,7 @@ impl Store {
         let sealing = self.sealing_for(&loaded.data);
         let text = loaded.text()?;
         let ciphertext = crypto::encrypt(text.join(&parts).as_bytes(), &sealing)?;
-        write_atomic(&self.path, &ciphertext, true)?;
+        let version = self.backend.commit(&ciphertext, expected)?;
         for (at, part) in parts {
             text.replace(at, part);
         }
@@ -336,7 +309,7 @@ impl Store {
                 *slot = profile;
             }
         }
-        snap.rewritten(&self.path, &ciphertext);
+        snap.rewritten(version, &ciphertext);
         Ok(outcomes)
     }
 
@@ -360,15 +333,25 @@ pub fn write_new(
     data: &mut VaultData,
     sealing: &Sealing,
 ) -> Result<Vec<u8>, VaultError> {
-    if path.exists() {
-        return Err(VaultError::AlreadyExists(path.to_path_buf()));
+    Ok(create_in(&FileBackend::new(path), data, sealing)?.0)
+}
+
+/// Stores a new vault holding `data` in `backend`: its ciphertext and version.
+fn create_in(
+    backend: &dyn Backend,
+    data: &mut VaultData,
+    sealing: &Sealing,
+) -> Result<(Vec<u8>, Option<super::backend::Version>), VaultError> {
+    // Refused before sealing, which can take a second with a passphrase.
+    if backend.probe().is_some() {
+        return Err(VaultError::AlreadyExists(backend.path().to_path_buf()));
     }
     if let Sealing::Recipients(list) = sealing {
         data.recipients.clone_from(list);
     }
     let ciphertext = seal(data, sealing)?;
-    write_atomic(path, &ciphertext, false)?;
-    Ok(ciphertext)
+    let version = backend.create(&ciphertext)?;
+    Ok((ciphertext, version))
 }
 
 /// Renders `data` whole and encrypts it. Rendering the document in one piece is faster than

@@ -1,10 +1,13 @@
 //! The store against real files: saves, backups, locks, changes by other handles.
 
+use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 
 use age::secrecy::SecretString;
 
 use super::*;
+use crate::vault::backend::{Backend, LeaseGuard, Version};
 use crate::vault::crypto::IdentityFile;
 use crate::vault::file::backup_path;
 
@@ -382,4 +385,123 @@ fn an_older_file_put_in_place_never_takes_back_newer_tokens() {
     assert!(store.write_back_kept().unwrap().is_empty());
     let on_disk = other.profile("a").unwrap().unwrap();
     assert_eq!(on_disk.token.unwrap().access_token.expose_secret(), "new");
+}
+
+/// The ciphertext a [`Memory`] backend holds, and its revision.
+type Revision = Option<(Vec<u8>, u64)>;
+
+/// A vault kept in memory, numbering its versions: the seam for backends other than a file.
+#[derive(Clone, Default)]
+struct Memory {
+    stored: std::sync::Arc<Mutex<Revision>>,
+    leased: std::sync::Arc<Mutex<bool>>,
+}
+
+struct MemoryLease(std::sync::Arc<Mutex<bool>>);
+
+impl Drop for MemoryLease {
+    fn drop(&mut self) {
+        *lock_ignoring_poison(&self.0) = false;
+    }
+}
+
+impl Backend for Memory {
+    fn path(&self) -> &Path {
+        Path::new("memory://vault")
+    }
+
+    fn probe(&self) -> Option<Version> {
+        lock_ignoring_poison(&self.stored)
+            .as_ref()
+            .map(|(_, n)| Version::Revision(*n))
+    }
+
+    fn open(&self) -> Result<super::super::backend::Stored, VaultError> {
+        let stored = lock_ignoring_poison(&self.stored).clone();
+        let (bytes, n) = stored.ok_or(VaultError::NotFound(PathBuf::from("memory://vault")))?;
+        Ok(super::super::backend::Stored {
+            stamp: super::super::backend::Stamp::of(&bytes),
+            version: Some(Version::Revision(n)),
+            reader: Box::new(std::io::Cursor::new(bytes)),
+        })
+    }
+
+    fn commit(
+        &self,
+        ciphertext: &[u8],
+        expected: Option<Version>,
+    ) -> Result<Option<Version>, VaultError> {
+        let mut stored = lock_ignoring_poison(&self.stored);
+        let current = stored.as_ref().map(|(_, n)| Version::Revision(*n));
+        if current != expected {
+            return Err(VaultError::Conflict(PathBuf::from("memory://vault")));
+        }
+        let next = stored.as_ref().map_or(1, |(_, n)| n + 1);
+        *stored = Some((ciphertext.to_vec(), next));
+        Ok(Some(Version::Revision(next)))
+    }
+
+    fn create(&self, ciphertext: &[u8]) -> Result<Option<Version>, VaultError> {
+        let mut stored = lock_ignoring_poison(&self.stored);
+        if stored.is_some() {
+            return Err(VaultError::AlreadyExists(PathBuf::from("memory://vault")));
+        }
+        *stored = Some((ciphertext.to_vec(), 1));
+        Ok(Some(Version::Revision(1)))
+    }
+
+    fn try_lease(&self) -> Result<Option<LeaseGuard>, VaultError> {
+        let mut leased = lock_ignoring_poison(&self.leased);
+        if *leased {
+            return Ok(None);
+        }
+        *leased = true;
+        Ok(Some(Box::new(MemoryLease(self.leased.clone()))))
+    }
+
+    fn lease_name(&self) -> PathBuf {
+        PathBuf::from("memory://vault.lock")
+    }
+
+    fn has_previous(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn a_backend_other_than_a_file_serves_the_store_through_the_seam() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.txt");
+    let id = IdentityFile::generate(&key).unwrap();
+    let memory = Memory::default();
+    let mut data = VaultData::default();
+    let sealing = Sealing::Recipients(id.recipients.clone());
+    let (_, version) = create_in(&memory, &mut data, &sealing).unwrap();
+    assert_eq!(version, Some(Version::Revision(1)));
+    assert!(matches!(
+        create_in(&memory, &mut VaultData::default(), &sealing),
+        Err(VaultError::AlreadyExists(_))
+    ));
+    let unlock =
+        || Unlock::Identity(IdentityFile::load(&key, crate::vault::crypto::NoPrompt).unwrap());
+    let one = Store::open_in(Box::new(memory.clone()), unlock()).unwrap();
+    let two = Store::open_in(Box::new(memory.clone()), unlock())
+        .unwrap()
+        .with_lock_wait(Duration::from_millis(100));
+    one.update(|d| d.insert(named("a"))).unwrap().unwrap();
+    // The other handle sees the new revision, and its own change lands on top of it.
+    assert!(two.profile("a").unwrap().is_some());
+    two.update(|d| d.insert(named("b"))).unwrap().unwrap();
+    assert_eq!(memory.probe(), Some(Version::Revision(3)));
+    assert_eq!(one.snapshot().unwrap().profiles.len(), 2);
+    // The lease excludes the other handle while it is held.
+    let held = one.lease().unwrap();
+    assert!(matches!(two.lease(), Err(VaultError::Locked(_))));
+    drop(held);
+    assert!(two.lease().is_ok());
+    // A commit over a version that is no longer the stored one is refused, not written.
+    assert!(matches!(
+        memory.commit(b"x", Some(Version::Revision(1))),
+        Err(VaultError::Conflict(_))
+    ));
 }

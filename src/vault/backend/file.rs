@@ -1,0 +1,140 @@
+//! The vault as one file: read through a handle (a writer replaces the file by rename, so what
+//! the handle reads never changes), versions by inode, size and modification time, atomic
+//! writes with a `.bak` of the previous version, and an advisory lock on `<vault>.lock`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{Backend, LeaseGuard, STAMP_BYTES, Stamp, Stored, Version};
+use crate::vault::error::VaultError;
+use crate::vault::file::{backup_path, io_err, lock_path, write_atomic};
+
+/// A vault kept in a file.
+#[derive(Debug, Clone)]
+pub struct FileBackend {
+    path: PathBuf,
+}
+
+impl FileBackend {
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// Removes temp files that killed writers left behind. Called when this process takes
+    /// the lock, and every writer of this vault holds the lock while its temp file exists, so
+    /// any temp file seen then belongs to a process that died mid-save; while the lock stays
+    /// taken, no other process can leave one. They hold only ciphertext.
+    fn sweep_dead_temp_files(&self) {
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".tokdeck-") && name.ends_with(".tmp") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// The version of a file, from its metadata.
+fn version_of(meta: &fs::Metadata) -> Version {
+    Version::File {
+        inode: meta.ino(),
+        size: meta.size(),
+        mtime: meta.mtime(),
+        mtime_nsec: meta.mtime_nsec(),
+    }
+}
+
+/// The first bytes of the vault file at `path`: enough to read its age header.
+pub fn read_head(path: &Path) -> Result<Vec<u8>, VaultError> {
+    Ok(FileBackend::new(path).open()?.stamp.head)
+}
+
+impl Backend for FileBackend {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn probe(&self) -> Option<Version> {
+        fs::metadata(&self.path).ok().map(|m| version_of(&m))
+    }
+
+    fn open(&self) -> Result<Stored, VaultError> {
+        let failed = VaultError::reading(&self.path);
+        let mut file = File::open(&self.path).map_err(&failed)?;
+        let meta = file.metadata().map_err(&failed)?;
+        let mut head = Vec::new();
+        Read::by_ref(&mut file)
+            .take(STAMP_BYTES as u64)
+            .read_to_end(&mut head)
+            .map_err(&failed)?;
+        std::io::Seek::rewind(&mut file).map_err(&failed)?;
+        Ok(Stored {
+            stamp: Stamp {
+                len: meta.len(),
+                head,
+            },
+            version: Some(version_of(&meta)),
+            reader: Box::new(file),
+        })
+    }
+
+    /// Under the lease no other tokdeck writes this file, and a hand edit made without it
+    /// cannot be told from a touch by the version alone: the file backend writes over
+    /// whatever is there, as it always has.
+    fn commit(
+        &self,
+        ciphertext: &[u8],
+        _expected: Option<Version>,
+    ) -> Result<Option<Version>, VaultError> {
+        write_atomic(&self.path, ciphertext, true)?;
+        Ok(self.probe())
+    }
+
+    fn create(&self, ciphertext: &[u8]) -> Result<Option<Version>, VaultError> {
+        if self.path.exists() {
+            return Err(VaultError::AlreadyExists(self.path.clone()));
+        }
+        write_atomic(&self.path, ciphertext, false)?;
+        Ok(self.probe())
+    }
+
+    fn try_lease(&self) -> Result<Option<LeaseGuard>, VaultError> {
+        let lock_file = lock_path(&self.path);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_file)
+            .map_err(io_err("open lock file", &lock_file))?;
+        match file.try_lock() {
+            Ok(()) => {
+                self.sweep_dead_temp_files();
+                // Closing the file releases the advisory lock.
+                Ok(Some(Box::new(file)))
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(io_err("lock", &lock_file)(e)),
+        }
+    }
+
+    fn lease_name(&self) -> PathBuf {
+        lock_path(&self.path)
+    }
+
+    fn has_previous(&self) -> bool {
+        backup_path(&self.path).exists()
+    }
+}

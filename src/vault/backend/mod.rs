@@ -1,0 +1,100 @@
+//! Where the ciphertext lives, behind what the store needs of it: read it with its version,
+//! probe cheaply whether it changed, commit a new one over the version read, create a new
+//! vault, take a lease that excludes other processes' writers, and say whether a previous
+//! version is kept. The store keeps everything else: unlocking, the decrypted cache, updates.
+//!
+//! Today's backend is a file ([`file::FileBackend`]). Another (a secret store's KV engine with
+//! check-and-set, say) is one more implementation of [`Backend`].
+
+pub mod file;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::error::VaultError;
+
+pub use file::FileBackend;
+
+/// How many of the stored ciphertext's first bytes tell one encryption from another.
+pub const STAMP_BYTES: usize = 16 * 1024;
+
+/// What tells one stored version of the vault from another without reading its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// A file's inode, size and modification time (seconds, nanoseconds).
+    File {
+        inode: u64,
+        size: u64,
+        mtime: i64,
+        mtime_nsec: i64,
+    },
+    /// A store that numbers its versions (a KV engine's version, say).
+    Revision(u64),
+}
+
+/// What tells one encryption of the vault from another: its length and its first bytes, which
+/// hold the age header. Every encryption draws a new random file key (and an ephemeral key or
+/// salt for each recipient), so two ciphertexts with the same header hold the same content:
+/// comparing stamps tells a save from a touch without keeping or reading megabytes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Stamp {
+    pub len: u64,
+    pub head: Vec<u8>,
+}
+
+impl Stamp {
+    /// The stamp of a whole ciphertext.
+    pub fn of(ciphertext: &[u8]) -> Self {
+        let end = ciphertext.len().min(STAMP_BYTES);
+        Self {
+            len: ciphertext.len() as u64,
+            head: ciphertext.get(..end).unwrap_or_default().to_vec(),
+        }
+    }
+}
+
+/// The stored ciphertext, opened: its stamp and version, and a reader over all of it (from
+/// its first byte). What the reader yields is the version stamped, even if a writer replaces
+/// the stored vault meanwhile.
+pub struct Stored {
+    pub stamp: Stamp,
+    pub version: Option<Version>,
+    pub reader: Box<dyn Read + Send>,
+}
+
+/// A held lease, released when dropped.
+pub type LeaseGuard = Box<dyn Send>;
+
+/// Where a vault's ciphertext lives.
+pub trait Backend: Send + Sync {
+    /// Where the vault is, as messages name it.
+    fn path(&self) -> &Path;
+
+    /// The stored version, without reading the content; `None` when it cannot be told.
+    fn probe(&self) -> Option<Version>;
+
+    /// Opens the stored ciphertext.
+    fn open(&self) -> Result<Stored, VaultError>;
+
+    /// Stores `ciphertext` in place of `expected`, the version this process read, keeping the
+    /// previous one; returns the new version. A backend that can tell another writer's version
+    /// refuses to overwrite it ([`VaultError::Conflict`]): the caller reads again.
+    fn commit(
+        &self,
+        ciphertext: &[u8],
+        expected: Option<Version>,
+    ) -> Result<Option<Version>, VaultError>;
+
+    /// Stores a new vault; refuses to replace one.
+    fn create(&self, ciphertext: &[u8]) -> Result<Option<Version>, VaultError>;
+
+    /// Tries once to take the lease that excludes other processes' writers; `None` while
+    /// another holds it.
+    fn try_lease(&self) -> Result<Option<LeaseGuard>, VaultError>;
+
+    /// What the lease is called, for the error when it stays taken.
+    fn lease_name(&self) -> PathBuf;
+
+    /// Whether a previous version is kept to restore after damage.
+    fn has_previous(&self) -> bool;
+}
