@@ -62,14 +62,19 @@ impl Context {
         })
     }
 
-    /// The vault path: --vault, `TOKDECK_VAULT`, config `vault`, or the data dir default.
+    /// The vault path: --vault, `TOKDECK_VAULT`, config `vault`, or the data dir default. A
+    /// name in the shape of a URL is refused by its scheme, never taken for a path.
     pub fn vault_path(&self) -> anyhow::Result<PathBuf> {
-        self.options
+        let named = self
+            .options
             .vault
             .clone()
             .or_else(|| self.config.vault.clone())
             .or_else(Paths::default_vault)
-            .ok_or_else(|| anyhow!("no home directory to keep the vault in: pass --vault PATH"))
+            .ok_or_else(|| anyhow!("no home directory to keep the vault in: pass --vault PATH"))?;
+        match crate::vault::Location::parse(&named)? {
+            crate::vault::Location::File(path) => Ok(path),
+        }
     }
 
     /// The identity file named by flags or config, if any.

@@ -1052,3 +1052,31 @@ fn the_manual_page_renders_without_warnings() {
         "groff warned"
     );
 }
+
+#[test]
+fn a_vault_named_like_a_url_is_refused_by_its_scheme_and_nothing_is_created() {
+    let env = Env::empty();
+    for args in [
+        &[
+            "--vault",
+            "openbao+http://127.0.0.1:8200/secret/team",
+            "init",
+        ][..],
+        &[
+            "--vault",
+            "openbao+http://127.0.0.1:8200/secret/team",
+            "status",
+        ],
+        &["--vault", "s3://bucket/vault.age", "token", "p"],
+    ] {
+        let out = env.command(args).current_dir(env.home()).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        assert_one_line_error(&out, "is not a kind of vault location tokdeck knows");
+    }
+    let made: Vec<_> = std::fs::read_dir(env.home())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains(':'))
+        .collect();
+    assert!(made.is_empty(), "created {made:?}");
+}

@@ -5,6 +5,7 @@ pub mod connection;
 pub mod crypto;
 pub mod error;
 pub mod file;
+pub mod location;
 pub mod model;
 pub mod parse;
 pub mod rollback;
@@ -16,6 +17,7 @@ pub mod validate;
 
 pub use crypto::{IdentityFile, Sealing, Unlock};
 pub use error::VaultError;
+pub use location::Location;
 pub use model::{
     AuthMethod, CheckResult, Endpoints, GrantType, OwnerType, PendingAuth, Profile, ProfileError,
     Provider, ServerMetadata, Token, VaultData,
