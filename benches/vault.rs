@@ -52,12 +52,13 @@ fn vault(c: &mut Criterion) {
         // Where open's time goes: decryption alone, and parsing alone.
         let ciphertext = std::fs::read(&path).unwrap();
         let unlock = tokdeck::vault::Unlock::Identity(identity);
+        let location = tokdeck::vault::Location::File(path.clone());
         group.bench_with_input(BenchmarkId::new("decrypt", n), &n, |b, _| {
-            b.iter(|| tokdeck::vault::crypto::decrypt(&ciphertext, &unlock, &path).unwrap())
+            b.iter(|| tokdeck::vault::crypto::decrypt(&ciphertext, &unlock, &location).unwrap())
         });
-        let plaintext = tokdeck::vault::crypto::decrypt(&ciphertext, &unlock, &path).unwrap();
+        let plaintext = tokdeck::vault::crypto::decrypt(&ciphertext, &unlock, &location).unwrap();
         group.bench_with_input(BenchmarkId::new("parse", n), &n, |b, _| {
-            b.iter(|| tokdeck::vault::parse::parse_vault(&plaintext, &path).unwrap())
+            b.iter(|| tokdeck::vault::parse::parse_vault(&plaintext, &location).unwrap())
         });
         let store = support::open(&path, &key);
         let mut flip = false;

@@ -1,7 +1,7 @@
 //! Resolving where the vault is and how to open it, from flags, environment and config.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use age::secrecy::SecretString;
@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 use crate::clock::Clock;
 use crate::config::{Config, Paths};
 use crate::oauth::OAuthClient;
-use crate::vault::{IdentityFile, Store, Unlock, VaultData, VaultError, crypto};
+use crate::vault::{IdentityFile, Location, Store, Unlock, VaultData, VaultError, crypto};
 use crate::worker::{self, WorkerConfig, WorkerHandle};
 
 /// One warning per profile field that holds control characters (see
@@ -62,9 +62,9 @@ impl Context {
         })
     }
 
-    /// The vault path: --vault, `TOKDECK_VAULT`, config `vault`, or the data dir default. A
-    /// name in the shape of a URL is refused by its scheme, never taken for a path.
-    pub fn vault_path(&self) -> anyhow::Result<PathBuf> {
+    /// Where the vault is: --vault, `TOKDECK_VAULT`, config `vault`, or the data dir default.
+    /// A name in the shape of a URL is refused by its scheme, never taken for a path.
+    pub fn vault_location(&self) -> anyhow::Result<Location> {
         let named = self
             .options
             .vault
@@ -72,9 +72,13 @@ impl Context {
             .or_else(|| self.config.vault.clone())
             .or_else(Paths::default_vault)
             .ok_or_else(|| anyhow!("no home directory to keep the vault in: pass --vault PATH"))?;
-        match crate::vault::Location::parse(&named)? {
-            crate::vault::Location::File(path) => Ok(path),
-        }
+        Ok(Location::parse(&named)?)
+    }
+
+    /// The vault file, for what only a file vault has (init writing one, the agent's lock
+    /// beside it).
+    pub fn vault_path(&self) -> anyhow::Result<PathBuf> {
+        Ok(self.vault_location()?.file().to_path_buf())
     }
 
     /// The identity file named by flags or config, if any.
@@ -86,7 +90,7 @@ impl Context {
     }
 
     /// Reads the passphrase from --passphrase-file, or asks on the terminal.
-    pub fn passphrase(&self, vault: &Path, confirm: bool) -> anyhow::Result<SecretString> {
+    pub fn passphrase(&self, vault: &Location, confirm: bool) -> anyhow::Result<SecretString> {
         if let Some(file) = &self.options.passphrase_file {
             let text = Zeroizing::new(
                 std::fs::read_to_string(file)
@@ -103,16 +107,16 @@ impl Context {
         }
         if !std::io::stdin().is_terminal() && !std::io::stderr().is_terminal() {
             return Err(VaultError::NeedsPassphrase {
-                path: vault.to_path_buf(),
+                path: vault.clone(),
             }
             .into());
         }
         let first = Zeroizing::new(
-            rpassword::prompt_password(format!("passphrase for {}: ", vault.display())).map_err(
-                |_| VaultError::NeedsPassphrase {
-                    path: vault.to_path_buf(),
-                },
-            )?,
+            rpassword::prompt_password(format!("passphrase for {vault}: ")).map_err(|_| {
+                VaultError::NeedsPassphrase {
+                    path: vault.clone(),
+                }
+            })?,
         );
         if first.is_empty() {
             return Err(anyhow!(
@@ -129,7 +133,7 @@ impl Context {
     }
 
     /// How to open the vault at `path`, whose first bytes tell passphrase from keys.
-    pub fn unlock_for(&self, path: &Path) -> anyhow::Result<Unlock> {
+    pub fn unlock_for(&self, path: &Location) -> anyhow::Result<Unlock> {
         if let Some(identity) = self.identity_path() {
             return Ok(Unlock::Identity(IdentityFile::load(
                 &identity,
@@ -137,7 +141,7 @@ impl Context {
             )?));
         }
         VaultError::check_exists(path)?;
-        let head = crate::vault::store::read_head(path)?;
+        let head = crate::vault::store::read_head(path.file())?;
         if self.options.passphrase_file.is_some() || crypto::is_passphrase_file(&head) {
             return Ok(Unlock::Passphrase(self.passphrase(path, false)?));
         }
@@ -146,10 +150,7 @@ impl Context {
                 &default,
                 crate::prompt::Terminal,
             )?)),
-            None => Err(VaultError::NeedsIdentity {
-                path: path.to_path_buf(),
-            }
-            .into()),
+            None => Err(VaultError::NeedsIdentity { path: path.clone() }.into()),
         }
     }
 
@@ -166,10 +167,10 @@ impl Context {
     /// Opens the vault without reading its profiles yet: for commands that use one profile
     /// and show none of its fields (`token`, `exec`, `api`), so only that profile is parsed.
     pub fn open_vault(&self) -> anyhow::Result<Arc<Store>> {
-        let path = self.vault_path()?;
-        VaultError::check_exists(&path)?;
-        let unlock = self.unlock_for(&path)?;
-        Ok(Arc::new(Store::open(&path, unlock)?))
+        let location = self.vault_location()?;
+        VaultError::check_exists(&location)?;
+        let unlock = self.unlock_for(&location)?;
+        Ok(Arc::new(Store::open_at(&location, unlock)?))
     }
 
     /// The HTTP client with the configured timeout and certificate authorities.

@@ -54,7 +54,7 @@ impl Client {
         if !allowed(ctx.options.no_agent) {
             return None;
         }
-        let vault = canonical(&ctx.vault_path().ok()?);
+        let vault = canonical(&ctx.vault_location().ok()?);
         let mut client = Self::open(&socket_path()).await?;
         client.vault = Some(vault);
         Some(client)

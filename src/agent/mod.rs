@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow};
 
+use crate::vault::Location;
+
 /// Whether the agent may be used: not with `--no-agent` or `TOKDECK_AGENT=off`.
 pub fn allowed(no_agent_flag: bool) -> bool {
     let off =
@@ -33,12 +35,14 @@ pub fn allowed(no_agent_flag: bool) -> bool {
     !no_agent_flag && !off
 }
 
-/// The vault path as the agent and its clients compare it.
-pub fn canonical(vault: &Path) -> String {
-    std::fs::canonicalize(vault)
-        .unwrap_or_else(|_| vault.to_path_buf())
-        .display()
-        .to_string()
+/// The vault as the agent and its clients compare it: a file by its absolute path.
+pub fn canonical(vault: &Location) -> String {
+    match vault {
+        Location::File(path) => std::fs::canonicalize(path)
+            .unwrap_or_else(|_| path.clone())
+            .display()
+            .to_string(),
+    }
 }
 
 /// One agent per vault: an exclusive lock on `<vault>.agent`, holding the agent's pid.
@@ -48,8 +52,8 @@ pub struct AgentLock {
 
 impl AgentLock {
     /// Takes the lock, or says which process holds it.
-    pub fn acquire(vault: &Path) -> anyhow::Result<Self> {
-        let mut name = vault.as_os_str().to_owned();
+    pub fn acquire(vault: &Location) -> anyhow::Result<Self> {
+        let mut name = vault.file().as_os_str().to_owned();
         name.push(".agent");
         let path = PathBuf::from(name);
         let mut file = OpenOptions::new()
@@ -66,7 +70,7 @@ impl AgentLock {
             return Err(anyhow!(
                 "an agent (pid {}) already keeps {}: use it, or stop it with `tokdeck agent stop`",
                 holder.trim(),
-                vault.display()
+                vault
             ));
         }
         file.set_len(0)

@@ -20,8 +20,8 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     harden();
     // Unlock once: any passphrase is asked now, and never again while the agent runs.
     let store = ctx.open_store()?;
-    let vault = canonical(store.path());
-    let _lock = AgentLock::acquire(store.path())?;
+    let vault = canonical(store.location());
+    let _lock = AgentLock::acquire(store.location())?;
     let socket = socket_path();
     let (listener, made) = bind(&socket, &vault).await?;
     let WorkerHandle {

@@ -20,13 +20,14 @@ use crate::vault::{IdentityFile, Profile, ProfileError, Sealing, VaultData, cryp
 
 /// `tokdeck init`
 pub fn init(ctx: &Context, args: &InitArgs) -> anyhow::Result<()> {
-    let path = ctx.vault_path()?;
+    let location = ctx.vault_location()?;
+    let path = location.file().to_path_buf();
     if path.exists() {
-        return Err(crate::vault::VaultError::AlreadyExists(path).into());
+        return Err(crate::vault::VaultError::AlreadyExists(location).into());
     }
     let mut data = VaultData::default();
     let sealing = if args.passphrase {
-        Sealing::Passphrase(ctx.passphrase(&path, true)?)
+        Sealing::Passphrase(ctx.passphrase(&location, true)?)
     } else {
         let mut recipients = Vec::new();
         for r in &args.recipients {

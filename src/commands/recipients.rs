@@ -21,7 +21,7 @@ fn refuse_passphrase_vault(store: &Store) -> anyhow::Result<()> {
     if store.is_passphrase_vault() {
         bail!(
             "{} is protected by a passphrase, which age cannot combine with recipients: create a key-based vault with `tokdeck init --recipient ...` and move the profiles over",
-            store.path().display()
+            store.location()
         );
     }
     Ok(())
@@ -118,7 +118,7 @@ fn remove(store: &Store, unwanted: &[String], force: bool) -> anyhow::Result<()>
         Ok(Exposed::of(data))
     })??;
     // The backup holds the previous version, still readable with the removed keys.
-    let backup = crate::vault::file::backup_path(store.path());
+    let backup = crate::vault::file::backup_path(store.location().file());
     let _ = std::fs::remove_file(&backup);
     crate::note!(
         "removed; the vault is re-encrypted and its backup deleted. Whoever held the removed key may have copied {}: rotate them (revoke with `tokdeck revoke NAME` and authorize again; issue new client secrets in each OAuth app, then `tokdeck edit NAME --new-client-secret`)",

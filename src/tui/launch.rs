@@ -29,9 +29,9 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     let settings = Settings {
         warn: ctx.config.warn,
         refresh_margin: ctx.config.refresh_margin,
-        vault_label: home_relative(store.path()),
+        vault_label: home_relative(store.location()),
         utc_offset: ctx.clock.utc_offset(),
-        read_only_reason: read_only_reason(store.path()),
+        read_only_reason: read_only_reason(store.location()),
     };
     let data = store.snapshot()?;
     let warnings = crate::context::control_character_warnings(&data);
@@ -44,11 +44,8 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
 
 /// Why changes cannot be saved, when the vault's folder is not writable (a read-only mount, a
 /// shared checkout): the app then shows the vault but refuses changes up front.
-fn read_only_reason(vault: &std::path::Path) -> Option<String> {
-    let dir = vault
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
+fn read_only_reason(vault: &crate::vault::Location) -> Option<String> {
+    let dir = vault.folder();
     (!crate::platform::can_write_in(dir)).then(|| {
         format!(
             "read-only: {} is not writable, so changes cannot be saved",
@@ -58,7 +55,8 @@ fn read_only_reason(vault: &std::path::Path) -> Option<String> {
 }
 
 /// `~/...` for paths under the home directory.
-fn home_relative(path: &std::path::Path) -> String {
+fn home_relative(vault: &crate::vault::Location) -> String {
+    let path = vault.file();
     match directories::BaseDirs::new().and_then(|b| {
         path.strip_prefix(b.home_dir())
             .ok()

@@ -8,6 +8,7 @@ use age::secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use super::error::{VaultError, clean_age_message};
+use super::location::Location;
 
 /// How to open the vault.
 pub enum Unlock {
@@ -214,7 +215,7 @@ pub fn is_passphrase_file(bytes: &[u8]) -> bool {
 pub fn decrypt(
     bytes: &[u8],
     unlock: &Unlock,
-    path: &Path,
+    path: &Location,
 ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
     decrypt_from(bytes, bytes.len(), unlock, path)
 }
@@ -225,7 +226,7 @@ pub fn decrypt_from(
     mut reader: impl std::io::BufRead,
     len: usize,
     unlock: &Unlock,
-    path: &Path,
+    path: &Location,
 ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
     if len == 0 {
         return Err(VaultError::corrupt(path, "the file is empty".into()));
@@ -246,11 +247,11 @@ fn decrypt_stream(
     input: impl std::io::BufRead,
     len: usize,
     unlock: &Unlock,
-    path: &Path,
+    path: &Location,
 ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
     let corrupt = |reason: String| VaultError::corrupt(path, reason);
     let wrong = |reason: String| VaultError::WrongKey {
-        path: path.to_path_buf(),
+        path: path.clone(),
         reason,
     };
     let decryptor =
@@ -259,18 +260,14 @@ fn decrypt_stream(
     let mut reader = match unlock {
         Unlock::Passphrase(p) => {
             if !decryptor.is_scrypt() {
-                return Err(VaultError::NeedsIdentity {
-                    path: path.to_path_buf(),
-                });
+                return Err(VaultError::NeedsIdentity { path: path.clone() });
             }
             scrypt_identity = age::scrypt::Identity::new(p.clone());
             decryptor.decrypt(std::iter::once(&scrypt_identity as &dyn age::Identity))
         }
         Unlock::Identity(file) => {
             if decryptor.is_scrypt() {
-                return Err(VaultError::NeedsPassphrase {
-                    path: path.to_path_buf(),
-                });
+                return Err(VaultError::NeedsPassphrase { path: path.clone() });
             }
             decryptor.decrypt(
                 file.identities
@@ -307,7 +304,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let id = identity_in(dir.path());
         let sealed = encrypt(b"hello", &Sealing::Recipients(id.recipients.clone())).unwrap();
-        let opened = decrypt(&sealed, &Unlock::Identity(id), Path::new("v")).unwrap();
+        let opened = decrypt(&sealed, &Unlock::Identity(id), &Location::File("v".into())).unwrap();
         assert_eq!(&opened[..], b"hello");
     }
 
@@ -317,7 +314,12 @@ mod tests {
         let id = identity_in(dir.path());
         let other = IdentityFile::generate(&dir.path().join("other.txt")).unwrap();
         let sealed = encrypt(b"x", &Sealing::Recipients(id.recipients.clone())).unwrap();
-        let err = decrypt(&sealed, &Unlock::Identity(other), Path::new("v")).unwrap_err();
+        let err = decrypt(
+            &sealed,
+            &Unlock::Identity(other),
+            &Location::File("v".into()),
+        )
+        .unwrap_err();
         assert!(matches!(err, VaultError::WrongKey { .. }), "{err}");
     }
 
@@ -329,22 +331,22 @@ mod tests {
         let unlock = Unlock::Identity(id);
         let cut = &sealed[..sealed.len() - 40];
         assert!(matches!(
-            decrypt(cut, &unlock, Path::new("v")),
+            decrypt(cut, &unlock, &Location::File("v".into())),
             Err(VaultError::Corrupt { .. })
         ));
         let mut flipped = sealed.clone();
         let last = flipped.len() - 10;
         flipped[last] ^= 0x40;
         assert!(matches!(
-            decrypt(&flipped, &unlock, Path::new("v")),
+            decrypt(&flipped, &unlock, &Location::File("v".into())),
             Err(VaultError::Corrupt { .. })
         ));
         assert!(matches!(
-            decrypt(b"", &unlock, Path::new("v")),
+            decrypt(b"", &unlock, &Location::File("v".into())),
             Err(VaultError::Corrupt { .. })
         ));
         assert!(matches!(
-            decrypt(b"version = 1\n", &unlock, Path::new("v")),
+            decrypt(b"version = 1\n", &unlock, &Location::File("v".into())),
             Err(VaultError::Corrupt { .. })
         ));
     }

@@ -2,24 +2,26 @@
 
 use std::path::PathBuf;
 
+use super::location::Location;
+
 /// Everything that can go wrong opening, reading or saving the vault.
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
     #[error("no vault at {0}: run `tokdeck init` first, or point --vault / TOKDECK_VAULT at it")]
-    NotFound(PathBuf),
+    NotFound(Location),
     #[error(
         "cannot read {path}: {source}: check the permissions of the file and its folder (ls -ld {})",
-        path.parent().map(|d| d.display().to_string()).unwrap_or_default()
+        path.folder().display()
     )]
     Unreadable {
-        path: PathBuf,
+        path: Location,
         #[source]
         source: std::io::Error,
     },
     #[error("a vault already exists at {0}: remove it first or choose another --vault")]
-    AlreadyExists(PathBuf),
+    AlreadyExists(Location),
     #[error("{0} changed while this save was under way: nothing was overwritten; try again")]
-    Conflict(PathBuf),
+    Conflict(Location),
     #[error("cannot {action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -28,10 +30,10 @@ pub enum VaultError {
         source: std::io::Error,
     },
     #[error("cannot decrypt {path}: {reason}: check --identity / --passphrase-file")]
-    WrongKey { path: PathBuf, reason: String },
+    WrongKey { path: Location, reason: String },
     #[error("{path} is not a readable age file ({reason}): {}", restore_advice(path, *.backup))]
     Corrupt {
-        path: PathBuf,
+        path: Location,
         reason: String,
         /// Whether `<path>.bak` exists, so the advice can name it or say there is none.
         backup: bool,
@@ -40,7 +42,7 @@ pub enum VaultError {
         "{path} uses vault format {found}, newer than this tokdeck understands ({supported}): upgrade tokdeck"
     )]
     FutureVersion {
-        path: PathBuf,
+        path: Location,
         found: i64,
         supported: u32,
     },
@@ -49,18 +51,18 @@ pub enum VaultError {
         restore_advice(path, *.backup)
     )]
     BadContent {
-        path: PathBuf,
+        path: Location,
         reason: String,
         backup: bool,
     },
     #[error(
         "{path} is passphrase-protected: pass --passphrase-file FILE or run in a terminal to be asked"
     )]
-    NeedsPassphrase { path: PathBuf },
+    NeedsPassphrase { path: Location },
     #[error(
         "{path} is encrypted to age recipients: pass --identity FILE (or set TOKDECK_IDENTITY)"
     )]
-    NeedsIdentity { path: PathBuf },
+    NeedsIdentity { path: Location },
     #[error("cannot read identity {path}: {reason}")]
     BadIdentity { path: PathBuf, reason: String },
     #[error("invalid recipient '{0}': use an age1... key or an ssh-ed25519 / ssh-rsa public key")]
@@ -82,15 +84,15 @@ pub enum VaultError {
 impl VaultError {
     /// A vault that should exist but cannot be seen: missing, or hidden by permissions
     /// (`Path::exists` says "no" for both, which sent people to `init`).
-    pub fn check_exists(path: &std::path::Path) -> Result<(), Self> {
-        std::fs::metadata(path)
+    pub fn check_exists(path: &Location) -> Result<(), Self> {
+        std::fs::metadata(path.file())
             .map(|_| ())
             .map_err(Self::reading(path))
     }
 
     /// What a failure to read the vault at `path` means: missing, or unreadable.
-    pub fn reading(path: &std::path::Path) -> impl Fn(std::io::Error) -> Self + use<> {
-        let path = path.to_path_buf();
+    pub fn reading(path: &Location) -> impl Fn(std::io::Error) -> Self + use<> {
+        let path = path.clone();
         move |source| {
             if source.kind() == std::io::ErrorKind::NotFound {
                 Self::NotFound(path.clone())
@@ -105,18 +107,18 @@ impl VaultError {
 
     /// The file at `path` is no age file, or a damaged one. Whether a backup exists is for
     /// the caller that knows the files to say ([`Self::with_backup`]).
-    pub(crate) fn corrupt(path: &std::path::Path, reason: String) -> Self {
+    pub(crate) fn corrupt(path: &Location, reason: String) -> Self {
         Self::Corrupt {
-            path: path.to_path_buf(),
+            path: path.clone(),
             reason,
             backup: false,
         }
     }
 
     /// The file at `path` decrypts, but not to a vault this build reads.
-    pub(crate) fn bad_content(path: &std::path::Path, reason: String) -> Self {
+    pub(crate) fn bad_content(path: &Location, reason: String) -> Self {
         Self::BadContent {
-            path: path.to_path_buf(),
+            path: path.clone(),
             reason,
             backup: false,
         }
@@ -141,12 +143,14 @@ impl VaultError {
 }
 
 /// What to do about a damaged vault: restore the backup tokdeck kept, or say there is none.
-fn restore_advice(path: &std::path::Path, backup: bool) -> String {
+fn restore_advice(path: &Location, backup: bool) -> String {
     if backup {
-        format!(
-            "restore the previous version with `cp {0}.bak {0}`",
-            path.display()
-        )
+        match path {
+            Location::File(file) => format!(
+                "restore the previous version with `cp {0}.bak {0}`",
+                file.display()
+            ),
+        }
     } else {
         "no backup exists: restore it from your own copy (git, backups)".into()
     }

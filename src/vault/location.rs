@@ -46,6 +46,16 @@ impl Location {
             Self::File(path) => path,
         }
     }
+
+    /// The folder a file location lies in (`.` for a bare name), for advice on permissions.
+    pub fn folder(&self) -> &Path {
+        match self {
+            Self::File(path) => path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        }
+    }
 }
 
 impl fmt::Display for Location {

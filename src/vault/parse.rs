@@ -8,11 +8,11 @@
 //! errors name the line of the file a person would fix.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use zeroize::Zeroizing;
 
 use super::error::VaultError;
+use super::location::Location;
 use super::model::{FORMAT_VERSION, Profile, VaultData};
 use super::scan::{self, Entry};
 
@@ -55,7 +55,7 @@ struct OneProfile {
 
 /// Reads decrypted vault text, locating its profiles when the text allows, else parsing it
 /// whole (which also checks it).
-pub fn read(text: Zeroizing<Vec<u8>>, path: &Path) -> Result<Parsed, VaultError> {
+pub fn read(text: Zeroizing<Vec<u8>>, path: &Location) -> Result<Parsed, VaultError> {
     let mut text = text;
     let text = match String::from_utf8(std::mem::take(&mut *text)) {
         Ok(text) => Zeroizing::new(text),
@@ -72,7 +72,7 @@ pub fn read(text: Zeroizing<Vec<u8>>, path: &Path) -> Result<Parsed, VaultError>
 
 /// Parses decrypted vault text completely, refusing future format versions with a message of
 /// their own.
-pub fn parse_vault(text: &[u8], path: &Path) -> Result<VaultData, VaultError> {
+pub fn parse_vault(text: &[u8], path: &Location) -> Result<VaultData, VaultError> {
     match read(Zeroizing::new(text.to_vec()), path)? {
         Parsed::Whole(data) => Ok(data),
         Parsed::Located(located) => located.parse_all(path),
@@ -114,7 +114,7 @@ impl Located {
     }
 
     /// The profile called `name`, parsing only its table.
-    pub fn profile(&self, name: &str, path: &Path) -> Result<Option<Profile>, VaultError> {
+    pub fn profile(&self, name: &str, path: &Location) -> Result<Option<Profile>, VaultError> {
         let Some(&i) = self.index.get(name) else {
             return Ok(None);
         };
@@ -128,7 +128,7 @@ impl Located {
     }
 
     /// Every profile, parsed on as many threads as help.
-    pub fn parse_all(&self, path: &Path) -> Result<VaultData, VaultError> {
+    pub fn parse_all(&self, path: &Location) -> Result<VaultData, VaultError> {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let groups = if self.profiles.len() < PARALLEL_FROM {
             1
@@ -175,9 +175,9 @@ impl Located {
 
 /// The whole document in one parse; the version is looked at on its own only when the
 /// content does not fit this build's model, which is what a newer format looks like.
-fn parse_whole(text: &str, path: &Path) -> Result<VaultData, VaultError> {
+fn parse_whole(text: &str, path: &Location) -> Result<VaultData, VaultError> {
     let future = |found: i64| VaultError::FutureVersion {
-        path: path.to_path_buf(),
+        path: path.clone(),
         found,
         supported: FORMAT_VERSION,
     };
@@ -276,8 +276,10 @@ mod tests {
     use super::*;
     use crate::vault::{Endpoints, Provider, Token};
 
-    fn path() -> &'static Path {
-        Path::new("v.age")
+    fn path() -> &'static Location {
+        static VAULT: std::sync::LazyLock<Location> =
+            std::sync::LazyLock::new(|| Location::File("v.age".into()));
+        &VAULT
     }
 
     fn vault(names: &[&str]) -> VaultData {

@@ -2,13 +2,13 @@
 //! stored version and stamp, and the decrypted content, parsed as far as it was needed.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use age::secrecy::SecretString;
 
 use super::backend::{Stamp, Stored, Version};
 use super::crypto::{self, Sealing, Unlock};
 use super::error::VaultError;
+use super::location::Location;
 use super::model::{Profile, VaultData};
 use super::parse::{self, Located, Parsed};
 use super::text::Text;
@@ -18,7 +18,7 @@ use super::text::Text;
 pub(super) fn read_stored(
     stored: Stored,
     unlock: &Unlock,
-    path: &Path,
+    path: &Location,
     has_previous: bool,
 ) -> Result<(Snapshot, Sealing), VaultError> {
     let Stored {
@@ -120,7 +120,7 @@ impl Content {
     }
 
     /// Every profile, parsed now when they were only located.
-    pub(super) fn loaded(&mut self, path: &Path) -> Result<&mut Loaded, VaultError> {
+    pub(super) fn loaded(&mut self, path: &Location) -> Result<&mut Loaded, VaultError> {
         match self {
             Self::Located(located) => {
                 *self = Self::parsed(located.parse_all(path)?);
@@ -130,7 +130,7 @@ impl Content {
         }
     }
 
-    pub(super) fn data(&mut self, path: &Path) -> Result<&VaultData, VaultError> {
+    pub(super) fn data(&mut self, path: &Location) -> Result<&VaultData, VaultError> {
         Ok(&self.loaded(path)?.data)
     }
 
@@ -138,7 +138,7 @@ impl Content {
     pub(super) fn profile(
         &mut self,
         name: &str,
-        path: &Path,
+        path: &Location,
     ) -> Result<Option<Profile>, VaultError> {
         match self {
             Self::Located(located) => located.profile(name, path),
@@ -170,7 +170,7 @@ impl From<Parsed> for Content {
 pub(super) fn decode(
     plaintext: zeroize::Zeroizing<Vec<u8>>,
     unlock: &Unlock,
-    path: &Path,
+    path: &Location,
 ) -> Result<(Content, Sealing), VaultError> {
     let content = Content::from(parse::read(plaintext, path)?);
     let sealing = match unlock {

@@ -10,6 +10,7 @@ pub use super::backend::file::read_head;
 use super::backend::{Backend, FileBackend, LeaseGuard};
 use super::crypto::{self, Sealing, Unlock};
 use super::error::VaultError;
+use super::location::Location;
 use super::model::{Profile, VaultData};
 use super::snapshot::{Snapshot, read_stored};
 use super::text::Text;
@@ -57,6 +58,13 @@ pub struct Store {
 }
 
 impl Store {
+    /// Opens and decrypts the vault at `location`.
+    pub fn open_at(location: &Location, unlock: Unlock) -> Result<Self, VaultError> {
+        match location {
+            Location::File(path) => Self::open(path, unlock),
+        }
+    }
+
     /// Opens and decrypts the vault file at `path`.
     pub fn open(path: &Path, unlock: Unlock) -> Result<Self, VaultError> {
         Self::open_in(Box::new(FileBackend::new(path)), unlock)
@@ -66,7 +74,7 @@ impl Store {
     pub fn open_in(backend: Box<dyn Backend>, unlock: Unlock) -> Result<Self, VaultError> {
         let stored = backend.open()?;
         let (snapshot, sealing) =
-            read_stored(stored, &unlock, backend.path(), backend.has_previous())?;
+            read_stored(stored, &unlock, backend.location(), backend.has_previous())?;
         Ok(Self::with_content(backend, unlock, sealing, snapshot))
     }
 
@@ -121,8 +129,8 @@ impl Store {
     }
 
     /// Where the vault is.
-    pub fn path(&self) -> &Path {
-        self.backend.path()
+    pub fn location(&self) -> &Location {
+        self.backend.location()
     }
 
     /// The current content, reloaded if another process changed the file.
@@ -134,14 +142,14 @@ impl Store {
     pub fn read<T>(&self, f: impl FnOnce(&VaultData) -> T) -> Result<T, VaultError> {
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
-        Ok(f(snap.content.data(self.path())?))
+        Ok(f(snap.content.data(self.location())?))
     }
 
     /// One profile from the freshest content, without cloning the rest.
     pub fn profile(&self, name: &str) -> Result<Option<Profile>, VaultError> {
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
-        snap.content.profile(name, self.path())
+        snap.content.profile(name, self.location())
     }
 
     /// The content, only when the file changed since this store last read or wrote it.
@@ -151,7 +159,7 @@ impl Store {
         if !changed {
             return Ok(None);
         }
-        Ok(Some(snap.content.data(self.path())?.clone()))
+        Ok(Some(snap.content.data(self.location())?.clone()))
     }
 
     /// Re-reads the file; returns whether it differed from what this store last saw.
@@ -165,7 +173,7 @@ impl Store {
             snap.version = stored.version;
             return Ok(false);
         }
-        let path = self.path();
+        let path = self.location();
         let (mut snapshot, sealing) =
             read_stored(stored, &self.unlock, path, self.backend.has_previous())?;
         let kept = Self::keep_newer_tokens(snap, &mut snapshot, path)?;
@@ -183,7 +191,7 @@ impl Store {
     fn keep_newer_tokens(
         old: &mut Snapshot,
         new: &mut Snapshot,
-        path: &Path,
+        path: &Location,
     ) -> Result<Vec<String>, VaultError> {
         let ours = old.content.data(path)?;
         let theirs = new.content.loaded(path)?;
@@ -247,7 +255,7 @@ impl Store {
         let _lease = self.lease()?;
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
-        let mut data = snap.content.data(self.path())?.clone();
+        let mut data = snap.content.data(self.location())?.clone();
         let outcome = match change(&mut data) {
             Ok(v) => v,
             Err(e) => return Ok(Err(e)),
@@ -274,7 +282,7 @@ impl Store {
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
         let expected = snap.version;
-        let loaded = snap.content.loaded(self.backend.path())?;
+        let loaded = snap.content.loaded(self.backend.location())?;
         let mut edited = BTreeMap::new();
         let mut outcomes = Vec::new();
         for (name, change) in changes {
@@ -344,7 +352,7 @@ fn create_in(
 ) -> Result<(Vec<u8>, Option<super::backend::Version>), VaultError> {
     // Refused before sealing, which can take a second with a passphrase.
     if backend.probe().is_some() {
-        return Err(VaultError::AlreadyExists(backend.path().to_path_buf()));
+        return Err(VaultError::AlreadyExists(backend.location().clone()));
     }
     if let Sealing::Recipients(list) = sealing {
         data.recipients.clone_from(list);

@@ -10,16 +10,19 @@ use std::path::{Path, PathBuf};
 use super::{Backend, LeaseGuard, STAMP_BYTES, Stamp, Stored, Version};
 use crate::vault::error::VaultError;
 use crate::vault::file::{backup_path, io_err, lock_path, write_atomic};
+use crate::vault::location::Location;
 
 /// A vault kept in a file.
 #[derive(Debug, Clone)]
 pub struct FileBackend {
+    location: Location,
     path: PathBuf,
 }
 
 impl FileBackend {
     pub fn new(path: &Path) -> Self {
         Self {
+            location: Location::File(path.to_path_buf()),
             path: path.to_path_buf(),
         }
     }
@@ -62,8 +65,8 @@ pub fn read_head(path: &Path) -> Result<Vec<u8>, VaultError> {
 }
 
 impl Backend for FileBackend {
-    fn path(&self) -> &Path {
-        &self.path
+    fn location(&self) -> &Location {
+        &self.location
     }
 
     fn probe(&self) -> Option<Version> {
@@ -71,7 +74,7 @@ impl Backend for FileBackend {
     }
 
     fn open(&self) -> Result<Stored, VaultError> {
-        let failed = VaultError::reading(&self.path);
+        let failed = VaultError::reading(&self.location);
         let mut file = File::open(&self.path).map_err(&failed)?;
         let meta = file.metadata().map_err(&failed)?;
         let mut head = Vec::new();
@@ -104,7 +107,7 @@ impl Backend for FileBackend {
 
     fn create(&self, ciphertext: &[u8]) -> Result<Option<Version>, VaultError> {
         if self.path.exists() {
-            return Err(VaultError::AlreadyExists(self.path.clone()));
+            return Err(VaultError::AlreadyExists(self.location.clone()));
         }
         write_atomic(&self.path, ciphertext, false)?;
         Ok(self.probe())

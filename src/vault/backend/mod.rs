@@ -9,9 +9,10 @@
 pub mod file;
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::error::VaultError;
+use super::location::Location;
 
 pub use file::FileBackend;
 
@@ -67,8 +68,8 @@ pub type LeaseGuard = Box<dyn Send>;
 
 /// Where a vault's ciphertext lives.
 pub trait Backend: Send + Sync {
-    /// Where the vault is, as messages name it.
-    fn path(&self) -> &Path;
+    /// Where the vault is.
+    fn location(&self) -> &Location;
 
     /// The stored version, without reading the content; `None` when it cannot be told.
     fn probe(&self) -> Option<Version>;

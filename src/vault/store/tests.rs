@@ -29,7 +29,7 @@ fn new_store(dir: &Path) -> (Store, PathBuf) {
 /// Another handle on the vault of `store`, as another process would open it.
 fn second_handle(store: &Store, key: &Path) -> Store {
     Store::open(
-        store.path(),
+        store.location().file(),
         Unlock::Identity(IdentityFile::load(key, crate::vault::crypto::NoPrompt).unwrap()),
     )
     .unwrap()
@@ -39,7 +39,7 @@ fn second_handle(store: &Store, key: &Path) -> Store {
 fn saves_are_private_and_keep_a_backup() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = new_store(dir.path());
-    let before = fs::read(store.path()).unwrap();
+    let before = fs::read(store.location().file()).unwrap();
     store
         .update(|d| {
             d.recipients.push(d.recipients[0].clone());
@@ -47,16 +47,23 @@ fn saves_are_private_and_keep_a_backup() {
         })
         .unwrap()
         .unwrap();
-    let mode = fs::metadata(store.path()).unwrap().permissions().mode() & 0o777;
+    let mode = fs::metadata(store.location().file())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
-    let dir_mode = fs::metadata(store.path().parent().unwrap())
+    let dir_mode = fs::metadata(store.location().file().parent().unwrap())
         .unwrap()
         .permissions()
         .mode()
         & 0o777;
     assert_eq!(dir_mode, 0o700);
-    assert_eq!(fs::read(backup_path(store.path())).unwrap(), before);
-    let leftovers: Vec<_> = fs::read_dir(store.path().parent().unwrap())
+    assert_eq!(
+        fs::read(backup_path(store.location().file())).unwrap(),
+        before
+    );
+    let leftovers: Vec<_> = fs::read_dir(store.location().file().parent().unwrap())
         .unwrap()
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
@@ -68,9 +75,9 @@ fn saves_are_private_and_keep_a_backup() {
 fn a_backup_hard_linked_to_the_vault_leaves_no_temp_file() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = new_store(dir.path());
-    let backup = backup_path(store.path());
-    fs::hard_link(store.path(), &backup).unwrap();
-    let before = fs::read(store.path()).unwrap();
+    let backup = backup_path(store.location().file());
+    fs::hard_link(store.location().file(), &backup).unwrap();
+    let before = fs::read(store.location().file()).unwrap();
     store
         .update(|d| {
             d.recipients.push(d.recipients[0].clone());
@@ -78,7 +85,7 @@ fn a_backup_hard_linked_to_the_vault_leaves_no_temp_file() {
         })
         .unwrap()
         .unwrap();
-    let names: Vec<String> = fs::read_dir(store.path().parent().unwrap())
+    let names: Vec<String> = fs::read_dir(store.location().file().parent().unwrap())
         .unwrap()
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -94,7 +101,7 @@ fn a_backup_hard_linked_to_the_vault_leaves_no_temp_file() {
         before,
         "backup is the old vault"
     );
-    assert_ne!(fs::read(store.path()).unwrap(), before);
+    assert_ne!(fs::read(store.location().file()).unwrap(), before);
 }
 
 #[test]
@@ -127,7 +134,7 @@ fn one_profile_reads_follow_every_change() {
 fn failed_change_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = new_store(dir.path());
-    let before = fs::read(store.path()).unwrap();
+    let before = fs::read(store.location().file()).unwrap();
     let outcome = store
         .update(|d| {
             d.recipients.clear();
@@ -135,8 +142,8 @@ fn failed_change_writes_nothing() {
         })
         .unwrap();
     assert_eq!(outcome, Err("nope"));
-    assert_eq!(fs::read(store.path()).unwrap(), before);
-    assert!(!backup_path(store.path()).exists());
+    assert_eq!(fs::read(store.location().file()).unwrap(), before);
+    assert!(!backup_path(store.location().file()).exists());
 }
 
 #[test]
@@ -199,15 +206,15 @@ fn the_same_encryption_under_a_new_inode_is_not_read_again() {
     let dir = tempfile::tempdir().unwrap();
     let (store, key) = new_store(dir.path());
     let copy = dir.path().join("copy");
-    fs::copy(store.path(), &copy).unwrap();
-    fs::rename(&copy, store.path()).unwrap();
+    fs::copy(store.location().file(), &copy).unwrap();
+    fs::rename(&copy, store.location().file()).unwrap();
     assert!(store.reload_if_changed().unwrap().is_none(), "same stamp");
     // The same content encrypted again is another file: it is read.
     let other = second_handle(&store, &key);
     other.update(|_| Ok::<_, ()>(())).unwrap().unwrap();
     assert!(store.reload_if_changed().unwrap().is_some());
     assert!(
-        read_head(store.path())
+        read_head(store.location().file())
             .unwrap()
             .starts_with(b"age-encryption.org/v1")
     );
@@ -230,7 +237,7 @@ fn lock_is_shared_in_process_and_exclusive_across_handles() {
 #[test]
 fn future_versions_and_bad_content_are_refused() {
     use crate::vault::parse::parse_vault;
-    let p = Path::new("v.age");
+    let p = &Location::File("v.age".into());
     assert!(matches!(
         parse_vault(b"version = 2\n", p),
         Err(VaultError::FutureVersion { found: 2, .. })
@@ -284,8 +291,8 @@ fn edit(f: impl FnOnce(&mut Profile) + 'static) -> Edit {
 
 /// The file decrypted, as text.
 fn plaintext(store: &Store) -> String {
-    let bytes = fs::read(store.path()).unwrap();
-    let text = crypto::decrypt(&bytes, &store.unlock, store.path()).unwrap();
+    let bytes = fs::read(store.location().file()).unwrap();
+    let text = crypto::decrypt(&bytes, &store.unlock, store.location()).unwrap();
     String::from_utf8(text.to_vec()).unwrap()
 }
 
@@ -324,12 +331,12 @@ fn profile_changes_save_the_same_text_as_a_whole_save() {
 fn profile_changes_to_no_profile_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = three_profiles(dir.path());
-    let before = fs::read(store.path()).unwrap();
+    let before = fs::read(store.location().file()).unwrap();
     let outcomes = store
         .update_profiles([("gone".to_string(), edit(|_| {}))])
         .unwrap();
     assert_eq!(outcomes, [None]);
-    assert_eq!(fs::read(store.path()).unwrap(), before);
+    assert_eq!(fs::read(store.location().file()).unwrap(), before);
 }
 
 #[test]
@@ -373,12 +380,12 @@ fn an_older_file_put_in_place_never_takes_back_newer_tokens() {
     };
     give(&store, token("old", 60));
     let backup = dir.path().join("backup.age");
-    fs::copy(store.path(), &backup).unwrap();
+    fs::copy(store.location().file(), &backup).unwrap();
     give(&store, token("new", 1));
     // The backup restored over the live vault, as cp or git would: a new inode.
     let staged = dir.path().join("v/staged");
     fs::copy(&backup, &staged).unwrap();
-    fs::rename(&staged, store.path()).unwrap();
+    fs::rename(&staged, store.location().file()).unwrap();
     let seen = store.profile("a").unwrap().unwrap();
     assert_eq!(seen.token.unwrap().access_token.expose_secret(), "new");
     assert_eq!(store.write_back_kept().unwrap(), vec!["a".to_string()]);
@@ -406,8 +413,10 @@ impl Drop for MemoryLease {
 }
 
 impl Backend for Memory {
-    fn path(&self) -> &Path {
-        Path::new("memory://vault")
+    fn location(&self) -> &Location {
+        static MEMORY: std::sync::LazyLock<Location> =
+            std::sync::LazyLock::new(|| Location::File("memory-vault".into()));
+        &MEMORY
     }
 
     fn probe(&self) -> Option<Version> {
@@ -418,7 +427,7 @@ impl Backend for Memory {
 
     fn open(&self) -> Result<super::super::backend::Stored, VaultError> {
         let stored = lock_ignoring_poison(&self.stored).clone();
-        let (bytes, n) = stored.ok_or(VaultError::NotFound(PathBuf::from("memory://vault")))?;
+        let (bytes, n) = stored.ok_or(VaultError::NotFound(self.location().clone()))?;
         Ok(super::super::backend::Stored {
             stamp: super::super::backend::Stamp::of(&bytes),
             version: Some(Version::Revision(n)),
@@ -434,7 +443,7 @@ impl Backend for Memory {
         let mut stored = lock_ignoring_poison(&self.stored);
         let current = stored.as_ref().map(|(_, n)| Version::Revision(*n));
         if current != expected {
-            return Err(VaultError::Conflict(PathBuf::from("memory://vault")));
+            return Err(VaultError::Conflict(self.location().clone()));
         }
         let next = stored.as_ref().map_or(1, |(_, n)| n + 1);
         *stored = Some((ciphertext.to_vec(), next));
@@ -444,7 +453,7 @@ impl Backend for Memory {
     fn create(&self, ciphertext: &[u8]) -> Result<Option<Version>, VaultError> {
         let mut stored = lock_ignoring_poison(&self.stored);
         if stored.is_some() {
-            return Err(VaultError::AlreadyExists(PathBuf::from("memory://vault")));
+            return Err(VaultError::AlreadyExists(self.location().clone()));
         }
         *stored = Some((ciphertext.to_vec(), 1));
         Ok(Some(Version::Revision(1)))
