@@ -368,7 +368,7 @@ fn main() {
         println!("refresh_1000: bench");
         return;
     }
-    // TOKDECK_LOG=tokdeck::oauth::limit=debug shows each window change on stderr.
+    // TOKDECK_LOG=tokdeck::http::window=debug shows each window change on stderr.
     if let Ok(filter) = std::env::var("TOKDECK_LOG") {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
