@@ -261,7 +261,7 @@ impl Store {
             Err(e) => return Ok(Err(e)),
         };
         let ciphertext = seal(&data, &self.sealing_for(&data))?;
-        let version = self.backend.commit(&ciphertext, snap.version)?;
+        let version = self.committed(&mut snap, &ciphertext)?;
         *snap = Snapshot::written(version, &ciphertext, data);
         Ok(Ok(outcome))
     }
@@ -305,7 +305,14 @@ impl Store {
         let sealing = self.sealing_for(&loaded.data);
         let text = loaded.text()?;
         let ciphertext = crypto::encrypt(text.join(&parts).as_bytes(), &sealing)?;
-        let version = self.backend.commit(&ciphertext, expected)?;
+        let version = match self.backend.commit(&ciphertext, expected) {
+            Err(conflict @ VaultError::Conflict(_)) => {
+                // Another writer's version is there: read it, so the next try starts from it.
+                self.refresh_snapshot(&mut snap)?;
+                return Err(conflict);
+            }
+            committed => committed?,
+        };
         for (at, part) in parts {
             text.replace(at, part);
         }
@@ -319,6 +326,21 @@ impl Store {
         }
         snap.rewritten(version, &ciphertext);
         Ok(outcomes)
+    }
+
+    /// Commits `ciphertext` over the version `snap` read. On a conflict nothing is
+    /// overwritten: the store reads the other writer's version, so that the caller's next try
+    /// applies its change to it.
+    fn committed(
+        &self,
+        snap: &mut Snapshot,
+        ciphertext: &[u8],
+    ) -> Result<Option<super::backend::Version>, VaultError> {
+        let committed = self.backend.commit(ciphertext, snap.version);
+        if matches!(committed, Err(VaultError::Conflict(_))) {
+            self.refresh_snapshot(snap)?;
+        }
+        committed
     }
 
     /// How to seal `data`: the recipient list inside the vault is the truth, as a change may

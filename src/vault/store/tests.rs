@@ -401,6 +401,8 @@ type Revision = Option<(Vec<u8>, u64)>;
 #[derive(Clone, Default)]
 struct Memory {
     stored: std::sync::Arc<Mutex<Revision>>,
+    /// Another writer's ciphertext, stored just before the next commit looks.
+    sneak: std::sync::Arc<Mutex<Option<Vec<u8>>>>,
     leased: std::sync::Arc<Mutex<bool>>,
 }
 
@@ -441,6 +443,10 @@ impl Backend for Memory {
         expected: Option<Version>,
     ) -> Result<Option<Version>, VaultError> {
         let mut stored = lock_ignoring_poison(&self.stored);
+        if let Some(other) = lock_ignoring_poison(&self.sneak).take() {
+            let next = stored.as_ref().map_or(1, |(_, n)| n + 1);
+            *stored = Some((other, next));
+        }
         let current = stored.as_ref().map(|(_, n)| Version::Revision(*n));
         if current != expected {
             return Err(VaultError::Conflict(self.location().clone()));
@@ -508,6 +514,34 @@ fn a_backend_other_than_a_file_serves_the_store_through_the_seam() {
     assert!(matches!(two.lease(), Err(VaultError::Locked(_))));
     drop(held);
     assert!(two.lease().is_ok());
+    // Another writer saves between this store's read and its commit: nothing is
+    // overwritten, the store reads that version, and the next try lands on top of it.
+    let mut theirs = one.snapshot().unwrap();
+    theirs.insert(named("theirs")).unwrap();
+    *lock_ignoring_poison(&memory.sneak) = Some(seal(&theirs, &sealing).unwrap());
+    let conflict = one.update(|d| d.insert(named("ours")));
+    assert!(
+        matches!(conflict, Err(VaultError::Conflict(_))),
+        "{conflict:?}"
+    );
+    assert!(one.profile("theirs").unwrap().is_some(), "not read again");
+    one.update(|d| d.insert(named("ours"))).unwrap().unwrap();
+    let names: Vec<String> = two
+        .snapshot()
+        .unwrap()
+        .profiles
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["a", "b", "theirs", "ours"]);
+    // The same for a save of single profiles.
+    let mut again = one.snapshot().unwrap();
+    again.insert(named("later")).unwrap();
+    *lock_ignoring_poison(&memory.sneak) = Some(seal(&again, &sealing).unwrap());
+    let edit = |p: &mut Profile| p.notes = "edited".into();
+    let conflict = one.update_profiles([("ours".to_string(), edit)]);
+    assert!(matches!(conflict, Err(VaultError::Conflict(_))));
+    assert!(one.profile("later").unwrap().is_some());
     // A commit over a version that is no longer the stored one is refused, not written.
     assert!(matches!(
         memory.commit(b"x", Some(Version::Revision(1))),
