@@ -293,6 +293,8 @@ pub enum Command {
     Api(ApiArgs),
     /// Keep every token alive in the background and serve tokens without unlocking again
     Agent(AgentArgs),
+    /// Keep a token obtained elsewhere: its token endpoint answer (JSON) on stdin or --file
+    ImportToken(ImportTokenArgs),
     /// Read the profile's endpoints again from its issuer's metadata
     Rediscover {
         /// Profile name
@@ -430,6 +432,18 @@ pub struct EditArgs {
     /// The variable `exec` puts the token in ("" for the default)
     #[arg(long, value_name = "VAR")]
     pub env_var: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportTokenArgs {
+    /// Profile name
+    pub name: String,
+    /// Read the answer from this file instead of stdin
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<std::path::PathBuf>,
+    /// When the server issued the token (RFC 3339) [default: now]
+    #[arg(long, value_name = "TIME")]
+    pub obtained_at: Option<String>,
 }
 
 #[derive(Debug, Args)]

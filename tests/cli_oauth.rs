@@ -567,3 +567,76 @@ fn exchange_refuses_over_long_stdin_and_keeps_the_profile_as_it_was() {
     assert_eq!(server.token_requests(), 1, "the cut input was sent");
     assert_eq!(env.stored("p", "access_token"), before);
 }
+
+#[test]
+fn import_token_keeps_a_token_from_elsewhere_and_refreshes_it_later() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.add_profile("p", &server, &[]);
+    let before = env.vault_bytes();
+    // What a server would refuse, tokdeck refuses too, and writes nothing.
+    for (input, why) in [
+        ("not json", "not a token answer"),
+        (r#"{"token_type":"Bearer"}"#, "not a token answer"),
+        (
+            r#"{"access_token":"a\u001b[2Jb"}"#,
+            "characters no token can have",
+        ),
+        (
+            r#"{"access_token":"a","expires_in":"soon"}"#,
+            "not a token answer",
+        ),
+    ] {
+        let out = env.run_with_stdin(&["import-token", "p"], input);
+        assert_one_line_error(&out, why);
+    }
+    let out = env.run_with_stdin(
+        &["import-token", "p", "--obtained-at", "yesterday"],
+        r#"{"access_token":"a"}"#,
+    );
+    assert_one_line_error(&out, "is not a time");
+    let out = env.run_with_stdin(
+        &["import-token", "p", "--obtained-at", "2999-01-01T00:00:00Z"],
+        r#"{"access_token":"a"}"#,
+    );
+    assert_one_line_error(&out, "in the future");
+    let out = env.run_with_stdin(&["import-token", "nobody"], r#"{"access_token":"a"}"#);
+    assert_one_line_error(&out, "no profile named 'nobody'");
+    assert_eq!(
+        env.vault_bytes(),
+        before,
+        "a refused import wrote the vault"
+    );
+
+    // A token with a refresh token the server knows, from a file, obtained a while ago.
+    let seed = server.seed_refresh_token();
+    let answer = env.home().join("answer.json");
+    let json = format!(
+        r#"{{"access_token":"imported-token","token_type":"Bearer","expires_in":"3600","refresh_token":"{seed}"}}"#
+    );
+    std::fs::write(&answer, json).unwrap();
+    let obtained = (chrono::Utc::now() - chrono::Duration::minutes(58))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let out = env.run(&[
+        "import-token",
+        "p",
+        "--file",
+        answer.to_str().unwrap(),
+        "--obtained-at",
+        &obtained,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("refreshes it from now on"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(env.stored("p", "access_token"), "imported-token");
+    assert_eq!(env.stored("p", "obtained_at"), obtained);
+    // Two minutes left, inside the refresh margin: the next token is a refreshed one.
+    let out = env.run(&["token", "p"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.refresh_requests(), 1);
+    assert_eq!(Some(stdout(&out)), server.last_access_token());
+    assert_ne!(stdout(&out), "imported-token");
+}

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod api;
 pub mod exec;
+pub mod import_token;
 pub mod oauth;
 pub mod profiles;
 pub mod recipients;
@@ -33,6 +34,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Exec(args)) => exec::run(&ctx, args).await,
         Some(Command::Api(args)) => api::run(&ctx, args).await,
         Some(Command::Agent(args)) => agent::run(&ctx, args).await,
+        Some(Command::ImportToken(args)) => import_token::run(&ctx, args).map(|()| 0),
         Some(Command::Rediscover { name }) => oauth::rediscover(&ctx, name).await.map(|()| 0),
         Some(Command::Check { name }) => oauth::check(&ctx, name).await.map(|()| 0),
         Some(Command::Revoke { name }) => oauth::revoke(&ctx, name).await.map(|()| 0),
