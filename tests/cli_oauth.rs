@@ -68,6 +68,11 @@ fn full_lifecycle_keeps_the_vault_current_after_every_step() {
             && said.contains("issued before the last refresh are not revoked"),
         "{said}"
     );
+    // ...and that the server, asked again, refuses the revoked access token.
+    assert!(
+        said.contains("verified: the server refuses the access token now"),
+        "{said}"
+    );
     assert!(
         server
             .state
@@ -639,4 +644,20 @@ fn import_token_keeps_a_token_from_elsewhere_and_refreshes_it_later() {
     assert_eq!(server.refresh_requests(), 1);
     assert_eq!(Some(stdout(&out)), server.last_access_token());
     assert_ne!(stdout(&out), "imported-token");
+}
+
+#[test]
+fn revoke_says_when_the_server_still_accepts_the_access_token() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &[]);
+    server.set_lazy_access_revocation(true);
+    let out = env.run(&["revoke", "p"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("but the server still accepts the access token until it expires at"),
+        "{said}"
+    );
+    assert!(!said.contains("verified:"), "{said}");
 }

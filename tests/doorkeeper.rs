@@ -156,6 +156,11 @@ fn the_whole_cli_flow_against_doorkeeper() {
     let out = env.run(&["revoke", "user"]);
     assert!(out.status.success(), "revoke: {}", stderr(&out));
     assert!(!server.token_works(&access));
+    assert!(
+        stderr(&out).contains("verified"),
+        "revoke: {}",
+        stderr(&out)
+    );
     let rows = json_status(&env);
     let user = rows
         .as_array()

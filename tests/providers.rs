@@ -121,6 +121,12 @@ fn discovery_basic_auth_listener_pkce_iss_and_strict_rotation() {
     // Revoke (RFC 7009, with hints): the token stops working at the server.
     let out = env.run(&["revoke", "dot"]);
     assert!(out.status.success(), "revoke: {}", stderr(&out));
+    // Asked again (userinfo, as `check` would), the server refuses the token: verified.
+    assert!(
+        stderr(&out).contains("verified"),
+        "revoke: {}",
+        stderr(&out)
+    );
     let userinfo = common::fixture::http_with(
         server.port,
         "GET",

@@ -519,10 +519,21 @@ pub async fn rediscover(ctx: &Context, name: &str) -> anyhow::Result<()> {
 pub async fn revoke(ctx: &Context, name: &str) -> anyhow::Result<()> {
     let store = ctx.open_store()?;
     profile_named(&store, name)?;
-    let failures = run_jobs(ctx, store, vec![(name.to_string(), Job::Revoke)], |_| {}).await?;
+    let mut verdict = None;
+    let failures = run_jobs(ctx, store, vec![(name.to_string(), Job::Revoke)], |event| {
+        if let Event::Succeeded {
+            outcome: Outcome::Revoked(v),
+            ..
+        } = event
+        {
+            verdict = Some(v.clone());
+        }
+    })
+    .await?;
     fail_if(&failures, 1)?;
+    let verdict = verdict.map(|v| v.describe()).unwrap_or_default();
     crate::note!(
-        "{name}: revoked at the server: the refresh token and the current access token, both removed from the vault; access tokens issued before the last refresh are not revoked and work until they expire"
+        "{name}: revoked at the server: the refresh token and the current access token, both removed from the vault; {verdict}. Access tokens issued before the last refresh are not revoked and work until they expire"
     );
     Ok(())
 }

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use age::secrecy::SecretString;
+use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -102,6 +103,34 @@ pub struct Command {
     pub job: Job,
 }
 
+/// What the server says of an access token just revoked, asked once more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// It refuses the token: the revocation took.
+    Verified,
+    /// It still accepts the token, until it expires (`None`: it never does).
+    StillAccepted { until: Option<DateTime<Utc>> },
+    /// It could not be asked; why.
+    Unverified(String),
+}
+
+impl Revocation {
+    /// One line for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Revocation::Verified => "verified: the server refuses the access token now".into(),
+            Revocation::StillAccepted { until: Some(at) } => format!(
+                "but the server still accepts the access token until it expires at {}",
+                at.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            Revocation::StillAccepted { until: None } => {
+                "but the server still accepts the access token, which does not expire: revoke the grant in the provider's console".into()
+            }
+            Revocation::Unverified(why) => format!("not verified ({why})"),
+        }
+    }
+}
+
 /// How a job ended well.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -109,8 +138,9 @@ pub enum Outcome {
     NewToken,
     /// Nothing needed doing; the reason says why.
     Unchanged(String),
-    /// The tokens were revoked and forgotten.
-    Revoked,
+    /// The tokens were revoked and forgotten; what the server said of the revoked access
+    /// token afterwards.
+    Revoked(Revocation),
     /// The token works and belongs to this owner.
     Checked(CheckResult),
     /// The endpoints were read again from the issuer's metadata; `changed` when they differ
@@ -124,7 +154,7 @@ impl Outcome {
         match self {
             Outcome::NewToken => "new token saved".into(),
             Outcome::Unchanged(why) => why.clone(),
-            Outcome::Revoked => "tokens revoked".into(),
+            Outcome::Revoked(r) => format!("tokens revoked; {}", r.describe()),
             Outcome::Checked(c) => format!("token belongs to {}", c.owner_line()),
             Outcome::Rediscovered { .. } => "endpoints read from the issuer's metadata".into(),
         }

@@ -67,6 +67,8 @@ pub struct State {
     pub revoke_on_first_use: bool,
     /// The credentials endpoint answers with escape sequences in the owner's e-mail.
     pub hostile_credentials: bool,
+    /// Revoking an access token is acknowledged but does nothing (it works until it expires).
+    pub lazy_access_revocation: bool,
     /// new access token -> the refresh token it replaced, while that one is still alive.
     pending_revocations: HashMap<String, String>,
 }
@@ -182,6 +184,12 @@ impl MockServer {
             .unwrap()
             .refresh_tokens
             .contains_key(token)
+    }
+
+    /// Acknowledges access token revocations without acting on them, as servers whose access
+    /// tokens are self-contained do.
+    pub fn set_lazy_access_revocation(&self, on: bool) {
+        self.state.lock().unwrap().lazy_access_revocation = on;
     }
 
     pub fn set_revoke_on_first_use(&self, on: bool) {
@@ -493,7 +501,9 @@ fn route(req: &Request, state: &Arc<Mutex<State>>) -> Reply {
                 return oauth_error(401, "invalid_client");
             }
             let token = f.get("token").cloned().unwrap_or_default();
-            s.access_tokens.remove(&token);
+            if !s.lazy_access_revocation {
+                s.access_tokens.remove(&token);
+            }
             s.refresh_tokens.remove(&token);
             s.revoked.push(token);
             json(200, serde_json::json!({}))

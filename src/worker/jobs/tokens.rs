@@ -8,9 +8,10 @@ use sha2::{Digest, Sha256};
 
 use crate::oauth::OAuthError;
 use crate::vault::GrantType;
+use crate::vault::{Profile, Token};
 use crate::worker::error::{JobError, JobResult};
 use crate::worker::runner::Worker;
-use crate::worker::{FailureKind, Outcome};
+use crate::worker::{FailureKind, Outcome, Revocation};
 
 impl Worker {
     pub(in crate::worker) async fn refresh(
@@ -88,6 +89,7 @@ impl Worker {
         self.client
             .revoke(&profile, &token.access_token, "access_token")
             .await?;
+        let verdict = self.verify_revoked(&profile, token).await;
         let saved = self
             .save(name, |p| {
                 p.token = None;
@@ -95,7 +97,23 @@ impl Worker {
                 p.last_error = None;
             })
             .await?;
-        Ok((Outcome::Revoked, Some(saved)))
+        Ok((Outcome::Revoked(verdict), Some(saved)))
+    }
+
+    /// Asks the server about the access token just revoked: introspection or the check
+    /// endpoint, as `check` would.
+    async fn verify_revoked(&self, profile: &Profile, token: &Token) -> Revocation {
+        match self
+            .client
+            .check(profile, &token.access_token, self.clock.now())
+            .await
+        {
+            Err(OAuthError::TokenRejected) => Revocation::Verified,
+            Ok(_) => Revocation::StillAccepted {
+                until: token.expires_at,
+            },
+            Err(e) => Revocation::Unverified(e.to_string()),
+        }
     }
 
     pub(in crate::worker) async fn check(&self, name: &str) -> JobResult {
