@@ -538,6 +538,9 @@ pub struct AuthorizeArgs {
     /// How long --listen waits for the redirect
     #[arg(long, value_parser = parse_duration_arg, default_value = "5m", value_name = "DUR")]
     pub timeout: Duration,
+    /// Device login: do not draw the login address as a QR code
+    #[arg(long)]
+    pub no_qr: bool,
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,7 @@ pub mod output;
 pub mod pacing;
 pub mod platform;
 pub mod prompt;
+pub mod qr;
 pub mod report;
 pub mod tui;
 pub mod usable;

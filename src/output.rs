@@ -36,6 +36,13 @@ pub fn note(text: &str) {
     let _ = writeln!(err, "{}", crate::display::untrusted(text));
 }
 
+/// Writes `text` to stderr as it is: tokdeck's own drawing (a QR code), never text from
+/// outside, which goes through [`note`].
+pub fn note_raw(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes()).and_then(|()| err.flush());
+}
+
 fn quiet_on_closed_pipe(result: std::io::Result<()>) -> std::io::Result<()> {
     match result {
         Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(()),

@@ -444,3 +444,90 @@ fn bad_servers_and_settings_are_refused_and_leave_the_vault_alone() {
         stderr(&out)
     );
 }
+
+/// Reads back the QR code drawn on a terminal screen (light modules inked with half-blocks).
+fn qr_on_screen(screen: &str) -> Option<String> {
+    let is_qr = |l: &str| {
+        let t = l.trim_end();
+        t.chars().count() >= 21 && t.starts_with("██") && t.chars().all(|c| "█▀▄ ".contains(c))
+    };
+    let rows: Vec<Vec<char>> = screen
+        .lines()
+        .filter(|l| is_qr(l))
+        .map(|l| l.chars().collect())
+        .collect();
+    let side = rows.first()?.len();
+    let scale = 4;
+    let mut image = rqrr::PreparedImage::prepare_from_greyscale(
+        side * scale,
+        rows.len() * 2 * scale,
+        |x, y| {
+            let (module_row, col) = (y / scale, x / scale);
+            let ch = rows[module_row / 2].get(col).copied().unwrap_or(' ');
+            let (upper_light, lower_light) = match ch {
+                '█' => (true, true),
+                '▀' => (true, false),
+                '▄' => (false, true),
+                _ => (false, false),
+            };
+            let light = if module_row % 2 == 0 {
+                upper_light
+            } else {
+                lower_light
+            };
+            if light { 255 } else { 0 }
+        },
+    );
+    let grids = image.detect_grids();
+    Some(grids.first()?.decode().ok()?.1)
+}
+
+#[test]
+fn device_login_draws_a_qr_code_of_the_address_in_a_real_terminal() {
+    let server = Dot::start();
+    let env = Env::new();
+    let app = server.register("public", "device", "");
+    add(
+        &env,
+        "tv",
+        &[
+            "--issuer",
+            &server.issuer(),
+            "--device-url",
+            &server.endpoint("device-authorization/"),
+            "--grant",
+            "device",
+            "--auth-method",
+            "none",
+            "--client-id",
+            &app.client_id,
+        ],
+        "",
+    );
+    let bin = common::bin().display().to_string();
+    let tmux = common::tmux::Tmux::start(
+        &env,
+        100,
+        50,
+        &format!("{bin} authorize tv --no-browser; sleep 60"),
+    );
+    tmux.wait_for("the device code", |s| s.contains("enter the code"));
+    let screen = tmux.wait_for("the QR code", |s| {
+        qr_on_screen(s).is_some() || s.contains("needs a terminal")
+    });
+    let address = qr_on_screen(&screen).unwrap_or_else(|| panic!("no readable QR code:\n{screen}"));
+    assert!(
+        address.starts_with(&server.endpoint("device/?user_code=")),
+        "{address}"
+    );
+    // --no-qr leaves it out.
+    let quiet = common::tmux::Tmux::start(
+        &env,
+        100,
+        50,
+        &format!("{bin} authorize tv --no-browser --no-qr; sleep 60"),
+    );
+    let screen = quiet.wait_for("the device code", |s| s.contains("enter the code"));
+    assert!(qr_on_screen(&screen).is_none(), "{screen}");
+    assert!(!screen.contains("██"), "{screen}");
+}

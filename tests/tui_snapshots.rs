@@ -119,6 +119,46 @@ fn c_code(c: char) -> KeyCode {
     KeyCode::Char(c)
 }
 
+/// Reads the QR code drawn in `buffer` (white on black half-blocks) with a QR decoder.
+fn decode_qr(buffer: &ratatui::buffer::Buffer) -> String {
+    use ratatui::style::Color;
+    let area = buffer.area;
+    let mut rows: Vec<Vec<(bool, bool)>> = Vec::new();
+    for y in 0..area.height {
+        let row: Vec<(bool, bool)> = (0..area.width)
+            .map(|x| &buffer[(x, y)])
+            .filter(|cell| cell.bg == Color::Black && cell.fg == Color::White)
+            .map(|cell| match cell.symbol() {
+                "█" => (false, false),
+                "▀" => (false, true),
+                "▄" => (true, false),
+                _ => (true, true),
+            })
+            .collect();
+        if !row.is_empty() {
+            rows.push(row);
+        }
+    }
+    assert!(!rows.is_empty(), "no QR code drawn");
+    let side = rows[0].len();
+    let scale = 4;
+    let height = rows.len() * 2;
+    let mut image =
+        rqrr::PreparedImage::prepare_from_greyscale(side * scale, height * scale, |x, y| {
+            let (module_row, col) = (y / scale, x / scale);
+            let (upper_dark, lower_dark) = rows[module_row / 2][col];
+            let dark = if module_row % 2 == 0 {
+                upper_dark
+            } else {
+                lower_dark
+            };
+            if dark { 0 } else { 255 }
+        });
+    let grids = image.detect_grids();
+    assert_eq!(grids.len(), 1, "the decoder found no code");
+    grids[0].decode().unwrap().1
+}
+
 fn text_of(terminal: &Terminal<TestBackend>) -> String {
     terminal.backend().to_string()
 }
@@ -250,7 +290,19 @@ fn device_popup_shows_the_code_the_address_and_a_countdown() {
         "{text}"
     );
     assert!(text.contains("c copy code"), "{text}");
+    // Too small for the address's QR code: a note says what size it needs.
+    assert!(
+        text.contains("(a QR code of the address needs a terminal of"),
+        "{text}"
+    );
     insta::assert_snapshot!("device_80x24", t.backend());
+    // Large enough: the code is drawn, and a QR decoder reads the address back from it.
+    let big = render(&app, &default_theme(), 100, 50);
+    insta::assert_snapshot!("device_qr_100x50", big.backend());
+    assert_eq!(
+        decode_qr(big.backend().buffer()),
+        "https://auth.example.com/device?user_code=WDJB-MJHT"
+    );
     // c copies the code; Esc stops the polling job.
     let copied = app.update(key('c'));
     assert!(

@@ -97,6 +97,29 @@ fn fail_if(failures: &[Failure], total: usize) -> anyhow::Result<()> {
     }
 }
 
+/// The login address as a QR code on stderr, for a phone: only on a terminal, and only when
+/// it fits (a note says what size it needs otherwise).
+fn show_qr(address: &str) {
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    let Some(qr) = crate::qr::Qr::of(address) else {
+        return;
+    };
+    let fits = crossterm::terminal::size().is_ok_and(|(width, height)| {
+        usize::from(width) >= qr.columns() && usize::from(height) > qr.rows() + 2
+    });
+    if fits {
+        crate::output::note_raw(&qr.for_terminal());
+    } else {
+        crate::note!(
+            "(a QR code of the address needs a terminal of {}x{}; --no-qr leaves it out)",
+            qr.columns(),
+            qr.rows() + 3
+        );
+    }
+}
+
 /// `tokdeck authorize`
 pub async fn authorize(ctx: &Context, args: &AuthorizeArgs) -> anyhow::Result<()> {
     let store = ctx.open_store()?;
@@ -178,6 +201,9 @@ fn show_authorize_step(ctx: &Context, args: &AuthorizeArgs, event: &Event) {
                 crate::display::untrusted(verification_uri),
                 format_countdown((*expires_at - ctx.clock.now()).num_seconds())
             );
+            if !args.no_qr {
+                show_qr(uri_to_open);
+            }
         }
         _ => {}
     }

@@ -145,12 +145,12 @@ impl Mode {
     }
 
     /// The popup to draw over the main view, if any.
-    pub fn card(&self, theme: &Theme, now: DateTime<Utc>) -> Option<Card> {
+    pub fn card(&self, theme: &Theme, now: DateTime<Utc>, room: (u16, u16)) -> Option<Card> {
         match self {
             Mode::Normal | Mode::Filter => None,
             Mode::Help(help) => Some(help.card(theme)),
             Mode::Authorize(popup) => Some(popup.card(theme)),
-            Mode::Device(popup) => Some(popup.card(theme, now)),
+            Mode::Device(popup) => Some(popup.card(theme, now, room)),
             Mode::Paste(popup) => Some(popup.card(theme)),
             Mode::Confirm(popup) => Some(popup.card(theme)),
             Mode::Form(form) => Some(form.card(theme)),

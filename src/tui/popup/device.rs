@@ -2,12 +2,13 @@
 //! stays good. The worker polls meanwhile; Esc stops it.
 
 use chrono::{DateTime, Utc};
-use ratatui::style::{Modifier, Style};
-use ratatui::text::Line;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
 
 use super::{Card, Reply, Request};
 use crate::display::untrusted;
 use crate::duration::format_countdown;
+use crate::qr::Qr;
 use crate::tui::keymap::{Action, DEVICE};
 use crate::tui::theme::Theme;
 use crate::worker::JobId;
@@ -19,6 +20,45 @@ pub struct Shown {
     pub verification_uri: String,
     pub uri_to_open: String,
     pub expires_at: DateTime<Utc>,
+}
+
+/// Columns wide, borders included.
+const WIDTH: u16 = 70;
+
+/// Lines the popup adds around its text: borders, the blank line and the hint line.
+const CHROME_ROWS: usize = 5;
+
+/// The address as a QR code when it fits in `room` below `text_rows` rows of text, else a
+/// line that says what size it needs.
+fn qr_lines(address: &str, text_rows: usize, room: (u16, u16), muted: Style) -> Vec<Line<'static>> {
+    let Some(qr) = Qr::of(address) else {
+        return Vec::new();
+    };
+    let needed_width = qr.columns() + 4;
+    let needed_height = text_rows + qr.rows() + CHROME_ROWS;
+    let (width, height) = (usize::from(room.0), usize::from(room.1));
+    let popup_width = width.min(usize::from(WIDTH));
+    if needed_width > popup_width || needed_height > height {
+        return vec![Line::styled(
+            format!(
+                "(a QR code of the address needs a terminal of {}x{}; this one is {}x{})",
+                needed_width.max(width),
+                needed_height,
+                width,
+                height
+            ),
+            muted,
+        )];
+    }
+    // White on black, whatever the theme: a scanner wants light margins and dark modules.
+    let paper = Style::default().fg(Color::White).bg(Color::Black);
+    qr.cells()
+        .into_iter()
+        .map(|row| {
+            let inked: String = row.into_iter().map(crate::qr::ink).collect();
+            Line::from(vec![Span::raw(" "), Span::styled(inked, paper)])
+        })
+        .collect()
 }
 
 /// The device login popup.
@@ -58,7 +98,9 @@ impl Device {
         }
     }
 
-    pub fn card(&self, theme: &Theme, now: DateTime<Utc>) -> Card {
+    /// The popup; `room` is the screen's size, which decides whether the address's QR code
+    /// fits (it is left out, with a note, when it does not).
+    pub fn card(&self, theme: &Theme, now: DateTime<Utc>, room: (u16, u16)) -> Card {
         let muted = Style::default().fg(theme.muted);
         let mut lines = vec![Line::from(format!(
             "Log in {} on any device",
@@ -82,6 +124,9 @@ impl Device {
                             .fg(theme.accent)
                             .add_modifier(Modifier::BOLD),
                     ),
+                ]);
+                lines.extend(qr_lines(&s.uri_to_open, lines.len(), room, muted));
+                lines.extend([
                     Line::from(""),
                     Line::styled(
                         if left > 0 {
@@ -100,7 +145,7 @@ impl Device {
         Card {
             title: "device login".into(),
             lines,
-            width: 70,
+            width: WIDTH,
             scroll: 0,
             layer: &DEVICE,
         }

@@ -107,7 +107,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
         draw_log(frame, log, app, theme);
     }
     draw_footer(frame, parts.footer, app, theme);
-    if let Some(card) = app.mode.card(theme, app.now) {
+    if let Some(card) = app.mode.card(theme, app.now, (area.width, area.height)) {
         draw_card(frame, area, card, theme);
     }
 }
