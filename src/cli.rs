@@ -295,6 +295,10 @@ pub enum Command {
     Agent(AgentArgs),
     /// Keep a token obtained elsewhere: its token endpoint answer (JSON) on stdin or --file
     ImportToken(ImportTokenArgs),
+    /// Write profiles to share, without tokens (and without secrets unless --with-secrets)
+    Export(ExportArgs),
+    /// Add the profiles of a file made by export; tokens stay personal
+    Import(ImportArgs),
     /// Read the profile's endpoints again from its issuer's metadata
     Rediscover {
         /// Profile name
@@ -432,6 +436,27 @@ pub struct EditArgs {
     /// The variable `exec` puts the token in ("" for the default)
     #[arg(long, value_name = "VAR")]
     pub env_var: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Profiles to export [default: all]
+    pub names: Vec<String>,
+    /// Include client secrets: the file is then encrypted to --recipient
+    #[arg(long)]
+    pub with_secrets: bool,
+    /// Who may read an export with secrets (age1... or "ssh-ed25519 ..."); repeat for a team
+    #[arg(long = "recipient", value_name = "R", requires = "with_secrets")]
+    pub recipients: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A file made by `tokdeck export` (plain TOML, or encrypted to your key)
+    pub file: std::path::PathBuf,
+    /// Take the file's settings for profiles that exist already (their tokens stay)
+    #[arg(long)]
+    pub replace: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1080,3 +1080,115 @@ fn a_vault_named_like_a_url_is_refused_by_its_scheme_and_nothing_is_created() {
         .collect();
     assert!(made.is_empty(), "created {made:?}");
 }
+
+#[test]
+fn export_shares_the_apps_and_import_keeps_tokens_personal() {
+    let alice = Env::new();
+    let server = MockServer::start();
+    alice.authorized_profile("payroll", &server, &["--scope", "read"]);
+    alice.add_profile("reports", &server, &[]);
+    let out = alice.run(&["export"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let apps = stdout(&out);
+    assert!(apps.contains("name = \"payroll\"") && apps.contains("name = \"reports\""));
+    for private in ["access_token", "refresh_token", common::CLIENT_SECRET] {
+        assert!(
+            !apps.contains(private),
+            "the export holds {private}:\n{apps}"
+        );
+    }
+    let one = stdout(&alice.run(&["export", "reports"]));
+    assert!(!one.contains("payroll"), "{one}");
+
+    let bob = Env::new();
+    let file = bob.home().join("apps.toml");
+    std::fs::write(&file, &apps).unwrap();
+    let file = file.to_str().unwrap();
+    let out = bob.run(&["import", file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("payroll: imported"),
+        "{}",
+        stderr(&out)
+    );
+    let status = stdout(&bob.run(&["status"]));
+    assert!(
+        status.contains("payroll") && status.contains("no-token"),
+        "{status}"
+    );
+    // Again: every clash named, nothing written; --replace takes the settings, keeps tokens.
+    let before = bob.vault_bytes();
+    let out = bob.run(&["import", file]);
+    assert_one_line_error(&out, "these profiles exist already: payroll, reports");
+    assert_eq!(bob.vault_bytes(), before);
+    let out = bob.run(&["import", file, "--replace"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // With secrets: encrypted to Bob, who imports it with his key.
+    let bob_key = std::fs::read_to_string(bob.identity()).unwrap();
+    let bob_recipient = bob_key
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .to_string();
+    let out = alice.run(&["export", "--with-secrets"]);
+    assert_one_line_error(&out, "--recipient");
+    let out = alice.run(&[
+        "export",
+        "payroll",
+        "--with-secrets",
+        "--recipient",
+        &bob_recipient,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(common::CLIENT_SECRET));
+    let sealed = bob.home().join("apps.age");
+    std::fs::write(&sealed, &out.stdout).unwrap();
+    assert_eq!(bob.stored("payroll", "client_secret"), "");
+    let out = bob.run(&["import", sealed.to_str().unwrap(), "--replace"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        bob.stored("payroll", "client_secret"),
+        common::CLIENT_SECRET
+    );
+    // Someone else's key cannot read it.
+    let carol = Env::new();
+    let out = carol.run(&["import", sealed.to_str().unwrap()]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn import_refuses_what_export_does_not_make_and_reads_older_files() {
+    let env = Env::new();
+    let before = env.vault_bytes();
+    let bad = env.home().join("bad.toml");
+    for (text, why) in [
+        (
+            "this is not toml = = =",
+            "is not a file `tokdeck export` makes",
+        ),
+        (
+            "version = 1\n[[profile]]\nname = \"x\"\nprovider = \"factorial\"\nendpoints = { base_url = \"https://api.factorialhr.com\" }\nclient_id = \"c\"\nclient_secret = \"\"\nredirect_uri = \"urn:ietf:wg:oauth:2.0:oob\"\nowner = \"user\"\ncolour = \"blue\"\n",
+            "line 10, key `colour`",
+        ),
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        let out = env.run(&["import", bad.to_str().unwrap()]);
+        assert_one_line_error(&out, why);
+    }
+    assert_eq!(
+        env.vault_bytes(),
+        before,
+        "a refused import wrote the vault"
+    );
+    // A file from before client authentication was a setting: no auth_method.
+    let old = env.home().join("old.toml");
+    std::fs::write(
+        &old,
+        "version = 1\n[[profile]]\nname = \"legacy\"\nprovider = \"factorial\"\nendpoints = { base_url = \"https://api.factorialhr.com\" }\nclient_id = \"c\"\nclient_secret = \"\"\nredirect_uri = \"urn:ietf:wg:oauth:2.0:oob\"\nowner = \"user\"\n",
+    )
+    .unwrap();
+    let out = env.run(&["import", old.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&env.run(&["status"])).contains("legacy"));
+}

@@ -8,6 +8,7 @@ pub mod oauth;
 pub mod profiles;
 pub mod recipients;
 pub mod server_args;
+pub mod share;
 pub mod status;
 
 use clap::CommandFactory;
@@ -35,6 +36,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Api(args)) => api::run(&ctx, args).await,
         Some(Command::Agent(args)) => agent::run(&ctx, args).await,
         Some(Command::ImportToken(args)) => import_token::run(&ctx, args).map(|()| 0),
+        Some(Command::Export(args)) => share::export(&ctx, args).map(|()| 0),
+        Some(Command::Import(args)) => share::import(&ctx, args).map(|()| 0),
         Some(Command::Rediscover { name }) => oauth::rediscover(&ctx, name).await.map(|()| 0),
         Some(Command::Check { name }) => oauth::check(&ctx, name).await.map(|()| 0),
         Some(Command::Revoke { name }) => oauth::revoke(&ctx, name).await.map(|()| 0),

@@ -514,6 +514,29 @@ fn a_backend_other_than_a_file_serves_the_store_through_the_seam() {
     assert!(matches!(two.lease(), Err(VaultError::Locked(_))));
     drop(held);
     assert!(two.lease().is_ok());
+}
+
+/// A memory vault, created, with two stores on it, and how it is sealed.
+fn memory_vault(dir: &Path) -> (Memory, Store, Store, Sealing) {
+    let key = dir.join("key.txt");
+    let id = IdentityFile::generate(&key).unwrap();
+    let memory = Memory::default();
+    let sealing = Sealing::Recipients(id.recipients.clone());
+    create_in(&memory, &mut VaultData::default(), &sealing).unwrap();
+    let unlock =
+        || Unlock::Identity(IdentityFile::load(&key, crate::vault::crypto::NoPrompt).unwrap());
+    let one = Store::open_in(Box::new(memory.clone()), unlock()).unwrap();
+    let two = Store::open_in(Box::new(memory.clone()), unlock()).unwrap();
+    one.update(|d| ["a", "b"].into_iter().try_for_each(|n| d.insert(named(n))))
+        .unwrap()
+        .unwrap();
+    (memory, one, two, sealing)
+}
+
+#[test]
+fn a_conflicting_commit_overwrites_nothing_and_the_next_try_lands_on_top() {
+    let dir = tempfile::tempdir().unwrap();
+    let (memory, one, two, sealing) = memory_vault(dir.path());
     // Another writer saves between this store's read and its commit: nothing is
     // overwritten, the store reads that version, and the next try lands on top of it.
     let mut theirs = one.snapshot().unwrap();
