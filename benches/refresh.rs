@@ -327,6 +327,7 @@ fn refresh_all(
             store,
             client,
             clock: Clock::System,
+            audit: None,
             max_concurrent_jobs: concurrency,
         });
         let start = Instant::now();

@@ -295,6 +295,8 @@ pub enum Command {
     Agent(AgentArgs),
     /// Keep a token obtained elsewhere: its token endpoint answer (JSON) on stdin or --file
     ImportToken(ImportTokenArgs),
+    /// Show the token-lifecycle audit log, newest first
+    Audit(AuditArgs),
     /// Write profiles to share, without tokens (and without secrets unless --with-secrets)
     Export(ExportArgs),
     /// Add the profiles of a file made by export; tokens stay personal
@@ -436,6 +438,18 @@ pub struct EditArgs {
     /// The variable `exec` puts the token in ("" for the default)
     #[arg(long, value_name = "VAR")]
     pub env_var: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this profile's entries
+    pub name: Option<String>,
+    /// Only entries this recent (e.g. 7d, 12h)
+    #[arg(long, value_parser = parse_duration_arg, value_name = "DUR")]
+    pub since: Option<Duration>,
+    /// One JSON object per line, as the log keeps them
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ use age::secrecy::SecretString;
 use anyhow::{Context as _, anyhow};
 use zeroize::Zeroizing;
 
+use crate::audit::{AuditLog, Who};
 use crate::clock::Clock;
 use crate::config::{Config, Paths};
 use crate::oauth::OAuthClient;
@@ -190,13 +191,19 @@ impl Context {
         }
     }
 
-    /// Starts the worker over `store`.
-    pub fn worker(&self, store: Arc<Store>) -> anyhow::Result<WorkerHandle> {
+    /// Starts the worker over `store`; its jobs are recorded in the audit log as `who`'s.
+    pub fn worker(&self, store: Arc<Store>, who: Who) -> anyhow::Result<WorkerHandle> {
         Ok(worker::spawn(WorkerConfig {
             store,
             client: self.client()?,
             clock: self.clock.clone(),
             max_concurrent_jobs: self.config.max_concurrent_jobs,
+            audit: self.audit_log(who),
         }))
+    }
+
+    /// The audit log, in the state folder (`$XDG_STATE_HOME/tokdeck/audit.jsonl`).
+    pub fn audit_log(&self, who: Who) -> Option<AuditLog> {
+        Paths::state_dir().map(|dir| AuditLog::in_dir(&dir, who))
     }
 }

@@ -1,6 +1,7 @@
 //! tokdeck: a terminal deck for `OAuth2` tokens.
 
 pub mod agent;
+pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod commands;

@@ -472,6 +472,16 @@ fn the_agent_says_each_action_on_stderr() {
         .collect();
     assert_eq!(refreshed.len(), 1, "{said}");
     assert!(refreshed[0].contains("UTC p: "), "{said}");
+    // The audit log says who did it.
+    let audit = stdout(&env.run(&["audit", "p"]));
+    assert!(
+        audit
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains(" agent p refresh ok"),
+        "{audit}"
+    );
 }
 
 #[test]

@@ -661,3 +661,50 @@ fn revoke_says_when_the_server_still_accepts_the_access_token() {
     );
     assert!(!said.contains("verified:"), "{said}");
 }
+
+#[test]
+fn every_action_leaves_an_audit_line_with_fingerprints_and_no_secret() {
+    use sha2::Digest;
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &[]);
+    let old_rt = env.stored("p", "refresh_token");
+    assert!(env.run(&["refresh", "p"]).status.success());
+    let new_rt = env.stored("p", "refresh_token");
+    server.fail_next(Fault::Status(400), 1);
+    assert!(!env.run(&["refresh", "p"]).status.success());
+    let print = |t: &str| {
+        let d = sha2::Sha256::digest(t.as_bytes());
+        d.iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let out = env.run(&["audit", "p"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[0].contains("cli p refresh failed"), "{}", lines[0]);
+    assert!(
+        lines[1].contains("cli p refresh ok")
+            && lines[1].contains(&format!("RT {}.. -> {}..", print(&old_rt), print(&new_rt))),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[2].contains("p exchange ok"), "{}", lines[2]);
+    // The file holds fingerprints only, and is private.
+    let file = env.home().join("state/tokdeck/audit.jsonl");
+    let text = std::fs::read_to_string(&file).unwrap();
+    for secret in [old_rt.as_str(), new_rt.as_str(), common::CLIENT_SECRET] {
+        assert!(!text.contains(secret), "the audit log holds a secret");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let json = stdout(&env.run(&["audit", "--json", "--since", "1h"]));
+    let first: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(first["result"], "failed");
+    assert_eq!(first["who"], "cli");
+}

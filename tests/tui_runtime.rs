@@ -74,6 +74,7 @@ async fn the_real_loop_authorizes_cancels_refreshes_and_saves() {
         store: store.clone(),
         client: OAuthClient::new(Duration::from_secs(5), "2025-04-01").unwrap(),
         clock: Clock::System,
+        audit: None,
         max_concurrent_jobs: 4,
     });
     let settings = Settings {
@@ -90,6 +91,7 @@ async fn the_real_loop_authorizes_cancels_refreshes_and_saves() {
     );
     let recorder = Recorder::default();
     let runtime = Runtime {
+        audit: None,
         terminal: Terminal::new(TestBackend::new(120, 40)).unwrap(),
         host: recorder.clone(),
         theme: Theme::built_in("default").unwrap(),

@@ -502,3 +502,50 @@ fn the_help_popup_scrolls_when_it_does_not_fit() {
     app.update(key('x'));
     assert!(!text_of(&render(&app, &default_theme(), 80, 24)).contains("keys ("));
 }
+
+#[test]
+fn the_detail_pane_shows_the_profiles_last_audit_entries() {
+    use tokdeck::audit::{Entry, Prints, Who, fingerprint};
+    let mut app = app(fleet());
+    while app.selected().map(|p| p.name.as_str()) != Some("payroll-sync") {
+        app.update(key('j'));
+    }
+    let entry = |profile: &str, action: &str, minutes: i64| Entry {
+        at: at(-minutes * 60),
+        host: "laptop".into(),
+        pid: 7,
+        who: Who::Agent,
+        profile: profile.into(),
+        action: action.into(),
+        result: "ok".into(),
+        detail: String::new(),
+        before: Prints {
+            access: Some(fingerprint("a1")),
+            refresh: Some(fingerprint("r1")),
+        },
+        after: Prints {
+            access: Some(fingerprint("a2")),
+            refresh: Some(fingerprint("r2")),
+        },
+    };
+    app.update(Msg::Audited(vec![
+        entry("payroll-sync", "refresh", 1),
+        entry("expenses", "revoke", 2),
+        entry("payroll-sync", "exchange", 3),
+    ]));
+    let shown = text_of(&render(&app, &default_theme(), 160, 40));
+    assert!(shown.contains("history"), "{shown}");
+    // The pane's lines before wrapping.
+    let text = view::detail_text(&app, &default_theme()).unwrap();
+    let rotated = format!(
+        "agent refresh ok RT {}.. -> {}..",
+        fingerprint("r1"),
+        fingerprint("r2")
+    );
+    assert!(text.contains(&rotated), "{text}");
+    assert!(text.contains("agent exchange ok"), "{text}");
+    assert!(
+        !text.contains("revoke ok"),
+        "another profile's entry shows: {text}"
+    );
+}

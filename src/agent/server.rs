@@ -29,7 +29,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
         events,
         canceller,
         mut finished,
-    } = ctx.worker(store.clone())?;
+    } = ctx.worker(store.clone(), crate::audit::Who::Agent)?;
     let keeper = Arc::new(Keeper::new(store, ctx.clock.clone(), &ctx.config, commands));
     let supervisor = Supervisor::default();
     // The worker's events flow until the worker has finished, after the agent stopped.

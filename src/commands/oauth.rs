@@ -30,7 +30,7 @@ async fn run_jobs(
     jobs: Vec<(String, Job)>,
     mut on_event: impl FnMut(&Event),
 ) -> anyhow::Result<Vec<Failure>> {
-    let mut worker = ctx.worker(store)?;
+    let mut worker = ctx.worker(store, crate::audit::Who::Cli)?;
     let total = jobs.len();
     for (i, (profile, job)) in jobs.into_iter().enumerate() {
         worker

@@ -25,7 +25,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     // Unlock (and any passphrase prompt) happens before the screen is taken over.
     let store = ctx.open_store()?;
     let theme = resolve_theme(ctx)?;
-    let handle = ctx.worker(store.clone())?;
+    let handle = ctx.worker(store.clone(), crate::audit::Who::App)?;
     let settings = Settings {
         warn: ctx.config.warn,
         refresh_margin: ctx.config.refresh_margin,
@@ -39,7 +39,8 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     for warning in warnings {
         app.warn(warning);
     }
-    super::runtime::run_in_terminal(app, theme, store, handle, ctx.clock.clone()).await
+    let audit = ctx.audit_log(crate::audit::Who::App).map(|log| log.path);
+    super::runtime::run_in_terminal(app, theme, store, handle, ctx.clock.clone(), audit).await
 }
 
 /// Why changes cannot be saved, when the vault's folder is not writable (a read-only mount, a

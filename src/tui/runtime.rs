@@ -18,7 +18,7 @@ use super::theme::Theme;
 use super::{osc52, view};
 use crate::clock::Clock;
 use crate::vault::{Profile, Store};
-use crate::worker::{Canceller, Command, WorkerHandle};
+use crate::worker::{Canceller, Command, Event, WorkerHandle};
 
 /// How long the input thread waits for a key before letting go of crossterm's reader.
 const INPUT_POLL: Duration = Duration::from_millis(250);
@@ -97,6 +97,8 @@ pub struct Runtime<B: Backend, H: Host> {
     pub store: Arc<Store>,
     /// "Now" for the countdowns.
     pub clock: Clock,
+    /// The audit log, read again after each job ends, for the detail pane.
+    pub audit: Option<std::path::PathBuf>,
 }
 
 /// What the loop is doing with the worker.
@@ -112,6 +114,13 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
     H: Host,
 {
+    /// Asks for the audit log's latest entries, when it is kept.
+    fn read_audit(&self, tx: &mpsc::UnboundedSender<Msg>) {
+        if let Some(path) = &self.audit {
+            read_audit_into(path.clone(), tx.clone());
+        }
+    }
+
     /// Runs until the app quits; returns the runtime (with its terminal) for inspection.
     pub async fn run(
         mut self,
@@ -130,6 +139,7 @@ where
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut ticks: u64 = 0;
+        self.read_audit(&msg_tx);
         loop {
             self.draw(&mut app)?;
             let msg = tokio::select! {
@@ -139,7 +149,12 @@ where
                     // A resize only needs the redraw at the top of the loop.
                     _ => continue,
                 },
-                Some(event) = events.recv() => Msg::Worker(event),
+                Some(event) = events.recv() => {
+                    if matches!(event, Event::Succeeded { .. } | Event::Failed { .. }) {
+                        self.read_audit(&msg_tx);
+                    }
+                    Msg::Worker(event)
+                }
                 Some(msg) = msg_rx.recv() => msg,
                 () = finished.wait(), if matches!(phase, Phase::Draining) => return Ok(self),
                 _ = tick.tick() => {
@@ -220,6 +235,15 @@ fn send(phase: &Phase, command: Command) -> anyhow::Result<()> {
 }
 
 /// Tells the app when another process changed the vault.
+/// Reads the audit log's latest entries off the loop and sends them to the app.
+fn read_audit_into(path: std::path::PathBuf, tx: mpsc::UnboundedSender<Msg>) {
+    tokio::task::spawn_blocking(move || {
+        let mut entries = crate::audit::read(&path, None, None);
+        entries.truncate(AUDIT_SHOWN);
+        let _ = tx.send(Msg::Audited(entries));
+    });
+}
+
 fn watch_vault(store: Arc<Store>, tx: mpsc::UnboundedSender<Msg>) {
     tokio::task::spawn_blocking(move || {
         if let Ok(Some(data)) = store.reload_if_changed() {
@@ -254,6 +278,9 @@ fn save(store: Arc<Store>, op: SaveOp, tx: mpsc::UnboundedSender<Msg>) {
     });
 }
 
+/// The audit lines the detail pane can show: the latest, across profiles.
+const AUDIT_SHOWN: usize = 500;
+
 /// Opens the app in the real terminal: unlock first (any passphrase prompt happens before the
 /// screen is taken over), run, and restore the terminal however it ends.
 pub async fn run_in_terminal(
@@ -262,6 +289,7 @@ pub async fn run_in_terminal(
     store: Arc<Store>,
     worker: WorkerHandle,
     clock: Clock,
+    audit: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
     let terminal = ratatui::try_init().context("cannot open the terminal")?;
     let _ = crossterm::execute!(std::io::stdout(), EnableBracketedPaste);
@@ -271,6 +299,7 @@ pub async fn run_in_terminal(
         theme,
         store,
         clock,
+        audit,
     };
     let result = match runtime.run(app, worker, spawn_input_reader()).await {
         Ok(mut runtime) => {

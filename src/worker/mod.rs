@@ -252,6 +252,8 @@ pub struct WorkerConfig {
     pub clock: Clock,
     /// The most requests to one server at once (each server's window adapts below it).
     pub max_concurrent_jobs: usize,
+    /// Where every job's end is recorded, when anywhere.
+    pub audit: Option<crate::audit::AuditLog>,
 }
 
 /// Stops jobs: one, or all of them at shutdown.

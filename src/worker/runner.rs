@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::error::JobError;
 use super::saver::{SaveRequest, spawn_saver};
 use super::{Event, FailureKind, Job, JobId, Outcome, WorkerConfig};
+use crate::audit::{Entry, Prints};
 use crate::clock::Clock;
 use crate::oauth::OAuthClient;
 use crate::vault::{Lease, Profile, Store, VaultError};
@@ -31,6 +32,8 @@ pub struct Worker {
     /// runs and saved before anything else is done with their profile (the refresh token
     /// they replace is dead).
     unsaved: Mutex<HashMap<String, crate::vault::Token>>,
+    /// Where each job's end is recorded, when anywhere.
+    audit: Option<crate::audit::AuditLog>,
 }
 
 impl Worker {
@@ -47,6 +50,7 @@ impl Worker {
             profile_locks: Mutex::default(),
             spent: Mutex::default(),
             unsaved: Mutex::default(),
+            audit: config.audit,
         }
     }
 
@@ -130,6 +134,7 @@ impl Worker {
             self.failed(id, profile, error).await;
             return;
         }
+        let before = self.prints_now(&profile).await;
         let result = match job {
             Job::Authorize { listen, timeout } => {
                 self.authorize(id, &profile, listen, timeout, &cancel).await
@@ -143,9 +148,68 @@ impl Worker {
             Job::Check => self.check(&profile).await,
             Job::Rediscover => self.rediscover(&profile).await,
         };
+        self.record(&profile, kind, &result, before).await;
         match result {
             Ok((outcome, saved)) => self.succeeded(id, profile, outcome, saved),
             Err(error) => self.failed(id, profile, error).await,
+        }
+    }
+
+    /// The fingerprints of `name`'s tokens now, when the audit log is kept.
+    async fn prints_now(&self, name: &str) -> Prints {
+        if self.audit.is_none() {
+            return Prints::default();
+        }
+        let wanted = name.to_string();
+        self.blocking(move |store| store.profile(&wanted))
+            .await
+            .ok()
+            .flatten()
+            .map_or_else(Prints::default, |p| prints_of(&p))
+    }
+
+    /// Appends the job's end to the audit log, if one is kept; a log that cannot be written
+    /// is warned about and fails nothing.
+    async fn record(
+        &self,
+        profile: &str,
+        kind: super::JobKind,
+        result: &Result<(Outcome, Option<Profile>), JobError>,
+        before: Prints,
+    ) {
+        let Some(log) = self.audit.clone() else {
+            return;
+        };
+        let (outcome, detail, after) = match result {
+            Ok((outcome, saved)) => (
+                "ok",
+                outcome.describe(),
+                match saved {
+                    Some(p) => prints_of(p),
+                    None => self.prints_now(profile).await,
+                },
+            ),
+            Err(e) => (
+                "failed",
+                format!("{:?}: {}", e.kind, e.message),
+                before.clone(),
+            ),
+        };
+        let entry = Entry {
+            at: self.clock.now(),
+            host: crate::audit::host(),
+            pid: std::process::id(),
+            who: log.who,
+            profile: profile.to_string(),
+            action: kind.verb().to_string(),
+            result: outcome.to_string(),
+            detail,
+            before,
+            after,
+        };
+        let written = tokio::task::spawn_blocking(move || log.append(&entry)).await;
+        if let Ok(Err(e)) = written {
+            tracing::warn!(error = %e, "cannot write the audit log");
         }
     }
 
@@ -264,5 +328,17 @@ impl Worker {
                 "the server issued new tokens but saving them failed ({cause}); this process keeps them and saves them at its next action on '{name}': fix the problem (a full disk, a read-only folder); should it end first, authorize again"
             ),
         ))
+    }
+}
+
+/// The fingerprints of a profile's tokens.
+fn prints_of(profile: &Profile) -> Prints {
+    use age::secrecy::ExposeSecret;
+    let token = profile.token.as_ref();
+    Prints {
+        access: token.map(|t| crate::audit::fingerprint(t.access_token.expose_secret())),
+        refresh: token
+            .and_then(|t| t.refresh_token.as_ref())
+            .map(|r| crate::audit::fingerprint(r.expose_secret())),
     }
 }

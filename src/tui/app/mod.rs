@@ -58,6 +58,8 @@ pub enum Msg {
     Reloaded(Vec<Profile>),
     /// A save the app asked for finished.
     Saved(Result<Vec<Profile>, String>),
+    /// The audit log's latest entries, newest first.
+    Audited(Vec<crate::audit::Entry>),
 }
 
 /// A change the app asks for; the runtime carries it out.
@@ -213,6 +215,9 @@ pub struct App {
     /// When each auto-refresh profile was last tried, and its backoff after failures.
     auto: AutoRefresh,
     next_job: JobId,
+    /// The audit log's latest entries, newest first; the detail pane shows the selected
+    /// profile's.
+    pub audit: Vec<crate::audit::Entry>,
 }
 
 impl App {
@@ -239,6 +244,7 @@ impl App {
             page_size: 10,
             auto: AutoRefresh::default(),
             next_job: 1,
+            audit: Vec::new(),
         };
         app.recompute();
         if let Some(reason) = app.settings.read_only_reason.clone() {
@@ -384,6 +390,10 @@ impl App {
             Msg::Worker(event) => self.on_worker(event),
             Msg::Reloaded(profiles) => self.on_reloaded(profiles),
             Msg::Saved(result) => self.on_saved(result),
+            Msg::Audited(entries) => {
+                self.audit = entries;
+                Vec::new()
+            }
         };
         self.recompute();
         effects

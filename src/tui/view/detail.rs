@@ -16,6 +16,9 @@ use crate::vault::{Profile, Token};
 
 const MASK: &str = "••••••••";
 
+/// Audit lines the pane shows for the selected profile, newest first.
+const HISTORY: usize = 3;
+
 /// The most characters of one value the pane draws: more than any screen shows, and a bound on
 /// the work of escaping and wrapping a value of megabytes (notes, a revealed token) at every
 /// frame.
@@ -104,7 +107,23 @@ fn detail_lines(app: &App, p: &Profile, a: &Assessment, theme: &Theme) -> Vec<Li
     if !p.notes.is_empty() {
         lines.push(plain("notes", bounded(&p.notes)));
     }
+    lines.extend(history_lines(app, p, theme));
     lines
+}
+
+/// The profile's last audit entries, newest first.
+fn history_lines(app: &App, p: &Profile, theme: &Theme) -> Vec<Line<'static>> {
+    app.audit
+        .iter()
+        .filter(|e| e.profile == p.name)
+        .take(HISTORY)
+        .enumerate()
+        .map(|(i, entry)| {
+            let label = if i == 0 { "history" } else { "" };
+            let text = crate::audit::describe_brief(entry, app.settings.utc_offset);
+            row(theme, label, Span::raw(bounded(&text)))
+        })
+        .collect()
 }
 
 /// Expiry, refresh window, when obtained, and the (masked) tokens.

@@ -1,0 +1,277 @@
+//! The token-lifecycle audit log: one JSON line per action on a token (authorize, exchange,
+//! refresh, app token, device login, check, revoke) and per failure, from the app, the CLI and
+//! the agent alike, with short fingerprints of the tokens before and after. A rotation shows
+//! as `refresh RT 3f2a9c01.. -> 91bc4e7d..`, which lets an operator prove which machine used
+//! which refresh token when a server reports reuse. Never a token, a secret or a code: only the
+//! first hex digits of their SHA-256.
+//!
+//! The file is append-only in practice: opened with `O_APPEND` and mode 0600, one `write` a
+//! line (lines from processes writing at once never interleave), and moved aside to `.1` when
+//! it passes [`MAX_BYTES`].
+
+use std::fmt::Write as _;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Past this size the log is moved to `audit.jsonl.1` (replacing the one before).
+pub const MAX_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Hex digits of a token's SHA-256 kept: enough to tell tokens apart, useless to guess them.
+const FINGERPRINT_DIGITS: usize = 12;
+
+/// Who acted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Who {
+    App,
+    Cli,
+    Agent,
+}
+
+/// Fingerprints of a token pair.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prints {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<String>,
+}
+
+/// One line of the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub at: DateTime<Utc>,
+    pub host: String,
+    pub pid: u32,
+    pub who: Who,
+    pub profile: String,
+    pub action: String,
+    /// `ok` or `failed`.
+    pub result: String,
+    /// For a failure, its class (`refused`, `transient`, `storage`, ...); for a success, what
+    /// came of it.
+    pub detail: String,
+    pub before: Prints,
+    pub after: Prints,
+}
+
+/// The first hex digits of the SHA-256 of `secret`.
+pub fn fingerprint(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    let mut hex = String::with_capacity(FINGERPRINT_DIGITS);
+    for byte in digest.iter().take(FINGERPRINT_DIGITS / 2) {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+/// This machine's name, as the log records it.
+pub fn host() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Where a process writes its audit lines, and as whom.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    pub path: PathBuf,
+    pub who: Who,
+}
+
+impl AuditLog {
+    /// `audit.jsonl` in `dir`.
+    pub fn in_dir(dir: &Path, who: Who) -> Self {
+        Self {
+            path: dir.join("audit.jsonl"),
+            who,
+        }
+    }
+
+    /// Appends `entry` as one line in one write; moves a full log aside first.
+    pub fn append(&self, entry: &Entry) -> std::io::Result<()> {
+        if let Some(dir) = self.path.parent() {
+            crate::vault::file::ensure_private_dir(dir).map_err(std::io::Error::other)?;
+        }
+        if std::fs::metadata(&self.path).is_ok_and(|m| m.len() > MAX_BYTES) {
+            // Two processes may both move it: the second rename finds nothing, or moves the
+            // fresh file with a line or two; nothing is ever cut in half.
+            let _ = std::fs::rename(&self.path, rotated(&self.path));
+        }
+        let mut line = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&self.path)?;
+        file.write_all(&line)
+    }
+}
+
+fn rotated(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".1");
+    PathBuf::from(name)
+}
+
+/// The entries of the log at `path` (and the one moved aside), newest first, for `profile`
+/// when named, since `since` when given. Lines that do not parse are skipped.
+pub fn read(path: &Path, profile: Option<&str>, since: Option<DateTime<Utc>>) -> Vec<Entry> {
+    let mut entries: Vec<Entry> = [rotated(path), path.to_path_buf()]
+        .iter()
+        .filter_map(|p| File::open(p).ok())
+        .flat_map(|f| {
+            BufReader::new(f)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|line| serde_json::from_str::<Entry>(&line).ok())
+        .filter(|e| profile.is_none_or(|p| e.profile == p))
+        .filter(|e| since.is_none_or(|s| e.at >= s))
+        .collect();
+    entries.reverse();
+    entries
+}
+
+/// One line for people: `2026-11-25 09:30:00 host agent acme refresh ok RT 3f2a.. -> 91bc..`.
+pub fn describe(entry: &Entry) -> String {
+    let head = format!(
+        "{} {} {} {} {} {}",
+        entry.at.format("%Y-%m-%d %H:%M:%S"),
+        entry.host,
+        who_label(entry.who),
+        entry.profile,
+        entry.action,
+        entry.result
+    );
+    with_changes(head, entry)
+}
+
+/// A shorter line for one profile's history: `09:30 agent refresh ok RT 3f2a.. -> 91bc..`.
+pub fn describe_brief(entry: &Entry, offset: chrono::FixedOffset) -> String {
+    let head = format!(
+        "{} {} {} {}",
+        entry.at.with_timezone(&offset).format("%m-%d %H:%M"),
+        who_label(entry.who),
+        entry.action,
+        entry.result
+    );
+    with_changes(head, entry)
+}
+
+fn who_label(who: Who) -> &'static str {
+    match who {
+        Who::App => "app",
+        Who::Cli => "cli",
+        Who::Agent => "agent",
+    }
+}
+
+/// `line` with the token changes and the detail after it.
+fn with_changes(mut line: String, entry: &Entry) -> String {
+    for (label, before, after) in [
+        ("RT", &entry.before.refresh, &entry.after.refresh),
+        ("AT", &entry.before.access, &entry.after.access),
+    ] {
+        match (before, after) {
+            (Some(b), Some(a)) if a != b => {
+                let _ = write!(line, " {label} {b}.. -> {a}..");
+            }
+            (None, Some(a)) => {
+                let _ = write!(line, " {label} -> {a}..");
+            }
+            (Some(b), None) if entry.result == "ok" => {
+                let _ = write!(line, " {label} {b}.. -> (none)");
+            }
+            _ => {}
+        }
+    }
+    if !entry.detail.is_empty() {
+        line.push_str(" (");
+        line.push_str(&crate::display::untrusted_short(&entry.detail, 120));
+        line.push(')');
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(profile: &str, n: u32) -> Entry {
+        Entry {
+            at: Utc::now(),
+            host: "h".into(),
+            pid: n,
+            who: Who::Cli,
+            profile: profile.into(),
+            action: "refresh".into(),
+            result: "ok".into(),
+            detail: "new token saved".into(),
+            before: Prints {
+                access: Some(fingerprint("old-at")),
+                refresh: Some(fingerprint("old-rt")),
+            },
+            after: Prints {
+                access: Some(fingerprint("new-at")),
+                refresh: Some(fingerprint("new-rt")),
+            },
+        }
+    }
+
+    #[test]
+    fn fingerprints_are_short_stable_and_hide_the_token() {
+        let print = fingerprint("secret-token");
+        assert_eq!(print.len(), FINGERPRINT_DIGITS);
+        assert_eq!(print, fingerprint("secret-token"));
+        assert_ne!(print, fingerprint("secret-tokem"));
+        assert!(!print.contains("secret"));
+        let line = describe(&entry("acme", 1));
+        assert!(
+            line.contains(&format!(
+                "RT {}.. -> {}..",
+                fingerprint("old-rt"),
+                fingerprint("new-rt")
+            )),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn lines_from_writers_at_once_never_interleave_and_are_read_newest_first() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::in_dir(&dir.path().join("state"), Who::Agent);
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let log = log.clone();
+                s.spawn(move || {
+                    for n in 0..200 {
+                        let mut e = entry(&format!("p{t}"), n);
+                        e.detail = "x".repeat(300 + n as usize);
+                        log.append(&e).unwrap();
+                    }
+                });
+            }
+        });
+        let text = std::fs::read_to_string(&log.path).unwrap();
+        assert_eq!(text.lines().count(), 1600);
+        for line in text.lines() {
+            serde_json::from_str::<Entry>(line).unwrap();
+        }
+        let mode = std::fs::metadata(&log.path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let p3 = read(&log.path, Some("p3"), None);
+        assert_eq!(p3.len(), 200);
+        assert_eq!(p3[0].pid, 199, "newest first");
+    }
+}
