@@ -71,6 +71,18 @@ pub fn fingerprint(secret: &str) -> String {
     hex
 }
 
+/// The fingerprints of a profile's tokens.
+pub fn prints_of(profile: &crate::vault::Profile) -> Prints {
+    use age::secrecy::ExposeSecret;
+    let token = profile.token.as_ref();
+    Prints {
+        access: token.map(|t| fingerprint(t.access_token.expose_secret())),
+        refresh: token
+            .and_then(|t| t.refresh_token.as_ref())
+            .map(|r| fingerprint(r.expose_secret())),
+    }
+}
+
 /// This machine's name, as the log records it.
 pub fn host() -> String {
     nix::unistd::gethostname()

@@ -94,6 +94,48 @@ fn the_whole_cli_flow_against_doorkeeper() {
         (400, Some("invalid_grant"))
     );
 
+    // The audit log shows each rotation by fingerprint, never the tokens.
+    let print = |t: &str| {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(t.as_bytes());
+        d.iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let audit = stdout(&env.run(&["audit", "user"]));
+    for pair in chain.windows(2) {
+        let rotation = format!("RT {}.. -> {}..", print(&pair[0]), print(&pair[1]));
+        assert!(
+            audit.contains(&rotation),
+            "{rotation} missing from:\n{audit}"
+        );
+    }
+    assert!(!audit.contains(chain[2].as_str()), "{audit}");
+
+    // A token obtained elsewhere (straight from the server) is imported, then refreshed.
+    let (status, answer) = server.token_request(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", &chain[2]),
+        ("client_id", &oob.uid),
+        ("client_secret", &oob.secret),
+    ]);
+    assert_eq!(status, 200, "{answer}");
+    let out = env.run_with_stdin(&["import-token", "user"], &answer.to_string());
+    assert!(out.status.success(), "import-token: {}", stderr(&out));
+    let imported = answer["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(stored(&env, "user", "refresh_token"), imported);
+    let out = env.run(&["refresh", "user"]);
+    assert!(
+        out.status.success(),
+        "refresh after import: {}",
+        stderr(&out)
+    );
+    assert_ne!(stored(&env, "user", "refresh_token"), imported);
+    let audit = stdout(&env.run(&["audit", "user"]));
+    let import = format!("import-token ok RT {}.. -> {}..", print(&chain[2]), print(&imported));
+    assert!(audit.contains(&import), "{import} missing from:\n{audit}");
+
     // Company owner: a token that never expires, without a refresh token.
     add(
         &env,

@@ -24,16 +24,34 @@ pub fn run(ctx: &Context, args: &ImportTokenArgs) -> anyhow::Result<()> {
     let store = ctx.open_store()?;
     let name = args.name.clone();
     let saved = store.update_profiles([(name.clone(), move |p: &mut crate::vault::Profile| {
+        let before = crate::audit::prints_of(p);
         let token = response.into_token(obtained_at, p.refresh_window, p.token.as_ref());
-        let refreshable = token.refresh_token.is_some();
         p.token = Some(token);
         p.last_error = None;
         p.pending = None;
-        refreshable
+        (before, crate::audit::prints_of(p))
     })])?;
-    let Some(Some(refreshable)) = saved.first().copied() else {
+    let Some(Some((before, after))) = saved.into_iter().next() else {
         return Err(ProfileError::NotFound(name).into());
     };
+    let refreshable = after.refresh.is_some();
+    if let Some(log) = ctx.audit_log(crate::audit::Who::Cli) {
+        let entry = crate::audit::Entry {
+            at: ctx.clock.now(),
+            host: crate::audit::host(),
+            pid: std::process::id(),
+            who: log.who,
+            profile: name.clone(),
+            action: "import-token".into(),
+            result: "ok".into(),
+            detail: "token obtained elsewhere".into(),
+            before,
+            after,
+        };
+        if let Err(e) = log.append(&entry) {
+            crate::note!("{name}: warning: the audit log cannot be written ({e})");
+        }
+    }
     crate::note!(
         "{name}: token imported{}",
         if refreshable {

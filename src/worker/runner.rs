@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::error::JobError;
 use super::saver::{SaveRequest, spawn_saver};
 use super::{Event, FailureKind, Job, JobId, Outcome, WorkerConfig};
-use crate::audit::{Entry, Prints};
+use crate::audit::{Entry, Prints, prints_of};
 use crate::clock::Clock;
 use crate::oauth::OAuthClient;
 use crate::vault::{Lease, Profile, Store, VaultError};
@@ -328,17 +328,5 @@ impl Worker {
                 "the server issued new tokens but saving them failed ({cause}); this process keeps them and saves them at its next action on '{name}': fix the problem (a full disk, a read-only folder); should it end first, authorize again"
             ),
         ))
-    }
-}
-
-/// The fingerprints of a profile's tokens.
-fn prints_of(profile: &Profile) -> Prints {
-    use age::secrecy::ExposeSecret;
-    let token = profile.token.as_ref();
-    Prints {
-        access: token.map(|t| crate::audit::fingerprint(t.access_token.expose_secret())),
-        refresh: token
-            .and_then(|t| t.refresh_token.as_ref())
-            .map(|r| crate::audit::fingerprint(r.expose_secret())),
     }
 }
