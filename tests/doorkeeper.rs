@@ -132,8 +132,22 @@ fn the_whole_cli_flow_against_doorkeeper() {
         stderr(&out)
     );
     assert_ne!(stored(&env, "user", "refresh_token"), imported);
+    // --min-valid: what the server's tokens give is handed out; more is refused after one try.
+    let out = env.run(&["token", "user", "--min-valid", "10m"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.run(&["token", "user", "--min-valid", "1d"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("less than --min-valid 1d"),
+        "{}",
+        stderr(&out)
+    );
     let audit = stdout(&env.run(&["audit", "user"]));
-    let import = format!("import-token ok RT {}.. -> {}..", print(&chain[2]), print(&imported));
+    let import = format!(
+        "import-token ok RT {}.. -> {}..",
+        print(&chain[2]),
+        print(&imported)
+    );
     assert!(audit.contains(&import), "{import} missing from:\n{audit}");
 
     // Company owner: a token that never expires, without a refresh token.
