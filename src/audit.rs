@@ -154,6 +154,34 @@ pub fn read(path: &Path, profile: Option<&str>, since: Option<DateTime<Utc>>) ->
     entries
 }
 
+/// The entries in the last `max_bytes` of the log at `path`, newest first: what a screen
+/// shows of recent history, without reading megabytes each time.
+pub fn read_tail(path: &Path, max_bytes: u64) -> Vec<Entry> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = File::open(path) else {
+        return Vec::new();
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    let start = len.saturating_sub(max_bytes);
+    let mut tail = Vec::new();
+    if file.seek(SeekFrom::Start(start)).is_err() || file.read_to_end(&mut tail).is_err() {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(&tail);
+    // A cut through the middle of a line leaves its end: skip it.
+    let whole = if start > 0 {
+        text.split_once('\n').map_or("", |(_, rest)| rest)
+    } else {
+        &text
+    };
+    let mut entries: Vec<Entry> = whole
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    entries.reverse();
+    entries
+}
+
 /// One line for people: `2026-11-25 09:30:00 host agent acme refresh ok RT 3f2a.. -> 91bc..`.
 pub fn describe(entry: &Entry) -> String {
     let head = format!(
@@ -285,5 +313,9 @@ mod tests {
         let p3 = read(&log.path, Some("p3"), None);
         assert_eq!(p3.len(), 200);
         assert_eq!(p3[0].pid, 199, "newest first");
+        // The tail: only whole lines, newest first, fewer of them.
+        let tail = read_tail(&log.path, 16 * 1024);
+        assert!(!tail.is_empty() && tail.len() < 1600, "{}", tail.len());
+        assert_eq!(tail[0], read(&log.path, None, None)[0]);
     }
 }

@@ -139,6 +139,7 @@ where
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut ticks: u64 = 0;
+        let mut audit_stale = false;
         self.read_audit(&msg_tx);
         loop {
             self.draw(&mut app)?;
@@ -150,9 +151,8 @@ where
                     _ => continue,
                 },
                 Some(event) = events.recv() => {
-                    if matches!(event, Event::Succeeded { .. } | Event::Failed { .. }) {
-                        self.read_audit(&msg_tx);
-                    }
+                    // Read again at the next tick, once however many jobs ended meanwhile.
+                    audit_stale |= matches!(event, Event::Succeeded { .. } | Event::Failed { .. });
                     Msg::Worker(event)
                 }
                 Some(msg) = msg_rx.recv() => msg,
@@ -161,6 +161,9 @@ where
                     ticks += 1;
                     if ticks.is_multiple_of(2) {
                         watch_vault(self.store.clone(), msg_tx.clone());
+                    }
+                    if std::mem::take(&mut audit_stale) {
+                        self.read_audit(&msg_tx);
                     }
                     Msg::Tick(self.clock.now())
                 }
@@ -238,7 +241,7 @@ fn send(phase: &Phase, command: Command) -> anyhow::Result<()> {
 /// Reads the audit log's latest entries off the loop and sends them to the app.
 fn read_audit_into(path: std::path::PathBuf, tx: mpsc::UnboundedSender<Msg>) {
     tokio::task::spawn_blocking(move || {
-        let mut entries = crate::audit::read(&path, None, None);
+        let mut entries = crate::audit::read_tail(&path, AUDIT_TAIL_BYTES);
         entries.truncate(AUDIT_SHOWN);
         let _ = tx.send(Msg::Audited(entries));
     });
@@ -280,6 +283,8 @@ fn save(store: Arc<Store>, op: SaveOp, tx: mpsc::UnboundedSender<Msg>) {
 
 /// The audit lines the detail pane can show: the latest, across profiles.
 const AUDIT_SHOWN: usize = 500;
+/// How much of the audit log's end is read for them.
+const AUDIT_TAIL_BYTES: u64 = 256 * 1024;
 
 /// Opens the app in the real terminal: unlock first (any passphrase prompt happens before the
 /// screen is taken over), run, and restore the terminal however it ends.
