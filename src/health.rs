@@ -19,6 +19,28 @@ pub fn refresh_margin_for(token: &Token, configured: Duration) -> Option<Duratio
     Some(Duration::from_secs(margin))
 }
 
+/// Whether the access token works at `now`: it never expires, or has not yet.
+pub fn access_alive(token: &Token, now: DateTime<Utc>) -> bool {
+    token.expires_at.is_none_or(|at| at > now)
+}
+
+/// Whether the token can still be used or renewed at `now`.
+pub fn still_works(token: &Token, now: DateTime<Utc>) -> bool {
+    let renewable =
+        token.refresh_token.is_some() && token.refresh_expires_at.is_none_or(|at| at > now);
+    access_alive(token, now) || renewable
+}
+
+/// Whether a token that expires at `expires_at` (`None`: never) stays valid at least `min`
+/// past `now` (`token --min-valid`).
+pub fn lasts_at_least(
+    expires_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    min: Duration,
+) -> bool {
+    expires_at.is_none_or(|at| seconds_until(at, now) >= crate::duration::secs_i64(min))
+}
+
 /// Whether the access token is still worth handing out at `now`: it never expires, or more
 /// than its refresh margin is left.
 pub fn access_usable(token: &Token, now: DateTime<Utc>, configured: Duration) -> bool {

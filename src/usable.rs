@@ -10,7 +10,7 @@ use age::secrecy::SecretString;
 use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
-use crate::health::{access_usable, refresh_margin_for};
+use crate::health::{access_alive, access_usable, lasts_at_least, refresh_margin_for};
 use crate::vault::{Profile, ProfileError, Store, Token, VaultError};
 use crate::worker::Job;
 
@@ -55,10 +55,6 @@ pub enum NoToken {
     Vault(#[from] VaultError),
 }
 
-fn still_valid(token: &Token, now: DateTime<Utc>) -> bool {
-    token.expires_at.is_none_or(|at| at > now)
-}
-
 fn issued(profile: &Profile, token: &Token, warning: Option<String>) -> Issued {
     Issued {
         access_token: token.access_token.clone(),
@@ -81,13 +77,8 @@ pub struct Wanted {
 impl Wanted {
     /// Whether `token` has less than the minimum left at `now`.
     fn too_short(&self, token: &Token, now: DateTime<Utc>) -> bool {
-        match (self.min_valid, token.expires_at) {
-            (Some(min), Some(at)) => {
-                let left = (at - now).num_seconds();
-                left < crate::duration::secs_i64(min)
-            }
-            _ => false,
-        }
+        self.min_valid
+            .is_some_and(|min| !lasts_at_least(token.expires_at, now, min))
     }
 }
 
@@ -115,7 +106,7 @@ where
             return Ok(issued(&profile, current, None));
         }
         if current.refresh_token.is_none() && !profile.renews_by_itself() {
-            return if still_valid(current, clock.now()) {
+            return if access_alive(current, clock.now()) {
                 Ok(issued(&profile, current, None))
             } else {
                 Err(NoToken::Dead(name.to_string()))
@@ -155,7 +146,7 @@ fn after_refresh(
         (Some(why), Some(latest)) if wanted.too_short(latest, now) => Err(NoToken::RefreshFailed(
             format!("{why}; the current token ends sooner than --min-valid asks"),
         )),
-        (Some(why), Some(latest)) if still_valid(latest, now) => Ok(issued(
+        (Some(why), Some(latest)) if access_alive(latest, now) => Ok(issued(
             profile,
             latest,
             Some(format!(

@@ -12,6 +12,7 @@ use crate::agent::protocol::{Reply as AgentReply, Request as AgentRequest};
 use crate::cli::{AuthorizeArgs, RefreshArgs};
 use crate::context::Context;
 use crate::duration::format_countdown;
+use crate::health::lasts_at_least;
 use crate::oauth::listener::loopback_target;
 use crate::usable::{self, Issued};
 use crate::vault::{Profile, ProfileError, Store};
@@ -444,16 +445,15 @@ fn checked_validity(
     min_valid: Option<std::time::Duration>,
     ctx: &Context,
 ) -> anyhow::Result<Issued> {
-    let (Some(min), Some(at)) = (min_valid, issued.expires_at) else {
+    let now = ctx.clock.now();
+    let Some(min) = min_valid.filter(|&min| !lasts_at_least(issued.expires_at, now, min)) else {
         return Ok(issued);
     };
-    let left = (at - ctx.clock.now()).num_seconds();
-    if left < crate::duration::secs_i64(min) {
-        bail!(
-            "the agent handed out a token with {left}s left, less than --min-valid asks: restart the agent (`tokdeck agent stop`), it may be older than this tokdeck"
-        );
-    }
-    Ok(issued)
+    let left = issued.expires_at.map_or(0, |at| (at - now).num_seconds());
+    bail!(
+        "the agent handed out a token with {left}s left, less than --min-valid {} asks: restart the agent (`tokdeck agent stop`), it may be older than this tokdeck",
+        crate::duration::format_duration(min)
+    )
 }
 
 /// `tokdeck token`: only the token goes to stdout (or an Authorization header line).

@@ -1,20 +1,10 @@
 //! A failed job: what people read, what kind of failure it is, and what the profile records.
 
-use chrono::{DateTime, Utc};
-
 use super::{FailureKind, Outcome};
 use crate::oauth::OAuthError;
 use crate::vault::{Profile, VaultError};
 
 pub(crate) type JobResult = Result<(Outcome, Option<Profile>), JobError>;
-
-/// Whether `token` can still be used or renewed.
-pub(crate) fn still_works(token: &crate::vault::Token, now: DateTime<Utc>) -> bool {
-    let access = token.expires_at.is_none_or(|at| at > now);
-    let renewable =
-        token.refresh_token.is_some() && token.refresh_expires_at.is_none_or(|at| at > now);
-    access || renewable
-}
 
 /// A failed job: the message for people, its kind, and the text to record on the profile
 /// when the failure is the profile's condition.

@@ -5,11 +5,12 @@ use std::time::Duration;
 use age::secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
+use crate::health::still_works;
 use crate::oauth::authorize::{self, AuthorizeRequest};
 use crate::oauth::listener::{Listener, loopback_target};
 use crate::oauth::redirect;
 use crate::vault::{GrantType, PendingAuth, Profile};
-use crate::worker::error::{JobError, JobResult, still_works};
+use crate::worker::error::{JobError, JobResult};
 use crate::worker::runner::Worker;
 use crate::worker::{Event, FailureKind, JobId, Outcome};
 
