@@ -270,6 +270,8 @@ mod tests {
 
     #[test]
     fn fingerprints_are_short_stable_and_hide_the_token() {
+        // The first hex digits of the SHA-256 (FIPS 180-2's "abc" example).
+        assert_eq!(fingerprint("abc"), "ba7816bf8f01");
         let print = fingerprint("secret-token");
         assert_eq!(print.len(), FINGERPRINT_DIGITS);
         assert_eq!(print, fingerprint("secret-token"));

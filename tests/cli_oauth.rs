@@ -664,7 +664,6 @@ fn revoke_says_when_the_server_still_accepts_the_access_token() {
 
 #[test]
 fn every_action_leaves_an_audit_line_with_fingerprints_and_no_secret() {
-    use sha2::Digest;
     let env = Env::new();
     let server = MockServer::start();
     env.authorized_profile("p", &server, &[]);
@@ -673,13 +672,7 @@ fn every_action_leaves_an_audit_line_with_fingerprints_and_no_secret() {
     let new_rt = env.stored("p", "refresh_token");
     server.fail_next(Fault::Status(400), 1);
     assert!(!env.run(&["refresh", "p"]).status.success());
-    let print = |t: &str| {
-        let d = sha2::Sha256::digest(t.as_bytes());
-        d.iter()
-            .take(6)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
+    let print = tokdeck::audit::fingerprint;
     let out = env.run(&["audit", "p"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let lines: Vec<String> = stdout(&out).lines().map(str::to_string).collect();

@@ -95,14 +95,7 @@ fn the_whole_cli_flow_against_doorkeeper() {
     );
 
     // The audit log shows each rotation by fingerprint, never the tokens.
-    let print = |t: &str| {
-        use sha2::Digest;
-        let d = sha2::Sha256::digest(t.as_bytes());
-        d.iter()
-            .take(6)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
+    let print = tokdeck::audit::fingerprint;
     let audit = stdout(&env.run(&["audit", "user"]));
     for pair in chain.windows(2) {
         let rotation = format!("RT {}.. -> {}..", print(&pair[0]), print(&pair[1]));

@@ -295,14 +295,12 @@ fn user_code_from(child: &mut Child) -> (String, String) {
     (code, text)
 }
 
-#[test]
-fn device_login_approved_and_denied_on_the_servers_own_pages() {
-    let server = Dot::start();
-    let env = Env::new();
+/// Adds `name`, a public client of `server` that logs in with the device grant.
+fn add_device_profile(env: &Env, server: &Dot, name: &str) {
     let app = server.register("public", "device", "");
     add(
-        &env,
-        "tv",
+        env,
+        name,
         &[
             "--issuer",
             &server.issuer(),
@@ -317,6 +315,13 @@ fn device_login_approved_and_denied_on_the_servers_own_pages() {
         ],
         "",
     );
+}
+
+#[test]
+fn device_login_approved_and_denied_on_the_servers_own_pages() {
+    let server = Dot::start();
+    let env = Env::new();
+    add_device_profile(&env, &server, "tv");
     let (mut child, uri) = start_authorize(&env, &["tv"]);
     assert!(
         uri.starts_with(&server.endpoint("device/?user_code=")),
@@ -486,24 +491,7 @@ fn qr_on_screen(screen: &str) -> Option<String> {
 fn device_login_draws_a_qr_code_of_the_address_in_a_real_terminal() {
     let server = Dot::start();
     let env = Env::new();
-    let app = server.register("public", "device", "");
-    add(
-        &env,
-        "tv",
-        &[
-            "--issuer",
-            &server.issuer(),
-            "--device-url",
-            &server.endpoint("device-authorization/"),
-            "--grant",
-            "device",
-            "--auth-method",
-            "none",
-            "--client-id",
-            &app.client_id,
-        ],
-        "",
-    );
+    add_device_profile(&env, &server, "tv");
     let bin = common::bin().display().to_string();
     let tmux = common::tmux::Tmux::start(
         &env,
