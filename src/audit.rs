@@ -91,6 +91,19 @@ pub fn host() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// What happened to a profile's tokens, as the one who acted tells it; the log adds when,
+/// where and who.
+#[derive(Debug, Clone)]
+pub struct Action {
+    pub profile: String,
+    pub action: String,
+    /// `ok` or `failed`.
+    pub result: String,
+    pub detail: String,
+    pub before: Prints,
+    pub after: Prints,
+}
+
 /// Where a process writes its audit lines, and as whom.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
@@ -105,6 +118,30 @@ impl AuditLog {
             path: dir.join("audit.jsonl"),
             who,
         }
+    }
+
+    /// Records `action`, done at `at` by this process.
+    pub fn record(&self, at: DateTime<Utc>, action: Action) -> std::io::Result<()> {
+        let Action {
+            profile,
+            action,
+            result,
+            detail,
+            before,
+            after,
+        } = action;
+        self.append(&Entry {
+            at,
+            host: host(),
+            pid: std::process::id(),
+            who: self.who,
+            profile,
+            action,
+            result,
+            detail,
+            before,
+            after,
+        })
     }
 
     /// Appends `entry` as one line in one write; moves a full log aside first.

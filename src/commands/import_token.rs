@@ -36,11 +36,7 @@ pub fn run(ctx: &Context, args: &ImportTokenArgs) -> anyhow::Result<()> {
     };
     let refreshable = after.refresh.is_some();
     if let Some(log) = ctx.audit_log(crate::audit::Who::Cli) {
-        let entry = crate::audit::Entry {
-            at: ctx.clock.now(),
-            host: crate::audit::host(),
-            pid: std::process::id(),
-            who: log.who,
+        let action = crate::audit::Action {
             profile: name.clone(),
             action: "import-token".into(),
             result: "ok".into(),
@@ -48,7 +44,7 @@ pub fn run(ctx: &Context, args: &ImportTokenArgs) -> anyhow::Result<()> {
             before,
             after,
         };
-        if let Err(e) = log.append(&entry) {
+        if let Err(e) = log.record(ctx.clock.now(), action) {
             crate::note!("{name}: warning: the audit log cannot be written ({e})");
         }
     }

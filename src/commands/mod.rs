@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod audit;
 pub mod exec;
 pub mod import_token;
 pub mod oauth;
@@ -36,7 +37,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Api(args)) => api::run(&ctx, args).await,
         Some(Command::Agent(args)) => agent::run(&ctx, args).await,
         Some(Command::ImportToken(args)) => import_token::run(&ctx, args).map(|()| 0),
-        Some(Command::Audit(args)) => audit(&ctx, args).map(|()| 0),
+        Some(Command::Audit(args)) => audit::run(&ctx, args).map(|()| 0),
         Some(Command::Export(args)) => share::export(&ctx, args).map(|()| 0),
         Some(Command::Import(args)) => share::import(&ctx, args).map(|()| 0),
         Some(Command::Rediscover { name }) => oauth::rediscover(&ctx, name).await.map(|()| 0),
@@ -57,40 +58,4 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
-}
-
-/// `tokdeck audit [NAME] [--since DUR] [--json]`: the audit log, newest first.
-fn audit(ctx: &Context, args: &crate::cli::AuditArgs) -> anyhow::Result<()> {
-    let Some(log) = ctx.audit_log(crate::audit::Who::Cli) else {
-        anyhow::bail!("no state folder to keep the audit log in: set XDG_STATE_HOME or HOME");
-    };
-    let since = args
-        .since
-        .and_then(|d| chrono::Duration::from_std(d).ok())
-        .map(|d| ctx.clock.now() - d);
-    let entries = crate::audit::read(&log.path, args.name.as_deref(), since);
-    let mut out = String::new();
-    for entry in &entries {
-        if args.json {
-            out.push_str(&crate::display::json_for_terminal(serde_json::to_string(
-                entry,
-            )?));
-        } else {
-            out.push_str(&crate::audit::describe(entry));
-        }
-        out.push('\n');
-    }
-    if entries.is_empty() && !args.json {
-        crate::note!(
-            "the audit log has no entries{}",
-            if args.name.is_some() {
-                " for this profile"
-            } else {
-                ""
-            }
-        );
-    }
-    // The log is a file anyone with the account can edit: shown, never executed.
-    crate::output::print(&crate::display::untrusted_lines(&out))?;
-    Ok(())
 }

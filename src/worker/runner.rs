@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::error::JobError;
 use super::saver::{SaveRequest, spawn_saver};
 use super::{Event, FailureKind, Job, JobId, Outcome, WorkerConfig};
-use crate::audit::{Entry, Prints, prints_of};
+use crate::audit::{Action, Prints, prints_of};
 use crate::clock::Clock;
 use crate::oauth::OAuthClient;
 use crate::vault::{Lease, Profile, Store, VaultError};
@@ -195,11 +195,7 @@ impl Worker {
                 before.clone(),
             ),
         };
-        let entry = Entry {
-            at: self.clock.now(),
-            host: crate::audit::host(),
-            pid: std::process::id(),
-            who: log.who,
+        let action = Action {
             profile: profile.to_string(),
             action: kind.verb().to_string(),
             result: outcome.to_string(),
@@ -207,7 +203,8 @@ impl Worker {
             before,
             after,
         };
-        let written = tokio::task::spawn_blocking(move || log.append(&entry)).await;
+        let at = self.clock.now();
+        let written = tokio::task::spawn_blocking(move || log.record(at, action)).await;
         if let Ok(Err(e)) = written {
             tracing::warn!(error = %e, "cannot write the audit log");
         }
