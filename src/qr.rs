@@ -94,51 +94,35 @@ pub fn ink(cell: Cell) -> char {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use tokdeck_testkit::qr::{cell_of, decode};
 
-    /// Reads a grid of modules back with a QR decoder.
-    pub fn decode(side: usize, dark: impl Fn(usize, usize) -> bool) -> String {
-        let scale = 4;
-        let mut image =
-            rqrr::PreparedImage::prepare_from_greyscale(side * scale, side * scale, |x, y| {
-                if dark(y / scale, x / scale) { 0 } else { 255 }
-            });
-        let grids = image.detect_grids();
-        assert_eq!(grids.len(), 1, "no code found");
-        grids[0].decode().unwrap().1
-    }
+    use super::*;
 
     #[test]
     fn the_cells_carry_the_address_and_the_terminal_text_too() {
         let url = "https://auth.example.com/device?user_code=WDJB-MJHT";
         let qr = Qr::of(url).unwrap();
         assert_eq!(qr.rows(), qr.columns().div_ceil(2));
-        let cells = qr.cells();
-        let from_cells = decode(qr.columns(), |r, c| {
-            let cell = cells[r / 2][c];
-            if r % 2 == 0 {
-                cell.upper_dark
-            } else {
-                cell.lower_dark
-            }
-        });
-        assert_eq!(from_cells, url);
+        let cells: Vec<Vec<(bool, bool)>> = qr
+            .cells()
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .map(|c| (c.upper_dark, c.lower_dark))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(decode(&cells).as_deref(), Some(url));
         // The terminal text: strip the colours, read the inks back.
         let text = qr
             .for_terminal()
             .replace("\x1b[97;40m", "")
             .replace("\x1b[0m", "");
-        let rows: Vec<Vec<char>> = text.lines().map(|l| l.chars().collect()).collect();
-        let from_text = decode(qr.columns(), |r, c| {
-            let ch = rows[r / 2][c];
-            let (upper_light, lower_light) = match ch {
-                '█' => (true, true),
-                '▀' => (true, false),
-                '▄' => (false, true),
-                _ => (false, false),
-            };
-            !(if r % 2 == 0 { upper_light } else { lower_light })
-        });
+        let inked: Vec<Vec<(bool, bool)>> = text
+            .lines()
+            .map(|l| l.chars().map(cell_of).collect())
+            .collect();
+        let from_text = decode(&inked).unwrap();
         assert_eq!(from_text, url);
     }
 

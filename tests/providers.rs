@@ -456,35 +456,12 @@ fn qr_on_screen(screen: &str) -> Option<String> {
         let t = l.trim_end();
         t.chars().count() >= 21 && t.starts_with("██") && t.chars().all(|c| "█▀▄ ".contains(c))
     };
-    let rows: Vec<Vec<char>> = screen
+    let rows: Vec<Vec<(bool, bool)>> = screen
         .lines()
         .filter(|l| is_qr(l))
-        .map(|l| l.chars().collect())
+        .map(|l| l.chars().map(common::qr::cell_of).collect())
         .collect();
-    let side = rows.first()?.len();
-    let scale = 4;
-    let mut image = rqrr::PreparedImage::prepare_from_greyscale(
-        side * scale,
-        rows.len() * 2 * scale,
-        |x, y| {
-            let (module_row, col) = (y / scale, x / scale);
-            let ch = rows[module_row / 2].get(col).copied().unwrap_or(' ');
-            let (upper_light, lower_light) = match ch {
-                '█' => (true, true),
-                '▀' => (true, false),
-                '▄' => (false, true),
-                _ => (false, false),
-            };
-            let light = if module_row % 2 == 0 {
-                upper_light
-            } else {
-                lower_light
-            };
-            if light { 255 } else { 0 }
-        },
-    );
-    let grids = image.detect_grids();
-    Some(grids.first()?.decode().ok()?.1)
+    common::qr::decode(&rows)
 }
 
 #[test]

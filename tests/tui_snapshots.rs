@@ -123,40 +123,20 @@ fn c_code(c: char) -> KeyCode {
 fn decode_qr(buffer: &ratatui::buffer::Buffer) -> String {
     use ratatui::style::Color;
     let area = buffer.area;
-    let mut rows: Vec<Vec<(bool, bool)>> = Vec::new();
-    for y in 0..area.height {
-        let row: Vec<(bool, bool)> = (0..area.width)
-            .map(|x| &buffer[(x, y)])
-            .filter(|cell| cell.bg == Color::Black && cell.fg == Color::White)
-            .map(|cell| match cell.symbol() {
-                "█" => (false, false),
-                "▀" => (false, true),
-                "▄" => (true, false),
-                _ => (true, true),
-            })
-            .collect();
-        if !row.is_empty() {
-            rows.push(row);
-        }
-    }
+    let rows: Vec<Vec<(bool, bool)>> = (0..area.height)
+        .map(|y| {
+            (0..area.width)
+                .map(|x| &buffer[(x, y)])
+                .filter(|cell| cell.bg == Color::Black && cell.fg == Color::White)
+                .map(|cell| {
+                    tokdeck_testkit::qr::cell_of(cell.symbol().chars().next().unwrap_or(' '))
+                })
+                .collect::<Vec<_>>()
+        })
+        .filter(|row| !row.is_empty())
+        .collect();
     assert!(!rows.is_empty(), "no QR code drawn");
-    let side = rows[0].len();
-    let scale = 4;
-    let height = rows.len() * 2;
-    let mut image =
-        rqrr::PreparedImage::prepare_from_greyscale(side * scale, height * scale, |x, y| {
-            let (module_row, col) = (y / scale, x / scale);
-            let (upper_dark, lower_dark) = rows[module_row / 2][col];
-            let dark = if module_row % 2 == 0 {
-                upper_dark
-            } else {
-                lower_dark
-            };
-            if dark { 0 } else { 255 }
-        });
-    let grids = image.detect_grids();
-    assert_eq!(grids.len(), 1, "the decoder found no code");
-    grids[0].decode().unwrap().1
+    tokdeck_testkit::qr::decode(&rows).expect("the decoder found no code")
 }
 
 fn text_of(terminal: &Terminal<TestBackend>) -> String {

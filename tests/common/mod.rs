@@ -5,7 +5,7 @@
 pub mod tmux;
 
 #[allow(unused_imports)]
-pub use tokdeck_testkit::{doorkeeper, dot, fixture, mock};
+pub use tokdeck_testkit::{doorkeeper, dot, fixture, mock, qr};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
