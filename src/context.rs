@@ -1,7 +1,7 @@
 //! Resolving where the vault is and how to open it, from flags, environment and config.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use age::secrecy::SecretString;
@@ -12,6 +12,8 @@ use crate::audit::{AuditLog, Who};
 use crate::clock::Clock;
 use crate::config::{Config, Paths};
 use crate::oauth::OAuthClient;
+use crate::vault::backend::openbao::OpenBaoBackend;
+use crate::vault::backend::{Backend, FileBackend};
 use crate::vault::{IdentityFile, Location, Store, Unlock, VaultData, VaultError, crypto};
 use crate::worker::{self, WorkerConfig, WorkerHandle};
 
@@ -76,10 +78,25 @@ impl Context {
         Ok(Location::parse(&named)?)
     }
 
-    /// The vault file, for what only a file vault has (init writing one, the agent's lock
-    /// beside it).
+    /// The vault file, for what only a file vault has.
     pub fn vault_path(&self) -> anyhow::Result<PathBuf> {
-        Ok(self.vault_location()?.file().to_path_buf())
+        let location = self.vault_location()?;
+        location
+            .file()
+            .map(Path::to_path_buf)
+            .ok_or_else(|| anyhow!("{location} is not a file: this needs a vault kept in a file"))
+    }
+
+    /// What keeps the vault at `location`: its file, or its secret in OpenBao.
+    pub fn backend(&self, location: &Location) -> anyhow::Result<Box<dyn Backend>> {
+        Ok(match location {
+            Location::File(path) => Box::new(FileBackend::new(path)),
+            Location::OpenBao(kv) => {
+                let connection =
+                    crate::openbao::connection(self.config.http_timeout, self.extra_roots()?)?;
+                Box::new(OpenBaoBackend::new(kv, connection)?)
+            }
+        })
     }
 
     /// The identity file named by flags or config, if any.
@@ -133,17 +150,15 @@ impl Context {
         Ok(SecretString::from(first.to_string()))
     }
 
-    /// How to open the vault at `path`, whose first bytes tell passphrase from keys.
-    pub fn unlock_for(&self, path: &Location) -> anyhow::Result<Unlock> {
+    /// How to open the vault at `path`, whose first bytes (`head`) tell passphrase from keys.
+    pub fn unlock_for(&self, path: &Location, head: &[u8]) -> anyhow::Result<Unlock> {
         if let Some(identity) = self.identity_path() {
             return Ok(Unlock::Identity(IdentityFile::load(
                 &identity,
                 crate::prompt::Terminal,
             )?));
         }
-        VaultError::check_exists(path)?;
-        let head = crate::vault::store::read_head(path.file())?;
-        if self.options.passphrase_file.is_some() || crypto::is_passphrase_file(&head) {
+        if self.options.passphrase_file.is_some() || crypto::is_passphrase_file(head) {
             return Ok(Unlock::Passphrase(self.passphrase(path, false)?));
         }
         match Paths::default_identity().filter(|p| p.exists()) {
@@ -170,8 +185,10 @@ impl Context {
     pub fn open_vault(&self) -> anyhow::Result<Arc<Store>> {
         let location = self.vault_location()?;
         VaultError::check_exists(&location)?;
-        let unlock = self.unlock_for(&location)?;
-        Ok(Arc::new(Store::open_at(&location, unlock)?))
+        let backend = self.backend(&location)?;
+        let stored = backend.open()?;
+        let unlock = self.unlock_for(&location, &stored.stamp.head)?;
+        Ok(Arc::new(Store::open_stored(backend, stored, unlock)?))
     }
 
     /// The HTTP client with the configured timeout and certificate authorities.

@@ -14,6 +14,7 @@ pub mod health;
 pub mod http;
 pub mod logging;
 pub mod oauth;
+pub mod openbao;
 pub mod output;
 pub mod pacing;
 pub mod platform;

@@ -1056,22 +1056,18 @@ fn the_manual_page_renders_without_warnings() {
 #[test]
 fn a_vault_named_like_a_url_is_refused_by_its_scheme_and_nothing_is_created() {
     let env = Env::empty();
-    for args in [
-        &[
-            "--vault",
-            "openbao+http://127.0.0.1:8200/secret/team",
-            "init",
-        ][..],
-        &[
-            "--vault",
-            "openbao+http://127.0.0.1:8200/secret/team",
-            "status",
-        ],
-        &["--vault", "s3://bucket/vault.age", "token", "p"],
+    let bao = "openbao+http://127.0.0.1:8200/secret/team";
+    for (args, says) in [
+        (&["--vault", bao, "init"][..], "no OpenBao token"),
+        (&["--vault", bao, "status"], "no OpenBao token"),
+        (
+            &["--vault", "s3://bucket/vault.age", "token", "p"],
+            "'s3://' is not a kind of vault location tokdeck knows",
+        ),
     ] {
         let out = env.command(args).current_dir(env.home()).output().unwrap();
         assert!(!out.status.success(), "{args:?}");
-        assert_one_line_error(&out, "is not a kind of vault location tokdeck knows");
+        assert_one_line_error(&out, says);
     }
     let made: Vec<_> = std::fs::read_dir(env.home())
         .unwrap()

@@ -206,7 +206,7 @@ impl Keeper {
             return Vec::new();
         };
         if changed {
-            self.note("the vault changed on disk: reloaded");
+            self.note("the vault changed elsewhere: reloaded");
         }
         match kept {
             Ok(kept) if !kept.is_empty() => self.note(&format!(

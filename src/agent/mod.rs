@@ -42,10 +42,13 @@ pub fn canonical(vault: &Location) -> String {
             .unwrap_or_else(|_| path.clone())
             .display()
             .to_string(),
+        Location::OpenBao(kv) => kv.to_string(),
     }
 }
 
-/// One agent per vault: an exclusive lock on `<vault>.agent`, holding the agent's pid.
+/// One agent per vault on this machine: an exclusive lock on `<vault>.agent` beside a vault
+/// file, or on a file named after the vault's address in the state folder, holding the
+/// agent's pid. (Agents on other machines share a vault in OpenBao through its lease.)
 pub struct AgentLock {
     _file: File,
 }
@@ -53,9 +56,7 @@ pub struct AgentLock {
 impl AgentLock {
     /// Takes the lock, or says which process holds it.
     pub fn acquire(vault: &Location) -> anyhow::Result<Self> {
-        let mut name = vault.file().as_os_str().to_owned();
-        name.push(".agent");
-        let path = PathBuf::from(name);
+        let path = lock_file(vault)?;
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -80,6 +81,20 @@ impl AgentLock {
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(Self { _file: file })
     }
+}
+
+/// Where the agent of `vault` keeps its lock.
+fn lock_file(vault: &Location) -> anyhow::Result<PathBuf> {
+    if let Some(file) = vault.file() {
+        let mut name = file.as_os_str().to_owned();
+        name.push(".agent");
+        return Ok(PathBuf::from(name));
+    }
+    let dir = crate::config::Paths::state_dir()
+        .ok_or_else(|| anyhow!("no home directory for the agent's lock file"))?;
+    crate::vault::file::ensure_private_dir(&dir)?;
+    let named = crate::audit::fingerprint(&canonical(vault));
+    Ok(dir.join(format!("agent-{named}.lock")))
 }
 
 /// A systemd user unit that runs the agent for the current vault and identity.

@@ -25,7 +25,9 @@ pub fn run(ctx: &Context, args: &ImportTokenArgs) -> anyhow::Result<()> {
     let name = args.name.clone();
     let saved = store.update_profiles([(name.clone(), move |p: &mut crate::vault::Profile| {
         let before = crate::audit::prints_of(p);
-        let token = response.into_token(obtained_at, p.refresh_window, p.token.as_ref());
+        let token = response
+            .clone()
+            .into_token(obtained_at, p.refresh_window, p.token.as_ref());
         p.token = Some(token);
         p.last_error = None;
         p.pending = None;

@@ -21,8 +21,9 @@ use crate::vault::{IdentityFile, Profile, ProfileError, Sealing, VaultData, cryp
 /// `tokdeck init`
 pub fn init(ctx: &Context, args: &InitArgs) -> anyhow::Result<()> {
     let location = ctx.vault_location()?;
-    let path = location.file().to_path_buf();
-    if path.exists() {
+    let backend = ctx.backend(&location)?;
+    // Refused before a passphrase is asked for.
+    if backend.probe().is_some() {
         return Err(crate::vault::VaultError::AlreadyExists(location).into());
     }
     let mut data = VaultData::default();
@@ -59,12 +60,11 @@ pub fn init(ctx: &Context, args: &InitArgs) -> anyhow::Result<()> {
         warn_if_locked_out(ctx, &recipients);
         Sealing::Recipients(recipients)
     };
-    store::write_new(&path, &mut data, &sealing)?;
+    store::create_in(backend.as_ref(), &mut data, &sealing)?;
     match sealing {
-        Sealing::Passphrase(_) => crate::note!("created vault {} (passphrase)", path.display()),
+        Sealing::Passphrase(_) => crate::note!("created vault {location} (passphrase)"),
         Sealing::Recipients(list) => crate::note!(
-            "created vault {} for {} recipient{}",
-            path.display(),
+            "created vault {location} for {} recipient{}",
             list.len(),
             if list.len() == 1 { "" } else { "s" }
         ),
@@ -162,7 +162,7 @@ pub async fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
     if let Some(window) = args.refresh_window {
         profile.refresh_window = window;
     }
-    store.update(move |data| data.insert(profile))??;
+    store.update(|data| data.insert(profile.clone()))??;
     crate::note!(
         "added profile '{}': next, `tokdeck {} {}`",
         args.name,
@@ -229,7 +229,7 @@ pub async fn edit(ctx: &Context, args: &EditArgs) -> anyhow::Result<()> {
     }
     let original = args.name.clone();
     let new_name = profile.name.clone();
-    store.update(move |data| data.replace(&original, profile))??;
+    store.update(|data| data.replace(&original, profile.clone()))??;
     crate::note!("updated profile '{new_name}'");
     Ok(())
 }

@@ -118,10 +118,18 @@ fn remove(store: &Store, unwanted: &[String], force: bool) -> anyhow::Result<()>
         Ok(Exposed::of(data))
     })??;
     // The backup holds the previous version, still readable with the removed keys.
-    let backup = crate::vault::file::backup_path(store.location().file());
-    let _ = std::fs::remove_file(&backup);
+    let history = match store.location() {
+        crate::vault::Location::File(file) => {
+            let _ = std::fs::remove_file(crate::vault::file::backup_path(file));
+            "its backup deleted".to_string()
+        }
+        crate::vault::Location::OpenBao(kv) => format!(
+            "KV still keeps its earlier versions, which the removed key opens: destroy them (`bao kv metadata get {0}` lists them, `bao kv destroy -versions=N,... {0}` destroys them)",
+            kv.kv_name()
+        ),
+    };
     crate::note!(
-        "removed; the vault is re-encrypted and its backup deleted. Whoever held the removed key may have copied {}: rotate them (revoke with `tokdeck revoke NAME` and authorize again; issue new client secrets in each OAuth app, then `tokdeck edit NAME --new-client-secret`)",
+        "removed; the vault is re-encrypted and {history}. Whoever held the removed key may have copied {}: rotate them (revoke with `tokdeck revoke NAME` and authorize again; issue new client secrets in each OAuth app, then `tokdeck edit NAME --new-client-secret`)",
         exposed.describe()
     );
     Ok(())

@@ -92,7 +92,7 @@ pub fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
     };
     let store = ctx.open_store()?;
     let replace = args.replace;
-    let report = store.update(move |data| merge(data, shared, replace))??;
+    let report = store.update(|data| merge(data, shared.clone(), replace))??;
     for line in report {
         crate::note!("{line}");
     }

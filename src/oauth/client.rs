@@ -70,6 +70,9 @@ fn basic_credentials(id: &str, secret: &str) -> String {
     )
 }
 
+/// Whether a single-use request may leave now.
+pub type MaySend<'a> = dyn Fn() -> bool + Send + Sync + 'a;
+
 /// Talks to OAuth servers. Cheap to clone.
 #[derive(Clone)]
 pub struct OAuthClient {
@@ -135,20 +138,25 @@ impl OAuthClient {
         if let Some(v) = pkce_verifier {
             form.push(("code_verifier", v));
         }
-        self.token_request(profile, &form, Grant::Code).await
+        self.token_request(profile, &form, Grant::Code, None).await
     }
 
     /// Refreshes with `refresh_token`; the answer usually carries a new (rotated) one.
+    /// Spends `refresh_token`; each attempt goes only while `may_send` says yes at the moment
+    /// it would leave (a lease across machines that may be running out: see
+    /// [`crate::vault::Lease::may_spend`]).
     pub async fn refresh(
         &self,
         profile: &Profile,
         refresh_token: &SecretString,
+        may_send: &MaySend<'_>,
     ) -> Result<TokenResponse, OAuthError> {
         let form = [
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token.expose_secret()),
         ];
-        self.token_request(profile, &form, Grant::Refresh).await
+        self.token_request(profile, &form, Grant::Refresh, Some(may_send))
+            .await
     }
 
     /// A token for the app itself (the client credentials grant).
@@ -158,7 +166,7 @@ impl OAuthClient {
         if !scope.is_empty() {
             form.push(("scope", scope.as_str()));
         }
-        self.token_request(profile, &form, Grant::ClientCredentials)
+        self.token_request(profile, &form, Grant::ClientCredentials, None)
             .await
     }
 
@@ -206,7 +214,8 @@ impl OAuthClient {
             ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
             ("device_code", device_code.expose_secret()),
         ];
-        self.token_request(profile, &form, Grant::Device).await
+        self.token_request(profile, &form, Grant::Device, None)
+            .await
     }
 
     /// Revokes one token (RFC 7009), saying which kind it is.
@@ -339,6 +348,7 @@ impl OAuthClient {
         profile: &Profile,
         form: &[(&str, &str)],
         grant: Grant,
+        may_send: Option<&MaySend<'_>>,
     ) -> Result<TokenResponse, OAuthError> {
         let url = profile.endpoints.token();
         // A code and a refresh token are good for one use: the server may answer a second
@@ -350,7 +360,7 @@ impl OAuthClient {
         with_retries(&self.retry, resend, || async {
             let request = client_post(&self.http, profile, &url, form)
                 .header(reqwest::header::ACCEPT, "application/json");
-            let (status, body) = self.send(request, &url).await?;
+            let (status, body) = self.send_gated(request, &url, may_send).await?;
             match status {
                 200..=299 => parse_token_response(&body),
                 _ => Err(map_error_status(status, &body, &url, grant)),
@@ -366,7 +376,22 @@ impl OAuthClient {
         request: reqwest::RequestBuilder,
         url: &str,
     ) -> Result<(u16, Vec<u8>), OAuthError> {
+        self.send_gated(request, url, None).await
+    }
+
+    /// Like [`Self::send`], and only if `may_send` still says yes once the request's turn in
+    /// the window came: the wait for it can be long.
+    async fn send_gated(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &str,
+        may_send: Option<&MaySend<'_>>,
+    ) -> Result<(u16, Vec<u8>), OAuthError> {
         let permit = self.limits.acquire(&origin_of(url)).await;
+        if may_send.is_some_and(|may| !may()) {
+            permit.finish(Signal::Answered);
+            return Err(OAuthError::LeaseEnding);
+        }
         // While several requests go to one server (in flight or waiting), each has a
         // connection of its own that closes after the answer. A kept-alive connection the
         // next request does not take at once can hold a server thread idle while the others

@@ -59,6 +59,10 @@ pub enum OAuthError {
     StateMissing,
     #[error("no authorization code found in '{0}': paste the code or the whole redirect URL")]
     NoCode(String),
+    #[error(
+        "the vault's lease has too little time left to send a refresh token safely (OpenBao slow to answer, or this process was paused): nothing was sent; try again"
+    )]
+    LeaseEnding,
     #[error("no refresh token stored: authorize again")]
     NoRefreshToken,
     #[error("'{0}' has no token: run `tokdeck authorize {0}`")]
@@ -175,6 +179,7 @@ impl OAuthError {
                 | OAuthError::Timeout { .. }
                 | OAuthError::Connect { .. }
                 | OAuthError::Interrupted { .. }
+                | OAuthError::LeaseEnding
         )
     }
 
@@ -186,7 +191,10 @@ impl OAuthError {
     pub fn may_resend_single_use(&self) -> bool {
         matches!(
             self,
-            OAuthError::Connect { .. } | OAuthError::RateLimited { .. } | OAuthError::Server { .. }
+            OAuthError::Connect { .. }
+                | OAuthError::RateLimited { .. }
+                | OAuthError::Server { .. }
+                | OAuthError::LeaseEnding
         )
     }
 }

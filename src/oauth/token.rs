@@ -49,6 +49,7 @@ fn seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Err
 }
 
 /// A parsed token response, secrets already wrapped.
+#[derive(Clone)]
 pub struct TokenResponse {
     pub access_token: SecretString,
     pub refresh_token: Option<SecretString>,

@@ -46,7 +46,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
 /// Why changes cannot be saved, when the vault's folder is not writable (a read-only mount, a
 /// shared checkout): the app then shows the vault but refuses changes up front.
 fn read_only_reason(vault: &crate::vault::Location) -> Option<String> {
-    let dir = vault.folder();
+    let dir = vault.folder()?;
     (!crate::platform::can_write_in(dir)).then(|| {
         format!(
             "read-only: {} is not writable, so changes cannot be saved",
@@ -57,7 +57,9 @@ fn read_only_reason(vault: &crate::vault::Location) -> Option<String> {
 
 /// `~/...` for paths under the home directory.
 fn home_relative(vault: &crate::vault::Location) -> String {
-    let path = vault.file();
+    let Some(path) = vault.file() else {
+        return vault.to_string();
+    };
     match directories::BaseDirs::new().and_then(|b| {
         path.strip_prefix(b.home_dir())
             .ok()

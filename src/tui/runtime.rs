@@ -259,16 +259,16 @@ fn watch_vault(store: Arc<Store>, tx: mpsc::UnboundedSender<Msg>) {
 fn save(store: Arc<Store>, op: SaveOp, tx: mpsc::UnboundedSender<Msg>) {
     tokio::task::spawn_blocking(move || {
         let result = store.update(|data| -> Result<Vec<Profile>, String> {
-            let changed = match op {
-                SaveOp::Delete(name) => data.remove(&name).map(|_| ()),
+            let changed = match &op {
+                SaveOp::Delete(name) => data.remove(name).map(|_| ()),
                 SaveOp::Upsert {
                     original: None,
                     profile,
-                } => data.insert(*profile),
+                } => data.insert(Profile::clone(profile)),
                 SaveOp::Upsert {
                     original: Some(original),
                     profile,
-                } => data.replace(&original, *profile),
+                } => data.replace(original, Profile::clone(profile)),
             };
             changed.map_err(|e| e.to_string())?;
             Ok(data.profiles.clone())

@@ -11,7 +11,7 @@ pub enum VaultError {
     NotFound(Location),
     #[error(
         "cannot read {path}: {source}: check the permissions of the file and its folder (ls -ld {})",
-        path.folder().display()
+        path.folder().unwrap_or(std::path::Path::new(".")).display()
     )]
     Unreadable {
         path: Location,
@@ -73,10 +73,11 @@ pub enum VaultError {
     NoRecipients,
     #[error("cannot encrypt the vault: {0}")]
     Encrypt(String),
-    #[error(
-        "the vault is being written by another tokdeck process ({0} is locked): try again in a moment"
-    )]
-    Locked(PathBuf),
+    #[error("the vault is being written by another tokdeck process ({0}): try again in a moment")]
+    Locked(String),
+    /// A secret store's refusal or failure, phrased as what to do.
+    #[error("{0}")]
+    Remote(String),
     #[error("{0}")]
     Rejected(String),
 }
@@ -84,10 +85,14 @@ pub enum VaultError {
 impl VaultError {
     /// A vault that should exist but cannot be seen: missing, or hidden by permissions
     /// (`Path::exists` says "no" for both, which sent people to `init`).
+    /// A vault elsewhere than in a file is looked for when it is opened.
     pub fn check_exists(path: &Location) -> Result<(), Self> {
-        std::fs::metadata(path.file())
-            .map(|_| ())
-            .map_err(Self::reading(path))
+        match path.file() {
+            Some(file) => std::fs::metadata(file)
+                .map(|_| ())
+                .map_err(Self::reading(path)),
+            None => Ok(()),
+        }
     }
 
     /// What a failure to read the vault at `path` means: missing, or unreadable.
@@ -149,6 +154,10 @@ fn restore_advice(path: &Location, backup: bool) -> String {
             Location::File(file) => format!(
                 "restore the previous version with `cp {0}.bak {0}`",
                 file.display()
+            ),
+            Location::OpenBao(kv) => format!(
+                "restore an earlier version: `bao kv metadata get {0}` lists them, `bao kv rollback -version=N {0}` restores one",
+                kv.kv_name()
             ),
         }
     } else {

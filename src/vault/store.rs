@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub use super::backend::file::read_head;
-use super::backend::{Backend, FileBackend, LeaseGuard};
+use super::backend::{Backend, FileBackend, LeaseGuard, Stored};
 use super::crypto::{self, Sealing, Unlock};
 use super::error::VaultError;
 use super::location::Location;
@@ -24,6 +24,18 @@ struct LeaseState {
 /// A held write lock on the vault; shared by every task of this process, released on drop.
 pub struct Lease {
     state: Arc<Mutex<LeaseState>>,
+}
+
+impl Lease {
+    /// Whether a single-use secret (a refresh token) may be sent under this lease now: it
+    /// will outlast the request and the save of its answer (see
+    /// [`super::backend::HeldLease::may_spend`]).
+    pub fn may_spend(&self) -> bool {
+        lock_ignoring_poison(&self.state)
+            .guard
+            .as_ref()
+            .is_none_or(|guard| guard.may_spend())
+    }
 }
 
 impl Drop for Lease {
@@ -58,13 +70,6 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens and decrypts the vault at `location`.
-    pub fn open_at(location: &Location, unlock: Unlock) -> Result<Self, VaultError> {
-        match location {
-            Location::File(path) => Self::open(path, unlock),
-        }
-    }
-
     /// Opens and decrypts the vault file at `path`.
     pub fn open(path: &Path, unlock: Unlock) -> Result<Self, VaultError> {
         Self::open_in(Box::new(FileBackend::new(path)), unlock)
@@ -73,6 +78,16 @@ impl Store {
     /// Opens and decrypts the vault `backend` keeps.
     pub fn open_in(backend: Box<dyn Backend>, unlock: Unlock) -> Result<Self, VaultError> {
         let stored = backend.open()?;
+        Self::open_stored(backend, stored, unlock)
+    }
+
+    /// Decrypts what `backend` returned from [`Backend::open`]: a caller that read the
+    /// stored vault to tell how to unlock it need not read it again.
+    pub fn open_stored(
+        backend: Box<dyn Backend>,
+        stored: Stored,
+        unlock: Unlock,
+    ) -> Result<Self, VaultError> {
         let (snapshot, sealing) =
             read_stored(stored, &unlock, backend.location(), backend.has_previous())?;
         Ok(Self::with_content(backend, unlock, sealing, snapshot))
@@ -96,14 +111,23 @@ impl Store {
         }
     }
 
-    /// Creates a new vault; refuses to replace an existing one.
+    /// Creates a new vault file; refuses to replace an existing one.
     pub fn create(
         path: &Path,
+        data: VaultData,
+        sealing: Sealing,
+        unlock: Unlock,
+    ) -> Result<Self, VaultError> {
+        Self::create_in(Box::new(FileBackend::new(path)), data, sealing, unlock)
+    }
+
+    /// Creates a new vault in `backend`; refuses to replace an existing one.
+    pub fn create_in(
+        backend: Box<dyn Backend>,
         mut data: VaultData,
         sealing: Sealing,
         unlock: Unlock,
     ) -> Result<Self, VaultError> {
-        let backend = Box::new(FileBackend::new(path));
         let (ciphertext, version) = create_in(backend.as_ref(), &mut data, &sealing)?;
         let snapshot = Snapshot::written(version, &ciphertext, data);
         Ok(Self::with_content(backend, unlock, sealing, snapshot))
@@ -242,15 +266,24 @@ impl Store {
             if Instant::now() >= deadline {
                 return Err(VaultError::Locked(self.backend.lease_name()));
             }
-            std::thread::sleep(Duration::from_millis(25));
+            std::thread::sleep(self.backend.lease_retry_every());
         }
     }
 
     /// Applies `change` to the freshest content under the write lock and saves atomically.
-    /// When `change` fails nothing is written.
+    /// When `change` fails nothing is written. When another writer's version is found at the
+    /// save (a backend with check-and-set tells), the store reads it and applies `change`
+    /// again, a bounded number of times.
     pub fn update<T, E>(
         &self,
-        change: impl FnOnce(&mut VaultData) -> Result<T, E>,
+        mut change: impl FnMut(&mut VaultData) -> Result<T, E>,
+    ) -> Result<Result<T, E>, VaultError> {
+        retrying_conflicts(|| self.update_once(&mut change))
+    }
+
+    fn update_once<T, E>(
+        &self,
+        change: &mut impl FnMut(&mut VaultData) -> Result<T, E>,
     ) -> Result<Result<T, E>, VaultError> {
         let _lease = self.lease()?;
         let mut snap = lock_ignoring_poison(&self.snapshot);
@@ -270,13 +303,25 @@ impl Store {
     /// a change whose profile is gone gets `None`. Only the changed profiles are rendered
     /// again: the worker saves a token at a time, and rendering every profile for each would
     /// cost more than the rest of the save at a few hundred profiles. Nothing is written when
-    /// no profile changed, and when the save fails the store keeps what it had.
+    /// no profile changed, and when the save fails the store keeps what it had. Another
+    /// writer's version found at the save is read, and the changes applied to it again.
     pub fn update_profiles<T, F>(
         &self,
         changes: impl IntoIterator<Item = (String, F)>,
     ) -> Result<Vec<Option<T>>, VaultError>
     where
-        F: FnOnce(&mut Profile) -> T,
+        F: FnMut(&mut Profile) -> T,
+    {
+        let mut changes: Vec<(String, F)> = changes.into_iter().collect();
+        retrying_conflicts(|| self.update_profiles_once(&mut changes))
+    }
+
+    fn update_profiles_once<T, F>(
+        &self,
+        changes: &mut [(String, F)],
+    ) -> Result<Vec<Option<T>>, VaultError>
+    where
+        F: FnMut(&mut Profile) -> T,
     {
         let _lease = self.lease()?;
         let mut snap = lock_ignoring_poison(&self.snapshot);
@@ -285,8 +330,8 @@ impl Store {
         let loaded = snap.content.loaded(self.backend.location())?;
         let mut edited = BTreeMap::new();
         let mut outcomes = Vec::new();
-        for (name, change) in changes {
-            let found = loaded.index().get(&name).copied();
+        for (name, change) in changes.iter_mut() {
+            let found = loaded.index().get(name.as_str()).copied();
             let Some((at, stored)) = found.and_then(|at| Some((at, loaded.data.profiles.get(at)?)))
             else {
                 outcomes.push(None);
@@ -355,19 +400,34 @@ impl Store {
     }
 }
 
-/// Writes a new vault file holding `data`, sealed as `sealing` (whose recipients it records);
-/// refuses to replace an existing one. Returns the ciphertext written. `init` uses it directly:
-/// a vault for a team need not be openable by the one who creates it.
-pub fn write_new(
-    path: &Path,
-    data: &mut VaultData,
-    sealing: &Sealing,
-) -> Result<Vec<u8>, VaultError> {
-    Ok(create_in(&FileBackend::new(path), data, sealing)?.0)
+/// Saves tried in all when other writers' versions keep turning up.
+const CONFLICT_TRIES: u32 = 6;
+
+/// Runs `attempt` again while it meets another writer's version, with a growing random pause
+/// between tries, up to [`CONFLICT_TRIES`]; then the conflict is the caller's.
+fn retrying_conflicts<R>(
+    mut attempt: impl FnMut() -> Result<R, VaultError>,
+) -> Result<R, VaultError> {
+    let mut tried = 1;
+    loop {
+        match attempt() {
+            Err(VaultError::Conflict(location)) if tried < CONFLICT_TRIES => {
+                tracing::info!(%location, tried, "another writer saved first: applying the change to its version");
+                let ceiling = 50u64 << tried.min(5);
+                let pause = rand::random_range(ceiling / 2..=ceiling);
+                std::thread::sleep(Duration::from_millis(pause));
+                tried += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
-/// Stores a new vault holding `data` in `backend`: its ciphertext and version.
-fn create_in(
+/// Stores a new vault holding `data` in `backend`, sealed as `sealing` (whose recipients it
+/// records); refuses to replace an existing one. Returns the ciphertext written and its
+/// version. `init` uses it directly: a vault for a team need not be openable by the one who
+/// creates it.
+pub fn create_in(
     backend: &dyn Backend,
     data: &mut VaultData,
     sealing: &Sealing,

@@ -71,7 +71,7 @@ impl Worker {
         let _lease = self.lease().await?;
         let saved = self
             .save(name, move |p| {
-                p.token = Some(token);
+                p.token = Some(token.clone());
                 p.last_error = None;
                 p.pending = None;
             })
@@ -229,7 +229,7 @@ impl Worker {
     pub(in crate::worker) async fn failed(&self, id: JobId, profile: String, error: JobError) {
         let saved = match error.record {
             Some(text) => self
-                .save(&profile, move |p| p.last_error = Some(text))
+                .save(&profile, move |p| p.last_error = Some(text.clone()))
                 .await
                 .ok(),
             None => None,
@@ -275,7 +275,7 @@ impl Worker {
     pub(in crate::worker) async fn save(
         &self,
         name: &str,
-        change: impl FnOnce(&mut Profile) + Send + 'static,
+        change: impl FnMut(&mut Profile) + Send + 'static,
     ) -> Result<Profile, JobError> {
         let (reply, answer) = oneshot::channel();
         let request = SaveRequest {
@@ -303,7 +303,7 @@ impl Worker {
             let token = token.clone();
             match self
                 .save(name, move |p| {
-                    p.token = Some(token);
+                    p.token = Some(token.clone());
                     p.last_error = None;
                     p.pending = None;
                 })

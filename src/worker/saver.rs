@@ -7,7 +7,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::vault::{Profile, Store};
 
 /// A change to one profile, applied by the saver.
-pub type Change = Box<dyn FnOnce(&mut Profile) + Send>;
+pub type Change = Box<dyn FnMut(&mut Profile) + Send>;
 
 pub struct SaveRequest {
     /// The profile the change is to.
@@ -41,7 +41,7 @@ pub fn spawn_saver(store: Arc<Store>) -> mpsc::UnboundedSender<SaveRequest> {
                 .unzip();
             let store = store.clone();
             let saved = tokio::task::spawn_blocking(move || {
-                store.update_profiles(changes.into_iter().map(|(name, change)| {
+                store.update_profiles(changes.into_iter().map(|(name, mut change)| {
                     (name, move |p: &mut Profile| {
                         change(p);
                         p.clone()

@@ -57,6 +57,15 @@ impl Fixture {
 /// `stderr.txt` there) and waits until `GET /health` answers 200; a port taken meanwhile is
 /// retried.
 pub fn start_fixture(name: &str, command: impl Fn(u16, &std::path::Path) -> Command) -> Fixture {
+    start_fixture_at(name, "/health", command)
+}
+
+/// Like [`start_fixture`], waiting for `health` to answer 200.
+pub fn start_fixture_at(
+    name: &str,
+    health: &str,
+    command: impl Fn(u16, &std::path::Path) -> Command,
+) -> Fixture {
     let mut last_log = String::new();
     for _ in 0..3 {
         let dir = tempfile::tempdir().unwrap();
@@ -75,7 +84,7 @@ pub fn start_fixture(name: &str, command: impl Fn(u16, &std::path::Path) -> Comm
                     std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap_or_default();
                 break;
             }
-            if http(port, "GET", "/health", None).is_some_and(|r| r.status == 200) {
+            if http(port, "GET", health, None).is_some_and(|r| r.status == 200) {
                 return Fixture { child, port, dir };
             }
             if Instant::now() > deadline {

@@ -8,6 +8,7 @@ pub mod doorkeeper;
 pub mod dot;
 pub mod fixture;
 pub mod mock;
+pub mod openbao;
 pub mod qr;
 
 /// Where the repository's test fixtures (`tests/fixtures/`) are.

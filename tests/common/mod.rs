@@ -5,7 +5,7 @@
 pub mod tmux;
 
 #[allow(unused_imports)]
-pub use tokdeck_testkit::{doorkeeper, dot, fixture, mock, qr};
+pub use tokdeck_testkit::{doorkeeper, dot, fixture, mock, openbao, qr};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -43,14 +43,47 @@ pub fn bin() -> PathBuf {
 /// A private home for one test: config, data and state dirs, a vault path, an identity.
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// Variables every command of this home gets (a vault in OpenBao and its token, say).
+    pub vars: Vec<(String, String)>,
 }
 
 impl Env {
     /// A home with nothing in it.
     pub fn empty() -> Self {
+        Self::empty_with(&[])
+    }
+
+    /// A home with nothing in it, whose commands get `vars`.
+    pub fn empty_with(vars: &[(&str, &str)]) -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
+    }
+
+    /// A home whose vault is at `path` in `bao`'s `secret/` mount, initialised unless
+    /// another home did already (a second machine of a team).
+    pub fn team(bao: &openbao::OpenBao, path: &str) -> Self {
+        let location = bao.location(path);
+        let env = Self::empty_with(&[("TOKDECK_VAULT", &location), ("BAO_TOKEN", &bao.token)]);
+        let out = env.run(&["init"]);
+        let said = stderr(&out);
+        assert!(
+            out.status.success() || said.contains("already exists"),
+            "init failed: {said}"
+        );
+        env
+    }
+
+    /// The value of variable `key` this home's commands get.
+    pub fn var(&self, key: &str) -> Option<&str> {
+        self.vars
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// A home with an initialised vault (key-based, the default identity).
@@ -100,6 +133,7 @@ impl Env {
             .env("XDG_STATE_HOME", self.home().join("state"))
             .env("TOKDECK_AGENT_SOCK", self.agent_socket())
             .env("TOKDECK_LOG", "debug")
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         cmd
     }
@@ -173,15 +207,23 @@ impl Env {
         assert!(out.status.success(), "exchange failed: {}", stderr(&out));
     }
 
-    /// The vault decrypted by the reference age CLI.
+    /// The vault decrypted by the reference age CLI: the file, or what OpenBao holds.
     pub fn vault_text(&self) -> String {
-        let out = tool("age")
+        let mut age = tool("age")
             .arg("-d")
             .arg("-i")
             .arg(self.identity())
-            .arg(self.vault())
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
+        age.stdin
+            .take()
+            .unwrap()
+            .write_all(&self.vault_bytes())
+            .unwrap();
+        let out = age.wait_with_output().unwrap();
         assert!(out.status.success(), "age -d failed: {}", stderr(&out));
         String::from_utf8(out.stdout).unwrap()
     }
@@ -220,8 +262,28 @@ impl Env {
             .unwrap_or_default()
     }
 
+    /// The stored vault: the file, or the armored ciphertext OpenBao holds.
     pub fn vault_bytes(&self) -> Vec<u8> {
-        std::fs::read(self.vault()).unwrap()
+        match self.var("TOKDECK_VAULT").and_then(openbao::split_location) {
+            Some((port, path)) => {
+                let reply = fixture::http_with(
+                    port,
+                    "GET",
+                    &format!("/v1/secret/data/{path}"),
+                    None,
+                    &[("X-Vault-Token", self.var("BAO_TOKEN").unwrap_or_default())],
+                )
+                .expect("OpenBao answers");
+                assert_eq!(reply.status, 200, "{}", reply.body);
+                let json: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+                json["data"]["data"]["age"]
+                    .as_str()
+                    .unwrap()
+                    .as_bytes()
+                    .to_vec()
+            }
+            None => std::fs::read(self.vault()).unwrap(),
+        }
     }
 
     /// Everything in the state dir's log file.

@@ -133,8 +133,8 @@ impl Backend for FileBackend {
         }
     }
 
-    fn lease_name(&self) -> PathBuf {
-        lock_path(&self.path)
+    fn lease_name(&self) -> String {
+        format!("{} is locked", lock_path(&self.path).display())
     }
 
     fn has_previous(&self) -> bool {

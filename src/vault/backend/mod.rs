@@ -3,13 +3,14 @@
 //! vault, take a lease that excludes other processes' writers, and say whether a previous
 //! version is kept. The store keeps everything else: unlocking, the decrypted cache, updates.
 //!
-//! Today's backend is a file ([`file::FileBackend`]). Another (a secret store's KV engine with
-//! check-and-set, say) is one more implementation of [`Backend`].
+//! Two backends: a file ([`file::FileBackend`]), and a secret in OpenBao's KV version 2 engine
+//! with check-and-set writes and a lease across machines ([`openbao::OpenBaoBackend`]).
 
 pub mod file;
+pub mod openbao;
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::time::Duration;
 
 use super::error::VaultError;
 use super::location::Location;
@@ -64,7 +65,19 @@ pub struct Stored {
 }
 
 /// A held lease, released when dropped.
-pub type LeaseGuard = Box<dyn Send>;
+pub type LeaseGuard = Box<dyn HeldLease>;
+
+/// What a held lease tells its holder.
+pub trait HeldLease: Send {
+    /// Whether a single-use secret (a refresh token) may be sent now: the lease will outlast
+    /// the request and the save of its answer. A lease that cannot run out always may.
+    fn may_spend(&self) -> bool {
+        true
+    }
+}
+
+/// An `flock` lasts as long as its file is open.
+impl HeldLease for std::fs::File {}
 
 /// Where a vault's ciphertext lives.
 pub trait Backend: Send + Sync {
@@ -93,8 +106,13 @@ pub trait Backend: Send + Sync {
     /// another holds it.
     fn try_lease(&self) -> Result<Option<LeaseGuard>, VaultError>;
 
-    /// What the lease is called, for the error when it stays taken.
-    fn lease_name(&self) -> PathBuf;
+    /// What holds the lease, for the error when it stays taken.
+    fn lease_name(&self) -> String;
+
+    /// How often a waiting writer tries the lease again.
+    fn lease_retry_every(&self) -> Duration {
+        Duration::from_millis(25)
+    }
 
     /// Whether a previous version is kept to restore after damage.
     fn has_previous(&self) -> bool;

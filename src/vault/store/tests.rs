@@ -29,7 +29,7 @@ fn new_store(dir: &Path) -> (Store, PathBuf) {
 /// Another handle on the vault of `store`, as another process would open it.
 fn second_handle(store: &Store, key: &Path) -> Store {
     Store::open(
-        store.location().file(),
+        store.location().file().unwrap(),
         Unlock::Identity(IdentityFile::load(key, crate::vault::crypto::NoPrompt).unwrap()),
     )
     .unwrap()
@@ -39,7 +39,7 @@ fn second_handle(store: &Store, key: &Path) -> Store {
 fn saves_are_private_and_keep_a_backup() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = new_store(dir.path());
-    let before = fs::read(store.location().file()).unwrap();
+    let before = fs::read(store.location().file().unwrap()).unwrap();
     store
         .update(|d| {
             d.recipients.push(d.recipients[0].clone());
@@ -47,23 +47,23 @@ fn saves_are_private_and_keep_a_backup() {
         })
         .unwrap()
         .unwrap();
-    let mode = fs::metadata(store.location().file())
+    let mode = fs::metadata(store.location().file().unwrap())
         .unwrap()
         .permissions()
         .mode()
         & 0o777;
     assert_eq!(mode, 0o600);
-    let dir_mode = fs::metadata(store.location().file().parent().unwrap())
+    let dir_mode = fs::metadata(store.location().file().unwrap().parent().unwrap())
         .unwrap()
         .permissions()
         .mode()
         & 0o777;
     assert_eq!(dir_mode, 0o700);
     assert_eq!(
-        fs::read(backup_path(store.location().file())).unwrap(),
+        fs::read(backup_path(store.location().file().unwrap())).unwrap(),
         before
     );
-    let leftovers: Vec<_> = fs::read_dir(store.location().file().parent().unwrap())
+    let leftovers: Vec<_> = fs::read_dir(store.location().file().unwrap().parent().unwrap())
         .unwrap()
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
@@ -75,9 +75,9 @@ fn saves_are_private_and_keep_a_backup() {
 fn a_backup_hard_linked_to_the_vault_leaves_no_temp_file() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = new_store(dir.path());
-    let backup = backup_path(store.location().file());
-    fs::hard_link(store.location().file(), &backup).unwrap();
-    let before = fs::read(store.location().file()).unwrap();
+    let backup = backup_path(store.location().file().unwrap());
+    fs::hard_link(store.location().file().unwrap(), &backup).unwrap();
+    let before = fs::read(store.location().file().unwrap()).unwrap();
     store
         .update(|d| {
             d.recipients.push(d.recipients[0].clone());
@@ -85,7 +85,7 @@ fn a_backup_hard_linked_to_the_vault_leaves_no_temp_file() {
         })
         .unwrap()
         .unwrap();
-    let names: Vec<String> = fs::read_dir(store.location().file().parent().unwrap())
+    let names: Vec<String> = fs::read_dir(store.location().file().unwrap().parent().unwrap())
         .unwrap()
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -101,7 +101,7 @@ fn a_backup_hard_linked_to_the_vault_leaves_no_temp_file() {
         before,
         "backup is the old vault"
     );
-    assert_ne!(fs::read(store.location().file()).unwrap(), before);
+    assert_ne!(fs::read(store.location().file().unwrap()).unwrap(), before);
 }
 
 #[test]
@@ -134,7 +134,7 @@ fn one_profile_reads_follow_every_change() {
 fn failed_change_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = new_store(dir.path());
-    let before = fs::read(store.location().file()).unwrap();
+    let before = fs::read(store.location().file().unwrap()).unwrap();
     let outcome = store
         .update(|d| {
             d.recipients.clear();
@@ -142,8 +142,8 @@ fn failed_change_writes_nothing() {
         })
         .unwrap();
     assert_eq!(outcome, Err("nope"));
-    assert_eq!(fs::read(store.location().file()).unwrap(), before);
-    assert!(!backup_path(store.location().file()).exists());
+    assert_eq!(fs::read(store.location().file().unwrap()).unwrap(), before);
+    assert!(!backup_path(store.location().file().unwrap()).exists());
 }
 
 #[test]
@@ -206,15 +206,15 @@ fn the_same_encryption_under_a_new_inode_is_not_read_again() {
     let dir = tempfile::tempdir().unwrap();
     let (store, key) = new_store(dir.path());
     let copy = dir.path().join("copy");
-    fs::copy(store.location().file(), &copy).unwrap();
-    fs::rename(&copy, store.location().file()).unwrap();
+    fs::copy(store.location().file().unwrap(), &copy).unwrap();
+    fs::rename(&copy, store.location().file().unwrap()).unwrap();
     assert!(store.reload_if_changed().unwrap().is_none(), "same stamp");
     // The same content encrypted again is another file: it is read.
     let other = second_handle(&store, &key);
     other.update(|_| Ok::<_, ()>(())).unwrap().unwrap();
     assert!(store.reload_if_changed().unwrap().is_some());
     assert!(
-        read_head(store.location().file())
+        read_head(store.location().file().unwrap())
             .unwrap()
             .starts_with(b"age-encryption.org/v1")
     );
@@ -280,9 +280,9 @@ fn three_profiles(dir: &Path) -> (Store, Store) {
     (store, other)
 }
 
-type Edit = Box<dyn FnOnce(&mut Profile) -> String>;
+type Edit = Box<dyn FnMut(&mut Profile) -> String>;
 
-fn edit(f: impl FnOnce(&mut Profile) + 'static) -> Edit {
+fn edit(mut f: impl FnMut(&mut Profile) + 'static) -> Edit {
     Box::new(move |p: &mut Profile| {
         f(p);
         p.notes.clone()
@@ -291,7 +291,7 @@ fn edit(f: impl FnOnce(&mut Profile) + 'static) -> Edit {
 
 /// The file decrypted, as text.
 fn plaintext(store: &Store) -> String {
-    let bytes = fs::read(store.location().file()).unwrap();
+    let bytes = fs::read(store.location().file().unwrap()).unwrap();
     let text = crypto::decrypt(&bytes, &store.unlock, store.location()).unwrap();
     String::from_utf8(text.to_vec()).unwrap()
 }
@@ -331,12 +331,12 @@ fn profile_changes_save_the_same_text_as_a_whole_save() {
 fn profile_changes_to_no_profile_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = three_profiles(dir.path());
-    let before = fs::read(store.location().file()).unwrap();
+    let before = fs::read(store.location().file().unwrap()).unwrap();
     let outcomes = store
         .update_profiles([("gone".to_string(), edit(|_| {}))])
         .unwrap();
     assert_eq!(outcomes, [None]);
-    assert_eq!(fs::read(store.location().file()).unwrap(), before);
+    assert_eq!(fs::read(store.location().file().unwrap()).unwrap(), before);
 }
 
 #[test]
@@ -375,17 +375,19 @@ fn an_older_file_put_in_place_never_takes_back_newer_tokens() {
     };
     let give = |store: &Store, t: Token| {
         store
-            .update_profiles([("a".to_string(), move |p: &mut Profile| p.token = Some(t))])
+            .update_profiles([("a".to_string(), move |p: &mut Profile| {
+                p.token = Some(t.clone());
+            })])
             .unwrap();
     };
     give(&store, token("old", 60));
     let backup = dir.path().join("backup.age");
-    fs::copy(store.location().file(), &backup).unwrap();
+    fs::copy(store.location().file().unwrap(), &backup).unwrap();
     give(&store, token("new", 1));
     // The backup restored over the live vault, as cp or git would: a new inode.
     let staged = dir.path().join("v/staged");
     fs::copy(&backup, &staged).unwrap();
-    fs::rename(&staged, store.location().file()).unwrap();
+    fs::rename(&staged, store.location().file().unwrap()).unwrap();
     let seen = store.profile("a").unwrap().unwrap();
     assert_eq!(seen.token.unwrap().access_token.expose_secret(), "new");
     assert_eq!(store.write_back_kept().unwrap(), vec!["a".to_string()]);
@@ -403,10 +405,14 @@ struct Memory {
     stored: std::sync::Arc<Mutex<Revision>>,
     /// Another writer's ciphertext, stored just before the next commit looks.
     sneak: std::sync::Arc<Mutex<Option<Vec<u8>>>>,
+    /// Commits still to refuse as if another writer always came first.
+    storm: std::sync::Arc<Mutex<u32>>,
     leased: std::sync::Arc<Mutex<bool>>,
 }
 
 struct MemoryLease(std::sync::Arc<Mutex<bool>>);
+
+impl crate::vault::backend::HeldLease for MemoryLease {}
 
 impl Drop for MemoryLease {
     fn drop(&mut self) {
@@ -443,6 +449,11 @@ impl Backend for Memory {
         expected: Option<Version>,
     ) -> Result<Option<Version>, VaultError> {
         let mut stored = lock_ignoring_poison(&self.stored);
+        let mut storm = lock_ignoring_poison(&self.storm);
+        if *storm > 0 {
+            *storm -= 1;
+            return Err(VaultError::Conflict(self.location().clone()));
+        }
         if let Some(other) = lock_ignoring_poison(&self.sneak).take() {
             let next = stored.as_ref().map_or(1, |(_, n)| n + 1);
             *stored = Some((other, next));
@@ -474,8 +485,8 @@ impl Backend for Memory {
         Ok(Some(Box::new(MemoryLease(self.leased.clone()))))
     }
 
-    fn lease_name(&self) -> PathBuf {
-        PathBuf::from("memory://vault.lock")
+    fn lease_name(&self) -> String {
+        "memory://vault.lock is locked".into()
     }
 
     fn has_previous(&self) -> bool {
@@ -534,40 +545,50 @@ fn memory_vault(dir: &Path) -> (Memory, Store, Store, Sealing) {
 }
 
 #[test]
-fn a_conflicting_commit_overwrites_nothing_and_the_next_try_lands_on_top() {
+fn a_conflicting_commit_overwrites_nothing_and_the_change_lands_on_top() {
     let dir = tempfile::tempdir().unwrap();
     let (memory, one, two, sealing) = memory_vault(dir.path());
     // Another writer saves between this store's read and its commit: nothing is
-    // overwritten, the store reads that version, and the next try lands on top of it.
+    // overwritten; the store reads that version and applies the change to it.
     let mut theirs = one.snapshot().unwrap();
     theirs.insert(named("theirs")).unwrap();
     *lock_ignoring_poison(&memory.sneak) = Some(seal(&theirs, &sealing).unwrap());
-    let conflict = one.update(|d| d.insert(named("ours")));
-    assert!(
-        matches!(conflict, Err(VaultError::Conflict(_))),
-        "{conflict:?}"
-    );
-    assert!(one.profile("theirs").unwrap().is_some(), "not read again");
     one.update(|d| d.insert(named("ours"))).unwrap().unwrap();
-    let names: Vec<String> = two
-        .snapshot()
-        .unwrap()
-        .profiles
-        .into_iter()
-        .map(|p| p.name)
-        .collect();
-    assert_eq!(names, ["a", "b", "theirs", "ours"]);
+    let names = |store: &Store| -> Vec<String> {
+        let data = store.snapshot().unwrap();
+        data.profiles.into_iter().map(|p| p.name).collect()
+    };
+    assert_eq!(names(&two), ["a", "b", "theirs", "ours"]);
     // The same for a save of single profiles.
     let mut again = one.snapshot().unwrap();
     again.insert(named("later")).unwrap();
     *lock_ignoring_poison(&memory.sneak) = Some(seal(&again, &sealing).unwrap());
     let edit = |p: &mut Profile| p.notes = "edited".into();
-    let conflict = one.update_profiles([("ours".to_string(), edit)]);
-    assert!(matches!(conflict, Err(VaultError::Conflict(_))));
-    assert!(one.profile("later").unwrap().is_some());
+    one.update_profiles([("ours".to_string(), edit)]).unwrap();
+    assert_eq!(names(&two), ["a", "b", "theirs", "ours", "later"]);
+    assert_eq!(two.profile("ours").unwrap().unwrap().notes, "edited");
     // A commit over a version that is no longer the stored one is refused, not written.
     assert!(matches!(
         memory.commit(b"x", Some(Version::Revision(1))),
         Err(VaultError::Conflict(_))
     ));
+}
+
+#[test]
+fn a_storm_of_conflicts_ends_in_an_error_after_bounded_tries_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (memory, one, two, _) = memory_vault(dir.path());
+    let before = memory.probe();
+    *lock_ignoring_poison(&memory.storm) = 100;
+    let outcome = one.update(|d| d.insert(named("never")));
+    assert!(
+        matches!(outcome, Err(VaultError::Conflict(_))),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        100 - *lock_ignoring_poison(&memory.storm),
+        super::CONFLICT_TRIES
+    );
+    assert_eq!(memory.probe(), before, "nothing written");
+    assert!(two.profile("never").unwrap().is_none());
 }

@@ -58,7 +58,8 @@ impl Worker {
         };
         let saved = {
             let _lease = self.lease().await?;
-            self.save(name, move |p| p.pending = Some(pending)).await?
+            self.save(name, move |p| p.pending = Some(pending.clone()))
+                .await?
         };
         self.emit(Event::AuthorizeUrl {
             id,

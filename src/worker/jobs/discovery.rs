@@ -17,7 +17,7 @@ impl Worker {
         };
         let found = crate::oauth::discovery::discover(&self.client, &issuer).await?;
         let changed = found.changes(&profile);
-        let saved = self.save(name, move |p| found.apply(p)).await?;
+        let saved = self.save(name, move |p| found.clone().apply(p)).await?;
         Ok((Outcome::Rediscovered { changed }, Some(saved)))
     }
 }

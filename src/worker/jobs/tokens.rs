@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::oauth::OAuthError;
 use crate::vault::GrantType;
-use crate::vault::{Profile, Token};
+use crate::vault::{Lease, Profile, Token};
 use crate::worker::error::{JobError, JobResult};
 use crate::worker::runner::Worker;
 use crate::worker::{FailureKind, Outcome, Revocation};
@@ -22,7 +22,7 @@ impl Worker {
     ) -> JobResult {
         // The lease makes refreshes of this vault exclusive across processes; reading the
         // token only after taking it means we never use a refresh token someone rotated.
-        let _lease = self.lease().await?;
+        let lease = self.lease().await?;
         let profile = self.current(name).await?;
         let Some(token) = &profile.token else {
             return match profile.grant {
@@ -58,6 +58,17 @@ impl Worker {
         if profile.renews_by_itself() {
             return self.app_token(&profile).await;
         }
+        self.spend_refresh_token(&profile, token, &lease).await
+    }
+
+    /// Sends `token`'s refresh token, under `lease`, and saves what comes back. A refresh
+    /// token is sent once: if its successor could not be saved, it is never sent again.
+    async fn spend_refresh_token(
+        &self,
+        profile: &Profile,
+        token: &Token,
+        lease: &Lease,
+    ) -> JobResult {
         let Some(refresh_token) = &token.refresh_token else {
             return Err(OAuthError::NoRefreshToken.into());
         };
@@ -68,10 +79,14 @@ impl Worker {
                 "this refresh token was used already and its successor could not be saved: authorize again",
             ));
         }
-        let response = self.client.refresh(&profile, refresh_token).await?;
+        let may_send = || lease.may_spend();
+        let response = self
+            .client
+            .refresh(profile, refresh_token, &may_send)
+            .await?;
         self.spent().insert(fingerprint);
         let new_token = response.into_token(self.clock.now(), profile.refresh_window, Some(token));
-        let saved = self.save_token(name, new_token).await?;
+        let saved = self.save_token(&profile.name, new_token).await?;
         Ok((Outcome::NewToken, Some(saved)))
     }
 
@@ -128,7 +143,7 @@ impl Worker {
         let stored = result.clone();
         let saved = self
             .save(name, move |p| {
-                p.last_check = Some(stored);
+                p.last_check = Some(stored.clone());
                 p.last_error = None;
             })
             .await?;

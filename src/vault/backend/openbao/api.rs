@@ -1,0 +1,300 @@
+//! The few KV version 2 calls the backend makes (read a secret, read its version, write it
+//! with check-and-set, tell the engine's version), over the shared HTTP layer, and what
+//! OpenBao's answers mean, phrased as what to do.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use age::secrecy::{ExposeSecret, SecretString};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::runner::Runner;
+use crate::vault::error::VaultError;
+use crate::vault::location::{KvPath, Location};
+
+/// The largest answer read: a vault of thousands of profiles is a few megabytes.
+const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+
+/// How to reach OpenBao: the HTTP timeout, authorities to trust, and the token.
+pub struct Connection {
+    pub timeout: Duration,
+    pub roots: Vec<reqwest::Certificate>,
+    pub token: SecretString,
+}
+
+/// A client of one OpenBao server.
+#[derive(Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    token: Arc<SecretString>,
+    runner: Runner,
+    timeout: Duration,
+}
+
+/// A secret as read: its fields, version and creation time, and the server's clock.
+pub struct Secret {
+    pub fields: serde_json::Map<String, Value>,
+    pub version: u64,
+    /// When this version was written, by the server's clock.
+    pub created: Option<DateTime<Utc>>,
+    /// The server's clock when it answered (its `Date` header).
+    pub server_now: Option<DateTime<Utc>>,
+}
+
+/// What a read found.
+pub enum Found {
+    Secret(Secret),
+    /// Nothing at the path; `version` is the number of the deleted version, if one was.
+    Nothing {
+        version: u64,
+    },
+}
+
+/// How a check-and-set write went.
+pub enum Written {
+    Stored {
+        version: u64,
+    },
+    /// Another writer's version is there.
+    Conflict,
+}
+
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+    date: Option<DateTime<Utc>>,
+}
+
+impl Api {
+    pub fn new(connection: Connection) -> Result<Self, VaultError> {
+        let http = crate::http::http_builder(connection.timeout, &connection.roots)
+            // An answer from elsewhere is not OpenBao's; a redirect would carry the token.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| VaultError::Remote(format!("cannot set up HTTP for OpenBao: {e}")))?;
+        let runner = Runner::start().map_err(|e| VaultError::Remote(e.to_string()))?;
+        Ok(Self {
+            http,
+            token: Arc::new(connection.token),
+            runner,
+            timeout: connection.timeout,
+        })
+    }
+
+    /// The HTTP timeout every request has.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Reads the secret at `kv`.
+    pub fn read(&self, kv: &KvPath) -> Result<Found, VaultError> {
+        let answer = self.call(kv, reqwest::Method::GET, kv.data_url(), None)?;
+        let json = body_json(&answer);
+        let metadata = &json["data"]["metadata"];
+        let version = metadata["version"].as_u64().unwrap_or(0);
+        match answer.status {
+            200 => {
+                let fields = json["data"]["data"]
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default();
+                Ok(Found::Secret(Secret {
+                    fields,
+                    version,
+                    created: metadata["created_time"].as_str().and_then(parse_time),
+                    server_now: answer.date,
+                }))
+            }
+            404 => Ok(Found::Nothing { version }),
+            _ => Err(refusal(kv, &answer)),
+        }
+    }
+
+    /// The number of the secret's newest version, without reading it; `None` when there is
+    /// no secret at `kv`.
+    pub fn current_version(&self, kv: &KvPath) -> Result<Option<u64>, VaultError> {
+        let answer = self.call(kv, reqwest::Method::GET, kv.metadata_url(), None)?;
+        match answer.status {
+            200 => Ok(body_json(&answer)["data"]["current_version"].as_u64()),
+            404 => Ok(None),
+            _ => Err(refusal(kv, &answer)),
+        }
+    }
+
+    /// Writes `fields` at `kv` if its newest version is `cas` (0: no secret there yet).
+    pub fn write(
+        &self,
+        kv: &KvPath,
+        fields: &serde_json::Map<String, Value>,
+        cas: u64,
+    ) -> Result<Written, VaultError> {
+        let body = serde_json::json!({ "options": { "cas": cas }, "data": fields });
+        let answer = self.call(kv, reqwest::Method::POST, kv.data_url(), Some(body))?;
+        match answer.status {
+            200 | 204 => match body_json(&answer)["data"]["version"].as_u64() {
+                Some(version) => Ok(Written::Stored { version }),
+                None => Err(VaultError::Remote(format!(
+                    "OpenBao at {} answered a write of {} without a version: is {} a KV version 2 engine?",
+                    kv.host(),
+                    kv.kv_name(),
+                    kv.mount
+                ))),
+            },
+            400 if first_error(&answer).contains("check-and-set") => Ok(Written::Conflict),
+            _ => Err(refusal(kv, &answer)),
+        }
+    }
+
+    /// Checks that `kv`'s mount is a KV engine of version 2: check-and-set needs it. A
+    /// token that may not ask passes: the reads and writes then say what is wrong.
+    pub fn check_engine(&self, kv: &KvPath) -> Result<(), VaultError> {
+        let url = kv.api(&format!("sys/internal/ui/mounts/{}", kv.kv_name()));
+        let answer = self.call(kv, reqwest::Method::GET, url, None)?;
+        if answer.status != 200 {
+            return Ok(());
+        }
+        let json = body_json(&answer);
+        let engine = json["data"]["type"].as_str().unwrap_or_default();
+        let version = json["data"]["options"]["version"].as_str().unwrap_or("1");
+        match (engine, version) {
+            ("kv", "2") | ("", _) => Ok(()),
+            ("kv", _) => Err(VaultError::Remote(format!(
+                "{0} on {1} is a KV version 1 engine: tokdeck needs version 2 for check-and-set writes; upgrade it with `bao kv enable-versioning {0}` or mount a version 2 engine (`bao secrets enable -version=2 -path=NAME kv`)",
+                kv.mount,
+                kv.host()
+            ))),
+            (other, _) => Err(VaultError::Remote(format!(
+                "{} on {} is a '{}' engine, not KV: keep the vault in a KV version 2 engine (e.g. openbao://HOST/secret/PATH)",
+                kv.mount,
+                kv.host(),
+                clean(other)
+            ))),
+        }
+    }
+
+    /// Sends one request on the runtime thread.
+    fn call(
+        &self,
+        kv: &KvPath,
+        method: reqwest::Method,
+        url: String,
+        body: Option<Value>,
+    ) -> Result<Answer, VaultError> {
+        let mut request = self
+            .http
+            .request(method, url)
+            .header("X-Vault-Token", self.token.expose_secret())
+            .header("X-Vault-Request", "true");
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let sent = self
+            .runner
+            .run(receive(request))
+            .map_err(|e| VaultError::Remote(e.to_string()))?;
+        sent.map_err(|e| unreachable(kv, &e, self.timeout))
+    }
+}
+
+/// Sends `request` and reads its answer, up to [`MAX_ANSWER_BYTES`].
+async fn receive(request: reqwest::RequestBuilder) -> Result<Answer, reqwest::Error> {
+    let mut response = request.send().await?;
+    let status = response.status().as_u16();
+    let date = response
+        .headers()
+        .get(reqwest::header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
+        .map(|d| d.with_timezone(&Utc));
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            // Status 0 marks an answer cut short; `refusal` names it.
+            return Ok(Answer {
+                status: 0,
+                body: Vec::new(),
+                date,
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Answer { status, body, date })
+}
+
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|d| d.with_timezone(&Utc))
+}
+
+fn body_json(answer: &Answer) -> Value {
+    serde_json::from_slice(&answer.body).unwrap_or(Value::Null)
+}
+
+/// The first error OpenBao gave, cleaned for a terminal.
+fn first_error(answer: &Answer) -> String {
+    body_json(answer)["errors"]
+        .as_array()
+        .and_then(|errors| errors.iter().find_map(Value::as_str))
+        .map(clean)
+        .unwrap_or_default()
+}
+
+/// Server text, shown on a terminal: no control characters, one short line.
+fn clean(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+/// OpenBao could not be reached, or did not answer in time. There is no fallback to a
+/// local file: a copy would fork the rotation chain.
+fn unreachable(kv: &KvPath, e: &reqwest::Error, timeout: Duration) -> VaultError {
+    let host = kv.host();
+    let location = Location::OpenBao(Box::new(kv.clone()));
+    if e.is_timeout() {
+        return VaultError::Remote(format!(
+            "OpenBao at {host} did not answer within {}s ({location}): check that it runs, or raise http_timeout in the config",
+            timeout.as_secs()
+        ));
+    }
+    let mut cause = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        cause = inner.to_string();
+        source = inner.source();
+    }
+    VaultError::Remote(format!(
+        "cannot reach OpenBao at {host} ({}): check that it runs and that the vault location names it; tokdeck never falls back to a local copy",
+        clean(&cause)
+    ))
+}
+
+/// What a refusal means, and what to do about it.
+fn refusal(kv: &KvPath, answer: &Answer) -> VaultError {
+    let host = kv.host();
+    let said = first_error(answer);
+    let text = match answer.status {
+        0 => format!(
+            "OpenBao at {host} sent an answer over {MAX_ANSWER_BYTES} bytes for {}: is the location right?",
+            kv.kv_name()
+        ),
+        403 => format!(
+            "OpenBao at {host} refused the token for {0}: it is missing, expired, or lacks a capability; log in again (bao login, or set BAO_TOKEN), and make sure its policy allows read, create and update on {1}/data/{2} and {1}/data/{2}.lock, and read on {1}/metadata/{2} (see the README's Teams section)",
+            kv.kv_name(),
+            kv.mount,
+            kv.path.trim_end_matches(".lock")
+        ),
+        503 if said.to_lowercase().contains("sealed") => {
+            format!("OpenBao at {host} is sealed: unseal it (bao operator unseal), then try again")
+        }
+        429 => format!("OpenBao at {host} is rate-limiting requests: try again in a moment"),
+        status @ 500..=599 => {
+            format!("OpenBao at {host} failed ({status}: {said}): try again in a moment")
+        }
+        status => format!(
+            "OpenBao at {host} refused the request for {} ({status}: {said})",
+            kv.kv_name()
+        ),
+    };
+    VaultError::Remote(text)
+}

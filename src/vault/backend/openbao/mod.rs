@@ -1,0 +1,221 @@
+//! The vault as a secret in OpenBao's (or HashiCorp Vault's) KV version 2 engine: the same age
+//! ciphertext as the file, armored, in the secret's one field `age`; nothing else is stored,
+//! so whoever can read the path sees no token, secret or client id. Every save is a
+//! check-and-set write over the version read; KV's version history stands in for `.bak`; the
+//! lease is a lock entry beside the secret ([`lease`]).
+
+mod api;
+pub mod lease;
+mod runner;
+
+use std::io::{Read, Write};
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+pub use api::Connection;
+use api::{Api, Found, Written};
+use lease::{Holder, LeaseTiming, Taken};
+
+use super::{Backend, LeaseGuard, Stamp, Stored, Version};
+use crate::vault::error::VaultError;
+use crate::vault::location::{KvPath, Location};
+
+/// The one field a vault secret holds.
+const FIELD: &str = "age";
+
+/// A vault kept in a KV version 2 secret.
+pub struct OpenBaoBackend {
+    location: Location,
+    kv: KvPath,
+    lock: KvPath,
+    api: Api,
+    holder: Holder,
+    timing: LeaseTiming,
+    /// Who held the lease when this process last found it taken.
+    busy: Mutex<Option<String>>,
+    /// The version read or written last, to say whether an older one is kept.
+    last_version: Mutex<u64>,
+}
+
+impl OpenBaoBackend {
+    pub fn new(kv: &KvPath, connection: Connection) -> Result<Self, VaultError> {
+        let timing = LeaseTiming::for_http_timeout(connection.timeout);
+        Ok(Self {
+            location: Location::OpenBao(Box::new(kv.clone())),
+            lock: kv.sibling(format!("{}.lock", kv.path)),
+            kv: kv.clone(),
+            api: Api::new(connection)?,
+            holder: Holder::default(),
+            timing,
+            busy: Mutex::default(),
+            last_version: Mutex::default(),
+        })
+    }
+
+    /// The lease's timing, which follows from the HTTP timeout.
+    pub fn timing(&self) -> LeaseTiming {
+        self.timing
+    }
+
+    /// The armored ciphertext of `ciphertext`, as the field holds it.
+    fn armored(ciphertext: &[u8]) -> Result<serde_json::Map<String, Value>, VaultError> {
+        let encode = || -> std::io::Result<Vec<u8>> {
+            let mut out = age::armor::ArmoredWriter::wrap_output(
+                Vec::with_capacity(ciphertext.len() * 4 / 3 + 128),
+                age::armor::Format::AsciiArmor,
+            )?;
+            out.write_all(ciphertext)?;
+            out.finish()
+        };
+        let text = encode()
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(|| VaultError::Encrypt("cannot armor the ciphertext".into()))?;
+        let mut fields = serde_json::Map::new();
+        fields.insert(FIELD.into(), Value::String(text));
+        Ok(fields)
+    }
+
+    /// The ciphertext a vault secret holds; a secret of another kind is refused by name.
+    fn ciphertext(&self, fields: &serde_json::Map<String, Value>) -> Result<Vec<u8>, VaultError> {
+        let not_ours = || {
+            let names: Vec<&str> = fields.keys().map(String::as_str).take(8).collect();
+            VaultError::Remote(format!(
+                "{} holds a secret that is not a tokdeck vault (its fields: {}): choose another path, or move that secret",
+                self.location,
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            ))
+        };
+        let text = fields
+            .get(FIELD)
+            .and_then(Value::as_str)
+            .ok_or_else(not_ours)?;
+        if !text
+            .trim_start()
+            .starts_with("-----BEGIN AGE ENCRYPTED FILE-----")
+        {
+            return Err(not_ours());
+        }
+        let mut binary = Vec::with_capacity(text.len() * 3 / 4);
+        age::armor::ArmoredReader::new(text.as_bytes())
+            .read_to_end(&mut binary)
+            .map_err(|e| VaultError::corrupt(&self.location, format!("bad armor: {e}")))?;
+        Ok(binary)
+    }
+
+    fn remember(&self, version: u64) {
+        *self
+            .last_version
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = version;
+    }
+}
+
+impl Backend for OpenBaoBackend {
+    fn location(&self) -> &Location {
+        &self.location
+    }
+
+    fn probe(&self) -> Option<Version> {
+        match self.api.current_version(&self.kv) {
+            Ok(version) => version.map(Version::Revision),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot probe the vault's version");
+                None
+            }
+        }
+    }
+
+    fn open(&self) -> Result<Stored, VaultError> {
+        let secret = match self.api.read(&self.kv)? {
+            Found::Secret(secret) => secret,
+            Found::Nothing { .. } => {
+                self.api.check_engine(&self.kv)?;
+                return Err(VaultError::NotFound(self.location.clone()));
+            }
+        };
+        let binary = self.ciphertext(&secret.fields)?;
+        self.remember(secret.version);
+        Ok(Stored {
+            stamp: Stamp::of(&binary),
+            version: Some(Version::Revision(secret.version)),
+            reader: Box::new(std::io::Cursor::new(binary)),
+        })
+    }
+
+    fn commit(
+        &self,
+        ciphertext: &[u8],
+        expected: Option<Version>,
+    ) -> Result<Option<Version>, VaultError> {
+        let Some(Version::Revision(cas)) = expected else {
+            return Err(VaultError::Conflict(self.location.clone()));
+        };
+        match self.api.write(&self.kv, &Self::armored(ciphertext)?, cas)? {
+            Written::Stored { version } => {
+                self.remember(version);
+                Ok(Some(Version::Revision(version)))
+            }
+            Written::Conflict => Err(VaultError::Conflict(self.location.clone())),
+        }
+    }
+
+    fn create(&self, ciphertext: &[u8]) -> Result<Option<Version>, VaultError> {
+        self.api.check_engine(&self.kv)?;
+        let cas = match self.api.read(&self.kv)? {
+            Found::Secret(_) => return Err(VaultError::AlreadyExists(self.location.clone())),
+            Found::Nothing { version } => version,
+        };
+        match self.api.write(&self.kv, &Self::armored(ciphertext)?, cas)? {
+            Written::Stored { version } => {
+                self.remember(version);
+                Ok(Some(Version::Revision(version)))
+            }
+            Written::Conflict => Err(VaultError::AlreadyExists(self.location.clone())),
+        }
+    }
+
+    fn try_lease(&self) -> Result<Option<LeaseGuard>, VaultError> {
+        match lease::try_take(&self.api, &self.lock, &self.holder, self.timing)? {
+            Taken::Held(held) => Ok(Some(held)),
+            Taken::Busy(who) => {
+                *self
+                    .busy
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(who);
+                Ok(None)
+            }
+        }
+    }
+
+    fn lease_name(&self) -> String {
+        let who = self
+            .busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(|| "another process".into());
+        format!(
+            "its lease {} is held by {who}; a lease whose holder died runs out within {}s",
+            self.lock.kv_name(),
+            self.timing.ttl.as_secs()
+        )
+    }
+
+    fn lease_retry_every(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(250)
+    }
+
+    fn has_previous(&self) -> bool {
+        *self
+            .last_version
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            > 1
+    }
+}

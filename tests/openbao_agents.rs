@@ -1,0 +1,246 @@
+//! Two agents on two "machines" (two homes, two age keys, both recipients) keeping one vault
+//! in a real OpenBao server alive against a real Doorkeeper server: one rotation chain under
+//! strict rotation with both refreshing at once, and the lease holder killed mid-refresh.
+
+// Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
+mod common;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::doorkeeper::{App, Doorkeeper, Options, Rotation};
+use common::openbao::OpenBao;
+use common::{Env, stderr, stdout, tool};
+
+const OOB: &str = "urn:ietf:wg:oauth:2.0:oob";
+const PROFILES: [&str; 3] = ["a", "b", "c"];
+
+/// Short timeouts: a lease of 10 s (see `LeaseTiming`), refreshes 4 s before the 6 s access
+/// tokens end, and the agent looking every second.
+const CONFIG: &str = "http_timeout = \"2s\"\nrefresh_margin = \"4s\"\nagent_interval = \"1s\"\n";
+
+/// A running agent whose stderr goes to a file; killed on drop.
+struct Agent {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Agent {
+    fn start(env: &Env) -> Self {
+        let log = env.home().join("agent.log");
+        let child = env
+            .command(&["agent"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !env.agent_socket().exists() {
+            assert!(Instant::now() < deadline, "the agent did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, log }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn said(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The laptop (which creates the vault) and a second machine with a key of its own.
+fn two_machines(bao: &OpenBao, path: &str) -> (Env, Env) {
+    let laptop = Env::team(bao, path);
+    let location = bao.location(path);
+    let other = Env::empty_with(&[("TOKDECK_VAULT", &location), ("BAO_TOKEN", &bao.token)]);
+    std::fs::create_dir_all(other.identity().parent().unwrap()).unwrap();
+    let out = tool("age-keygen")
+        .arg("-o")
+        .arg(other.identity())
+        .output()
+        .unwrap();
+    let public = String::from_utf8(out.stderr).unwrap();
+    let public = public.trim().trim_start_matches("Public key: ");
+    let out = laptop.run(&["recipients", "add", public]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for env in [&laptop, &other] {
+        env.write_config(CONFIG);
+    }
+    (laptop, other)
+}
+
+/// Adds and authorizes every profile from `env`.
+fn authorized(env: &Env, server: &Doorkeeper, app: &App) {
+    for name in PROFILES {
+        let base = server.base_url();
+        let args = [
+            "add",
+            name,
+            "--client-id",
+            &app.uid,
+            "--base-url",
+            &base,
+            "--redirect-uri",
+            OOB,
+            "--auto-refresh",
+        ];
+        let out = env.run_with_stdin(&args, &app.secret);
+        assert!(out.status.success(), "add: {}", stderr(&out));
+        let out = env.run(&["authorize", name, "--no-browser"]);
+        let landing = server.approve(stdout(&out).trim());
+        let out = env.run(&["exchange", name, &landing]);
+        assert!(out.status.success(), "exchange: {}", stderr(&out));
+    }
+}
+
+/// Every profile's chain is whole: the stored access token works, and a refresh from `env`
+/// (without its agent) is accepted.
+fn every_chain_is_whole(env: &Env, server: &Doorkeeper) {
+    for name in PROFILES {
+        let out = env.run(&["--no-agent", "refresh", name]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let access = env.stored(name, "access_token");
+        assert!(
+            server.token_works(&access),
+            "{name}'s stored token is refused"
+        );
+    }
+}
+
+/// Under strict rotation (the old refresh token dies the moment a new one is issued), two
+/// agents keeping every token alive, and both machines forcing refreshes of one profile, all
+/// at once for 25 s: every refresh request is sent under the lease, with the token the last
+/// save left, so no chain ever forks.
+#[test]
+fn two_agents_and_two_machines_refreshing_at_once_keep_one_chain_under_strict_rotation() {
+    let server = Doorkeeper::start_with(Options {
+        rotation: Rotation::Immediate,
+        ttl: 6,
+        ..Options::default()
+    });
+    let bao = OpenBao::start();
+    let (laptop, other) = two_machines(&bao, "fleet");
+    let app = server.register(OOB);
+    authorized(&laptop, &server, &app);
+    let agents = [Agent::start(&laptop), Agent::start(&other)];
+    let until = Instant::now() + Duration::from_secs(25);
+    let mut forced = Vec::new();
+    while Instant::now() < until {
+        for env in [&laptop, &other] {
+            forced.push(env.run(&["--no-agent", "refresh", "a"]));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for out in &forced {
+        assert!(
+            !stderr(out).contains("authorize again"),
+            "a chain forked: {}",
+            stderr(out)
+        );
+    }
+    let refreshed: usize = forced
+        .iter()
+        .map(|out| stderr(out).matches(": refreshed").count())
+        .sum();
+    assert!(
+        refreshed >= 20,
+        "only {refreshed} forced refreshes went through"
+    );
+    for agent in &agents {
+        let said = agent.said();
+        assert!(!said.contains("authorize again"), "{said}");
+        assert!(
+            said.contains(": new token saved"),
+            "this agent never refreshed: {said}"
+        );
+    }
+    // Status through either agent is current: every profile fine.
+    for env in [&laptop, &other] {
+        let out = env.run(&["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for profile in status.as_array().unwrap() {
+            assert_eq!(profile["state"], "ok", "{profile}");
+        }
+    }
+    drop(agents);
+    every_chain_is_whole(&other, &server);
+}
+
+/// The agent holding the lease is killed (most likely mid-refresh: with 6 s tokens and a
+/// 4 s margin one is always under way); the other agent takes over once the lease ran out
+/// and keeps every token alive.
+#[test]
+fn killing_the_lease_holder_mid_refresh_the_other_machine_carries_on() {
+    let server = Doorkeeper::start_with(Options {
+        rotation: Rotation::Previous,
+        ttl: 6,
+        ..Options::default()
+    });
+    let bao = OpenBao::start();
+    let (laptop, other) = two_machines(&bao, "failover");
+    let app = server.register(OOB);
+    authorized(&laptop, &server, &app);
+    let mut agents = vec![Agent::start(&laptop), Agent::start(&other)];
+    // Wait until one of them holds the lease, then kill that one.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let holder = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no agent took the lease: {}\n{}",
+            agents[0].said(),
+            agents[1].said()
+        );
+        let lock = &bao.read("failover.lock")["data"];
+        let held_by = lock["holder"].as_str().unwrap_or_default().to_string();
+        let holding = agents
+            .iter()
+            .position(|a| held_by.contains(&format!(" pid {} ", a.pid())));
+        if let (true, Some(at)) = (lock["state"] == "held", holding) {
+            break at;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let killed_at = chrono::Utc::now();
+    let mut dead = agents.remove(holder);
+    let _ = dead.child.kill();
+    let _ = dead.child.wait();
+    let survivor = &agents[0];
+    let env = if holder == 0 { &other } else { &laptop };
+    // Within the lease (10 s) plus a token's life, every token is renewed after the kill.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = env.vault_text();
+        let renewed = PROFILES.iter().all(|name| {
+            let at = env.stored(name, "obtained_at");
+            chrono::DateTime::parse_from_rfc3339(&at).is_ok_and(|at| at > killed_at)
+        });
+        if renewed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the survivor did not carry on:\n{}\n{text}",
+            survivor.said()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        !survivor.said().contains("authorize again"),
+        "{}",
+        survivor.said()
+    );
+    drop(agents);
+    every_chain_is_whole(env, &server);
+}
