@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::duration::{parse_duration_arg, parse_refresh_window};
+use crate::duration::parse_refresh_window;
 use crate::vault::{AuthMethod, GrantType, OwnerType, Provider};
 
 /// `--provider`: a server preset.
@@ -321,6 +321,11 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<RecipientsCommand>,
     },
+    /// Copy the vault, still encrypted, to another place: a file or a secret in OpenBao
+    Vault {
+        #[command(subcommand)]
+        action: VaultCommand,
+    },
     /// Print shell completions
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -440,160 +445,8 @@ pub struct EditArgs {
     pub env_var: Option<String>,
 }
 
-#[derive(Debug, Args)]
-pub struct AuditArgs {
-    /// Only this profile's entries
-    pub name: Option<String>,
-    /// Only entries this recent (e.g. 7d, 12h)
-    #[arg(long, value_parser = parse_duration_arg, value_name = "DUR")]
-    pub since: Option<Duration>,
-    /// One JSON object per line, as the log keeps them
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct ExportArgs {
-    /// Profiles to export [default: all]
-    pub names: Vec<String>,
-    /// Include client secrets: the file is then encrypted to --recipient
-    #[arg(long)]
-    pub with_secrets: bool,
-    /// Who may read an export with secrets (age1... or "ssh-ed25519 ..."); repeat for a team
-    #[arg(long = "recipient", value_name = "R", requires = "with_secrets")]
-    pub recipients: Vec<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct ImportArgs {
-    /// A file made by `tokdeck export` (plain TOML, or encrypted to your key)
-    pub file: std::path::PathBuf,
-    /// Take the file's settings for profiles that exist already (their tokens stay)
-    #[arg(long)]
-    pub replace: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct ImportTokenArgs {
-    /// Profile name
-    pub name: String,
-    /// Read the answer from this file instead of stdin
-    #[arg(long, value_name = "FILE")]
-    pub file: Option<std::path::PathBuf>,
-    /// When the server issued the token (RFC 3339) [default: now]
-    #[arg(long, value_name = "TIME")]
-    pub obtained_at: Option<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct TokenArgs {
-    /// Profile name
-    pub name: String,
-    /// Refresh first unless the token stays valid at least this long (e.g. 10m)
-    #[arg(long, value_parser = parse_duration_arg, value_name = "DUR")]
-    pub min_valid: Option<Duration>,
-    /// Print `Authorization: Bearer TOKEN` (for curl -H @-)
-    #[arg(long)]
-    pub header: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct ExecArgs {
-    /// Profile name
-    pub name: String,
-    /// Refresh first unless the token stays valid at least this long (e.g. 10m)
-    #[arg(long, value_parser = parse_duration_arg, value_name = "DUR")]
-    pub min_valid: Option<Duration>,
-    /// The variable that holds the token [default: the profile's, else TOKDECK_ACCESS_TOKEN]
-    #[arg(long = "env", value_name = "VAR", value_parser = parse_env_var)]
-    pub env: Option<String>,
-    /// The command and its arguments, after `--`
-    #[arg(last = true, required = true, value_name = "CMD")]
-    pub command: Vec<std::ffi::OsString>,
-}
-
-#[derive(Debug, Args)]
-pub struct ApiArgs {
-    /// Profile name
-    pub name: String,
-    /// Path under the profile's API base, e.g. /api/2025-04-01/resources/employees/employees
-    pub path: String,
-    /// HTTP method [default: GET, or POST with --data]
-    #[arg(short = 'X', long = "method", value_name = "METHOD")]
-    pub method: Option<String>,
-    /// Request body: text, @FILE, or - for stdin
-    #[arg(short = 'd', long = "data", value_name = "DATA")]
-    pub data: Option<String>,
-    /// An extra header, 'Name: value' (repeatable)
-    #[arg(short = 'H', long = "header", value_name = "HEADER")]
-    pub headers: Vec<String>,
-    /// Print the status line and headers before the body
-    #[arg(short = 'i', long = "include")]
-    pub include: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct AgentArgs {
-    #[command(subcommand)]
-    pub action: Option<AgentAction>,
-    /// Print a systemd user unit that runs the agent, and exit
-    #[arg(long)]
-    pub systemd_unit: bool,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AgentAction {
-    /// Whether an agent runs, since when, for which vault, and what it did last
-    Status,
-    /// Stop the running agent (it finishes refreshes in flight first)
-    Stop,
-}
-
-/// An environment variable name: letters, digits and `_`, not starting with a digit.
-pub fn parse_env_var(text: &str) -> Result<String, String> {
-    crate::vault::validate::validate_env_var(text).map_err(|e| e.to_string())
-}
-
-#[derive(Debug, Args)]
-pub struct StatusArgs {
-    /// Print a JSON array instead of a table
-    #[arg(long)]
-    pub json: bool,
-    /// Warn about anything ending within this [default: config `warn`, 1d]
-    #[arg(long, value_parser = parse_duration_arg, value_name = "DUR")]
-    pub warn: Option<Duration>,
-}
-
-#[derive(Debug, Args)]
-pub struct AuthorizeArgs {
-    /// Profile name
-    pub name: String,
-    /// Wait for the redirect on the loopback redirect URI, check state, exchange the code
-    #[arg(long)]
-    pub listen: bool,
-    /// Never try to open a browser
-    #[arg(long)]
-    pub no_browser: bool,
-    /// How long --listen waits for the redirect
-    #[arg(long, value_parser = parse_duration_arg, default_value = "5m", value_name = "DUR")]
-    pub timeout: Duration,
-    /// Device login: do not draw the login address as a QR code
-    #[arg(long)]
-    pub no_qr: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct RefreshArgs {
-    /// Profile name
-    #[arg(required_unless_present = "all", conflicts_with = "all")]
-    pub name: Option<String>,
-    /// Refresh every profile that has a refresh token
-    #[arg(long)]
-    pub all: bool,
-    /// Only refresh when the access token ends within this
-    #[arg(long, value_parser = parse_duration_arg, value_name = "DUR")]
-    pub if_expiring_within: Option<Duration>,
-}
+mod args;
+pub use args::*;
 
 #[cfg(test)]
 mod tests;

@@ -98,12 +98,20 @@ fn lock_file(vault: &Location) -> anyhow::Result<PathBuf> {
 }
 
 /// A systemd user unit that runs the agent for the current vault and identity.
-pub fn systemd_unit(exe: &Path, vault: &Path, identity: Option<&Path>) -> String {
-    let mut exec = format!("{} --vault {}", exe.display(), vault.display());
+pub fn systemd_unit(exe: &Path, vault: &str, identity: Option<&Path>) -> String {
+    let mut exec = format!("{} --vault {vault}", exe.display());
     if let Some(identity) = identity {
         exec.push_str(" --identity ");
         exec.push_str(&identity.display().to_string());
     }
+    // The token stays out of the unit, which anyone on the machine may read.
+    let openbao = if vault.starts_with("openbao") {
+        "# The OpenBao token: ~/.vault-token (bao login), or a file of your own (mode 0600)\n\
+         # holding BAO_TOKEN=..., named here:\n\
+         # EnvironmentFile=%h/.config/tokdeck/openbao.env\n"
+    } else {
+        ""
+    };
     format!(
         "# ~/.config/systemd/user/tokdeck-agent.service\n\
          # systemctl --user daemon-reload && systemctl --user enable --now tokdeck-agent\n\
@@ -112,6 +120,7 @@ pub fn systemd_unit(exe: &Path, vault: &Path, identity: Option<&Path>) -> String
          \n\
          [Service]\n\
          ExecStart={exec} agent\n\
+         {openbao}\
          Restart=on-failure\n\
          RestartSec=30\n\
          # The agent holds every secret of the vault in memory: no core dumps of it.\n\

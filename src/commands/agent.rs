@@ -12,7 +12,10 @@ use crate::context::Context;
 pub async fn run(ctx: &Context, args: &AgentArgs) -> anyhow::Result<i32> {
     if args.systemd_unit {
         let exe = std::env::current_exe()?;
-        let vault = std::path::absolute(ctx.vault_path()?)?;
+        let vault = match ctx.vault_location()? {
+            crate::vault::Location::File(path) => std::path::absolute(path)?.display().to_string(),
+            elsewhere @ crate::vault::Location::OpenBao(_) => elsewhere.to_string(),
+        };
         let identity = ctx.identity_path().map(std::path::absolute).transpose()?;
         crate::output::print(&agent::systemd_unit(&exe, &vault, identity.as_deref()))?;
         return Ok(0);
@@ -28,8 +31,8 @@ async fn running(ctx: &Context) -> anyhow::Result<Client> {
     Client::for_vault(ctx).await.ok_or_else(|| {
         anyhow!(
             "no agent runs for {} (socket {}): start one with `tokdeck agent`",
-            ctx.vault_path()
-                .map(|p| p.display().to_string())
+            ctx.vault_location()
+                .map(|l| l.to_string())
                 .unwrap_or_default(),
             agent::socket_path().display()
         )

@@ -11,6 +11,7 @@ pub mod recipients;
 pub mod server_args;
 pub mod share;
 pub mod status;
+pub mod vault;
 
 use clap::CommandFactory;
 
@@ -44,6 +45,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Check { name }) => oauth::check(&ctx, name).await.map(|()| 0),
         Some(Command::Revoke { name }) => oauth::revoke(&ctx, name).await.map(|()| 0),
         Some(Command::Recipients { action }) => recipients::run(&ctx, action.as_ref()).map(|()| 0),
+        Some(Command::Vault { action }) => vault::run(&ctx, action).map(|()| 0),
         Some(Command::Completions { shell }) => {
             // Generated into memory: clap_complete panics when writing to a closed pipe.
             let mut script = Vec::new();
