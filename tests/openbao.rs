@@ -85,6 +85,16 @@ fn the_whole_flow_with_the_vault_in_openbao_stores_only_ciphertext() {
     assert_eq!(lock_entry(&bao, "team/payroll")["state"], "released");
     // The reference age CLI opens it with the member's key.
     assert!(env.vault_text().contains(&refreshed));
+    // The agent's unit names the location, and says where the token comes from without it.
+    let unit = stdout(&env.run(&["agent", "--systemd-unit"]));
+    assert!(
+        unit.contains(&format!("--vault {}", bao.location("team/payroll"))),
+        "{unit}"
+    );
+    assert!(
+        unit.contains("EnvironmentFile") && !unit.contains(&bao.token),
+        "{unit}"
+    );
 }
 
 #[test]
@@ -334,4 +344,47 @@ fn a_sealed_server_is_named_as_sealed() {
     assert!(reply.status == 204 || reply.status == 200, "{}", reply.body);
     let out = env.run(&["status"]);
     assert_one_line_error(&out, "is sealed: unseal it");
+}
+
+/// `vault copy` moves a vault file into OpenBao and back out, still encrypted, and never
+/// over an existing vault.
+#[test]
+fn a_vault_file_moves_into_openbao_and_back_out() {
+    let bao = OpenBao::start();
+    let server = MockServer::start();
+    let env = Env::new();
+    env.authorized_profile("p", &server, &[]);
+    let location = bao.location("moved/in");
+    let out = env
+        .command(&["vault", "copy", &location])
+        .env("BAO_TOKEN", &bao.token)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("then remove"), "{}", stderr(&out));
+    let token = server.last_access_token().unwrap();
+    let team = |args: &[&str]| {
+        env.command(args)
+            .env("TOKDECK_VAULT", &location)
+            .env("BAO_TOKEN", &bao.token)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(stdout(&team(&["token", "p"])).trim(), token);
+    // Copying again, onto what is there now, is refused.
+    let out = env
+        .command(&["vault", "copy", &location])
+        .env("BAO_TOKEN", &bao.token)
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "a vault already exists");
+    // And back out, to a file.
+    let back = env.home().join("back/vault.age");
+    let out = team(&["vault", "copy", back.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env
+        .command(&["--vault", back.to_str().unwrap(), "token", "p"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out).trim(), token, "{}", stderr(&out));
 }

@@ -67,6 +67,9 @@ pub struct Store {
     /// Profiles whose newer tokens were kept over an older file (see [`super::rollback`]) and
     /// are not yet written back.
     kept: Mutex<Vec<String>>,
+    /// Until when what the store holds counts as current without asking the backend again
+    /// (see [`Backend::fresh_for`]); cleared whenever the lease is taken.
+    fresh_until: Mutex<Option<Instant>>,
 }
 
 impl Store {
@@ -100,6 +103,7 @@ impl Store {
         sealing: Sealing,
         snapshot: Snapshot,
     ) -> Self {
+        let backend_fresh_for = backend.fresh_for();
         Self {
             backend,
             unlock,
@@ -108,6 +112,7 @@ impl Store {
             lease: Arc::default(),
             lock_wait: DEFAULT_LOCK_WAIT,
             kept: Mutex::default(),
+            fresh_until: Mutex::new(Some(Instant::now() + backend_fresh_for)),
         }
     }
 
@@ -188,6 +193,23 @@ impl Store {
 
     /// Re-reads the file; returns whether it differed from what this store last saw.
     fn refresh_snapshot(&self, snap: &mut Snapshot) -> Result<bool, VaultError> {
+        let checked_at = Instant::now();
+        if lock_ignoring_poison(&self.fresh_until).is_some_and(|until| checked_at < until) {
+            return Ok(false);
+        }
+        let changed = self.reread(snap)?;
+        *lock_ignoring_poison(&self.fresh_until) = Some(checked_at + self.backend.fresh_for());
+        Ok(changed)
+    }
+
+    /// Reads the version another writer left, whatever was read a moment ago.
+    fn reread_after_conflict(&self, snap: &mut Snapshot) -> Result<bool, VaultError> {
+        *lock_ignoring_poison(&self.fresh_until) = None;
+        self.refresh_snapshot(snap)
+    }
+
+    /// Asks the backend whether the vault changed, and reads it when it did.
+    fn reread(&self, snap: &mut Snapshot) -> Result<bool, VaultError> {
         let now = self.backend.probe();
         if now.is_some() && now == snap.version {
             return Ok(false);
@@ -256,6 +278,8 @@ impl Store {
                     });
                 }
                 if let Some(guard) = self.backend.try_lease()? {
+                    // Another process may have saved until this moment.
+                    *lock_ignoring_poison(&self.fresh_until) = None;
                     state.holders = 1;
                     state.guard = Some(guard);
                     return Ok(Lease {
@@ -353,7 +377,7 @@ impl Store {
         let version = match self.backend.commit(&ciphertext, expected) {
             Err(conflict @ VaultError::Conflict(_)) => {
                 // Another writer's version is there: read it, so the next try starts from it.
-                self.refresh_snapshot(&mut snap)?;
+                self.reread_after_conflict(&mut snap)?;
                 return Err(conflict);
             }
             committed => committed?,
@@ -383,7 +407,7 @@ impl Store {
     ) -> Result<Option<super::backend::Version>, VaultError> {
         let committed = self.backend.commit(ciphertext, snap.version);
         if matches!(committed, Err(VaultError::Conflict(_))) {
-            self.refresh_snapshot(snap)?;
+            self.reread_after_conflict(snap)?;
         }
         committed
     }

@@ -109,6 +109,13 @@ pub trait Backend: Send + Sync {
     /// What holds the lease, for the error when it stays taken.
     fn lease_name(&self) -> String;
 
+    /// How long a read may count what was read as current without asking again. Writes always
+    /// ask: taking the lease clears it. A file is asked every time (a `stat`); a server,
+    /// where asking is a round trip, not within a moment of the last answer.
+    fn fresh_for(&self) -> Duration {
+        Duration::ZERO
+    }
+
     /// How often a waiting writer tries the lease again.
     fn lease_retry_every(&self) -> Duration {
         Duration::from_millis(25)

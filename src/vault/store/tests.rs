@@ -408,6 +408,10 @@ struct Memory {
     /// Commits still to refuse as if another writer always came first.
     storm: std::sync::Arc<Mutex<u32>>,
     leased: std::sync::Arc<Mutex<bool>>,
+    /// How long reads may count as current ([`Backend::fresh_for`]).
+    fresh_for: Duration,
+    /// How many times the version was asked for.
+    probes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 struct MemoryLease(std::sync::Arc<Mutex<bool>>);
@@ -427,7 +431,13 @@ impl Backend for Memory {
         &MEMORY
     }
 
+    fn fresh_for(&self) -> Duration {
+        self.fresh_for
+    }
+
     fn probe(&self) -> Option<Version> {
+        self.probes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         lock_ignoring_poison(&self.stored)
             .as_ref()
             .map(|(_, n)| Version::Revision(*n))
@@ -591,4 +601,52 @@ fn a_storm_of_conflicts_ends_in_an_error_after_bounded_tries_and_writes_nothing(
     );
     assert_eq!(memory.probe(), before, "nothing written");
     assert!(two.profile("never").unwrap().is_none());
+}
+
+#[test]
+fn a_backend_asked_by_round_trip_is_asked_once_a_moment_for_reads_and_always_under_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.txt");
+    let id = IdentityFile::generate(&key).unwrap();
+    let memory = Memory {
+        fresh_for: Duration::from_secs(60),
+        ..Memory::default()
+    };
+    let sealing = Sealing::Recipients(id.recipients.clone());
+    create_in(&memory, &mut VaultData::default(), &sealing).unwrap();
+    let unlock =
+        || Unlock::Identity(IdentityFile::load(&key, crate::vault::crypto::NoPrompt).unwrap());
+    let one = Store::open_in(Box::new(memory.clone()), unlock()).unwrap();
+    let two = Store::open_in(Box::new(memory.clone()), unlock()).unwrap();
+    let probes = || memory.probes.load(std::sync::atomic::Ordering::Relaxed);
+    let before = probes();
+    // Reads right after the open ask nothing more.
+    assert!(one.profile("a").unwrap().is_none());
+    one.snapshot().unwrap();
+    assert_eq!(probes(), before);
+    // Another writer saves; a write here takes the lease, so it reads that save first.
+    two.update(|d| d.insert(named("theirs"))).unwrap().unwrap();
+    one.update(|d| d.insert(named("ours"))).unwrap().unwrap();
+    let names: Vec<String> = two
+        .snapshot()
+        .unwrap()
+        .profiles
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["theirs"], "two still counts its read as current");
+    let lease = two.lease().unwrap();
+    let names: Vec<String> = two
+        .snapshot()
+        .unwrap()
+        .profiles
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["theirs", "ours"],
+        "under the lease, reads ask again"
+    );
+    drop(lease);
 }

@@ -207,6 +207,11 @@ impl Backend for OpenBaoBackend {
         )
     }
 
+    /// A command that reads the vault and then one profile asks once, not twice.
+    fn fresh_for(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(500)
+    }
+
     fn lease_retry_every(&self) -> std::time::Duration {
         std::time::Duration::from_millis(250)
     }
