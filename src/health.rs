@@ -76,9 +76,10 @@ pub fn renewal_due(
 }
 
 /// The agent's keep-alive rule: refresh when the access token is due (for profiles that ask
-/// for auto-refresh; for app tokens, that is all), or, for every refreshable profile, when its refresh window ends within
-/// `horizon` (capped at half the window, so a short window is renewed half-way, not on every
-/// look). A token whose window is over is left alone: only a person can authorize again.
+/// for auto-refresh; for app tokens, that is all), or, for every refreshable profile, when its
+/// refresh window ends within `horizon` (capped at half the window, so a short window is
+/// renewed half-way, not on every look). A token whose window is over is left alone: only a
+/// person can authorize again.
 pub fn keepalive_due(
     profile: &Profile,
     token: &Token,
@@ -86,22 +87,40 @@ pub fn keepalive_due(
     margin: Duration,
     horizon: Duration,
 ) -> bool {
-    let auto_refresh = profile.auto_refresh;
+    keepalive_at(profile, token, now, margin, horizon).is_some_and(|at| at <= now)
+}
+
+/// When [`keepalive_due`] next holds for this token: the agent sleeps until the earliest of
+/// these. `None` when it never will (no expiry, no refresh token, a window already over).
+pub fn keepalive_at(
+    profile: &Profile,
+    token: &Token,
+    now: DateTime<Utc>,
+    margin: Duration,
+    horizon: Duration,
+) -> Option<DateTime<Utc>> {
+    let access_due = || {
+        let expires = token.expires_at?;
+        let margin = refresh_margin_for(token, margin)?;
+        Some(expires - chrono::Duration::seconds(crate::duration::secs_i64(margin)))
+    };
     // An app token has no window to keep open: it is renewed when due, if asked to be.
     if profile.renews_by_itself() {
-        return auto_refresh && renewal_due(profile, token, now, margin);
+        return access_due().filter(|_| profile.auto_refresh);
     }
     if token.refresh_token.is_none() || token.refresh_expires_at.is_some_and(|end| end <= now) {
-        return false;
+        return None;
     }
-    if auto_refresh && refresh_due(token, now, margin) {
-        return true;
-    }
-    token.refresh_expires_at.is_some_and(|end| {
+    let access = access_due().filter(|_| profile.auto_refresh);
+    let window = token.refresh_expires_at.map(|end| {
         let window = u64::try_from((end - token.obtained_at).num_seconds()).unwrap_or(0);
         let horizon = horizon.as_secs().min(window / 2);
-        seconds_until(end, now) <= i64::try_from(horizon).unwrap_or(i64::MAX)
-    })
+        end - chrono::Duration::seconds(i64::try_from(horizon).unwrap_or(i64::MAX))
+    });
+    match (access, window) {
+        (Some(a), Some(w)) => Some(a.min(w)),
+        (a, w) => a.or(w),
+    }
 }
 
 /// Whether refreshing makes no sense at all: the token never expires and there is no refresh

@@ -23,19 +23,49 @@ struct Attempts {
 }
 
 /// What the app remembers about its own auto-refresh attempts.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AutoRefresh {
     attempts: HashMap<String, Attempts>,
+    /// The least time between two attempts for one profile.
+    min_interval: Duration,
+}
+
+/// The app's pacing: it looks every second, and never tries one profile twice within
+/// [`MIN_INTERVAL`].
+impl Default for AutoRefresh {
+    fn default() -> Self {
+        Self {
+            attempts: HashMap::new(),
+            min_interval: MIN_INTERVAL,
+        }
+    }
 }
 
 impl AutoRefresh {
+    /// The agent's pacing: it wakes at each token's deadline, so a token renewed successfully
+    /// may be renewed again as soon as it is due; failures still back off.
+    pub fn by_deadline() -> Self {
+        Self {
+            attempts: HashMap::new(),
+            min_interval: Duration::zero(),
+        }
+    }
+
+    /// When a profile that failed may be tried again, if it is waiting for that.
+    pub fn retry_at(&self, name: &str) -> Option<DateTime<Utc>> {
+        self.attempts
+            .get(name)
+            .filter(|a| a.failures > 0)
+            .map(|a| a.not_before)
+    }
+
     /// Whether the token obtained at `token` of profile `name` may be auto-refreshed now.
     pub fn may_try(&self, name: &str, token: DateTime<Utc>, now: DateTime<Utc>) -> bool {
         match self.attempts.get(name) {
             None => true,
             Some(a) => {
                 let new_token = a.token != token;
-                let backed_off = now >= a.not_before && now - a.at >= MIN_INTERVAL;
+                let backed_off = now >= a.not_before && now - a.at >= self.min_interval;
                 backed_off && (new_token || a.failures > 0)
             }
         }
@@ -50,7 +80,7 @@ impl AutoRefresh {
                 token,
                 at: now,
                 failures,
-                not_before: now + MIN_INTERVAL,
+                not_before: now + self.min_interval,
             },
         );
     }

@@ -141,12 +141,11 @@ fn the_agent_keeps_tokens_alive_and_notices_changes() {
     env.authorized_profile("later", &server, &[]);
     let reply = ask(&env, r#"{"v":1,"op":"token","profile":"later"}"#).unwrap();
     assert_eq!(reply["ok"], true, "{reply}");
+    // It says what it did last: the keep-alive refresh, or noticing that change.
     let info = ask(&env, r#"{"v":1,"op":"info"}"#).unwrap();
+    let last = info["info"]["last"].as_str().unwrap_or_default();
     assert!(
-        info["info"]["last"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("auto:"),
+        last.contains("auto:") || last.contains("the vault changed elsewhere"),
         "{info}"
     );
 }

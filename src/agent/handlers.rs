@@ -134,6 +134,7 @@ fn info(keeper: &Keeper, vault: &str) -> Reply {
             since: keeper.since,
             vault: vault.to_string(),
             last: keeper.last(),
+            wakeups: keeper.wakeups(),
         }),
         ..Reply::ok()
     }

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::supervisor::Supervisor;
 use crate::clock::Clock;
-use crate::health::keepalive_due;
+use crate::health::keepalive_at;
 use crate::pacing::AutoRefresh;
 use crate::vault::Store;
 use crate::worker::{Command, Event, Job, JobId};
@@ -28,6 +28,12 @@ pub struct Keeper {
     commands: Mutex<Option<mpsc::UnboundedSender<Command>>>,
     next_id: AtomicU64,
     state: Mutex<State>,
+    /// Wakes the keep-alive loop to plan again.
+    wake: tokio::sync::Notify,
+    /// How many times the keep-alive loop has woken.
+    wakeups: AtomicU64,
+    /// What `--metrics` serves.
+    pub metrics: super::metrics::Metrics,
 }
 
 #[derive(Default)]
@@ -55,7 +61,13 @@ impl Keeper {
             horizon: config.agent_horizon,
             commands: Mutex::new(Some(commands)),
             next_id: AtomicU64::new(1),
-            state: Mutex::default(),
+            state: Mutex::new(State {
+                pacing: AutoRefresh::by_deadline(),
+                ..State::default()
+            }),
+            wake: tokio::sync::Notify::new(),
+            wakeups: AtomicU64::new(0),
+            metrics: super::metrics::Metrics::new(),
         }
     }
 
@@ -119,10 +131,14 @@ impl Keeper {
 
     /// Runs a refresh for `profile` and returns its failure message, if any.
     pub async fn refresh(&self, profile: &str, job: Job) -> Result<(), String> {
-        match self.run(profile, job).await? {
+        let started = std::time::Instant::now();
+        let outcome = match self.run(profile, job).await? {
             Event::Failed { error, .. } => Err(error),
             _ => Ok(()),
-        }
+        };
+        self.metrics
+            .refreshed(profile, outcome.is_ok(), started.elapsed());
+        outcome
     }
 
     /// Takes the worker's events: logs them, and hands each final one to its waiter.
@@ -157,16 +173,21 @@ impl Keeper {
             if let Some(waiter) = waiter {
                 let _ = waiter.send(event);
             }
+            // The profile's next deadline follows from its new token, or its backoff.
+            self.wake();
         }
     }
 
-    /// Every `interval`: reload when the vault changed, then refresh what is due.
-    pub async fn keep_alive(self: Arc<Self>, interval: Duration, tasks: &Supervisor) {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// Refreshes each profile when it falls due: plans, starts what is due now, then sleeps
+    /// until the earliest next deadline, or until woken ([`Self::wake`]: a job ended, the
+    /// vault file changed), or `fallback` at the latest (a vault elsewhere has no watch; a
+    /// missed file event is caught there too).
+    pub async fn keep_alive(self: Arc<Self>, fallback: Duration, tasks: &Supervisor) {
         loop {
-            tick.tick().await;
-            for name in self.due().await {
+            self.wakeups.fetch_add(1, Ordering::Relaxed);
+            self.metrics.woke();
+            let plan = self.plan().await;
+            for name in plan.due {
                 let keeper = self.clone();
                 tasks.spawn_until_stop(async move {
                     let job = Job::Refresh {
@@ -175,17 +196,69 @@ impl Keeper {
                     let _ = keeper.refresh(&name, job).await;
                 });
             }
+            let now = self.clock.now();
+            let until_next = plan
+                .next
+                .map_or(fallback, |at| (at - now).to_std().unwrap_or_default());
+            // A floor, so that no deadline mistaken for "now" can spin the loop.
+            let sleep = until_next.clamp(MIN_SLEEP, fallback.max(MIN_SLEEP));
+            tokio::select! {
+                () = tokio::time::sleep(sleep) => {}
+                () = self.wake.notified() => {}
+            }
         }
     }
 
-    /// Profiles to refresh now: due by [`keepalive_due`], not busy, not backing off, and not
+    /// Wakes the keep-alive loop to plan again.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// How many times the keep-alive loop has woken.
+    pub fn wakeups(&self) -> u64 {
+        self.wakeups.load(Ordering::Relaxed)
+    }
+
+    /// What to refresh now, and when the next profile falls due: by [`keepalive_at`], not
+    /// busy (its end wakes the loop), not backing off (its retry time is a deadline), and not
     /// refused by the server before (a person has to look at those).
-    async fn due(&self) -> Vec<String> {
-        let store = self.store.clone();
+    async fn plan(&self) -> Plan {
         let now = self.clock.now();
+        let Some(candidates) = self.judged(now).await else {
+            return Plan::default();
+        };
+        let mut state = self.state();
+        let mut plan = Plan::default();
+        for (name, obtained_at, due_at) in candidates {
+            let next = if due_at > now {
+                Some(due_at)
+            } else if state.busy.contains(&name) {
+                None
+            } else if state.pacing.may_try(&name, obtained_at, now) {
+                state.pacing.tried(&name, obtained_at, now);
+                plan.due.push(name);
+                None
+            } else {
+                // Backing off after a failure; a token tried once waits for its successor.
+                state.pacing.retry_at(&name).filter(|at| *at > now)
+            };
+            plan.next = match (plan.next, next) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        plan
+    }
+
+    /// Reloads the vault when it changed and writes back newer tokens kept over an older
+    /// one; then every profile that will fall due, with its token and when. The vault is
+    /// judged where it lies (no copy of every profile each time).
+    async fn judged(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Option<Vec<(String, DateTime<Utc>, DateTime<Utc>)>> {
+        let store = self.store.clone();
         let (margin, horizon) = (self.refresh_margin, self.horizon);
-        // The vault is judged where it lies (no copy of every profile each interval); only the
-        // candidates come out, with the token they would refresh.
         let judged = tokio::task::spawn_blocking(move || {
             let changed = store.reload_if_changed()?.is_some();
             let kept = store.write_back_kept();
@@ -194,8 +267,10 @@ impl Keeper {
                     .iter()
                     .filter(|p| p.last_error.is_none())
                     .filter_map(|p| p.token.as_ref().map(|t| (p, t)))
-                    .filter(|(p, t)| keepalive_due(p, t, now, margin, horizon))
-                    .map(|(p, t)| (p.name.clone(), t.obtained_at))
+                    .filter_map(|(p, t)| {
+                        let at = keepalive_at(p, t, now, margin, horizon)?;
+                        Some((p.name.clone(), t.obtained_at, at))
+                    })
                     .collect::<Vec<_>>()
             })?;
             Ok::<_, crate::vault::VaultError>((changed, kept, candidates))
@@ -203,9 +278,10 @@ impl Keeper {
         .await;
         let Ok(Ok((changed, kept, candidates))) = judged else {
             tracing::warn!("cannot read the vault; will try again");
-            return Vec::new();
+            return None;
         };
         if changed {
+            self.metrics.reloaded();
             self.note("the vault changed elsewhere: reloaded");
         }
         match kept {
@@ -218,14 +294,18 @@ impl Keeper {
                 tracing::warn!(error = %e, "cannot save the newer tokens kept over an older vault; will try again");
             }
         }
-        let mut state = self.state();
-        let mut due = Vec::new();
-        for (name, obtained_at) in candidates {
-            if !state.busy.contains(&name) && state.pacing.may_try(&name, obtained_at, now) {
-                state.pacing.tried(&name, obtained_at, now);
-                due.push(name);
-            }
-        }
-        due
+        Some(candidates)
     }
+}
+
+/// The least the keep-alive loop sleeps.
+const MIN_SLEEP: Duration = Duration::from_millis(100);
+
+/// What the keep-alive loop does next.
+#[derive(Default)]
+struct Plan {
+    /// Profiles to refresh now.
+    due: Vec<String>,
+    /// When the next one falls due.
+    next: Option<DateTime<Utc>>,
 }

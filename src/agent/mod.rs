@@ -4,7 +4,9 @@
 //! - `server`: start and stop in order; `supervisor`: every task it starts, and the signals.
 //! - `listen`: the socket, its limits and peer checks, one task per connection;
 //!   `handlers`: the answer to each request.
-//! - `keeper`: the keep-alive schedule, and the worker whose results it waits for.
+//! - `keeper`: the keep-alive schedule (each profile's deadline), and the worker whose
+//!   results it waits for; `watch`: the vault file's changes, which wake it.
+//! - `metrics`: the Prometheus series; `scrape`: the `/metrics` endpoint that serves them.
 //! - `client`: how `token`, `exec`, `api` and `status` find and ask a running agent.
 //! - `place`: where the socket lives, and whether that place can be trusted.
 
@@ -12,10 +14,13 @@ pub mod client;
 mod handlers;
 mod keeper;
 mod listen;
+pub mod metrics;
 pub mod place;
 pub mod protocol;
+mod scrape;
 pub mod server;
 mod supervisor;
+mod watch;
 
 pub use place::socket_path;
 

@@ -114,6 +114,9 @@ pub struct Info {
     pub vault: String,
     /// The last thing it did, with its time.
     pub last: Option<String>,
+    /// How many times its keep-alive loop has woken (a busy loop shows here).
+    #[serde(default)]
+    pub wakeups: u64,
 }
 
 impl Reply {

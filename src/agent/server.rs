@@ -15,9 +15,21 @@ use crate::worker::WorkerHandle;
 /// How long the agent waits at shutdown for its tasks once the worker has finished.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// How the agent was asked to run.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
+}
+
 /// Runs the agent in the foreground until `agent stop`, SIGTERM or Ctrl-C.
-pub async fn run(ctx: &Context) -> anyhow::Result<()> {
+pub async fn run(ctx: &Context, options: Options) -> anyhow::Result<()> {
     harden();
+    // A metrics address that cannot be served is an error before anything starts.
+    let metrics = match options.metrics {
+        Some(address) => Some(super::scrape::bind(address).await?),
+        None => None,
+    };
     // Unlock once: any passphrase is asked now, and never again while the agent runs.
     let store = ctx.open_store()?;
     let vault = canonical(store.location());
@@ -38,19 +50,12 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
         let keeper = keeper.clone();
         pumping.spawn_until_stop(async move { keeper.pump(events).await });
     }
-    {
-        let (keeper, tasks) = (keeper.clone(), supervisor.clone());
-        let interval = ctx.config.agent_interval;
-        supervisor.spawn_until_stop(async move { keeper.keep_alive(interval, &tasks).await });
-    }
-    crate::note!(
-        "tokdeck agent: keeping {vault} alive (every {}), listening on {}",
-        format_duration(ctx.config.agent_interval),
-        socket.display()
-    );
+    let watcher = start_keeping(ctx, &keeper, &supervisor, metrics);
+    crate::note!("tokdeck agent: listening on {}", socket.display());
     tracing::info!(vault = %vault, socket = %socket.display(), "agent started");
     serve(&listener, &keeper, &vault, &supervisor).await;
     // Stop taking work, let refreshes in flight reach their save, then go.
+    drop(watcher);
     supervisor.stop();
     drop(listener);
     // Only the socket this agent made: one that replaced it belongs to someone else.
@@ -66,6 +71,43 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     tracing::info!("agent stopped");
     crate::note!("tokdeck agent: stopped");
     Ok(())
+}
+
+/// Starts the keep-alive loop, the watch on the vault file and the metrics endpoint; the
+/// watch lasts as long as what this returns.
+fn start_keeping(
+    ctx: &Context,
+    keeper: &Arc<Keeper>,
+    supervisor: &Supervisor,
+    metrics: Option<tokio::net::TcpListener>,
+) -> Option<notify::RecommendedWatcher> {
+    {
+        let (keeper, tasks) = (keeper.clone(), supervisor.clone());
+        let interval = ctx.config.agent_interval;
+        supervisor.spawn_until_stop(async move { keeper.keep_alive(interval, &tasks).await });
+    }
+    if let Some(listener) = metrics {
+        if let Ok(address) = listener.local_addr() {
+            crate::note!("tokdeck agent: metrics at http://{address}/metrics");
+        }
+        let (keeper, tasks, warn) = (keeper.clone(), supervisor.clone(), ctx.config.warn);
+        supervisor.spawn_until_stop(async move {
+            super::scrape::serve(listener, keeper, warn, tasks).await;
+        });
+    }
+    let watcher = super::watch::watch(keeper.store.location(), keeper);
+    let noticed = match &watcher {
+        Some(_) => "changes to the file at once".to_string(),
+        None => format!(
+            "changes every {}",
+            format_duration(ctx.config.agent_interval)
+        ),
+    };
+    crate::note!(
+        "tokdeck agent: keeping {} alive (each token when it falls due; {noticed})",
+        canonical(keeper.store.location())
+    );
+    watcher
 }
 
 /// Keeps the agent's memory, which holds every secret of the vault for as long as it runs, out

@@ -109,6 +109,12 @@ pub struct AgentArgs {
     /// Print a systemd user unit that runs the agent, and exit
     #[arg(long)]
     pub systemd_unit: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics: a port (loopback) or IP:PORT
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+    /// Allow --metrics on an address other machines can reach
+    #[arg(long, requires = "metrics")]
+    pub metrics_public: bool,
 }
 
 #[derive(Debug, Subcommand)]

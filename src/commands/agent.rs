@@ -21,7 +21,17 @@ pub async fn run(ctx: &Context, args: &AgentArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     match args.action {
-        None => server::run(ctx).await.map(|()| 0),
+        None => {
+            let metrics = args
+                .metrics
+                .as_deref()
+                .map(|text| agent::metrics::parse_address(text, args.metrics_public))
+                .transpose()
+                .map_err(|e| anyhow!(e))?;
+            server::run(ctx, server::Options { metrics })
+                .await
+                .map(|()| 0)
+        }
         Some(AgentAction::Status) => status(ctx).await,
         Some(AgentAction::Stop) => stop(ctx).await,
     }
@@ -47,12 +57,13 @@ async fn status(ctx: &Context) -> anyhow::Result<i32> {
         .info
         .ok_or_else(|| anyhow!("the agent did not say who it is"))?;
     let text = format!(
-        "agent pid {} running since {}\nvault  {}\nsocket {}\nlast   {}\n",
+        "agent pid {} running since {}\nvault  {}\nsocket {}\nlast   {}\nwakeups {}\n",
         info.pid,
         info.since.format("%Y-%m-%d %H:%M:%S UTC"),
         crate::display::untrusted(&info.vault),
         agent::socket_path().display(),
         crate::display::untrusted(info.last.as_deref().unwrap_or("nothing yet")),
+        info.wakeups,
     );
     crate::output::print(&text)?;
     Ok(0)

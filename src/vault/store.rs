@@ -67,6 +67,9 @@ pub struct Store {
     /// Profiles whose newer tokens were kept over an older file (see [`super::rollback`]) and
     /// are not yet written back.
     kept: Mutex<Vec<String>>,
+    /// Held while kept tokens are written back: whoever asks to write them back returns only
+    /// once they are on disk, even when another thread took them first.
+    writing_back: Mutex<()>,
     /// Until when what the store holds counts as current without asking the backend again
     /// (see [`Backend::fresh_for`]); cleared whenever the lease is taken.
     fresh_until: Mutex<Option<Instant>>,
@@ -112,6 +115,7 @@ impl Store {
             lease: Arc::default(),
             lock_wait: DEFAULT_LOCK_WAIT,
             kept: Mutex::default(),
+            writing_back: Mutex::default(),
             fresh_until: Mutex::new(Some(Instant::now() + backend_fresh_for)),
         }
     }
@@ -251,6 +255,7 @@ impl Store {
 
     /// Writes back the newer tokens kept over an older file, if any; returns their profiles.
     pub fn write_back_kept(&self) -> Result<Vec<String>, VaultError> {
+        let _writing = lock_ignoring_poison(&self.writing_back);
         let kept = std::mem::take(&mut *lock_ignoring_poison(&self.kept));
         if kept.is_empty() {
             return Ok(kept);

@@ -1,0 +1,116 @@
+//! The `/metrics` endpoint: a small HTTP/1.1 server (hyper) under the agent's supervisor.
+//! Each connection has a deadline and at most a few run at once: a scraper that stalls, or a
+//! flood of connections, costs a bounded amount.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use tokio::net::TcpListener;
+
+use super::keeper::Keeper;
+use super::supervisor::Supervisor;
+
+/// How long one connection may last.
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
+/// Scrapes served at once; more wait for their turn.
+const AT_ONCE: usize = 8;
+
+/// Binds the metrics address; a port in use or an address not of this machine is an error
+/// at start, not a silent absence of metrics.
+pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address).await.with_context(|| {
+        format!("cannot serve metrics on {address}: choose another --metrics address or port")
+    })
+}
+
+/// Serves `/metrics` until the supervisor stops.
+pub async fn serve(listener: TcpListener, keeper: Arc<Keeper>, warn: Duration, tasks: Supervisor) {
+    let turns = Arc::new(tokio::sync::Semaphore::new(AT_ONCE));
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = tasks.stopping() => return,
+        };
+        let Ok((stream, _)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let Ok(turn) = turns.clone().acquire_owned().await else {
+            return;
+        };
+        let keeper = keeper.clone();
+        tasks.spawn_until_stop(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let keeper = keeper.clone();
+                async move { Ok::<_, Infallible>(answer(&request, keeper, warn).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_DEADLINE, connection).await;
+            drop(turn);
+        });
+    }
+}
+
+async fn answer(
+    request: &Request<hyper::body::Incoming>,
+    keeper: Arc<Keeper>,
+    warn: Duration,
+) -> Response<Full<Bytes>> {
+    if request.uri().path() != "/metrics" || request.method() != hyper::Method::GET {
+        return reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "only GET /metrics is served here\n".into(),
+        );
+    }
+    // Prometheus asks for OpenMetrics; anything else gets the classic text format.
+    let openmetrics = request
+        .headers()
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.contains("application/openmetrics-text"))
+        });
+    let rendered = tokio::task::spawn_blocking(move || {
+        let now = keeper.clock.now();
+        keeper
+            .store
+            .read(|data| keeper.metrics.render(data, now, warn))
+    })
+    .await;
+    match rendered {
+        Ok(Ok(text)) if openmetrics => reply(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            text,
+        ),
+        Ok(Ok(text)) => reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            super::metrics::to_classic(&text),
+        ),
+        _ => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "cannot read the vault now\n".into(),
+        ),
+    }
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    response
+}

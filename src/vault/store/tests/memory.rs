@@ -1,0 +1,265 @@
+//! The store over a backend other than a file: an in-memory one that numbers its versions,
+//! can be told to conflict, and counts the probes it answers.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::super::*;
+use super::{lock_ignoring_poison, named};
+use crate::vault::backend::{Backend, LeaseGuard, Version};
+use crate::vault::crypto::IdentityFile;
+
+/// The ciphertext a [`Memory`] backend holds, and its revision.
+type Revision = Option<(Vec<u8>, u64)>;
+
+/// A vault kept in memory, numbering its versions: the seam for backends other than a file.
+#[derive(Clone, Default)]
+struct Memory {
+    stored: std::sync::Arc<Mutex<Revision>>,
+    /// Another writer's ciphertext, stored just before the next commit looks.
+    sneak: std::sync::Arc<Mutex<Option<Vec<u8>>>>,
+    /// Commits still to refuse as if another writer always came first.
+    storm: std::sync::Arc<Mutex<u32>>,
+    leased: std::sync::Arc<Mutex<bool>>,
+    /// How long reads may count as current ([`Backend::fresh_for`]).
+    fresh_for: Duration,
+    /// How many times the version was asked for.
+    probes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+struct MemoryLease(std::sync::Arc<Mutex<bool>>);
+
+impl crate::vault::backend::HeldLease for MemoryLease {}
+
+impl Drop for MemoryLease {
+    fn drop(&mut self) {
+        *lock_ignoring_poison(&self.0) = false;
+    }
+}
+
+impl Backend for Memory {
+    fn location(&self) -> &Location {
+        static MEMORY: std::sync::LazyLock<Location> =
+            std::sync::LazyLock::new(|| Location::File("memory-vault".into()));
+        &MEMORY
+    }
+
+    fn fresh_for(&self) -> Duration {
+        self.fresh_for
+    }
+
+    fn probe(&self) -> Option<Version> {
+        self.probes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        lock_ignoring_poison(&self.stored)
+            .as_ref()
+            .map(|(_, n)| Version::Revision(*n))
+    }
+
+    fn open(&self) -> Result<crate::vault::backend::Stored, VaultError> {
+        let stored = lock_ignoring_poison(&self.stored).clone();
+        let (bytes, n) = stored.ok_or(VaultError::NotFound(self.location().clone()))?;
+        Ok(crate::vault::backend::Stored {
+            stamp: crate::vault::backend::Stamp::of(&bytes),
+            version: Some(Version::Revision(n)),
+            reader: Box::new(std::io::Cursor::new(bytes)),
+        })
+    }
+
+    fn commit(
+        &self,
+        ciphertext: &[u8],
+        expected: Option<Version>,
+    ) -> Result<Option<Version>, VaultError> {
+        let mut stored = lock_ignoring_poison(&self.stored);
+        let mut storm = lock_ignoring_poison(&self.storm);
+        if *storm > 0 {
+            *storm -= 1;
+            return Err(VaultError::Conflict(self.location().clone()));
+        }
+        if let Some(other) = lock_ignoring_poison(&self.sneak).take() {
+            let next = stored.as_ref().map_or(1, |(_, n)| n + 1);
+            *stored = Some((other, next));
+        }
+        let current = stored.as_ref().map(|(_, n)| Version::Revision(*n));
+        if current != expected {
+            return Err(VaultError::Conflict(self.location().clone()));
+        }
+        let next = stored.as_ref().map_or(1, |(_, n)| n + 1);
+        *stored = Some((ciphertext.to_vec(), next));
+        Ok(Some(Version::Revision(next)))
+    }
+
+    fn create(&self, ciphertext: &[u8]) -> Result<Option<Version>, VaultError> {
+        let mut stored = lock_ignoring_poison(&self.stored);
+        if stored.is_some() {
+            return Err(VaultError::AlreadyExists(self.location().clone()));
+        }
+        *stored = Some((ciphertext.to_vec(), 1));
+        Ok(Some(Version::Revision(1)))
+    }
+
+    fn try_lease(&self) -> Result<Option<LeaseGuard>, VaultError> {
+        let mut leased = lock_ignoring_poison(&self.leased);
+        if *leased {
+            return Ok(None);
+        }
+        *leased = true;
+        Ok(Some(Box::new(MemoryLease(self.leased.clone()))))
+    }
+
+    fn lease_name(&self) -> String {
+        "memory://vault.lock is locked".into()
+    }
+
+    fn has_previous(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn a_backend_other_than_a_file_serves_the_store_through_the_seam() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.txt");
+    let id = IdentityFile::generate(&key).unwrap();
+    let memory = Memory::default();
+    let mut data = VaultData::default();
+    let sealing = Sealing::Recipients(id.recipients.clone());
+    let (_, version) = create_in(&memory, &mut data, &sealing).unwrap();
+    assert_eq!(version, Some(Version::Revision(1)));
+    assert!(matches!(
+        create_in(&memory, &mut VaultData::default(), &sealing),
+        Err(VaultError::AlreadyExists(_))
+    ));
+    let unlock =
+        || Unlock::Identity(IdentityFile::load(&key, crate::vault::crypto::NoPrompt).unwrap());
+    let one = Store::open_in(Box::new(memory.clone()), unlock()).unwrap();
+    let two = Store::open_in(Box::new(memory.clone()), unlock())
+        .unwrap()
+        .with_lock_wait(Duration::from_millis(100));
+    one.update(|d| d.insert(named("a"))).unwrap().unwrap();
+    // The other handle sees the new revision, and its own change lands on top of it.
+    assert!(two.profile("a").unwrap().is_some());
+    two.update(|d| d.insert(named("b"))).unwrap().unwrap();
+    assert_eq!(memory.probe(), Some(Version::Revision(3)));
+    assert_eq!(one.snapshot().unwrap().profiles.len(), 2);
+    // The lease excludes the other handle while it is held.
+    let held = one.lease().unwrap();
+    assert!(matches!(two.lease(), Err(VaultError::Locked(_))));
+    drop(held);
+    assert!(two.lease().is_ok());
+}
+
+/// A memory vault, created, with two stores on it, and how it is sealed.
+fn memory_vault(dir: &Path) -> (Memory, Store, Store, Sealing) {
+    let key = dir.join("key.txt");
+    let id = IdentityFile::generate(&key).unwrap();
+    let memory = Memory::default();
+    let sealing = Sealing::Recipients(id.recipients.clone());
+    create_in(&memory, &mut VaultData::default(), &sealing).unwrap();
+    let unlock =
+        || Unlock::Identity(IdentityFile::load(&key, crate::vault::crypto::NoPrompt).unwrap());
+    let one = Store::open_in(Box::new(memory.clone()), unlock()).unwrap();
+    let two = Store::open_in(Box::new(memory.clone()), unlock()).unwrap();
+    one.update(|d| ["a", "b"].into_iter().try_for_each(|n| d.insert(named(n))))
+        .unwrap()
+        .unwrap();
+    (memory, one, two, sealing)
+}
+
+#[test]
+fn a_conflicting_commit_overwrites_nothing_and_the_change_lands_on_top() {
+    let dir = tempfile::tempdir().unwrap();
+    let (memory, one, two, sealing) = memory_vault(dir.path());
+    // Another writer saves between this store's read and its commit: nothing is
+    // overwritten; the store reads that version and applies the change to it.
+    let mut theirs = one.snapshot().unwrap();
+    theirs.insert(named("theirs")).unwrap();
+    *lock_ignoring_poison(&memory.sneak) = Some(seal(&theirs, &sealing).unwrap());
+    one.update(|d| d.insert(named("ours"))).unwrap().unwrap();
+    let names = |store: &Store| -> Vec<String> {
+        let data = store.snapshot().unwrap();
+        data.profiles.into_iter().map(|p| p.name).collect()
+    };
+    assert_eq!(names(&two), ["a", "b", "theirs", "ours"]);
+    // The same for a save of single profiles.
+    let mut again = one.snapshot().unwrap();
+    again.insert(named("later")).unwrap();
+    *lock_ignoring_poison(&memory.sneak) = Some(seal(&again, &sealing).unwrap());
+    let edit = |p: &mut Profile| p.notes = "edited".into();
+    one.update_profiles([("ours".to_string(), edit)]).unwrap();
+    assert_eq!(names(&two), ["a", "b", "theirs", "ours", "later"]);
+    assert_eq!(two.profile("ours").unwrap().unwrap().notes, "edited");
+    // A commit over a version that is no longer the stored one is refused, not written.
+    assert!(matches!(
+        memory.commit(b"x", Some(Version::Revision(1))),
+        Err(VaultError::Conflict(_))
+    ));
+}
+
+#[test]
+fn a_storm_of_conflicts_ends_in_an_error_after_bounded_tries_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (memory, one, two, _) = memory_vault(dir.path());
+    let before = memory.probe();
+    *lock_ignoring_poison(&memory.storm) = 100;
+    let outcome = one.update(|d| d.insert(named("never")));
+    assert!(
+        matches!(outcome, Err(VaultError::Conflict(_))),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        100 - *lock_ignoring_poison(&memory.storm),
+        super::CONFLICT_TRIES
+    );
+    assert_eq!(memory.probe(), before, "nothing written");
+    assert!(two.profile("never").unwrap().is_none());
+}
+
+#[test]
+fn a_backend_asked_by_round_trip_is_asked_once_a_moment_for_reads_and_always_under_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.txt");
+    let id = IdentityFile::generate(&key).unwrap();
+    let memory = Memory {
+        fresh_for: Duration::from_secs(60),
+        ..Memory::default()
+    };
+    let sealing = Sealing::Recipients(id.recipients.clone());
+    create_in(&memory, &mut VaultData::default(), &sealing).unwrap();
+    let unlock =
+        || Unlock::Identity(IdentityFile::load(&key, crate::vault::crypto::NoPrompt).unwrap());
+    let one = Store::open_in(Box::new(memory.clone()), unlock()).unwrap();
+    let two = Store::open_in(Box::new(memory.clone()), unlock()).unwrap();
+    let probes = || memory.probes.load(std::sync::atomic::Ordering::Relaxed);
+    let before = probes();
+    // Reads right after the open ask nothing more.
+    assert!(one.profile("a").unwrap().is_none());
+    one.snapshot().unwrap();
+    assert_eq!(probes(), before);
+    // Another writer saves; a write here takes the lease, so it reads that save first.
+    two.update(|d| d.insert(named("theirs"))).unwrap().unwrap();
+    one.update(|d| d.insert(named("ours"))).unwrap().unwrap();
+    let names: Vec<String> = two
+        .snapshot()
+        .unwrap()
+        .profiles
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["theirs"], "two still counts its read as current");
+    let lease = two.lease().unwrap();
+    let names: Vec<String> = two
+        .snapshot()
+        .unwrap()
+        .profiles
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["theirs", "ours"],
+        "under the lease, reads ask again"
+    );
+    drop(lease);
+}
