@@ -23,6 +23,8 @@ pub fn tool(program: &str) -> Command {
         "ssh-keygen" => "openssh-client",
         "groff" => "groff-base",
         "setsid" | "prlimit" => "util-linux",
+        "promtool" => "prometheus",
+        "sshd" => "openssh-server",
         other => other,
     };
     let found = std::env::var_os("PATH")
