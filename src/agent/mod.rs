@@ -102,8 +102,16 @@ fn lock_file(vault: &Location) -> anyhow::Result<PathBuf> {
     Ok(dir.join(format!("agent-{named}.lock")))
 }
 
-/// A systemd user unit that runs the agent for the current vault and identity.
-pub fn systemd_unit(exe: &Path, vault: &str, identity: Option<&Path>) -> String {
+/// A systemd user unit that runs the agent for the current vault and identity: `Type=notify`
+/// (the agent says when its socket listens), and the sandboxing that fits a process that only
+/// reads its key, writes its vault folder, its state folder and its socket, and talks HTTPS.
+/// `writable` is the vault's folder, for a vault kept in a file.
+pub fn systemd_unit(
+    exe: &Path,
+    vault: &str,
+    identity: Option<&Path>,
+    writable: Option<&Path>,
+) -> String {
     let mut exec = format!("{} --vault {vault}", exe.display());
     if let Some(identity) = identity {
         exec.push_str(" --identity ");
@@ -117,6 +125,9 @@ pub fn systemd_unit(exe: &Path, vault: &str, identity: Option<&Path>) -> String 
     } else {
         ""
     };
+    let vault_folder = writable.map_or(String::new(), |dir| {
+        format!("ReadWritePaths={}\n", dir.display())
+    });
     format!(
         "# ~/.config/systemd/user/tokdeck-agent.service\n\
          # systemctl --user daemon-reload && systemctl --user enable --now tokdeck-agent\n\
@@ -124,12 +135,28 @@ pub fn systemd_unit(exe: &Path, vault: &str, identity: Option<&Path>) -> String 
          Description=tokdeck agent: keeps OAuth tokens alive\n\
          \n\
          [Service]\n\
+         Type=notify\n\
+         NotifyAccess=main\n\
          ExecStart={exec} agent\n\
          {openbao}\
          Restart=on-failure\n\
          RestartSec=30\n\
          # The agent holds every secret of the vault in memory: no core dumps of it.\n\
          LimitCORE=0\n\
+         UMask=0077\n\
+         # What it may write: the vault's folder, its state folder (audit log, lock), its socket.\n\
+         ProtectSystem=strict\n\
+         {vault_folder}\
+         ReadWritePaths=-%h/.local/state/tokdeck\n\
+         ReadWritePaths=-%t/tokdeck\n\
+         PrivateTmp=yes\n\
+         NoNewPrivileges=yes\n\
+         RestrictSUIDSGID=yes\n\
+         LockPersonality=yes\n\
+         RestrictRealtime=yes\n\
+         RestrictNamespaces=yes\n\
+         SystemCallArchitectures=native\n\
+         RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n\
          \n\
          [Install]\n\
          WantedBy=default.target\n"

@@ -53,8 +53,13 @@ pub async fn run(ctx: &Context, options: Options) -> anyhow::Result<()> {
     let watcher = start_keeping(ctx, &keeper, &supervisor, metrics);
     crate::note!("tokdeck agent: listening on {}", socket.display());
     tracing::info!(vault = %vault, socket = %socket.display(), "agent started");
+    // Under systemd (Type=notify): ready once the socket listens and the keeper runs.
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::debug!(error = %e, "cannot tell the service manager the agent is ready");
+    }
     serve(&listener, &keeper, &vault, &supervisor).await;
     // Stop taking work, let refreshes in flight reach their save, then go.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     drop(watcher);
     supervisor.stop();
     drop(listener);

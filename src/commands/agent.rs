@@ -12,12 +12,18 @@ use crate::context::Context;
 pub async fn run(ctx: &Context, args: &AgentArgs) -> anyhow::Result<i32> {
     if args.systemd_unit {
         let exe = std::env::current_exe()?;
-        let vault = match ctx.vault_location()? {
-            crate::vault::Location::File(path) => std::path::absolute(path)?.display().to_string(),
-            elsewhere @ crate::vault::Location::OpenBao(_) => elsewhere.to_string(),
+        let location = ctx.vault_location()?;
+        let (vault, folder) = match &location {
+            crate::vault::Location::File(path) => {
+                let path = std::path::absolute(path)?;
+                let folder = path.parent().map(std::path::Path::to_path_buf);
+                (path.display().to_string(), folder)
+            }
+            elsewhere @ crate::vault::Location::OpenBao(_) => (elsewhere.to_string(), None),
         };
         let identity = ctx.identity_path().map(std::path::absolute).transpose()?;
-        crate::output::print(&agent::systemd_unit(&exe, &vault, identity.as_deref()))?;
+        let unit = agent::systemd_unit(&exe, &vault, identity.as_deref(), folder.as_deref());
+        crate::output::print(&unit)?;
         return Ok(0);
     }
     match args.action {
