@@ -49,14 +49,19 @@ pub struct Unreachable(String);
 
 impl Client {
     /// A connection to the agent, if one listens and the agent is not switched off. Its
-    /// requests name this run's vault: see [`Self::ask`].
+    /// requests name this run's vault (see [`Self::ask`]), unless this machine has none of
+    /// its own: nothing named by `--vault`, `TOKDECK_VAULT` or the config, and no file at the
+    /// default place. Then whatever vault the agent keeps is the one meant: an agent forwarded
+    /// over SSH from another machine (`ssh -R`) serves a remote machine that holds no vault.
     pub async fn for_vault(ctx: &Context) -> Option<Self> {
         if !allowed(ctx.options.no_agent) {
             return None;
         }
-        let vault = canonical(&ctx.vault_location().ok()?);
+        let location = ctx.vault_location().ok()?;
+        let named = ctx.options.vault.is_some() || ctx.config.vault.is_some();
+        let own = named || location.file().is_none_or(std::path::Path::exists);
         let mut client = Self::open(&socket_path()).await?;
-        client.vault = Some(vault);
+        client.vault = own.then(|| canonical(&location));
         Some(client)
     }
 
