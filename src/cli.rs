@@ -390,6 +390,9 @@ pub struct AddArgs {
     /// Refresh automatically while the TUI runs
     #[arg(long)]
     pub auto_refresh: bool,
+    /// Let `agent --publish` publish this profile's access token where services read it
+    #[arg(long)]
+    pub publish: bool,
     /// Read the client secret from this file (else a hidden prompt, or stdin when piped)
     #[arg(long, value_name = "FILE")]
     pub client_secret_file: Option<PathBuf>,
@@ -434,6 +437,12 @@ pub struct EditArgs {
     /// Stop refreshing automatically
     #[arg(long)]
     pub no_auto_refresh: bool,
+    /// Let `agent --publish` publish this profile's access token
+    #[arg(long, conflicts_with = "no_publish")]
+    pub publish: bool,
+    /// Stop publishing this profile's access token
+    #[arg(long)]
+    pub no_publish: bool,
     /// New length of the refresh-token window, 1m to 366d
     #[arg(long, value_parser = parse_refresh_window, value_name = "DUR")]
     pub refresh_window: Option<Duration>,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
+use super::publish::Item;
 use super::supervisor::Supervisor;
 use crate::clock::Clock;
 use crate::health::keepalive_at;
@@ -34,6 +35,8 @@ pub struct Keeper {
     wakeups: AtomicU64,
     /// What `--metrics` serves.
     pub metrics: super::metrics::Metrics,
+    /// Where opted-in access tokens are published (`--publish`).
+    pub publisher: Option<Arc<super::publish::Publisher>>,
 }
 
 #[derive(Default)]
@@ -68,6 +71,7 @@ impl Keeper {
             wake: tokio::sync::Notify::new(),
             wakeups: AtomicU64::new(0),
             metrics: super::metrics::Metrics::new(),
+            publisher: None,
         }
     }
 
@@ -196,6 +200,10 @@ impl Keeper {
                     let _ = keeper.refresh(&name, job).await;
                 });
             }
+            for item in plan.publish {
+                let keeper = self.clone();
+                tasks.spawn_until_stop(async move { keeper.publish(item).await });
+            }
             let now = self.clock.now();
             let until_next = plan
                 .next
@@ -206,6 +214,24 @@ impl Keeper {
                 () = tokio::time::sleep(sleep) => {}
                 () = self.wake.notified() => {}
             }
+        }
+    }
+
+    /// Publishes one token; a failure is told and counted, and tried again at a later plan.
+    async fn publish(&self, item: super::publish::Item) {
+        let Some(publisher) = self.publisher.clone() else {
+            return;
+        };
+        let profile = item.profile.clone();
+        let place = publisher.place();
+        let done = tokio::task::spawn_blocking(move || publisher.publish(&item)).await;
+        let outcome = done.unwrap_or_else(|e| Err(e.to_string()));
+        self.metrics.published(&profile, outcome.is_ok());
+        match outcome {
+            Ok(()) => tracing::info!(%profile, %place, "access token published"),
+            Err(e) => self.note(&format!(
+                "{profile}: cannot publish to {place} ({e}); will try again"
+            )),
         }
     }
 
@@ -224,11 +250,14 @@ impl Keeper {
     /// refused by the server before (a person has to look at those).
     async fn plan(&self) -> Plan {
         let now = self.clock.now();
-        let Some(candidates) = self.judged(now).await else {
+        let Some((candidates, publish)) = self.judged(now).await else {
             return Plan::default();
         };
         let mut state = self.state();
-        let mut plan = Plan::default();
+        let mut plan = Plan {
+            publish,
+            ..Plan::default()
+        };
         for (name, obtained_at, due_at) in candidates {
             let next = if due_at > now {
                 Some(due_at)
@@ -253,17 +282,16 @@ impl Keeper {
     /// Reloads the vault when it changed and writes back newer tokens kept over an older
     /// one; then every profile that will fall due, with its token and when. The vault is
     /// judged where it lies (no copy of every profile each time).
-    async fn judged(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Option<Vec<(String, DateTime<Utc>, DateTime<Utc>)>> {
+    async fn judged(&self, now: DateTime<Utc>) -> Option<(Vec<Due>, Vec<Item>)> {
         let store = self.store.clone();
         let (margin, horizon) = (self.refresh_margin, self.horizon);
+        let publisher = self.publisher.clone();
         let judged = tokio::task::spawn_blocking(move || {
             let changed = store.reload_if_changed()?.is_some();
             let kept = store.write_back_kept();
             let candidates = store.read(|data| {
-                data.profiles
+                let due = data
+                    .profiles
                     .iter()
                     .filter(|p| p.last_error.is_none())
                     .filter_map(|p| p.token.as_ref().map(|t| (p, t)))
@@ -271,7 +299,14 @@ impl Keeper {
                         let at = keepalive_at(p, t, now, margin, horizon)?;
                         Some((p.name.clone(), t.obtained_at, at))
                     })
-                    .collect::<Vec<_>>()
+                    .collect::<Vec<_>>();
+                let publish = publisher.as_ref().map_or_else(Vec::new, |publisher| {
+                    data.profiles
+                        .iter()
+                        .filter_map(|p| publisher.wanted(p))
+                        .collect()
+                });
+                (due, publish)
             })?;
             Ok::<_, crate::vault::VaultError>((changed, kept, candidates))
         })
@@ -301,11 +336,16 @@ impl Keeper {
 /// The least the keep-alive loop sleeps.
 const MIN_SLEEP: Duration = Duration::from_millis(100);
 
+/// A profile that will fall due: its name, its token (by when it was obtained), and when.
+type Due = (String, DateTime<Utc>, DateTime<Utc>);
+
 /// What the keep-alive loop does next.
 #[derive(Default)]
 struct Plan {
     /// Profiles to refresh now.
     due: Vec<String>,
+    /// Tokens to publish now.
+    publish: Vec<Item>,
     /// When the next one falls due.
     next: Option<DateTime<Utc>>,
 }

@@ -63,6 +63,7 @@ pub struct Metrics {
     lifetime: Family<ProfileLabel, Seconds>,
     state: Family<StateLabels, Gauge>,
     refreshes: Family<ResultLabels, Counter>,
+    publishes: Family<ResultLabels, Counter>,
     duration: Histogram,
     reloads: Counter,
     wakeups: Counter,
@@ -87,6 +88,7 @@ impl Metrics {
             lifetime: family(),
             state: Family::default(),
             refreshes: Family::default(),
+            publishes: Family::default(),
             duration: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
             reloads: Counter::default(),
             wakeups: Counter::default(),
@@ -98,44 +100,52 @@ impl Metrics {
 
     /// Names each series, with its help line, in the registry.
     fn register(&mut self) {
-        let info = Family::<VersionLabel, Gauge>::default();
-        info.get_or_create(&VersionLabel {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-        })
-        .set(1);
         let r = &mut self.registry;
-        r.register(
-            "tokdeck_access_token_expiry_timestamp_seconds",
-            "When the stored access token expires (Unix time)",
-            self.access_expiry.clone(),
-        );
-        r.register(
-            "tokdeck_refresh_window_end_timestamp_seconds",
-            "When the refresh window ends: after it only a person can authorize again (Unix time)",
-            self.window_end.clone(),
-        );
-        r.register(
-            "tokdeck_token_obtained_timestamp_seconds",
-            "When the stored token was obtained: its last renewal (Unix time)",
-            self.obtained.clone(),
-        );
-        r.register(
-            "tokdeck_access_token_lifetime_seconds",
-            "How long the stored access token lives, for profiles the agent keeps renewing",
-            self.lifetime.clone(),
-        );
+        for (name, help, family) in [
+            (
+                "tokdeck_access_token_expiry_timestamp_seconds",
+                "When the stored access token expires (Unix time)",
+                &self.access_expiry,
+            ),
+            (
+                "tokdeck_refresh_window_end_timestamp_seconds",
+                "When the refresh window ends: after it only a person can authorize again (Unix time)",
+                &self.window_end,
+            ),
+            (
+                "tokdeck_token_obtained_timestamp_seconds",
+                "When the stored token was obtained: its last renewal (Unix time)",
+                &self.obtained,
+            ),
+            (
+                "tokdeck_access_token_lifetime_seconds",
+                "How long the stored access token lives, for profiles the agent keeps renewing",
+                &self.lifetime,
+            ),
+        ] {
+            r.register(name, help, family.clone());
+        }
         r.register("tokdeck_profile_state", "1 for the profile's current state (ok, expiring, stale, no-token, expired, error), 0 for the others", self.state.clone());
-        r.register(
-            "tokdeck_refreshes",
-            "Refreshes the agent ran, by result (success, failure)",
-            self.refreshes.clone(),
-        );
+        for (name, help, family) in [
+            (
+                "tokdeck_refreshes",
+                "Refreshes the agent ran, by result (success, failure)",
+                &self.refreshes,
+            ),
+            (
+                "tokdeck_publishes",
+                "Access tokens the agent published (--publish), by result (success, failure)",
+                &self.publishes,
+            ),
+        ] {
+            r.register(name, help, family.clone());
+        }
         r.register(
             "tokdeck_refresh_duration_seconds",
             "How long refreshes took, the save of the new token included",
             self.duration.clone(),
         );
-        r.register("tokdeck_agent_info", "The agent's version", info);
+        r.register("tokdeck_agent_info", "The agent's version", version_info());
         r.register(
             "tokdeck_vault_reloads",
             "Times the agent read the vault again after another process or machine saved it",
@@ -146,6 +156,17 @@ impl Metrics {
             "Times the agent's keep-alive loop woke",
             self.wakeups.clone(),
         );
+    }
+
+    /// A publish of `profile`'s token ended.
+    pub fn published(&self, profile: &str, succeeded: bool) {
+        let result = if succeeded { "success" } else { "failure" };
+        self.publishes
+            .get_or_create(&ResultLabels {
+                profile: profile.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     /// A refresh of `profile` ended, after `took`.
@@ -253,6 +274,16 @@ pub fn to_classic(openmetrics: &str) -> String {
         text.push('\n');
     }
     text
+}
+
+/// The `tokdeck_agent_info{version}` series: 1, with this build's version.
+fn version_info() -> Family<VersionLabel, Gauge> {
+    let info = Family::<VersionLabel, Gauge>::default();
+    info.get_or_create(&VersionLabel {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })
+    .set(1);
+    info
 }
 
 /// A span in seconds, as Prometheus takes them (0 for a negative one).

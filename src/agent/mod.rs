@@ -7,6 +7,7 @@
 //! - `keeper`: the keep-alive schedule (each profile's deadline), and the worker whose
 //!   results it waits for; `watch`: the vault file's changes, which wake it.
 //! - `metrics`: the Prometheus series; `scrape`: the `/metrics` endpoint that serves them.
+//! - `publish`: access tokens written where services read them (`--publish`).
 //! - `client`: how `token`, `exec`, `api` and `status` find and ask a running agent.
 //! - `place`: where the socket lives, and whether that place can be trusted.
 
@@ -17,6 +18,7 @@ mod listen;
 pub mod metrics;
 pub mod place;
 pub mod protocol;
+pub mod publish;
 mod scrape;
 pub mod server;
 mod supervisor;

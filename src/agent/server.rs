@@ -16,10 +16,12 @@ use crate::worker::WorkerHandle;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// How the agent was asked to run.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Options {
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Where to publish opted-in access tokens, if anywhere.
+    pub publisher: Option<super::publish::Publisher>,
 }
 
 /// Runs the agent in the foreground until `agent stop`, SIGTERM or Ctrl-C.
@@ -42,7 +44,9 @@ pub async fn run(ctx: &Context, options: Options) -> anyhow::Result<()> {
         canceller,
         mut finished,
     } = ctx.worker(store.clone(), crate::audit::Who::Agent)?;
-    let keeper = Arc::new(Keeper::new(store, ctx.clock.clone(), &ctx.config, commands));
+    let mut keeper = Keeper::new(store, ctx.clock.clone(), &ctx.config, commands);
+    keeper.publisher = options.publisher.map(Arc::new);
+    let keeper = Arc::new(keeper);
     let supervisor = Supervisor::default();
     // The worker's events flow until the worker has finished, after the agent stopped.
     let pumping = Supervisor::default();

@@ -115,6 +115,9 @@ pub struct AgentArgs {
     /// Allow --metrics on an address other machines can reach
     #[arg(long, requires = "metrics")]
     pub metrics_public: bool,
+    /// Publish the access tokens of profiles marked --publish to openbao://HOST/MOUNT/PREFIX
+    #[arg(long, value_name = "LOCATION")]
+    pub publish: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

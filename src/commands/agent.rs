@@ -34,13 +34,31 @@ pub async fn run(ctx: &Context, args: &AgentArgs) -> anyhow::Result<i32> {
                 .map(|text| agent::metrics::parse_address(text, args.metrics_public))
                 .transpose()
                 .map_err(|e| anyhow!(e))?;
-            server::run(ctx, server::Options { metrics })
+            let publisher = match &args.publish {
+                Some(place) => Some(publisher(ctx, place)?),
+                None => None,
+            };
+            server::run(ctx, server::Options { metrics, publisher })
                 .await
                 .map(|()| 0)
         }
         Some(AgentAction::Status) => status(ctx).await,
         Some(AgentAction::Stop) => stop(ctx).await,
     }
+}
+
+/// Where `--publish` writes, checked before the agent starts: an unreachable or forbidden
+/// OpenBao is an error now.
+fn publisher(ctx: &Context, place: &std::path::Path) -> anyhow::Result<agent::publish::Publisher> {
+    let location = crate::vault::Location::parse(place)?;
+    if location.file().is_some() {
+        return Err(anyhow!(
+            "--publish takes openbao://HOST/MOUNT/PREFIX (or openbao+http:// on this machine), not {location}"
+        ));
+    }
+    let connection = crate::openbao::connection(ctx.config.http_timeout, ctx.extra_roots()?)?;
+    let api = crate::vault::backend::openbao::api::Api::new(connection)?;
+    agent::publish::Publisher::connect(&location, api)
 }
 
 async fn running(ctx: &Context) -> anyhow::Result<Client> {

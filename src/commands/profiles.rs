@@ -157,6 +157,7 @@ pub async fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
         profile.client_secret = read_client_secret(&args.name, args.client_secret_file.as_deref())?;
     }
     profile.auto_refresh = args.auto_refresh;
+    profile.publish = args.publish;
     profile.notes = validate_notes(&args.notes)?;
     profile.env_var.clone_from(&args.env_var);
     if let Some(window) = args.refresh_window {
@@ -244,6 +245,9 @@ fn apply_settings(profile: &mut Profile, args: &EditArgs) -> anyhow::Result<()> 
     }
     if args.auto_refresh || args.no_auto_refresh {
         profile.auto_refresh = args.auto_refresh;
+    }
+    if args.publish || args.no_publish {
+        profile.publish = args.publish;
     }
     if let Some(window) = args.refresh_window {
         profile.refresh_window = window;

@@ -220,6 +220,9 @@ pub struct Profile {
     pub refresh_window: Duration,
     #[serde(default)]
     pub auto_refresh: bool,
+    /// Whether the agent publishes its access token where services read it (`agent --publish`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub publish: bool,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub notes: String,
     /// The variable `exec` puts the access token in; `None`: `TOKDECK_ACCESS_TOKEN`.
@@ -282,6 +285,7 @@ impl Profile {
             pkce: false,
             refresh_window: DEFAULT_REFRESH_WINDOW,
             auto_refresh: false,
+            publish: false,
             notes: String::new(),
             env_var: None,
             server: None,

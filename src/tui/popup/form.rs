@@ -49,6 +49,7 @@ const AUTH: usize = 9;
 const GRANT: usize = 10;
 const PKCE: usize = 11;
 const AUTO: usize = 12;
+const PUBLISH: usize = 13;
 
 /// The form's state.
 #[derive(Debug, Clone)]
@@ -128,6 +129,7 @@ impl Form {
                 field("Grant", FieldKind::Choice(GRANTS), p.grant.flag()),
                 field("PKCE", FieldKind::Toggle, yes_no(p.pkce)),
                 field("Auto-refresh", FieldKind::Toggle, yes_no(p.auto_refresh)),
+                field("Publish", FieldKind::Toggle, yes_no(p.publish)),
             ],
             focus: 0,
             error: None,
@@ -403,6 +405,7 @@ impl Form {
         };
         profile.pkce = self.value(PKCE) == "yes";
         profile.auto_refresh = self.value(AUTO) == "yes";
+        profile.publish = self.value(PUBLISH) == "yes";
         Ok(profile)
     }
 }

@@ -146,6 +146,40 @@ impl Api {
         }
     }
 
+    /// Writes `fields` at `kv` over whatever is there (no check-and-set: for secrets tokdeck
+    /// only ever replaces whole, such as published tokens).
+    pub fn put(
+        &self,
+        kv: &KvPath,
+        fields: &serde_json::Map<String, Value>,
+    ) -> Result<u64, VaultError> {
+        let body = serde_json::json!({ "data": fields });
+        let answer = self.call(kv, reqwest::Method::POST, kv.data_url(), Some(body))?;
+        match answer.status {
+            200 | 204 => Ok(body_json(&answer)["data"]["version"].as_u64().unwrap_or(0)),
+            _ => Err(refusal(kv, &answer)),
+        }
+    }
+
+    /// Whether this token may create and update secrets at `kv` (`sys/capabilities-self`).
+    pub fn may_write(&self, kv: &KvPath) -> Result<bool, VaultError> {
+        let path = format!("{}/data/{}", kv.mount, kv.path);
+        let body = serde_json::json!({ "paths": [path] });
+        let url = kv.api("sys/capabilities-self");
+        let answer = self.call(kv, reqwest::Method::POST, url, Some(body))?;
+        if answer.status != 200 {
+            return Err(refusal(kv, &answer));
+        }
+        let json = body_json(&answer);
+        let granted: Vec<&str> = json[&path]
+            .as_array()
+            .or_else(|| json["capabilities"].as_array())
+            .map(|caps| caps.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let all = |cap: &str| granted.contains(&cap) || granted.contains(&"root");
+        Ok(all("create") && all("update"))
+    }
+
     /// Checks that `kv`'s mount is a KV engine of version 2: check-and-set needs it. A
     /// token that may not ask passes: the reads and writes then say what is wrong.
     pub fn check_engine(&self, kv: &KvPath) -> Result<(), VaultError> {

@@ -4,7 +4,7 @@
 //! check-and-set write over the version read; KV's version history stands in for `.bak`; the
 //! lease is a lock entry beside the secret ([`lease`]).
 
-mod api;
+pub mod api;
 pub mod lease;
 mod runner;
 
