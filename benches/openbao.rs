@@ -118,6 +118,22 @@ fn reads(bao: &OpenBao) {
         .map(support::profile_name)
         .unwrap();
     println!("1,000 profiles, median of {RUNS} runs:");
+    // What one read costs by itself: the whole armored ciphertext, in one round trip.
+    let target = "/v1/secret/data/bench/reads";
+    let bytes = bao.api("GET", target, None).body.len();
+    let mut reads: Vec<Duration> = (0..RUNS)
+        .map(|_| {
+            let start = Instant::now();
+            assert_eq!(bao.api("GET", target, None).status, 200);
+            start.elapsed()
+        })
+        .collect();
+    reads.sort();
+    println!(
+        "  one GET of the secret ({:.0} KB of JSON) on its own: {:.2?}",
+        bytes as f64 / 1024.0,
+        reads[RUNS / 2]
+    );
     for place in &places {
         let no_agent = |args: &[&str]| {
             let mut cmd = command(home, &key, place, args);
