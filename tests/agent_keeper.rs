@@ -8,40 +8,13 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::doorkeeper::{Doorkeeper, Options, Rotation};
+use common::running::Agent;
 use common::{Env, MockServer, stderr, stdout};
 
 const OOB: &str = "urn:ietf:wg:oauth:2.0:oob";
-
-/// A running agent; killed on drop.
-struct Agent(Child);
-
-impl Agent {
-    fn start(env: &Env) -> Self {
-        let child = env
-            .command(&["agent"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !env.agent_socket().exists() {
-            assert!(Instant::now() < deadline, "the agent did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self(child)
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The number the agent's status gives for its wake-ups.
 fn wakeups(env: &Env) -> u64 {
@@ -64,25 +37,8 @@ fn with_six_second_tokens_the_stored_token_always_works() {
     });
     let env = Env::new();
     let app = server.register(OOB);
-    let base = server.base_url();
-    let args = [
-        "add",
-        "short",
-        "--client-id",
-        &app.uid,
-        "--base-url",
-        &base,
-        "--redirect-uri",
-        OOB,
-        "--auto-refresh",
-    ];
-    let out = env.run_with_stdin(&args, &app.secret);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let url = stdout(&env.run(&["authorize", "short", "--no-browser"]));
-    let landing = server.approve(url.trim());
-    let out = env.run(&["exchange", "short", &landing]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let _agent = Agent::start(&env);
+    env.doorkeeper_profile(&server, &app, "short", &["--auto-refresh"]);
+    let _agent = Agent::start(&env, &[]);
     let (mut good, mut samples) = (0, 0);
     let mut failed = Vec::new();
     let end = Instant::now() + Duration::from_secs(30);
@@ -108,7 +64,7 @@ fn another_process_change_is_seen_at_once() {
     let env = Env::new();
     env.write_config("agent_interval = \"1h\"\n");
     env.authorized_profile("first", &server, &[]);
-    let _agent = Agent::start(&env);
+    let _agent = Agent::start(&env, &[]);
     let before = wakeups(&env);
     env.authorized_profile("second", &server, &["--auto-refresh"]);
     let started = Instant::now();
@@ -152,7 +108,7 @@ fn deadlines_in_the_past_and_tokens_without_expiry_never_spin() {
     assert!(out.status.success(), "{}", stderr(&out));
     server.fail_next(common::Fault::Status(500), 1_000);
     std::thread::sleep(Duration::from_secs(1));
-    let _agent = Agent::start(&env);
+    let _agent = Agent::start(&env, &[]);
     std::thread::sleep(Duration::from_secs(1));
     let start = wakeups(&env);
     std::thread::sleep(Duration::from_secs(5));

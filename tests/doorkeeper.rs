@@ -17,20 +17,7 @@ const OOB: &str = "urn:ietf:wg:oauth:2.0:oob";
 
 /// Adds profile `name` for `app` on `server`, secret on stdin.
 fn add(env: &Env, server: &Doorkeeper, name: &str, app: &common::doorkeeper::App, extra: &[&str]) {
-    let base = server.base_url();
-    let mut args = vec![
-        "add",
-        name,
-        "--client-id",
-        &app.uid,
-        "--base-url",
-        &base,
-        "--redirect-uri",
-        &app.redirect_uri,
-    ];
-    args.extend_from_slice(extra);
-    let out = env.run_with_stdin(&args, &app.secret);
-    assert!(out.status.success(), "add: {}", stderr(&out));
+    env.add_doorkeeper_profile(server, app, name, extra);
 }
 
 /// `authorize NAME` prints the URL; the test approves it like a browser and pastes where the

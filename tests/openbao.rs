@@ -14,27 +14,6 @@ use std::time::{Duration, Instant};
 use common::openbao::OpenBao;
 use common::{CLIENT_SECRET, Env, MockServer, assert_one_line_error, stderr, stdout, tool};
 
-/// A second machine of the team: its own home and key, made a recipient by `admin`.
-fn second_machine(bao: &OpenBao, path: &str, admin: &Env) -> Env {
-    let location = bao.location(path);
-    let env = Env::empty_with(&[("TOKDECK_VAULT", &location), ("BAO_TOKEN", &bao.token)]);
-    std::fs::create_dir_all(env.identity().parent().unwrap()).unwrap();
-    let out = tool("age-keygen")
-        .arg("-o")
-        .arg(env.identity())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let public = String::from_utf8(out.stderr)
-        .unwrap()
-        .trim()
-        .trim_start_matches("Public key: ")
-        .to_string();
-    let out = admin.run(&["recipients", "add", &public]);
-    assert!(out.status.success(), "recipients add: {}", stderr(&out));
-    env
-}
-
 fn json_status(env: &Env) -> serde_json::Value {
     let out = env.run(&["status", "--json"]);
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)))
@@ -102,7 +81,7 @@ fn two_machines_with_two_keys_share_one_vault() {
     let bao = OpenBao::start();
     let server = MockServer::start();
     let laptop = Env::team(&bao, "shared");
-    let server_box = second_machine(&bao, "shared", &laptop);
+    let server_box = Env::second_machine(&bao, "shared", &laptop);
     laptop.authorized_profile("made-on-laptop", &server, &[]);
     let seen = json_status(&server_box);
     assert_eq!(seen[0]["name"], "made-on-laptop", "{seen}");

@@ -7,12 +7,12 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::doorkeeper::{App, Doorkeeper, Options, Rotation};
 use common::openbao::OpenBao;
-use common::{Env, stderr, stdout, tool};
+use common::running::Agent;
+use common::{Env, stderr};
 
 const OOB: &str = "urn:ietf:wg:oauth:2.0:oob";
 const PROFILES: [&str; 3] = ["a", "b", "c"];
@@ -21,60 +21,10 @@ const PROFILES: [&str; 3] = ["a", "b", "c"];
 /// tokens end, and the agent looking every second.
 const CONFIG: &str = "http_timeout = \"2s\"\nrefresh_margin = \"4s\"\nagent_interval = \"1s\"\n";
 
-/// A running agent whose stderr goes to a file; killed on drop.
-struct Agent {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Agent {
-    fn start(env: &Env) -> Self {
-        let log = env.home().join("agent.log");
-        let child = env
-            .command(&["agent"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !env.agent_socket().exists() {
-            assert!(Instant::now() < deadline, "the agent did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child, log }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn said(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The laptop (which creates the vault) and a second machine with a key of its own.
 fn two_machines(bao: &OpenBao, path: &str) -> (Env, Env) {
     let laptop = Env::team(bao, path);
-    let location = bao.location(path);
-    let other = Env::empty_with(&[("TOKDECK_VAULT", &location), ("BAO_TOKEN", &bao.token)]);
-    std::fs::create_dir_all(other.identity().parent().unwrap()).unwrap();
-    let out = tool("age-keygen")
-        .arg("-o")
-        .arg(other.identity())
-        .output()
-        .unwrap();
-    let public = String::from_utf8(out.stderr).unwrap();
-    let public = public.trim().trim_start_matches("Public key: ");
-    let out = laptop.run(&["recipients", "add", public]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let other = Env::second_machine(bao, path, &laptop);
     for env in [&laptop, &other] {
         env.write_config(CONFIG);
     }
@@ -84,24 +34,7 @@ fn two_machines(bao: &OpenBao, path: &str) -> (Env, Env) {
 /// Adds and authorizes every profile from `env`.
 fn authorized(env: &Env, server: &Doorkeeper, app: &App) {
     for name in PROFILES {
-        let base = server.base_url();
-        let args = [
-            "add",
-            name,
-            "--client-id",
-            &app.uid,
-            "--base-url",
-            &base,
-            "--redirect-uri",
-            OOB,
-            "--auto-refresh",
-        ];
-        let out = env.run_with_stdin(&args, &app.secret);
-        assert!(out.status.success(), "add: {}", stderr(&out));
-        let out = env.run(&["authorize", name, "--no-browser"]);
-        let landing = server.approve(stdout(&out).trim());
-        let out = env.run(&["exchange", name, &landing]);
-        assert!(out.status.success(), "exchange: {}", stderr(&out));
+        env.doorkeeper_profile(server, app, name, &["--auto-refresh"]);
     }
 }
 
@@ -134,7 +67,7 @@ fn two_agents_and_two_machines_refreshing_at_once_keep_one_chain_under_strict_ro
     let (laptop, other) = two_machines(&bao, "fleet");
     let app = server.register(OOB);
     authorized(&laptop, &server, &app);
-    let agents = [Agent::start(&laptop), Agent::start(&other)];
+    let agents = [Agent::start(&laptop, &[]), Agent::start(&other, &[])];
     let until = Instant::now() + Duration::from_secs(25);
     let mut forced = Vec::new();
     while Instant::now() < until {
@@ -197,7 +130,7 @@ fn killing_the_lease_holder_mid_refresh_the_other_machine_carries_on() {
     let (laptop, other) = two_machines(&bao, "failover");
     let app = server.register(OOB);
     authorized(&laptop, &server, &app);
-    let mut agents = vec![Agent::start(&laptop), Agent::start(&other)];
+    let mut agents = vec![Agent::start(&laptop, &[]), Agent::start(&other, &[])];
     // Wait until one of them holds the lease, then kill that one.
     let deadline = Instant::now() + Duration::from_secs(30);
     let holder = loop {

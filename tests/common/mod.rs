@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod running;
 pub mod tmux;
 
 #[allow(unused_imports)]
@@ -78,6 +79,65 @@ impl Env {
             "init failed: {said}"
         );
         env
+    }
+
+    /// A second machine of the team on `bao`'s `path`: its own home and age key, made a
+    /// recipient by `admin`.
+    pub fn second_machine(bao: &openbao::OpenBao, path: &str, admin: &Env) -> Self {
+        let location = bao.location(path);
+        let env = Self::empty_with(&[("TOKDECK_VAULT", &location), ("BAO_TOKEN", &bao.token)]);
+        std::fs::create_dir_all(env.identity().parent().unwrap()).unwrap();
+        let out = tool("age-keygen")
+            .arg("-o")
+            .arg(env.identity())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let public = String::from_utf8(out.stderr).unwrap();
+        let public = public.trim().trim_start_matches("Public key: ");
+        let out = admin.run(&["recipients", "add", public]);
+        assert!(out.status.success(), "recipients add: {}", stderr(&out));
+        env
+    }
+
+    /// Adds profile `name` for `app` on a real Doorkeeper `server`, secret on stdin.
+    pub fn add_doorkeeper_profile(
+        &self,
+        server: &doorkeeper::Doorkeeper,
+        app: &doorkeeper::App,
+        name: &str,
+        extra: &[&str],
+    ) {
+        let base = server.base_url();
+        let mut args = vec![
+            "add",
+            name,
+            "--client-id",
+            &app.uid,
+            "--base-url",
+            &base,
+            "--redirect-uri",
+            &app.redirect_uri,
+        ];
+        args.extend_from_slice(extra);
+        let out = self.run_with_stdin(&args, &app.secret);
+        assert!(out.status.success(), "add: {}", stderr(&out));
+    }
+
+    /// Adds profile `name` for `app` on a real Doorkeeper `server` (secret on stdin) and
+    /// authorizes it: the out-of-band page approved as a browser would, then `exchange`.
+    pub fn doorkeeper_profile(
+        &self,
+        server: &doorkeeper::Doorkeeper,
+        app: &doorkeeper::App,
+        name: &str,
+        extra: &[&str],
+    ) {
+        self.add_doorkeeper_profile(server, app, name, extra);
+        let url = stdout(&self.run(&["authorize", name, "--no-browser"]));
+        let landing = server.approve(url.trim());
+        let out = self.run(&["exchange", name, &landing]);
+        assert!(out.status.success(), "exchange: {}", stderr(&out));
     }
 
     /// The value of variable `key` this home's commands get.

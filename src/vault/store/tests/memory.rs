@@ -177,18 +177,14 @@ fn a_conflicting_commit_overwrites_nothing_and_the_change_lands_on_top() {
     theirs.insert(named("theirs")).unwrap();
     *lock_ignoring_poison(&memory.sneak) = Some(seal(&theirs, &sealing).unwrap());
     one.update(|d| d.insert(named("ours"))).unwrap().unwrap();
-    let names = |store: &Store| -> Vec<String> {
-        let data = store.snapshot().unwrap();
-        data.profiles.into_iter().map(|p| p.name).collect()
-    };
-    assert_eq!(names(&two), ["a", "b", "theirs", "ours"]);
+    assert_eq!(profile_names(&two), ["a", "b", "theirs", "ours"]);
     // The same for a save of single profiles.
     let mut again = one.snapshot().unwrap();
     again.insert(named("later")).unwrap();
     *lock_ignoring_poison(&memory.sneak) = Some(seal(&again, &sealing).unwrap());
     let edit = |p: &mut Profile| p.notes = "edited".into();
     one.update_profiles([("ours".to_string(), edit)]).unwrap();
-    assert_eq!(names(&two), ["a", "b", "theirs", "ours", "later"]);
+    assert_eq!(profile_names(&two), ["a", "b", "theirs", "ours", "later"]);
     assert_eq!(two.profile("ours").unwrap().unwrap().notes, "edited");
     // A commit over a version that is no longer the stored one is refused, not written.
     assert!(matches!(
@@ -240,26 +236,20 @@ fn a_backend_asked_by_round_trip_is_asked_once_a_moment_for_reads_and_always_und
     // Another writer saves; a write here takes the lease, so it reads that save first.
     two.update(|d| d.insert(named("theirs"))).unwrap().unwrap();
     one.update(|d| d.insert(named("ours"))).unwrap().unwrap();
-    let names: Vec<String> = two
-        .snapshot()
-        .unwrap()
-        .profiles
-        .into_iter()
-        .map(|p| p.name)
-        .collect();
+    let names = profile_names(&two);
     assert_eq!(names, ["theirs"], "two still counts its read as current");
     let lease = two.lease().unwrap();
-    let names: Vec<String> = two
-        .snapshot()
-        .unwrap()
-        .profiles
-        .into_iter()
-        .map(|p| p.name)
-        .collect();
+    let names = profile_names(&two);
     assert_eq!(
         names,
         ["theirs", "ours"],
         "under the lease, reads ask again"
     );
     drop(lease);
+}
+
+/// The names of the profiles `store` reads now.
+fn profile_names(store: &Store) -> Vec<String> {
+    let data = store.snapshot().unwrap();
+    data.profiles.into_iter().map(|p| p.name).collect()
 }
