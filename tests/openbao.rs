@@ -367,3 +367,47 @@ fn a_vault_file_moves_into_openbao_and_back_out() {
         .unwrap();
     assert_eq!(stdout(&out).trim(), token, "{}", stderr(&out));
 }
+
+/// The policy the README gives a team member works for everything a member does: init, add,
+/// exchange, refresh (lease included), token and status, and nothing needs more.
+#[test]
+fn the_readme_policy_is_all_a_member_needs() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let from = readme
+        .find("The policy a member or an agent needs")
+        .unwrap();
+    let block = &readme[from..];
+    let start = block.find("```hcl\n").unwrap() + "```hcl\n".len();
+    let policy = &block[start..start + block[start..].find("```").unwrap()];
+    assert!(
+        policy.contains("secret/data/teams/payroll.lock"),
+        "{policy}"
+    );
+    let bao = OpenBao::start();
+    bao.put_policy("tokdeck-payroll", policy);
+    let member = bao.token_with(&["tokdeck-payroll"], "1h");
+    let location = bao.location("teams/payroll");
+    let env = Env::empty_with(&[("TOKDECK_VAULT", &location), ("BAO_TOKEN", &member)]);
+    let out = env.run(&["init"]);
+    assert!(out.status.success(), "init: {}", stderr(&out));
+    let server = MockServer::start();
+    env.authorized_profile("payroll", &server, &[]);
+    let out = env.run(&["refresh", "payroll"]);
+    assert!(out.status.success(), "refresh: {}", stderr(&out));
+    let out = env.run(&["token", "payroll"]);
+    assert_eq!(
+        stdout(&out).trim(),
+        server.last_access_token().unwrap(),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["status"]);
+    assert!(out.status.success(), "status: {}", stderr(&out));
+    // Elsewhere in the mount, the same token is refused, by name.
+    let out = env
+        .command(&["--vault", &bao.location("teams/other"), "init"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "refused the token for secret/teams/other");
+}
