@@ -230,10 +230,6 @@ fn main() {
     );
     let _ = agent.kill();
     let _ = agent.wait();
-    let _ = Command::new("oidc-agent")
-        .arg("--kill")
-        .env("OIDC_SOCK", &socket)
-        .env("OIDCD_PID", &pid)
-        .stdout(Stdio::null())
-        .status();
+    // oidc-agent forks into the background: stop it by its pid.
+    let _ = Command::new("kill").arg(&pid).status();
 }
