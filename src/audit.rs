@@ -83,14 +83,6 @@ pub fn prints_of(profile: &crate::vault::Profile) -> Prints {
     }
 }
 
-/// This machine's name, as the log records it.
-pub fn host() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown".into())
-}
-
 /// What happened to a profile's tokens, as the one who acted tells it; the log adds when,
 /// where and who.
 #[derive(Debug, Clone)]
@@ -132,7 +124,7 @@ impl AuditLog {
         } = action;
         self.append(&Entry {
             at,
-            host: host(),
+            host: crate::platform::host_name(),
             pid: std::process::id(),
             who: self.who,
             profile,

@@ -1,7 +1,7 @@
 //! Resolving where the vault is and how to open it, from flags, environment and config.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use age::secrecy::SecretString;
@@ -76,15 +76,6 @@ impl Context {
             .or_else(Paths::default_vault)
             .ok_or_else(|| anyhow!("no home directory to keep the vault in: pass --vault PATH"))?;
         Ok(Location::parse(&named)?)
-    }
-
-    /// The vault file, for what only a file vault has.
-    pub fn vault_path(&self) -> anyhow::Result<PathBuf> {
-        let location = self.vault_location()?;
-        location
-            .file()
-            .map(Path::to_path_buf)
-            .ok_or_else(|| anyhow!("{location} is not a file: this needs a vault kept in a file"))
     }
 
     /// What keeps the vault at `location`: its file, or its secret in OpenBao.

@@ -3,6 +3,14 @@
 
 use std::path::Path;
 
+/// This machine's name, as the audit log and the vault's lease name it.
+pub fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// Whether a graphical session is there to show a browser in.
 fn display_available() -> bool {
     std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some()

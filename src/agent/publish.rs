@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use age::secrecy::ExposeSecret;
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -42,12 +42,7 @@ type Published = (Option<DateTime<Utc>>, Option<Instant>);
 impl Publisher {
     /// Checks, before the agent starts, that `place` is a KV version 2 prefix this token may
     /// write: an unreachable or forbidden OpenBao is an error now, not a log line later.
-    pub fn connect(place: &Location, api: Api) -> anyhow::Result<Self> {
-        let Location::OpenBao(prefix) = place else {
-            bail!(
-                "--publish takes openbao://HOST/MOUNT/PREFIX (or openbao+http:// on this machine), not {place}"
-            );
-        };
+    pub fn connect(prefix: &KvPath, api: Api) -> anyhow::Result<Self> {
         api.check_engine(prefix)?;
         let probe = prefix.sibling(format!("{}/any-profile", prefix.path));
         if !api.may_write(&probe)? {
@@ -60,7 +55,7 @@ impl Publisher {
         }
         Ok(Self {
             api,
-            prefix: (**prefix).clone(),
+            prefix: prefix.clone(),
             state: Mutex::default(),
         })
     }

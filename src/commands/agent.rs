@@ -51,14 +51,14 @@ pub async fn run(ctx: &Context, args: &AgentArgs) -> anyhow::Result<i32> {
 /// OpenBao is an error now.
 fn publisher(ctx: &Context, place: &std::path::Path) -> anyhow::Result<agent::publish::Publisher> {
     let location = crate::vault::Location::parse(place)?;
-    if location.file().is_some() {
+    let crate::vault::Location::OpenBao(prefix) = &location else {
         return Err(anyhow!(
             "--publish takes openbao://HOST/MOUNT/PREFIX (or openbao+http:// on this machine), not {location}"
         ));
-    }
+    };
     let connection = crate::openbao::connection(ctx.config.http_timeout, ctx.extra_roots()?)?;
     let api = crate::vault::backend::openbao::api::Api::new(connection)?;
-    agent::publish::Publisher::connect(&location, api)
+    agent::publish::Publisher::connect(prefix, api)
 }
 
 async fn running(ctx: &Context) -> anyhow::Result<Client> {

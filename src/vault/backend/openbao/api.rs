@@ -90,19 +90,21 @@ impl Api {
     /// Reads the secret at `kv`.
     pub fn read(&self, kv: &KvPath) -> Result<Found, VaultError> {
         let answer = self.call(kv, reqwest::Method::GET, kv.data_url(), None)?;
-        let json = body_json(&answer);
+        let mut json = body_json(&answer);
         let metadata = &json["data"]["metadata"];
         let version = metadata["version"].as_u64().unwrap_or(0);
+        let created = metadata["created_time"].as_str().and_then(parse_time);
         match answer.status {
             200 => {
-                let fields = json["data"]["data"]
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default();
+                // Taken, not copied: the field holds the whole vault.
+                let fields = match json["data"]["data"].take() {
+                    Value::Object(fields) => fields,
+                    _ => serde_json::Map::new(),
+                };
                 Ok(Found::Secret(Secret {
                     fields,
                     version,
-                    created: metadata["created_time"].as_str().and_then(parse_time),
+                    created,
                     server_now: answer.date,
                 }))
             }

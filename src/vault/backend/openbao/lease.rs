@@ -56,10 +56,7 @@ pub struct Holder {
 
 impl Default for Holder {
     fn default() -> Self {
-        let host = nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_else(|| "unknown-host".into());
+        let host = crate::platform::host_name();
         let id = format!(
             "{host} pid {} {:016x}",
             std::process::id(),
