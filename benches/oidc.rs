@@ -22,15 +22,8 @@ fn on_path(program: &str) -> bool {
 }
 
 fn tokdeck(home: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(support::bin());
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("XDG_STATE_HOME", home.join("state"))
-        .env("TOKDECK_AGENT_SOCK", home.join("agent.sock"))
+    let mut cmd = support::command(home, args);
+    cmd.env("TOKDECK_AGENT_SOCK", home.join("agent.sock"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -8,7 +8,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tokdeck_testkit::mock::MockServer;
@@ -24,22 +24,13 @@ struct Place<'a> {
 }
 
 fn command(home: &Path, key: &Path, place: &Place<'_>, args: &[&str]) -> Command {
-    let mut cmd = Command::new(support::bin());
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_STATE_HOME", home.join("state"))
-        .env("TOKDECK_VAULT", &place.vault)
+    let mut cmd = support::command(home, args);
+    cmd.env("TOKDECK_VAULT", &place.vault)
         .env("TOKDECK_IDENTITY", key)
         .env(
             "TOKDECK_AGENT_SOCK",
             home.join(format!("{}.sock", place.label)),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        );
     if let Some(bao) = place.bao {
         cmd.env("BAO_TOKEN", &bao.token);
     }

@@ -18,19 +18,8 @@ fn env_command(
     key: &std::path::Path,
     args: &[&str],
 ) -> Command {
-    let mut cmd = Command::new(support::bin());
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("XDG_STATE_HOME", home.join("state"))
-        .env("TOKDECK_VAULT", vault)
-        .env("TOKDECK_IDENTITY", key)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut cmd = support::command(home, args);
+    cmd.env("TOKDECK_VAULT", vault).env("TOKDECK_IDENTITY", key);
     cmd
 }
 

@@ -8,47 +8,17 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
 use common::fixture::{free_port, http};
+use common::running::Agent;
 use common::{CLIENT_ID, CLIENT_SECRET, Env, MockServer, assert_one_line_error, stderr, tool};
 
-/// A running agent serving metrics on a free port; killed on drop.
-struct Agent {
-    child: Child,
-    port: u16,
-}
-
-impl Agent {
-    fn start(env: &Env) -> Self {
-        let port = free_port();
-        let child = env
-            .command(&["agent", "--metrics", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http(port, "GET", "/metrics", None).is_none() {
-            assert!(Instant::now() < deadline, "no metrics served");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child, port }
-    }
-
-    fn scrape(&self) -> String {
-        let reply = http(self.port, "GET", "/metrics", None).unwrap();
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        reply.body
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// GET /metrics from the agent serving them on `port`.
+fn scrape(port: u16) -> String {
+    let reply = http(port, "GET", "/metrics", None).unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.body
 }
 
 /// The value of the first sample whose line starts with `prefix`.
@@ -90,8 +60,9 @@ fn a_real_scrape_passes_promtool_and_names_no_secret() {
     let env = Env::new();
     env.authorized_profile("payroll", &server, &["--auto-refresh"]);
     env.add_profile("new", &server, &[]);
-    let agent = Agent::start(&env);
-    let text = agent.scrape();
+    let port = free_port();
+    let _agent = Agent::start(&env, &["--metrics", &port.to_string()]);
+    let text = scrape(port);
     for series in [
         "tokdeck_access_token_expiry_timestamp_seconds{profile=\"payroll\"}",
         "tokdeck_refresh_window_end_timestamp_seconds{profile=\"payroll\"}",
@@ -118,7 +89,7 @@ fn a_real_scrape_passes_promtool_and_names_no_secret() {
     let mut reply = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(socket), &mut reply).unwrap();
     assert!(reply.contains("\"ok\":true"), "{reply}");
-    let text = agent.scrape();
+    let text = scrape(port);
     assert!(
         sample(
             &text,
@@ -129,7 +100,7 @@ fn a_real_scrape_passes_promtool_and_names_no_secret() {
     assert!(sample(&text, "tokdeck_refresh_duration_seconds_count") >= 1.0);
     promtool_check(&text);
     // Anything but GET /metrics is refused.
-    assert_eq!(http(agent.port, "GET", "/", None).unwrap().status, 404);
+    assert_eq!(http(port, "GET", "/", None).unwrap().status, 404);
 }
 
 #[test]

@@ -10,21 +10,12 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::fixture::{free_port, http};
 use common::openbao::OpenBao;
+use common::running::Agent;
 use common::{CLIENT_SECRET, Env, MockServer, assert_one_line_error, stderr};
-
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -55,23 +46,15 @@ fn refresh_through_agent(env: &Env, profile: &str) -> String {
 fn opted_in_access_tokens_are_published_and_nothing_else() {
     let bao = OpenBao::start();
     let server = MockServer::start();
-    let env = Env::new();
+    let mut env = Env::new();
+    env.vars.push(("BAO_TOKEN".into(), bao.token.clone()));
     env.authorized_profile("shared", &server, &["--publish"]);
     env.authorized_profile("personal", &server, &[]);
     let metrics = free_port();
-    let _agent = Agent(
-        env.command(&[
-            "agent",
-            "--publish",
-            &bao.location("services"),
-            "--metrics",
-            &metrics.to_string(),
-        ])
-        .env("BAO_TOKEN", &bao.token)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap(),
+    let services = bao.location("services");
+    let _agent = Agent::start(
+        &env,
+        &["--publish", &services, "--metrics", &metrics.to_string()],
     );
     wait_until("the publish", || published(&bao, "shared").is_some());
     let secret = published(&bao, "shared").unwrap();

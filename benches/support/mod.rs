@@ -120,3 +120,21 @@ pub fn open(path: &Path, key: &Path) -> Store {
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tokdeck"))
 }
+
+/// The binary in a home of its own (`home`): no inherited settings, its config, data and state
+/// folders under `home`, and no input or output.
+pub fn command(home: &Path, args: &[&str]) -> std::process::Command {
+    use std::process::Stdio;
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_STATE_HOME", home.join("state"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}

@@ -108,20 +108,18 @@ impl Env {
         name: &str,
         extra: &[&str],
     ) {
-        let base = server.base_url();
-        let mut args = vec![
-            "add",
-            name,
-            "--client-id",
-            &app.uid,
-            "--base-url",
-            &base,
-            "--redirect-uri",
-            &app.redirect_uri,
-        ];
+        let app_args = ["--client-id", &app.uid, "--redirect-uri", &app.redirect_uri];
+        self.add_at(name, &server.base_url(), &app_args, extra, &app.secret);
+    }
+
+    /// `add NAME --base-url BASE` with the app's `app_args` and the test's `extra`, the client
+    /// secret on stdin.
+    fn add_at(&self, name: &str, base: &str, app_args: &[&str], extra: &[&str], secret: &str) {
+        let mut args = vec!["add", name, "--base-url", base];
+        args.extend_from_slice(app_args);
         args.extend_from_slice(extra);
-        let out = self.run_with_stdin(&args, &app.secret);
-        assert!(out.status.success(), "add: {}", stderr(&out));
+        let out = self.run_with_stdin(&args, secret);
+        assert!(out.status.success(), "add failed: {}", stderr(&out));
     }
 
     /// Adds profile `name` for `app` on a real Doorkeeper `server` (secret on stdin) and
@@ -244,20 +242,8 @@ impl Env {
         redirect_uri: &str,
         extra: &[&str],
     ) {
-        let base = server.base_url();
-        let mut args = vec![
-            "add",
-            name,
-            "--client-id",
-            CLIENT_ID,
-            "--base-url",
-            &base,
-            "--redirect-uri",
-            redirect_uri,
-        ];
-        args.extend_from_slice(extra);
-        let out = self.run_with_stdin(&args, CLIENT_SECRET);
-        assert!(out.status.success(), "add failed: {}", stderr(&out));
+        let app_args = ["--client-id", CLIENT_ID, "--redirect-uri", redirect_uri];
+        self.add_at(name, &server.base_url(), &app_args, extra, CLIENT_SECRET);
     }
 
     /// Adds a profile and gives it tokens through a code exchange.

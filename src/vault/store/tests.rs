@@ -25,10 +25,26 @@ fn new_store(dir: &Path) -> (Store, PathBuf) {
     (store, key)
 }
 
+/// The file `store` keeps its vault in.
+fn vault_file(store: &Store) -> &Path {
+    store.location().file().unwrap()
+}
+
+/// A save that changes the content (the first recipient listed twice).
+fn save_again(store: &Store) {
+    store
+        .update(|d| {
+            d.recipients.push(d.recipients[0].clone());
+            Ok::<_, ()>(())
+        })
+        .unwrap()
+        .unwrap();
+}
+
 /// Another handle on the vault of `store`, as another process would open it.
 fn second_handle(store: &Store, key: &Path) -> Store {
     Store::open(
-        store.location().file().unwrap(),
+        vault_file(store),
         Unlock::Identity(IdentityFile::load(key, crate::vault::crypto::NoPrompt).unwrap()),
     )
     .unwrap()
@@ -38,31 +54,22 @@ fn second_handle(store: &Store, key: &Path) -> Store {
 fn saves_are_private_and_keep_a_backup() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = new_store(dir.path());
-    let before = fs::read(store.location().file().unwrap()).unwrap();
-    store
-        .update(|d| {
-            d.recipients.push(d.recipients[0].clone());
-            Ok::<_, ()>(())
-        })
-        .unwrap()
-        .unwrap();
-    let mode = fs::metadata(store.location().file().unwrap())
+    let before = fs::read(vault_file(&store)).unwrap();
+    save_again(&store);
+    let mode = fs::metadata(vault_file(&store))
         .unwrap()
         .permissions()
         .mode()
         & 0o777;
     assert_eq!(mode, 0o600);
-    let dir_mode = fs::metadata(store.location().file().unwrap().parent().unwrap())
+    let dir_mode = fs::metadata(vault_file(&store).parent().unwrap())
         .unwrap()
         .permissions()
         .mode()
         & 0o777;
     assert_eq!(dir_mode, 0o700);
-    assert_eq!(
-        fs::read(backup_path(store.location().file().unwrap())).unwrap(),
-        before
-    );
-    let leftovers: Vec<_> = fs::read_dir(store.location().file().unwrap().parent().unwrap())
+    assert_eq!(fs::read(backup_path(vault_file(&store))).unwrap(), before);
+    let leftovers: Vec<_> = fs::read_dir(vault_file(&store).parent().unwrap())
         .unwrap()
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
@@ -74,17 +81,11 @@ fn saves_are_private_and_keep_a_backup() {
 fn a_backup_hard_linked_to_the_vault_leaves_no_temp_file() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = new_store(dir.path());
-    let backup = backup_path(store.location().file().unwrap());
-    fs::hard_link(store.location().file().unwrap(), &backup).unwrap();
-    let before = fs::read(store.location().file().unwrap()).unwrap();
-    store
-        .update(|d| {
-            d.recipients.push(d.recipients[0].clone());
-            Ok::<_, ()>(())
-        })
-        .unwrap()
-        .unwrap();
-    let names: Vec<String> = fs::read_dir(store.location().file().unwrap().parent().unwrap())
+    let backup = backup_path(vault_file(&store));
+    fs::hard_link(vault_file(&store), &backup).unwrap();
+    let before = fs::read(vault_file(&store)).unwrap();
+    save_again(&store);
+    let names: Vec<String> = fs::read_dir(vault_file(&store).parent().unwrap())
         .unwrap()
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -100,7 +101,7 @@ fn a_backup_hard_linked_to_the_vault_leaves_no_temp_file() {
         before,
         "backup is the old vault"
     );
-    assert_ne!(fs::read(store.location().file().unwrap()).unwrap(), before);
+    assert_ne!(fs::read(vault_file(&store)).unwrap(), before);
 }
 
 #[test]
@@ -133,7 +134,7 @@ fn one_profile_reads_follow_every_change() {
 fn failed_change_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = new_store(dir.path());
-    let before = fs::read(store.location().file().unwrap()).unwrap();
+    let before = fs::read(vault_file(&store)).unwrap();
     let outcome = store
         .update(|d| {
             d.recipients.clear();
@@ -141,8 +142,8 @@ fn failed_change_writes_nothing() {
         })
         .unwrap();
     assert_eq!(outcome, Err("nope"));
-    assert_eq!(fs::read(store.location().file().unwrap()).unwrap(), before);
-    assert!(!backup_path(store.location().file().unwrap()).exists());
+    assert_eq!(fs::read(vault_file(&store)).unwrap(), before);
+    assert!(!backup_path(vault_file(&store)).exists());
 }
 
 #[test]
@@ -174,13 +175,7 @@ fn reload_reports_only_changes_made_elsewhere() {
     let dir = tempfile::tempdir().unwrap();
     let (store, key) = new_store(dir.path());
     assert!(store.reload_if_changed().unwrap().is_none());
-    store
-        .update(|d| {
-            d.recipients.push(d.recipients[0].clone());
-            Ok::<_, ()>(())
-        })
-        .unwrap()
-        .unwrap();
+    save_again(&store);
     assert!(
         store.reload_if_changed().unwrap().is_none(),
         "own saves are known"
@@ -205,15 +200,15 @@ fn the_same_encryption_under_a_new_inode_is_not_read_again() {
     let dir = tempfile::tempdir().unwrap();
     let (store, key) = new_store(dir.path());
     let copy = dir.path().join("copy");
-    fs::copy(store.location().file().unwrap(), &copy).unwrap();
-    fs::rename(&copy, store.location().file().unwrap()).unwrap();
+    fs::copy(vault_file(&store), &copy).unwrap();
+    fs::rename(&copy, vault_file(&store)).unwrap();
     assert!(store.reload_if_changed().unwrap().is_none(), "same stamp");
     // The same content encrypted again is another file: it is read.
     let other = second_handle(&store, &key);
     other.update(|_| Ok::<_, ()>(())).unwrap().unwrap();
     assert!(store.reload_if_changed().unwrap().is_some());
     assert!(
-        read_head(store.location().file().unwrap())
+        read_head(vault_file(&store))
             .unwrap()
             .starts_with(b"age-encryption.org/v1")
     );
@@ -290,7 +285,7 @@ fn edit(mut f: impl FnMut(&mut Profile) + 'static) -> Edit {
 
 /// The file decrypted, as text.
 fn plaintext(store: &Store) -> String {
-    let bytes = fs::read(store.location().file().unwrap()).unwrap();
+    let bytes = fs::read(vault_file(store)).unwrap();
     let text = crypto::decrypt(&bytes, &store.unlock, store.location()).unwrap();
     String::from_utf8(text.to_vec()).unwrap()
 }
@@ -330,12 +325,12 @@ fn profile_changes_save_the_same_text_as_a_whole_save() {
 fn profile_changes_to_no_profile_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = three_profiles(dir.path());
-    let before = fs::read(store.location().file().unwrap()).unwrap();
+    let before = fs::read(vault_file(&store)).unwrap();
     let outcomes = store
         .update_profiles([("gone".to_string(), edit(|_| {}))])
         .unwrap();
     assert_eq!(outcomes, [None]);
-    assert_eq!(fs::read(store.location().file().unwrap()).unwrap(), before);
+    assert_eq!(fs::read(vault_file(&store)).unwrap(), before);
 }
 
 #[test]
@@ -381,12 +376,12 @@ fn an_older_file_put_in_place_never_takes_back_newer_tokens() {
     };
     give(&store, token("old", 60));
     let backup = dir.path().join("backup.age");
-    fs::copy(store.location().file().unwrap(), &backup).unwrap();
+    fs::copy(vault_file(&store), &backup).unwrap();
     give(&store, token("new", 1));
     // The backup restored over the live vault, as cp or git would: a new inode.
     let staged = dir.path().join("v/staged");
     fs::copy(&backup, &staged).unwrap();
-    fs::rename(&staged, store.location().file().unwrap()).unwrap();
+    fs::rename(&staged, vault_file(&store)).unwrap();
     let seen = store.profile("a").unwrap().unwrap();
     assert_eq!(seen.token.unwrap().access_token.expose_secret(), "new");
     assert_eq!(store.write_back_kept().unwrap(), vec!["a".to_string()]);

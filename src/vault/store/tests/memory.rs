@@ -150,17 +150,23 @@ fn a_backend_other_than_a_file_serves_the_store_through_the_seam() {
     assert!(two.lease().is_ok());
 }
 
-/// A memory vault, created, with two stores on it, and how it is sealed.
-fn memory_vault(dir: &Path) -> (Memory, Store, Store, Sealing) {
+/// A new vault in `memory`, sealed to a new key in `dir`: two stores on it, and the sealing.
+fn stores_on(dir: &Path, memory: &Memory) -> (Store, Store, Sealing) {
     let key = dir.join("key.txt");
     let id = IdentityFile::generate(&key).unwrap();
-    let memory = Memory::default();
     let sealing = Sealing::Recipients(id.recipients.clone());
-    create_in(&memory, &mut VaultData::default(), &sealing).unwrap();
+    create_in(memory, &mut VaultData::default(), &sealing).unwrap();
     let unlock =
         || Unlock::Identity(IdentityFile::load(&key, crate::vault::crypto::NoPrompt).unwrap());
     let one = Store::open_in(Box::new(memory.clone()), unlock()).unwrap();
     let two = Store::open_in(Box::new(memory.clone()), unlock()).unwrap();
+    (one, two, sealing)
+}
+
+/// A memory vault holding profiles `a` and `b`, with two stores on it, and how it is sealed.
+fn memory_vault(dir: &Path) -> (Memory, Store, Store, Sealing) {
+    let memory = Memory::default();
+    let (one, two, sealing) = stores_on(dir, &memory);
     one.update(|d| ["a", "b"].into_iter().try_for_each(|n| d.insert(named(n))))
         .unwrap()
         .unwrap();
@@ -215,18 +221,11 @@ fn a_storm_of_conflicts_ends_in_an_error_after_bounded_tries_and_writes_nothing(
 #[test]
 fn a_backend_asked_by_round_trip_is_asked_once_a_moment_for_reads_and_always_under_the_lease() {
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("key.txt");
-    let id = IdentityFile::generate(&key).unwrap();
     let memory = Memory {
         fresh_for: Duration::from_secs(60),
         ..Memory::default()
     };
-    let sealing = Sealing::Recipients(id.recipients.clone());
-    create_in(&memory, &mut VaultData::default(), &sealing).unwrap();
-    let unlock =
-        || Unlock::Identity(IdentityFile::load(&key, crate::vault::crypto::NoPrompt).unwrap());
-    let one = Store::open_in(Box::new(memory.clone()), unlock()).unwrap();
-    let two = Store::open_in(Box::new(memory.clone()), unlock()).unwrap();
+    let (one, two, _) = stores_on(dir.path(), &memory);
     let probes = || memory.probes.load(std::sync::atomic::Ordering::Relaxed);
     let before = probes();
     // Reads right after the open ask nothing more.
