@@ -187,6 +187,26 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+impl Cli {
+    /// Parses the command line. When its first word names a subcommand, only that
+    /// subcommand is built: scripts call `token` in loops, and building every subcommand
+    /// (with the global options copied into each) is most of what parsing costs. Anything
+    /// that does not parse that way (help, errors, options before the subcommand) goes
+    /// through the whole definition, so what people read is the same.
+    pub fn parse_args(args: &[std::ffi::OsString]) -> Result<Self, clap::Error> {
+        Self::parse_one(args).map_or_else(|| Self::try_parse_from(args), Ok)
+    }
+
+    fn parse_one(args: &[std::ffi::OsString]) -> Option<Self> {
+        use clap::{CommandFactory, FromArgMatches};
+        let name = args.get(1)?.to_str()?;
+        let subcommand = Self::command().find_subcommand(name)?.clone();
+        let only = Global::augment_args(clap::Command::new("tokdeck")).subcommand(subcommand);
+        let matches = only.try_get_matches_from(args).ok()?;
+        Self::from_arg_matches(&matches).ok()
+    }
+}
+
 /// Shown under every command's help: the two things people look for.
 const AFTER_HELP: &str = "Durations (DUR) read 30s, 30m, 12h, 1d or 1d 12h.\n`tokdeck` with no command opens the full-screen app.";
 
@@ -258,6 +278,7 @@ impl Global {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Create an empty vault
     Init(InitArgs),
@@ -336,6 +357,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum RecipientsCommand {
     /// List the recipients (the default)
     List,

@@ -121,6 +121,7 @@ pub struct AgentArgs {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum AgentAction {
     /// Whether an agent runs, since when, for which vault, and what it did last
     Status,
@@ -175,6 +176,7 @@ pub struct RefreshArgs {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum VaultCommand {
     /// Copy the vault's ciphertext as it is to DEST (a file, or openbao://HOST/MOUNT/PATH); no key is needed, and DEST must not exist
     Copy {

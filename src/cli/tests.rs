@@ -78,3 +78,47 @@ fn help_says_how_to_open_the_app_and_keeps_global_options_apart() {
     );
     assert!(global.contains("--vault"), "{add}");
 }
+
+/// Every subcommand parses the same through [`Cli::parse_args`]'s shortcut as through the
+/// whole definition, and what the shortcut cannot take falls through to it.
+#[test]
+fn parsing_one_subcommand_reads_the_line_as_the_whole_definition_does() {
+    let lines: &[&[&str]] = &[
+        &["tokdeck", "token", "crm"],
+        &["tokdeck", "token", "crm", "--header", "--min-valid", "10m"],
+        &["tokdeck", "token", "--vault", "/v.age", "crm", "--no-agent"],
+        &["tokdeck", "status", "--json"],
+        &["tokdeck", "exec", "crm", "--", "curl", "-s", "x"],
+        &["tokdeck", "api", "crm", "/users"],
+        &["tokdeck", "exchange", "p", "-Xy_9z"],
+        &["tokdeck", "refresh", "--all"],
+        &["tokdeck", "agent", "status"],
+        &["tokdeck", "vault", "copy", "openbao://h/kv/team"],
+        &["tokdeck", "recipients", "list"],
+        &["tokdeck", "--vault", "/v.age", "token", "crm"],
+        &["tokdeck"],
+    ];
+    for line in lines {
+        let args: Vec<std::ffi::OsString> = line.iter().map(Into::into).collect();
+        let whole = Cli::try_parse_from(&args);
+        assert!(whole.is_ok(), "{line:?}: {whole:?}");
+        let named_first = line.get(1).is_some_and(|word| !word.starts_with('-'));
+        assert_eq!(Cli::parse_one(&args).is_some(), named_first, "{line:?}");
+        let shortcut = Cli::parse_args(&args);
+        assert_eq!(format!("{shortcut:?}"), format!("{whole:?}"), "{line:?}");
+    }
+    // Help and mistakes are the whole definition's, word for word.
+    for line in [
+        &["tokdeck", "token", "--help"][..],
+        &["tokdeck", "token"],
+        &["tokdeck", "token", "crm", "--hedaer"],
+        &["tokdeck", "tokn", "crm"],
+        &["tokdeck", "help", "token"],
+    ] {
+        let args: Vec<std::ffi::OsString> = line.iter().map(Into::into).collect();
+        let whole = Cli::try_parse_from(&args).unwrap_err();
+        let shortcut = Cli::parse_args(&args).unwrap_err();
+        assert_eq!(shortcut.kind(), whole.kind(), "{line:?}");
+        assert_eq!(shortcut.to_string(), whole.to_string(), "{line:?}");
+    }
+}
