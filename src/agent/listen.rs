@@ -14,29 +14,28 @@ use super::handlers::answer;
 use super::keeper::Keeper;
 use super::place::{self, Made, Occupant};
 use super::protocol::{self, HEARTBEAT, IDLE_TIMEOUT, LineError, Reply};
-use super::supervisor::{Supervisor, stop_signal};
+use super::supervisor::Supervisor;
 
 /// Most connections served at once; more wait in the kernel's queue. Each holds one
 /// descriptor, and the vault, its lock and the worker's connections need theirs.
 const MAX_CONNECTIONS: usize = 256;
 /// Descriptors kept free for the vault, its lock, the log and the worker's HTTP connections.
 const DESCRIPTOR_RESERVE: u64 = 128;
-/// Accepts connections until asked to stop, at most [`connection_limit`] at a time.
+/// Accepts connections, at most [`connection_limit`] at a time, until the supervisor stops.
+///
+/// Meant to run as a task of the supervisor, on a worker thread: the thread that sees a
+/// connection arrive accepts it and runs its task next, so a request is read and answered
+/// without waking another thread.
 pub async fn serve(
-    listener: &UnixListener,
-    keeper: &Arc<Keeper>,
-    vault: &str,
-    supervisor: &Supervisor,
+    listener: UnixListener,
+    keeper: Arc<Keeper>,
+    vault: String,
+    supervisor: Supervisor,
 ) {
     let slots = Arc::new(Semaphore::new(connection_limit()));
     let mut backoff = Backoff::default();
     loop {
-        let accepted = tokio::select! {
-            accepted = accept(listener, &slots) => accepted,
-            () = supervisor.stopping() => return,
-            () = stop_signal() => return,
-        };
-        let (stream, slot) = match accepted {
+        let (stream, slot) = match accept(&listener, &slots).await {
             Ok(accepted) => {
                 backoff.reset();
                 accepted
@@ -49,7 +48,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let (keeper, vault, stopper) = (keeper.clone(), vault.to_string(), supervisor.clone());
+        let (keeper, vault, stopper) = (keeper.clone(), vault.clone(), supervisor.clone());
         supervisor.spawn_until_stop(async move {
             connection(stream, &keeper, &vault, &stopper).await;
             drop(slot);
@@ -104,7 +103,7 @@ impl Backoff {
 pub async fn bind(socket: &Path, vault: &str) -> anyhow::Result<(UnixListener, Made)> {
     place::prepare_folder(socket)?;
     if place::occupant(socket)? == Occupant::OwnSocket {
-        if let Some(other) = super::client::Client::connect_to(socket).await {
+        if let Some(other) = super::client::Client::connect_to(socket) {
             let who = other.map_or_else(
                 || "another agent".to_string(),
                 |info| {
@@ -150,7 +149,7 @@ async fn connection(stream: UnixStream, keeper: &Keeper, vault: &str, supervisor
             protocol::read_line(&mut reader, protocol::MAX_REQUEST),
         );
         let reply = match line.await {
-            Err(_) | Ok(Ok(None) | Err(LineError::Broken)) => return,
+            Err(_) | Ok(Ok(None) | Err(LineError::Broken | LineError::TimedOut)) => return,
             Ok(Err(LineError::TooLong)) => {
                 let too_long = format!(
                     "request longer than {} bytes: refused",

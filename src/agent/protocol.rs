@@ -143,6 +143,8 @@ pub enum LineError {
     TooLong,
     /// A whole line that is not UTF-8 (the stream can go on with the next line).
     NotUtf8,
+    /// Nothing came within the reader's timeout.
+    TimedOut,
     /// The connection broke.
     Broken,
 }
@@ -156,31 +158,59 @@ pub async fn read_line(
     let mut line = Vec::new();
     loop {
         let chunk = reader.fill_buf().await.map_err(|_| LineError::Broken)?;
-        if chunk.is_empty() {
-            return if line.is_empty() {
-                Ok(None)
-            } else {
-                String::from_utf8(line)
-                    .map(Some)
-                    .map_err(|_| LineError::NotUtf8)
-            };
-        }
-        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (chunk.len(), false),
-        };
-        line.extend_from_slice(&chunk[..take]);
-        reader.consume(take);
-        if line.len() - usize::from(done) > limit {
-            return Err(LineError::TooLong);
-        }
-        if done {
-            line.pop();
-            return String::from_utf8(line)
-                .map(Some)
-                .map_err(|_| LineError::NotUtf8);
+        let (used, read) = take_line(&mut line, chunk, limit);
+        reader.consume(used);
+        if let Some(read) = read {
+            return read;
         }
     }
+}
+
+/// [`read_line`] on a blocking reader, whose read timeout is [`LineError::TimedOut`].
+pub fn read_line_blocking(
+    reader: &mut impl std::io::BufRead,
+    limit: usize,
+) -> Result<Option<String>, LineError> {
+    let mut line = Vec::new();
+    loop {
+        let chunk = reader.fill_buf().map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => LineError::TimedOut,
+            _ => LineError::Broken,
+        })?;
+        let (used, read) = take_line(&mut line, chunk, limit);
+        reader.consume(used);
+        if let Some(read) = read {
+            return read;
+        }
+    }
+}
+
+/// One buffer of input on the way to a line: how many bytes of `chunk` it used (up to the
+/// first newline), and the line once it is complete, too long, or ended by the stream (an
+/// empty `chunk`).
+fn take_line(
+    line: &mut Vec<u8>,
+    chunk: &[u8],
+    limit: usize,
+) -> (usize, Option<Result<Option<String>, LineError>>) {
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).map_err(|_| LineError::NotUtf8);
+    if chunk.is_empty() {
+        let end = (!line.is_empty()).then(|| text(std::mem::take(line)));
+        return (0, Some(end.transpose()));
+    }
+    let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+        Some(i) => (i + 1, true),
+        None => (chunk.len(), false),
+    };
+    line.extend_from_slice(&chunk[..take]);
+    if line.len() - usize::from(done) > limit {
+        return (take, Some(Err(LineError::TooLong)));
+    }
+    if !done {
+        return (take, None);
+    }
+    line.pop();
+    (take, Some(text(std::mem::take(line)).map(Some)))
 }
 
 /// Parses a request line, refusing other versions with a message that names both.
@@ -261,6 +291,27 @@ mod tests {
         assert_eq!(
             read_line(&mut reader, MAX_REQUEST).await,
             Err(LineError::TooLong)
+        );
+    }
+
+    #[test]
+    fn blocking_lines_read_alike_and_a_timeout_is_told_apart() {
+        let mut reader = std::io::BufReader::with_capacity(4, &b"one\n\xff\xfe\ntwo"[..]);
+        assert_eq!(read_line_blocking(&mut reader, 10), Ok(Some("one".into())));
+        assert_eq!(read_line_blocking(&mut reader, 10), Err(LineError::NotUtf8));
+        assert_eq!(read_line_blocking(&mut reader, 10), Ok(Some("two".into())));
+        assert_eq!(read_line_blocking(&mut reader, 10), Ok(None));
+        let mut long = std::io::BufReader::with_capacity(4, &[b'x'; 12][..]);
+        assert_eq!(read_line_blocking(&mut long, 10), Err(LineError::TooLong));
+
+        let (quiet, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        quiet
+            .set_read_timeout(Some(std::time::Duration::from_millis(20)))
+            .unwrap();
+        let mut reader = std::io::BufReader::new(quiet);
+        assert_eq!(
+            read_line_blocking(&mut reader, 10),
+            Err(LineError::TimedOut)
         );
     }
 }

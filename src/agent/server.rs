@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::keeper::Keeper;
 use super::listen::{bind, serve};
-use super::supervisor::Supervisor;
+use super::supervisor::{Supervisor, stop_signal};
 use super::{AgentLock, canonical, socket_path};
 use crate::context::Context;
 use crate::duration::format_duration;
@@ -61,12 +61,11 @@ pub async fn run(ctx: &Context, options: Options) -> anyhow::Result<()> {
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
         tracing::debug!(error = %e, "cannot tell the service manager the agent is ready");
     }
-    serve(&listener, &keeper, &vault, &supervisor).await;
-    // Stop taking work, let refreshes in flight reach their save, then go.
+    serve_until_stopped(listener, &keeper, &vault, &supervisor).await;
+    // Stop taking work, let refreshes in flight reach their save, then go. The listener
+    // closes as its task ends.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     drop(watcher);
-    supervisor.stop();
-    drop(listener);
     // Only the socket this agent made: one that replaced it belongs to someone else.
     made.remove(&socket);
     canceller.cancel_all();
@@ -80,6 +79,24 @@ pub async fn run(ctx: &Context, options: Options) -> anyhow::Result<()> {
     tracing::info!("agent stopped");
     crate::note!("tokdeck agent: stopped");
     Ok(())
+}
+
+/// Serves the socket from a task of `supervisor` (see [`serve`]) until the agent is asked
+/// to stop: by `agent stop`, SIGTERM or Ctrl-C.
+async fn serve_until_stopped(
+    listener: tokio::net::UnixListener,
+    keeper: &Arc<Keeper>,
+    vault: &str,
+    supervisor: &Supervisor,
+) {
+    let (keeper, vault, stopper) = (keeper.clone(), vault.to_string(), supervisor.clone());
+    supervisor.spawn_until_stop(serve(listener, keeper, vault, stopper));
+    let stopper = supervisor.clone();
+    supervisor.spawn_until_stop(async move {
+        stop_signal().await;
+        stopper.stop();
+    });
+    supervisor.stopping().await;
 }
 
 /// Starts the keep-alive loop, the watch on the vault file and the metrics endpoint; the
