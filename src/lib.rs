@@ -21,6 +21,7 @@ pub mod platform;
 pub mod prompt;
 pub mod qr;
 pub mod report;
+pub mod runtime;
 pub mod tui;
 pub mod usable;
 pub mod vault;

@@ -24,7 +24,8 @@ pub struct Issued {
     pub warning: Option<String>,
     /// The variable `exec` puts the token in, when the profile names one.
     pub env_var: Option<String>,
-    /// The profile's server, for `api` (no secret).
+    /// The profile's server, for `api` (no secret), which checks it before sending there:
+    /// from an agent it is as the agent said.
     pub api_base: String,
 }
 

@@ -42,8 +42,8 @@ pub async fn run(ctx: &Context, args: &AgentArgs) -> anyhow::Result<i32> {
                 .await
                 .map(|()| 0)
         }
-        Some(AgentAction::Status) => status(ctx).await,
-        Some(AgentAction::Stop) => stop(ctx).await,
+        Some(AgentAction::Status) => status(ctx),
+        Some(AgentAction::Stop) => stop(ctx),
     }
 }
 
@@ -61,8 +61,8 @@ fn publisher(ctx: &Context, place: &std::path::Path) -> anyhow::Result<agent::pu
     agent::publish::Publisher::connect(prefix, api)
 }
 
-async fn running(ctx: &Context) -> anyhow::Result<Client> {
-    Client::for_vault(ctx).await.ok_or_else(|| {
+fn running(ctx: &Context) -> anyhow::Result<Client> {
+    Client::for_vault(ctx).ok_or_else(|| {
         anyhow!(
             "no agent runs for {} (socket {}): start one with `tokdeck agent`",
             ctx.vault_location()
@@ -73,11 +73,10 @@ async fn running(ctx: &Context) -> anyhow::Result<Client> {
     })
 }
 
-async fn status(ctx: &Context) -> anyhow::Result<i32> {
-    let mut client = running(ctx).await?;
+fn status(ctx: &Context) -> anyhow::Result<i32> {
+    let mut client = running(ctx)?;
     let info = client
-        .request(Request::Info)
-        .await?
+        .request(Request::Info)?
         .info
         .ok_or_else(|| anyhow!("the agent did not say who it is"))?;
     let text = format!(
@@ -93,9 +92,9 @@ async fn status(ctx: &Context) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-async fn stop(ctx: &Context) -> anyhow::Result<i32> {
-    let mut client = running(ctx).await?;
-    client.request(Request::Shutdown).await?;
+fn stop(ctx: &Context) -> anyhow::Result<i32> {
+    let mut client = running(ctx)?;
+    client.request(Request::Shutdown)?;
     crate::note!("agent stopping (it finishes refreshes in flight first)");
     Ok(0)
 }

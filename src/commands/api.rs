@@ -28,9 +28,12 @@ struct Answer {
 
 pub async fn run(ctx: &Context, args: &ApiArgs) -> anyhow::Result<i32> {
     // One source for the first token and any refresh: the vault is opened at most once.
-    let mut tokens = TokenSource::new(ctx).await;
+    let mut tokens = TokenSource::new(ctx);
     let issued = tokens.obtain(&args.name).await?;
-    let base = url::Url::parse(&issued.api_base)
+    // Checked here, where the token and payload go: an agent's answer is not trusted for it.
+    let base = crate::vault::validate::validate_base_url(&issued.api_base)
+        .map_err(|e| anyhow!("the base URL '{}' is refused: {e}", issued.api_base))?;
+    let base = url::Url::parse(&base)
         .with_context(|| format!("the profile's base URL '{}' is invalid", issued.api_base))?;
     let url = target(&base, &args.path)?;
     let body = request_body(args.data.as_deref())?;

@@ -15,12 +15,9 @@ use crate::context::Context;
 pub const DEFAULT_VAR: &str = "TOKDECK_ACCESS_TOKEN";
 
 /// Runs CMD; returns only when it could not be started (126: not executable, 127: not found,
-/// as shells say).
-pub async fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<i32> {
-    let issued = TokenSource::new(ctx)
-        .await
-        .obtain_valid_for(&args.name, args.min_valid)
-        .await?;
+/// as shells say). Called outside the async runtime: CMD inherits none of its threads.
+pub fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<i32> {
+    let issued = TokenSource::new(ctx).obtain_blocking(&args.name, args.min_valid)?;
     let var = args
         .env
         .clone()

@@ -19,33 +19,51 @@ use crate::cli::{Cli, Command};
 use crate::context::Context;
 
 /// Runs the parsed command line; returns the process exit code.
-pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+///
+/// `token`, `exec` and `status`, which scripts and monitors call in loops, ask a running
+/// agent before any async runtime starts; `token` and `exec` start one only to do the work
+/// themselves, and `status` needs none. Everything else runs on a runtime from the start.
+pub fn run(cli: &Cli) -> anyhow::Result<i32> {
     let ctx = Context::new(cli.global.options())?;
     match &cli.command {
-        None => crate::tui::run(&ctx).await.map(|()| 0),
-        Some(Command::Init(args)) => profiles::init(&ctx, args).map(|()| 0),
-        Some(Command::Add(args)) => profiles::add(&ctx, args).await.map(|()| 0),
-        Some(Command::Edit(args)) => profiles::edit(&ctx, args).await.map(|()| 0),
-        Some(Command::Remove { name }) => profiles::remove(&ctx, name).map(|()| 0),
-        Some(Command::Status(args)) => status::run(&ctx, args).await,
-        Some(Command::Authorize(args)) => oauth::authorize(&ctx, args).await.map(|()| 0),
-        Some(Command::Exchange { name, code, .. }) => {
-            oauth::exchange(&ctx, name, code).await.map(|()| 0)
+        Some(Command::Token(args)) => oauth::token(&ctx, args).map(|()| 0),
+        Some(Command::Exec(args)) => exec::run(&ctx, args),
+        Some(Command::Status(args)) => status::run(&ctx, args),
+        command => {
+            let threads = crate::runtime::Threads::for_command(command.as_ref());
+            crate::runtime::start(threads)?.block_on(on_runtime(&ctx, cli))
         }
-        Some(Command::Refresh(args)) => oauth::refresh(&ctx, args).await.map(|()| 0),
-        Some(Command::Token(args)) => oauth::token(&ctx, args).await.map(|()| 0),
-        Some(Command::Exec(args)) => exec::run(&ctx, args).await,
-        Some(Command::Api(args)) => api::run(&ctx, args).await,
-        Some(Command::Agent(args)) => agent::run(&ctx, args).await,
-        Some(Command::ImportToken(args)) => import_token::run(&ctx, args).map(|()| 0),
-        Some(Command::Audit(args)) => audit::run(&ctx, args).map(|()| 0),
-        Some(Command::Export(args)) => share::export(&ctx, args).map(|()| 0),
-        Some(Command::Import(args)) => share::import(&ctx, args).map(|()| 0),
-        Some(Command::Rediscover { name }) => oauth::rediscover(&ctx, name).await.map(|()| 0),
-        Some(Command::Check { name }) => oauth::check(&ctx, name).await.map(|()| 0),
-        Some(Command::Revoke { name }) => oauth::revoke(&ctx, name).await.map(|()| 0),
-        Some(Command::Recipients { action }) => recipients::run(&ctx, action.as_ref()).map(|()| 0),
-        Some(Command::Vault { action }) => vault::run(&ctx, action).map(|()| 0),
+    }
+}
+
+/// The commands that run on the async runtime.
+async fn on_runtime(ctx: &Context, cli: &Cli) -> anyhow::Result<i32> {
+    match &cli.command {
+        None => crate::tui::run(ctx).await.map(|()| 0),
+        Some(Command::Init(args)) => profiles::init(ctx, args).map(|()| 0),
+        Some(Command::Add(args)) => profiles::add(ctx, args).await.map(|()| 0),
+        Some(Command::Edit(args)) => profiles::edit(ctx, args).await.map(|()| 0),
+        Some(Command::Remove { name }) => profiles::remove(ctx, name).map(|()| 0),
+        Some(Command::Authorize(args)) => oauth::authorize(ctx, args).await.map(|()| 0),
+        Some(Command::Exchange { name, code, .. }) => {
+            oauth::exchange(ctx, name, code).await.map(|()| 0)
+        }
+        Some(Command::Refresh(args)) => oauth::refresh(ctx, args).await.map(|()| 0),
+        // Run before any runtime starts (see [`run`]).
+        Some(Command::Token(_) | Command::Exec(_) | Command::Status(_)) => {
+            anyhow::bail!("token, exec and status do not run on the async runtime")
+        }
+        Some(Command::Api(args)) => api::run(ctx, args).await,
+        Some(Command::Agent(args)) => agent::run(ctx, args).await,
+        Some(Command::ImportToken(args)) => import_token::run(ctx, args).map(|()| 0),
+        Some(Command::Audit(args)) => audit::run(ctx, args).map(|()| 0),
+        Some(Command::Export(args)) => share::export(ctx, args).map(|()| 0),
+        Some(Command::Import(args)) => share::import(ctx, args).map(|()| 0),
+        Some(Command::Rediscover { name }) => oauth::rediscover(ctx, name).await.map(|()| 0),
+        Some(Command::Check { name }) => oauth::check(ctx, name).await.map(|()| 0),
+        Some(Command::Revoke { name }) => oauth::revoke(ctx, name).await.map(|()| 0),
+        Some(Command::Recipients { action }) => recipients::run(ctx, action.as_ref()).map(|()| 0),
+        Some(Command::Vault { action }) => vault::run(ctx, action).map(|()| 0),
         Some(Command::Completions { shell }) => {
             // Generated into memory: clap_complete panics when writing to a closed pipe.
             let mut script = Vec::new();

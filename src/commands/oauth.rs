@@ -316,20 +316,22 @@ pub struct TokenSource<'a> {
 }
 
 impl<'a> TokenSource<'a> {
-    pub async fn new(ctx: &'a Context) -> TokenSource<'a> {
+    /// Connects to the agent, if one keeps this vault (blocking briefly; see
+    /// [`crate::agent::client`]).
+    pub fn new(ctx: &'a Context) -> TokenSource<'a> {
         TokenSource {
             ctx,
-            agent: AgentClient::for_vault(ctx).await,
+            agent: AgentClient::for_vault(ctx),
             store: None,
         }
     }
 
     /// Asks the agent, if one keeps this vault; `None` means "do it here".
-    async fn ask_agent(&mut self, request: AgentRequest) -> anyhow::Result<Option<AgentReply>> {
+    fn ask_agent(&mut self, request: AgentRequest) -> anyhow::Result<Option<AgentReply>> {
         let Some(agent) = self.agent.as_mut() else {
             return Ok(None);
         };
-        let reply = agent.ask(request).await?;
+        let reply = agent.ask(request)?;
         if reply.is_none() {
             self.agent = None;
         }
@@ -348,27 +350,40 @@ impl<'a> TokenSource<'a> {
     /// A usable token for `name` (see [`crate::tokens`]); a warning goes to stderr when a due
     /// refresh failed but the token still works.
     pub async fn obtain(&mut self, name: &str) -> anyhow::Result<Issued> {
-        self.obtain_valid_for(name, None).await
+        let issued = match self.agent_token(name, None)? {
+            Some(issued) => issued,
+            None => self.issue_here(name, None).await?,
+        };
+        Ok(warned(name, issued))
     }
 
-    /// Like [`Self::obtain`], with at least `min_valid` left (refreshed first otherwise).
-    pub async fn obtain_valid_for(
+    /// Like [`Self::obtain`], with at least `min_valid` left (refreshed first otherwise), for
+    /// callers outside the async runtime: it starts one only when no agent answers.
+    pub fn obtain_blocking(
         &mut self,
         name: &str,
         min_valid: Option<std::time::Duration>,
     ) -> anyhow::Result<Issued> {
+        let issued = match self.agent_token(name, min_valid)? {
+            Some(issued) => issued,
+            None => crate::runtime::block_on(self.issue_here(name, min_valid))??,
+        };
+        Ok(warned(name, issued))
+    }
+
+    /// The agent's token for `name`, when an agent keeps this vault.
+    fn agent_token(
+        &mut self,
+        name: &str,
+        min_valid: Option<std::time::Duration>,
+    ) -> anyhow::Result<Option<Issued>> {
         let request = AgentRequest::Token {
             profile: name.to_string(),
             min_valid_secs: min_valid.map(|d| d.as_secs()),
         };
-        let issued = match self.ask_agent(request).await? {
-            Some(reply) => checked_validity(from_agent(name, reply)?, min_valid, self.ctx)?,
-            None => self.issue_here(name, min_valid).await?,
-        };
-        if let Some(warning) = &issued.warning {
-            crate::note!("{name}: warning: {warning}");
-        }
-        Ok(issued)
+        self.ask_agent(request)?
+            .map(|reply| checked_validity(from_agent(name, reply)?, min_valid, self.ctx))
+            .transpose()
     }
 
     /// A usable token through a worker of this process.
@@ -399,7 +414,7 @@ impl<'a> TokenSource<'a> {
         let request = AgentRequest::Refresh {
             profile: Some(name.to_string()),
         };
-        if self.ask_agent(request).await?.is_some() {
+        if self.ask_agent(request)?.is_some() {
             return Ok(());
         }
         let store = self.store()?;
@@ -411,9 +426,17 @@ impl<'a> TokenSource<'a> {
     }
 }
 
+/// `issued`, its warning (a due refresh failed, the token still works) told on stderr.
+fn warned(name: &str, issued: Issued) -> Issued {
+    if let Some(warning) = &issued.warning {
+        crate::note!("{name}: warning: {warning}");
+    }
+    issued
+}
+
 /// A token as the agent handed it out, checked as any answer from outside: the variable must
-/// be one `exec` may set, and the base URL one a profile may have, since `api` sends the token
-/// and any payload there.
+/// be one `exec` may set. The base URL is checked by `api`, the one command that sends the
+/// token (and any payload) there.
 fn from_agent(name: &str, reply: AgentReply) -> anyhow::Result<Issued> {
     let token = reply
         .token
@@ -423,18 +446,12 @@ fn from_agent(name: &str, reply: AgentReply) -> anyhow::Result<Issued> {
         .map(|var| crate::vault::validate::validate_env_var(&var))
         .transpose()
         .map_err(|e| anyhow!("the agent's answer for '{name}' is refused: {e}"))?;
-    let api_base = reply
-        .api_base
-        .map(|url| crate::vault::validate::validate_base_url(&url))
-        .transpose()
-        .map_err(|e| anyhow!("the agent's answer for '{name}' is refused: {e}"))?
-        .unwrap_or_default();
     Ok(Issued {
         access_token: SecretString::from(token),
         expires_at: reply.expires_at,
         warning: reply.warning,
         env_var,
-        api_base,
+        api_base: reply.api_base.unwrap_or_default(),
     })
 }
 
@@ -457,11 +474,8 @@ fn checked_validity(
 }
 
 /// `tokdeck token`: only the token goes to stdout (or an Authorization header line).
-pub async fn token(ctx: &Context, args: &crate::cli::TokenArgs) -> anyhow::Result<()> {
-    let issued = TokenSource::new(ctx)
-        .await
-        .obtain_valid_for(&args.name, args.min_valid)
-        .await?;
+pub fn token(ctx: &Context, args: &crate::cli::TokenArgs) -> anyhow::Result<()> {
+    let issued = TokenSource::new(ctx).obtain_blocking(&args.name, args.min_valid)?;
     if args.header {
         let line = zeroize::Zeroizing::new(format!(
             "Authorization: Bearer {}",

@@ -4,17 +4,15 @@
 use crate::report;
 
 /// `tokdeck status`: from the running agent when one keeps this vault, else from the vault.
-pub async fn run(
-    ctx: &crate::context::Context,
-    args: &crate::cli::StatusArgs,
-) -> anyhow::Result<i32> {
+/// Called outside the async runtime: it needs none.
+pub fn run(ctx: &crate::context::Context, args: &crate::cli::StatusArgs) -> anyhow::Result<i32> {
     let warn = args.warn.unwrap_or(ctx.config.warn);
     let request = crate::agent::protocol::Request::Status {
         json: args.json,
         warn_secs: warn.as_secs(),
     };
-    if let Some(mut agent) = crate::agent::client::Client::for_vault(ctx).await
-        && let Some(reply) = agent.ask(request).await?
+    if let Some(mut agent) = crate::agent::client::Client::for_vault(ctx)
+        && let Some(reply) = agent.ask(request)?
     {
         // The agent's text is shown, never executed: a socket can be answered by anyone
         // able to reach it, and a table or JSON document holds no control character of its own.
@@ -22,6 +20,8 @@ pub async fn run(
         crate::output::print(&crate::display::untrusted_lines(text))?;
         return Ok(reply.code.unwrap_or(3));
     }
+    // No runtime started the log file for this command; opening the vault is worth a line.
+    let _logging = crate::logging::init();
     let store = ctx.open_store()?;
     let mut rows = store.read(|data| report::rows(data, ctx.clock.now(), warn))?;
     let code = report::exit_code(&rows);
