@@ -198,12 +198,24 @@ impl Cli {
     }
 
     fn parse_one(args: &[std::ffi::OsString]) -> Option<Self> {
-        use clap::{CommandFactory, FromArgMatches};
-        let name = args.get(1)?.to_str()?;
-        let subcommand = Self::command().find_subcommand(name)?.clone();
+        use clap::FromArgMatches;
+        let subcommand = Self::subcommand(args.get(1)?.to_str()?)?;
         let only = Global::augment_args(clap::Command::new("tokdeck")).subcommand(subcommand);
         let matches = only.try_get_matches_from(args).ok()?;
         Self::from_arg_matches(&matches).ok()
+    }
+
+    /// The subcommand `name`, without the others. Those scripts call in loops are made from
+    /// their arguments alone (their variants add only the help's summary, which a shortcut
+    /// never shows); the rest are taken from the whole definition.
+    fn subcommand(name: &str) -> Option<clap::Command> {
+        use clap::CommandFactory;
+        match name {
+            "token" => Some(TokenArgs::augment_args(clap::Command::new("token"))),
+            "exec" => Some(ExecArgs::augment_args(clap::Command::new("exec"))),
+            "status" => Some(StatusArgs::augment_args(clap::Command::new("status"))),
+            _ => Self::command().find_subcommand(name).cloned(),
+        }
     }
 }
 

@@ -122,3 +122,23 @@ fn parsing_one_subcommand_reads_the_line_as_the_whole_definition_does() {
         assert_eq!(shortcut.to_string(), whole.to_string(), "{line:?}");
     }
 }
+
+/// The subcommands the shortcut makes from their arguments take the same arguments as in the
+/// whole definition, each set the same way.
+#[test]
+fn subcommands_made_alone_match_the_whole_definition() {
+    let arguments = |command: Option<clap::Command>| {
+        let mut top = Global::augment_args(clap::Command::new("tokdeck"));
+        top = top.subcommand(command.unwrap());
+        top.build();
+        let sub = top.get_subcommands().next().unwrap();
+        // Deferred arguments come after the global ones: the order is not compared.
+        let mut arguments: Vec<String> = sub.get_arguments().map(|a| format!("{a:?}")).collect();
+        arguments.sort();
+        arguments
+    };
+    for name in ["token", "exec", "status"] {
+        let whole = Cli::command().find_subcommand(name).cloned();
+        assert_eq!(arguments(Cli::subcommand(name)), arguments(whole), "{name}");
+    }
+}
