@@ -199,7 +199,11 @@ impl Cli {
 
     fn parse_one(args: &[std::ffi::OsString]) -> Option<Self> {
         use clap::FromArgMatches;
-        let subcommand = Self::subcommand(args.get(1)?.to_str()?)?;
+        let first = args.get(1)?.to_str()?;
+        if first.starts_with('-') {
+            return None;
+        }
+        let subcommand = Self::subcommand(first)?;
         let only = Global::augment_args(clap::Command::new("tokdeck")).subcommand(subcommand);
         let matches = only.try_get_matches_from(args).ok()?;
         Self::from_arg_matches(&matches).ok()
