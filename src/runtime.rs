@@ -18,10 +18,12 @@ pub enum Threads {
 }
 
 impl Threads {
-    /// What `command` needs (`None`: the app).
+    /// What `command` needs from the start (`None`: the app). `token`, `exec` and `status`
+    /// start no runtime up front; when `token` or `exec` needs one, [`block_on`] gives it one
+    /// thread.
     pub fn for_command(command: Option<&Command>) -> Self {
         match command {
-            Some(Command::Token(_) | Command::Exec(_) | Command::Api(_)) => Self::One,
+            Some(Command::Api(_)) => Self::One,
             _ => Self::Workers,
         }
     }
