@@ -209,16 +209,42 @@ impl Cli {
         Self::from_arg_matches(&matches).ok()
     }
 
-    /// The subcommand `name`, without the others. Those scripts call in loops are made from
-    /// their arguments alone (their variants add only the help's summary, which a shortcut
-    /// never shows); the rest are taken from the whole definition.
+    /// The command line when it is `token`, `exec` or `status` and parses as one, read
+    /// without the rest of the definition: the small `tokdeck` executable (see
+    /// [`crate::front`]) links none of it. `None` for anything else, help and mistakes
+    /// included: the whole program reads those.
+    pub fn parse_quick(args: &[std::ffi::OsString]) -> Option<Self> {
+        use clap::FromArgMatches;
+        let subcommand = Self::quick_subcommand(args.get(1)?.to_str()?)?;
+        let only = Global::augment_args(clap::Command::new("tokdeck")).subcommand(subcommand);
+        let matches = only.try_get_matches_from(args).ok()?;
+        let global = Global::from_arg_matches(&matches).ok()?;
+        let command = match matches.subcommand()? {
+            ("token", sub) => Command::Token(TokenArgs::from_arg_matches(sub).ok()?),
+            ("exec", sub) => Command::Exec(ExecArgs::from_arg_matches(sub).ok()?),
+            ("status", sub) => Command::Status(StatusArgs::from_arg_matches(sub).ok()?),
+            _ => return None,
+        };
+        Some(Self {
+            global,
+            command: Some(command),
+        })
+    }
+
+    /// The subcommand `name`, without the others.
     fn subcommand(name: &str) -> Option<clap::Command> {
         use clap::CommandFactory;
+        Self::quick_subcommand(name).or_else(|| Self::command().find_subcommand(name).cloned())
+    }
+
+    /// `token`, `exec` or `status`, which scripts call in loops, made from their arguments
+    /// alone: their variants add only the help's summary, which a shortcut never shows.
+    fn quick_subcommand(name: &str) -> Option<clap::Command> {
         match name {
             "token" => Some(TokenArgs::augment_args(clap::Command::new("token"))),
             "exec" => Some(ExecArgs::augment_args(clap::Command::new("exec"))),
             "status" => Some(StatusArgs::augment_args(clap::Command::new("status"))),
-            _ => Self::command().find_subcommand(name).cloned(),
+            _ => None,
         }
     }
 }

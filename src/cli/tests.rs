@@ -142,3 +142,54 @@ fn subcommands_made_alone_match_the_whole_definition() {
         assert_eq!(arguments(Cli::subcommand(name)), arguments(whole), "{name}");
     }
 }
+
+/// What the small `tokdeck` executable reads alone, it reads as the whole definition does;
+/// anything else (other commands, options first, help, mistakes) it leaves to the whole.
+#[test]
+fn the_quick_commands_read_alone_as_the_whole_definition_reads_them() {
+    let quick: &[&[&str]] = &[
+        &["tokdeck", "token", "crm"],
+        &["tokdeck", "token", "crm", "--header", "--min-valid", "10m"],
+        &["tokdeck", "token", "--vault", "/v.age", "crm", "--no-agent"],
+        &["tokdeck", "status"],
+        &["tokdeck", "status", "--json", "--warn", "2d"],
+        &[
+            "tokdeck",
+            "exec",
+            "crm",
+            "--env",
+            "API_TOKEN",
+            "--",
+            "curl",
+            "-s",
+            "x",
+        ],
+    ];
+    for line in quick {
+        let args: Vec<std::ffi::OsString> = line.iter().map(Into::into).collect();
+        let whole = Cli::try_parse_from(&args).unwrap();
+        let alone = Cli::parse_quick(&args);
+        assert_eq!(
+            format!("{alone:?}"),
+            format!("{:?}", Some(whole)),
+            "{line:?}"
+        );
+    }
+    let not_quick: &[&[&str]] = &[
+        &["tokdeck"],
+        &["tokdeck", "api", "crm", "/users"],
+        &["tokdeck", "refresh", "--all"],
+        &["tokdeck", "--vault", "/v.age", "token", "crm"],
+        &["tokdeck", "token", "--help"],
+        &["tokdeck", "token"],
+        &["tokdeck", "token", "crm", "--hedaer"],
+        &["tokdeck", "status", "--bogus"],
+        &["tokdeck", "exec", "crm"],
+        &["tokdeck", "tokn", "crm"],
+        &["tokdeck", "--version"],
+    ];
+    for line in not_quick {
+        let args: Vec<std::ffi::OsString> = line.iter().map(Into::into).collect();
+        assert!(Cli::parse_quick(&args).is_none(), "{line:?}");
+    }
+}

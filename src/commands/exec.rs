@@ -10,6 +10,7 @@ use anyhow::anyhow;
 use super::oauth::TokenSource;
 use crate::cli::ExecArgs;
 use crate::context::Context;
+use crate::usable::Issued;
 
 /// The variable the token goes in when neither `--env` nor the profile names one.
 pub const DEFAULT_VAR: &str = "TOKDECK_ACCESS_TOKEN";
@@ -18,10 +19,16 @@ pub const DEFAULT_VAR: &str = "TOKDECK_ACCESS_TOKEN";
 /// as shells say). Called outside the async runtime: CMD inherits none of its threads.
 pub fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<i32> {
     let issued = TokenSource::new(ctx).obtain_blocking(&args.name, args.min_valid)?;
+    replace_with(&issued, args)
+}
+
+/// Replaces this process with CMD, `issued` in its environment; returns only when CMD could
+/// not be started.
+pub fn replace_with(issued: &Issued, args: &ExecArgs) -> anyhow::Result<i32> {
     let var = args
         .env
         .clone()
-        .or(issued.env_var)
+        .or_else(|| issued.env_var.clone())
         .unwrap_or_else(|| DEFAULT_VAR.into());
     let (program, rest) = args
         .command

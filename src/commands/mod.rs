@@ -11,6 +11,7 @@ pub mod recipients;
 pub mod server_args;
 pub mod share;
 pub mod status;
+pub mod token;
 pub mod vault;
 
 use clap::CommandFactory;
@@ -26,7 +27,7 @@ use crate::context::Context;
 pub fn run(cli: &Cli) -> anyhow::Result<i32> {
     let ctx = Context::new(cli.global.options())?;
     match &cli.command {
-        Some(Command::Token(args)) => oauth::token(&ctx, args).map(|()| 0),
+        Some(Command::Token(args)) => token::token(&ctx, args).map(|()| 0),
         Some(Command::Exec(args)) => exec::run(&ctx, args),
         Some(Command::Status(args)) => status::run(&ctx, args),
         command => {

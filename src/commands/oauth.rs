@@ -3,16 +3,16 @@
 use std::io::{IsTerminal, Read};
 use std::sync::Arc;
 
-use age::secrecy::{ExposeSecret, SecretString};
+use age::secrecy::SecretString;
 use anyhow::{Context as _, anyhow, bail};
 use zeroize::Zeroizing;
 
+use super::token::{agent_token, warned};
 use crate::agent::client::Client as AgentClient;
 use crate::agent::protocol::{Reply as AgentReply, Request as AgentRequest};
 use crate::cli::{AuthorizeArgs, RefreshArgs};
 use crate::context::Context;
 use crate::duration::format_countdown;
-use crate::health::lasts_at_least;
 use crate::oauth::listener::loopback_target;
 use crate::usable::{self, Issued};
 use crate::vault::{Profile, ProfileError, Store};
@@ -377,13 +377,14 @@ impl<'a> TokenSource<'a> {
         name: &str,
         min_valid: Option<std::time::Duration>,
     ) -> anyhow::Result<Option<Issued>> {
-        let request = AgentRequest::Token {
-            profile: name.to_string(),
-            min_valid_secs: min_valid.map(|d| d.as_secs()),
+        let Some(agent) = self.agent.as_mut() else {
+            return Ok(None);
         };
-        self.ask_agent(request)?
-            .map(|reply| checked_validity(from_agent(name, reply)?, min_valid, self.ctx))
-            .transpose()
+        let issued = agent_token(self.ctx, agent, name, min_valid)?;
+        if issued.is_none() {
+            self.agent = None;
+        }
+        Ok(issued)
     }
 
     /// A usable token through a worker of this process.
@@ -424,78 +425,6 @@ impl<'a> TokenSource<'a> {
         let failures = run_jobs(self.ctx, store, vec![(name.to_string(), job)], |_| {}).await?;
         fail_if(&failures, 1)
     }
-}
-
-/// `issued`, its warning (a due refresh failed, the token still works) told on stderr.
-fn warned(name: &str, issued: Issued) -> Issued {
-    if let Some(warning) = &issued.warning {
-        crate::note!("{name}: warning: {warning}");
-    }
-    issued
-}
-
-/// A token as the agent handed it out, checked as any answer from outside: the variable must
-/// be one `exec` may set. The base URL is checked by `api`, the one command that sends the
-/// token (and any payload) there.
-fn from_agent(name: &str, reply: AgentReply) -> anyhow::Result<Issued> {
-    let token = reply
-        .token
-        .ok_or_else(|| anyhow!("the agent sent no token for '{name}'"))?;
-    let env_var = reply
-        .env_var
-        .map(|var| crate::vault::validate::validate_env_var(&var))
-        .transpose()
-        .map_err(|e| anyhow!("the agent's answer for '{name}' is refused: {e}"))?;
-    Ok(Issued {
-        access_token: SecretString::from(token),
-        expires_at: reply.expires_at,
-        warning: reply.warning,
-        env_var,
-        api_base: reply.api_base.unwrap_or_default(),
-    })
-}
-
-/// An agent older than this client may not know `min_valid_secs`: what it handed out is
-/// checked here too.
-fn checked_validity(
-    issued: Issued,
-    min_valid: Option<std::time::Duration>,
-    ctx: &Context,
-) -> anyhow::Result<Issued> {
-    let now = ctx.clock.now();
-    let Some(min) = min_valid.filter(|&min| !lasts_at_least(issued.expires_at, now, min)) else {
-        return Ok(issued);
-    };
-    let left = issued.expires_at.map_or(0, |at| (at - now).num_seconds());
-    bail!(
-        "the agent handed out a token with {left}s left, less than --min-valid {} asks: restart the agent (`tokdeck agent stop`), it may be older than this tokdeck",
-        crate::duration::format_duration(min)
-    )
-}
-
-/// `tokdeck token`: only the token goes to stdout (or an Authorization header line).
-pub fn token(ctx: &Context, args: &crate::cli::TokenArgs) -> anyhow::Result<()> {
-    let issued = TokenSource::new(ctx).obtain_blocking(&args.name, args.min_valid)?;
-    if args.header {
-        let line = zeroize::Zeroizing::new(format!(
-            "Authorization: Bearer {}",
-            issued.access_token.expose_secret()
-        ));
-        return Ok(crate::output::println(&line)?);
-    }
-    print_token(&issued)
-}
-
-/// The token on stdout: a newline on a terminal, none in a pipe (for `$(tokdeck token x)` and
-/// pipes that hash or compare it).
-pub fn print_token(issued: &Issued) -> anyhow::Result<()> {
-    let secret = issued.access_token.expose_secret();
-    if std::io::stdout().is_terminal() {
-        crate::output::println(secret)?;
-    } else {
-        crate::output::print(secret)?;
-    }
-    Ok(())
 }
 
 /// `tokdeck check`

@@ -1,25 +1,20 @@
 //! `tokdeck status`: every profile's state as a table or JSON (see [`crate::report`]), with a
 //! monitoring exit code.
 
+use crate::agent::client::Client;
+use crate::cli::StatusArgs;
+use crate::context::Context;
 use crate::report;
 
 /// `tokdeck status`: from the running agent when one keeps this vault, else from the vault.
 /// Called outside the async runtime: it needs none.
-pub fn run(ctx: &crate::context::Context, args: &crate::cli::StatusArgs) -> anyhow::Result<i32> {
-    let warn = args.warn.unwrap_or(ctx.config.warn);
-    let request = crate::agent::protocol::Request::Status {
-        json: args.json,
-        warn_secs: warn.as_secs(),
-    };
-    if let Some(mut agent) = crate::agent::client::Client::for_vault(ctx)
-        && let Some(reply) = agent.ask(request)?
+pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<i32> {
+    if let Some(mut agent) = Client::for_vault(ctx)
+        && let Some(code) = from_agent(ctx, &mut agent, args)?
     {
-        // The agent's text is shown, never executed: a socket can be answered by anyone
-        // able to reach it, and a table or JSON document holds no control character of its own.
-        let text = reply.text.as_deref().unwrap_or_default();
-        crate::output::print(&crate::display::untrusted_lines(text))?;
-        return Ok(reply.code.unwrap_or(3));
+        return Ok(code);
     }
+    let warn = args.warn.unwrap_or(ctx.config.warn);
     // No runtime started the log file for this command; opening the vault is worth a line.
     let _logging = crate::logging::init();
     let store = ctx.open_store()?;
@@ -31,4 +26,26 @@ pub fn run(ctx: &crate::context::Context, args: &crate::cli::StatusArgs) -> anyh
         crate::output::print(&report::table(&rows))?;
     }
     Ok(code)
+}
+
+/// Prints what `agent` says of every profile; its exit code, or `None` when it keeps another
+/// vault or could not be asked (a warning says why), and the caller reads the vault itself.
+pub fn from_agent(
+    ctx: &Context,
+    agent: &mut Client,
+    args: &StatusArgs,
+) -> anyhow::Result<Option<i32>> {
+    let warn = args.warn.unwrap_or(ctx.config.warn);
+    let request = crate::agent::protocol::Request::Status {
+        json: args.json,
+        warn_secs: warn.as_secs(),
+    };
+    let Some(reply) = agent.ask(request)? else {
+        return Ok(None);
+    };
+    // The agent's text is shown, never executed: a socket can be answered by anyone able to
+    // reach it, and a table or JSON document holds no control character of its own.
+    let text = reply.text.as_deref().unwrap_or_default();
+    crate::output::print(&crate::display::untrusted_lines(text))?;
+    Ok(Some(reply.code.unwrap_or(3)))
 }
