@@ -1,7 +1,8 @@
 //! `tokdeck token NAME` through the agent beside oidc-agent's `oidc-token NAME`, paired on one
 //! machine against one real OpenID server (the django-oauth-toolkit fixture), one account
-//! each; and `--version` of both beside `/bin/true`, for what process start costs. Skipped,
-//! with a line saying so, when oidc-agent (Debian's `oidc-agent-cli`) is not installed.
+//! each; and `--version` of both (tokdeck's whole program, `tokdeck-core`, which answers it)
+//! beside `/bin/true`, for what process start costs. Skipped, with a line saying so, when
+//! oidc-agent (Debian's `oidc-agent-cli`) is not installed.
 
 // Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
@@ -222,8 +223,8 @@ fn main() {
         median((0..200).map(|_| wall(clean(program).args(args))).collect())
     };
     println!(
-        "process start: tokdeck --version {:.2?}, oidc-token --version {:.2?}, /bin/true {:.2?}",
-        version(&support::bin(), &["--version"]),
+        "process start: tokdeck-core --version {:.2?}, oidc-token --version {:.2?}, /bin/true {:.2?}",
+        version(&support::core_bin(), &["--version"]),
         version(Path::new("/usr/bin/oidc-token"), &["--version"]),
         version(Path::new("/bin/true"), &[])
     );

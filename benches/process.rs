@@ -157,7 +157,9 @@ fn agent_figures(secs: u64) {
         let mut agent = start_agent(home, &vault, &key);
         if !idle {
             let (base, _) = measure(&[0], || env_command(home, &vault, &key, &["--version"]));
-            println!("process start alone (--version): median {base:.2?}");
+            println!(
+                "process start alone (--version, which tokdeck hands to tokdeck-core): median {base:.2?}"
+            );
             let (wall, rss) = measure(&[0], || {
                 // A profile in the middle, so a lookup by scanning would show.
                 let mut cmd = env_command(home, &vault, &key, &["token", "profile-05000"]);
@@ -250,6 +252,14 @@ fn vault_figures(n: usize) -> (tempfile::TempDir, std::path::PathBuf, std::path:
         "token NAME (valid), {n} profiles: median {wall:.2?}, peak {:.1} MB",
         mb(rss)
     );
+    // With no agent, tokdeck hands the work to the whole program: what that costs.
+    let (direct, _) = measure(&[0], || {
+        let mut cmd = support::command_of(&support::core_bin(), home, &["token", &middle]);
+        cmd.env("TOKDECK_VAULT", &vault)
+            .env("TOKDECK_IDENTITY", &key);
+        cmd
+    });
+    println!("  the same from tokdeck-core directly: median {direct:.2?}");
     let (wall, rss) = measure(&[0], || {
         let mut age = Command::new("age");
         age.arg("-d")
@@ -292,12 +302,12 @@ fn main() {
         None => println!("TUI idle CPU: tmux not available, skipped"),
     }
     agent_figures(secs);
-    let size = std::fs::metadata(support::bin())
-        .map(|m| m.len())
-        .unwrap_or(0);
-    println!(
-        "binary: {:.1} MB ({})",
-        size as f64 / 1_048_576.0,
-        support::bin().display()
-    );
+    for bin in [support::bin(), support::core_bin()] {
+        let size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
+        println!(
+            "binary: {:.1} MB ({})",
+            size as f64 / 1_048_576.0,
+            bin.display()
+        );
+    }
 }

@@ -1,27 +1,14 @@
+//! `tokdeck`: answers `token`, `exec` and `status` from a running agent, and hands every
+//! other command line to `tokdeck-core`, the whole program (see [`tokdeck::front`]).
+
 use std::process::ExitCode;
 
-use tokdeck::cli::Cli;
-use tokdeck::exit;
+use tokdeck::front::{self, Served};
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let cli = match Cli::parse_args(&args) {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            if !e.use_stderr() {
-                // --help and --version are not errors.
-                return ExitCode::SUCCESS;
-            }
-            return ExitCode::from(exit::for_usage_error(&args));
-        }
-    };
-    let failure = exit::for_failure(&cli);
-    match tokdeck::commands::run(&cli) {
-        Ok(code) => ExitCode::from(exit::for_result(code)),
-        Err(e) => {
-            tokdeck::note!("tokdeck: {}", tokdeck::logging::one_line(&e));
-            ExitCode::from(failure)
-        }
+    match front::serve(&args) {
+        Served::Exit(code) => ExitCode::from(code),
+        Served::HandOver { asked } => ExitCode::from(front::hand_over(&args, asked)),
     }
 }

@@ -116,16 +116,27 @@ pub fn open(path: &Path, key: &Path) -> Store {
     .unwrap()
 }
 
-/// The built binary.
+/// The built binary: `tokdeck`, which hands what it does not answer itself to
+/// [`core_bin`].
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tokdeck"))
+}
+
+/// The whole program, `tokdeck-core`.
+pub fn core_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tokdeck-core"))
 }
 
 /// The binary in a home of its own (`home`): no inherited settings, its config, data and state
 /// folders under `home`, and no input or output.
 pub fn command(home: &Path, args: &[&str]) -> std::process::Command {
+    command_of(&bin(), home, args)
+}
+
+/// [`command`] for `program` (`tokdeck-core`, say).
+pub fn command_of(program: &Path, home: &Path, args: &[&str]) -> std::process::Command {
     use std::process::Stdio;
-    let mut cmd = std::process::Command::new(bin());
+    let mut cmd = std::process::Command::new(program);
     cmd.args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())

@@ -183,7 +183,12 @@ impl Env {
 
     /// A command for the binary with this home and no inherited tokdeck settings.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(bin());
+        self.command_of(&bin(), args)
+    }
+
+    /// A command for `program` (a copy of or link to the binary) set up as [`Self::command`].
+    pub fn command_of(&self, program: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
