@@ -37,6 +37,15 @@ pub fn for_failure(cli: &Cli) -> u8 {
     }
 }
 
+/// The code for a command line the whole program could not be started for (see
+/// [`crate::front`]): `status` is "unknown" to a monitor, not "attention soon".
+pub fn for_unstarted(args: &[OsString]) -> u8 {
+    match args.get(1) {
+        Some(first) if first == "status" => STATUS_UNKNOWN,
+        _ => FAILURE,
+    }
+}
+
 /// The code a command returned when it ran to its end (status: 0, 1 or 2).
 pub fn for_result(code: i32) -> u8 {
     u8::try_from(code.clamp(0, 255)).unwrap_or(FAILURE)
@@ -66,6 +75,8 @@ mod tests {
         assert_eq!(for_failure(&status), 3);
         let token = Cli::try_parse_from(["tokdeck", "token", "status"]).unwrap();
         assert_eq!(for_failure(&token), 1);
+        assert_eq!(for_unstarted(&args("tokdeck status --json")), 3);
+        assert_eq!(for_unstarted(&args("tokdeck token status")), 1);
         assert_eq!(for_result(2), 2);
         assert_eq!(for_result(-5), 0);
     }

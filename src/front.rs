@@ -11,7 +11,6 @@
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 
 use crate::agent::client::Client;
 use crate::cli::{Cli, Command};
@@ -89,7 +88,17 @@ fn answer_exec(
 /// Replaces this process with the whole program, given `args` (with `--no-agent` after the
 /// command's name when the agent was `asked`); returns only when it cannot start.
 pub fn hand_over(args: &[OsString], asked: bool) -> u8 {
-    let core = core_path();
+    // Beside this executable (links followed, so a link to `tokdeck` on the PATH finds it),
+    // never searched for on the PATH.
+    let core = match std::env::current_exe() {
+        Ok(exe) => exe.with_file_name(CORE),
+        Err(e) => {
+            crate::note!(
+                "tokdeck: cannot tell where tokdeck is ({e}), to start {CORE} beside it: run {CORE} by its path"
+            );
+            return crate::exit::for_unstarted(args);
+        }
+    };
     let mut command = std::process::Command::new(&core);
     if let Some(name) = args.first() {
         // Usage lines and errors keep the name the user typed.
@@ -104,11 +113,5 @@ pub fn hand_over(args: &[OsString], asked: bool) -> u8 {
         "tokdeck: cannot start {}: {error}: install it beside tokdeck (`cargo install --path .` installs both)",
         core.display()
     );
-    1
-}
-
-/// `tokdeck-core` in this executable's folder (links followed, so a link to `tokdeck` on the
-/// PATH finds it).
-fn core_path() -> PathBuf {
-    std::env::current_exe().map_or_else(|_| PathBuf::from(CORE), |exe| exe.with_file_name(CORE))
+    crate::exit::for_unstarted(args)
 }

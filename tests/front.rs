@@ -77,6 +77,14 @@ fn a_running_agent_answers_token_exec_and_status_without_the_whole_program() {
             stderr(&out)
         );
     }
+    // A monitor reads a `status` that cannot run as "unknown".
+    let out = env
+        .command_of(&front, &["status"])
+        .env("TOKDECK_AGENT", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert_one_line_error(&out, "cannot start");
     // So is the work when the agent is switched off.
     let out = env
         .command_of(&front, &["token", "p"])
