@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use super::token::{agent_token, warned};
 use crate::agent::client::Client as AgentClient;
-use crate::agent::protocol::{Reply as AgentReply, Request as AgentRequest};
+use crate::agent::protocol::Request as AgentRequest;
 use crate::cli::{AuthorizeArgs, RefreshArgs};
 use crate::context::Context;
 use crate::duration::format_countdown;
@@ -326,16 +326,20 @@ impl<'a> TokenSource<'a> {
         }
     }
 
-    /// Asks the agent, if one keeps this vault; `None` means "do it here".
-    fn ask_agent(&mut self, request: AgentRequest) -> anyhow::Result<Option<AgentReply>> {
+    /// Asks the agent, if one keeps this vault, with `ask`; `None` means "do it here", and
+    /// an agent that gave it (another vault, or no answer) is not asked again.
+    fn with_agent<T>(
+        &mut self,
+        ask: impl FnOnce(&mut AgentClient) -> anyhow::Result<Option<T>>,
+    ) -> anyhow::Result<Option<T>> {
         let Some(agent) = self.agent.as_mut() else {
             return Ok(None);
         };
-        let reply = agent.ask(request)?;
-        if reply.is_none() {
+        let answer = ask(agent)?;
+        if answer.is_none() {
             self.agent = None;
         }
-        Ok(reply)
+        Ok(answer)
     }
 
     fn store(&mut self) -> anyhow::Result<Arc<Store>> {
@@ -377,14 +381,8 @@ impl<'a> TokenSource<'a> {
         name: &str,
         min_valid: Option<std::time::Duration>,
     ) -> anyhow::Result<Option<Issued>> {
-        let Some(agent) = self.agent.as_mut() else {
-            return Ok(None);
-        };
-        let issued = agent_token(self.ctx, agent, name, min_valid)?;
-        if issued.is_none() {
-            self.agent = None;
-        }
-        Ok(issued)
+        let ctx = self.ctx;
+        self.with_agent(|agent| agent_token(ctx, agent, name, min_valid))
     }
 
     /// A usable token through a worker of this process.
@@ -415,7 +413,7 @@ impl<'a> TokenSource<'a> {
         let request = AgentRequest::Refresh {
             profile: Some(name.to_string()),
         };
-        if self.ask_agent(request)?.is_some() {
+        if self.with_agent(|agent| agent.ask(request))?.is_some() {
             return Ok(());
         }
         let store = self.store()?;
