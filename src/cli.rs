@@ -203,10 +203,17 @@ impl Cli {
         if first.starts_with('-') {
             return None;
         }
-        let subcommand = Self::subcommand(first)?;
-        let only = Global::augment_args(clap::Command::new("tokdeck")).subcommand(subcommand);
-        let matches = only.try_get_matches_from(args).ok()?;
+        let matches = Self::matches_with(Self::subcommand(first)?, args)?;
         Self::from_arg_matches(&matches).ok()
+    }
+
+    /// `args` read against the global options and `subcommand` alone.
+    fn matches_with(
+        subcommand: clap::Command,
+        args: &[std::ffi::OsString],
+    ) -> Option<clap::ArgMatches> {
+        let only = Global::augment_args(clap::Command::new("tokdeck")).subcommand(subcommand);
+        only.try_get_matches_from(args).ok()
     }
 
     /// The command line when it is `token`, `exec` or `status` and parses as one, read
@@ -216,8 +223,7 @@ impl Cli {
     pub fn parse_quick(args: &[std::ffi::OsString]) -> Option<Self> {
         use clap::FromArgMatches;
         let subcommand = Self::quick_subcommand(args.get(1)?.to_str()?)?;
-        let only = Global::augment_args(clap::Command::new("tokdeck")).subcommand(subcommand);
-        let matches = only.try_get_matches_from(args).ok()?;
+        let matches = Self::matches_with(subcommand, args)?;
         let global = Global::from_arg_matches(&matches).ok()?;
         let command = match matches.subcommand()? {
             ("token", sub) => Command::Token(TokenArgs::from_arg_matches(sub).ok()?),

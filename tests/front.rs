@@ -77,21 +77,18 @@ fn a_running_agent_answers_token_exec_and_status_without_the_whole_program() {
             stderr(&out)
         );
     }
+    let agent_off = |args: &[&str]| {
+        env.command_of(&front, args)
+            .env("TOKDECK_AGENT", "off")
+            .output()
+            .unwrap()
+    };
     // A monitor reads a `status` that cannot run as "unknown".
-    let out = env
-        .command_of(&front, &["status"])
-        .env("TOKDECK_AGENT", "off")
-        .output()
-        .unwrap();
+    let out = agent_off(&["status"]);
     assert_eq!(out.status.code(), Some(3));
     assert_one_line_error(&out, "cannot start");
     // So is the work when the agent is switched off.
-    let out = env
-        .command_of(&front, &["token", "p"])
-        .env("TOKDECK_AGENT", "off")
-        .output()
-        .unwrap();
-    assert_one_line_error(&out, "cannot start");
+    assert_one_line_error(&agent_off(&["token", "p"]), "cannot start");
 }
 
 #[test]

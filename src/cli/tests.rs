@@ -99,7 +99,7 @@ fn parsing_one_subcommand_reads_the_line_as_the_whole_definition_does() {
         &["tokdeck"],
     ];
     for line in lines {
-        let args: Vec<std::ffi::OsString> = line.iter().map(Into::into).collect();
+        let args = os_args(line);
         let whole = Cli::try_parse_from(&args);
         assert!(whole.is_ok(), "{line:?}: {whole:?}");
         let named_first = line.get(1).is_some_and(|word| !word.starts_with('-'));
@@ -115,7 +115,7 @@ fn parsing_one_subcommand_reads_the_line_as_the_whole_definition_does() {
         &["tokdeck", "tokn", "crm"],
         &["tokdeck", "help", "token"],
     ] {
-        let args: Vec<std::ffi::OsString> = line.iter().map(Into::into).collect();
+        let args = os_args(line);
         let whole = Cli::try_parse_from(&args).unwrap_err();
         let shortcut = Cli::parse_args(&args).unwrap_err();
         assert_eq!(shortcut.kind(), whole.kind(), "{line:?}");
@@ -166,7 +166,7 @@ fn the_quick_commands_read_alone_as_the_whole_definition_reads_them() {
         ],
     ];
     for line in quick {
-        let args: Vec<std::ffi::OsString> = line.iter().map(Into::into).collect();
+        let args = os_args(line);
         let whole = Cli::try_parse_from(&args).unwrap();
         let alone = Cli::parse_quick(&args);
         assert_eq!(
@@ -189,7 +189,12 @@ fn the_quick_commands_read_alone_as_the_whole_definition_reads_them() {
         &["tokdeck", "--version"],
     ];
     for line in not_quick {
-        let args: Vec<std::ffi::OsString> = line.iter().map(Into::into).collect();
+        let args = os_args(line);
         assert!(Cli::parse_quick(&args).is_none(), "{line:?}");
     }
+}
+
+/// A command line as `main` gets it.
+fn os_args(line: &[&str]) -> Vec<std::ffi::OsString> {
+    line.iter().map(Into::into).collect()
 }
