@@ -135,16 +135,6 @@ fn oidc_agent(
     (socket, pid)
 }
 
-/// `program` with only `PATH` from this environment, as tokdeck's commands get: under `cargo
-/// bench` the environment holds `LD_LIBRARY_PATH`, which makes the loader search more folders
-/// for every library, and would slow whichever program inherited it.
-fn clean(program: &Path) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
-    cmd
-}
-
 fn wall(cmd: &mut Command) -> Duration {
     let start = Instant::now();
     let status = cmd
@@ -192,7 +182,7 @@ fn main() {
     }
     let token = || tokdeck(home, &["token", "tok"]);
     let oidc = || {
-        let mut cmd = clean("oidc-token".as_ref());
+        let mut cmd = support::clean("oidc-token".as_ref());
         cmd.arg("bench").env("OIDC_SOCK", &socket).env("HOME", home);
         cmd
     };
@@ -220,7 +210,11 @@ fn main() {
         ratios[PAIRS / 2]
     );
     let version = |program: &Path, args: &[&str]| {
-        median((0..200).map(|_| wall(clean(program).args(args))).collect())
+        median(
+            (0..200)
+                .map(|_| wall(support::clean(program).args(args)))
+                .collect(),
+        )
     };
     println!(
         "process start: tokdeck-core --version {:.2?}, oidc-token --version {:.2?}, /bin/true {:.2?}",

@@ -136,10 +136,8 @@ pub fn command(home: &Path, args: &[&str]) -> std::process::Command {
 /// [`command`] for `program` (`tokdeck-core`, say).
 pub fn command_of(program: &Path, home: &Path, args: &[&str]) -> std::process::Command {
     use std::process::Stdio;
-    let mut cmd = std::process::Command::new(program);
+    let mut cmd = clean(program);
     cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env("XDG_DATA_HOME", home.join("data"))
@@ -147,5 +145,15 @@ pub fn command_of(program: &Path, home: &Path, args: &[&str]) -> std::process::C
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    cmd
+}
+
+/// `program` with only `PATH` from this environment. Under `cargo bench` the environment holds
+/// `LD_LIBRARY_PATH`, which makes the loader search more folders for every library and would
+/// slow whichever program inherited it: what is compared gets the same clean start.
+pub fn clean(program: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(program);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
     cmd
 }
