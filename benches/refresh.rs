@@ -345,6 +345,7 @@ fn refresh_all(
                         profile: support::profile_name(sent),
                         job: Job::Refresh {
                             if_expiring_within: None,
+                            force: false,
                         },
                     })
                     .unwrap();

@@ -472,6 +472,10 @@ pub struct AddArgs {
     /// The variable `exec` puts the token in [default: TOKDECK_ACCESS_TOKEN]
     #[arg(long, value_name = "VAR", value_parser = parse_env_var)]
     pub env_var: Option<String>,
+    /// An extra parameter of the authorize request, e.g. prompt=consent or audience=URL
+    /// (repeatable)
+    #[arg(long = "authorize-param", value_name = "KEY=VALUE", value_parser = parse_authorize_param)]
+    pub authorize_params: Vec<(String, String)>,
 }
 
 #[derive(Debug, Args)]
@@ -522,6 +526,9 @@ pub struct EditArgs {
     /// The variable `exec` puts the token in ("" for the default)
     #[arg(long, value_name = "VAR")]
     pub env_var: Option<String>,
+    /// Set an extra authorize parameter, e.g. prompt=consent; KEY= removes it (repeatable)
+    #[arg(long = "authorize-param", value_name = "KEY=VALUE", value_parser = parse_authorize_param)]
+    pub authorize_params: Vec<(String, String)>,
 }
 
 mod args;

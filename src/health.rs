@@ -108,7 +108,10 @@ pub fn keepalive_at(
     if profile.renews_by_itself() {
         return access_due().filter(|_| profile.auto_refresh);
     }
-    if token.refresh_token.is_none() || token.refresh_expires_at.is_some_and(|end| end <= now) {
+    if nothing_to_refresh(token)
+        || token.refresh_token.is_none()
+        || token.refresh_expires_at.is_some_and(|end| end <= now)
+    {
         return None;
     }
     let access = access_due().filter(|_| profile.auto_refresh);
@@ -123,11 +126,12 @@ pub fn keepalive_at(
     }
 }
 
-/// Whether refreshing makes no sense at all: the token never expires and there is no refresh
-/// token to renew it with (a company token). `refresh` succeeds without a request, and
-/// `refresh --all` passes it by.
+/// Whether there is nothing to refresh: the access token never expires (a company token).
+/// Whatever refresh token came with it has no deadline to keep: `refresh` succeeds without a
+/// request unless forced, `refresh --all` and the agent pass it by, and its refresh window
+/// is not shown (rotating such a token revokes the copy a service was given).
 pub fn nothing_to_refresh(token: &Token) -> bool {
-    token.expires_at.is_none() && token.refresh_token.is_none()
+    token.expires_at.is_none()
 }
 
 /// A profile's condition, most urgent first (the order sorts the TUI table).
@@ -207,7 +211,9 @@ impl Assessment {
             };
         };
         let access_left = token.expires_at.map(|t| seconds_until(t, now));
+        // A token that never expires has no refresh deadline to keep.
         let refresh_left = match (&token.refresh_token, token.refresh_expires_at) {
+            _ if nothing_to_refresh(token) => None,
             (Some(_), Some(t)) => Some(seconds_until(t, now)),
             _ => None,
         };
@@ -340,6 +346,32 @@ mod tests {
         assert_eq!(a.health, Health::Ok);
         assert_eq!(a.access_text(), "never");
         assert_eq!(a.refresh_text(), "-");
+    }
+
+    /// A company token that came with a refresh token (Doorkeeper's default): the refresh
+    /// window has nothing to keep alive, so its end neither shows nor counts, and neither
+    /// the agent nor `refresh` renews it unasked.
+    #[test]
+    fn company_token_with_a_refresh_token_stays_ok_past_its_window() {
+        for window in [DAY, 3_600, -DAY] {
+            let mut t = user_token(0, window);
+            t.expires_at = None;
+            let mut p = profile(Some(t.clone()));
+            p.owner = OwnerType::Company;
+            p.auto_refresh = true;
+            let a = judge(&p);
+            assert_eq!(a.health, Health::Ok, "window {window}");
+            assert_eq!(a.refresh_text(), "-");
+            assert!(nothing_to_refresh(&t));
+            let keep = keepalive_at(
+                &p,
+                &t,
+                at(0),
+                Duration::from_secs(300),
+                Duration::from_secs(DAY as u64),
+            );
+            assert_eq!(keep, None, "window {window}");
+        }
     }
 
     #[test]

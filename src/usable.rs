@@ -97,7 +97,10 @@ where
     Fut: Future<Output = Result<(), String>>,
 {
     let margin = wanted.margin;
-    let profile = load(store, name)?;
+    let profile = match load(store, name) {
+        Err(NoToken::Vault(e)) => return from_memory(store, name, clock.now(), wanted, e),
+        loaded => loaded?,
+    };
     // An app token needs no authorize step: without one, the first is fetched below.
     let first_app_token = profile.renews_by_itself() && profile.token.is_none();
     if !first_app_token {
@@ -123,6 +126,7 @@ where
             (Some(m), Some(min)) => Some(m.max(min)),
             (m, min) => m.or(min),
         },
+        force: false,
     };
     let failure = refresh(job).await.err();
     // Read again: the refresh saved a new token, or someone else did meanwhile.
@@ -157,6 +161,29 @@ fn after_refresh(
         (Some(why), _) => Err(NoToken::RefreshFailed(why)),
         (None, None) => Err(NoToken::NeverAuthorized(name.to_string())),
     }
+}
+
+/// While the stored vault cannot be read (a damaged file, OpenBao sealed or out of reach), the
+/// access token this process last saw, if it still works and lasts long enough: nothing is
+/// refreshed or written without the stored vault.
+fn from_memory(
+    store: &Store,
+    name: &str,
+    now: DateTime<Utc>,
+    wanted: Wanted,
+    unreadable: VaultError,
+) -> Result<Issued, NoToken> {
+    let held = store.profile_in_memory(name).ok().flatten();
+    let Some((profile, token)) = held.as_ref().and_then(|p| Some((p, p.token.as_ref()?))) else {
+        return Err(unreadable.into());
+    };
+    if !access_alive(token, now) || wanted.too_short(token, now) {
+        return Err(unreadable.into());
+    }
+    let warning = format!(
+        "the vault cannot be read ({unreadable}); handing out the token held in memory, and refreshing nothing until it can"
+    );
+    Ok(issued(profile, token, Some(warning)))
 }
 
 fn too_short(name: &str, token: &Token, now: DateTime<Utc>, wanted: Wanted) -> NoToken {

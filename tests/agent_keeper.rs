@@ -115,3 +115,48 @@ fn deadlines_in_the_past_and_tokens_without_expiry_never_spin() {
     let woke = wakeups(&env) - start;
     assert!(woke <= 5, "woke {woke} times in 5 s");
 }
+
+/// A vault file cut short under a running agent (a sync tool, a bad hand edit): the agent
+/// says so once on stderr, tries again with a growing pause (its own reads no longer wake
+/// it), serves the token it holds in memory, and recovers once the file is whole again. It
+/// used to wake thousands of times a second and grow its log by a megabyte a second.
+#[test]
+fn an_unreadable_vault_is_told_once_backed_off_and_recovered_from() {
+    let server = MockServer::start();
+    let env = Env::new();
+    env.authorized_profile("p", &server, &["--auto-refresh"]);
+    let token = env.stored("p", "access_token");
+    let agent = Agent::start(&env, &[]);
+    let whole = std::fs::read(env.vault()).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (log_before, woke_before) = (env.log_text().len(), wakeups(&env));
+    // In place, as `cat x > vault.age` does.
+    std::fs::write(env.vault(), &whole[..100]).unwrap();
+    std::thread::sleep(Duration::from_secs(6));
+    let woke = wakeups(&env) - woke_before;
+    let grown = env.log_text().len().saturating_sub(log_before);
+    let said = agent.said();
+    eprintln!("unreadable vault: {woke} wake-ups and {grown} log bytes in 6 s");
+    assert!(woke <= 10, "woke {woke} times in 6 s\n{said}");
+    assert!(grown < 16_384, "the log grew by {grown} bytes in 6 s");
+    assert_eq!(said.matches("cannot read the vault").count(), 1, "{said}");
+
+    let out = env.run(&["token", "p"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), token);
+    assert!(stderr(&out).contains("held in memory"), "{}", stderr(&out));
+
+    std::fs::write(env.vault(), &whole).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !agent.said().contains("the vault is readable again") {
+        assert!(
+            Instant::now() < deadline,
+            "not recovered within 5 s: {}",
+            agent.said()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = env.run(&["token", "p"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("held in memory"), "{}", stderr(&out));
+}

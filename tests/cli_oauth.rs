@@ -591,6 +591,10 @@ fn import_token_keeps_a_token_from_elsewhere_and_refreshes_it_later() {
             r#"{"access_token":"a","expires_in":"soon"}"#,
             "not a token answer",
         ),
+        (
+            r#"{"access_token":"a","expires_in":-5}"#,
+            "expires_in is negative (-5)",
+        ),
     ] {
         let out = env.run_with_stdin(&["import-token", "p"], input);
         assert_one_line_error(&out, why);
@@ -644,6 +648,48 @@ fn import_token_keeps_a_token_from_elsewhere_and_refreshes_it_later() {
     assert_eq!(server.refresh_requests(), 1);
     assert_eq!(Some(stdout(&out)), server.last_access_token());
     assert_ne!(stdout(&out), "imported-token");
+
+    // An answer without a refresh token is a grant of its own: the one stored before is not
+    // kept with it, and nothing promises a refresh.
+    let out = env.run_with_stdin(
+        &["import-token", "p"],
+        r#"{"access_token":"no-refresh","expires_in":600}"#,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no refresh token: authorize again when it expires"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(env.stored("p", "refresh_token"), "");
+}
+
+/// A mistake in one profile (a string left open by a hand edit) does not stop `token` of
+/// another, and the whole-file error names the line and what to do.
+#[test]
+fn a_string_left_open_in_one_profile_leaves_the_others_usable() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("loop", &server, &[]);
+    env.add_profile("other", &server, &[]);
+    let text = env.vault_text();
+    let other = text.find("name = \"other\"").unwrap();
+    let field = format!("client_id = \"{}\"", common::CLIENT_ID);
+    let at = other + text[other..].find(&field).unwrap();
+    let broken = format!(
+        "{}client_id = \"x{}",
+        &text[..at],
+        &text[at + field.len()..]
+    );
+    env.write_vault_text(&broken);
+    let out = env.run(&["token", "loop"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), env.stored("loop", "access_token"));
+    let out = env.run(&["token", "other"]);
+    assert_one_line_error(&out, "fix it by hand (age -d, edit, age -e)");
+    let said = stderr(&out);
+    assert!(said.contains("line "), "{said}");
+    assert!(!said.contains("or no backup exists"), "{said}");
 }
 
 #[test]

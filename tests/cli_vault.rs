@@ -838,7 +838,7 @@ fn wrong_or_dead_end_messages_say_what_is_wrong() {
     let lone = env.home().join("lone.age");
     std::fs::write(&lone, b"age-encryption.org/v1\n-> X25519 garbage\n").unwrap();
     let out = env.run(&["--vault", &lone.display().to_string(), "status"]);
-    assert_one_line_error(&out, "no backup exists");
+    assert_one_line_error(&out, "tokdeck kept no backup");
 }
 
 #[test]

@@ -98,6 +98,7 @@ async fn refresh(keeper: &Keeper, profile: Option<String>) -> Reply {
             name,
             Job::Refresh {
                 if_expiring_within: None,
+                force: false,
             },
         )
     });

@@ -47,6 +47,25 @@ struct State {
     busy: HashSet<String>,
     pacing: AutoRefresh,
     last: Option<String>,
+    /// Since when the vault cannot be read, while it cannot.
+    unreadable: Option<Unreadable>,
+}
+
+/// A vault the keeper cannot read: told once, then once a minute while it lasts, and tried
+/// again with a growing pause (a file rewritten in a loop must not make the keeper spin).
+#[derive(Debug, Clone, Copy)]
+struct Unreadable {
+    since: std::time::Instant,
+    told_at: std::time::Instant,
+    tries: u32,
+}
+
+impl Unreadable {
+    /// How long to wait before the next try: 1 s, doubling to a minute.
+    fn pause(self) -> Duration {
+        let doubled = 1u64.checked_shl(self.tries.min(6)).unwrap_or(u64::MAX);
+        Duration::from_secs(doubled).min(UNREADABLE_PAUSE_MAX)
+    }
 }
 
 impl Keeper {
@@ -196,6 +215,7 @@ impl Keeper {
                 tasks.spawn_until_stop(async move {
                     let job = Job::Refresh {
                         if_expiring_within: None,
+                        force: false,
                     };
                     let _ = keeper.refresh(&name, job).await;
                 });
@@ -208,12 +228,69 @@ impl Keeper {
             let until_next = plan
                 .next
                 .map_or(fallback, |at| (at - now).to_std().unwrap_or_default());
-            // A floor, so that no deadline mistaken for "now" can spin the loop.
-            let sleep = until_next.clamp(MIN_SLEEP, fallback.max(MIN_SLEEP));
+            // A floor, so that no deadline mistaken for "now" can spin the loop; while the
+            // vault cannot be read, the floor is a second and the sleep grows.
+            let unreadable = self.state().unreadable;
+            let (sleep, floor) = match unreadable {
+                Some(u) => (u.pause(), UNREADABLE_FLOOR),
+                None => (
+                    until_next.clamp(MIN_SLEEP, fallback.max(MIN_SLEEP)),
+                    MIN_SLEEP,
+                ),
+            };
+            let slept = std::time::Instant::now();
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
                 () = self.wake.notified() => {}
             }
+            if let Some(rest) = floor.checked_sub(slept.elapsed()) {
+                tokio::time::sleep(rest).await;
+            }
+        }
+    }
+
+    /// Tells that the vault cannot be read: at the first failure, then once a minute.
+    fn cannot_read(&self, error: &str) {
+        let now = std::time::Instant::now();
+        let told = {
+            let mut state = self.state();
+            let mut unreadable = state.unreadable.unwrap_or(Unreadable {
+                since: now,
+                told_at: now,
+                tries: 0,
+            });
+            let first = unreadable.tries == 0;
+            unreadable.tries = unreadable.tries.saturating_add(1);
+            let due = first || now.duration_since(unreadable.told_at) >= UNREADABLE_RETELL;
+            if due {
+                unreadable.told_at = now;
+            }
+            state.unreadable = Some(unreadable);
+            due.then_some((first, unreadable))
+        };
+        match told {
+            Some((true, _)) => self.note(&format!(
+                "cannot read the vault ({error}): serving the tokens already in memory, refreshing nothing, and trying again; restore the file (its .bak is the previous version) or fix the store"
+            )),
+            Some((false, u)) => self.note(&format!(
+                "still cannot read the vault, for {} now ({} tries): {error}",
+                crate::duration::format_countdown(
+                    i64::try_from(now.duration_since(u.since).as_secs()).unwrap_or(i64::MAX)
+                ),
+                u.tries
+            )),
+            None => {}
+        }
+    }
+
+    /// Tells, once, that the vault is readable again.
+    fn can_read(&self) {
+        let was = self.state().unreadable.take();
+        if let Some(u) = was {
+            self.note(&format!(
+                "the vault is readable again (after {} tries)",
+                u.tries
+            ));
         }
     }
 
@@ -311,10 +388,18 @@ impl Keeper {
             Ok::<_, crate::vault::VaultError>((changed, kept, candidates))
         })
         .await;
-        let Ok(Ok((changed, kept, candidates))) = judged else {
-            tracing::warn!("cannot read the vault; will try again");
-            return None;
+        let (changed, kept, candidates) = match judged {
+            Ok(Ok(read)) => read,
+            Ok(Err(e)) => {
+                self.cannot_read(&e.to_string());
+                return None;
+            }
+            Err(e) => {
+                self.cannot_read(&e.to_string());
+                return None;
+            }
         };
+        self.can_read();
         if changed {
             self.metrics.reloaded();
             self.note("the vault changed elsewhere: reloaded");
@@ -335,6 +420,15 @@ impl Keeper {
 
 /// The least the keep-alive loop sleeps.
 const MIN_SLEEP: Duration = Duration::from_millis(100);
+
+/// The least it sleeps while the vault cannot be read, however often it is woken.
+const UNREADABLE_FLOOR: Duration = Duration::from_secs(1);
+
+/// The longest pause between two tries of an unreadable vault.
+const UNREADABLE_PAUSE_MAX: Duration = Duration::from_secs(60);
+
+/// How often a vault that stays unreadable is told of again.
+const UNREADABLE_RETELL: Duration = Duration::from_secs(60);
 
 /// A profile that will fall due: its name, its token (by when it was obtained), and when.
 type Due = (String, DateTime<Utc>, DateTime<Utc>);

@@ -19,6 +19,11 @@ pub fn watch(vault: &Location, keeper: &Arc<Keeper>) -> Option<notify::Recommend
     let waker = Arc::downgrade(keeper);
     let handler = move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
+        // Opening or reading the file is no change (inotify reports every open, the keeper's
+        // own reads among them: waking on those would spin).
+        if matches!(event.kind, notify::EventKind::Access(_)) {
+            return;
+        }
         let names_the_vault = event
             .paths
             .iter()

@@ -129,6 +129,11 @@ pub enum AgentAction {
     Stop,
 }
 
+/// An authorize parameter, `KEY=VALUE`.
+pub fn parse_authorize_param(text: &str) -> Result<(String, String), String> {
+    crate::vault::validate::validate_authorize_param(text).map_err(|e| e.to_string())
+}
+
 /// An environment variable name: letters, digits and `_`, not starting with a digit.
 pub fn parse_env_var(text: &str) -> Result<String, String> {
     crate::vault::validate::validate_env_var(text).map_err(|e| e.to_string())
@@ -173,6 +178,10 @@ pub struct RefreshArgs {
     /// Only refresh when the access token ends within this
     #[arg(long, value_parser = parse_duration_arg, value_name = "DUR")]
     pub if_expiring_within: Option<Duration>,
+    /// Renew tokens that never expire too (company tokens): the server may then revoke the
+    /// one in use
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]

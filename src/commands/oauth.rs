@@ -84,6 +84,33 @@ fn validity(profile: Option<&Profile>, now: chrono::DateTime<chrono::Utc>) -> St
     }
 }
 
+/// After a login: the validity, and, when the server issued no refresh token for a token
+/// that expires, that the profile needs a new login by then (and how to ask for one).
+fn login_validity(profile: Option<&Profile>, now: chrono::DateTime<chrono::Utc>) -> String {
+    let text = validity(profile, now);
+    let Some((p, t)) = profile.and_then(|p| Some((p, p.token.as_ref()?))) else {
+        return text;
+    };
+    if t.refresh_token.is_some() || t.expires_at.is_none() || p.renews_by_itself() {
+        return text;
+    }
+    let hint = if p.scopes.iter().any(|s| s == "openid")
+        && !p.scopes.iter().any(|s| s == "offline_access")
+    {
+        format!(
+            " (an OpenID Connect server gives one for the offline_access scope: `tokdeck edit {} --scope \"{} offline_access\"`)",
+            p.name,
+            p.scope_string()
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{text}; the server issued no refresh token, so `tokdeck authorize {}` is needed again by then{hint}",
+        p.name
+    )
+}
+
 /// One failure is the command's error, as is; several are listed, then counted.
 fn fail_if(failures: &[Failure], total: usize) -> anyhow::Result<()> {
     match failures {
@@ -154,7 +181,7 @@ pub async fn authorize(ctx: &Context, args: &AuthorizeArgs) -> anyhow::Result<()
         crate::note!(
             "{}: authorized; {}",
             args.name,
-            validity(saved.as_ref(), ctx.clock.now())
+            login_validity(saved.as_ref(), ctx.clock.now())
         );
     }
     Ok(())
@@ -242,9 +269,37 @@ pub async fn exchange(ctx: &Context, name: &str, code: &str) -> anyhow::Result<(
     let saved = profile_named(&store, name).ok();
     crate::note!(
         "{name}: code exchanged; {}",
-        validity(saved.as_ref(), ctx.clock.now())
+        login_validity(saved.as_ref(), ctx.clock.now())
     );
     Ok(())
+}
+
+/// Whether `refresh --all` renews `p`; says why when it passes one by.
+fn refreshed_by_all(p: &Profile, force: bool) -> bool {
+    match &p.token {
+        _ if p.renews_by_itself() => true,
+        // A token that never expires is renewed only when forced.
+        Some(t)
+            if crate::health::nothing_to_refresh(t) && !(force && t.refresh_token.is_some()) =>
+        {
+            if t.refresh_token.is_some() {
+                crate::note!("{}: skipped (does not expire; --force renews it)", p.name);
+            }
+            false
+        }
+        Some(t) if t.refresh_token.is_some() => true,
+        Some(_) => {
+            crate::note!(
+                "{}: skipped (no refresh token: authorize again when it expires)",
+                p.name
+            );
+            false
+        }
+        None => {
+            crate::note!("{}: skipped (no token yet: authorize first)", p.name);
+            false
+        }
+    }
 }
 
 /// `tokdeck refresh`
@@ -255,21 +310,11 @@ pub async fn refresh(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<()> {
         profile_named(&store, name)?;
         vec![name.clone()]
     } else {
-        let mut names = Vec::new();
-        for p in &data.profiles {
-            match &p.token {
-                _ if p.renews_by_itself() => names.push(p.name.clone()),
-                // Nothing to renew: a token that never expires is skipped without a word.
-                Some(t) if crate::health::nothing_to_refresh(t) => {}
-                Some(t) if t.refresh_token.is_some() => names.push(p.name.clone()),
-                Some(_) => crate::note!(
-                    "{}: skipped (no refresh token: authorize again when it expires)",
-                    p.name
-                ),
-                None => crate::note!("{}: skipped (no token yet: authorize first)", p.name),
-            }
-        }
-        names
+        data.profiles
+            .iter()
+            .filter(|p| refreshed_by_all(p, args.force))
+            .map(|p| p.name.clone())
+            .collect()
     };
     let total = names.len();
     let jobs = names
@@ -279,6 +324,7 @@ pub async fn refresh(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<()> {
                 n.clone(),
                 Job::Refresh {
                     if_expiring_within: args.if_expiring_within,
+                    force: args.force,
                 },
             )
         })
@@ -419,6 +465,7 @@ impl<'a> TokenSource<'a> {
         let store = self.store()?;
         let job = Job::Refresh {
             if_expiring_within: None,
+            force: false,
         };
         let failures = run_jobs(self.ctx, store, vec![(name.to_string(), job)], |_| {}).await?;
         fail_if(&failures, 1)

@@ -160,6 +160,7 @@ pub async fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
     profile.publish = args.publish;
     profile.notes = validate_notes(&args.notes)?;
     profile.env_var.clone_from(&args.env_var);
+    set_authorize_params(&mut profile, &args.authorize_params);
     if let Some(window) = args.refresh_window {
         profile.refresh_window = window;
     }
@@ -262,7 +263,19 @@ fn apply_settings(profile: &mut Profile, args: &EditArgs) -> anyhow::Result<()> 
             Some(validate_env_var(var)?)
         };
     }
+    set_authorize_params(profile, &args.authorize_params);
     Ok(())
+}
+
+/// Sets each checked `KEY=VALUE` on `profile`; an empty value removes the key.
+fn set_authorize_params(profile: &mut Profile, params: &[(String, String)]) {
+    for (key, value) in params {
+        if value.is_empty() {
+            profile.authorize_params.remove(key);
+        } else {
+            profile.authorize_params.insert(key.clone(), value.clone());
+        }
+    }
 }
 
 /// `tokdeck remove`

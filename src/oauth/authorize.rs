@@ -58,6 +58,16 @@ pub fn build(profile: &Profile) -> Result<AuthorizeRequest, OAuthError> {
             q.append_pair("code_challenge", &pkce_challenge(v))
                 .append_pair("code_challenge_method", "S256");
         }
+        // OpenID Connect Core 11: `offline_access` must come with `prompt=consent`, or a
+        // strict server issues no refresh token. The profile's own `prompt` wins.
+        if profile.scopes.iter().any(|s| s == "offline_access")
+            && !profile.authorize_params.contains_key("prompt")
+        {
+            q.append_pair("prompt", "consent");
+        }
+        for (key, value) in &profile.authorize_params {
+            q.append_pair(key, value);
+        }
     }
     Ok(AuthorizeRequest {
         // Spaces as %20, as the scope examples in Factorial's docs show.
@@ -92,6 +102,28 @@ mod tests {
             .query_pairs()
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect()
+    }
+
+    #[test]
+    fn offline_access_asks_for_consent_unless_the_profile_says_otherwise() {
+        let mut p = profile();
+        p.scopes = vec!["openid".into(), "offline_access".into()];
+        let q = query(&build(&p).unwrap().url);
+        assert!(q.contains(&("prompt".into(), "consent".into())), "{q:?}");
+        p.authorize_params
+            .insert("prompt".into(), "login consent".into());
+        p.authorize_params
+            .insert("audience".into(), "https://api.example".into());
+        let q = query(&build(&p).unwrap().url);
+        let prompts: Vec<_> = q.iter().filter(|(k, _)| k == "prompt").collect();
+        assert_eq!(
+            prompts,
+            [&("prompt".to_string(), "login consent".to_string())]
+        );
+        assert!(q.contains(&("audience".into(), "https://api.example".into())));
+        p.scopes = vec!["read".into()];
+        p.authorize_params.clear();
+        assert!(!build(&p).unwrap().url.contains("prompt="));
     }
 
     #[test]

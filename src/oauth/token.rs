@@ -107,7 +107,21 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, OAuthError> {
     })
 }
 
+/// Whether `held` is the secret `other`.
+fn same_secret(held: Option<&SecretString>, other: &SecretString) -> bool {
+    use age::secrecy::ExposeSecret;
+    held.is_some_and(|h| h.expose_secret() == other.expose_secret())
+}
+
 impl TokenResponse {
+    /// Whether this answer to a refresh with `sent` replaced it: a new refresh token came
+    /// back. A server that answers with the same one, or with none, keeps `sent` alive.
+    pub fn rotates(&self, sent: &SecretString) -> bool {
+        self.refresh_token
+            .as_ref()
+            .is_some_and(|new| !same_secret(Some(sent), new))
+    }
+
     /// The token to store: expiry counts from when the answer arrived (`expires_in` is the
     /// remaining lifetime; one too large to represent counts as no expiry, never a panic,
     /// because the server has already rotated the refresh token); a new refresh token opens a
@@ -120,12 +134,13 @@ impl TokenResponse {
         previous: Option<&Token>,
     ) -> Token {
         let window = chrono::Duration::from_std(refresh_window).unwrap_or(chrono::Duration::MAX);
-        let (refresh_token, refresh_expires_at) = match self.refresh_token {
-            Some(r) => (Some(r), received_at.checked_add_signed(window)),
-            None => match previous {
-                Some(p) => (p.refresh_token.clone(), p.refresh_expires_at),
-                None => (None, None),
-            },
+        let kept = |p: &Token| (p.refresh_token.clone(), p.refresh_expires_at);
+        let (refresh_token, refresh_expires_at) = match (self.refresh_token, previous) {
+            // The same refresh token handed back: it was not renewed, nor was its window.
+            (Some(r), Some(p)) if same_secret(p.refresh_token.as_ref(), &r) => kept(p),
+            (Some(r), _) => (Some(r), received_at.checked_add_signed(window)),
+            (None, Some(p)) => kept(p),
+            (None, None) => (None, None),
         };
         Token {
             access_token: self.access_token,

@@ -161,7 +161,7 @@ fn restore_advice(path: &Location, backup: bool) -> String {
             ),
         }
     } else {
-        "no backup exists: restore it from your own copy (git, backups)".into()
+        "restore it from your own copy (git, backups; tokdeck kept no backup)".into()
     }
 }
 

@@ -1,5 +1,6 @@
 //! The vault's content: profiles, their OAuth apps and their tokens.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -225,6 +226,9 @@ pub struct Profile {
     pub publish: bool,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub notes: String,
+    /// Extra parameters of the authorize request (`prompt`, `audience`, `resource`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub authorize_params: BTreeMap<String, String>,
     /// The variable `exec` puts the access token in; `None`: `TOKDECK_ACCESS_TOKEN`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env_var: Option<String>,
@@ -287,6 +291,7 @@ impl Profile {
             auto_refresh: false,
             publish: false,
             notes: String::new(),
+            authorize_params: BTreeMap::new(),
             env_var: None,
             server: None,
             token: None,

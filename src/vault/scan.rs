@@ -249,10 +249,18 @@ impl<'a> Scanner<'a> {
                 }
                 b'"' if self.bytes[self.at..].starts_with(b"\"\"\"") => self.multiline_basic()?,
                 b'"' => {
-                    self.basic_string()?;
+                    let start = self.at;
+                    if self.basic_string().is_none() {
+                        self.skip_broken_string(start);
+                    }
                 }
                 b'\'' if self.bytes[self.at..].starts_with(b"'''") => self.multiline_literal()?,
-                b'\'' => self.literal_string()?,
+                b'\'' => {
+                    let start = self.at;
+                    if self.literal_string().is_none() {
+                        self.skip_broken_string(start);
+                    }
+                }
                 b'[' | b'{' => {
                     self.depth += 1;
                     self.at += 1;
@@ -264,6 +272,15 @@ impl<'a> Scanner<'a> {
                 _ => self.at += 1,
             }
         }
+    }
+
+    /// A one-line string opened at `start` and not closed on its line: no valid TOML, but its
+    /// end is certain (such a string cannot span lines), so the scan goes on at the line's
+    /// end and only the profile that holds it fails to parse. A mistake in one profile then
+    /// does not stop reading the others.
+    fn skip_broken_string(&mut self, start: usize) {
+        let rest = self.bytes.get(start..).unwrap_or_default();
+        self.at = start + memchr(b'\n', rest).unwrap_or(rest.len());
     }
 
     /// The text from `self.at` on; `None` once an escape ran past the end.
@@ -383,6 +400,20 @@ mod tests {
     }
 
     #[test]
+    fn a_string_left_open_breaks_only_its_own_profile() {
+        let text = "version = 1\n[[profile]]\nname = \"a\"\nclient_id = \"x\n\
+                    [[profile]]\nname = \"b\"\nnotes = 'y\n[[profile]]\nname = \"c\"\n";
+        let layout = scan(text).unwrap();
+        let found: Vec<_> = layout.profiles.iter().map(|e| e.name.clone()).collect();
+        assert_eq!(
+            found,
+            [Some("a".into()), Some("b".into()), Some("c".into())]
+        );
+        let c = &text[layout.profiles[2].span.clone()];
+        assert_eq!(c, "[[profile]]\nname = \"c\"\n");
+    }
+
+    #[test]
     fn other_shapes_are_left_to_the_full_parser() {
         for text in [
             "[other]\nx = 1\n",
@@ -392,7 +423,6 @@ mod tests {
             "[profile.token]\n",
             "[[profile]]\nname = \"a\"\nname = \"b\"\n",
             "x = [\n",
-            "x = \"open\n",
             "x = ]\n",
             "x = \"\"\"never closed\n",
         ] {

@@ -185,6 +185,14 @@ impl Store {
         snap.content.profile(name, self.location())
     }
 
+    /// One profile as this store last read or wrote it, without asking the backend: for a
+    /// token handed out while the stored vault cannot be read (never for a refresh or a
+    /// save, which need the stored vault).
+    pub fn profile_in_memory(&self, name: &str) -> Result<Option<Profile>, VaultError> {
+        let mut snap = lock_ignoring_poison(&self.snapshot);
+        snap.content.profile(name, self.location())
+    }
+
     /// The content, only when the file changed since this store last read or wrote it.
     pub fn reload_if_changed(&self) -> Result<Option<VaultData>, VaultError> {
         let mut snap = lock_ignoring_poison(&self.snapshot);

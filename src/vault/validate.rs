@@ -282,6 +282,50 @@ pub fn validate_env_var(text: &str) -> Result<String, Invalid> {
     Ok(text.to_string())
 }
 
+/// The authorize parameters tokdeck sets itself, which a profile cannot override.
+const OWN_AUTHORIZE_PARAMS: [&str; 8] = [
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "resource_owner_type",
+];
+
+/// An extra authorize parameter, `KEY=VALUE` (`prompt=consent`, `audience=...`): the key a
+/// parameter name (letters, digits, `_`, `-`, `.`) other than those tokdeck sets, the value
+/// printable text of at most 2,000 characters. An empty value (`KEY=`) means "remove it".
+pub fn validate_authorize_param(text: &str) -> Result<(String, String), Invalid> {
+    let Some((key, value)) = text.split_once('=') else {
+        invalid!(
+            "'{}' is not KEY=VALUE: write e.g. --authorize-param prompt=consent",
+            crate::display::untrusted(text)
+        );
+    };
+    let key_ok = !key.is_empty()
+        && key.len() <= 64
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !key_ok {
+        invalid!(
+            "'{}' is not an authorize parameter name: use letters, digits, '_', '-' and '.'",
+            crate::display::untrusted(key)
+        );
+    }
+    if OWN_AUTHORIZE_PARAMS.contains(&key) {
+        invalid!(
+            "tokdeck sets {key} itself: change it with the profile's own setting (`tokdeck edit`), not --authorize-param"
+        );
+    }
+    if value.chars().count() > 2_000 || value.chars().any(char::is_control) {
+        invalid!("the value of {key} must be printable text of at most 2,000 characters");
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
 /// Notes: any printable text and newlines, but no other control characters.
 pub fn validate_notes(text: &str) -> Result<String, Invalid> {
     if text.chars().any(|c| c.is_control() && c != '\n') {

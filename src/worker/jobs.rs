@@ -5,3 +5,5 @@ mod code;
 mod discovery;
 mod grants;
 mod tokens;
+
+pub(in crate::worker) use tokens::RefreshAsked;

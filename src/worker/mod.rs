@@ -37,9 +37,12 @@ pub enum Job {
     Authorize { listen: bool, timeout: Duration },
     /// Exchange a pasted code or redirect URL.
     Exchange { input: SecretString },
-    /// Refresh, optionally only when the access token ends within the given time.
+    /// Refresh, optionally only when the access token ends within the given time. A token
+    /// that never expires (a company token) is renewed only when `force`d: a service may hold
+    /// it because it never expires, and rotating it revokes that copy.
     Refresh {
         if_expiring_within: Option<Duration>,
+        force: bool,
     },
     /// Revoke the tokens at the server and forget them.
     Revoke,

@@ -140,9 +140,16 @@ impl Worker {
                 self.authorize(id, &profile, listen, timeout, &cancel).await
             }
             Job::Exchange { input } => self.exchange(&profile, &input).await,
-            Job::Refresh { if_expiring_within } => {
-                self.refresh(&profile, if_expiring_within, requested_at)
-                    .await
+            Job::Refresh {
+                if_expiring_within,
+                force,
+            } => {
+                let asked = super::jobs::RefreshAsked {
+                    if_expiring_within,
+                    force,
+                    requested_at,
+                };
+                self.refresh(&profile, asked).await
             }
             Job::Revoke => self.revoke(&profile).await,
             Job::Check => self.check(&profile).await,

@@ -32,6 +32,8 @@ pub struct Options {
     pub threads: u32,
     /// Also serve HTTPS, with a self-signed certificate (see [`Doorkeeper::tls_base_url`]).
     pub tls: bool,
+    /// Company tokens (which never expire) come with a refresh token too.
+    pub company_refresh: bool,
 }
 
 impl Default for Options {
@@ -41,6 +43,7 @@ impl Default for Options {
             ttl: 7200,
             threads: 4,
             tls: false,
+            company_refresh: false,
         }
     }
 }
@@ -118,6 +121,10 @@ impl Doorkeeper {
                     },
                 )
                 .env("DOORKEEPER_TTL", options.ttl.to_string())
+                .env(
+                    "DOORKEEPER_COMPANY_REFRESH",
+                    if options.company_refresh { "1" } else { "0" },
+                )
                 .env("DOORKEEPER_THREADS", options.threads.to_string())
                 .env("DOORKEEPER_LOG", dir.join("rails.log"));
             command

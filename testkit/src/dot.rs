@@ -34,9 +34,46 @@ fn script() -> PathBuf {
     crate::fixtures_dir().join("dot/server.py")
 }
 
+/// How the server answers a refresh (`DOT_REFRESH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    /// A new refresh token each time; the old one revoked, a second use revokes the grant.
+    Rotate,
+    /// `ROTATE_REFRESH_TOKEN = False`: the same refresh token handed back.
+    Keep,
+    /// No refresh token in the answer at all: keep the one you have.
+    Omit,
+}
+
+/// Server settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub refresh: Refresh,
+    /// Access token lifetime in seconds.
+    pub ttl: u64,
+    /// `offline_access` only with `prompt=consent` (OpenID Connect Core 11, read strictly).
+    pub strict_offline: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            refresh: Refresh::Rotate,
+            ttl: 3600,
+            strict_offline: false,
+        }
+    }
+}
+
 impl Dot {
-    /// Starts a server and waits until it answers; a port taken meanwhile is retried.
+    /// Starts a server with its defaults and waits until it answers.
     pub fn start() -> Self {
+        Self::start_with(Options::default())
+    }
+
+    /// Starts a server with `options` and waits until it answers; a port taken meanwhile is
+    /// retried.
+    pub fn start_with(options: Options) -> Self {
         let ready = Command::new(python())
             .args(["-c", "import oauth2_provider, jwcrypto"])
             .output();
@@ -49,7 +86,20 @@ impl Dot {
             command
                 .arg(script())
                 .env("DOT_PORT", port.to_string())
-                .env("DOT_DB", dir.join("db.sqlite3"));
+                .env("DOT_DB", dir.join("db.sqlite3"))
+                .env("DOT_TTL", options.ttl.to_string())
+                .env(
+                    "DOT_REFRESH",
+                    match options.refresh {
+                        Refresh::Rotate => "rotate",
+                        Refresh::Keep => "keep",
+                        Refresh::Omit => "omit",
+                    },
+                )
+                .env(
+                    "DOT_STRICT_OFFLINE",
+                    if options.strict_offline { "1" } else { "0" },
+                );
             command
         });
         Self {

@@ -164,9 +164,11 @@ impl App {
         self.job_on_selected(|p| match &p.token {
             _ if p.renews_by_itself() => Ok(Job::Refresh {
                 if_expiring_within: None,
+                force: false,
             }),
             Some(t) if t.refresh_token.is_some() => Ok(Job::Refresh {
                 if_expiring_within: None,
+                force: false,
             }),
             Some(_) => Err("no refresh token: press a to authorize again".into()),
             None => Err("no token yet: press a to authorize".into()),
@@ -196,6 +198,7 @@ impl App {
                     &n,
                     Job::Refresh {
                         if_expiring_within: None,
+                        force: false,
                     },
                 )
             })
@@ -274,6 +277,7 @@ impl App {
                     &name,
                     Job::Refresh {
                         if_expiring_within: None,
+                        force: false,
                     },
                 )
             })

@@ -13,13 +13,24 @@ use crate::worker::error::{JobError, JobResult};
 use crate::worker::runner::Worker;
 use crate::worker::{FailureKind, Outcome, Revocation};
 
+/// What a refresh job was asked to do.
+#[derive(Debug, Clone, Copy)]
+pub(in crate::worker) struct RefreshAsked {
+    /// Only when the access token ends within this.
+    pub if_expiring_within: Option<Duration>,
+    /// Renew a token that never expires too.
+    pub force: bool,
+    /// When the job was queued: a token obtained later was renewed by someone else.
+    pub requested_at: DateTime<Utc>,
+}
+
 impl Worker {
-    pub(in crate::worker) async fn refresh(
-        &self,
-        name: &str,
-        if_expiring_within: Option<Duration>,
-        requested_at: DateTime<Utc>,
-    ) -> JobResult {
+    pub(in crate::worker) async fn refresh(&self, name: &str, asked: RefreshAsked) -> JobResult {
+        let RefreshAsked {
+            if_expiring_within,
+            force,
+            requested_at,
+        } = asked;
         // The lease makes refreshes of this vault exclusive across processes; reading the
         // token only after taking it means we never use a refresh token someone rotated.
         let lease = self.lease().await?;
@@ -30,11 +41,13 @@ impl Worker {
                 _ => Err(OAuthError::NoToken(name.to_string()).into()),
             };
         };
-        if crate::health::nothing_to_refresh(token) {
-            return Ok((
-                Outcome::Unchanged("does not expire; nothing to refresh".into()),
-                None,
-            ));
+        if crate::health::nothing_to_refresh(token) && !(force && token.refresh_token.is_some()) {
+            let why = if token.refresh_token.is_some() {
+                "does not expire; --force renews it (and the server may revoke this one)"
+            } else {
+                "does not expire; nothing to refresh"
+            };
+            return Ok((Outcome::Unchanged(why.into()), None));
         }
         if token.obtained_at > requested_at {
             return Ok((
@@ -62,7 +75,9 @@ impl Worker {
     }
 
     /// Sends `token`'s refresh token, under `lease`, and saves what comes back. A refresh
-    /// token is sent once: if its successor could not be saved, it is never sent again.
+    /// token the server replaced is sent once: if its successor could not be saved, it is
+    /// never sent again. One the server keeps (it answers with the same one, or none) stays
+    /// usable.
     async fn spend_refresh_token(
         &self,
         profile: &Profile,
@@ -84,7 +99,11 @@ impl Worker {
             .client
             .refresh(profile, refresh_token, &may_send)
             .await?;
-        self.spent().insert(fingerprint);
+        // Spent only when the server rotated it: a server that hands back the same refresh
+        // token, or none (keep the one we have), expects it again next time.
+        if response.rotates(refresh_token) {
+            self.spent().insert(fingerprint);
+        }
         let new_token = response.into_token(self.clock.now(), profile.refresh_window, Some(token));
         let saved = self.save_token(&profile.name, new_token).await?;
         Ok((Outcome::NewToken, Some(saved)))

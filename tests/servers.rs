@@ -1,0 +1,378 @@
+//! Servers unlike the ones that rotate on every refresh: one that hands back the same refresh
+//! token (django-oauth-toolkit with `ROTATE_REFRESH_TOKEN = False`), one that answers a refresh
+//! with no refresh token at all (keep the one you have), a strict OpenID Connect server that
+//! gives no refresh token without `prompt=consent`, and company tokens that never expire but
+//! come with a refresh token (Doorkeeper's default).
+
+// Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::doorkeeper::{self, Doorkeeper};
+use common::dot::{Dot, Options, Refresh};
+use common::fixture::{deliver, http_with};
+use common::running::Agent;
+use common::{Env, stderr, stdout};
+
+/// Adds profile `name` on `server` (a confidential app, basic auth, discovery) with `extra`
+/// arguments, and authorizes it through the loopback listener as alice's browser would.
+/// Returns what `authorize` said.
+fn authorized(env: &Env, server: &Dot, name: &str, scope: &str, extra: &[&str]) -> String {
+    let port = common::free_port();
+    let redirect = format!("http://127.0.0.1:{port}/cb");
+    let app = server.register("confidential", "authorization-code", &redirect);
+    let issuer = server.issuer();
+    let mut line = vec![
+        "add",
+        name,
+        "--issuer",
+        &issuer,
+        "--client-id",
+        &app.client_id,
+        "--redirect-uri",
+        &redirect,
+        "--scope",
+        scope,
+    ];
+    line.extend_from_slice(extra);
+    let out = env.run_with_stdin(&line, &app.secret);
+    assert!(out.status.success(), "add {name}: {}", stderr(&out));
+    let (child, url) = start_authorize(env, name);
+    let callback = server.approve(&url);
+    let reply = deliver(port, &callback)
+        .unwrap_or_else(|| panic!("the listener answers {callback}\n{url}\n{}", server.log()));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "authorize: {}\n{}",
+        stderr(&out),
+        server.log()
+    );
+    stderr(&out)
+}
+
+/// `tokdeck authorize NAME --listen --no-browser`, and the URL it prints first.
+fn start_authorize(env: &Env, name: &str) -> (Child, String) {
+    let mut child = env
+        .command(&["authorize", name, "--listen", "--no-browser"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    (child, first.trim().to_string())
+}
+
+/// Whether the server takes `token` (userinfo, which the `openid` scope opens).
+fn works(server: &Dot, token: &str) -> bool {
+    http_with(
+        server.port,
+        "GET",
+        "/o/userinfo/",
+        None,
+        &[("Authorization", &format!("Bearer {token}"))],
+    )
+    .is_some_and(|r| r.status == 200)
+}
+
+/// One server that keeps its refresh token and one that sends none back, each kept alive by
+/// an agent for 24 s with 6-second tokens: the refresh token never changes, the agent
+/// refreshes every few seconds, and the stored access token works in every sample (the agent
+/// used to refuse the second refresh, taking the same refresh token for a spent one).
+#[test]
+fn the_agent_keeps_tokens_alive_on_servers_that_do_not_rotate() {
+    struct Case {
+        server: Dot,
+        env: Env,
+        refresh_token: String,
+        seen: HashSet<String>,
+        dead: Vec<usize>,
+    }
+    let cases: Vec<Case> = [Refresh::Keep, Refresh::Omit]
+        .into_iter()
+        .map(|refresh| {
+            let server = Dot::start_with(Options {
+                refresh,
+                ttl: 6,
+                ..Options::default()
+            });
+            let env = Env::new();
+            authorized(&env, &server, "p", "read openid", &["--auto-refresh"]);
+            let refresh_token = env.stored("p", "refresh_token");
+            assert!(!refresh_token.is_empty());
+            Case {
+                server,
+                env,
+                refresh_token,
+                seen: HashSet::new(),
+                dead: Vec::new(),
+            }
+        })
+        .collect();
+    let agents: Vec<Agent> = cases.iter().map(|c| Agent::start(&c.env, &[])).collect();
+    let mut cases = cases;
+    let end = Instant::now() + Duration::from_secs(24);
+    let mut samples = 0;
+    while Instant::now() < end {
+        samples += 1;
+        for case in &mut cases {
+            let mut token = case.env.stored("p", "access_token");
+            // A refresh may land between the read and the check (the server retires the old
+            // access token at once): dead only when the token stored now fails too.
+            if !works(&case.server, &token) {
+                token = case.env.stored("p", "access_token");
+                if !works(&case.server, &token) {
+                    case.dead.push(samples);
+                }
+            }
+            case.seen.insert(token);
+            assert_eq!(case.env.stored("p", "refresh_token"), case.refresh_token);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for ((case, agent), kind) in cases.iter().zip(&agents).zip(["keep", "omit"]) {
+        let said = agent.said();
+        assert!(
+            case.dead.is_empty(),
+            "{kind}: dead in samples {:?} of {samples}\n{said}",
+            case.dead
+        );
+        // 6-second tokens are renewed half-way: about eight times in 24 s.
+        assert!(
+            case.seen.len() >= 6,
+            "{kind}: only {} access tokens in 24 s\n{said}",
+            case.seen.len()
+        );
+        assert!(!said.contains("used already"), "{kind}: {said}");
+        let status = case.env.run(&["status"]);
+        assert!(status.status.success(), "{kind}: {}", stdout(&status));
+    }
+}
+
+/// The app's auto-refresh runs through the same worker: against the server that keeps its
+/// refresh token, the real event loop renews a 6-second token again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_keeps_refreshing_a_token_the_server_does_not_rotate() {
+    use std::sync::Arc;
+
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use tokdeck::clock::Clock;
+    use tokdeck::oauth::OAuthClient;
+    use tokdeck::tui::app::{App, Settings};
+    use tokdeck::tui::runtime::{Host, Runtime};
+    use tokdeck::tui::theme::Theme;
+    use tokdeck::vault::{IdentityFile, Store, Unlock};
+    use tokdeck::worker::{self, WorkerConfig};
+
+    struct Nowhere;
+    impl Host for Nowhere {
+        fn clipboard(&mut self, _osc52: &str) {}
+        fn open_browser(&mut self, _url: &str) {}
+        fn suspend(&mut self) -> anyhow::Result<()> {
+            Ok(())
+        }
+    }
+
+    let server = Dot::start_with(Options {
+        refresh: Refresh::Keep,
+        ttl: 6,
+        ..Options::default()
+    });
+    let env = Env::new();
+    let setup = tokio::task::block_in_place(|| {
+        authorized(&env, &server, "p", "read openid", &["--auto-refresh"]);
+        env.stored("p", "refresh_token")
+    });
+    let unlock = Unlock::Identity(
+        IdentityFile::load(&env.identity(), tokdeck::vault::crypto::NoPrompt).unwrap(),
+    );
+    let store = Arc::new(Store::open(&env.vault(), unlock).unwrap());
+    let worker = worker::spawn(WorkerConfig {
+        store: store.clone(),
+        client: OAuthClient::new(Duration::from_secs(5), "2025-04-01").unwrap(),
+        clock: Clock::System,
+        audit: None,
+        max_concurrent_jobs: 4,
+    });
+    let settings = Settings {
+        warn: Duration::from_secs(86_400),
+        refresh_margin: Duration::from_secs(300),
+        vault_label: "vault.age".into(),
+        utc_offset: Clock::System.utc_offset(),
+        read_only_reason: None,
+    };
+    let app = App::new(
+        store.snapshot().unwrap().profiles,
+        Clock::System.now(),
+        settings,
+    );
+    let runtime = Runtime {
+        audit: None,
+        terminal: Terminal::new(TestBackend::new(120, 40)).unwrap(),
+        host: Nowhere,
+        theme: Theme::built_in("default").unwrap(),
+        store,
+        clock: Clock::System,
+    };
+    let (keys, input) = tokio::sync::mpsc::unbounded_channel();
+    let running = tokio::spawn(runtime.run(app, worker, input));
+    let mut seen = HashSet::new();
+    let end = tokio::time::Instant::now() + Duration::from_secs(25);
+    while tokio::time::Instant::now() < end {
+        let (token, refresh) = tokio::task::block_in_place(|| {
+            (
+                env.stored("p", "access_token"),
+                env.stored("p", "refresh_token"),
+            )
+        });
+        assert_eq!(refresh, setup, "the refresh token changed");
+        seen.insert(token);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    keys.send(crossterm::event::Event::Key(
+        crossterm::event::KeyEvent::new(
+            crossterm::event::KeyCode::Char('q'),
+            crossterm::event::KeyModifiers::NONE,
+        ),
+    ))
+    .unwrap();
+    let runtime = tokio::time::timeout(Duration::from_secs(15), running)
+        .await
+        .expect("the loop ended")
+        .unwrap()
+        .unwrap();
+    let screen = runtime.terminal.backend().to_string();
+    // The app renews a profile at most every 10 s: two refreshes or more in 25 s (it used to
+    // refuse the second one).
+    assert!(
+        seen.len() >= 3,
+        "only {} access tokens in 25 s:\n{screen}",
+        seen.len()
+    );
+    assert!(!tokio::task::block_in_place(|| env.vault_text()).contains("last_error"));
+    assert!(!screen.contains("used already"), "{screen}");
+    let last = tokio::task::block_in_place(|| env.stored("p", "access_token"));
+    assert!(tokio::task::block_in_place(|| works(&server, &last)));
+}
+
+/// A strict OpenID Connect server grants `offline_access` only with `prompt=consent`, which
+/// tokdeck sends; a profile that asks for another prompt gets no refresh token, and is told
+/// it needs a new login by the time the token ends.
+#[test]
+fn strict_offline_access_gets_a_refresh_token_with_prompt_consent() {
+    let server = Dot::start_with(Options {
+        strict_offline: true,
+        ttl: 60,
+        ..Options::default()
+    });
+    let env = Env::new();
+    authorized(&env, &server, "offline", "read openid offline_access", &[]);
+    assert!(!env.stored("offline", "refresh_token").is_empty());
+    let out = env.run(&["refresh", "offline"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let said = authorized(
+        &env,
+        &server,
+        "login",
+        "read openid offline_access",
+        &["--authorize-param", "prompt=select_account"],
+    );
+    assert!(env.stored("login", "refresh_token").is_empty());
+    assert!(
+        said.contains("the server issued no refresh token")
+            && said.contains("`tokdeck authorize login` is needed again"),
+        "{said}"
+    );
+    // The parameter is the profile's: shown in the vault, removed with KEY=.
+    assert!(env.vault_text().contains("prompt = \"select_account\""));
+    let out = env.run(&["edit", "login", "--authorize-param", "prompt="]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!env.vault_text().contains("prompt = \"select_account\""));
+    // Parameters tokdeck sets itself cannot be given.
+    let out = env.run(&["edit", "login", "--authorize-param", "state=x"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("tokdeck sets state itself"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Doorkeeper's default gives company tokens (which never expire) a refresh token. Past the
+/// local refresh window the token is still `ok` with no refresh deadline; `refresh NAME`,
+/// `refresh --all` and the agent leave it alone (rotating it would revoke the copy a service
+/// holds), and `refresh NAME --force` renews it.
+#[test]
+fn company_tokens_that_never_expire_are_not_rotated_unasked() {
+    let server = Doorkeeper::start_with(doorkeeper::Options {
+        company_refresh: true,
+        ..doorkeeper::Options::default()
+    });
+    let env = Env::new();
+    let app = server.register("urn:ietf:wg:oauth:2.0:oob");
+    env.doorkeeper_profile(
+        &server,
+        &app,
+        "co",
+        &["--owner", "company", "--scope", "read", "--auto-refresh"],
+    );
+    let refresh_token = env.stored("co", "refresh_token");
+    let access_token = env.stored("co", "access_token");
+    assert!(!refresh_token.is_empty(), "{}", env.vault_text());
+    // The local window ended a day ago.
+    let text = env.vault_text();
+    let window = text
+        .lines()
+        .find(|l| l.starts_with("refresh_expires_at = "))
+        .expect("a refresh window")
+        .to_string();
+    env.write_vault_text(&text.replace(&window, "refresh_expires_at = \"2020-01-01T00:00:00Z\""));
+    let out = env.run(&["status"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}\n{window}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let row = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with("co "))
+        .unwrap()
+        .to_string();
+    assert!(row.contains(" ok") && row.contains("never"), "{row}");
+
+    let out = env.run(&["refresh", "co"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--force renews it"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["refresh", "--all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("co: skipped"), "{}", stderr(&out));
+    {
+        let _agent = Agent::start(&env, &[]);
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    assert_eq!(env.stored("co", "refresh_token"), refresh_token);
+    assert!(server.token_works(&access_token));
+
+    let out = env.run(&["refresh", "co", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ne!(env.stored("co", "refresh_token"), refresh_token);
+}
