@@ -37,7 +37,7 @@ pub enum NoToken {
     #[error("'{0}' has no token: run `tokdeck authorize {0}`")]
     NeverAuthorized(String),
     #[error(
-        "'{0}''s access token has expired and there is no refresh token: run `tokdeck authorize {0}`"
+        "the access token of '{0}' has expired and there is no refresh token: run `tokdeck authorize {0}`"
     )]
     Dead(String),
     /// The refresh failed and the token has expired: the failure, as the worker said it.
@@ -45,7 +45,7 @@ pub enum NoToken {
     RefreshFailed(String),
     /// Even a fresh token would not stay valid for as long as asked.
     #[error(
-        "'{name}''s access token is valid for {left} after a refresh, less than --min-valid {wanted}: the server issues shorter tokens; ask for less"
+        "the access token of '{name}' is valid for {left} after a refresh, less than --min-valid {wanted}: the server issues shorter tokens; ask for less"
     )]
     TooShort {
         name: String,

@@ -245,8 +245,45 @@ impl Metrics {
         if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
             tracing::warn!("cannot encode the metrics");
         }
-        text
+        sorted_series(&text)
     }
+}
+
+/// The encoded text with each family's series in the order of their labels (the library
+/// writes them in hash order), so two scrapes list them alike. A series' own lines (a
+/// histogram's buckets, sum and count) keep their order: the sort is stable and ignores `le`.
+fn sorted_series(text: &str) -> String {
+    fn key(line: &str) -> String {
+        let labels = line
+            .split_once('{')
+            .and_then(|(_, rest)| rest.split_once('}'))
+            .map_or("", |(labels, _)| labels);
+        labels
+            .split(',')
+            .filter(|label| !label.starts_with("le="))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut family: Vec<&str> = Vec::new();
+    let flush = |family: &mut Vec<&str>, out: &mut String| {
+        family.sort_by_cached_key(|line| key(line));
+        for line in family.drain(..) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    };
+    for line in text.lines() {
+        if line.starts_with('#') {
+            flush(&mut family, &mut out);
+            out.push_str(line);
+            out.push('\n');
+        } else {
+            family.push(line);
+        }
+    }
+    flush(&mut family, &mut out);
+    out
 }
 
 /// The same series in Prometheus's classic text format (version 0.0.4), for a scraper that
@@ -311,6 +348,22 @@ pub fn parse_address(text: &str, public: bool) -> Result<SocketAddr, String> {
         ));
     }
     Ok(address)
+}
+
+#[cfg(test)]
+mod sort_tests {
+    #[test]
+    fn series_are_sorted_by_label_and_a_histogram_keeps_its_buckets_in_order() {
+        let text = "# TYPE a gauge\na{profile=\"z\"} 1\na{profile=\"b\"} 2\n\
+                    # TYPE h histogram\nh_sum{profile=\"y\"} 1\nh_bucket{profile=\"y\",le=\"1\"} 1\n\
+                    h_bucket{profile=\"x\",le=\"1\"} 1\nh_bucket{profile=\"x\",le=\"+Inf\"} 1\n# EOF\n";
+        assert_eq!(
+            super::sorted_series(text),
+            "# TYPE a gauge\na{profile=\"b\"} 2\na{profile=\"z\"} 1\n\
+             # TYPE h histogram\nh_bucket{profile=\"x\",le=\"1\"} 1\nh_bucket{profile=\"x\",le=\"+Inf\"} 1\n\
+             h_sum{profile=\"y\"} 1\nh_bucket{profile=\"y\",le=\"1\"} 1\n# EOF\n"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -31,10 +31,18 @@ fn copy(ctx: &Context, to: &Location) -> anyhow::Result<()> {
         .read_to_end(&mut ciphertext)
         .with_context(|| format!("cannot read {from}"))?;
     let target = ctx.backend(to)?;
+    let taken = || {
+        anyhow::anyhow!(
+            "a vault already exists at {to}: remove it first, or give `tokdeck vault copy` another DEST"
+        )
+    };
     if target.probe().is_some() {
-        return Err(VaultError::AlreadyExists(to.clone()).into());
+        return Err(taken());
     }
-    target.create(&ciphertext)?;
+    target.create(&ciphertext).map_err(|e| match e {
+        VaultError::AlreadyExists(_) => taken(),
+        other => other.into(),
+    })?;
     crate::note!(
         "copied the vault, still encrypted, from {from} to {to}: point --vault, TOKDECK_VAULT or config `vault` at {to} on every machine, then remove {from} (two copies would fork the refresh tokens)"
     );

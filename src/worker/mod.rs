@@ -182,6 +182,20 @@ pub enum FailureKind {
     Internal,
 }
 
+impl FailureKind {
+    /// What kind of failure it was, in words a person reads (the audit log shows it).
+    pub fn label(self) -> &'static str {
+        match self {
+            FailureKind::Refused => "refused by the server",
+            FailureKind::Transient => "may pass",
+            FailureKind::Precondition => "not possible now",
+            FailureKind::Storage => "storage",
+            FailureKind::Cancelled => "cancelled",
+            FailureKind::Internal => "internal error",
+        }
+    }
+}
+
 /// What the worker reports.
 #[derive(Debug, Clone)]
 pub enum Event {

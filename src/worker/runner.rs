@@ -198,7 +198,7 @@ impl Worker {
             ),
             Err(e) => (
                 "failed",
-                format!("{:?}: {}", e.kind, e.message),
+                format!("{} ({})", e.message, e.kind.label()),
                 before.clone(),
             ),
         };

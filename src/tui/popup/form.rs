@@ -50,6 +50,7 @@ const GRANT: usize = 10;
 const PKCE: usize = 11;
 const AUTO: usize = 12;
 const PUBLISH: usize = 13;
+const AUTHORIZE_PARAMS: usize = 14;
 
 /// The form's state.
 #[derive(Debug, Clone)]
@@ -130,6 +131,15 @@ impl Form {
                 field("PKCE", FieldKind::Toggle, yes_no(p.pkce)),
                 field("Auto-refresh", FieldKind::Toggle, yes_no(p.auto_refresh)),
                 field("Publish", FieldKind::Toggle, yes_no(p.publish)),
+                field(
+                    "Extra params",
+                    FieldKind::Text,
+                    p.authorize_params
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
             ],
             focus: 0,
             error: None,
@@ -406,13 +416,41 @@ impl Form {
         profile.pkce = self.value(PKCE) == "yes";
         profile.auto_refresh = self.value(AUTO) == "yes";
         profile.publish = self.value(PUBLISH) == "yes";
+        profile.authorize_params = authorize_params(self.value(AUTHORIZE_PARAMS))?;
         Ok(profile)
     }
+}
+
+/// The form's "Extra params": `KEY=VALUE` pairs separated by spaces, each checked as
+/// `--authorize-param` is; `KEY=` leaves the key out.
+fn authorize_params(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    text.split_whitespace()
+        .map(crate::vault::validate::validate_authorize_param)
+        .filter(|p| p.as_ref().map_or(true, |(_, v)| !v.is_empty()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extra_params_are_pairs_checked_like_the_flag() {
+        let params = authorize_params("prompt=consent  audience=https://api.example x=").unwrap();
+        assert_eq!(params.len(), 2);
+        assert_eq!(params["prompt"], "consent");
+        assert!(
+            authorize_params("state=x")
+                .unwrap_err()
+                .contains("tokdeck sets state")
+        );
+        assert!(
+            authorize_params("novalue")
+                .unwrap_err()
+                .contains("KEY=VALUE")
+        );
+    }
 
     fn type_text(form: &mut Form, text: &str) {
         for c in text.chars() {
