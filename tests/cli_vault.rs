@@ -1153,6 +1153,13 @@ fn export_shares_the_apps_and_import_keeps_tokens_personal() {
     assert!(!out.status.success());
 }
 
+/// A shared file with one profile named `name`, with `extra` lines.
+fn shared_profile(name: &str, extra: &str) -> String {
+    format!(
+        "version = 1\n[[profile]]\nname = \"{name}\"\nprovider = \"factorial\"\nendpoints = {{ base_url = \"https://api.factorialhr.com\" }}\nclient_id = \"c\"\nclient_secret = \"\"\nredirect_uri = \"urn:ietf:wg:oauth:2.0:oob\"\nowner = \"user\"\n{extra}"
+    )
+}
+
 #[test]
 fn import_refuses_what_export_does_not_make_and_reads_older_files() {
     let env = Env::new();
@@ -1171,6 +1178,28 @@ fn import_refuses_what_export_does_not_make_and_reads_older_files() {
         std::fs::write(&bad, text).unwrap();
         let out = env.run(&["import", bad.to_str().unwrap()]);
         assert_one_line_error(&out, why);
+    }
+    // What `add` refuses, `import` refuses too: a variable that makes programs load a
+    // library, a secret sent in clear text off the machine, a name that is a path.
+    for (text, why) in [
+        (
+            shared_profile("x", "env_var = \"LD_PRELOAD\"\n"),
+            "tokdeck never puts a token in LD_PRELOAD",
+        ),
+        (
+            shared_profile("x", "").replace("https://api.factorialhr.com", "http://evil.example"),
+            "refusing http://",
+        ),
+        (
+            shared_profile("../team", ""),
+            "invalid profile name '../team'",
+        ),
+        (shared_profile("a\\u001b[2J", ""), "invalid profile name"),
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        let out = env.run(&["import", bad.to_str().unwrap()]);
+        assert_one_line_error(&out, why);
+        assert!(!stderr(&out).contains('\u{1b}'), "{}", stderr(&out));
     }
     assert_eq!(
         env.vault_bytes(),

@@ -121,6 +121,13 @@ fn the_agent_keeps_tokens_alive_on_servers_that_do_not_rotate() {
         })
         .collect();
     let agents: Vec<Agent> = cases.iter().map(|c| Agent::start(&c.env, &[])).collect();
+    // Sampling starts once each agent has renewed its token (a slow setup may have let the
+    // first one lapse before its agent started).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !agents.iter().all(|a| a.said().contains("new token saved")) {
+        assert!(Instant::now() < deadline, "no agent refreshed within 15 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let mut cases = cases;
     let end = Instant::now() + Duration::from_secs(24);
     let mut samples = 0;

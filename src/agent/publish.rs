@@ -70,6 +70,12 @@ impl Publisher {
     /// is not waiting to retry.
     pub fn wanted(&self, profile: &Profile) -> Option<Item> {
         let token = profile.token.as_ref().filter(|_| profile.publish)?;
+        // The name becomes part of a KV path: one that is not a checked name (a hand edit,
+        // `../team`) is never published, whatever let it into the vault.
+        if let Err(e) = crate::vault::validate::validate_name(&profile.name) {
+            tracing::warn!(error = %e, "a profile marked for publishing has a name that cannot be a path; not published");
+            return None;
+        }
         let state = self.state();
         if let Some((done, failed)) = state.get(&profile.name) {
             let waiting = failed.is_some_and(|at| at.elapsed() < RETRY_AFTER);

@@ -90,6 +90,14 @@ pub fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
         ),
         other => other?,
     };
+    for p in &shared.profiles {
+        if let Err(e) = crate::vault::validate::check_profile(p) {
+            bail!(
+                "{} holds a profile tokdeck would not accept ({e}): nothing was imported",
+                args.file.display()
+            );
+        }
+    }
     let store = ctx.open_store()?;
     let replace = args.replace;
     let report = store.update(|data| merge(data, shared.clone(), replace))??;

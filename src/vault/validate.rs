@@ -31,11 +31,54 @@ pub fn is_vschar(c: char) -> bool {
 pub fn validate_name(name: &str) -> Result<(), Invalid> {
     let ok = !name.is_empty()
         && name.len() <= 64
+        && !name.starts_with('.')
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !ok {
-        invalid!("invalid profile name '{name}': use up to 64 letters, digits, '-', '_' or '.'");
+        invalid!(
+            "invalid profile name '{}': use up to 64 letters, digits, '-', '_' or '.', not starting with '.'",
+            crate::display::untrusted(name)
+        );
+    }
+    Ok(())
+}
+
+/// Every rule `add` and `edit` enforce, for a profile that came another way (an `import`ed
+/// file): its name, endpoints (no plain http:// off this machine), redirect URI, client id,
+/// scopes, notes, extra authorize parameters and `exec` variable.
+pub fn check_profile(p: &crate::vault::Profile) -> Result<(), Invalid> {
+    validate_name(&p.name)?;
+    let e = &p.endpoints;
+    if !e.explicit || !e.base_url.is_empty() {
+        validate_base_url(&e.base_url)?;
+    }
+    for (what, url) in [
+        ("authorize URL", &e.authorize_url),
+        ("token URL", &e.token_url),
+        ("revoke URL", &e.revoke_url),
+        ("introspection URL", &e.introspect_url),
+        ("device URL", &e.device_url),
+        ("userinfo URL", &e.userinfo_url),
+    ] {
+        if let Some(url) = url {
+            validate_endpoint_url(what, url)?;
+        }
+    }
+    if let Some(issuer) = &p.issuer {
+        validate_endpoint_url("issuer", issuer)?;
+    }
+    if !p.redirect_uri.is_empty() {
+        validate_redirect_uri(&p.redirect_uri)?;
+    }
+    validate_client_id(&p.client_id)?;
+    validate_scopes(&p.scope_string())?;
+    validate_notes(&p.notes)?;
+    for (key, value) in &p.authorize_params {
+        validate_authorize_param(&format!("{key}={value}"))?;
+    }
+    if let Some(var) = &p.env_var {
+        validate_env_var(var)?;
     }
     Ok(())
 }
