@@ -134,6 +134,12 @@ pub fn nothing_to_refresh(token: &Token) -> bool {
     token.expires_at.is_none()
 }
 
+/// Whether a refresh asked for (`refresh NAME`, `refresh --all`) leaves `token` alone: it
+/// never expires, unless `force`d and it has a refresh token to renew it with.
+pub fn refresh_passes_by(token: &Token, force: bool) -> bool {
+    nothing_to_refresh(token) && !(force && token.refresh_token.is_some())
+}
+
 /// A profile's condition, most urgent first (the order sorts the TUI table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -363,6 +369,8 @@ mod tests {
             assert_eq!(a.health, Health::Ok, "window {window}");
             assert_eq!(a.refresh_text(), "-");
             assert!(nothing_to_refresh(&t));
+            assert!(refresh_passes_by(&t, false));
+            assert!(!refresh_passes_by(&t, true));
             let keep = keepalive_at(
                 &p,
                 &t,

@@ -61,10 +61,10 @@ struct Unreadable {
 }
 
 impl Unreadable {
-    /// How long to wait before the next try: 1 s, doubling to a minute.
+    /// How long to wait before the next try: 1 s after the first, doubling to a minute.
     fn pause(self) -> Duration {
-        let doubled = 1u64.checked_shl(self.tries.min(6)).unwrap_or(u64::MAX);
-        Duration::from_secs(doubled).min(UNREADABLE_PAUSE_MAX)
+        let doublings = self.tries.saturating_sub(1).min(6);
+        (Duration::from_secs(1) * 2u32.pow(doublings)).min(UNREADABLE_PAUSE_MAX)
     }
 }
 
@@ -270,7 +270,7 @@ impl Keeper {
         };
         match told {
             Some((true, _)) => self.note(&format!(
-                "cannot read the vault ({error}): serving the tokens already in memory, refreshing nothing, and trying again; restore the file (its .bak is the previous version) or fix the store"
+                "cannot read the vault ({error}); serving the tokens already in memory, refreshing nothing, and trying again"
             )),
             Some((false, u)) => self.note(&format!(
                 "still cannot read the vault, for {} now ({} tries): {error}",
@@ -388,14 +388,14 @@ impl Keeper {
             Ok::<_, crate::vault::VaultError>((changed, kept, candidates))
         })
         .await;
-        let (changed, kept, candidates) = match judged {
-            Ok(Ok(read)) => read,
-            Ok(Err(e)) => {
-                self.cannot_read(&e.to_string());
-                return None;
-            }
+        let read = match judged {
+            Ok(read) => read.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let (changed, kept, candidates) = match read {
+            Ok(read) => read,
             Err(e) => {
-                self.cannot_read(&e.to_string());
+                self.cannot_read(&e);
                 return None;
             }
         };

@@ -18,10 +18,16 @@ use crate::vault::ProfileError;
 pub fn run(ctx: &Context, args: &ImportTokenArgs) -> anyhow::Result<()> {
     let obtained_at = obtained_at(args.obtained_at.as_deref(), ctx.clock.now())?;
     let body = zeroize::Zeroizing::new(read_answer(args.file.as_deref())?);
-    refuse_negative_lifetime(&body)?;
     let response = parse_token_response(&body).map_err(|e| {
         anyhow::anyhow!("this is not a token answer tokdeck can keep ({e}): give the JSON a token endpoint sent, with access_token")
     })?;
+    // A server's answer with a lifetime below zero counts as expired; a token given by hand
+    // with one is a mistake.
+    if let Some(secs) = response.expires_in.filter(|s| *s < 0) {
+        bail!(
+            "expires_in is negative ({secs}), which no token's lifetime is: give the seconds the token has left, or leave expires_in out for one that never expires"
+        );
+    }
     let store = ctx.open_store()?;
     let name = args.name.clone();
     let saved = store.update_profiles([(name.clone(), move |p: &mut crate::vault::Profile| {
@@ -61,25 +67,6 @@ pub fn run(ctx: &Context, args: &ImportTokenArgs) -> anyhow::Result<()> {
             " (no refresh token: authorize again when it expires)"
         }
     );
-    Ok(())
-}
-
-/// A server's answer with `expires_in` below zero counts as expired; a token given by hand
-/// with one is a mistake, and is refused.
-fn refuse_negative_lifetime(body: &[u8]) -> anyhow::Result<()> {
-    let value: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-    let lifetime = value.as_ref().and_then(|v| v.get("expires_in"));
-    let negative = match lifetime {
-        Some(serde_json::Value::Number(n)) => n.as_f64().is_some_and(|s| s < 0.0),
-        Some(serde_json::Value::String(s)) => s.trim_start().starts_with('-'),
-        _ => false,
-    };
-    if negative {
-        bail!(
-            "expires_in is negative ({}), which no token's lifetime is: give the seconds the token has left, or leave expires_in out for one that never expires",
-            lifetime.map(ToString::to_string).unwrap_or_default()
-        );
-    }
     Ok(())
 }
 

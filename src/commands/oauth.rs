@@ -94,9 +94,7 @@ fn login_validity(profile: Option<&Profile>, now: chrono::DateTime<chrono::Utc>)
     if t.refresh_token.is_some() || t.expires_at.is_none() || p.renews_by_itself() {
         return text;
     }
-    let hint = if p.scopes.iter().any(|s| s == "openid")
-        && !p.scopes.iter().any(|s| s == "offline_access")
-    {
+    let hint = if p.asks_for("openid") && !p.asks_for("offline_access") {
         format!(
             " (an OpenID Connect server gives one for the offline_access scope: `tokdeck edit {} --scope \"{} offline_access\"`)",
             p.name,
@@ -279,9 +277,7 @@ fn refreshed_by_all(p: &Profile, force: bool) -> bool {
     match &p.token {
         _ if p.renews_by_itself() => true,
         // A token that never expires is renewed only when forced.
-        Some(t)
-            if crate::health::nothing_to_refresh(t) && !(force && t.refresh_token.is_some()) =>
-        {
+        Some(t) if crate::health::refresh_passes_by(t, force) => {
             if t.refresh_token.is_some() {
                 crate::note!("{}: skipped (does not expire; --force renews it)", p.name);
             }

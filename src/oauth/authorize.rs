@@ -60,9 +60,7 @@ pub fn build(profile: &Profile) -> Result<AuthorizeRequest, OAuthError> {
         }
         // OpenID Connect Core 11: `offline_access` must come with `prompt=consent`, or a
         // strict server issues no refresh token. The profile's own `prompt` wins.
-        if profile.scopes.iter().any(|s| s == "offline_access")
-            && !profile.authorize_params.contains_key("prompt")
-        {
+        if profile.asks_for("offline_access") && !profile.authorize_params.contains_key("prompt") {
             q.append_pair("prompt", "consent");
         }
         for (key, value) in &profile.authorize_params {

@@ -252,7 +252,7 @@ impl OAuthClient {
         checked_at: DateTime<Utc>,
     ) -> Result<CheckResult, OAuthError> {
         let e = &profile.endpoints;
-        let openid = profile.scopes.iter().any(|s| s == "openid");
+        let openid = profile.asks_for("openid");
         if !e.explicit {
             let url = e.credentials(&self.api_version);
             return self

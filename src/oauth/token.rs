@@ -101,16 +101,17 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, OAuthError> {
             .filter(|r| !r.is_empty())
             .map(SecretString::from),
         token_type: raw.token_type.unwrap_or_else(|| "Bearer".into()),
-        // Zero or less: the token is already expired, not one that never expires.
-        expires_in: raw.expires_in.map(|s| s.max(0)),
+        // As the server said it, below zero too (see `into_token`, and `import-token`, which
+        // refuses one).
+        expires_in: raw.expires_in,
         scope: raw.scope,
     })
 }
 
-/// Whether `held` is the secret `other`.
-fn same_secret(held: Option<&SecretString>, other: &SecretString) -> bool {
+/// Whether `a` and `b` are the same secret.
+fn same_secret(a: &SecretString, b: &SecretString) -> bool {
     use age::secrecy::ExposeSecret;
-    held.is_some_and(|h| h.expose_secret() == other.expose_secret())
+    a.expose_secret() == b.expose_secret()
 }
 
 impl TokenResponse {
@@ -119,7 +120,7 @@ impl TokenResponse {
     pub fn rotates(&self, sent: &SecretString) -> bool {
         self.refresh_token
             .as_ref()
-            .is_some_and(|new| !same_secret(Some(sent), new))
+            .is_some_and(|new| !same_secret(sent, new))
     }
 
     /// The token to store: expiry counts from when the answer arrived (`expires_in` is the
@@ -137,7 +138,9 @@ impl TokenResponse {
         let kept = |p: &Token| (p.refresh_token.clone(), p.refresh_expires_at);
         let (refresh_token, refresh_expires_at) = match (self.refresh_token, previous) {
             // The same refresh token handed back: it was not renewed, nor was its window.
-            (Some(r), Some(p)) if same_secret(p.refresh_token.as_ref(), &r) => kept(p),
+            (Some(r), Some(p)) if p.refresh_token.as_ref().is_some_and(|h| same_secret(h, &r)) => {
+                kept(p)
+            }
             (Some(r), _) => (Some(r), received_at.checked_add_signed(window)),
             (None, Some(p)) => kept(p),
             (None, None) => (None, None),
@@ -148,8 +151,10 @@ impl TokenResponse {
             token_type: self.token_type,
             scope: self.scope,
             obtained_at: received_at,
+            // Zero or less: the token is already expired, not one that never expires.
             expires_at: self
                 .expires_in
+                .map(|s| s.max(0))
                 .and_then(chrono::Duration::try_seconds)
                 .and_then(|d| received_at.checked_add_signed(d)),
             refresh_expires_at,

@@ -306,6 +306,11 @@ impl Profile {
         self.scopes.join(" ")
     }
 
+    /// Whether the profile asks for `scope` (`openid`, `offline_access`).
+    pub fn asks_for(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+
     /// Whether a new access token comes from the client's own credentials, not a refresh
     /// token (the client-credentials grant).
     pub fn renews_by_itself(&self) -> bool {

@@ -75,7 +75,7 @@ pub fn check_profile(p: &crate::vault::Profile) -> Result<(), Invalid> {
     validate_scopes(&p.scope_string())?;
     validate_notes(&p.notes)?;
     for (key, value) in &p.authorize_params {
-        validate_authorize_param(&format!("{key}={value}"))?;
+        check_authorize_param(key, value)?;
     }
     if let Some(var) = &p.env_var {
         validate_env_var(var)?;
@@ -347,6 +347,12 @@ pub fn validate_authorize_param(text: &str) -> Result<(String, String), Invalid>
             crate::display::untrusted(text)
         );
     };
+    check_authorize_param(key, value)?;
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// The rules for one extra authorize parameter, given apart or as a profile holds it.
+fn check_authorize_param(key: &str, value: &str) -> Result<(), Invalid> {
     let key_ok = !key.is_empty()
         && key.len() <= 64
         && key
@@ -366,7 +372,7 @@ pub fn validate_authorize_param(text: &str) -> Result<(String, String), Invalid>
     if value.chars().count() > 2_000 || value.chars().any(char::is_control) {
         invalid!("the value of {key} must be printable text of at most 2,000 characters");
     }
-    Ok((key.to_string(), value.to_string()))
+    Ok(())
 }
 
 /// Notes: any printable text and newlines, but no other control characters.

@@ -41,7 +41,7 @@ impl Worker {
                 _ => Err(OAuthError::NoToken(name.to_string()).into()),
             };
         };
-        if crate::health::nothing_to_refresh(token) && !(force && token.refresh_token.is_some()) {
+        if crate::health::refresh_passes_by(token, force) {
             let why = if token.refresh_token.is_some() {
                 "does not expire; --force renews it (and the server may revoke this one)"
             } else {
