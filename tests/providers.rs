@@ -6,8 +6,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Stdio};
+use std::io::Read;
+use std::process::Child;
 
 use common::dot::Dot;
 use common::fixture::deliver;
@@ -23,25 +23,6 @@ fn add(env: &Env, name: &str, args: &[&str], secret: &str) {
     line.extend_from_slice(args);
     let out = env.run_with_stdin(&line, secret);
     assert!(out.status.success(), "add {name}: {}", stderr(&out));
-}
-
-/// Starts `tokdeck authorize NAME` and reads the first line of its stdout.
-fn start_authorize(env: &Env, args: &[&str]) -> (Child, String) {
-    let mut line = vec!["authorize"];
-    line.extend_from_slice(args);
-    line.push("--no-browser");
-    let mut child = env
-        .command(&line)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    (child, first.trim().to_string())
 }
 
 fn finish(child: Child) -> (bool, String) {
@@ -88,7 +69,7 @@ fn discovery_basic_auth_listener_pkce_iss_and_strict_rotation() {
     assert!(env.vault_text().contains("pkce = true"));
     assert!(env.vault_text().contains("iss_parameter = true"));
 
-    let (child, url) = start_authorize(&env, &["dot", "--listen"]);
+    let (child, url) = env.start_authorize(&["dot", "--listen"]);
     assert!(url.contains("code_challenge_method=S256"), "{url}");
     let callback = server.approve(&url);
     assert!(callback.contains("iss="), "RFC 9207: {callback}");
@@ -172,7 +153,7 @@ fn post_and_public_clients_with_explicit_endpoints_and_pasted_redirects() {
         ],
         &app.secret,
     );
-    let (child, url) = start_authorize(&env, &["post"]);
+    let (child, url) = env.start_authorize(&["post"]);
     finish(child);
     let callback = server.approve(&url);
     let out = env.run(&["exchange", "post", &callback]);
@@ -206,7 +187,7 @@ fn post_and_public_clients_with_explicit_endpoints_and_pasted_redirects() {
         ],
         "",
     );
-    let (child, url) = start_authorize(&env, &["public"]);
+    let (child, url) = env.start_authorize(&["public"]);
     finish(child);
     assert!(
         url.contains("code_challenge="),
@@ -238,7 +219,7 @@ fn a_redirect_from_another_issuer_is_refused_and_nothing_is_exchanged() {
         ],
         &app.secret,
     );
-    let (child, url) = start_authorize(&env, &["dot"]);
+    let (child, url) = env.start_authorize(&["dot"]);
     finish(child);
     let callback = server.approve(&url);
     let mut forged = url::Url::parse(&callback).unwrap();
@@ -322,7 +303,7 @@ fn device_login_approved_and_denied_on_the_servers_own_pages() {
     let server = Dot::start();
     let env = Env::new();
     add_device_profile(&env, &server, "tv");
-    let (mut child, uri) = start_authorize(&env, &["tv"]);
+    let (mut child, uri) = env.start_authorize(&["tv"]);
     assert!(
         uri.starts_with(&server.endpoint("device/?user_code=")),
         "the first line is the address to open: {uri}"
@@ -338,7 +319,7 @@ fn device_login_approved_and_denied_on_the_servers_own_pages() {
 
     // Denied: a clear message, and the token from before stays.
     let before = stored(&env, "tv", "access_token");
-    let (mut child, _) = start_authorize(&env, &["tv"]);
+    let (mut child, _) = env.start_authorize(&["tv"]);
     let (code, _) = user_code_from(&mut child);
     server.answer_device(&code, false);
     let out = child.wait_with_output().unwrap();

@@ -10,8 +10,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::doorkeeper::{self, Doorkeeper};
@@ -43,7 +41,7 @@ fn authorized(env: &Env, server: &Dot, name: &str, scope: &str, extra: &[&str]) 
     line.extend_from_slice(extra);
     let out = env.run_with_stdin(&line, &app.secret);
     assert!(out.status.success(), "add {name}: {}", stderr(&out));
-    let (child, url) = start_authorize(env, name);
+    let (child, url) = env.start_authorize(&[name, "--listen"]);
     let callback = server.approve(&url);
     let reply = deliver(port, &callback)
         .unwrap_or_else(|| panic!("the listener answers {callback}\n{url}\n{}", server.log()));
@@ -56,22 +54,6 @@ fn authorized(env: &Env, server: &Dot, name: &str, scope: &str, extra: &[&str]) 
         server.log()
     );
     stderr(&out)
-}
-
-/// `tokdeck authorize NAME --listen --no-browser`, and the URL it prints first.
-fn start_authorize(env: &Env, name: &str) -> (Child, String) {
-    let mut child = env
-        .command(&["authorize", name, "--listen", "--no-browser"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    (child, first.trim().to_string())
 }
 
 /// Whether the server takes `token` (userinfo, which the `openid` scope opens).
@@ -171,17 +153,7 @@ fn the_agent_keeps_tokens_alive_on_servers_that_do_not_rotate() {
 /// refresh token, the real event loop renews a 6-second token again and again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_app_keeps_refreshing_a_token_the_server_does_not_rotate() {
-    use std::sync::Arc;
-
-    use ratatui::Terminal;
-    use ratatui::backend::TestBackend;
-    use tokdeck::clock::Clock;
-    use tokdeck::oauth::OAuthClient;
-    use tokdeck::tui::app::{App, Settings};
-    use tokdeck::tui::runtime::{Host, Runtime};
-    use tokdeck::tui::theme::Theme;
-    use tokdeck::vault::{IdentityFile, Store, Unlock};
-    use tokdeck::worker::{self, WorkerConfig};
+    use tokdeck::tui::runtime::Host;
 
     struct Nowhere;
     impl Host for Nowhere {
@@ -202,39 +174,7 @@ async fn the_app_keeps_refreshing_a_token_the_server_does_not_rotate() {
         authorized(&env, &server, "p", "read openid", &["--auto-refresh"]);
         env.stored("p", "refresh_token")
     });
-    let unlock = Unlock::Identity(
-        IdentityFile::load(&env.identity(), tokdeck::vault::crypto::NoPrompt).unwrap(),
-    );
-    let store = Arc::new(Store::open(&env.vault(), unlock).unwrap());
-    let worker = worker::spawn(WorkerConfig {
-        store: store.clone(),
-        client: OAuthClient::new(Duration::from_secs(5), "2025-04-01").unwrap(),
-        clock: Clock::System,
-        audit: None,
-        max_concurrent_jobs: 4,
-    });
-    let settings = Settings {
-        warn: Duration::from_secs(86_400),
-        refresh_margin: Duration::from_secs(300),
-        vault_label: "vault.age".into(),
-        utc_offset: Clock::System.utc_offset(),
-        read_only_reason: None,
-    };
-    let app = App::new(
-        store.snapshot().unwrap().profiles,
-        Clock::System.now(),
-        settings,
-    );
-    let runtime = Runtime {
-        audit: None,
-        terminal: Terminal::new(TestBackend::new(120, 40)).unwrap(),
-        host: Nowhere,
-        theme: Theme::built_in("default").unwrap(),
-        store,
-        clock: Clock::System,
-    };
-    let (keys, input) = tokio::sync::mpsc::unbounded_channel();
-    let running = tokio::spawn(runtime.run(app, worker, input));
+    let app = common::app::start(&env, Nowhere);
     let mut seen = HashSet::new();
     let end = tokio::time::Instant::now() + Duration::from_secs(25);
     while tokio::time::Instant::now() < end {
@@ -248,18 +188,7 @@ async fn the_app_keeps_refreshing_a_token_the_server_does_not_rotate() {
         seen.insert(token);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    keys.send(crossterm::event::Event::Key(
-        crossterm::event::KeyEvent::new(
-            crossterm::event::KeyCode::Char('q'),
-            crossterm::event::KeyModifiers::NONE,
-        ),
-    ))
-    .unwrap();
-    let runtime = tokio::time::timeout(Duration::from_secs(15), running)
-        .await
-        .expect("the loop ended")
-        .unwrap()
-        .unwrap();
+    let runtime = app.quit().await;
     let screen = runtime.terminal.backend().to_string();
     // The app renews a profile at most every 10 s: two refreshes or more in 25 s (it used to
     // refuse the second one).

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod app;
 pub mod running;
 pub mod tmux;
 
@@ -249,6 +250,27 @@ impl Env {
     ) {
         let app_args = ["--client-id", CLIENT_ID, "--redirect-uri", redirect_uri];
         self.add_at(name, &server.base_url(), &app_args, extra, CLIENT_SECRET);
+    }
+
+    /// Starts `tokdeck authorize ARGS --no-browser` and reads the first line of its stdout
+    /// (the address to open).
+    pub fn start_authorize(&self, args: &[&str]) -> (std::process::Child, String) {
+        use std::io::{BufRead, BufReader};
+        let mut line = vec!["authorize"];
+        line.extend_from_slice(args);
+        line.push("--no-browser");
+        let mut child = self
+            .command(&line)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        (child, first.trim().to_string())
     }
 
     /// Adds a profile and gives it tokens through a code exchange.
