@@ -351,13 +351,7 @@ fn a_save_that_fails_for_a_while_loses_no_token() {
     let server = MockServer::start();
     env.authorized_profile("p", &server, &[]);
     let _agent = Agent::start(&env);
-    // A folder where the backup goes: every save fails, even for root, until it is gone.
-    let mut blocker = env.vault().into_os_string();
-    blocker.push(".bak");
-    let blocker = std::path::PathBuf::from(blocker);
-    let _ = std::fs::remove_file(&blocker);
-    std::fs::create_dir(&blocker).unwrap();
-    std::fs::write(blocker.join("x"), "x").unwrap();
+    let blocker = save_blocker(&env);
 
     let refresh = r#"{"v":1,"op":"refresh","profile":"p"}"#;
     let reply = ask(&env, refresh).unwrap();
@@ -388,6 +382,56 @@ fn a_save_that_fails_for_a_while_loses_no_token() {
     assert!(server.is_refresh_token_valid(&stored));
     let out = env.run(&["token", "p"]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_token_held_after_a_failed_save_never_overwrites_a_newer_login() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &[]);
+    let _agent = Agent::start(&env);
+    let blocker = save_blocker(&env);
+    let refresh = r#"{"v":1,"op":"refresh","profile":"p"}"#;
+    let reply = ask(&env, refresh).unwrap();
+    assert!(
+        reply["error"].as_str().unwrap().contains("keeps them"),
+        "{reply}"
+    );
+    let held = server.last_refresh_token().unwrap();
+    std::fs::remove_dir_all(&blocker).unwrap();
+    // The user authorizes again, as the error told them to, from another process.
+    let code = server.issue_code(false, "urn:ietf:wg:oauth:2.0:oob");
+    let out = env.run(&["exchange", "p", &code, "--no-agent"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let login = env.stored("p", "refresh_token");
+    assert_ne!(login, held);
+
+    // The agent's next action drops the held token rather than writing it over the login.
+    let reply = ask(&env, refresh).unwrap();
+    assert_eq!(reply["ok"], true, "{reply}");
+    // The refresh token sent was the login's, which the server then rotated.
+    assert_eq!(server.refresh_requests(), 2);
+    assert!(!server.is_refresh_token_valid(&login));
+    let stored = env.stored("p", "refresh_token");
+    assert_ne!(stored, held, "the held token overwrote the newer login");
+    assert!(server.is_refresh_token_valid(&stored));
+    let log = env.log_text();
+    assert!(
+        log.contains("dropped a new token whose save had failed"),
+        "{log}"
+    );
+}
+
+/// A folder where the vault's backup goes: every save fails, even for root, until the folder
+/// is removed.
+fn save_blocker(env: &Env) -> std::path::PathBuf {
+    let mut blocker = env.vault().into_os_string();
+    blocker.push(".bak");
+    let blocker = std::path::PathBuf::from(blocker);
+    let _ = std::fs::remove_file(&blocker);
+    std::fs::create_dir(&blocker).unwrap();
+    std::fs::write(blocker.join("x"), "x").unwrap();
+    blocker
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! always runs to its save.
 
 mod error;
+mod held;
 mod jobs;
 mod runner;
 mod saver;

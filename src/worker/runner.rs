@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::error::JobError;
+use super::held::{HeldToken, Placement, Replacing};
 use super::saver::{SaveRequest, spawn_saver};
 use super::{Event, FailureKind, Job, JobId, Outcome, WorkerConfig};
 use crate::audit::{Action, Prints, prints_of};
@@ -30,8 +31,8 @@ pub struct Worker {
     spent: Mutex<HashSet<[u8; 32]>>,
     /// New tokens the server issued whose save failed, by profile: kept while this process
     /// runs and saved before anything else is done with their profile (the refresh token
-    /// they replace is dead).
-    unsaved: Mutex<HashMap<String, crate::vault::Token>>,
+    /// they replace is dead), but only over the token they replaced.
+    unsaved: Mutex<HashMap<String, HeldToken>>,
     /// Where each job's end is recorded, when anywhere.
     audit: Option<crate::audit::AuditLog>,
 }
@@ -56,30 +57,33 @@ impl Worker {
 
     pub(in crate::worker) fn unsaved(
         &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, crate::vault::Token>> {
+    ) -> std::sync::MutexGuard<'_, HashMap<String, HeldToken>> {
         self.unsaved
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Saves the token of `name` whose save failed before, if there is one; until that works,
-    /// no job of the profile runs (it would act on the dead token the file still holds).
+    /// no job of the profile runs (it would act on the dead token the file still holds). A
+    /// held token goes only over the token it replaced: when the vault holds another one by
+    /// now (another process's rotation, a new login), the held token is dropped, and said so.
     pub(in crate::worker) async fn save_unsaved(&self, name: &str) -> Result<(), JobError> {
-        let Some(token) = self.unsaved().get(name).cloned() else {
+        let Some(held) = self.unsaved().get(name).cloned() else {
             return Ok(());
         };
         let _lease = self.lease().await?;
-        let saved = self
-            .save(name, move |p| {
-                p.token = Some(token.clone());
-                p.last_error = None;
-                p.pending = None;
-            })
-            .await;
-        match saved {
-            Ok(_) => {
+        match self
+            .save_over(name, &held.token, held.replacing.retry())
+            .await
+        {
+            Ok(Ok(_)) => {
                 self.unsaved().remove(name);
                 tracing::info!(profile = %name, "a new token whose save had failed is saved now");
+                Ok(())
+            }
+            Ok(Err(_)) => {
+                self.unsaved().remove(name);
+                tracing::warn!(profile = %name, "dropped a new token whose save had failed: the vault holds a newer one, saved meanwhile by another process or a new login");
                 Ok(())
             }
             Err(e) => Err(JobError::new(
@@ -90,6 +94,32 @@ impl Worker {
                 ),
             )),
         }
+    }
+
+    /// Writes `token` to `name` where `replacing` allows it ([`Replacing::placement`]);
+    /// `Ok(Err(profile))` when the vault held a newer token, which it keeps.
+    async fn save_over(
+        &self,
+        name: &str,
+        token: &crate::vault::Token,
+        replacing: Replacing,
+    ) -> Result<Result<Profile, Profile>, JobError> {
+        let new = token.clone();
+        let saved = self
+            .save(name, move |p| {
+                if replacing.placement(p.token.as_ref(), &new) == Placement::Write {
+                    p.token = Some(new.clone());
+                    p.last_error = None;
+                    p.pending = None;
+                }
+            })
+            .await?;
+        let landed = replacing.retry().placement(saved.token.as_ref(), token);
+        Ok(if landed == Placement::AlreadyThere {
+            Ok(saved)
+        } else {
+            Err(saved)
+        })
     }
 
     pub(in crate::worker) fn spent(&self) -> std::sync::MutexGuard<'_, HashSet<[u8; 32]>> {
@@ -299,24 +329,32 @@ impl Worker {
             .map_err(|e| JobError::new(FailureKind::Storage, e))
     }
 
-    /// Saves a freshly issued token; retried, because losing it loses the integration.
+    /// Saves a freshly issued token over the one it replaces; retried, because losing it
+    /// loses the integration. One that still cannot be saved is held ([`Self::save_unsaved`]).
     pub(in crate::worker) async fn save_token(
         &self,
         name: &str,
         token: crate::vault::Token,
+        replacing: Replacing,
     ) -> Result<Profile, JobError> {
         let mut last = None;
         for attempt in 0..3 {
-            let token = token.clone();
-            match self
-                .save(name, move |p| {
-                    p.token = Some(token.clone());
-                    p.last_error = None;
-                    p.pending = None;
-                })
-                .await
-            {
-                Ok(p) => return Ok(p),
+            // A first try whose answer was lost may have landed: the retries see it there.
+            let replacing = if attempt == 0 {
+                replacing
+            } else {
+                replacing.retry()
+            };
+            match self.save_over(name, &token, replacing).await {
+                Ok(Ok(p)) => return Ok(p),
+                Ok(Err(_)) => {
+                    return Err(JobError::new(
+                        FailureKind::Storage,
+                        format!(
+                            "'{name}' got a newer token from another process while this one was on its way; kept that one, dropped this one"
+                        ),
+                    ));
+                }
                 Err(e) => {
                     tracing::error!(attempt, error = %e.message, "saving a new token failed");
                     last = Some(e);
@@ -325,7 +363,8 @@ impl Worker {
             }
         }
         let cause = last.map(|e| e.message).unwrap_or_default();
-        self.unsaved().insert(name.to_string(), token);
+        self.unsaved()
+            .insert(name.to_string(), HeldToken { token, replacing });
         Err(JobError::new(
             FailureKind::Storage,
             format!(

@@ -11,6 +11,7 @@ use crate::oauth::listener::{Listener, loopback_target};
 use crate::oauth::redirect;
 use crate::vault::{GrantType, PendingAuth, Profile};
 use crate::worker::error::{JobError, JobResult};
+use crate::worker::held::Replacing;
 use crate::worker::runner::Worker;
 use crate::worker::{Event, FailureKind, JobId, Outcome};
 
@@ -165,7 +166,8 @@ impl Worker {
                 error
             })?;
         let token = response.into_token(self.clock.now(), profile.refresh_window, None);
-        let saved = self.save_token(name, token).await?;
+        let replacing = Replacing::grant(profile.token.as_ref());
+        let saved = self.save_token(name, token, replacing).await?;
         Ok((Outcome::NewToken, Some(saved)))
     }
 }

@@ -6,6 +6,7 @@ use crate::oauth::OAuthError;
 use crate::oauth::device::SLOW_DOWN_STEP;
 use crate::vault::Profile;
 use crate::worker::error::{JobError, JobResult};
+use crate::worker::held::Replacing;
 use crate::worker::runner::Worker;
 use crate::worker::{Event, JobId, Outcome};
 
@@ -46,7 +47,9 @@ impl Worker {
             match polled {
                 Ok(response) => {
                     let token = response.into_token(self.clock.now(), profile.refresh_window, None);
-                    let saved = self.save_token(name, token).await?;
+                    let saved = self
+                        .save_token(name, token, Replacing::grant(profile.token.as_ref()))
+                        .await?;
                     return Ok((Outcome::NewToken, Some(saved)));
                 }
                 Err(OAuthError::AuthorizationPending) => {}
@@ -64,7 +67,8 @@ impl Worker {
     pub(in crate::worker) async fn app_token(&self, profile: &Profile) -> JobResult {
         let response = self.client.client_credentials(profile).await?;
         let token = response.into_token(self.clock.now(), profile.refresh_window, None);
-        let saved = self.save_token(&profile.name, token).await?;
+        let replacing = Replacing::grant(profile.token.as_ref());
+        let saved = self.save_token(&profile.name, token, replacing).await?;
         Ok((Outcome::NewToken, Some(saved)))
     }
 }

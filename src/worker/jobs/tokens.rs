@@ -10,6 +10,7 @@ use crate::oauth::OAuthError;
 use crate::vault::GrantType;
 use crate::vault::{Lease, Profile, Token};
 use crate::worker::error::{JobError, JobResult};
+use crate::worker::held::Replacing;
 use crate::worker::runner::Worker;
 use crate::worker::{FailureKind, Outcome, Revocation};
 
@@ -105,7 +106,9 @@ impl Worker {
             self.spent().insert(fingerprint);
         }
         let new_token = response.into_token(self.clock.now(), profile.refresh_window, Some(token));
-        let saved = self.save_token(&profile.name, new_token).await?;
+        let saved = self
+            .save_token(&profile.name, new_token, Replacing::rotation(token))
+            .await?;
         Ok((Outcome::NewToken, Some(saved)))
     }
 
