@@ -328,6 +328,7 @@ fn refresh_all(
             client,
             clock: Clock::System,
             audit: None,
+            one_shot: false,
             max_concurrent_jobs: concurrency,
         });
         let start = Instant::now();

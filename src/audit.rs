@@ -146,7 +146,10 @@ impl AuditLog {
             // fresh file with a line or two; nothing is ever cut in half.
             let _ = std::fs::rename(&self.path, rotated(&self.path));
         }
-        let mut line = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
+        // A server's text in `detail` may hold C1 controls or bidi marks: escaped as `\uXXXX`,
+        // as every other output does, so `cat audit.jsonl` shows them rather than obeys them.
+        let json = serde_json::to_string(entry).map_err(std::io::Error::other)?;
+        let mut line = crate::display::json_for_terminal(json).into_bytes();
         line.push(b'\n');
         let mut file = OpenOptions::new()
             .create(true)
@@ -295,6 +298,23 @@ mod tests {
                 refresh: Some(fingerprint("new-rt")),
             },
         }
+    }
+
+    #[test]
+    fn a_servers_hidden_characters_are_escaped_in_the_log_and_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::in_dir(dir.path(), Who::Cli);
+        let mut hostile = entry("p", 1);
+        hostile.detail = "refused: \u{9b}2J \u{202e}gnp.exe \u{200b}".into();
+        log.append(&hostile).unwrap();
+        let text = std::fs::read_to_string(&log.path).unwrap();
+        assert!(!text.contains(['\u{9b}', '\u{202e}', '\u{200b}']), "{text}");
+        assert!(
+            text.contains("\\u009b") && text.contains("\\u202e"),
+            "{text}"
+        );
+        let back = read(&log.path, None, None);
+        assert_eq!(back[0].detail, hostile.detail);
     }
 
     #[test]

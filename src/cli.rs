@@ -422,6 +422,12 @@ pub enum RecipientsCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Trust the vault as it is now, after its recipients changed or it was replaced
+    Accept {
+        /// Accept without asking (for scripts; check the change first)
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Args)]

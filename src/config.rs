@@ -59,6 +59,10 @@ impl Default for Config {
     }
 }
 
+/// The longest `http_timeout`: a lease follows from it, and others trust a lease only as long
+/// as this allows ([`crate::vault::backend::openbao::lease`]).
+pub const MAX_HTTP_TIMEOUT: Duration = Duration::from_secs(120);
+
 mod duration_text {
     use super::{Deserialize, Duration};
 
@@ -87,13 +91,21 @@ impl Config {
                 return Err(e).with_context(|| format!("cannot read config {}", path.display()));
             }
         };
-        toml::from_str(&text).map_err(|e| {
+        let config: Self = toml::from_str(&text).map_err(|e| {
             anyhow::anyhow!(
                 "config {} is invalid: {}",
                 path.display(),
                 e.message().trim()
             )
-        })
+        })?;
+        if config.http_timeout > MAX_HTTP_TIMEOUT || config.http_timeout.is_zero() {
+            anyhow::bail!(
+                "config {}: http_timeout must be between 1ms and {} (a shared vault's lease lasts 3 × http_timeout + 4s, which every member waits out when one dies)",
+                path.display(),
+                crate::duration::format_duration(MAX_HTTP_TIMEOUT)
+            );
+        }
+        Ok(config)
     }
 }
 

@@ -174,12 +174,28 @@ impl Context {
     /// Opens the vault without reading its profiles yet: for commands that use one profile
     /// and show none of its fields (`token`, `exec`, `api`), so only that profile is parsed.
     pub fn open_vault(&self) -> anyhow::Result<Arc<Store>> {
+        let store = self.open_untrusted()?;
+        let store = match Self::pins() {
+            Some(pins) => store.trusting(pins)?,
+            None => store,
+        };
+        Ok(Arc::new(store))
+    }
+
+    /// Opens the vault without checking it against what this machine accepted of it
+    /// ([`crate::vault::trust`]): only for `recipients accept`, which shows the change first.
+    pub fn open_untrusted(&self) -> anyhow::Result<Store> {
         let location = self.vault_location()?;
         VaultError::check_exists(&location)?;
         let backend = self.backend(&location)?;
         let stored = backend.open()?;
         let unlock = self.unlock_for(&location, &stored.stamp.head)?;
-        Ok(Arc::new(Store::open_stored(backend, stored, unlock)?))
+        Ok(Store::open_stored(backend, stored, unlock)?)
+    }
+
+    /// Where this machine pins the vaults it trusts (`$XDG_STATE_HOME/tokdeck/trusted`).
+    pub fn pins() -> Option<crate::vault::trust::Pins> {
+        Paths::state_dir().map(|dir| crate::vault::trust::Pins::in_dir(&dir))
     }
 
     /// The HTTP client with the configured timeout and certificate authorities.
@@ -207,6 +223,7 @@ impl Context {
             clock: self.clock.clone(),
             max_concurrent_jobs: self.config.max_concurrent_jobs,
             audit: self.audit_log(who),
+            one_shot: who == Who::Cli,
         }))
     }
 

@@ -39,16 +39,18 @@ pub fn untrusted_short(text: &str, max: usize) -> String {
     cut
 }
 
-/// JSON for a terminal: serde escapes only the C0 controls, so DEL and the C1 controls
-/// (U+0080 to U+009F, among them CSI and OSC) are escaped here as `\u00XX`. They can only
+/// JSON for a terminal: serde escapes only the C0 controls, so DEL, the C1 controls (U+0080
+/// to U+009F, among them CSI and OSC) and the bidi and zero-width characters are escaped here
+/// as `\uXXXX`. They can only
 /// stand inside JSON strings, so the document stays valid and decodes to the same values.
 pub fn json_for_terminal(json: String) -> String {
-    if !json.chars().any(|c| ('\u{7f}'..='\u{9f}').contains(&c)) {
+    let hidden = |c: char| ('\u{7f}'..='\u{9f}').contains(&c) || invisible(c);
+    if !json.chars().any(hidden) {
         return json;
     }
     let mut out = String::with_capacity(json.len() + 16);
     for c in json.chars() {
-        if ('\u{7f}'..='\u{9f}').contains(&c) {
+        if hidden(c) {
             let _ = write!(out, "\\u{:04x}", c as u32);
         } else {
             out.push(c);
@@ -57,14 +59,23 @@ pub fn json_for_terminal(json: String) -> String {
     out
 }
 
+/// Characters that change how text reads without showing: the bidirectional controls
+/// (U+202E turns the rest of a line around) and the zero-width ones.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
 fn escape(text: &str, keep_newlines: bool) -> Cow<'_, str> {
     let allowed = |c: char| c == '\t' || (keep_newlines && c == '\n');
-    if !text.chars().any(|c| c.is_control() && !allowed(c)) {
+    let hidden = |c: char| (c.is_control() && !allowed(c)) || invisible(c);
+    if !text.chars().any(hidden) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if !c.is_control() || allowed(c) {
+        if !hidden(c) {
             out.push(c);
         } else if (c as u32) < 0x80 {
             let _ = write!(out, "\\x{:02x}", c as u32);
@@ -93,10 +104,20 @@ mod tests {
     }
 
     #[test]
+    fn bidi_and_zero_width_characters_become_visible() {
+        assert_eq!(untrusted("ok\u{202e}txt.exe"), "ok\\u{202e}txt.exe");
+        assert_eq!(untrusted("a\u{200b}b\u{feff}"), "a\\u{200b}b\\u{feff}");
+        assert!(matches!(untrusted("naïve café"), Cow::Borrowed(_)));
+    }
+
+    #[test]
     fn json_escapes_del_and_c1_and_stays_lossless() {
-        let value = serde_json::json!({"e": "a\u{9b}2J\u{7f}\u{1b}"});
+        let value = serde_json::json!({"e": "a\u{9b}2J\u{7f}\u{1b}\u{202e}\u{200b}"});
         let text = json_for_terminal(serde_json::to_string(&value).unwrap());
-        assert!(!text.chars().any(char::is_control), "{text}");
+        assert!(
+            !text.chars().any(|c| c.is_control() || invisible(c)),
+            "{text}"
+        );
         let back: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back, value);
     }
@@ -120,8 +141,13 @@ mod tests {
         }
 
         #[test]
-        fn printable_text_passes_unchanged(text in "[^\\p{Cc}]*") {
+        fn printable_text_passes_unchanged(text in "[^\\p{Cc}\\p{Cf}]*") {
             prop_assert_eq!(untrusted(&text), text.as_str());
+        }
+
+        #[test]
+        fn output_holds_no_bidi_or_zero_width_character(text in any::<String>()) {
+            prop_assert!(!untrusted(&text).chars().any(invisible));
         }
     }
 }

@@ -11,7 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Env, MockServer, stderr, stdout};
+use common::{Env, MockServer, assert_one_line_error, stderr, stdout};
 
 /// A running agent, killed on drop.
 struct Agent {
@@ -56,15 +56,7 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 /// One raw request line on the agent's socket, and its reply.
 fn ask(env: &Env, line: &str) -> Option<serde_json::Value> {
-    let mut stream = UnixStream::connect(env.agent_socket()).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
-    stream.write_all(line.as_bytes()).ok()?;
-    stream.write_all(b"\n").ok()?;
-    let mut reply = String::new();
-    BufReader::new(stream).read_line(&mut reply).ok()?;
-    serde_json::from_str(&reply).ok()
+    env.ask_agent(line)
 }
 
 /// Runs the binary with no usable key: it cannot decrypt, so it must ask the agent.
@@ -420,6 +412,82 @@ fn a_token_held_after_a_failed_save_never_overwrites_a_newer_login() {
         log.contains("dropped a new token whose save had failed"),
         "{log}"
     );
+}
+
+#[test]
+fn a_refresh_token_whose_answer_another_process_holds_unsaved_is_not_sent_again() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &[]);
+    let agent = Agent::start(&env);
+    let blocker = save_blocker(&env);
+    let refresh = r#"{"v":1,"op":"refresh","profile":"p"}"#;
+    let reply = ask(&env, refresh).unwrap();
+    assert!(
+        reply["error"].as_str().unwrap().contains("keeps them"),
+        "{reply}"
+    );
+    assert_eq!(server.refresh_requests(), 1);
+    let spending = env.home().join("data/tokdeck/vault.age.spending");
+    assert!(spending.exists(), "no record of the refresh on its way");
+
+    // Another process finds the spent token in the file, and the record beside it.
+    let out = env.run(&["refresh", "p", "--no-agent"]);
+    assert_one_line_error(&out, "its answer is not saved yet");
+    assert!(
+        stderr(&out).contains(&format!("pid {}", agent.child.id())),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        server.refresh_requests(),
+        1,
+        "the spent refresh token was sent again"
+    );
+
+    // Once the agent saves what it holds, the record is gone and anyone may refresh.
+    std::fs::remove_dir_all(&blocker).unwrap();
+    let reply = ask(&env, refresh).unwrap();
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert!(!spending.exists());
+    let out = env.run(&["refresh", "p", "--no-agent"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.refresh_requests(), 3);
+    assert!(server.is_refresh_token_valid(&env.stored("p", "refresh_token")));
+}
+
+#[test]
+fn a_command_whose_save_fails_says_it_ends_with_the_new_token() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &[]);
+    let _blocker = save_blocker(&env);
+    let out = env.run(&["refresh", "p", "--no-agent"]);
+    assert_one_line_error(&out, "this command ends with them");
+    assert!(
+        stderr(&out).contains("authorize 'p' again"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("next action"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_refresh_that_cannot_be_recorded_first_is_not_sent() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &[]);
+    // Where the record goes, a folder: it cannot be written, even by root.
+    let spending = env.home().join("data/tokdeck/vault.age.spending");
+    std::fs::create_dir(&spending).unwrap();
+    std::fs::write(spending.join("x"), "x").unwrap();
+    let out = env.run(&["refresh", "p", "--no-agent"]);
+    assert_one_line_error(&out, "nothing was sent");
+    assert_eq!(server.refresh_requests(), 0);
+    std::fs::remove_dir_all(&spending).unwrap();
+    let out = env.run(&["refresh", "p", "--no-agent"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.refresh_requests(), 1);
 }
 
 /// A folder where the vault's backup goes: every save fails, even for root, until the folder

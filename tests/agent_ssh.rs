@@ -161,6 +161,34 @@ fn a_remote_machine_uses_the_laptops_agent_through_ssh_forwarding() {
     assert!(!remote.vault().exists() && !remote.identity().exists());
     let out = remote.run(&["status", "--json"]);
     assert!(stdout(&out).contains("\"name\": \"p\""), "{}", stderr(&out));
+    // The far end gets tokens and status only: no shutdown, no refresh at will.
+    let refreshes = server.refresh_requests();
+    for line in [
+        r#"{"v":1,"op":"shutdown"}"#,
+        r#"{"v":1,"op":"refresh","profile":"p"}"#,
+        r#"{"v":1,"op":"reload"}"#,
+    ] {
+        let reply = remote.ask_agent(line).unwrap();
+        assert_eq!(reply["ok"], false, "{line}: {reply}");
+        assert!(
+            reply["error"].as_str().unwrap().contains("forwarded"),
+            "{reply}"
+        );
+    }
+    for _ in 0..20 {
+        // Longer than any token lasts: a local client would get a refresh each time.
+        let _ = remote.run(&["token", "p", "--min-valid", "30d"]);
+    }
+    assert_eq!(
+        server.refresh_requests(),
+        refreshes,
+        "the far end forced refreshes"
+    );
+    // The laptop itself still may.
+    let reply = laptop
+        .ask_agent(r#"{"v":1,"op":"refresh","profile":"p"}"#)
+        .unwrap();
+    assert_eq!(reply["ok"], true, "{reply}");
     // The forward ends with the SSH session: the remote falls back, and has nothing to open.
     drop(_forward);
     let out = remote.run(&["token", "p"]);

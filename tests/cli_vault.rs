@@ -34,7 +34,8 @@ fn vault_decrypts_with_the_age_cli_and_never_holds_plain_secrets_elsewhere() {
     let server = MockServer::start();
     env.add_profile("acme", &server, &[]);
     let text = env.vault_text();
-    assert!(text.starts_with("version = 1"), "{text}");
+    assert!(text.starts_with("version = 2"), "{text}");
+    assert!(text.contains("members_secret = \""), "{text}");
     assert!(text.contains("client_secret = \"test-secret-5f1c\""));
     let raw = env.vault_bytes();
     assert!(raw.starts_with(b"age-encryption.org/v1"));
@@ -381,6 +382,14 @@ fn bad_input_gives_one_line_and_leaves_the_vault_alone() {
 #[test]
 fn missing_wrong_key_corrupt_and_future_vaults_are_refused_untouched() {
     let env = Env::new();
+    // Hand-made content below carries the vault's own secret: without it, the vault would be
+    // refused as one that a non-member wrote, before its content is looked at.
+    let secret_line = env
+        .vault_text()
+        .lines()
+        .find(|l| l.starts_with("members_secret"))
+        .unwrap()
+        .to_string();
     let missing = env.run(&["--vault", "/nonexistent/v.age", "status"]);
     assert_one_line_error(&missing, "tokdeck init");
     assert_eq!(missing.status.code(), Some(3));
@@ -431,7 +440,7 @@ fn missing_wrong_key_corrupt_and_future_vaults_are_refused_untouched() {
 
     // A newer format, and content with wrong types, both encrypted by the age CLI.
     for (text, needle) in [
-        ("version = 2\n", "upgrade tokdeck"),
+        ("version = 3\n", "upgrade tokdeck"),
         ("version = 1\n[[profile]]\nname = 3\n", "content is invalid"),
         (
             "version = 1\n[[profile]]\nname = \"p\"\nprovider = \"zoho\"\n",
@@ -442,6 +451,7 @@ fn missing_wrong_key_corrupt_and_future_vaults_are_refused_untouched() {
             "missing field",
         ),
     ] {
+        let text = text.replacen("version = 1\n", &format!("version = 2\n{secret_line}\n"), 1);
         let plain = env.home().join("plain.toml");
         std::fs::write(&plain, text).unwrap();
         let enc = common::tool("age")
@@ -1216,4 +1226,76 @@ fn import_refuses_what_export_does_not_make_and_reads_older_files() {
     let out = env.run(&["import", old.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&env.run(&["status"])).contains("legacy"));
+}
+
+#[test]
+fn init_with_the_own_key_as_recipient_lists_it_once() {
+    let env = Env::empty();
+    let key = env.home().join("key.txt");
+    let made = common::tool("age-keygen")
+        .arg("-o")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let public = String::from_utf8(made.stderr).unwrap();
+    let public = public.trim().trim_start_matches("Public key: ");
+    let vault = env.home().join("v.age").display().to_string();
+    let identity = key.display().to_string();
+    let args = ["--vault", &vault, "--identity", &identity];
+    let mut init = args.to_vec();
+    let spaced = format!("  {public} ");
+    init.extend(["init", "--recipient", &spaced]);
+    let out = env.run(&init);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("for 1 recipient"), "{}", stderr(&out));
+    let mut list = args.to_vec();
+    list.extend(["recipients", "list"]);
+    assert_eq!(stdout(&env.run(&list)).lines().count(), 1);
+}
+
+#[test]
+fn import_replace_never_takes_secrets_to_other_servers() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &[]);
+    let before = env.vault_bytes();
+    let out = env.run(&["export", "p"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let exported = stdout(&out);
+    let file = env.home().join("apps.toml");
+    // The same servers: the token and the client secret stay.
+    std::fs::write(&file, &exported).unwrap();
+    let out = env.run(&["import", file.to_str().unwrap(), "--replace"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("its token stays"), "{}", stderr(&out));
+    let token = env.stored("p", "refresh_token");
+    assert!(!token.is_empty());
+    // Another server: refused without --new-origin, naming both.
+    let other = MockServer::start();
+    std::fs::write(
+        &file,
+        exported.replace(&server.base_url(), &other.base_url()),
+    )
+    .unwrap();
+    let kept = env.vault_bytes();
+    let out = env.run(&["import", file.to_str().unwrap(), "--replace"]);
+    assert_one_line_error(&out, "moves profiles to other servers");
+    assert!(stderr(&out).contains(&other.base_url()), "{}", stderr(&out));
+    assert_eq!(env.vault_bytes(), kept);
+    assert_ne!(kept, before);
+    // With it, the profile moves and neither its token nor its secret goes along.
+    let out = env.run(&[
+        "import",
+        file.to_str().unwrap(),
+        "--replace",
+        "--new-origin",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("were dropped"), "{}", stderr(&out));
+    assert_eq!(env.stored("p", "refresh_token"), "");
+    assert_eq!(env.stored("p", "client_secret"), "");
+    let out = env.run(&["refresh", "p"]);
+    assert!(!out.status.success());
+    assert_eq!(other.token_requests(), 0, "a secret went to the new server");
 }

@@ -13,7 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::handlers::answer;
 use super::keeper::Keeper;
 use super::place::{self, Made, Occupant};
-use super::protocol::{self, HEARTBEAT, IDLE_TIMEOUT, LineError, Reply};
+use super::protocol::{self, HEARTBEAT, IDLE_TIMEOUT, LineError, Reply, Request};
 use super::supervisor::Supervisor;
 
 /// Most connections served at once; more wait in the kernel's queue. Each holds one
@@ -131,7 +131,11 @@ pub async fn bind(socket: &Path, vault: &str) -> anyhow::Result<(UnixListener, M
 
 /// One client: only the agent's own user is served; each request line gets one reply line.
 async fn connection(stream: UnixStream, keeper: &Keeper, vault: &str, supervisor: &Supervisor) {
-    let peer = stream.peer_cred().map(|c| c.uid()).ok();
+    let cred = stream.peer_cred().ok();
+    let peer = cred.map(|c| c.uid());
+    let reach = cred
+        .and_then(|c| c.pid())
+        .map_or(Reach::Local, Reach::of_peer);
     let (read, mut write) = stream.into_split();
     if peer != Some(place::uid()) {
         tracing::warn!(?peer, "refused a connection from another user");
@@ -165,24 +169,98 @@ async fn connection(stream: UnixStream, keeper: &Keeper, vault: &str, supervisor
             Ok(Err(LineError::NotUtf8)) => {
                 Reply::error("the request is not UTF-8: send one JSON object per line")
             }
-            Ok(Ok(Some(line))) => match protocol::parse(&line) {
-                Ok(envelope) if envelope.vault.as_deref().is_some_and(|v| v != vault) => Reply {
-                    other_vault: true,
-                    ..Reply::error(format!("this agent keeps {vault}"))
-                },
-                Ok(envelope) if envelope.heartbeat => {
-                    let work = answer(envelope.request, keeper, vault, supervisor);
-                    let Some(reply) = with_heartbeat(work, &mut write).await else {
-                        return;
-                    };
-                    reply
-                }
-                Ok(envelope) => answer(envelope.request, keeper, vault, supervisor).await,
-                Err(why) => Reply::error(why),
-            },
+            Ok(Ok(Some(line))) => {
+                let serving = Serving {
+                    keeper,
+                    vault,
+                    supervisor,
+                    reach,
+                };
+                let Some(reply) = serving.reply(&line, &mut write).await else {
+                    return;
+                };
+                reply
+            }
         };
         if send(&mut write, &reply).await.is_err() {
             return;
+        }
+    }
+}
+
+/// What one connection's requests are answered with.
+struct Serving<'a> {
+    keeper: &'a Keeper,
+    vault: &'a str,
+    supervisor: &'a Supervisor,
+    reach: Reach,
+}
+
+impl Serving<'_> {
+    /// The reply to one request line; `None` when the client has gone.
+    async fn reply(
+        &self,
+        line: &str,
+        write: &mut tokio::net::unix::OwnedWriteHalf,
+    ) -> Option<Reply> {
+        let (keeper, vault, supervisor, reach) =
+            (self.keeper, self.vault, self.supervisor, self.reach);
+        Some(match protocol::parse(line) {
+            Ok(envelope) if envelope.vault.as_deref().is_some_and(|v| v != vault) => Reply {
+                other_vault: true,
+                ..Reply::error(format!("this agent keeps {vault}"))
+            },
+            Ok(envelope) if !reach.allows(&envelope.request) => Reply::error(
+                "refused over a forwarded socket: the far end of `ssh -R` gets tokens and status only",
+            ),
+            Ok(envelope) if envelope.heartbeat => {
+                let work = answer(reach.limit(envelope.request), keeper, vault, supervisor);
+                with_heartbeat(work, write).await?
+            }
+            Ok(envelope) => answer(reach.limit(envelope.request), keeper, vault, supervisor).await,
+            Err(why) => Reply::error(why),
+        })
+    }
+}
+
+/// Where a client connects from. An `ssh -R` forward reaches the agent through the SSH client,
+/// which runs as the user: its far end (another machine, whose root may use it) gets tokens and
+/// status, and no more. It cannot stop the agent, reload it, or refresh at will: a token it
+/// asks for is refreshed only when the agent would refresh it anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    Local,
+    Forwarded,
+}
+
+impl Reach {
+    /// The peer process `pid` is the OpenSSH client: a forwarded socket.
+    fn of_peer(pid: i32) -> Self {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        let name = exe.as_deref().and_then(std::path::Path::file_name);
+        if name.is_some_and(|n| n == "ssh") {
+            Self::Forwarded
+        } else {
+            Self::Local
+        }
+    }
+
+    fn allows(self, request: &Request) -> bool {
+        self == Self::Local
+            || matches!(
+                request,
+                Request::Token { .. } | Request::Status { .. } | Request::Info
+            )
+    }
+
+    /// A forwarded client's `--min-valid` is not honoured: it would refresh at will.
+    fn limit(self, request: Request) -> Request {
+        match (self, request) {
+            (Self::Forwarded, Request::Token { profile, .. }) => Request::Token {
+                profile,
+                min_valid_secs: None,
+            },
+            (_, request) => request,
         }
     }
 }

@@ -41,6 +41,10 @@ pub struct ImportArgs {
     /// Take the file's settings for profiles that exist already (their tokens stay)
     #[arg(long)]
     pub replace: bool,
+    /// With --replace, let a profile move to other servers: its token and client secret are
+    /// then dropped, never sent to them
+    #[arg(long, requires = "replace")]
+    pub new_origin: bool,
 }
 
 #[derive(Debug, Args)]

@@ -56,11 +56,16 @@ pub fn init(ctx: &Context, args: &InitArgs) -> anyhow::Result<()> {
             }
             None => {}
         }
-        recipients.dedup();
+        // One key given twice (`--recipient` naming the own key, written differently) is
+        // listed once.
+        let mut seen = std::collections::HashSet::new();
+        recipients
+            .retain(|r| seen.insert(crypto::canonical_recipient(r).unwrap_or_else(|_| r.clone())));
         warn_if_locked_out(ctx, &recipients);
         Sealing::Recipients(recipients)
     };
     store::create_in(backend.as_ref(), &mut data, &sealing)?;
+    trust_what_was_made(&location, &data, &sealing)?;
     match sealing {
         Sealing::Passphrase(_) => crate::note!("created vault {location} (passphrase)"),
         Sealing::Recipients(list) => crate::note!(
@@ -68,6 +73,23 @@ pub fn init(ctx: &Context, args: &InitArgs) -> anyhow::Result<()> {
             list.len(),
             if list.len() == 1 { "" } else { "s" }
         ),
+    }
+    Ok(())
+}
+
+/// What this machine made, it trusts ([`crate::vault::trust`]).
+fn trust_what_was_made(
+    location: &crate::vault::Location,
+    data: &VaultData,
+    sealing: &Sealing,
+) -> anyhow::Result<()> {
+    if let (Some(pins), Sealing::Recipients(_)) = (Context::pins(), sealing) {
+        let made = crate::vault::trust::Membership {
+            recipients: &data.recipients,
+            secret: data.members_secret.as_ref(),
+            replaces: None,
+        };
+        crate::vault::trust::Pinned::load(pins, location)?.accept(made)?;
     }
     Ok(())
 }

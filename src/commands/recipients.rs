@@ -1,20 +1,90 @@
 //! `tokdeck recipients`: who can open the vault. Every change re-encrypts the vault under the
 //! write lock, through the same atomic save as every other writer.
 
+use std::fmt::Write as _;
+
 use anyhow::bail;
 
 use crate::cli::RecipientsCommand;
 use crate::context::Context;
-use crate::vault::{Store, VaultData, crypto};
+use crate::vault::{Store, VaultData, crypto, trust};
 
 /// Runs `tokdeck recipients [list | add R... | remove R... [--force]]`.
 pub fn run(ctx: &Context, action: Option<&RecipientsCommand>) -> anyhow::Result<()> {
+    if let Some(RecipientsCommand::Accept { yes }) = action {
+        return accept(ctx, *yes);
+    }
     let store = ctx.open_store()?;
     match action {
         None | Some(RecipientsCommand::List) => list(&store),
         Some(RecipientsCommand::Add { recipients }) => add(&store, recipients),
         Some(RecipientsCommand::Remove { recipients, force }) => remove(&store, recipients, *force),
+        Some(RecipientsCommand::Accept { .. }) => Ok(()),
     }
+}
+
+/// `tokdeck recipients accept`: shows how the vault differs from what this machine trusted,
+/// and trusts it as it is once a person agrees (or `--yes`).
+fn accept(ctx: &Context, yes: bool) -> anyhow::Result<()> {
+    let Some(pins) = Context::pins() else {
+        bail!("no state folder to keep trusted vaults in: set XDG_STATE_HOME or HOME");
+    };
+    let store = ctx.open_untrusted()?;
+    if store.is_passphrase_vault() {
+        crate::note!(
+            "{} is protected by a passphrase: there are no recipients to accept",
+            store.location()
+        );
+        return Ok(());
+    }
+    let changes = store.trust_changes(pins.clone())?;
+    if changes == crate::vault::trust::Changes::default() {
+        crate::note!(
+            "{} is as this machine accepted it: nothing to accept",
+            store.location()
+        );
+        return Ok(());
+    }
+    let mut out = String::new();
+    for r in &changes.added {
+        let _ = writeln!(
+            out,
+            "+ {r}  (new recipient: the next saves are readable with this key)"
+        );
+    }
+    for r in &changes.removed {
+        let _ = writeln!(out, "- {r}  (no longer a recipient)");
+    }
+    if changes.foreign {
+        out.push_str("! its members' secret is not the one this machine accepted: either your team made a new vault, or someone who cannot open the vault replaced it\n");
+    }
+    crate::output::print(&out)?;
+    if !yes && !confirmed(&format!("trust {} as it is now? [y/N] ", store.location()))? {
+        bail!(
+            "not accepted: tokdeck keeps refusing {} (pass --yes to accept without being asked)",
+            store.location()
+        );
+    }
+    store.accept_membership(pins)?;
+    crate::note!(
+        "accepted: tokdeck uses {} again (a running agent at its next read)",
+        store.location()
+    );
+    Ok(())
+}
+
+/// Asks on the terminal; no terminal means no.
+fn confirmed(question: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    let mut err = std::io::stderr();
+    write!(err, "{question}")?;
+    err.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 fn refuse_passphrase_vault(store: &Store) -> anyhow::Result<()> {
@@ -115,6 +185,10 @@ fn remove(store: &Store, unwanted: &[String], force: bool) -> anyhow::Result<()>
         if data.recipients.is_empty() {
             bail!("that would leave the vault with no recipient, so nobody could open it: add another first");
         }
+        // The removed key knows the old secret: a new one, naming the old one's mark, lets
+        // members' machines tell this vault from one the removed key could plant.
+        data.members_secret_replaces = data.members_secret.as_ref().map(trust::mark);
+        data.members_secret = Some(trust::new_secret());
         Ok(Exposed::of(data))
     })??;
     // The backup holds the previous version, still readable with the removed keys.

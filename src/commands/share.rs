@@ -2,6 +2,7 @@
 //! without client secrets unless `--with-secrets`, which encrypts the file to recipients);
 //! `tokdeck import` adds them to this vault, where each person authorizes their own tokens.
 
+use std::collections::BTreeSet;
 use std::io::IsTerminal;
 
 use age::secrecy::SecretString;
@@ -51,8 +52,8 @@ pub fn export(ctx: &Context, args: &ExportArgs) -> anyhow::Result<()> {
         .collect();
     let shared = VaultData {
         version: FORMAT_VERSION,
-        recipients: Vec::new(),
         profiles,
+        ..VaultData::default()
     };
     let text = zeroize::Zeroizing::new(toml::to_string(&shared)?);
     if args.with_secrets {
@@ -99,8 +100,11 @@ pub fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
         }
     }
     let store = ctx.open_store()?;
-    let replace = args.replace;
-    let report = store.update(|data| merge(data, shared.clone(), replace))??;
+    let mode = Merge {
+        replace: args.replace,
+        new_origin: args.new_origin,
+    };
+    let report = store.update(|data| merge(data, shared.clone(), mode))??;
     for line in report {
         crate::note!("{line}");
     }
@@ -118,26 +122,71 @@ fn identity(ctx: &Context) -> anyhow::Result<IdentityFile> {
     Ok(IdentityFile::load(&path, crate::prompt::Terminal)?)
 }
 
+/// How `import` treats profiles that exist already.
+#[derive(Debug, Clone, Copy)]
+struct Merge {
+    /// Take the file's settings for them.
+    replace: bool,
+    /// Even when they move to other servers.
+    new_origin: bool,
+}
+
+/// Where a profile sends its secrets: the origins of every URL it calls, and its issuer's.
+fn origins(profile: &Profile) -> BTreeSet<String> {
+    profile
+        .endpoints
+        .all()
+        .chain(profile.issuer.as_deref())
+        .map(crate::http::origin_of)
+        .collect()
+}
+
 /// Puts `profile` in place of `existing`, keeping its token, and its client secret when the
-/// file has none.
+/// file has none; both only while the profile stays with the same servers (`true`). Secrets
+/// never follow a profile to other servers.
 fn replace_keeping_token(
     data: &mut VaultData,
     existing: &str,
     mut profile: Profile,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
+    let mut kept = true;
     if let Some(mine) = data.profile(existing) {
-        profile.token.clone_from(&mine.token);
-        if age::secrecy::ExposeSecret::expose_secret(&profile.client_secret).is_empty() {
-            profile.client_secret = mine.client_secret.clone();
+        if origins(mine) == origins(&profile) {
+            profile.token.clone_from(&mine.token);
+            if age::secrecy::ExposeSecret::expose_secret(&profile.client_secret).is_empty() {
+                profile.client_secret = mine.client_secret.clone();
+            }
+        } else {
+            kept = false;
         }
     }
     data.replace(existing, profile)?;
-    Ok(())
+    Ok(kept)
+}
+
+/// The profiles of `shared` that would move `data`'s profile of the same name to other
+/// servers: one line each, naming both.
+fn moves(data: &VaultData, shared: &VaultData) -> Vec<String> {
+    shared
+        .profiles
+        .iter()
+        .filter_map(|p| {
+            let mine = data.name_clash(&p.name, None)?;
+            let (from, to) = (origins(mine), origins(p));
+            (from != to).then(|| {
+                let list =
+                    |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>().join(" ");
+                format!("'{}' from {} to {}", mine.name, list(&from), list(&to))
+            })
+        })
+        .collect()
 }
 
 /// Adds `shared`'s profiles to `data`; one line a profile for people. Clashes without
-/// `replace` refuse the whole import, naming every one.
-fn merge(data: &mut VaultData, shared: VaultData, replace: bool) -> anyhow::Result<Vec<String>> {
+/// `replace`, and moves to other servers without `new_origin`, refuse the whole import,
+/// naming every one.
+fn merge(data: &mut VaultData, shared: VaultData, mode: Merge) -> anyhow::Result<Vec<String>> {
+    let replace = mode.replace;
     let clashes: Vec<String> = shared
         .profiles
         .iter()
@@ -152,16 +201,28 @@ fn merge(data: &mut VaultData, shared: VaultData, replace: bool) -> anyhow::Resu
             clashes.join(", ")
         );
     }
+    let moving = moves(data, &shared);
+    if !moving.is_empty() && !mode.new_origin {
+        bail!(
+            "the file moves profiles to other servers ({}); nothing was imported: check that this is meant, then pass --new-origin (their tokens and client secrets are dropped, not sent there)",
+            moving.join("; ")
+        );
+    }
     let mut report = Vec::new();
     for imported in shared.profiles {
         let had_token = imported.token.is_some();
         let profile = shareable(imported, true);
         let name = profile.name.clone();
         if let Some(existing) = data.name_clash(&name, None).map(|p| p.name.clone()) {
-            replace_keeping_token(data, &existing, profile)?;
-            report.push(format!(
-                "{name}: replaced by the file's settings; its token stays"
-            ));
+            if replace_keeping_token(data, &existing, profile)? {
+                report.push(format!(
+                    "{name}: replaced by the file's settings; its token stays"
+                ));
+            } else {
+                report.push(format!(
+                    "{name}: moved to other servers; its token and client secret were dropped: authorize it again (`tokdeck edit {name} --new-client-secret` when the file had no secret)"
+                ));
+            }
         } else {
             data.insert(profile)?;
             report.push(format!(

@@ -17,6 +17,19 @@ pub fn run(ctx: &Context, action: &VaultCommand) -> anyhow::Result<()> {
 
 /// Copies the ciphertext as it is: no key is needed, and what arrives opens with the same
 /// keys. The source stays: the note says to retire it, so two copies do not drift apart.
+/// The copy is the vault this machine trusted at `from`: it trusts it at `to` too, rather
+/// than whatever it finds there first.
+fn copy_trust(from: &Location, to: &Location) {
+    let Some(pins) = Context::pins() else { return };
+    let name = crate::vault::trust::pin_name(from);
+    if let Ok(Some(mut accepted)) = pins.accepted(&name) {
+        accepted.location = crate::vault::trust::pin_name(to);
+        if let Err(e) = pins.record(&accepted) {
+            tracing::warn!(error = %e, "cannot record that this machine trusts the copy");
+        }
+    }
+}
+
 fn copy(ctx: &Context, to: &Location) -> anyhow::Result<()> {
     let from = ctx.vault_location()?;
     if crate::agent::canonical(&from) == crate::agent::canonical(to) {
@@ -43,6 +56,7 @@ fn copy(ctx: &Context, to: &Location) -> anyhow::Result<()> {
         VaultError::AlreadyExists(_) => taken(),
         other => other.into(),
     })?;
+    copy_trust(&from, to);
     crate::note!(
         "copied the vault, still encrypted, from {from} to {to}: point --vault, TOKDECK_VAULT or config `vault` at {to} on every machine, then remove {from} (two copies would fork the refresh tokens)"
     );

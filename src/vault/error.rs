@@ -80,6 +80,9 @@ pub enum VaultError {
     Remote(String),
     #[error("{0}")]
     Rejected(String),
+    /// A vault this machine does not trust with its tokens ([`super::trust`]).
+    #[error("{0}")]
+    Untrusted(String),
 }
 
 impl VaultError {

@@ -13,6 +13,7 @@ pub mod scan;
 mod snapshot;
 pub mod store;
 pub mod text;
+pub mod trust;
 pub mod validate;
 
 pub use crypto::{IdentityFile, Sealing, Unlock};

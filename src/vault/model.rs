@@ -10,8 +10,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use super::connection::{AuthMethod, Endpoints, GrantType, ServerMetadata};
 
-/// The vault format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The vault format this build reads and writes: 2 added the members' secret, which earlier
+/// builds would refuse as an unknown field (they refuse a newer format with a clearer word).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Default length of the refresh-token window (Factorial: one week).
 pub const DEFAULT_REFRESH_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -25,6 +26,13 @@ pub struct VaultData {
     /// Empty for passphrase vaults.
     #[serde(default)]
     pub recipients: Vec<String>,
+    /// A random value only those who can open the vault know: a vault without the one a
+    /// machine accepted was written by someone who cannot open it ([`super::trust`]).
+    #[serde(default, with = "secret_opt", skip_serializing_if = "Option::is_none")]
+    pub members_secret: Option<SecretString>,
+    /// The mark of the members' secret this one replaced, when a member changed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members_secret_replaces: Option<String>,
     #[serde(default, rename = "profile")]
     pub profiles: Vec<Profile>,
 }
@@ -34,6 +42,8 @@ impl Default for VaultData {
         Self {
             version: FORMAT_VERSION,
             recipients: Vec::new(),
+            members_secret: None,
+            members_secret_replaces: None,
             profiles: Vec::new(),
         }
     }

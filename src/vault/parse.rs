@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use age::secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use super::error::VaultError;
@@ -32,6 +33,8 @@ pub struct Located {
     text: Zeroizing<String>,
     version: u32,
     recipients: Vec<String>,
+    members_secret: Option<SecretString>,
+    members_secret_replaces: Option<String>,
     profiles: Vec<Entry>,
     /// Profile name -> position in `profiles`.
     index: HashMap<String, usize>,
@@ -44,6 +47,10 @@ struct Head {
     version: u32,
     #[serde(default)]
     recipients: Vec<String>,
+    #[serde(default)]
+    members_secret: Option<String>,
+    #[serde(default)]
+    members_secret_replaces: Option<String>,
 }
 
 /// One `[[profile]]` table parsed alone.
@@ -101,6 +108,8 @@ fn locate(text: Zeroizing<String>) -> Result<Located, Zeroizing<String>> {
     Ok(Located {
         version: head.version,
         recipients: head.recipients,
+        members_secret: head.members_secret.map(SecretString::from),
+        members_secret_replaces: head.members_secret_replaces,
         profiles: layout.profiles,
         index,
         text,
@@ -111,6 +120,14 @@ impl Located {
     /// The public recipients the head lists.
     pub fn recipients(&self) -> &[String] {
         &self.recipients
+    }
+
+    /// The members' secret the head holds, and the mark of the one it replaced.
+    pub fn members_secret(&self) -> (Option<&SecretString>, Option<&str>) {
+        (
+            self.members_secret.as_ref(),
+            self.members_secret_replaces.as_deref(),
+        )
     }
 
     /// The profile called `name`, parsing only its table.
@@ -154,6 +171,8 @@ impl Located {
             Some(profiles) => Ok(VaultData {
                 version: self.version,
                 recipients: self.recipients.clone(),
+                members_secret: self.members_secret.clone(),
+                members_secret_replaces: self.members_secret_replaces.clone(),
                 profiles,
             }),
             None => parse_whole(&self.text, path),
@@ -445,7 +464,7 @@ mod tests {
         assert!(e.to_string().contains("'a' appears twice"), "{e}");
         let future = toml::to_string(&vault(&["a"]))
             .unwrap()
-            .replace("version = 1", "version = 9");
+            .replace("version = 2", "version = 9");
         assert!(matches!(
             read(Zeroizing::new(future.into_bytes()), path()),
             Err(VaultError::FutureVersion { found: 9, .. })

@@ -149,6 +149,17 @@ impl Content {
         }
     }
 
+    /// The members' secret, and the mark of the one it replaced.
+    pub(super) fn members_secret(&self) -> (Option<&SecretString>, Option<&str>) {
+        match self {
+            Self::Located(located) => located.members_secret(),
+            Self::Parsed(loaded) => (
+                loaded.data.members_secret.as_ref(),
+                loaded.data.members_secret_replaces.as_deref(),
+            ),
+        }
+    }
+
     pub(super) fn recipients(&self) -> &[String] {
         match self {
             Self::Located(located) => located.recipients(),

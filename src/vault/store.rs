@@ -7,46 +7,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub use super::backend::file::read_head;
-use super::backend::{Backend, FileBackend, LeaseGuard, Stored};
+use super::backend::{Backend, FileBackend, Stored};
 use super::crypto::{self, Sealing, Unlock};
 use super::error::VaultError;
 use super::location::Location;
 use super::model::{Profile, VaultData};
 use super::snapshot::{Snapshot, read_stored};
 use super::text::Text;
+mod lease;
 
-#[derive(Default)]
-struct LeaseState {
-    holders: usize,
-    guard: Option<LeaseGuard>,
-}
-
-/// A held write lock on the vault; shared by every task of this process, released on drop.
-pub struct Lease {
-    state: Arc<Mutex<LeaseState>>,
-}
-
-impl Lease {
-    /// Whether a single-use secret (a refresh token) may be sent under this lease now: it
-    /// will outlast the request and the save of its answer (see
-    /// [`super::backend::HeldLease::may_spend`]).
-    pub fn may_spend(&self) -> bool {
-        lock_ignoring_poison(&self.state)
-            .guard
-            .as_ref()
-            .is_none_or(|guard| guard.may_spend())
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        let mut state = lock_ignoring_poison(&self.state);
-        state.holders = state.holders.saturating_sub(1);
-        if state.holders == 0 {
-            state.guard = None;
-        }
-    }
-}
+use super::trust::{Pinned, Pins, give_members_secret, membership, membership_of};
+pub use lease::Lease;
+use lease::LeaseState;
 
 fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -73,6 +45,20 @@ pub struct Store {
     /// Until when what the store holds counts as current without asking the backend again
     /// (see [`Backend::fresh_for`]); cleared whenever the lease is taken.
     fresh_until: Mutex<Option<Instant>>,
+    /// What this machine accepted of the vault, which every version read must match
+    /// ([`super::trust`]); `None` for a passphrase vault, or a store opened without pins.
+    trust: Option<Pinned>,
+}
+
+impl super::snapshot::Loaded {
+    /// [`give_members_secret`], and the head rendered again when it did.
+    fn give_members_secret(&mut self, sealing: &Sealing) -> bool {
+        let given = give_members_secret(&mut self.data, sealing);
+        if given {
+            self.text = None;
+        }
+        given
+    }
 }
 
 impl Store {
@@ -117,7 +103,43 @@ impl Store {
             kept: Mutex::default(),
             writing_back: Mutex::default(),
             fresh_until: Mutex::new(Some(Instant::now() + backend_fresh_for)),
+            trust: None,
         }
+    }
+
+    /// Checks the vault against what this machine accepted of it (pinned in `pins`), and
+    /// from then on every version read; refuses a vault it does not trust
+    /// ([`VaultError::Untrusted`]). A passphrase vault needs no pin: only who knows the
+    /// passphrase can make one.
+    pub fn trusting(mut self, pins: Pins) -> Result<Self, VaultError> {
+        if self.is_passphrase_vault() {
+            return Ok(self);
+        }
+        let pinned = Pinned::load(pins, self.location())?;
+        let own = self.unlocking_recipients();
+        {
+            let snap = lock_ignoring_poison(&self.snapshot);
+            pinned.admit(membership(&snap.content, &own), self.location())?;
+        }
+        self.trust = Some(pinned);
+        Ok(self)
+    }
+
+    /// What the vault shows of its membership now, and what this machine accepted of it:
+    /// for `recipients accept`.
+    pub fn trust_changes(&self, pins: Pins) -> Result<super::trust::Changes, VaultError> {
+        let pinned = Pinned::load(pins, self.location())?;
+        let own = self.unlocking_recipients();
+        let snap = lock_ignoring_poison(&self.snapshot);
+        Ok(pinned.changes(membership(&snap.content, &own)))
+    }
+
+    /// Accepts the vault as it is now, after a person agreed.
+    pub fn accept_membership(&self, pins: Pins) -> Result<(), VaultError> {
+        let pinned = Pinned::load(pins, self.location())?;
+        let own = self.unlocking_recipients();
+        let snap = lock_ignoring_poison(&self.snapshot);
+        pinned.accept(membership(&snap.content, &own))
     }
 
     /// Creates a new vault file; refuses to replace an existing one.
@@ -234,6 +256,10 @@ impl Store {
         let path = self.location();
         let (mut snapshot, sealing) =
             read_stored(stored, &self.unlock, path, self.backend.has_previous())?;
+        if let Some(trust) = &self.trust {
+            let own = self.unlocking_recipients();
+            trust.admit(membership(&snapshot.content, &own), path)?;
+        }
         let kept = Self::keep_newer_tokens(snap, &mut snapshot, path)?;
         if !kept.is_empty() {
             tracing::warn!(profiles = ?kept, "the vault file holds older tokens than this process saw: kept the newer ones");
@@ -330,8 +356,11 @@ impl Store {
             Ok(v) => v,
             Err(e) => return Ok(Err(e)),
         };
-        let ciphertext = seal(&data, &self.sealing_for(&data))?;
+        let sealing = self.sealing_for(&data);
+        give_members_secret(&mut data, &sealing);
+        let ciphertext = seal(&data, &sealing)?;
         let version = self.committed(&mut snap, &ciphertext)?;
+        self.wrote(&data);
         *snap = Snapshot::written(version, &ciphertext, data);
         Ok(Ok(outcome))
     }
@@ -385,6 +414,7 @@ impl Store {
             .map(|(&at, profile)| Ok((at, Text::profile(profile)?)))
             .collect::<Result<Vec<_>, VaultError>>()?;
         let sealing = self.sealing_for(&loaded.data);
+        let secret_given = loaded.give_members_secret(&sealing);
         let text = loaded.text()?;
         let ciphertext = crypto::encrypt(text.join(&parts).as_bytes(), &sealing)?;
         let version = match self.backend.commit(&ciphertext, expected) {
@@ -406,8 +436,19 @@ impl Store {
                 *slot = profile;
             }
         }
+        if secret_given {
+            self.wrote(&loaded.data);
+        }
         snap.rewritten(version, &ciphertext);
         Ok(outcomes)
+    }
+
+    /// Records the membership this process just wrote as trusted.
+    fn wrote(&self, data: &VaultData) {
+        if let Some(trust) = &self.trust {
+            let own = self.unlocking_recipients();
+            trust.wrote(membership_of(data, &own));
+        }
     }
 
     /// Commits `ciphertext` over the version `snap` read. On a conflict nothing is
@@ -476,6 +517,7 @@ pub fn create_in(
     if let Sealing::Recipients(list) = sealing {
         data.recipients.clone_from(list);
     }
+    give_members_secret(data, sealing);
     let ciphertext = seal(data, sealing)?;
     let version = backend.create(&ciphertext)?;
     Ok((ciphertext, version))

@@ -2,6 +2,7 @@
 //! save that changed a few profiles renders only those again. Joined, the parts are exactly
 //! the text `toml::to_string` makes of the whole vault (a test holds them to it).
 
+use age::secrecy::ExposeSecret;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
@@ -21,6 +22,10 @@ pub struct Text {
 struct Head<'a> {
     version: u32,
     recipients: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    members_secret: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    members_secret_replaces: Option<&'a str>,
 }
 
 /// One profile as the whole document writes it: a `[[profile]]` table and its sub-tables.
@@ -41,6 +46,8 @@ impl Text {
         let VaultData {
             version,
             recipients,
+            members_secret,
+            members_secret_replaces,
             profiles,
         } = data;
         if profiles.is_empty() {
@@ -53,6 +60,8 @@ impl Text {
             head: render(&Head {
                 version: *version,
                 recipients,
+                members_secret: members_secret.as_ref().map(ExposeSecret::expose_secret),
+                members_secret_replaces: members_secret_replaces.as_deref(),
             })?,
             profiles: profiles
                 .iter()

@@ -86,11 +86,29 @@ pub enum Placement {
     Superseded,
 }
 
+/// A refresh token on its way, as recorded beside the vault ([`crate::vault::backend::Intent`]):
+/// the SHA-256 of the token, in hex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spending(pub String);
+
+impl Spending {
+    pub fn of(digest: &[u8; 32]) -> Self {
+        use std::fmt::Write as _;
+        let mut hex = String::with_capacity(64);
+        for byte in digest {
+            let _ = write!(hex, "{byte:02x}");
+        }
+        Self(hex)
+    }
+}
+
 /// A new token whose save failed, kept while this process runs.
 #[derive(Debug, Clone)]
 pub struct HeldToken {
     pub token: Token,
     pub replacing: Replacing,
+    /// The record of the refresh token it came from, cleared once it is saved or dropped.
+    pub spending: Option<Spending>,
 }
 
 #[cfg(test)]

@@ -272,6 +272,9 @@ pub struct WorkerConfig {
     pub max_concurrent_jobs: usize,
     /// Where every job's end is recorded, when anywhere.
     pub audit: Option<crate::audit::AuditLog>,
+    /// A command that ends after its jobs: a token whose save failed cannot wait in it for
+    /// a next action, and its errors say so.
+    pub one_shot: bool,
 }
 
 /// Stops jobs: one, or all of them at shutdown.

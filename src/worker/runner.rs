@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::error::JobError;
-use super::held::{HeldToken, Placement, Replacing};
+use super::held::{HeldToken, Placement, Replacing, Spending};
 use super::saver::{SaveRequest, spawn_saver};
 use super::{Event, FailureKind, Job, JobId, Outcome, WorkerConfig};
 use crate::audit::{Action, Prints, prints_of};
@@ -35,6 +35,10 @@ pub struct Worker {
     unsaved: Mutex<HashMap<String, HeldToken>>,
     /// Where each job's end is recorded, when anywhere.
     audit: Option<crate::audit::AuditLog>,
+    /// This machine's name, in the records of refresh tokens on their way.
+    host: String,
+    /// See [`WorkerConfig::one_shot`].
+    one_shot: bool,
 }
 
 impl Worker {
@@ -52,6 +56,54 @@ impl Worker {
             spent: Mutex::default(),
             unsaved: Mutex::default(),
             audit: config.audit,
+            host: crate::platform::host_name(),
+            one_shot: config.one_shot,
+        }
+    }
+
+    /// Records, beside the vault, that the refresh token `spending` names leaves now; refuses
+    /// when another process sent it and has not saved its answer, and when the record cannot
+    /// be written (a store that takes no writes could not keep the answer either).
+    pub(in crate::worker) async fn intend_to_spend(
+        &self,
+        name: &str,
+        lease: &Lease,
+        spending: &Spending,
+    ) -> Result<(), JobError> {
+        let (lease, print, host) = (lease.clone(), spending.0.clone(), self.host.clone());
+        let now = self.clock.now();
+        let standing = tokio::task::spawn_blocking(move || {
+            lease.intend_to_spend(&print, (&host, std::process::id()), now)
+        })
+        .await
+        .map_err(|e| JobError::internal(format!("internal error: {e}")))?
+        .map_err(|e| {
+            JobError::new(
+                FailureKind::Storage,
+                format!(
+                    "nothing was sent: the refresh of '{name}' cannot be recorded before it leaves ({e}), and its answer could not be saved either: fix the problem (a full disk, a read-only folder)"
+                ),
+            )
+        })?;
+        match standing {
+            None => Ok(()),
+            Some(other) => Err(JobError::new(
+                FailureKind::Refused,
+                format!(
+                    "the refresh token of '{name}' was sent by {} at {} and its answer is not saved yet; sending it again would revoke the grant: let that process save it (a full disk, a store out of reach), or authorize again if it is gone",
+                    other.holder(),
+                    other.since.format("%Y-%m-%d %H:%M:%S UTC")
+                ),
+            )),
+        }
+    }
+
+    /// Clears the record of `spending`: its answer is saved, or it never left.
+    pub(in crate::worker) async fn settle(&self, lease: &Lease, spending: Spending) {
+        let lease = lease.clone();
+        let settled = tokio::task::spawn_blocking(move || lease.settle(&spending.0)).await;
+        if let Ok(Err(e)) = settled {
+            tracing::warn!(error = %e, "cannot clear the record of a refresh whose answer is saved");
         }
     }
 
@@ -71,29 +123,32 @@ impl Worker {
         let Some(held) = self.unsaved().get(name).cloned() else {
             return Ok(());
         };
-        let _lease = self.lease().await?;
+        let lease = self.lease().await?;
         match self
             .save_over(name, &held.token, held.replacing.retry())
             .await
         {
             Ok(Ok(_)) => {
-                self.unsaved().remove(name);
                 tracing::info!(profile = %name, "a new token whose save had failed is saved now");
-                Ok(())
             }
             Ok(Err(_)) => {
-                self.unsaved().remove(name);
                 tracing::warn!(profile = %name, "dropped a new token whose save had failed: the vault holds a newer one, saved meanwhile by another process or a new login");
-                Ok(())
             }
-            Err(e) => Err(JobError::new(
-                FailureKind::Storage,
-                format!(
-                    "a new token is still waiting to be saved ({}); this process keeps it and tries again at the next action: fix the problem (a full disk, a read-only folder)",
-                    e.message
-                ),
-            )),
+            Err(e) => {
+                return Err(JobError::new(
+                    FailureKind::Storage,
+                    format!(
+                        "a new token is still waiting to be saved ({}); this process keeps it and tries again at the next action: fix the problem (a full disk, a read-only folder)",
+                        e.message
+                    ),
+                ));
+            }
         }
+        self.unsaved().remove(name);
+        if let Some(spending) = held.spending {
+            self.settle(&lease, spending).await;
+        }
+        Ok(())
     }
 
     /// Writes `token` to `name` where `replacing` allows it ([`Replacing::placement`]);
@@ -337,6 +392,18 @@ impl Worker {
         token: crate::vault::Token,
         replacing: Replacing,
     ) -> Result<Profile, JobError> {
+        self.save_token_spent(name, token, replacing, None).await
+    }
+
+    /// [`Self::save_token`] for a token that came from the refresh token `spending` names,
+    /// whose record a held token keeps until it is saved.
+    pub(in crate::worker) async fn save_token_spent(
+        &self,
+        name: &str,
+        token: crate::vault::Token,
+        replacing: Replacing,
+        spending: Option<Spending>,
+    ) -> Result<Profile, JobError> {
         let mut last = None;
         for attempt in 0..3 {
             // A first try whose answer was lost may have landed: the retries see it there.
@@ -363,8 +430,20 @@ impl Worker {
             }
         }
         let cause = last.map(|e| e.message).unwrap_or_default();
-        self.unsaved()
-            .insert(name.to_string(), HeldToken { token, replacing });
+        if self.one_shot {
+            return Err(JobError::new(
+                FailureKind::Storage,
+                format!(
+                    "the server issued new tokens but saving them failed ({cause}), and this command ends with them: fix the problem (a full disk, a read-only folder), then authorize '{name}' again"
+                ),
+            ));
+        }
+        let held = HeldToken {
+            token,
+            replacing,
+            spending,
+        };
+        self.unsaved().insert(name.to_string(), held);
         Err(JobError::new(
             FailureKind::Storage,
             format!(

@@ -34,6 +34,7 @@ pub fn start<H: Host + Send + 'static>(env: &Env, host: H) -> RunningApp<H> {
         client: OAuthClient::new(Duration::from_secs(5), "2025-04-01").unwrap(),
         clock: Clock::System,
         audit: None,
+        one_shot: false,
         max_concurrent_jobs: 4,
     });
     let settings = Settings {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod cutter;
 pub mod running;
 pub mod tmux;
 
@@ -85,8 +86,12 @@ impl Env {
     /// A second machine of the team on `bao`'s `path`: its own home and age key, made a
     /// recipient by `admin`.
     pub fn second_machine(bao: &openbao::OpenBao, path: &str, admin: &Env) -> Self {
-        let location = bao.location(path);
-        let env = Self::empty_with(&[("TOKDECK_VAULT", &location), ("BAO_TOKEN", &bao.token)]);
+        Self::second_machine_at(bao, &bao.location(path), admin)
+    }
+
+    /// The same, reaching the vault at `location` (through a proxy, say).
+    pub fn second_machine_at(bao: &openbao::OpenBao, location: &str, admin: &Env) -> Self {
+        let env = Self::empty_with(&[("TOKDECK_VAULT", location), ("BAO_TOKEN", &bao.token)]);
         std::fs::create_dir_all(env.identity().parent().unwrap()).unwrap();
         let out = tool("age-keygen")
             .arg("-o")
@@ -359,6 +364,20 @@ impl Env {
             }
             None => std::fs::read(self.vault()).unwrap(),
         }
+    }
+
+    /// One request line to this home's agent, and its answer.
+    pub fn ask_agent(&self, line: &str) -> Option<serde_json::Value> {
+        use std::io::{BufRead, BufReader};
+        let mut stream = std::os::unix::net::UnixStream::connect(self.agent_socket()).ok()?;
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .ok()?;
+        stream.write_all(line.as_bytes()).ok()?;
+        stream.write_all(b"\n").ok()?;
+        let mut reply = String::new();
+        BufReader::new(stream).read_line(&mut reply).ok()?;
+        serde_json::from_str(&reply).ok()
     }
 
     /// Everything in the state dir's log file.

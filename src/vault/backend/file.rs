@@ -7,7 +7,7 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{Backend, LeaseGuard, STAMP_BYTES, Stamp, Stored, Version};
+use super::{Backend, HeldLease, Intent, LeaseGuard, STAMP_BYTES, Stamp, Stored, Version};
 use crate::vault::error::VaultError;
 use crate::vault::file::{backup_path, io_err, lock_path, write_atomic};
 use crate::vault::location::Location;
@@ -46,6 +46,49 @@ impl FileBackend {
                 let _ = fs::remove_file(entry.path());
             }
         }
+    }
+}
+
+/// The held `flock`, and the file beside the vault that records refresh tokens on their way
+/// (`<vault>.spending`, written atomically under the lock).
+struct FileLease {
+    /// Closing the file releases the advisory lock.
+    _lock: File,
+    intents: PathBuf,
+}
+
+/// `<vault>.spending`
+pub fn intents_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".spending");
+    PathBuf::from(name)
+}
+
+impl HeldLease for FileLease {
+    fn intents(&self) -> Result<Vec<Intent>, VaultError> {
+        match fs::read(&self.intents) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|_| {
+                VaultError::Rejected(format!(
+                    "{} is damaged: if no tokdeck is refreshing now, delete it",
+                    self.intents.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(io_err("read", &self.intents)(e)),
+        }
+    }
+
+    fn record_intents(&self, intents: &[Intent]) -> Result<(), VaultError> {
+        if intents.is_empty() {
+            return match fs::remove_file(&self.intents) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(io_err("remove", &self.intents)(e))
+                }
+                _ => Ok(()),
+            };
+        }
+        let bytes = serde_json::to_vec(intents).map_err(|e| VaultError::Encrypt(e.to_string()))?;
+        write_atomic(&self.intents, &bytes, false)
     }
 }
 
@@ -125,8 +168,10 @@ impl Backend for FileBackend {
         match file.try_lock() {
             Ok(()) => {
                 self.sweep_dead_temp_files();
-                // Closing the file releases the advisory lock.
-                Ok(Some(Box::new(file)))
+                Ok(Some(Box::new(FileLease {
+                    _lock: file,
+                    intents: intents_path(&self.path),
+                })))
             }
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(io_err("lock", &lock_file)(e)),

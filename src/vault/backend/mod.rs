@@ -67,6 +67,53 @@ pub struct Stored {
 /// A held lease, released when dropped.
 pub type LeaseGuard = Box<dyn HeldLease>;
 
+/// A refresh token on its way to the server whose answer is not saved yet, recorded where
+/// every process and machine sharing the vault sees it before the token leaves: while it
+/// stands, nobody sends that token again (a server that rotates would take a second use for
+/// theft and revoke the grant). The holder clears it by saving the answer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Intent {
+    /// The SHA-256 of the refresh token, in hex: never the token.
+    pub print: String,
+    /// The machine and process that sent it.
+    pub host: String,
+    pub pid: u32,
+    pub since: chrono::DateTime<chrono::Utc>,
+}
+
+impl Intent {
+    /// Who sent it, for a person.
+    pub fn holder(&self) -> String {
+        format!("{} pid {}", self.host, self.pid)
+    }
+
+    /// Whether it still stands for a process other than (`host`, `pid`). A process of this
+    /// machine that is gone holds no unsaved answer: if it got one, it died with it, and the
+    /// refresh token is the best left (still good at a server that keeps it until the new
+    /// access token is used). Another machine's process cannot be asked, and stands.
+    pub fn stands_against(&self, host: &str, pid: u32) -> bool {
+        if self.host != host {
+            return true;
+        }
+        self.pid != pid && process_alive(self.pid)
+    }
+}
+
+/// Whether process `pid` of this machine runs.
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(errno) => errno == nix::errno::Errno::EPERM,
+    }
+}
+
+/// How long an intent stands at most: past the longest refresh window anyone uses, the token
+/// it names is dead anyway.
+pub const INTENT_STANDS_FOR: chrono::TimeDelta = chrono::TimeDelta::days(30);
+
 /// What a held lease tells its holder.
 pub trait HeldLease: Send {
     /// Whether a single-use secret (a refresh token) may be sent now: the lease will outlast
@@ -74,10 +121,17 @@ pub trait HeldLease: Send {
     fn may_spend(&self) -> bool {
         true
     }
-}
 
-/// An `flock` lasts as long as its file is open.
-impl HeldLease for std::fs::File {}
+    /// The refresh tokens being spent ([`Intent`]), as recorded beside the vault.
+    fn intents(&self) -> Result<Vec<Intent>, VaultError> {
+        Ok(Vec::new())
+    }
+
+    /// Replaces them; on disk or on the server before this returns.
+    fn record_intents(&self, _intents: &[Intent]) -> Result<(), VaultError> {
+        Ok(())
+    }
+}
 
 /// Where a vault's ciphertext lives.
 pub trait Backend: Send + Sync {

@@ -10,7 +10,7 @@ use crate::oauth::OAuthError;
 use crate::vault::GrantType;
 use crate::vault::{Lease, Profile, Token};
 use crate::worker::error::{JobError, JobResult};
-use crate::worker::held::Replacing;
+use crate::worker::held::{Replacing, Spending};
 use crate::worker::runner::Worker;
 use crate::worker::{FailureKind, Outcome, Revocation};
 
@@ -95,11 +95,18 @@ impl Worker {
                 "this refresh token was used already and its successor could not be saved: authorize again",
             ));
         }
+        let intent = Spending::of(&fingerprint);
+        self.intend_to_spend(&profile.name, lease, &intent).await?;
         let may_send = || lease.may_spend();
-        let response = self
-            .client
-            .refresh(profile, refresh_token, &may_send)
-            .await?;
+        let response = match self.client.refresh(profile, refresh_token, &may_send).await {
+            Ok(response) => response,
+            Err(e) => {
+                // No new token reached this process, so none waits here to be saved: the
+                // record has nothing left to protect.
+                self.settle(lease, intent).await;
+                return Err(e.into());
+            }
+        };
         // Spent only when the server rotated it: a server that hands back the same refresh
         // token, or none (keep the one we have), expects it again next time.
         if response.rotates(refresh_token) {
@@ -107,8 +114,14 @@ impl Worker {
         }
         let new_token = response.into_token(self.clock.now(), profile.refresh_window, Some(token));
         let saved = self
-            .save_token(&profile.name, new_token, Replacing::rotation(token))
+            .save_token_spent(
+                &profile.name,
+                new_token,
+                Replacing::rotation(token),
+                Some(intent.clone()),
+            )
             .await?;
+        self.settle(lease, intent).await;
         Ok((Outcome::NewToken, Some(saved)))
     }
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::api::{Api, Found, Secret, Written};
-use crate::vault::backend::HeldLease;
+use crate::vault::backend::{HeldLease, INTENT_STANDS_FOR, Intent};
 use crate::vault::error::VaultError;
 use crate::vault::location::KvPath;
 
@@ -73,13 +73,48 @@ struct Record {
     released: bool,
 }
 
+/// The refresh tokens on their way that a lock entry records, whoever held it: they outlive
+/// the holder that wrote them, and pass to the next one.
+fn intents_of(secret: &Secret) -> Vec<Intent> {
+    let now = chrono::Utc::now();
+    secret
+        .fields
+        .get("spending")
+        .cloned()
+        .and_then(|v| serde_json::from_value::<Vec<Intent>>(v).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| now - i.since < INTENT_STANDS_FOR)
+        .collect()
+}
+
+/// The longest lease another holder's entry is trusted with, whatever it says: the lease of
+/// the longest HTTP timeout a member may set. An entry claiming more (a hand-written one, a
+/// member's odd setting) would otherwise wedge every refresh of the team for as long.
+fn longest_lease() -> Duration {
+    LeaseTiming::for_http_timeout(crate::config::MAX_HTTP_TIMEOUT).ttl
+}
+
 impl Record {
     fn of(secret: &Secret) -> Option<Self> {
+        let claimed = Duration::from_millis(secret.fields.get("ttl_ms")?.as_u64()?);
         Some(Self {
             holder: secret.fields.get("holder")?.as_str()?.to_string(),
-            ttl: Duration::from_millis(secret.fields.get("ttl_ms")?.as_u64()?),
+            ttl: claimed.min(longest_lease()),
             released: secret.fields.get("state").and_then(Value::as_str) == Some("released"),
         })
+    }
+
+    /// Who holds the lease and until when, on the server's clock.
+    fn describe(&self, secret: &Secret) -> String {
+        match secret.created.and_then(|at| {
+            chrono::TimeDelta::from_std(self.ttl)
+                .ok()
+                .map(|ttl| at + ttl)
+        }) {
+            Some(until) => format!("{} until {} UTC", self.holder, until.format("%H:%M:%S")),
+            None => self.holder.clone(),
+        }
     }
 
     /// Whether the lease this entry grants is over, on the server's clock. Without a `Date`
@@ -101,9 +136,18 @@ impl Record {
     }
 }
 
-fn fields(holder: &str, ttl: Duration, state: &str) -> serde_json::Map<String, Value> {
+fn fields(
+    holder: &str,
+    ttl: Duration,
+    state: &str,
+    spending: &[Intent],
+) -> serde_json::Map<String, Value> {
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-    match json!({ "holder": holder, "ttl_ms": ttl_ms, "state": state }) {
+    let mut entry = json!({ "holder": holder, "ttl_ms": ttl_ms, "state": state });
+    if !spending.is_empty() {
+        entry["spending"] = json!(spending);
+    }
+    match entry {
         Value::Object(map) => map,
         _ => serde_json::Map::new(),
     }
@@ -123,28 +167,33 @@ pub fn try_take(
     holder: &Holder,
     timing: LeaseTiming,
 ) -> Result<Taken, VaultError> {
-    let cas = match api.read(lock)? {
-        Found::Nothing { version } => version,
+    let (cas, spending) = match api.read(lock)? {
+        Found::Nothing { version } => (version, Vec::new()),
         Found::Secret(secret) => match Record::of(&secret) {
             Some(record) if record.holder != holder.id && !record.expired(&secret) => {
-                return Ok(Taken::Busy(record.holder));
+                return Ok(Taken::Busy(record.describe(&secret)));
             }
-            _ => secret.version,
+            _ => (secret.version, intents_of(&secret)),
         },
     };
     let sent = Instant::now();
-    match api.write(lock, &fields(&holder.id, timing.ttl, "held"), cas)? {
+    match api.write(
+        lock,
+        &fields(&holder.id, timing.ttl, "held", &spending),
+        cas,
+    )? {
         Written::Conflict => Ok(Taken::Busy("another process, just now".into())),
-        Written::Stored { version } => Ok(Taken::Held(Box::new(Held::start(
-            api.clone(),
-            lock.clone(),
-            holder.id.clone(),
+        Written::Stored { version } => Ok(Taken::Held(Box::new(Held::start(Shared {
+            api: api.clone(),
+            lock: lock.clone(),
+            holder: holder.id.clone(),
             timing,
-            Grant {
+            grant: Mutex::new(Grant {
                 version,
                 until: sent + timing.ttl,
-            },
-        )))),
+            }),
+            spending: Mutex::new(spending),
+        })))),
     }
 }
 
@@ -155,10 +204,61 @@ struct Grant {
     until: Instant,
 }
 
+/// What the holder and its renewing thread share: every write of the lock entry goes through
+/// [`Shared::write`], one at a time, so each carries the version the last one left.
+struct Shared {
+    api: Api,
+    lock: KvPath,
+    holder: String,
+    timing: LeaseTiming,
+    grant: Mutex<Grant>,
+    spending: Mutex<Vec<Intent>>,
+}
+
+impl Shared {
+    fn grant(&self) -> std::sync::MutexGuard<'_, Grant> {
+        lock_ignoring_poison(&self.grant)
+    }
+
+    /// Writes the lock entry over the version this holder wrote last, with `spending`;
+    /// extends the lease when `state` is "held". The spending list is locked throughout, so
+    /// writes do not cross.
+    fn write(&self, state: &str, spending: Option<Vec<Intent>>) -> Result<bool, VaultError> {
+        let mut current = lock_ignoring_poison(&self.spending);
+        let list = spending.as_deref().unwrap_or(&current);
+        let ttl = if state == "held" {
+            self.timing.ttl
+        } else {
+            Duration::ZERO
+        };
+        let version = self.grant().version;
+        let sent = Instant::now();
+        match self
+            .api
+            .write(&self.lock, &fields(&self.holder, ttl, state, list), version)?
+        {
+            Written::Stored { version } => {
+                *self.grant() = Grant {
+                    version,
+                    until: sent + ttl,
+                };
+                if let Some(list) = spending {
+                    *current = list;
+                }
+                Ok(true)
+            }
+            Written::Conflict => {
+                tracing::warn!(lock = %self.lock.kv_name(), "the vault's lease was taken over: no more refreshes under it");
+                self.grant().until = Instant::now();
+                Ok(false)
+            }
+        }
+    }
+}
+
 /// A held lease: renewed on a thread of its own until dropped, then released.
 struct Held {
-    grant: Arc<Mutex<Grant>>,
-    needed_to_spend: Duration,
+    shared: Arc<Shared>,
     /// Tells the renewing thread to release the lease and end.
     stop: Option<mpsc::Sender<()>>,
     /// Closed by the renewing thread once it released the lease.
@@ -177,22 +277,16 @@ impl Drop for Held {
 }
 
 impl Held {
-    fn start(api: Api, lock: KvPath, holder: String, timing: LeaseTiming, grant: Grant) -> Self {
-        let shared = Arc::new(Mutex::new(grant));
+    fn start(shared: Shared) -> Self {
+        let shared = Arc::new(shared);
         let (stop, stopped) = mpsc::channel::<()>();
         let (done, released) = mpsc::channel::<()>();
-        let release_wait = api.timeout();
-        let renewing = Renewal {
-            api,
-            lock,
-            holder,
-            timing,
-            grant: shared.clone(),
-        };
+        let release_wait = shared.api.timeout();
+        let renewing = shared.clone();
         let started = std::thread::Builder::new()
             .name("tokdeck-lease".into())
             .spawn(move || {
-                renewing.run(&stopped);
+                renew_until_stopped(&renewing, &stopped);
                 drop(done);
             });
         if let Err(e) = started {
@@ -200,8 +294,7 @@ impl Held {
             tracing::warn!(error = %e, "cannot start renewing the vault's lease");
         }
         Self {
-            grant: shared,
-            needed_to_spend: timing.needed_to_spend,
+            shared,
             stop: Some(stop),
             released,
             release_wait,
@@ -211,78 +304,49 @@ impl Held {
 
 impl HeldLease for Held {
     fn may_spend(&self) -> bool {
-        let until = lock_grant(&self.grant).until;
-        until.saturating_duration_since(Instant::now()) >= self.needed_to_spend
+        let until = self.shared.grant().until;
+        until.saturating_duration_since(Instant::now()) >= self.shared.timing.needed_to_spend
+    }
+
+    fn intents(&self) -> Result<Vec<Intent>, VaultError> {
+        Ok(lock_ignoring_poison(&self.shared.spending).clone())
+    }
+
+    fn record_intents(&self, intents: &[Intent]) -> Result<(), VaultError> {
+        if self.shared.write("held", Some(intents.to_vec()))? {
+            Ok(())
+        } else {
+            Err(VaultError::Locked(
+                "its lease was taken over by another machine".into(),
+            ))
+        }
     }
 }
 
-fn lock_grant(grant: &Mutex<Grant>) -> std::sync::MutexGuard<'_, Grant> {
-    grant
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+fn lock_ignoring_poison<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The renewing thread's part.
-struct Renewal {
-    api: Api,
-    lock: KvPath,
-    holder: String,
-    timing: LeaseTiming,
-    grant: Arc<Mutex<Grant>>,
-}
-
-impl Renewal {
-    fn run(self, stopped: &mpsc::Receiver<()>) {
-        loop {
-            match stopped.recv_timeout(self.timing.renew_every) {
-                Err(RecvTimeoutError::Timeout) => {
-                    if !self.renew() {
-                        return;
-                    }
+/// The renewing thread: renews every `renew_every` until told to stop or the lease is lost,
+/// then releases it (keeping the refresh tokens still on their way in the entry).
+fn renew_until_stopped(shared: &Shared, stopped: &mpsc::Receiver<()>) {
+    loop {
+        match stopped.recv_timeout(shared.timing.renew_every) {
+            Err(RecvTimeoutError::Timeout) => match shared.write("held", None) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    // Not renewed this time: the lease runs down, and refreshes stop before
+                    // it ends.
+                    tracing::warn!(error = %e, "cannot renew the vault's lease");
                 }
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => return self.release(),
+            },
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                if let Err(e) = shared.write("released", None) {
+                    tracing::debug!(error = %e, "cannot release the vault's lease; it runs out by itself");
+                }
+                return;
             }
-        }
-    }
-
-    /// Renews the lease; `false` once it is lost to another holder.
-    fn renew(&self) -> bool {
-        let version = lock_grant(&self.grant).version;
-        let sent = Instant::now();
-        match self.api.write(
-            &self.lock,
-            &fields(&self.holder, self.timing.ttl, "held"),
-            version,
-        ) {
-            Ok(Written::Stored { version }) => {
-                *lock_grant(&self.grant) = Grant {
-                    version,
-                    until: sent + self.timing.ttl,
-                };
-                true
-            }
-            Ok(Written::Conflict) => {
-                tracing::warn!(lock = %self.lock.kv_name(), "the vault's lease was taken over: no more refreshes under it");
-                lock_grant(&self.grant).until = Instant::now();
-                false
-            }
-            Err(e) => {
-                // Not renewed this time: the lease runs down, and refreshes stop before it ends.
-                tracing::warn!(error = %e, "cannot renew the vault's lease");
-                true
-            }
-        }
-    }
-
-    fn release(&self) {
-        let version = lock_grant(&self.grant).version;
-        let released = self.api.write(
-            &self.lock,
-            &fields(&self.holder, Duration::ZERO, "released"),
-            version,
-        );
-        if let Err(e) = released {
-            tracing::debug!(error = %e, "cannot release the vault's lease; it runs out by itself");
         }
     }
 }
@@ -290,6 +354,29 @@ impl Renewal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_entry_is_trusted_only_as_long_as_the_longest_timeout_allows() {
+        let secret = Secret {
+            fields: fields(
+                "far away pid 1",
+                Duration::from_secs(3 * 86_400),
+                "held",
+                &[],
+            ),
+            version: 1,
+            created: Some(chrono::Utc::now()),
+            server_now: Some(chrono::Utc::now()),
+        };
+        let record = Record::of(&secret).unwrap();
+        assert_eq!(record.ttl, longest_lease());
+        assert!(longest_lease() <= Duration::from_secs(400));
+        assert!(
+            record
+                .describe(&secret)
+                .starts_with("far away pid 1 until ")
+        );
+    }
 
     #[test]
     fn the_lease_outlasts_a_refresh_and_its_save_between_renewals() {

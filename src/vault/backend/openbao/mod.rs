@@ -201,9 +201,8 @@ impl Backend for OpenBaoBackend {
             .clone()
             .unwrap_or_else(|| "another process".into());
         format!(
-            "its lease {} is held by {who}; a lease whose holder died runs out within {}s",
-            self.lock.kv_name(),
-            self.timing.ttl.as_secs()
+            "its lease {} is held by {who} (a holder that dies loses it when its lease runs out)",
+            self.lock.kv_name()
         )
     }
 

@@ -1,0 +1,207 @@
+//! A team vault in a real OpenBao server when the line to it fails: a machine cut off during
+//! the save of a refresh (through a TCP proxy that cuts every connection), a server that is
+//! sealed or out of reach under a running agent, and a vault the agent can no longer decrypt.
+//! No refresh token is sent twice, a valid access token is still handed out from memory, and
+//! nothing spins.
+
+// Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::cutter::Cutter;
+use common::openbao::OpenBao;
+use common::running::Agent;
+use common::{Env, MockServer, assert_one_line_error, stderr, stdout, tool};
+
+/// Short timeouts: a lease of 10 s (see `LeaseTiming`).
+const CONFIG: &str = "http_timeout = \"2s\"\nagent_interval = \"1s\"\n";
+
+fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One request line to the agent listening on `socket`, and its answer.
+fn ask_socket(socket: &std::path::Path, line: &str) -> serde_json::Value {
+    use std::io::{BufRead, BufReader};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    writeln!(stream, "{line}").unwrap();
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply).unwrap();
+    serde_json::from_str(&reply).unwrap()
+}
+
+/// A team vault at `path` with profile `p` on `server`, and a second machine that reaches
+/// OpenBao through `cutter`.
+fn team_behind_cutter(bao: &OpenBao, path: &str, server: &MockServer) -> (Env, Env, Cutter) {
+    let direct = Env::team(bao, path);
+    direct.write_config(CONFIG);
+    direct.authorized_profile("p", server, &[]);
+    let cutter = Cutter::start(bao.port());
+    let location = format!("openbao+http://127.0.0.1:{}/secret/{path}", cutter.port());
+    let cut_off = Env::second_machine_at(bao, &location, &direct);
+    cut_off.write_config(CONFIG);
+    (direct, cut_off, cutter)
+}
+
+#[test]
+fn a_machine_cut_off_during_its_save_keeps_others_from_sending_its_spent_token() {
+    let bao = OpenBao::start();
+    let server = MockServer::start();
+    let (direct, cut_off, cutter) = team_behind_cutter(&bao, "team/cut", &server);
+    let agent = Agent::start(&cut_off, &[]);
+    // The answer takes a while: the line is cut after the refresh token left, before the save.
+    server.set_latency(Duration::from_millis(1500));
+    // The agent refreshes: a process that lives on, holding the answer it could not save.
+    let refreshing = std::thread::spawn({
+        let socket = cut_off.agent_socket();
+        move || ask_socket(&socket, r#"{"v":1,"op":"refresh","profile":"p"}"#)
+    });
+    wait_for(
+        "the record of the refresh on its way",
+        Duration::from_secs(10),
+        || {
+            bao.read("team/cut.lock")["data"]["spending"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        },
+    );
+    cutter.cut();
+    let reply = refreshing.join().unwrap();
+    assert_eq!(reply["ok"], false, "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("keeps them"),
+        "{reply}"
+    );
+    assert_eq!(server.refresh_requests(), 1);
+    server.set_latency(Duration::ZERO);
+
+    // Once the cut-off machine's lease ran out, the other one takes it over and finds the
+    // record: it does not send the refresh token the vault still holds.
+    let out = direct.run(&["refresh", "p"]);
+    assert_one_line_error(&out, "its answer is not saved yet");
+    assert!(
+        stderr(&out).contains(&format!("pid {}", agent.pid())),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        server.refresh_requests(),
+        1,
+        "the spent refresh token was sent again"
+    );
+
+    // Back on line, the machine saves what it holds and clears the record.
+    cutter.restore();
+    let reply = cut_off
+        .ask_agent(r#"{"v":1,"op":"refresh","profile":"p"}"#)
+        .unwrap();
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert!(bao.read("team/cut.lock")["data"]["spending"].is_null());
+    let out = direct.run(&["refresh", "p"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.refresh_requests(), 3);
+    assert!(server.is_refresh_token_valid(&direct.stored("p", "refresh_token")));
+}
+
+#[test]
+fn an_agent_cut_off_from_openbao_or_on_a_sealed_one_hands_out_what_it_holds() {
+    let bao = OpenBao::start();
+    let server = MockServer::start();
+    let (_direct, cut_off, cutter) = team_behind_cutter(&bao, "team/away", &server);
+    let _agent = Agent::start(&cut_off, &[]);
+    let out = cut_off.run(&["token", "p"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let access = stdout(&out).trim().to_string();
+
+    cutter.cut();
+    let started = Instant::now();
+    let out = cut_off.run(&["token", "p"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), access);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let out = cut_off.run(&["refresh", "p"]);
+    assert!(!out.status.success(), "refreshed without the stored vault");
+    assert_eq!(server.refresh_requests(), 0);
+    cutter.restore();
+
+    let sealed = bao.cli(&["operator", "seal"]).output().unwrap();
+    assert!(sealed.status.success(), "{}", stderr(&sealed));
+    let out = cut_off.run(&["token", "p"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), access);
+    assert_eq!(server.refresh_requests(), 0);
+}
+
+#[test]
+fn an_agent_whose_vault_it_cannot_decrypt_any_more_backs_off_and_says_so_once() {
+    let bao = OpenBao::start();
+    let server = MockServer::start();
+    let (_direct, cut_off, cutter) = team_behind_cutter(&bao, "team/lost", &server);
+    let agent = Agent::start(&cut_off, &[]);
+    // A vault sealed to some other key only: this machine cannot open it.
+    let other = cut_off.home().join("other.txt");
+    assert!(
+        tool("age-keygen")
+            .arg("-o")
+            .arg(&other)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let mut age = tool("age")
+        .args(["-e", "-a", "-i"])
+        .arg(&other)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    age.stdin
+        .take()
+        .unwrap()
+        .write_all(b"version = 2\n")
+        .unwrap();
+    let armored = age.wait_with_output().unwrap().stdout;
+    let mut put = bao
+        .cli(&["kv", "put", "secret/team/lost", "age=-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    put.stdin.take().unwrap().write_all(&armored).unwrap();
+    assert!(put.wait().unwrap().success());
+
+    wait_for("the agent's word", Duration::from_secs(10), || {
+        agent.said().contains("cannot decrypt")
+    });
+    let before = cutter.requests();
+    std::thread::sleep(Duration::from_secs(6));
+    let asked = cutter.requests() - before;
+    eprintln!("requests to OpenBao in 6 s with an undecryptable vault: {asked}");
+    // Polling every second would be 6; a spin, thousands.
+    assert!(asked <= 12, "{asked} requests to OpenBao in 6 s");
+    assert_eq!(
+        agent.said().matches("cannot decrypt").count(),
+        1,
+        "{}",
+        agent.said()
+    );
+    let log = cut_off.log_text();
+    assert!(log.len() < 64 * 1024, "the log grew to {} bytes", log.len());
+}
