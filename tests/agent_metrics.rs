@@ -132,3 +132,31 @@ fn bad_metrics_addresses_are_refused_at_start() {
     assert_one_line_error(&out, "cannot serve metrics on 127.0.0.1:");
     assert!(!env.agent_socket().exists(), "the agent did not start");
 }
+
+#[test]
+fn idle_and_trickling_connections_do_not_keep_a_scrape_out() {
+    let server = MockServer::start();
+    let env = Env::new();
+    env.authorized_profile("p", &server, &[]);
+    let port = free_port();
+    let _agent = Agent::start(&env, &["--metrics", &port.to_string()]);
+    scrape(port);
+    // Another local user: 130 connections that send nothing, 16 that trickle a header.
+    let mut idle: Vec<std::net::TcpStream> = (0..130)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    for _ in 0..16 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nX-Slow: ");
+            idle.push(s);
+        }
+    }
+    assert!(idle.len() >= 140, "only {} connections", idle.len());
+    let started = std::time::Instant::now();
+    let text = scrape(port);
+    let took = started.elapsed();
+    eprintln!("a scrape behind 146 idle connections took {took:?}");
+    assert!(text.contains("tokdeck_agent_info"), "{text}");
+    assert!(took < std::time::Duration::from_secs(6), "{took:?}");
+    drop(idle);
+}

@@ -1,6 +1,7 @@
 //! The `/metrics` endpoint: a small HTTP/1.1 server (hyper) under the agent's supervisor.
-//! Each connection has a deadline and at most a few run at once: a scraper that stalls, or a
-//! flood of connections, costs a bounded amount.
+//! Each connection has a deadline (two seconds to send its headers) and a bounded number run at
+//! once: a scraper that stalls, a slowloris or a flood of idle connections from another local
+//! user cost a bounded amount, and a real scrape gets through within seconds.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,8 +19,12 @@ use super::supervisor::Supervisor;
 
 /// How long one connection may last.
 const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
-/// Scrapes served at once; more wait for their turn.
-const AT_ONCE: usize = 8;
+/// How long a client may take to send its request's headers: one that trickles them in (a
+/// slowloris) or sends none holds its turn no longer.
+const HEADER_DEADLINE: Duration = Duration::from_secs(2);
+/// Connections served at once; more wait for their turn. Each costs a small task, and with
+/// the header deadline idle ones give their turn back within two seconds.
+const AT_ONCE: usize = 64;
 
 /// Binds the metrics address; a port in use or an address not of this machine is an error
 /// at start, not a silent absence of metrics.
@@ -50,7 +55,12 @@ pub async fn serve(listener: TcpListener, keeper: Arc<Keeper>, warn: Duration, t
                 let keeper = keeper.clone();
                 async move { Ok::<_, Infallible>(answer(&request, keeper, warn).await) }
             });
+            // One request a connection: a scrape is one GET, and a kept-alive idle
+            // connection would hold a turn.
             let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_DEADLINE)
+                .keep_alive(false)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             let _ = tokio::time::timeout(CONNECTION_DEADLINE, connection).await;
             drop(turn);
