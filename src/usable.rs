@@ -54,6 +54,21 @@ pub enum NoToken {
     },
     #[error(transparent)]
     Vault(#[from] VaultError),
+    /// The stored profile sends its secrets where `add` and `edit` would not (a hand edit, an
+    /// older build): nothing of it is used.
+    #[error(
+        "profile '{name}' breaks a rule ({why}): nothing of it is used; fix it with `tokdeck edit {name}`"
+    )]
+    Broken { name: String, why: String },
+}
+
+/// Checks the stored `profile`, where it is used, against the rules about where its secrets
+/// go ([`crate::vault::validate::check_where_secrets_go`]).
+pub fn check_stored(profile: &Profile) -> Result<(), NoToken> {
+    crate::vault::validate::check_where_secrets_go(profile).map_err(|e| NoToken::Broken {
+        name: crate::display::untrusted(&profile.name).into_owned(),
+        why: e.to_string(),
+    })
 }
 
 fn issued(profile: &Profile, token: &Token, warning: Option<String>) -> Issued {
@@ -199,9 +214,11 @@ fn too_short(name: &str, token: &Token, now: DateTime<Utc>, wanted: Wanted) -> N
 }
 
 fn load(store: &Store, name: &str) -> Result<Profile, NoToken> {
-    Ok(store
+    let profile = store
         .profile(name)?
-        .ok_or_else(|| ProfileError::NotFound(name.to_string()))?)
+        .ok_or_else(|| ProfileError::NotFound(name.to_string()))?;
+    check_stored(&profile)?;
+    Ok(profile)
 }
 
 fn token_of(profile: &Profile) -> Result<&Token, NoToken> {

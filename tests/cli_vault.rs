@@ -1299,3 +1299,36 @@ fn import_replace_never_takes_secrets_to_other_servers() {
     assert!(!out.status.success());
     assert_eq!(other.token_requests(), 0, "a secret went to the new server");
 }
+
+#[test]
+fn a_hand_edit_that_breaks_a_rule_is_refused_where_the_value_is_used() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("p", &server, &[]);
+    let real = env.vault_text();
+    // A variable that makes programs load a library, put in by hand.
+    env.write_vault_text(&real.replace(
+        "[[profile]]\nname = \"p\"\n",
+        "[[profile]]\nname = \"p\"\nenv_var = \"LD_PRELOAD\"\n",
+    ));
+    assert!(env.vault_text().contains("LD_PRELOAD"));
+    let out = env.run(&["exec", "p", "--no-agent", "--", "true"]);
+    assert_one_line_error(&out, "breaks a rule");
+    assert!(stderr(&out).contains("LD_PRELOAD"), "{}", stderr(&out));
+    // A token endpoint in clear text on another host: no secret goes there.
+    let plain = real.replace(&server.base_url(), "http://tokens.example.com");
+    env.write_vault_text(&plain);
+    let calls = server.token_requests();
+    for args in [&["refresh", "p"][..], &["token", "p", "--no-agent"]] {
+        let out = env.run(args);
+        assert_one_line_error(&out, "breaks a rule");
+        assert!(
+            stderr(&out).contains("refusing http://"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(server.token_requests(), calls);
+    // The listing still shows it, so it can be fixed.
+    assert!(stdout(&env.run(&["status"])).contains('p'));
+}

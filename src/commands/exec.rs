@@ -30,6 +30,10 @@ pub fn replace_with(issued: &Issued, args: &ExecArgs) -> anyhow::Result<i32> {
         .clone()
         .or_else(|| issued.env_var.clone())
         .unwrap_or_else(|| DEFAULT_VAR.into());
+    // Checked where it is used, whichever way it came (the command line, the vault, the
+    // agent): a variable that makes programs load code never gets a token.
+    let var = crate::vault::validate::validate_env_var(&var)
+        .map_err(|e| anyhow!("{e}: nothing was run"))?;
     let (program, rest) = args
         .command
         .split_first()

@@ -49,6 +49,23 @@ pub fn validate_name(name: &str) -> Result<(), Invalid> {
 /// scopes, notes, extra authorize parameters and `exec` variable.
 pub fn check_profile(p: &crate::vault::Profile) -> Result<(), Invalid> {
     validate_name(&p.name)?;
+    check_where_secrets_go(p)?;
+    if !p.redirect_uri.is_empty() {
+        validate_redirect_uri(&p.redirect_uri)?;
+    }
+    validate_client_id(&p.client_id)?;
+    validate_scopes(&p.scope_string())?;
+    validate_notes(&p.notes)?;
+    for (key, value) in &p.authorize_params {
+        check_authorize_param(key, value)?;
+    }
+    Ok(())
+}
+
+/// The rules about where a profile's secrets go, checked again wherever a stored profile is
+/// used (a hand edit or an older build may hold anything): its endpoints and issuer (no plain
+/// http:// off this machine) and its `exec` variable (none that makes programs load code).
+pub fn check_where_secrets_go(p: &crate::vault::Profile) -> Result<(), Invalid> {
     let e = &p.endpoints;
     if !e.explicit || !e.base_url.is_empty() {
         validate_base_url(&e.base_url)?;
@@ -67,15 +84,6 @@ pub fn check_profile(p: &crate::vault::Profile) -> Result<(), Invalid> {
     }
     if let Some(issuer) = &p.issuer {
         validate_endpoint_url("issuer", issuer)?;
-    }
-    if !p.redirect_uri.is_empty() {
-        validate_redirect_uri(&p.redirect_uri)?;
-    }
-    validate_client_id(&p.client_id)?;
-    validate_scopes(&p.scope_string())?;
-    validate_notes(&p.notes)?;
-    for (key, value) in &p.authorize_params {
-        check_authorize_param(key, value)?;
     }
     if let Some(var) = &p.env_var {
         validate_env_var(var)?;

@@ -352,14 +352,20 @@ impl Worker {
         self.blocking(Store::lease).await
     }
 
+    /// The stored profile `name`, checked against the rules `add` and `edit` enforce: a job
+    /// never sends a secret for a profile that breaks one (a hand edit, a planted value).
     pub(in crate::worker) async fn current(&self, name: &str) -> Result<Profile, JobError> {
         let wanted = name.to_string();
-        self.blocking(move |store| store.profile(&wanted))
+        let profile = self
+            .blocking(move |store| store.profile(&wanted))
             .await?
             .ok_or_else(|| {
                 let missing = crate::vault::ProfileError::NotFound(name.to_string());
                 JobError::new(FailureKind::Precondition, missing.to_string())
-            })
+            })?;
+        crate::usable::check_stored(&profile)
+            .map_err(|e| JobError::new(FailureKind::Precondition, e.to_string()))?;
+        Ok(profile)
     }
 
     /// Applies `change` to the stored profile and saves atomically (possibly in one write
