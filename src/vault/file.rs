@@ -77,6 +77,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8], keep_backup: bool) -> Result<(), 
         .map_err(io_err("sync folder", &dir))
 }
 
+/// Replaces `path` with `bytes` by rename, so every reader sees the old or the new content
+/// whole, without waiting for the disk: for what matters only while this machine runs (the
+/// records of refresh tokens on their way, which lapse with their process). A full disk or a
+/// read-only folder still fails it.
+pub fn write_visible(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tokdeck-")
+        .suffix(".tmp")
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(&dir)
+        .map_err(io_err("create a temporary file in", &dir))?;
+    tmp.write_all(bytes).map_err(io_err("write", tmp.path()))?;
+    tmp.persist(path).map_err(|e| VaultError::Io {
+        action: "replace",
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(())
+}
+
 /// `<vault>.bak`
 pub fn backup_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();

@@ -23,4 +23,4 @@ pub use model::{
     AuthMethod, CheckResult, Endpoints, GrantType, OwnerType, PendingAuth, Profile, ProfileError,
     Provider, ServerMetadata, Token, VaultData,
 };
-pub use store::{Lease, Store};
+pub use store::{Lease, Spending, Store};

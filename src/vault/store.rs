@@ -17,8 +17,8 @@ use super::text::Text;
 mod lease;
 
 use super::trust::{Pinned, Pins, give_members_secret, membership, membership_of};
-pub use lease::Lease;
 use lease::LeaseState;
+pub use lease::{Lease, Spending};
 
 fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)

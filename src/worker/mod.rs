@@ -10,6 +10,7 @@
 mod error;
 mod held;
 mod jobs;
+mod recorder;
 mod runner;
 mod saver;
 

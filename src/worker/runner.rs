@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::JobError;
 use super::held::{HeldToken, Placement, Replacing, Spending};
+use super::recorder::{RecordRequest, spawn_recorder};
 use super::saver::{SaveRequest, spawn_saver};
 use super::{Event, FailureKind, Job, JobId, Outcome, WorkerConfig};
 use crate::audit::{Action, Prints, prints_of};
@@ -35,16 +36,22 @@ pub struct Worker {
     unsaved: Mutex<HashMap<String, HeldToken>>,
     /// Where each job's end is recorded, when anywhere.
     audit: Option<crate::audit::AuditLog>,
-    /// This machine's name, in the records of refresh tokens on their way.
-    host: String,
+    /// Writes the records of refresh tokens on their way ([`super::recorder`]).
+    records: mpsc::UnboundedSender<RecordRequest>,
     /// See [`WorkerConfig::one_shot`].
     one_shot: bool,
 }
 
 impl Worker {
     pub fn new(config: WorkerConfig, events: mpsc::UnboundedSender<Event>) -> Self {
+        let records = spawn_recorder(
+            config.store.clone(),
+            crate::platform::host_name(),
+            config.clock.clone(),
+        );
         Self {
             saves: spawn_saver(config.store.clone()),
+            records,
             store: config.store,
             // Requests to each server are bounded by the client's adaptive windows.
             client: config
@@ -56,28 +63,27 @@ impl Worker {
             spent: Mutex::default(),
             unsaved: Mutex::default(),
             audit: config.audit,
-            host: crate::platform::host_name(),
             one_shot: config.one_shot,
         }
     }
 
-    /// Records, beside the vault, that the refresh token `spending` names leaves now; refuses
-    /// when another process sent it and has not saved its answer, and when the record cannot
-    /// be written (a store that takes no writes could not keep the answer either).
+    /// Records, beside the vault, that the refresh token `spending` names leaves now;
+    /// refuses when another process sent it and has not saved its answer, and when the record
+    /// cannot be written (a store that takes no writes could not keep the answer either).
+    /// Written by the recorder, with other jobs' records ([`super::recorder`]).
     pub(in crate::worker) async fn intend_to_spend(
         &self,
         name: &str,
-        lease: &Lease,
         spending: &Spending,
     ) -> Result<(), JobError> {
-        let (lease, print, host) = (lease.clone(), spending.0.clone(), self.host.clone());
-        let now = self.clock.now();
-        let standing = tokio::task::spawn_blocking(move || {
-            lease.intend_to_spend(&print, (&host, std::process::id()), now)
-        })
-        .await
-        .map_err(|e| JobError::internal(format!("internal error: {e}")))?
-        .map_err(|e| {
+        let (reply, answer) = oneshot::channel();
+        let request = RecordRequest::Intend {
+            print: spending.0.clone(),
+            reply,
+        };
+        let stopped = || JobError::internal("internal error: the recorder stopped");
+        self.records.send(request).map_err(|_| stopped())?;
+        let standing = answer.await.map_err(|_| stopped())?.map_err(|e| {
             JobError::new(
                 FailureKind::Storage,
                 format!(
@@ -99,10 +105,16 @@ impl Worker {
     }
 
     /// Clears the record of `spending`: its answer is saved, or it never left.
-    pub(in crate::worker) async fn settle(&self, lease: &Lease, spending: Spending) {
-        let lease = lease.clone();
-        let settled = tokio::task::spawn_blocking(move || lease.settle(&spending.0)).await;
-        if let Ok(Err(e)) = settled {
+    pub(in crate::worker) async fn settle(&self, spending: Spending) {
+        let (reply, answer) = oneshot::channel();
+        let request = RecordRequest::Settle {
+            print: spending.0,
+            reply,
+        };
+        if self.records.send(request).is_err() {
+            return;
+        }
+        if let Ok(Err(e)) = answer.await {
             tracing::warn!(error = %e, "cannot clear the record of a refresh whose answer is saved");
         }
     }
@@ -123,7 +135,7 @@ impl Worker {
         let Some(held) = self.unsaved().get(name).cloned() else {
             return Ok(());
         };
-        let lease = self.lease().await?;
+        let _lease = self.lease().await?;
         match self
             .save_over(name, &held.token, held.replacing.retry())
             .await
@@ -146,7 +158,7 @@ impl Worker {
         }
         self.unsaved().remove(name);
         if let Some(spending) = held.spending {
-            self.settle(&lease, spending).await;
+            self.settle(spending).await;
         }
         Ok(())
     }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Backend, HeldLease, Intent, LeaseGuard, STAMP_BYTES, Stamp, Stored, Version};
 use crate::vault::error::VaultError;
-use crate::vault::file::{backup_path, io_err, lock_path, write_atomic};
+use crate::vault::file::{backup_path, io_err, lock_path, write_atomic, write_visible};
 use crate::vault::location::Location;
 
 /// A vault kept in a file.
@@ -88,7 +88,9 @@ impl HeldLease for FileLease {
             };
         }
         let bytes = serde_json::to_vec(intents).map_err(|e| VaultError::Encrypt(e.to_string()))?;
-        write_atomic(&self.intents, &bytes, false)
+        // No fsync: a record matters only while its process runs, and one of a process that
+        // is gone lapses anyway.
+        write_visible(&self.intents, &bytes)
     }
 }
 

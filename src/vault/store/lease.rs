@@ -30,69 +30,71 @@ impl Lease {
     }
 }
 
-/// Another share of the same lease (held until every share is dropped): for blocking work
-/// under it on another thread.
-impl Clone for Lease {
-    fn clone(&self) -> Self {
-        lock_ignoring_poison(&self.state).holders += 1;
-        Self {
-            state: self.state.clone(),
-        }
-    }
+/// Changes to the records of refresh tokens on their way ([`Intent`]), written together.
+#[derive(Debug)]
+pub struct Spending<'a> {
+    /// Prints of refresh tokens about to be sent by this process.
+    pub intend: &'a [String],
+    /// Prints whose answers are saved, or that never left.
+    pub settle: &'a [String],
+    /// This process: its machine and pid.
+    pub host: &'a str,
+    pub pid: u32,
+    pub now: chrono::DateTime<chrono::Utc>,
 }
 
 impl Lease {
-    /// Records, where every process and machine sharing the vault sees it, that process `pid`
-    /// of `host` is about to send the refresh token printed `print` ([`Intent`]). When another
-    /// process's record for it stands ([`Intent::stands_against`]), nothing is recorded and
-    /// that record is returned: the token must not be sent. Recording is also the check that
-    /// the store takes writes now.
-    pub fn intend_to_spend(
+    /// Applies `spending` where every process and machine sharing the vault sees it, in one
+    /// write: settled records go, and each refresh token to be sent is recorded, unless
+    /// another process's record for it stands ([`Intent::stands_against`]), which is then
+    /// returned in its place: that token must not be sent. Recording is also the check that
+    /// the store takes writes now: when the write fails, nothing may be sent.
+    pub fn record_spending(
         &self,
-        print: &str,
-        (host, pid): (&str, u32),
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Option<Intent>, VaultError> {
+        spending: &Spending<'_>,
+    ) -> Result<Vec<Option<Intent>>, VaultError> {
+        let Spending {
+            intend,
+            settle,
+            host,
+            pid,
+            now,
+        } = *spending;
         let state = lock_ignoring_poison(&self.state);
         let Some(guard) = state.guard.as_ref() else {
-            return Ok(None);
+            return Ok(vec![None; intend.len()]);
         };
         let mut intents = guard.intents()?;
+        let before = intents.clone();
         // Records of gone processes of this machine, and old ones, are dropped.
         let own = |i: &Intent| i.host == host && i.pid == pid;
         intents.retain(|i| {
-            now - i.since < INTENT_STANDS_FOR && (own(i) || i.stands_against(host, pid))
+            now - i.since < INTENT_STANDS_FOR
+                && (own(i) || i.stands_against(host, pid))
+                && !(own(i) && settle.contains(&i.print))
         });
-        if let Some(standing) = intents
-            .iter()
-            .find(|i| i.print == print && i.stands_against(host, pid))
-        {
-            return Ok(Some(standing.clone()));
+        let mut answers = Vec::with_capacity(intend.len());
+        for print in intend {
+            if let Some(standing) = intents
+                .iter()
+                .find(|i| &i.print == print && i.stands_against(host, pid))
+            {
+                answers.push(Some(standing.clone()));
+                continue;
+            }
+            intents.retain(|i| &i.print != print);
+            intents.push(Intent {
+                print: print.clone(),
+                host: host.to_string(),
+                pid,
+                since: now,
+            });
+            answers.push(None);
         }
-        intents.retain(|i| i.print != print);
-        intents.push(Intent {
-            print: print.to_string(),
-            host: host.to_string(),
-            pid,
-            since: now,
-        });
-        guard.record_intents(&intents).map(|()| None)
-    }
-
-    /// Clears the record of the refresh token printed `print`: its answer is saved, or it
-    /// never left.
-    pub fn settle(&self, print: &str) -> Result<(), VaultError> {
-        let state = lock_ignoring_poison(&self.state);
-        let Some(guard) = state.guard.as_ref() else {
-            return Ok(());
-        };
-        let mut intents = guard.intents()?;
-        let before = intents.len();
-        intents.retain(|i| i.print != print);
-        if intents.len() == before {
-            return Ok(());
+        if intents != before {
+            guard.record_intents(&intents)?;
         }
-        guard.record_intents(&intents)
+        Ok(answers)
     }
 }
 

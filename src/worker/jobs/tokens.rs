@@ -96,14 +96,14 @@ impl Worker {
             ));
         }
         let intent = Spending::of(&fingerprint);
-        self.intend_to_spend(&profile.name, lease, &intent).await?;
+        self.intend_to_spend(&profile.name, &intent).await?;
         let may_send = || lease.may_spend();
         let response = match self.client.refresh(profile, refresh_token, &may_send).await {
             Ok(response) => response,
             Err(e) => {
                 // No new token reached this process, so none waits here to be saved: the
                 // record has nothing left to protect.
-                self.settle(lease, intent).await;
+                self.settle(intent).await;
                 return Err(e.into());
             }
         };
@@ -121,7 +121,7 @@ impl Worker {
                 Some(intent.clone()),
             )
             .await?;
-        self.settle(lease, intent).await;
+        self.settle(intent).await;
         Ok((Outcome::NewToken, Some(saved)))
     }
 
