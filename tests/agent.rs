@@ -380,15 +380,8 @@ fn a_save_that_fails_for_a_while_loses_no_token() {
 fn a_token_held_after_a_failed_save_never_overwrites_a_newer_login() {
     let env = Env::new();
     let server = MockServer::start();
-    env.authorized_profile("p", &server, &[]);
-    let _agent = Agent::start(&env);
-    let blocker = save_blocker(&env);
+    let (_agent, blocker) = agent_holding_an_unsaved_token(&env, &server);
     let refresh = r#"{"v":1,"op":"refresh","profile":"p"}"#;
-    let reply = ask(&env, refresh).unwrap();
-    assert!(
-        reply["error"].as_str().unwrap().contains("keeps them"),
-        "{reply}"
-    );
     let held = server.last_refresh_token().unwrap();
     std::fs::remove_dir_all(&blocker).unwrap();
     // The user authorizes again, as the error told them to, from another process.
@@ -418,15 +411,8 @@ fn a_token_held_after_a_failed_save_never_overwrites_a_newer_login() {
 fn a_refresh_token_whose_answer_another_process_holds_unsaved_is_not_sent_again() {
     let env = Env::new();
     let server = MockServer::start();
-    env.authorized_profile("p", &server, &[]);
-    let agent = Agent::start(&env);
-    let blocker = save_blocker(&env);
+    let (agent, blocker) = agent_holding_an_unsaved_token(&env, &server);
     let refresh = r#"{"v":1,"op":"refresh","profile":"p"}"#;
-    let reply = ask(&env, refresh).unwrap();
-    assert!(
-        reply["error"].as_str().unwrap().contains("keeps them"),
-        "{reply}"
-    );
     assert_eq!(server.refresh_requests(), 1);
     let spending = env.home().join("data/tokdeck/vault.age.spending");
     assert!(spending.exists(), "no record of the refresh on its way");
@@ -488,6 +474,20 @@ fn a_refresh_that_cannot_be_recorded_first_is_not_sent() {
     let out = env.run(&["refresh", "p", "--no-agent"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(server.refresh_requests(), 1);
+}
+
+/// Profile `p` on `server`, and an agent whose refresh of it got a new token it could not save
+/// (it holds it): the agent, and what blocks the saves.
+fn agent_holding_an_unsaved_token(env: &Env, server: &MockServer) -> (Agent, std::path::PathBuf) {
+    env.authorized_profile("p", server, &[]);
+    let agent = Agent::start(env);
+    let blocker = save_blocker(env);
+    let reply = ask(env, r#"{"v":1,"op":"refresh","profile":"p"}"#).unwrap();
+    assert!(
+        reply["error"].as_str().unwrap().contains("keeps them"),
+        "{reply}"
+    );
+    (agent, blocker)
 }
 
 /// A folder where the vault's backup goes: every save fails, even for root, until the folder

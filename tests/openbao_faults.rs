@@ -10,13 +10,13 @@
 mod common;
 
 use std::io::Write;
-use std::process::Stdio;
+
 use std::time::{Duration, Instant};
 
 use common::cutter::Cutter;
 use common::openbao::OpenBao;
 use common::running::Agent;
-use common::{Env, MockServer, assert_one_line_error, stderr, stdout, tool};
+use common::{Env, MockServer, assert_one_line_error, stderr, stdout};
 
 /// Short timeouts: a lease of 10 s (see `LeaseTiming`).
 const CONFIG: &str = "http_timeout = \"2s\"\nagent_interval = \"1s\"\n";
@@ -155,37 +155,11 @@ fn an_agent_whose_vault_it_cannot_decrypt_any_more_backs_off_and_says_so_once() 
     let (_direct, cut_off, cutter) = team_behind_cutter(&bao, "team/lost", &server);
     let agent = Agent::start(&cut_off, &[]);
     // A vault sealed to some other key only: this machine cannot open it.
-    let other = cut_off.home().join("other.txt");
-    assert!(
-        tool("age-keygen")
-            .arg("-o")
-            .arg(&other)
-            .output()
-            .unwrap()
-            .status
-            .success()
+    let (_other, other) = common::keygen(cut_off.home(), "other.txt");
+    bao.put_vault(
+        "team/lost",
+        &common::age_encrypt("version = 2\n", &[&other], true),
     );
-    let mut age = tool("age")
-        .args(["-e", "-a", "-i"])
-        .arg(&other)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    age.stdin
-        .take()
-        .unwrap()
-        .write_all(b"version = 2\n")
-        .unwrap();
-    let armored = age.wait_with_output().unwrap().stdout;
-    let mut put = bao
-        .cli(&["kv", "put", "secret/team/lost", "age=-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    put.stdin.take().unwrap().write_all(&armored).unwrap();
-    assert!(put.wait().unwrap().success());
 
     wait_for("the agent's word", Duration::from_secs(10), || {
         agent.said().contains("cannot decrypt")

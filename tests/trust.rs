@@ -17,19 +17,7 @@ use std::process::Stdio;
 
 use common::openbao::OpenBao;
 use common::running::Agent;
-use common::{Env, MockServer, assert_one_line_error, stderr, stdout, tool};
-
-/// A new age key in `dir`: (identity file, public key).
-fn keygen(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
-    let file = dir.join(name);
-    let out = tool("age-keygen").arg("-o").arg(&file).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let said = String::from_utf8(out.stderr).unwrap();
-    (
-        file,
-        said.trim().trim_start_matches("Public key: ").to_string(),
-    )
-}
+use common::{Env, MockServer, age_encrypt, assert_one_line_error, keygen, stderr, stdout, tool};
 
 /// The public key of the identity file `file`.
 fn public_key(file: &Path) -> String {
@@ -54,32 +42,6 @@ fn planted_text(real: &str, server: &MockServer, theirs: &MockServer, planter: &
         })
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// `text` encrypted by the age CLI to `recipients`, armored when `armor`.
-fn age_encrypt(text: &str, recipients: &[&str], armor: bool) -> Vec<u8> {
-    let mut age = tool("age");
-    age.arg("-e");
-    if armor {
-        age.arg("-a");
-    }
-    for r in recipients {
-        age.arg("-r").arg(r);
-    }
-    let mut child = age
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "age -e failed");
-    out.stdout
 }
 
 /// `ciphertext` decrypted by the age CLI with `identity`, if it can.
@@ -170,15 +132,7 @@ fn a_team_vault_planted_in_openbao_gets_no_token_from_a_running_agent() {
     let planted_plain = planted_text(&env.vault_text(), &server, &theirs, &planter);
     let planted = age_encrypt(&planted_plain, &[&member, &planter], true);
     // The planter may write the KV path: a plain `bao kv put`.
-    let mut put = bao
-        .cli(&["kv", "put", "secret/team/planted", "age=-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    put.stdin.take().unwrap().write_all(&planted).unwrap();
-    assert!(put.wait_with_output().unwrap().status.success());
+    bao.put_vault("team/planted", &planted);
     let planted_version = bao.read("team/planted")["metadata"]["version"].clone();
 
     // The agent hands out the access token it holds, with a warning, and refreshes nothing.

@@ -42,15 +42,9 @@ pub fn allowed(no_agent_flag: bool) -> bool {
     !no_agent_flag && !off
 }
 
-/// The vault as the agent and its clients compare it: a file by its absolute path.
+/// The vault as the agent and its clients compare it ([`Location::canonical`]).
 pub fn canonical(vault: &Location) -> String {
-    match vault {
-        Location::File(path) => std::fs::canonicalize(path)
-            .unwrap_or_else(|_| path.clone())
-            .display()
-            .to_string(),
-        Location::OpenBao(kv) => kv.to_string(),
-    }
+    vault.canonical()
 }
 
 /// One agent per vault on this machine: an exclusive lock on `<vault>.agent` beside a vault

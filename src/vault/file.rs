@@ -37,17 +37,7 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), VaultError> {
 /// temp file in the same folder (0600), fsync, optional hard-link backup of the old file
 /// to `<path>.bak`, rename, fsync of the folder.
 pub fn write_atomic(path: &Path, bytes: &[u8], keep_backup: bool) -> Result<(), VaultError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    ensure_private_dir(&dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tokdeck-")
-        .suffix(".tmp")
-        .permissions(fs::Permissions::from_mode(0o600))
-        .tempfile_in(&dir)
-        .map_err(io_err("create a temporary file in", &dir))?;
+    let (dir, mut tmp) = temp_beside(path)?;
     tmp.write_all(bytes)
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(io_err("write", tmp.path()))?;
@@ -77,21 +67,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8], keep_backup: bool) -> Result<(), 
         .map_err(io_err("sync folder", &dir))
 }
 
-/// Replaces `path` with `bytes` by rename, so every reader sees the old or the new content
-/// whole, without waiting for the disk: for what matters only while this machine runs (the
-/// records of refresh tokens on their way, which lapse with their process). A full disk or a
-/// read-only folder still fails it.
-pub fn write_visible(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
+/// A new private temp file in the (private) folder of `path`, swept by the next lease holder
+/// if this process dies before renaming it; and that folder.
+fn temp_beside(path: &Path) -> Result<(PathBuf, tempfile::NamedTempFile), VaultError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let mut tmp = tempfile::Builder::new()
+    ensure_private_dir(&dir)?;
+    let tmp = tempfile::Builder::new()
         .prefix(".tokdeck-")
         .suffix(".tmp")
         .permissions(fs::Permissions::from_mode(0o600))
         .tempfile_in(&dir)
         .map_err(io_err("create a temporary file in", &dir))?;
+    Ok((dir, tmp))
+}
+
+/// Replaces `path` with `bytes` by rename, so every reader sees the old or the new content
+/// whole, without waiting for the disk: for what matters only while this machine runs (the
+/// records of refresh tokens on their way, which lapse with their process). A full disk or a
+/// read-only folder still fails it.
+pub fn write_visible(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
+    let (_, mut tmp) = temp_beside(path)?;
     tmp.write_all(bytes).map_err(io_err("write", tmp.path()))?;
     tmp.persist(path).map_err(|e| VaultError::Io {
         action: "replace",

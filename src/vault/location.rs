@@ -84,6 +84,18 @@ pub enum BadLocation {
 }
 
 impl Location {
+    /// The vault as processes compare it: a file by its absolute path (links resolved), a
+    /// KV secret by its address.
+    pub fn canonical(&self) -> String {
+        match self {
+            Self::File(path) => std::fs::canonicalize(path)
+                .unwrap_or_else(|_| path.clone())
+                .display()
+                .to_string(),
+            Self::OpenBao(kv) => kv.to_string(),
+        }
+    }
+
     /// Reads a location as given on the command line, in the environment or in the config.
     pub fn parse(named: &Path) -> Result<Self, BadLocation> {
         let text = named.to_string_lossy();

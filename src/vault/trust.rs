@@ -201,13 +201,7 @@ impl Pins {
 
 /// The address a pin is kept under: a file's canonical path, or the KV path.
 pub fn pin_name(location: &Location) -> String {
-    match location {
-        Location::File(path) => std::fs::canonicalize(path)
-            .unwrap_or_else(|_| path.clone())
-            .display()
-            .to_string(),
-        Location::OpenBao(kv) => kv.to_string(),
-    }
+    location.canonical()
 }
 
 /// This machine's pin of one vault, as an open store holds it.

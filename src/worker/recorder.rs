@@ -38,13 +38,7 @@ pub fn spawn_recorder(
     let (tx, mut rx) = mpsc::unbounded_channel::<RecordRequest>();
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(more) => batch.push(more),
-                    Err(_) => break,
-                }
-            }
+            let batch = super::saver::batch_from(first, &mut rx, MAX_BATCH);
             let (store, host, now) = (store.clone(), host.clone(), clock.now());
             let (intend, settle) = prints(&batch);
             let written = tokio::task::spawn_blocking(move || {

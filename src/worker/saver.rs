@@ -20,6 +20,18 @@ pub struct SaveRequest {
 /// Most changes written in one save.
 const MAX_BATCH: usize = 512;
 
+/// `first` and whatever else waits in `rx` already, up to `max` in all: what one write takes.
+pub fn batch_from<T>(first: T, rx: &mut mpsc::UnboundedReceiver<T>, max: usize) -> Vec<T> {
+    let mut batch = vec![first];
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(more) => batch.push(more),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
 /// Group commit: one task owns writing. It takes every change waiting in the queue, applies
 /// them all, saves the vault once, and only then answers each job. Under load many tokens
 /// share one write, and no job hears "saved" before its token is on disk.
@@ -27,13 +39,7 @@ pub fn spawn_saver(store: Arc<Store>) -> mpsc::UnboundedSender<SaveRequest> {
     let (tx, mut rx) = mpsc::unbounded_channel::<SaveRequest>();
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(more) => batch.push(more),
-                    Err(_) => break,
-                }
-            }
+            let batch = batch_from(first, &mut rx, MAX_BATCH);
             tracing::debug!(changes = batch.len(), "saving the vault");
             let (changes, replies): (Vec<_>, Vec<_>) = batch
                 .into_iter()

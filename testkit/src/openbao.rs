@@ -150,6 +150,22 @@ impl OpenBao {
         cmd
     }
 
+    /// Writes `armored` as the vault at `path` under `secret/`, as `bao kv put PATH age=-`
+    /// does (no check-and-set: whoever may write the path can).
+    pub fn put_vault(&self, path: &str, armored: &[u8]) {
+        use std::io::Write;
+        let mut put = self
+            .cli(&["kv", "put", &format!("secret/{path}"), "age=-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        put.stdin.take().unwrap().write_all(armored).unwrap();
+        let out = put.wait_with_output().unwrap();
+        assert!(out.status.success(), "bao kv put: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// The server's log, for failure messages.
     pub fn log(&self) -> String {
         self.fixture.file("stderr.txt")

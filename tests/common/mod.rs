@@ -421,3 +421,41 @@ impl Jitter {
         self.0 % bound
     }
 }
+
+/// A new age key in `dir`: (identity file, public key).
+pub fn keygen(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
+    let file = dir.join(name);
+    let out = tool("age-keygen").arg("-o").arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8(out.stderr).unwrap();
+    (
+        file,
+        said.trim().trim_start_matches("Public key: ").to_string(),
+    )
+}
+
+/// `text` encrypted by the age CLI to `recipients`, armored when `armor`.
+pub fn age_encrypt(text: &str, recipients: &[&str], armor: bool) -> Vec<u8> {
+    let mut age = tool("age");
+    age.arg("-e");
+    if armor {
+        age.arg("-a");
+    }
+    for r in recipients {
+        age.arg("-r").arg(r);
+    }
+    let mut child = age
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "age -e failed");
+    out.stdout
+}
