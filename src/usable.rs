@@ -214,9 +214,7 @@ fn too_short(name: &str, token: &Token, now: DateTime<Utc>, wanted: Wanted) -> N
 }
 
 fn load(store: &Store, name: &str) -> Result<Profile, NoToken> {
-    let profile = store
-        .profile(name)?
-        .ok_or_else(|| ProfileError::NotFound(name.to_string()))?;
+    let profile = store.profile(name)?.ok_or_else(|| store.missing(name))?;
     check_stored(&profile)?;
     Ok(profile)
 }

@@ -1332,3 +1332,22 @@ fn a_hand_edit_that_breaks_a_rule_is_refused_where_the_value_is_used() {
     // The listing still shows it, so it can be fixed.
     assert!(stdout(&env.run(&["status"])).contains('p'));
 }
+
+#[test]
+fn a_mistyped_name_gets_the_closest_profile_suggested() {
+    let env = Env::new();
+    let server = MockServer::start();
+    env.authorized_profile("loop", &server, &[]);
+    for args in [
+        &["token", "lop", "--no-agent"][..],
+        &["refresh", "lop"],
+        &["edit", "lop", "--notes", "x"],
+        &["export", "LOOP"],
+        &["remove", "lopo"],
+    ] {
+        let out = env.run(args);
+        assert_one_line_error(&out, "did you mean 'loop'?");
+    }
+    let out = env.run(&["token", "payroll", "--no-agent"]);
+    assert_one_line_error(&out, "no profile named 'payroll': see `tokdeck status`");
+}

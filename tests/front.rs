@@ -64,6 +64,9 @@ fn a_running_agent_answers_token_exec_and_status_without_the_whole_program() {
     let out = run(&env, &front, &["token", "nope"]);
     assert_eq!(out.status.code(), Some(1));
     assert_one_line_error(&out, "no profile named 'nope'");
+    // With the closest name, from the agent as from the vault.
+    let out = run(&env, &front, &["token", "pp"]);
+    assert_one_line_error(&out, "did you mean 'p'?");
 
     // Anything else is the whole program's, and it is not there.
     for args in [&["--version"][..], &["refresh", "p"], &["token"]] {

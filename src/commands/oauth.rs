@@ -15,7 +15,7 @@ use crate::context::Context;
 use crate::duration::format_countdown;
 use crate::oauth::listener::loopback_target;
 use crate::usable::{self, Issued};
-use crate::vault::{Profile, ProfileError, Store};
+use crate::vault::{Profile, Store};
 use crate::worker::{Command, Event, Job, Outcome};
 
 /// A job that failed: its profile and the message.
@@ -68,9 +68,7 @@ async fn run_jobs(
 }
 
 fn profile_named(store: &Store, name: &str) -> anyhow::Result<Profile> {
-    Ok(store
-        .profile(name)?
-        .ok_or_else(|| ProfileError::NotFound(name.to_string()))?)
+    Ok(store.profile(name)?.ok_or_else(|| store.missing(name))?)
 }
 
 fn validity(profile: Option<&Profile>, now: chrono::DateTime<chrono::Utc>) -> String {

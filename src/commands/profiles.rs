@@ -220,7 +220,7 @@ pub async fn edit(ctx: &Context, args: &EditArgs) -> anyhow::Result<()> {
     let store = ctx.open_store()?;
     let mut profile = store
         .profile(&args.name)?
-        .ok_or_else(|| ProfileError::NotFound(args.name.clone()))?;
+        .ok_or_else(|| store.missing(&args.name))?;
     if let Some(new) = &args.rename {
         validate_name(new)?;
         profile.name.clone_from(new);

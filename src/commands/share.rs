@@ -41,7 +41,7 @@ pub fn export(ctx: &Context, args: &ExportArgs) -> anyhow::Result<()> {
     let data = store.snapshot()?;
     for name in &args.names {
         if data.profile(name).is_none() {
-            bail!("no profile named '{name}': see `tokdeck status`");
+            return Err(data.missing(name).into());
         }
     }
     let profiles = data

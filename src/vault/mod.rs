@@ -7,6 +7,7 @@ pub mod error;
 pub mod file;
 pub mod location;
 pub mod model;
+pub mod names;
 pub mod parse;
 pub mod rollback;
 pub mod scan;

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use super::connection::{AuthMethod, Endpoints, GrantType, ServerMetadata};
+pub use super::names::ProfileError;
 
 /// The vault format this build reads and writes: 2 added the members' secret, which earlier
 /// builds would refuse as an unknown field (they refuse a newer format with a clearer word).
@@ -50,6 +51,11 @@ impl Default for VaultData {
 }
 
 impl VaultData {
+    /// The error for a name no profile has, with the closest one when there is one.
+    pub fn missing(&self, name: &str) -> ProfileError {
+        ProfileError::missing(name, self.profiles.iter().map(|p| p.name.as_str()))
+    }
+
     /// The profile called `name`, if any.
     pub fn profile(&self, name: &str) -> Option<&Profile> {
         self.profiles.iter().find(|p| p.name == name)
@@ -96,7 +102,7 @@ impl VaultData {
             .profiles
             .iter()
             .position(|p| p.name == name)
-            .ok_or_else(|| ProfileError::NotFound(name.to_string()))?;
+            .ok_or_else(|| self.missing(name))?;
         Ok(self.profiles.remove(at))
     }
 }
@@ -128,17 +134,6 @@ impl VaultData {
         }
         found
     }
-}
-
-/// Why a change to the profile list was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProfileError {
-    #[error(
-        "a profile named '{0}' already exists (names are compared ignoring case): choose another name, or `tokdeck remove {0}` first"
-    )]
-    NameTaken(String),
-    #[error("no profile named '{0}': see `tokdeck status`")]
-    NotFound(String),
 }
 
 /// Which server a profile talks to.

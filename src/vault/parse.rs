@@ -117,6 +117,11 @@ fn locate(text: Zeroizing<String>) -> Result<Located, Zeroizing<String>> {
 }
 
 impl Located {
+    /// The profiles' names, as located.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.index.keys().map(String::as_str)
+    }
+
     /// The public recipients the head lists.
     pub fn recipients(&self) -> &[String] {
         &self.recipients

@@ -149,6 +149,19 @@ impl Content {
         }
     }
 
+    /// The profiles' names.
+    pub(super) fn names(&self) -> Vec<&str> {
+        match self {
+            Self::Located(located) => located.names().collect(),
+            Self::Parsed(loaded) => loaded
+                .data
+                .profiles
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect(),
+        }
+    }
+
     /// The members' secret, and the mark of the one it replaced.
     pub(super) fn members_secret(&self) -> (Option<&SecretString>, Option<&str>) {
         match self {

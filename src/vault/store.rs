@@ -207,6 +207,13 @@ impl Store {
         snap.content.profile(name, self.location())
     }
 
+    /// The error for a name no profile has, with the closest one when there is one; the
+    /// names are read without parsing the profiles.
+    pub fn missing(&self, name: &str) -> super::ProfileError {
+        let snap = lock_ignoring_poison(&self.snapshot);
+        super::ProfileError::missing(name, snap.content.names())
+    }
+
     /// One profile as this store last read or wrote it, without asking the backend: for a
     /// token handed out while the stored vault cannot be read (never for a refresh or a
     /// save, which need the stored vault).

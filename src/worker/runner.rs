@@ -372,7 +372,7 @@ impl Worker {
             .blocking(move |store| store.profile(&wanted))
             .await?
             .ok_or_else(|| {
-                let missing = crate::vault::ProfileError::NotFound(name.to_string());
+                let missing = self.store.missing(name);
                 JobError::new(FailureKind::Precondition, missing.to_string())
             })?;
         crate::usable::check_stored(&profile)
