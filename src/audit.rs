@@ -64,11 +64,7 @@ pub struct Entry {
 /// The first hex digits of the SHA-256 of `secret`.
 pub fn fingerprint(secret: &str) -> String {
     let digest = Sha256::digest(secret.as_bytes());
-    let mut hex = String::with_capacity(FINGERPRINT_DIGITS);
-    for byte in digest.iter().take(FINGERPRINT_DIGITS / 2) {
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex
+    crate::display::hex(digest.get(..FINGERPRINT_DIGITS / 2).unwrap_or_default())
 }
 
 /// The fingerprints of a profile's tokens.

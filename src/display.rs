@@ -39,6 +39,15 @@ pub fn untrusted_short(text: &str, max: usize) -> String {
     cut
 }
 
+/// `bytes` as lowercase hex: how digests are written (fingerprints, pins, spend records).
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
 /// JSON for a terminal: serde escapes only the C0 controls, so DEL, the C1 controls (U+0080
 /// to U+009F, among them CSI and OSC) and the bidi and zero-width characters are escaped here
 /// as `\uXXXX`. They can only

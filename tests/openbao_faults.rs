@@ -9,8 +9,6 @@
 
 mod common;
 
-use std::io::Write;
-
 use std::time::{Duration, Instant};
 
 use common::cutter::Cutter;
@@ -27,19 +25,6 @@ fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "{what}: not within {within:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// One request line to the agent listening on `socket`, and its answer.
-fn ask_socket(socket: &std::path::Path, line: &str) -> serde_json::Value {
-    use std::io::{BufRead, BufReader};
-    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    writeln!(stream, "{line}").unwrap();
-    let mut reply = String::new();
-    BufReader::new(stream).read_line(&mut reply).unwrap();
-    serde_json::from_str(&reply).unwrap()
 }
 
 /// A team vault at `path` with profile `p` on `server`, and a second machine that reaches
@@ -66,7 +51,7 @@ fn a_machine_cut_off_during_its_save_keeps_others_from_sending_its_spent_token()
     // The agent refreshes: a process that lives on, holding the answer it could not save.
     let refreshing = std::thread::spawn({
         let socket = cut_off.agent_socket();
-        move || ask_socket(&socket, r#"{"v":1,"op":"refresh","profile":"p"}"#)
+        move || common::ask_socket(&socket, r#"{"v":1,"op":"refresh","profile":"p"}"#).unwrap()
     });
     wait_for(
         "the record of the refresh on its way",

@@ -21,9 +21,9 @@ pub fn run(ctx: &Context, action: &VaultCommand) -> anyhow::Result<()> {
 /// than whatever it finds there first.
 fn copy_trust(from: &Location, to: &Location) {
     let Some(pins) = Context::pins() else { return };
-    let name = crate::vault::trust::pin_name(from);
+    let name = from.canonical();
     if let Ok(Some(mut accepted)) = pins.accepted(&name) {
-        accepted.location = crate::vault::trust::pin_name(to);
+        accepted.location = to.canonical();
         if let Err(e) = pins.record(&accepted) {
             tracing::warn!(error = %e, "cannot record that this machine trusts the copy");
         }

@@ -18,7 +18,7 @@ mod lease;
 
 use super::trust::{Pinned, Pins, give_members_secret, membership, membership_of};
 use lease::LeaseState;
-pub use lease::{Lease, Spending};
+pub use lease::{Lease, SpendChanges};
 
 fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)

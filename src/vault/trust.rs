@@ -52,6 +52,17 @@ pub struct Accepted {
     pub secret_mark: Option<String>,
 }
 
+impl Accepted {
+    /// What accepting `seen` at `location` pins.
+    fn of(location: &str, seen: Membership<'_>) -> Self {
+        Self {
+            location: location.to_string(),
+            recipients: canonical_set(seen.recipients),
+            secret_mark: seen.secret.map(mark),
+        }
+    }
+}
+
 /// How a vault compares with what this machine accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Judgement {
@@ -65,16 +76,7 @@ pub enum Judgement {
 
 /// The mark of a members' secret: what a pin holds, never the secret itself.
 pub fn mark(secret: &SecretString) -> String {
-    hex(&Sha256::digest(secret.expose_secret().as_bytes()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
+    crate::display::hex(&Sha256::digest(secret.expose_secret().as_bytes()))
 }
 
 /// A new members' secret: 32 random bytes.
@@ -92,11 +94,7 @@ fn canonical_set(recipients: &[String]) -> BTreeSet<String> {
 
 /// Judges `seen` at `location` against `accepted` (`None`: never opened here before).
 pub fn judge(accepted: Option<&Accepted>, seen: Membership<'_>, location: &str) -> Judgement {
-    let next = Accepted {
-        location: location.to_string(),
-        recipients: canonical_set(seen.recipients),
-        secret_mark: seen.secret.map(mark),
-    };
+    let next = Accepted::of(location, seen);
     let Some(accepted) = accepted else {
         return Judgement::Trusted { next };
     };
@@ -122,23 +120,31 @@ pub fn judge(accepted: Option<&Accepted>, seen: Membership<'_>, location: &str) 
 /// lacks (a vault sealed by the age CLI is sealed to the key that opened it).
 pub(super) fn membership<'a>(content: &'a Content, own: &'a [String]) -> Membership<'a> {
     let (secret, replaces) = content.members_secret();
-    let listed = content.recipients();
-    Membership {
-        recipients: if listed.is_empty() { own } else { listed },
-        secret,
-        replaces,
-    }
+    Membership::listing(content.recipients(), own, secret, replaces)
 }
 
+/// The same of `data`, as this process is about to write it.
 pub(super) fn membership_of<'a>(data: &'a VaultData, own: &'a [String]) -> Membership<'a> {
-    Membership {
-        recipients: if data.recipients.is_empty() {
-            own
-        } else {
-            &data.recipients
-        },
-        secret: data.members_secret.as_ref(),
-        replaces: data.members_secret_replaces.as_deref(),
+    let (secret, replaces) = (
+        data.members_secret.as_ref(),
+        data.members_secret_replaces.as_deref(),
+    );
+    Membership::listing(&data.recipients, own, secret, replaces)
+}
+
+impl<'a> Membership<'a> {
+    /// A vault listing `listed` as its recipients, or sealed to `own` when it lists none.
+    fn listing(
+        listed: &'a [String],
+        own: &'a [String],
+        secret: Option<&'a SecretString>,
+        replaces: Option<&'a str>,
+    ) -> Self {
+        Self {
+            recipients: if listed.is_empty() { own } else { listed },
+            secret,
+            replaces,
+        }
     }
 }
 
@@ -170,7 +176,7 @@ impl Pins {
     /// The file for the vault whose canonical address is `location`.
     fn file(&self, location: &str) -> PathBuf {
         let digest = Sha256::digest(location.as_bytes());
-        let name = hex(digest.get(..12).unwrap_or_default());
+        let name = crate::display::hex(digest.get(..12).unwrap_or_default());
         self.dir.join(format!("{name}.toml"))
     }
 
@@ -199,11 +205,6 @@ impl Pins {
     }
 }
 
-/// The address a pin is kept under: a file's canonical path, or the KV path.
-pub fn pin_name(location: &Location) -> String {
-    location.canonical()
-}
-
 /// This machine's pin of one vault, as an open store holds it.
 #[derive(Debug)]
 pub struct Pinned {
@@ -215,7 +216,7 @@ pub struct Pinned {
 impl Pinned {
     /// What this machine accepted of the vault at `location`.
     pub fn load(pins: Pins, location: &Location) -> Result<Self, VaultError> {
-        let name = pin_name(location);
+        let name = location.canonical();
         let accepted = pins.accepted(&name)?;
         Ok(Self {
             pins,
@@ -246,21 +247,12 @@ impl Pinned {
 
     /// Records what this machine wrote itself.
     pub fn wrote(&self, seen: Membership<'_>) {
-        let next = Accepted {
-            location: self.name.clone(),
-            recipients: canonical_set(seen.recipients),
-            secret_mark: seen.secret.map(mark),
-        };
-        self.keep(next);
+        self.keep(Accepted::of(&self.name, seen));
     }
 
     /// Accepts whatever `seen` is, as `recipients accept` does after a person agreed.
     pub fn accept(&self, seen: Membership<'_>) -> Result<(), VaultError> {
-        let next = Accepted {
-            location: self.name.clone(),
-            recipients: canonical_set(seen.recipients),
-            secret_mark: seen.secret.map(mark),
-        };
+        let next = Accepted::of(&self.name, seen);
         self.pins.record(&next)?;
         *self.accepted() = Some(next);
         Ok(())

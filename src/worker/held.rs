@@ -93,12 +93,7 @@ pub struct Spending(pub String);
 
 impl Spending {
     pub fn of(digest: &[u8; 32]) -> Self {
-        use std::fmt::Write as _;
-        let mut hex = String::with_capacity(64);
-        for byte in digest {
-            let _ = write!(hex, "{byte:02x}");
-        }
-        Self(hex)
+        Self(crate::display::hex(digest))
     }
 }
 

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::vault::backend::Intent;
-use crate::vault::{Spending, Store, VaultError};
+use crate::vault::{SpendChanges, Store, VaultError};
 
 /// One change to the records.
 pub enum RecordRequest {
@@ -43,7 +43,7 @@ pub fn spawn_recorder(
             let (intend, settle) = prints(&batch);
             let written = tokio::task::spawn_blocking(move || {
                 let lease = store.lease()?;
-                lease.record_spending(&Spending {
+                lease.record_spending(&SpendChanges {
                     intend: &intend,
                     settle: &settle,
                     host: &host,

@@ -369,12 +369,13 @@ impl Worker {
     pub(in crate::worker) async fn current(&self, name: &str) -> Result<Profile, JobError> {
         let wanted = name.to_string();
         let profile = self
-            .blocking(move |store| store.profile(&wanted))
+            .blocking(move |store| {
+                Ok(store
+                    .profile(&wanted)?
+                    .ok_or_else(|| store.missing(&wanted)))
+            })
             .await?
-            .ok_or_else(|| {
-                let missing = self.store.missing(name);
-                JobError::new(FailureKind::Precondition, missing.to_string())
-            })?;
+            .map_err(|missing| JobError::new(FailureKind::Precondition, missing.to_string()))?;
         crate::usable::check_stored(&profile)
             .map_err(|e| JobError::new(FailureKind::Precondition, e.to_string()))?;
         Ok(profile)
@@ -413,8 +414,9 @@ impl Worker {
         self.save_token_spent(name, token, replacing, None).await
     }
 
-    /// [`Self::save_token`] for a token that came from the refresh token `spending` names,
-    /// whose record a held token keeps until it is saved.
+    /// [`Self::save_token`] for a token that came from the refresh token `spending` names.
+    /// The record is cleared once no new token waits in this process to be saved (it landed,
+    /// or the vault holds a newer one); a held token keeps it until it is saved or dropped.
     pub(in crate::worker) async fn save_token_spent(
         &self,
         name: &str,
@@ -430,7 +432,11 @@ impl Worker {
             } else {
                 replacing.retry()
             };
-            match self.save_over(name, &token, replacing).await {
+            let placed = self.save_over(name, &token, replacing).await;
+            if let (Ok(_), Some(spending)) = (&placed, spending.clone()) {
+                self.settle(spending).await;
+            }
+            match placed {
                 Ok(Ok(p)) => return Ok(p),
                 Ok(Err(_)) => {
                     return Err(JobError::new(

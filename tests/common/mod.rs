@@ -368,16 +368,7 @@ impl Env {
 
     /// One request line to this home's agent, and its answer.
     pub fn ask_agent(&self, line: &str) -> Option<serde_json::Value> {
-        use std::io::{BufRead, BufReader};
-        let mut stream = std::os::unix::net::UnixStream::connect(self.agent_socket()).ok()?;
-        stream
-            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
-            .ok()?;
-        stream.write_all(line.as_bytes()).ok()?;
-        stream.write_all(b"\n").ok()?;
-        let mut reply = String::new();
-        BufReader::new(stream).read_line(&mut reply).ok()?;
-        serde_json::from_str(&reply).ok()
+        ask_socket(&self.agent_socket(), line)
     }
 
     /// Everything in the state dir's log file.
@@ -458,4 +449,18 @@ pub fn age_encrypt(text: &str, recipients: &[&str], armor: bool) -> Vec<u8> {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "age -e failed");
     out.stdout
+}
+
+/// One request line to the agent listening on `socket`, and its answer.
+pub fn ask_socket(socket: &Path, line: &str) -> Option<serde_json::Value> {
+    use std::io::{BufRead, BufReader};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .ok()?;
+    stream.write_all(line.as_bytes()).ok()?;
+    stream.write_all(b"\n").ok()?;
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply).ok()?;
+    serde_json::from_str(&reply).ok()
 }

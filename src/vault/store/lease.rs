@@ -32,7 +32,7 @@ impl Lease {
 
 /// Changes to the records of refresh tokens on their way ([`Intent`]), written together.
 #[derive(Debug)]
-pub struct Spending<'a> {
+pub struct SpendChanges<'a> {
     /// Prints of refresh tokens about to be sent by this process.
     pub intend: &'a [String],
     /// Prints whose answers are saved, or that never left.
@@ -51,9 +51,9 @@ impl Lease {
     /// the store takes writes now: when the write fails, nothing may be sent.
     pub fn record_spending(
         &self,
-        spending: &Spending<'_>,
+        spending: &SpendChanges<'_>,
     ) -> Result<Vec<Option<Intent>>, VaultError> {
-        let Spending {
+        let SpendChanges {
             intend,
             settle,
             host,

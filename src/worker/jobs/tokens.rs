@@ -118,10 +118,9 @@ impl Worker {
                 &profile.name,
                 new_token,
                 Replacing::rotation(token),
-                Some(intent.clone()),
+                Some(intent),
             )
             .await?;
-        self.settle(intent).await;
         Ok((Outcome::NewToken, Some(saved)))
     }
 
