@@ -14,47 +14,9 @@ use std::time::{Duration, Instant};
 
 use common::doorkeeper::{self, Doorkeeper};
 use common::dot::{Dot, Options, Refresh};
-use common::fixture::{deliver, http_with};
+use common::fixture::http_with;
 use common::running::Agent;
 use common::{Env, stderr, stdout};
-
-/// Adds profile `name` on `server` (a confidential app, basic auth, discovery) with `extra`
-/// arguments, and authorizes it through the loopback listener as alice's browser would.
-/// Returns what `authorize` said.
-fn authorized(env: &Env, server: &Dot, name: &str, scope: &str, extra: &[&str]) -> String {
-    let port = common::free_port();
-    let redirect = format!("http://127.0.0.1:{port}/cb");
-    let app = server.register("confidential", "authorization-code", &redirect);
-    let issuer = server.issuer();
-    let mut line = vec![
-        "add",
-        name,
-        "--issuer",
-        &issuer,
-        "--client-id",
-        &app.client_id,
-        "--redirect-uri",
-        &redirect,
-        "--scope",
-        scope,
-    ];
-    line.extend_from_slice(extra);
-    let out = env.run_with_stdin(&line, &app.secret);
-    assert!(out.status.success(), "add {name}: {}", stderr(&out));
-    let (child, url) = env.start_authorize(&[name, "--listen"]);
-    let callback = server.approve(&url);
-    let reply = deliver(port, &callback)
-        .unwrap_or_else(|| panic!("the listener answers {callback}\n{url}\n{}", server.log()));
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "authorize: {}\n{}",
-        stderr(&out),
-        server.log()
-    );
-    stderr(&out)
-}
 
 /// Whether the server takes `token` (userinfo, which the `openid` scope opens).
 fn works(server: &Dot, token: &str) -> bool {
@@ -90,7 +52,7 @@ fn the_agent_keeps_tokens_alive_on_servers_that_do_not_rotate() {
                 ..Options::default()
             });
             let env = Env::new();
-            authorized(&env, &server, "p", "read openid", &["--auto-refresh"]);
+            env.authorize_on_dot(&server, "p", "read openid", &["--auto-refresh"]);
             let refresh_token = env.stored("p", "refresh_token");
             assert!(!refresh_token.is_empty());
             Case {
@@ -181,7 +143,7 @@ async fn the_app_keeps_refreshing_a_token_the_server_does_not_rotate() {
     });
     let env = Env::new();
     let setup = tokio::task::block_in_place(|| {
-        authorized(&env, &server, "p", "read openid", &["--auto-refresh"]);
+        env.authorize_on_dot(&server, "p", "read openid", &["--auto-refresh"]);
         env.stored("p", "refresh_token")
     });
     let app = common::app::start(&env, Nowhere);
@@ -224,13 +186,12 @@ fn strict_offline_access_gets_a_refresh_token_with_prompt_consent() {
         ..Options::default()
     });
     let env = Env::new();
-    authorized(&env, &server, "offline", "read openid offline_access", &[]);
+    env.authorize_on_dot(&server, "offline", "read openid offline_access", &[]);
     assert!(!env.stored("offline", "refresh_token").is_empty());
     let out = env.run(&["refresh", "offline"]);
     assert!(out.status.success(), "{}", stderr(&out));
 
-    let said = authorized(
-        &env,
+    let said = env.authorize_on_dot(
         &server,
         "login",
         "read openid offline_access",

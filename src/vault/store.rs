@@ -18,7 +18,7 @@ mod lease;
 
 use super::trust::{Pinned, Pins, give_members_secret, membership, membership_of};
 use lease::LeaseState;
-pub use lease::{Lease, SpendChanges};
+pub use lease::{Lease, Refusal, Saved, Spend, SpendChanges};
 
 fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -205,6 +205,23 @@ impl Store {
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
         snap.content.profile(name, self.location())
+    }
+
+    /// The key the records beside the vault know profile `name` by
+    /// ([`super::backend::SpendRecord`]): a hash of the members' secret and the name, so a
+    /// reader of the record who cannot open the vault learns no name from it.
+    pub fn record_key(&self, name: &str) -> String {
+        use age::secrecy::ExposeSecret;
+        use sha2::Digest;
+        let snap = lock_ignoring_poison(&self.snapshot);
+        let mut hash = sha2::Sha256::new();
+        hash.update(b"tokdeck record key\0");
+        if let (Some(secret), _) = snap.content.members_secret() {
+            hash.update(secret.expose_secret().as_bytes());
+        }
+        hash.update(b"\0");
+        hash.update(name.as_bytes());
+        crate::display::hex(hash.finalize().get(..16).unwrap_or_default())
     }
 
     /// The error for a name no profile has, with the closest one when there is one; the

@@ -87,14 +87,28 @@ pub enum Placement {
 }
 
 /// A refresh token on its way, as recorded beside the vault ([`crate::vault::backend::Intent`]):
-/// the SHA-256 of the token, in hex.
+/// the SHA-256 of the token, in hex, and when the token it belongs to was obtained.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Spending(pub String);
+pub struct Spending {
+    pub print: String,
+    pub obtained_at: chrono::DateTime<chrono::Utc>,
+}
 
 impl Spending {
-    pub fn of(digest: &[u8; 32]) -> Self {
-        Self(crate::display::hex(digest))
+    pub fn of(digest: &[u8; 32], token: &Token) -> Self {
+        Self {
+            print: crate::display::hex(digest),
+            obtained_at: token.obtained_at,
+        }
     }
+}
+
+/// The print of `token`'s refresh token, as the records beside the vault keep it.
+pub fn refresh_print(token: &Token) -> Option<String> {
+    token
+        .refresh_token
+        .as_ref()
+        .map(|r| crate::display::hex(&Sha256::digest(r.expose_secret().as_bytes())))
 }
 
 /// A new token whose save failed, kept while this process runs.

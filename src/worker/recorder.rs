@@ -8,20 +8,28 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
-use crate::vault::backend::Intent;
-use crate::vault::{SpendChanges, Store, VaultError};
+use crate::vault::{Refusal, Saved, Spend, SpendChanges, Store, VaultError};
+
+/// A refresh token of profile `profile`, by its print, of a token obtained at `obtained_at`.
+#[derive(Debug, Clone)]
+pub struct Printed {
+    pub profile: String,
+    pub print: String,
+    pub obtained_at: chrono::DateTime<chrono::Utc>,
+}
 
 /// One change to the records.
 pub enum RecordRequest {
-    /// A refresh token about to leave: `None` once recorded, or the other process's record
-    /// that stands for it.
+    /// A refresh token about to leave: `None` once recorded, or why it must not.
     Intend {
-        print: String,
-        reply: oneshot::Sender<Result<Option<Intent>, String>>,
+        spend: Printed,
+        reply: oneshot::Sender<Result<Option<Refusal>, String>>,
     },
-    /// Its answer is saved, or it never left.
+    /// The answer to `print` is saved, or it never left; `saved` is the token now stored,
+    /// when one was.
     Settle {
-        print: String,
+        print: Option<String>,
+        saved: Option<Printed>,
         reply: oneshot::Sender<Result<(), String>>,
     },
 }
@@ -40,12 +48,14 @@ pub fn spawn_recorder(
         while let Some(first) = rx.recv().await {
             let batch = super::saver::batch_from(first, &mut rx, MAX_BATCH);
             let (store, host, now) = (store.clone(), host.clone(), clock.now());
-            let (intend, settle) = prints(&batch);
+            let asked = asked_of(&batch);
             let written = tokio::task::spawn_blocking(move || {
+                let (intend, settle, saved) = changes(&store, &asked);
                 let lease = store.lease()?;
                 lease.record_spending(&SpendChanges {
                     intend: &intend,
                     settle: &settle,
+                    saved: &saved,
                     host: &host,
                     pid: std::process::id(),
                     now,
@@ -59,20 +69,51 @@ pub fn spawn_recorder(
     tx
 }
 
-fn prints(batch: &[RecordRequest]) -> (Vec<String>, Vec<String>) {
+/// What each request of a batch asks, without its reply.
+enum Asked {
+    Intend(Printed),
+    Settle(Option<String>, Option<Printed>),
+}
+
+fn asked_of(batch: &[RecordRequest]) -> Vec<Asked> {
+    batch
+        .iter()
+        .map(|request| match request {
+            RecordRequest::Intend { spend, .. } => Asked::Intend(spend.clone()),
+            RecordRequest::Settle { print, saved, .. } => {
+                Asked::Settle(print.clone(), saved.clone())
+            }
+        })
+        .collect()
+}
+
+/// The changes `asked` makes to the records, with each profile by its key.
+fn changes(store: &Store, asked: &[Asked]) -> (Vec<Spend>, Vec<String>, Vec<Saved>) {
     let mut intend = Vec::new();
     let mut settle = Vec::new();
-    for request in batch {
-        match request {
-            RecordRequest::Intend { print, .. } => intend.push(print.clone()),
-            RecordRequest::Settle { print, .. } => settle.push(print.clone()),
+    let mut saved = Vec::new();
+    for asked in asked {
+        match asked {
+            Asked::Intend(spend) => intend.push(Spend {
+                key: store.record_key(&spend.profile),
+                print: spend.print.clone(),
+                obtained_at: spend.obtained_at,
+            }),
+            Asked::Settle(print, stored) => {
+                settle.extend(print.clone());
+                saved.extend(stored.as_ref().map(|s| Saved {
+                    key: store.record_key(&s.profile),
+                    print: s.print.clone(),
+                    obtained_at: s.obtained_at,
+                }));
+            }
         }
     }
-    (intend, settle)
+    (intend, settle, saved)
 }
 
 /// Answers each request of `batch` from what the write gave.
-fn answer(batch: Vec<RecordRequest>, written: Result<Vec<Option<Intent>>, VaultError>) {
+fn answer(batch: Vec<RecordRequest>, written: Result<Vec<Option<Refusal>>, VaultError>) {
     let mut standing = match written {
         Ok(answers) => Ok(answers.into_iter()),
         Err(e) => Err(e.to_string()),

@@ -9,14 +9,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::error::JobError;
-use super::held::{HeldToken, Placement, Replacing, Spending};
-use super::recorder::{RecordRequest, spawn_recorder};
+use super::held::{HeldToken, Placement, Replacing, Spending, refresh_print};
+use super::recorder::{Printed, RecordRequest, spawn_recorder};
 use super::saver::{SaveRequest, spawn_saver};
 use super::{Event, FailureKind, Job, JobId, Outcome, WorkerConfig};
 use crate::audit::{Action, Prints, prints_of};
 use crate::clock::Clock;
 use crate::oauth::OAuthClient;
-use crate::vault::{Lease, Profile, Store, VaultError};
+use crate::vault::{Lease, Profile, Refusal, Store, VaultError};
 
 /// The worker's shared state; one per [`super::spawn`].
 pub struct Worker {
@@ -78,12 +78,16 @@ impl Worker {
     ) -> Result<(), JobError> {
         let (reply, answer) = oneshot::channel();
         let request = RecordRequest::Intend {
-            print: spending.0.clone(),
+            spend: Printed {
+                profile: name.to_string(),
+                print: spending.print.clone(),
+                obtained_at: spending.obtained_at,
+            },
             reply,
         };
         let stopped = || JobError::internal("internal error: the recorder stopped");
         self.records.send(request).map_err(|_| stopped())?;
-        let standing = answer.await.map_err(|_| stopped())?.map_err(|e| {
+        let refusal = answer.await.map_err(|_| stopped())?.map_err(|e| {
             JobError::new(
                 FailureKind::Storage,
                 format!(
@@ -91,31 +95,42 @@ impl Worker {
                 ),
             )
         })?;
-        match standing {
+        match refusal {
             None => Ok(()),
-            Some(other) => Err(JobError::new(
-                FailureKind::Refused,
-                format!(
-                    "the refresh token of '{name}' was sent by {} at {} and its answer is not saved yet; sending it again would revoke the grant: let that process save it (a full disk, a store out of reach), or authorize again if it is gone",
-                    other.holder(),
-                    other.since.format("%Y-%m-%d %H:%M:%S UTC")
-                ),
-            )),
+            Some(refusal) => Err(JobError::new(FailureKind::Refused, refused(name, &refusal))),
         }
     }
 
-    /// Clears the record of `spending`: its answer is saved, or it never left.
-    pub(in crate::worker) async fn settle(&self, spending: Spending) {
+    /// Clears the record of `spending`: its answer is saved, or it never left. `saved` is
+    /// the token now stored for `name`, when one was: the newest of the profile, which every
+    /// process and machine then refuses to send an older refresh token over.
+    pub(in crate::worker) async fn settle(
+        &self,
+        name: &str,
+        spending: Option<Spending>,
+        saved: Option<&crate::vault::Token>,
+    ) {
+        let saved = saved.and_then(|token| {
+            Some(Printed {
+                profile: name.to_string(),
+                print: refresh_print(token)?,
+                obtained_at: token.obtained_at,
+            })
+        });
+        if spending.is_none() && saved.is_none() {
+            return;
+        }
         let (reply, answer) = oneshot::channel();
         let request = RecordRequest::Settle {
-            print: spending.0,
+            print: spending.map(|s| s.print),
+            saved,
             reply,
         };
         if self.records.send(request).is_err() {
             return;
         }
         if let Ok(Err(e)) = answer.await {
-            tracing::warn!(error = %e, "cannot clear the record of a refresh whose answer is saved");
+            tracing::warn!(error = %e, "cannot update the record of a refresh whose answer is saved");
         }
     }
 
@@ -136,15 +151,17 @@ impl Worker {
             return Ok(());
         };
         let _lease = self.lease().await?;
-        match self
+        let landed = match self
             .save_over(name, &held.token, held.replacing.retry())
             .await
         {
             Ok(Ok(_)) => {
                 tracing::info!(profile = %name, "a new token whose save had failed is saved now");
+                Some(&held.token)
             }
             Ok(Err(_)) => {
                 tracing::warn!(profile = %name, "dropped a new token whose save had failed: the vault holds a newer one, saved meanwhile by another process or a new login");
+                None
             }
             Err(e) => {
                 return Err(JobError::new(
@@ -155,11 +172,9 @@ impl Worker {
                     ),
                 ));
             }
-        }
+        };
+        self.settle(name, held.spending.clone(), landed).await;
         self.unsaved().remove(name);
-        if let Some(spending) = held.spending {
-            self.settle(spending).await;
-        }
         Ok(())
     }
 
@@ -433,8 +448,9 @@ impl Worker {
                 replacing.retry()
             };
             let placed = self.save_over(name, &token, replacing).await;
-            if let (Ok(_), Some(spending)) = (&placed, spending.clone()) {
-                self.settle(spending).await;
+            if let Ok(outcome) = &placed {
+                let landed = outcome.as_ref().ok().and_then(|p| p.token.as_ref());
+                self.settle(name, spending.clone(), landed).await;
             }
             match placed {
                 Ok(Ok(p)) => return Ok(p),
@@ -474,5 +490,22 @@ impl Worker {
                 "the server issued new tokens but saving them failed ({cause}); this process keeps them and saves them at its next action on '{name}': fix the problem (a full disk, a read-only folder); should it end first, authorize again"
             ),
         ))
+    }
+}
+
+/// Why the refresh token of `name` was not sent, and what to do.
+fn refused(name: &str, refusal: &Refusal) -> String {
+    let at = |t: &chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    match refusal {
+        Refusal::InFlight(other) => format!(
+            "the refresh token of '{name}' was sent by {} at {} and its answer is not saved yet; sending it again would revoke the grant: let that process save it (a full disk, a store out of reach), or authorize again if it is gone",
+            other.holder(),
+            at(&other.since)
+        ),
+        Refusal::Retired(newest) => format!(
+            "the vault holds an older refresh token of '{name}' than the one {} saved (a token obtained {}): it was put back to an older version, and sending it would revoke the grant: restore the newest version, or authorize '{name}' again",
+            newest.host,
+            at(&newest.obtained_at)
+        ),
     }
 }

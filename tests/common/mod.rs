@@ -106,6 +106,55 @@ impl Env {
         env
     }
 
+    /// Adds profile `name` on `server` (a confidential app, basic auth, discovery) with `extra`
+    /// arguments, and authorizes it through the loopback listener as alice's browser would.
+    /// Returns what `authorize` said.
+    pub fn authorize_on_dot(
+        &self,
+        server: &dot::Dot,
+        name: &str,
+        scope: &str,
+        extra: &[&str],
+    ) -> String {
+        let port = free_port();
+        let redirect = format!("http://127.0.0.1:{port}/cb");
+        let app = server.register("confidential", "authorization-code", &redirect);
+        let issuer = server.issuer();
+        let mut line = vec![
+            "add",
+            name,
+            "--issuer",
+            &issuer,
+            "--client-id",
+            &app.client_id,
+            "--redirect-uri",
+            &redirect,
+            "--scope",
+            scope,
+        ];
+        line.extend_from_slice(extra);
+        let out = self.run_with_stdin(&line, &app.secret);
+        assert!(out.status.success(), "add {name}: {}", stderr(&out));
+        self.reauthorize_on_dot(server, name, port)
+    }
+
+    /// Authorizes profile `name` of `server` again, through its loopback listener on `port`.
+    pub fn reauthorize_on_dot(&self, server: &dot::Dot, name: &str, port: u16) -> String {
+        let (child, url) = self.start_authorize(&[name, "--listen"]);
+        let callback = server.approve(&url);
+        let reply = fixture::deliver(port, &callback)
+            .unwrap_or_else(|| panic!("the listener answers {callback}\n{url}\n{}", server.log()));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "authorize: {}\n{}",
+            stderr(&out),
+            server.log()
+        );
+        stderr(&out)
+    }
+
     /// Adds profile `name` for `app` on a real Doorkeeper `server`, secret on stdin.
     pub fn add_doorkeeper_profile(
         &self,

@@ -7,7 +7,9 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{Backend, HeldLease, Intent, LeaseGuard, STAMP_BYTES, Stamp, Stored, Version};
+use super::{
+    Backend, HeldLease, Intent, LeaseGuard, STAMP_BYTES, SpendRecord, Stamp, Stored, Version,
+};
 use crate::vault::error::VaultError;
 use crate::vault::file::{backup_path, io_err, lock_path, write_atomic, write_visible};
 use crate::vault::location::Location;
@@ -65,21 +67,30 @@ pub fn intents_path(path: &Path) -> PathBuf {
 }
 
 impl HeldLease for FileLease {
-    fn intents(&self) -> Result<Vec<Intent>, VaultError> {
-        match fs::read(&self.intents) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|_| {
+    fn record(&self) -> Result<SpendRecord, VaultError> {
+        let bytes = match fs::read(&self.intents) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(SpendRecord::default()),
+            Err(e) => return Err(io_err("read", &self.intents)(e)),
+        };
+        // Earlier builds wrote the intents alone, as a list.
+        serde_json::from_slice::<SpendRecord>(&bytes)
+            .or_else(|_| {
+                serde_json::from_slice::<Vec<Intent>>(&bytes).map(|spending| SpendRecord {
+                    spending,
+                    ..SpendRecord::default()
+                })
+            })
+            .map_err(|_| {
                 VaultError::Rejected(format!(
                     "{} is damaged: if no tokdeck is refreshing now, delete it",
                     self.intents.display()
                 ))
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(io_err("read", &self.intents)(e)),
-        }
+            })
     }
 
-    fn record_intents(&self, intents: &[Intent]) -> Result<(), VaultError> {
-        if intents.is_empty() {
+    fn write_record(&self, record: &SpendRecord) -> Result<(), VaultError> {
+        if record.is_empty() {
             return match fs::remove_file(&self.intents) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     Err(io_err("remove", &self.intents)(e))
@@ -87,9 +98,9 @@ impl HeldLease for FileLease {
                 _ => Ok(()),
             };
         }
-        let bytes = serde_json::to_vec(intents).map_err(|e| VaultError::Encrypt(e.to_string()))?;
-        // No fsync: a record matters only while its process runs, and one of a process that
-        // is gone lapses anyway.
+        let bytes = serde_json::to_vec(record).map_err(|e| VaultError::Encrypt(e.to_string()))?;
+        // No fsync: an intent matters only while its process runs, and one of a process that
+        // is gone lapses anyway; a newest print lost in a crash only checks less.
         write_visible(&self.intents, &bytes)
     }
 }

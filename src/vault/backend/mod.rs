@@ -114,6 +114,51 @@ fn process_alive(pid: u32) -> bool {
 /// it names is dead anyway.
 pub const INTENT_STANDS_FOR: chrono::TimeDelta = chrono::TimeDelta::days(30);
 
+/// The newest refresh token saved for one profile, as every process and machine sharing the
+/// vault sees it: a vault put back to an older version (`bao kv rollback`, a restored file, an
+/// old commit) holds one the server has retired, and must not send it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Newest {
+    /// The SHA-256 of the refresh token, in hex: never the token.
+    pub print: String,
+    /// When its token was obtained, as stored with it.
+    pub obtained_at: chrono::DateTime<chrono::Utc>,
+    /// The machine that saved it.
+    pub host: String,
+}
+
+impl Newest {
+    /// Whether a refresh token with `print`, of a token obtained at `obtained_at`, is one
+    /// this record has seen replaced: another print, of an older token. A token obtained
+    /// later (a new login, a save whose record was lost) is newer than the record.
+    pub fn retires(&self, print: &str, obtained_at: chrono::DateTime<chrono::Utc>) -> bool {
+        self.print != print && obtained_at < self.obtained_at
+    }
+}
+
+/// What the lease records beside the vault, holder to holder: refresh tokens on their way,
+/// and the newest refresh token saved for each profile, by a key that does not name it
+/// ([`crate::vault::Store::record_key`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SpendRecord {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spending: Vec<Intent>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub newest: std::collections::BTreeMap<String, Newest>,
+}
+
+impl SpendRecord {
+    pub fn is_empty(&self) -> bool {
+        self.spending.is_empty() && self.newest.is_empty()
+    }
+
+    /// Drops intents past [`INTENT_STANDS_FOR`] at `now`.
+    pub fn without_lapsed(mut self, now: chrono::DateTime<chrono::Utc>) -> Self {
+        self.spending.retain(|i| now - i.since < INTENT_STANDS_FOR);
+        self
+    }
+}
+
 /// What a held lease tells its holder.
 pub trait HeldLease: Send {
     /// Whether a single-use secret (a refresh token) may be sent now: the lease will outlast
@@ -122,13 +167,13 @@ pub trait HeldLease: Send {
         true
     }
 
-    /// The refresh tokens being spent ([`Intent`]), as recorded beside the vault.
-    fn intents(&self) -> Result<Vec<Intent>, VaultError> {
-        Ok(Vec::new())
+    /// What is recorded beside the vault ([`SpendRecord`]).
+    fn record(&self) -> Result<SpendRecord, VaultError> {
+        Ok(SpendRecord::default())
     }
 
-    /// Replaces them; on disk or on the server before this returns.
-    fn record_intents(&self, _intents: &[Intent]) -> Result<(), VaultError> {
+    /// Replaces it; on disk or on the server before this returns.
+    fn write_record(&self, _record: &SpendRecord) -> Result<(), VaultError> {
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::lock_ignoring_poison;
-use crate::vault::backend::{INTENT_STANDS_FOR, Intent, LeaseGuard};
+use crate::vault::backend::{INTENT_STANDS_FOR, Intent, LeaseGuard, Newest, SpendRecord};
 use crate::vault::error::VaultError;
 
 #[derive(Default)]
@@ -30,71 +30,151 @@ impl Lease {
     }
 }
 
-/// Changes to the records of refresh tokens on their way ([`Intent`]), written together.
+/// A refresh token about to be sent: the key of its profile ([`super::Store::record_key`]),
+/// its print, and when the token it belongs to was obtained.
+#[derive(Debug, Clone)]
+pub struct Spend {
+    pub key: String,
+    pub print: String,
+    pub obtained_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A token saved for the profile of `key`, with the print of its refresh token.
+#[derive(Debug, Clone)]
+pub struct Saved {
+    pub key: String,
+    pub print: String,
+    pub obtained_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Why a refresh token must not be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Another process sent it and has not saved the answer.
+    InFlight(Intent),
+    /// A newer refresh token of the profile was saved: the vault was put back to an older
+    /// version, and this one is retired.
+    Retired(Newest),
+}
+
+/// Changes to the records of refresh tokens ([`crate::vault::backend::SpendRecord`]),
+/// written together.
 #[derive(Debug)]
 pub struct SpendChanges<'a> {
-    /// Prints of refresh tokens about to be sent by this process.
-    pub intend: &'a [String],
+    /// Refresh tokens about to be sent by this process.
+    pub intend: &'a [Spend],
     /// Prints whose answers are saved, or that never left.
     pub settle: &'a [String],
+    /// Tokens saved: the newest of their profiles now.
+    pub saved: &'a [Saved],
     /// This process: its machine and pid.
     pub host: &'a str,
     pub pid: u32,
     pub now: chrono::DateTime<chrono::Utc>,
 }
 
+/// Most profiles whose newest refresh token is recorded: past it, the oldest go.
+const MOST_NEWEST: usize = 20_000;
+
 impl Lease {
-    /// Applies `spending` where every process and machine sharing the vault sees it, in one
-    /// write: settled records go, and each refresh token to be sent is recorded, unless
-    /// another process's record for it stands ([`Intent::stands_against`]), which is then
-    /// returned in its place: that token must not be sent. Recording is also the check that
-    /// the store takes writes now: when the write fails, nothing may be sent.
+    /// Applies `changes` where every process and machine sharing the vault sees it, in one
+    /// write: settled records go, saved tokens become their profiles' newest, and each
+    /// refresh token to be sent is recorded, unless it must not be sent ([`Refusal`]), which
+    /// is then returned in its place. Recording is also the check that the store takes
+    /// writes now: when the write fails, nothing may be sent.
     pub fn record_spending(
         &self,
-        spending: &SpendChanges<'_>,
-    ) -> Result<Vec<Option<Intent>>, VaultError> {
-        let SpendChanges {
-            intend,
-            settle,
-            host,
-            pid,
-            now,
-        } = *spending;
+        changes: &SpendChanges<'_>,
+    ) -> Result<Vec<Option<Refusal>>, VaultError> {
         let state = lock_ignoring_poison(&self.state);
         let Some(guard) = state.guard.as_ref() else {
-            return Ok(vec![None; intend.len()]);
+            return Ok(vec![None; changes.intend.len()]);
         };
-        let mut intents = guard.intents()?;
-        let before = intents.clone();
-        // Records of gone processes of this machine, and old ones, are dropped.
-        let own = |i: &Intent| i.host == host && i.pid == pid;
-        intents.retain(|i| {
-            now - i.since < INTENT_STANDS_FOR
-                && (own(i) || i.stands_against(host, pid))
-                && !(own(i) && settle.contains(&i.print))
-        });
-        let mut answers = Vec::with_capacity(intend.len());
-        for print in intend {
-            if let Some(standing) = intents
-                .iter()
-                .find(|i| &i.print == print && i.stands_against(host, pid))
-            {
-                answers.push(Some(standing.clone()));
-                continue;
-            }
-            intents.retain(|i| &i.print != print);
-            intents.push(Intent {
-                print: print.clone(),
-                host: host.to_string(),
-                pid,
-                since: now,
-            });
-            answers.push(None);
-        }
-        if intents != before {
-            guard.record_intents(&intents)?;
+        let before = guard.record()?;
+        let mut record = before.clone();
+        let answers = apply(&mut record, changes);
+        if record != before {
+            guard.write_record(&record)?;
         }
         Ok(answers)
+    }
+}
+
+/// [`Lease::record_spending`] on the record itself.
+fn apply(record: &mut SpendRecord, changes: &SpendChanges<'_>) -> Vec<Option<Refusal>> {
+    let SpendChanges {
+        intend,
+        settle,
+        saved,
+        host,
+        pid,
+        now,
+    } = *changes;
+    // Records of gone processes of this machine, and old ones, are dropped.
+    let own = |i: &Intent| i.host == host && i.pid == pid;
+    record.spending.retain(|i| {
+        now - i.since < INTENT_STANDS_FOR
+            && (own(i) || i.stands_against(host, pid))
+            && !(own(i) && settle.contains(&i.print))
+    });
+    for saved in saved {
+        let newest = Newest {
+            print: saved.print.clone(),
+            obtained_at: saved.obtained_at,
+            host: host.to_string(),
+        };
+        record.newest.insert(saved.key.clone(), newest);
+    }
+    bound_newest(record);
+    intend
+        .iter()
+        .map(|spend| intend_one(record, spend, host, pid, now))
+        .collect()
+}
+
+/// Records `spend` as leaving, unless it must not ([`Refusal`]).
+fn intend_one(
+    record: &mut SpendRecord,
+    spend: &Spend,
+    host: &str,
+    pid: u32,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Refusal> {
+    if let Some(newest) = record.newest.get(&spend.key)
+        && newest.retires(&spend.print, spend.obtained_at)
+    {
+        return Some(Refusal::Retired(newest.clone()));
+    }
+    if let Some(standing) = record
+        .spending
+        .iter()
+        .find(|i| i.print == spend.print && i.stands_against(host, pid))
+    {
+        return Some(Refusal::InFlight(standing.clone()));
+    }
+    record.spending.retain(|i| i.print != spend.print);
+    record.spending.push(Intent {
+        print: spend.print.clone(),
+        host: host.to_string(),
+        pid,
+        since: now,
+    });
+    None
+}
+
+/// Keeps at most [`MOST_NEWEST`] profiles' newest prints: the oldest go.
+fn bound_newest(record: &mut SpendRecord) {
+    let Some(excess) = record.newest.len().checked_sub(MOST_NEWEST) else {
+        return;
+    };
+    let mut by_age: Vec<_> = record
+        .newest
+        .iter()
+        .map(|(key, n)| (n.obtained_at, key.clone()))
+        .collect();
+    by_age.sort();
+    for (_, key) in by_age.into_iter().take(excess) {
+        record.newest.remove(&key);
     }
 }
 
@@ -105,5 +185,108 @@ impl Drop for Lease {
         if state.holders == 0 {
             state.guard = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeDelta, Utc};
+
+    use super::*;
+
+    fn changes<'a>(intend: &'a [Spend], saved: &'a [Saved]) -> SpendChanges<'a> {
+        SpendChanges {
+            intend,
+            settle: &[],
+            saved,
+            host: "here",
+            pid: std::process::id(),
+            now: Utc::now(),
+        }
+    }
+
+    fn spend(print: &str, age_secs: i64) -> Spend {
+        Spend {
+            key: "k".into(),
+            print: print.into(),
+            obtained_at: Utc::now() - TimeDelta::seconds(age_secs),
+        }
+    }
+
+    fn saved(print: &str, age_secs: i64) -> Saved {
+        Saved {
+            key: "k".into(),
+            print: print.into(),
+            obtained_at: Utc::now() - TimeDelta::seconds(age_secs),
+        }
+    }
+
+    #[test]
+    fn an_older_refresh_token_than_the_newest_saved_is_refused() {
+        let mut record = SpendRecord::default();
+        assert_eq!(
+            apply(&mut record, &changes(&[], &[saved("new", 10)])),
+            vec![]
+        );
+        let answers = apply(&mut record, &changes(&[spend("old", 100)], &[]));
+        assert!(
+            matches!(&answers[..], [Some(Refusal::Retired(n))] if n.print == "new" && n.host == "here"),
+            "{answers:?}"
+        );
+        assert!(
+            record.spending.is_empty(),
+            "a refused token is not recorded as leaving"
+        );
+    }
+
+    #[test]
+    fn the_same_refresh_token_or_a_newer_token_may_be_sent() {
+        let mut record = SpendRecord::default();
+        apply(&mut record, &changes(&[], &[saved("kept", 10)]));
+        // A server that keeps its refresh token: an older copy of the vault holds the same.
+        let same = apply(&mut record, &changes(&[spend("kept", 100)], &[]));
+        assert_eq!(same, vec![None]);
+        record.spending.clear();
+        // A new login after the record (by a build that records nothing, say).
+        let newer = apply(&mut record, &changes(&[spend("login", 1)], &[]));
+        assert_eq!(newer, vec![None]);
+        assert_eq!(record.spending.len(), 1);
+    }
+
+    #[test]
+    fn a_refresh_token_on_its_way_elsewhere_is_refused() {
+        let mut record = SpendRecord {
+            spending: vec![Intent {
+                print: "p".into(),
+                host: "another machine".into(),
+                pid: 1,
+                since: Utc::now(),
+            }],
+            ..SpendRecord::default()
+        };
+        let answers = apply(&mut record, &changes(&[spend("p", 5)], &[]));
+        assert!(
+            matches!(&answers[..], [Some(Refusal::InFlight(i))] if i.host == "another machine")
+        );
+    }
+
+    #[test]
+    fn the_newest_records_are_bounded_and_the_oldest_go_first() {
+        let mut record = SpendRecord::default();
+        for i in 0..MOST_NEWEST {
+            record.newest.insert(
+                format!("k{i}"),
+                Newest {
+                    print: "p".into(),
+                    obtained_at: Utc::now() - TimeDelta::seconds(1000),
+                    host: "h".into(),
+                },
+            );
+        }
+        record.newest.get_mut("k7").unwrap().obtained_at -= TimeDelta::days(1);
+        apply(&mut record, &changes(&[], &[saved("fresh", 0)]));
+        assert_eq!(record.newest.len(), MOST_NEWEST);
+        assert!(!record.newest.contains_key("k7"));
+        assert!(record.newest.contains_key("k"));
     }
 }

@@ -95,7 +95,7 @@ impl Worker {
                 "this refresh token was used already and its successor could not be saved: authorize again",
             ));
         }
-        let intent = Spending::of(&fingerprint);
+        let intent = Spending::of(&fingerprint, token);
         self.intend_to_spend(&profile.name, &intent).await?;
         let may_send = || lease.may_spend();
         let response = match self.client.refresh(profile, refresh_token, &may_send).await {
@@ -103,7 +103,7 @@ impl Worker {
             Err(e) => {
                 // No new token reached this process, so none waits here to be saved: the
                 // record has nothing left to protect.
-                self.settle(intent).await;
+                self.settle(&profile.name, Some(intent), None).await;
                 return Err(e.into());
             }
         };

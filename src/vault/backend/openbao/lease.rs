@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::api::{Api, Found, Secret, Written};
-use crate::vault::backend::{HeldLease, INTENT_STANDS_FOR, Intent};
+use crate::vault::backend::{HeldLease, SpendRecord};
 use crate::vault::error::VaultError;
 use crate::vault::location::KvPath;
 
@@ -73,19 +73,19 @@ struct Record {
     released: bool,
 }
 
-/// The refresh tokens on their way that a lock entry records, whoever held it: they outlive
-/// the holder that wrote them, and pass to the next one.
-fn intents_of(secret: &Secret) -> Vec<Intent> {
-    let now = chrono::Utc::now();
-    secret
-        .fields
-        .get("spending")
-        .cloned()
-        .and_then(|v| serde_json::from_value::<Vec<Intent>>(v).ok())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|i| now - i.since < INTENT_STANDS_FOR)
-        .collect()
+/// What a lock entry records of refresh tokens ([`SpendRecord`]), whoever held it: it
+/// outlives the holder that wrote it, and passes to the next one.
+fn record_of(secret: &Secret) -> SpendRecord {
+    let field = |name: &str| secret.fields.get(name).cloned();
+    SpendRecord {
+        spending: field("spending")
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default(),
+        newest: field("newest")
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default(),
+    }
+    .without_lapsed(chrono::Utc::now())
 }
 
 /// The longest lease another holder's entry is trusted with, whatever it says: the lease of
@@ -140,17 +140,17 @@ fn fields(
     holder: &str,
     ttl: Duration,
     state: &str,
-    spending: &[Intent],
+    record: &SpendRecord,
 ) -> serde_json::Map<String, Value> {
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-    let mut entry = json!({ "holder": holder, "ttl_ms": ttl_ms, "state": state });
-    if !spending.is_empty() {
-        entry["spending"] = json!(spending);
-    }
-    match entry {
+    let mut entry = match json!(record) {
         Value::Object(map) => map,
         _ => serde_json::Map::new(),
-    }
+    };
+    entry.insert("holder".into(), json!(holder));
+    entry.insert("ttl_ms".into(), json!(ttl_ms));
+    entry.insert("state".into(), json!(state));
+    entry
 }
 
 /// What stood in the way of taking the lease.
@@ -167,21 +167,17 @@ pub fn try_take(
     holder: &Holder,
     timing: LeaseTiming,
 ) -> Result<Taken, VaultError> {
-    let (cas, spending) = match api.read(lock)? {
-        Found::Nothing { version } => (version, Vec::new()),
+    let (cas, record) = match api.read(lock)? {
+        Found::Nothing { version } => (version, SpendRecord::default()),
         Found::Secret(secret) => match Record::of(&secret) {
             Some(record) if record.holder != holder.id && !record.expired(&secret) => {
                 return Ok(Taken::Busy(record.describe(&secret)));
             }
-            _ => (secret.version, intents_of(&secret)),
+            _ => (secret.version, record_of(&secret)),
         },
     };
     let sent = Instant::now();
-    match api.write(
-        lock,
-        &fields(&holder.id, timing.ttl, "held", &spending),
-        cas,
-    )? {
+    match api.write(lock, &fields(&holder.id, timing.ttl, "held", &record), cas)? {
         Written::Conflict => Ok(Taken::Busy("another process, just now".into())),
         Written::Stored { version } => Ok(Taken::Held(Box::new(Held::start(Shared {
             api: api.clone(),
@@ -192,7 +188,7 @@ pub fn try_take(
                 version,
                 until: sent + timing.ttl,
             }),
-            spending: Mutex::new(spending),
+            record: Mutex::new(record),
         })))),
     }
 }
@@ -212,7 +208,7 @@ struct Shared {
     holder: String,
     timing: LeaseTiming,
     grant: Mutex<Grant>,
-    spending: Mutex<Vec<Intent>>,
+    record: Mutex<SpendRecord>,
 }
 
 impl Shared {
@@ -220,12 +216,12 @@ impl Shared {
         lock_ignoring_poison(&self.grant)
     }
 
-    /// Writes the lock entry over the version this holder wrote last, with `spending`;
-    /// extends the lease when `state` is "held". The spending list is locked throughout, so
-    /// writes do not cross.
-    fn write(&self, state: &str, spending: Option<Vec<Intent>>) -> Result<bool, VaultError> {
-        let mut current = lock_ignoring_poison(&self.spending);
-        let list = spending.as_deref().unwrap_or(&current);
+    /// Writes the lock entry over the version this holder wrote last, with `record` (or the
+    /// one written last); extends the lease when `state` is "held". The record is locked
+    /// throughout, so writes do not cross.
+    fn write(&self, state: &str, record: Option<SpendRecord>) -> Result<bool, VaultError> {
+        let mut current = lock_ignoring_poison(&self.record);
+        let list = record.as_ref().unwrap_or(&current);
         let ttl = if state == "held" {
             self.timing.ttl
         } else {
@@ -242,7 +238,7 @@ impl Shared {
                     version,
                     until: sent + ttl,
                 };
-                if let Some(list) = spending {
+                if let Some(list) = record {
                     *current = list;
                 }
                 Ok(true)
@@ -308,12 +304,12 @@ impl HeldLease for Held {
         until.saturating_duration_since(Instant::now()) >= self.shared.timing.needed_to_spend
     }
 
-    fn intents(&self) -> Result<Vec<Intent>, VaultError> {
-        Ok(lock_ignoring_poison(&self.shared.spending).clone())
+    fn record(&self) -> Result<SpendRecord, VaultError> {
+        Ok(lock_ignoring_poison(&self.shared.record).clone())
     }
 
-    fn record_intents(&self, intents: &[Intent]) -> Result<(), VaultError> {
-        if self.shared.write("held", Some(intents.to_vec()))? {
+    fn write_record(&self, record: &SpendRecord) -> Result<(), VaultError> {
+        if self.shared.write("held", Some(record.clone()))? {
             Ok(())
         } else {
             Err(VaultError::Locked(
@@ -362,7 +358,7 @@ mod tests {
                 "far away pid 1",
                 Duration::from_secs(3 * 86_400),
                 "held",
-                &[],
+                &SpendRecord::default(),
             ),
             version: 1,
             created: Some(chrono::Utc::now()),
