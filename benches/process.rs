@@ -278,6 +278,74 @@ fn vault_figures(n: usize) -> (tempfile::TempDir, std::path::PathBuf, std::path:
     (dir, vault, key)
 }
 
+/// `refresh NAME` of one profile among `n` (a vault file), against the loopback mock server,
+/// beside `age -d` and `age -e` of the same file: what one profile's change costs next to
+/// reading and writing the whole file once.
+fn refresh_figures(n: usize) {
+    let server = tokdeck_testkit::mock::MockServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let (vault, key) = vault_in_child(home, n, &server.base_url());
+    let name = support::profile_name(n / 2);
+    let answer = format!(
+        r#"{{"access_token":"a","refresh_token":"{}","token_type":"Bearer","expires_in":60}}"#,
+        server.seed_refresh_token()
+    );
+    let mut import = env_command(home, &vault, &key, &["import-token", &name]);
+    let mut child = import.stdin(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), answer.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success(), "import-token");
+    let (wall, rss) = measure(&[0], || {
+        env_command(home, &vault, &key, &["refresh", &name])
+    });
+    let plain = home.join("plain.toml");
+    let decrypted = Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(&key)
+        .arg("-o")
+        .arg(&plain)
+        .arg(&vault)
+        .status()
+        .unwrap();
+    assert!(decrypted.success());
+    let plain_mb = std::fs::metadata(&plain).unwrap().len() as f64 / 1_048_576.0;
+    let (read, _) = measure(&[0], || {
+        let mut age = Command::new("age");
+        age.arg("-d")
+            .arg("-i")
+            .arg(&key)
+            .arg("-o")
+            .arg("/dev/null")
+            .arg(&vault);
+        age
+    });
+    let recipients: String = std::fs::read_to_string(&key)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("# public key: "))
+        .collect();
+    assert!(!recipients.is_empty());
+    std::fs::write(home.join("recipients.txt"), recipients).unwrap();
+    let (write, _) = measure(&[0], || {
+        let mut age = Command::new("age");
+        age.arg("-e")
+            .arg("-R")
+            .arg(home.join("recipients.txt"))
+            .arg("-o")
+            .arg("/dev/null")
+            .arg(&plain);
+        age
+    });
+    let both = read + write;
+    println!(
+        "refresh NAME, {n} profiles (file vault): median {wall:.2?}, peak {:.1} MB; age -d + age -e: {read:.2?} + {write:.2?} = {both:.2?} ({:.2}x); plaintext {plain_mb:.1} MB (peak {:.2}x)",
+        rss as f64 / 1024.0,
+        wall.as_secs_f64() / both.as_secs_f64(),
+        rss as f64 / 1024.0 / plain_mb,
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--list") {
@@ -288,6 +356,10 @@ fn main() {
         && flag == "--make-vault"
     {
         make_vault(home, n, base);
+        return;
+    }
+    if args.iter().any(|a| a == "refresh") {
+        refresh_figures(10_000);
         return;
     }
     let (dir, vault, key) = vault_figures(1_000);

@@ -22,12 +22,23 @@ use crate::worker::{self, WorkerConfig, WorkerHandle};
 pub fn control_character_warnings(data: &VaultData) -> Vec<String> {
     data.fields_with_control_characters()
         .into_iter()
-        .map(|(profile, field)| {
-            format!(
-                "warning: profile '{profile}': {field} holds control characters; they are shown escaped: fix them with `tokdeck edit`"
-            )
-        })
+        .map(|(profile, field)| control_character_warning(&profile, field))
         .collect()
+}
+
+/// The same for one profile.
+pub fn profile_control_character_warnings(profile: &crate::vault::Profile) -> Vec<String> {
+    profile
+        .fields_with_control_characters()
+        .into_iter()
+        .map(|field| control_character_warning(&profile.name, field))
+        .collect()
+}
+
+fn control_character_warning(profile: &str, field: &str) -> String {
+    format!(
+        "warning: profile '{profile}': {field} holds control characters; they are shown escaped: fix them with `tokdeck edit`"
+    )
 }
 
 /// What this run was told on its command line or in its environment, whatever parsed it.

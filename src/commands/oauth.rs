@@ -298,17 +298,25 @@ fn refreshed_by_all(p: &Profile, force: bool) -> bool {
 
 /// `tokdeck refresh`
 pub async fn refresh(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<()> {
-    let store = ctx.open_store()?;
-    let data = store.snapshot()?;
+    // One profile is read alone: at thousands, parsing every one would cost most of the run.
+    let store = match &args.name {
+        Some(_) => ctx.open_vault()?,
+        None => ctx.open_store()?,
+    };
     let names: Vec<String> = if let Some(name) = &args.name {
-        profile_named(&store, name)?;
+        let profile = profile_named(&store, name)?;
+        for line in crate::context::profile_control_character_warnings(&profile) {
+            crate::note!("{line}");
+        }
         vec![name.clone()]
     } else {
-        data.profiles
-            .iter()
-            .filter(|p| refreshed_by_all(p, args.force))
-            .map(|p| p.name.clone())
-            .collect()
+        store.read(|data| {
+            data.profiles
+                .iter()
+                .filter(|p| refreshed_by_all(p, args.force))
+                .map(|p| p.name.clone())
+                .collect()
+        })?
     };
     let total = names.len();
     let jobs = names

@@ -179,6 +179,24 @@ pub fn parse_recipient(text: &str) -> Result<Box<dyn age::Recipient + Send>, Vau
 
 /// Encrypts `plaintext` to the sealing's recipients or passphrase (binary age format).
 pub fn encrypt(plaintext: &[u8], sealing: &Sealing) -> Result<Vec<u8>, VaultError> {
+    encrypt_pieces(&[plaintext], sealing)
+}
+
+/// Encrypts the plaintext that `pieces` make in order, without joining them first.
+pub fn encrypt_pieces(pieces: &[&[u8]], sealing: &Sealing) -> Result<Vec<u8>, VaultError> {
+    let len: usize = pieces.iter().map(|p| p.len()).sum();
+    // The age format adds 16 bytes per 64 KiB chunk, and a header.
+    let mut out = Vec::with_capacity(len + len / 4096 + 1024);
+    encrypt_pieces_into(pieces, sealing, &mut out)?;
+    Ok(out)
+}
+
+/// [`encrypt_pieces`] into `out`, as the ciphertext comes.
+pub fn encrypt_pieces_into(
+    pieces: &[&[u8]],
+    sealing: &Sealing,
+    out: &mut dyn Write,
+) -> Result<(), VaultError> {
     let encryptor = match sealing {
         Sealing::Passphrase(p) => age::Encryptor::with_user_passphrase(p.clone()),
         Sealing::Recipients(list) => {
@@ -195,15 +213,14 @@ pub fn encrypt(plaintext: &[u8], sealing: &Sealing) -> Result<Vec<u8>, VaultErro
             .map_err(|e| VaultError::Encrypt(clean_age_message(e)))?
         }
     };
-    let mut out = Vec::with_capacity(plaintext.len() + 512);
     let mut writer = encryptor
-        .wrap_output(&mut out)
+        .wrap_output(out)
         .map_err(|e| VaultError::Encrypt(e.to_string()))?;
-    writer
-        .write_all(plaintext)
+    pieces
+        .iter()
+        .try_for_each(|piece| writer.write_all(piece))
         .and_then(|()| writer.finish().map(|_| ()))
-        .map_err(|e| VaultError::Encrypt(e.to_string()))?;
-    Ok(out)
+        .map_err(|e| VaultError::Encrypt(e.to_string()))
 }
 
 /// Whether `bytes` is a passphrase-protected age file.

@@ -37,9 +37,25 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), VaultError> {
 /// temp file in the same folder (0600), fsync, optional hard-link backup of the old file
 /// to `<path>.bak`, rename, fsync of the folder.
 pub fn write_atomic(path: &Path, bytes: &[u8], keep_backup: bool) -> Result<(), VaultError> {
+    write_atomic_with(path, keep_backup, &mut |out| {
+        out.write_all(bytes).map_err(io_err("write", path))
+    })
+}
+
+/// [`write_atomic`] of what `write` writes, as it writes it: the content is never held whole.
+pub fn write_atomic_with(
+    path: &Path,
+    keep_backup: bool,
+    write: &mut dyn FnMut(&mut dyn Write) -> Result<(), VaultError>,
+) -> Result<(), VaultError> {
     let (dir, mut tmp) = temp_beside(path)?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
+    {
+        let mut out = std::io::BufWriter::with_capacity(256 * 1024, tmp.as_file_mut());
+        write(&mut out)?;
+        out.flush().map_err(io_err("write", path))?;
+    }
+    tmp.as_file()
+        .sync_all()
         .map_err(io_err("write", tmp.path()))?;
     if keep_backup && path.exists() {
         let backup = backup_path(path);

@@ -112,27 +112,36 @@ impl VaultData {
     /// may carry them. The vault still opens (one teammate's bad note must not lock everyone
     /// out); the values are shown escaped and the caller warns about each.
     pub fn fields_with_control_characters(&self) -> Vec<(String, &'static str)> {
+        self.profiles
+            .iter()
+            .flat_map(|p| {
+                p.fields_with_control_characters()
+                    .into_iter()
+                    .map(|field| (p.name.clone(), field))
+            })
+            .collect()
+    }
+}
+
+impl Profile {
+    /// The fields of this profile that hold control characters (newlines are fine in notes).
+    pub fn fields_with_control_characters(&self) -> Vec<&'static str> {
         let bad = |text: &str, newlines_ok: bool| {
             text.chars()
                 .any(|c| c.is_control() && !(newlines_ok && c == '\n'))
         };
-        let mut found = Vec::new();
-        for p in &self.profiles {
-            let fields: [(&'static str, bool); 6] = [
-                ("name", bad(&p.name, false)),
-                ("client_id", bad(&p.client_id, false)),
-                ("redirect_uri", bad(&p.redirect_uri, false)),
-                ("endpoints", p.endpoints.all().any(|u| bad(u, false))),
-                ("scopes", p.scopes.iter().any(|s| bad(s, false))),
-                ("notes", bad(&p.notes, true)),
-            ];
-            for (field, is_bad) in fields {
-                if is_bad {
-                    found.push((p.name.clone(), field));
-                }
-            }
-        }
-        found
+        let fields: [(&'static str, bool); 6] = [
+            ("name", bad(&self.name, false)),
+            ("client_id", bad(&self.client_id, false)),
+            ("redirect_uri", bad(&self.redirect_uri, false)),
+            ("endpoints", self.endpoints.all().any(|u| bad(u, false))),
+            ("scopes", self.scopes.iter().any(|s| bad(s, false))),
+            ("notes", bad(&self.notes, true)),
+        ];
+        fields
+            .into_iter()
+            .filter_map(|(field, is_bad)| is_bad.then_some(field))
+            .collect()
     }
 }
 

@@ -184,6 +184,95 @@ impl Located {
         }
     }
 
+    /// Where profile `name` is among the located ones.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
+    /// The profile at `position`, parsing only its table; `None` when it does not parse alone.
+    pub fn profile_at(&self, position: usize) -> Option<Profile> {
+        self.parse_one(self.profiles.get(position)?)
+    }
+
+    /// The text with each of `parts` (a position and a table as [`super::text::Text::profile`]
+    /// renders it, in ascending order of position) in place of the table there, in pieces:
+    /// what a save of those profiles writes, without rendering the others.
+    pub fn pieces<'a>(&'a self, parts: &'a [(usize, Zeroizing<String>)]) -> Vec<&'a [u8]> {
+        let text = self.text.as_bytes();
+        let mut pieces = Vec::with_capacity(parts.len() * 3 + 1);
+        let mut from = 0;
+        for (at, part) in parts {
+            let Some(span) = self.profiles.get(*at).map(|e| e.span.clone()) else {
+                continue;
+            };
+            pieces.push(text.get(from..span.start).unwrap_or_default());
+            pieces.push(part.as_bytes());
+            // Tables are a blank line apart, as the whole document renders them.
+            if span.end < text.len() {
+                pieces.push(b"\n");
+            }
+            from = span.end;
+        }
+        pieces.push(text.get(from..).unwrap_or_default());
+        pieces
+    }
+
+    /// Puts `parts` in place ([`Located::pieces`]) within the text itself, moving the tables
+    /// after them (no second copy of the text is made); `names` are the profiles' names in
+    /// `parts`, in order. `Some` is the text read again instead, when a profile was renamed
+    /// (the new name may meet another profile's).
+    pub fn splice(
+        &mut self,
+        parts: &[(usize, Zeroizing<String>)],
+        names: &[&str],
+        path: &Location,
+    ) -> Result<Option<Parsed>, VaultError> {
+        let last = self.profiles.len().saturating_sub(1);
+        let growth: usize = parts
+            .iter()
+            .filter_map(|(at, part)| {
+                let old = self.profiles.get(*at)?.span.len();
+                (part.len() + usize::from(*at < last)).checked_sub(old)
+            })
+            .sum();
+        // One growth at most, before the tables move: a large buffer is moved by the kernel.
+        self.text.reserve_exact(growth);
+        // From the last part to the first, so each span still says where its table is.
+        for (at, part) in parts.iter().rev() {
+            let Some(span) = self.profiles.get(*at).map(|e| e.span.clone()) else {
+                continue;
+            };
+            let mut table = String::with_capacity(part.len() + 1);
+            table.push_str(part);
+            if *at < last {
+                table.push('\n');
+            }
+            self.text.replace_range(span, &table);
+            drop(Zeroizing::new(table));
+        }
+        let renamed = parts.len() != names.len()
+            || parts.iter().zip(names).any(|((at, _), name)| {
+                self.profiles.get(*at).and_then(|e| e.name.as_deref()) != Some(*name)
+            });
+        if renamed {
+            let text = std::mem::take(&mut *self.text);
+            return read(Zeroizing::new(text.into_bytes()), path).map(Some);
+        }
+        let mut shift: isize = 0;
+        let mut parts = parts.iter().peekable();
+        for (i, entry) in self.profiles.iter_mut().enumerate() {
+            let old_len = entry.span.len();
+            let start = entry.span.start.saturating_add_signed(shift);
+            let len = match parts.next_if(|(at, _)| *at == i) {
+                Some((_, part)) => part.len() + usize::from(i < last),
+                None => old_len,
+            };
+            entry.span = start..start + len;
+            shift += len.cast_signed() - old_len.cast_signed();
+        }
+        Ok(None)
+    }
+
     fn parse_group(&self, group: &[Entry]) -> Option<Vec<Profile>> {
         group.iter().map(|entry| self.parse_one(entry)).collect()
     }

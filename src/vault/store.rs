@@ -15,6 +15,7 @@ use super::model::{Profile, VaultData};
 use super::snapshot::{Snapshot, read_stored};
 use super::text::Text;
 mod lease;
+mod splice;
 
 use super::trust::{Pinned, Pins, give_members_secret, membership, membership_of};
 use lease::LeaseState;
@@ -416,6 +417,21 @@ impl Store {
         let _lease = self.lease()?;
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
+        match self.update_located(&mut snap, changes)? {
+            Some(outcomes) => Ok(outcomes),
+            None => self.update_parsed(&mut snap, changes),
+        }
+    }
+
+    /// [`Store::update_profiles`] once, on content parsed whole (parsed here when it was not).
+    fn update_parsed<T, F>(
+        &self,
+        snap: &mut Snapshot,
+        changes: &mut [(String, F)],
+    ) -> Result<Vec<Option<T>>, VaultError>
+    where
+        F: FnMut(&mut Profile) -> T,
+    {
         let expected = snap.version;
         let loaded = snap.content.loaded(self.backend.location())?;
         let mut edited = BTreeMap::new();
@@ -444,7 +460,7 @@ impl Store {
         let version = match self.backend.commit(&ciphertext, expected) {
             Err(conflict @ VaultError::Conflict(_)) => {
                 // Another writer's version is there: read it, so the next try starts from it.
-                self.reread_after_conflict(&mut snap)?;
+                self.reread_after_conflict(snap)?;
                 return Err(conflict);
             }
             committed => committed?,
@@ -493,12 +509,7 @@ impl Store {
     /// How to seal `data`: the recipient list inside the vault is the truth, as a change may
     /// add or remove some.
     fn sealing_for(&self, data: &VaultData) -> Sealing {
-        match lock_ignoring_poison(&self.sealing).clone() {
-            Sealing::Recipients(_) if !data.recipients.is_empty() => {
-                Sealing::Recipients(data.recipients.clone())
-            }
-            sealing => sealing,
-        }
+        self.sealing_for_recipients(&data.recipients)
     }
 }
 

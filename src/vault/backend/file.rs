@@ -8,10 +8,13 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{
-    Backend, HeldLease, Intent, LeaseGuard, STAMP_BYTES, SpendRecord, Stamp, Stored, Version,
+    Backend, HeldLease, Intent, LeaseGuard, Newest, STAMP_BYTES, SpendRecord, Stamp, Stamping,
+    Stored, Version,
 };
 use crate::vault::error::VaultError;
-use crate::vault::file::{backup_path, io_err, lock_path, write_atomic, write_visible};
+use crate::vault::file::{
+    backup_path, io_err, lock_path, write_atomic, write_atomic_with, write_visible,
+};
 use crate::vault::location::Location;
 
 /// A vault kept in a file.
@@ -51,58 +54,102 @@ impl FileBackend {
     }
 }
 
-/// The held `flock`, and the file beside the vault that records refresh tokens on their way
-/// (`<vault>.spending`, written atomically under the lock).
+/// The held `flock`, and what is recorded beside the vault under it: refresh tokens on their
+/// way (`<vault>.spending`) and each profile's newest refresh token (`<vault>.newest/KEY`),
+/// each written by rename.
 struct FileLease {
     /// Closing the file releases the advisory lock.
     _lock: File,
     intents: PathBuf,
+    newest: PathBuf,
 }
 
 /// `<vault>.spending`
 pub fn intents_path(path: &Path) -> PathBuf {
+    beside(path, ".spending")
+}
+
+/// `<vault>.newest`: a folder of one small file per profile key.
+pub fn newest_path(path: &Path) -> PathBuf {
+    beside(path, ".newest")
+}
+
+fn beside(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
-    name.push(".spending");
+    name.push(suffix);
     PathBuf::from(name)
 }
 
 impl HeldLease for FileLease {
-    fn record(&self) -> Result<SpendRecord, VaultError> {
+    fn intents(&self) -> Result<Vec<Intent>, VaultError> {
         let bytes = match fs::read(&self.intents) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(SpendRecord::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_err("read", &self.intents)(e)),
         };
-        // Earlier builds wrote the intents alone, as a list.
+        // Earlier builds wrote the list alone.
         serde_json::from_slice::<SpendRecord>(&bytes)
-            .or_else(|_| {
-                serde_json::from_slice::<Vec<Intent>>(&bytes).map(|spending| SpendRecord {
-                    spending,
-                    ..SpendRecord::default()
-                })
-            })
-            .map_err(|_| {
-                VaultError::Rejected(format!(
-                    "{} is damaged: if no tokdeck is refreshing now, delete it",
-                    self.intents.display()
-                ))
-            })
+            .map(|record| record.spending)
+            .or_else(|_| serde_json::from_slice::<Vec<Intent>>(&bytes))
+            .map_err(|_| damaged(&self.intents))
     }
 
-    fn write_record(&self, record: &SpendRecord) -> Result<(), VaultError> {
-        if record.is_empty() {
-            return match fs::remove_file(&self.intents) {
+    fn newest(&self, keys: &[String]) -> Result<Vec<Option<Newest>>, VaultError> {
+        keys.iter()
+            .map(|key| {
+                let path = self.newest.join(key);
+                match fs::read(&path) {
+                    Ok(bytes) => serde_json::from_slice(&bytes)
+                        .map(Some)
+                        .map_err(|_| damaged(&path)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(io_err("read", &path)(e)),
+                }
+            })
+            .collect()
+    }
+
+    fn write_record(
+        &self,
+        intents: Option<&[Intent]>,
+        newest: &[(String, Newest)],
+    ) -> Result<(), VaultError> {
+        // No fsync: an intent matters only while its process runs, and one of a process that
+        // is gone lapses anyway; a newest print lost in a crash only checks less.
+        if !newest.is_empty() {
+            crate::vault::file::ensure_private_dir(&self.newest)?;
+        }
+        for (key, newest) in newest {
+            let bytes =
+                serde_json::to_vec(newest).map_err(|e| VaultError::Encrypt(e.to_string()))?;
+            write_visible(&self.newest.join(key), &bytes)?;
+        }
+        match intents {
+            None => Ok(()),
+            Some([]) => match fs::remove_file(&self.intents) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     Err(io_err("remove", &self.intents)(e))
                 }
                 _ => Ok(()),
-            };
+            },
+            Some(intents) => {
+                let record = SpendRecord {
+                    spending: intents.to_vec(),
+                    ..SpendRecord::default()
+                };
+                let bytes =
+                    serde_json::to_vec(&record).map_err(|e| VaultError::Encrypt(e.to_string()))?;
+                write_visible(&self.intents, &bytes)
+            }
         }
-        let bytes = serde_json::to_vec(record).map_err(|e| VaultError::Encrypt(e.to_string()))?;
-        // No fsync: an intent matters only while its process runs, and one of a process that
-        // is gone lapses anyway; a newest print lost in a crash only checks less.
-        write_visible(&self.intents, &bytes)
     }
+}
+
+fn damaged(path: &Path) -> VaultError {
+    VaultError::Rejected(format!(
+        "{} is damaged: if no tokdeck is refreshing now, delete it",
+        path.display()
+    ))
 }
 
 /// The version of a file, from its metadata.
@@ -161,6 +208,22 @@ impl Backend for FileBackend {
         Ok(self.probe())
     }
 
+    fn commit_sealed(
+        &self,
+        seal: &mut dyn FnMut(&mut dyn std::io::Write) -> Result<(), VaultError>,
+        _expected: Option<Version>,
+    ) -> Result<(Option<Version>, Stamp), VaultError> {
+        let mut stamp = None;
+        write_atomic_with(&self.path, true, &mut |out| {
+            let mut stamping = Stamping::new(out);
+            seal(&mut stamping)?;
+            stamp = Some(stamping.stamp());
+            Ok(())
+        })?;
+        let stamp = stamp.ok_or_else(|| VaultError::Encrypt("nothing was sealed".into()))?;
+        Ok((self.probe(), stamp))
+    }
+
     fn create(&self, ciphertext: &[u8]) -> Result<Option<Version>, VaultError> {
         if self.path.exists() {
             return Err(VaultError::AlreadyExists(self.location.clone()));
@@ -184,6 +247,7 @@ impl Backend for FileBackend {
                 Ok(Some(Box::new(FileLease {
                     _lock: file,
                     intents: intents_path(&self.path),
+                    newest: newest_path(&self.path),
                 })))
             }
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),

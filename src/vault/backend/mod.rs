@@ -55,6 +55,46 @@ impl Stamp {
     }
 }
 
+/// Passes writes on, keeping what a [`Stamp`] needs of them: their length and first bytes.
+pub struct Stamping<'a> {
+    inner: &'a mut dyn std::io::Write,
+    stamp: Stamp,
+}
+
+impl<'a> Stamping<'a> {
+    pub fn new(inner: &'a mut dyn std::io::Write) -> Self {
+        Self {
+            inner,
+            stamp: Stamp {
+                len: 0,
+                head: Vec::new(),
+            },
+        }
+    }
+
+    /// The stamp of everything written.
+    pub fn stamp(self) -> Stamp {
+        self.stamp
+    }
+}
+
+impl std::io::Write for Stamping<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        let taken = &buf[..written];
+        let room = STAMP_BYTES.saturating_sub(self.stamp.head.len());
+        self.stamp
+            .head
+            .extend_from_slice(taken.get(..room.min(written)).unwrap_or_default());
+        self.stamp.len += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// The stored ciphertext, opened: its stamp and version, and a reader over all of it (from
 /// its first byte). What the reader yields is the version stamped, even if a writer replaces
 /// the stored vault meanwhile.
@@ -136,8 +176,8 @@ impl Newest {
     }
 }
 
-/// What the lease records beside the vault, holder to holder: refresh tokens on their way,
-/// and the newest refresh token saved for each profile, by a key that does not name it
+/// What a lease entry records, holder to holder: refresh tokens on their way, and the
+/// newest refresh token saved for each profile, by a key that does not name it
 /// ([`crate::vault::Store::record_key`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SpendRecord {
@@ -167,13 +207,23 @@ pub trait HeldLease: Send {
         true
     }
 
-    /// What is recorded beside the vault ([`SpendRecord`]).
-    fn record(&self) -> Result<SpendRecord, VaultError> {
-        Ok(SpendRecord::default())
+    /// The refresh tokens on their way ([`Intent`]), as recorded beside the vault.
+    fn intents(&self) -> Result<Vec<Intent>, VaultError> {
+        Ok(Vec::new())
     }
 
-    /// Replaces it; on disk or on the server before this returns.
-    fn write_record(&self, _record: &SpendRecord) -> Result<(), VaultError> {
+    /// The newest refresh token recorded for each profile key of `keys` ([`Newest`]).
+    fn newest(&self, keys: &[String]) -> Result<Vec<Option<Newest>>, VaultError> {
+        Ok(vec![None; keys.len()])
+    }
+
+    /// Replaces the intents (when `intents` is given) and records `newest` over what the
+    /// same keys had; on disk or on the server before this returns.
+    fn write_record(
+        &self,
+        _intents: Option<&[Intent]>,
+        _newest: &[(String, Newest)],
+    ) -> Result<(), VaultError> {
         Ok(())
     }
 }
@@ -197,6 +247,19 @@ pub trait Backend: Send + Sync {
         ciphertext: &[u8],
         expected: Option<Version>,
     ) -> Result<Option<Version>, VaultError>;
+
+    /// [`Backend::commit`] of the ciphertext `seal` writes; returns its stamp too. A backend
+    /// that can store it as it comes (a file) never holds it whole.
+    fn commit_sealed(
+        &self,
+        seal: &mut dyn FnMut(&mut dyn std::io::Write) -> Result<(), VaultError>,
+        expected: Option<Version>,
+    ) -> Result<(Option<Version>, Stamp), VaultError> {
+        let mut ciphertext = Vec::new();
+        seal(&mut ciphertext)?;
+        let version = self.commit(&ciphertext, expected)?;
+        Ok((version, Stamp::of(&ciphertext)))
+    }
 
     /// Stores a new vault; refuses to replace one.
     fn create(&self, ciphertext: &[u8]) -> Result<Option<Version>, VaultError>;

@@ -73,9 +73,6 @@ pub struct SpendChanges<'a> {
     pub now: chrono::DateTime<chrono::Utc>,
 }
 
-/// Most profiles whose newest refresh token is recorded: past it, the oldest go.
-const MOST_NEWEST: usize = 20_000;
-
 impl Lease {
     /// Applies `changes` where every process and machine sharing the vault sees it, in one
     /// write: settled records go, saved tokens become their profiles' newest, and each
@@ -90,11 +87,26 @@ impl Lease {
         let Some(guard) = state.guard.as_ref() else {
             return Ok(vec![None; changes.intend.len()]);
         };
-        let before = guard.record()?;
-        let mut record = before.clone();
+        let intents = guard.intents()?;
+        let keys: Vec<String> = changes.intend.iter().map(|s| s.key.clone()).collect();
+        let known = guard.newest(&keys)?;
+        let mut record = SpendRecord {
+            spending: intents.clone(),
+            newest: keys
+                .into_iter()
+                .zip(known)
+                .filter_map(|(key, newest)| Some((key, newest?)))
+                .collect(),
+        };
         let answers = apply(&mut record, changes);
-        if record != before {
-            guard.write_record(&record)?;
+        let saved: Vec<(String, Newest)> = changes
+            .saved
+            .iter()
+            .filter_map(|s| Some((s.key.clone(), record.newest.get(&s.key)?.clone())))
+            .collect();
+        let new_intents = (record.spending != intents).then_some(&record.spending[..]);
+        if new_intents.is_some() || !saved.is_empty() {
+            guard.write_record(new_intents, &saved)?;
         }
         Ok(answers)
     }
@@ -125,7 +137,6 @@ fn apply(record: &mut SpendRecord, changes: &SpendChanges<'_>) -> Vec<Option<Ref
         };
         record.newest.insert(saved.key.clone(), newest);
     }
-    bound_newest(record);
     intend
         .iter()
         .map(|spend| intend_one(record, spend, host, pid, now))
@@ -160,22 +171,6 @@ fn intend_one(
         since: now,
     });
     None
-}
-
-/// Keeps at most [`MOST_NEWEST`] profiles' newest prints: the oldest go.
-fn bound_newest(record: &mut SpendRecord) {
-    let Some(excess) = record.newest.len().checked_sub(MOST_NEWEST) else {
-        return;
-    };
-    let mut by_age: Vec<_> = record
-        .newest
-        .iter()
-        .map(|(key, n)| (n.obtained_at, key.clone()))
-        .collect();
-    by_age.sort();
-    for (_, key) in by_age.into_iter().take(excess) {
-        record.newest.remove(&key);
-    }
 }
 
 impl Drop for Lease {
@@ -268,25 +263,5 @@ mod tests {
         assert!(
             matches!(&answers[..], [Some(Refusal::InFlight(i))] if i.host == "another machine")
         );
-    }
-
-    #[test]
-    fn the_newest_records_are_bounded_and_the_oldest_go_first() {
-        let mut record = SpendRecord::default();
-        for i in 0..MOST_NEWEST {
-            record.newest.insert(
-                format!("k{i}"),
-                Newest {
-                    print: "p".into(),
-                    obtained_at: Utc::now() - TimeDelta::seconds(1000),
-                    host: "h".into(),
-                },
-            );
-        }
-        record.newest.get_mut("k7").unwrap().obtained_at -= TimeDelta::days(1);
-        apply(&mut record, &changes(&[], &[saved("fresh", 0)]));
-        assert_eq!(record.newest.len(), MOST_NEWEST);
-        assert!(!record.newest.contains_key("k7"));
-        assert!(record.newest.contains_key("k"));
     }
 }

@@ -322,6 +322,80 @@ fn profile_changes_save_the_same_text_as_a_whole_save() {
 }
 
 #[test]
+fn profile_changes_on_a_handle_that_read_one_profile_save_the_same_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, key) = new_store(dir.path());
+    store
+        .update(|d| {
+            ["a", "b", "c", "d"]
+                .into_iter()
+                .try_for_each(|n| d.insert(named(n)))
+        })
+        .unwrap()
+        .unwrap();
+    // A command's handle: it reads one profile, and the others stay located, not parsed.
+    let command = second_handle(&store, &key);
+    assert_eq!(command.profile("b").unwrap().unwrap().name, "b");
+    let outcomes = command
+        .update_profiles([
+            ("d".to_string(), edit(|p| p.notes = "last".into())),
+            ("a".to_string(), edit(|p| p.notes = "first".into())),
+            ("a".to_string(), edit(|p| p.notes.push_str(" again"))),
+            ("c".to_string(), edit(|p| p.name = "z".into())),
+            ("gone".to_string(), edit(|_| {})),
+        ])
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            Some("last".into()),
+            Some("first".into()),
+            Some("first again".into()),
+            Some(String::new()),
+            None
+        ]
+    );
+    let data = store.snapshot().unwrap();
+    let notes: Vec<&str> = data.profiles.iter().map(|p| p.notes.as_str()).collect();
+    assert_eq!(notes, ["first again", "", "", "last"]);
+    assert_eq!(plaintext(&store), toml::to_string(&data).unwrap());
+    // The handle reads its own save: the rename, and the next change on top.
+    assert!(command.profile("c").unwrap().is_none());
+    command
+        .update_profiles([("z".to_string(), edit(|p| p.notes = "renamed".into()))])
+        .unwrap();
+    assert_eq!(store.profile("z").unwrap().unwrap().notes, "renamed");
+    saves_on_top_of_saves_land_whole(&store, &command);
+}
+
+/// Saves on top of saves by `command`, a handle that reads profiles one at a time, move the
+/// tables after the changed ones: each lands whole, as `store` reads it.
+fn saves_on_top_of_saves_land_whole(store: &Store, command: &Store) {
+    for round in 0..3 {
+        let long = "x".repeat(round * 40);
+        command
+            .update_profiles([
+                ("a".to_string(), edit(move |p| p.notes = format!("{round}"))),
+                ("b".to_string(), edit(move |p| p.client_id = long.clone())),
+            ])
+            .unwrap();
+        command
+            .update_profiles([(
+                "d".to_string(),
+                edit(move |p| p.notes = format!("d{round}")),
+            )])
+            .unwrap();
+        let data = store.snapshot().unwrap();
+        assert_eq!(plaintext(store), toml::to_string(&data).unwrap());
+        assert_eq!(
+            command.profile("d").unwrap().unwrap().notes,
+            format!("d{round}")
+        );
+        assert_eq!(command.profile("z").unwrap().unwrap().notes, "renamed");
+    }
+}
+
+#[test]
 fn profile_changes_to_no_profile_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = three_profiles(dir.path());

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::api::{Api, Found, Secret, Written};
-use crate::vault::backend::{HeldLease, SpendRecord};
+use crate::vault::backend::{HeldLease, Intent, Newest, SpendRecord};
 use crate::vault::error::VaultError;
 use crate::vault::location::KvPath;
 
@@ -304,18 +304,54 @@ impl HeldLease for Held {
         until.saturating_duration_since(Instant::now()) >= self.shared.timing.needed_to_spend
     }
 
-    fn record(&self) -> Result<SpendRecord, VaultError> {
-        Ok(lock_ignoring_poison(&self.shared.record).clone())
+    fn intents(&self) -> Result<Vec<Intent>, VaultError> {
+        Ok(lock_ignoring_poison(&self.shared.record).spending.clone())
     }
 
-    fn write_record(&self, record: &SpendRecord) -> Result<(), VaultError> {
-        if self.shared.write("held", Some(record.clone()))? {
+    fn newest(&self, keys: &[String]) -> Result<Vec<Option<Newest>>, VaultError> {
+        let record = lock_ignoring_poison(&self.shared.record);
+        Ok(keys.iter().map(|k| record.newest.get(k).cloned()).collect())
+    }
+
+    fn write_record(
+        &self,
+        intents: Option<&[Intent]>,
+        newest: &[(String, Newest)],
+    ) -> Result<(), VaultError> {
+        let mut record = lock_ignoring_poison(&self.shared.record).clone();
+        if let Some(intents) = intents {
+            record.spending = intents.to_vec();
+        }
+        record.newest.extend(newest.iter().cloned());
+        keep_most_recent(&mut record, MOST_NEWEST);
+        if self.shared.write("held", Some(record))? {
             Ok(())
         } else {
             Err(VaultError::Locked(
                 "its lease was taken over by another machine".into(),
             ))
         }
+    }
+}
+
+/// Most profiles whose newest refresh token the lease entry records, so that the entry stays
+/// far below the 1 MiB a raft-backed OpenBao allows (about 170 bytes each); past it, those
+/// refreshed longest ago go. A vault in one secret holds fewer profiles than that on raft.
+const MOST_NEWEST: usize = 2_048;
+
+/// Keeps the newest prints of at most `most` profiles in `record`: the oldest go.
+fn keep_most_recent(record: &mut SpendRecord, most: usize) {
+    let Some(excess) = record.newest.len().checked_sub(most) else {
+        return;
+    };
+    let mut by_age: Vec<_> = record
+        .newest
+        .iter()
+        .map(|(key, n)| (n.obtained_at, key.clone()))
+        .collect();
+    by_age.sort();
+    for (_, key) in by_age.into_iter().take(excess) {
+        record.newest.remove(&key);
     }
 }
 
@@ -350,6 +386,26 @@ fn renew_until_stopped(shared: &Shared, stopped: &mpsc::Receiver<()>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_newest_prints_are_bounded_and_the_oldest_go_first() {
+        let newest = |age_secs: i64| Newest {
+            print: "p".into(),
+            obtained_at: chrono::Utc::now() - chrono::TimeDelta::seconds(age_secs),
+            host: "h".into(),
+        };
+        let mut record = SpendRecord::default();
+        for i in 0..10 {
+            record.newest.insert(format!("k{i}"), newest(100 + i));
+        }
+        record.newest.insert("old".into(), newest(86_400));
+        keep_most_recent(&mut record, 10);
+        assert_eq!(record.newest.len(), 10);
+        assert!(!record.newest.contains_key("old"));
+        keep_most_recent(&mut record, 4);
+        let kept: Vec<&str> = record.newest.keys().map(String::as_str).collect();
+        assert_eq!(kept, ["k0", "k1", "k2", "k3"]);
+    }
 
     #[test]
     fn a_lease_entry_is_trusted_only_as_long_as_the_longest_timeout_allows() {
