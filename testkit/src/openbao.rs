@@ -73,6 +73,78 @@ impl OpenBao {
         panic!("the OpenBao dev server did not mount secret/");
     }
 
+    /// A server on integrated raft storage, as production clusters run it (a config file,
+    /// `operator init` with one key share, `unseal`), with KV version 2 at `secret/`. Unlike
+    /// the dev server, which keeps everything in memory, raft refuses any entry over
+    /// `max_entry_size` (1 MiB by default).
+    pub fn start_raft() -> Self {
+        let bao = binary();
+        let fixture = crate::fixture::start_fixture_at(
+            "openbao (raft)",
+            "/v1/sys/health?uninitcode=200&sealedcode=200&standbycode=200",
+            |port, dir| {
+                let cluster = crate::fixture::free_port();
+                let config = dir.join("config.hcl");
+                std::fs::create_dir_all(dir.join("raft")).unwrap();
+                std::fs::write(
+                    &config,
+                    format!(
+                        "storage \"raft\" {{\n  path = \"{raft}\"\n  node_id = \"node1\"\n}}\n\
+                         listener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  cluster_address = \"127.0.0.1:{cluster}\"\n  tls_disable = true\n}}\n\
+                         api_addr = \"http://127.0.0.1:{port}\"\ncluster_addr = \"http://127.0.0.1:{cluster}\"\n\
+                         disable_mlock = true\n",
+                        raft = dir.join("raft").display()
+                    ),
+                )
+                .unwrap();
+                let mut cmd = Command::new(&bao);
+                cmd.arg("server")
+                    .arg(format!("-config={}", config.display()))
+                    .env_clear()
+                    .env("HOME", dir)
+                    .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+                cmd
+            },
+        );
+        let mut bao = Self {
+            fixture,
+            token: String::new(),
+        };
+        let init = bao.api(
+            "PUT",
+            "/v1/sys/init",
+            Some(&serde_json::json!({"secret_shares": 1, "secret_threshold": 1})),
+        );
+        assert_eq!(init.status, 200, "operator init: {}", init.body);
+        let init: serde_json::Value = serde_json::from_str(&init.body).unwrap();
+        bao.token = init["root_token"].as_str().unwrap().to_string();
+        let key = init["keys_base64"][0].as_str().unwrap().to_string();
+        let unsealed = bao.api("PUT", "/v1/sys/unseal", Some(&serde_json::json!({"key": key})));
+        assert_eq!(unsealed.status, 200, "unseal: {}", unsealed.body);
+        bao.wait_until("the raft node is active", |b| {
+            http_with(b.port(), "GET", "/v1/sys/health", None, &[]).is_some_and(|r| r.status == 200)
+        });
+        let kv = serde_json::json!({"type": "kv", "options": {"version": "2"}});
+        bao.wait_until("KV version 2 is mounted at secret/", |b| {
+            let mounted = b.api("POST", "/v1/sys/mounts/secret", Some(&kv)).status;
+            mounted == 204 || mounted == 400
+        });
+        // A new KV v2 mount takes writes once its upgrade is done.
+        let probe = serde_json::json!({"data": {"ready": "yes"}});
+        bao.wait_until("KV at secret/ takes writes", |b| {
+            b.api("POST", "/v1/secret/data/tokdeck-fixture-ready", Some(&probe)).status == 200
+        });
+        bao
+    }
+
+    fn wait_until(&self, what: &str, mut done: impl FnMut(&Self) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done(self) {
+            assert!(Instant::now() < deadline, "{what}: not within 60 s\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn port(&self) -> u16 {
         self.fixture.port
     }

@@ -324,6 +324,10 @@ fn refusal(kv: &KvPath, answer: &Answer) -> VaultError {
             format!("OpenBao at {host} is sealed: unseal it (bao operator unseal), then try again")
         }
         429 => format!("OpenBao at {host} is rate-limiting requests: try again in a moment"),
+        // Raft storage refuses an entry over its `max_entry_size` (1 MiB by default).
+        status @ 400..=599 if said.contains("too large") => format!(
+            "the vault is too large for one entry of OpenBao at {host}'s storage ({status}: {said}): this will not succeed when tried again; remove profiles you no longer use (tokdeck remove), keep the vault in a file (tokdeck vault copy FILE), or have the operator raise raft's max_entry_size"
+        ),
         status @ 500..=599 => {
             format!("OpenBao at {host} failed ({status}: {said}): try again in a moment")
         }

@@ -1,0 +1,98 @@
+//! A team vault on OpenBao's production storage: a real server on integrated raft storage
+//! (a config file, `operator init`, `unseal`; no dev mode), which refuses any entry over
+//! 1 MiB. A vault that no longer fits is refused with advice that says retrying will not
+//! help, and nothing already stored is lost.
+
+// Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
+mod common;
+
+use common::openbao::OpenBao;
+use common::{Env, assert_one_line_error, stderr, stdout};
+
+/// Vault text of `n` profiles of about 1 KB each, as a Factorial integration's are.
+fn profiles(n: usize) -> String {
+    let mut text = String::from("version = 1\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "\n[[profile]]\nname = \"p{i:05}\"\nprovider = \"factorial\"\nclient_id = \"client-{i:05}-{pad}\"\nclient_secret = \"secret-{i:05}-{pad}\"\nredirect_uri = \"https://integrations.example.com/oauth/callback/{i:05}\"\nowner = \"user\"\nscopes = [\"read\", \"write\"]\nnotes = \"{notes}\"\n[profile.endpoints]\nbase_url = \"https://api.factorialhr.com\"\n",
+            pad = "x".repeat(64),
+            notes = "n".repeat(600),
+        ));
+    }
+    text
+}
+
+/// Imports the profiles of `text` into `env`'s vault file, as a team moving in would.
+fn imported(env: &Env, text: &str) {
+    let file = env.home().join("apps.toml");
+    std::fs::write(&file, text).unwrap();
+    let out = env.run(&["import", file.to_str().unwrap()]);
+    assert!(out.status.success(), "import: {}", stderr(&out));
+}
+
+fn kv_status(bao: &OpenBao, path: &str) -> u16 {
+    bao.api("GET", &format!("/v1/secret/data/{path}"), None)
+        .status
+}
+
+#[test]
+fn a_vault_too_large_for_one_raft_entry_is_refused_and_loses_nothing() {
+    let bao = OpenBao::start_raft();
+
+    // Too large to move in: refused, with advice that does not say "try again".
+    let big = Env::new();
+    imported(&big, &profiles(1_400));
+    let location = bao.location("team/big");
+    let out = big
+        .command(&["vault", "copy", &location])
+        .env("BAO_TOKEN", &bao.token)
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "too large for one entry");
+    let said = stderr(&out);
+    assert!(said.contains("will not succeed"), "{said}");
+    assert!(!said.contains("try again in a moment"), "{said}");
+    assert_eq!(kv_status(&bao, "team/big"), 404, "something was stored");
+
+    // One that fits is stored; growing it past the limit is refused, and it stays as it was.
+    let small = Env::new();
+    imported(&small, &profiles(500));
+    let location = bao.location("team/small");
+    let out = small
+        .command(&["vault", "copy", &location])
+        .env("BAO_TOKEN", &bao.token)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let team = |args: &[&str], input: &str| {
+        let mut child = small
+            .command(args)
+            .env("TOKDECK_VAULT", &location)
+            .env("BAO_TOKEN", &bao.token)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let version = |bao: &OpenBao| bao.read("team/small")["metadata"]["version"].as_u64();
+    let before = version(&bao);
+    let file = small.home().join("more.toml");
+    std::fs::write(&file, profiles(1_400).replace("name = \"p", "name = \"q")).unwrap();
+    let out = team(&["import", file.to_str().unwrap()], "");
+    assert_one_line_error(&out, "too large for one entry");
+    assert_eq!(version(&bao), before, "a new version was stored");
+    let out = team(&["status", "--json"], "");
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 500, "{}", stderr(&out));
+}
