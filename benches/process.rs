@@ -260,22 +260,25 @@ fn vault_figures(n: usize) -> (tempfile::TempDir, std::path::PathBuf, std::path:
         cmd
     });
     println!("  the same from tokdeck-core directly: median {direct:.2?}");
-    let (wall, rss) = measure(&[0], || {
-        let mut age = Command::new("age");
-        age.arg("-d")
-            .arg("-i")
-            .arg(&key)
-            .arg("-o")
-            .arg("/dev/null")
-            .arg(&vault)
-            .stdout(Stdio::null());
-        age
-    });
+    let (wall, rss) = measure(&[0], || age_decrypt(&key, &vault));
     println!(
         "  age -d of the same file: median {wall:.2?}, peak {:.1} MB",
         mb(rss)
     );
     (dir, vault, key)
+}
+
+/// `age -d` of `vault` with `key`, the plaintext thrown away.
+fn age_decrypt(key: &std::path::Path, vault: &std::path::Path) -> Command {
+    let mut age = Command::new("age");
+    age.arg("-d")
+        .arg("-i")
+        .arg(key)
+        .arg("-o")
+        .arg("/dev/null")
+        .arg(vault)
+        .stdout(Stdio::null());
+    age
 }
 
 /// `refresh NAME` of one profile among `n` (a vault file), against the loopback mock server,
@@ -310,16 +313,7 @@ fn refresh_figures(n: usize) {
         .unwrap();
     assert!(decrypted.success());
     let plain_mb = std::fs::metadata(&plain).unwrap().len() as f64 / 1_048_576.0;
-    let (read, _) = measure(&[0], || {
-        let mut age = Command::new("age");
-        age.arg("-d")
-            .arg("-i")
-            .arg(&key)
-            .arg("-o")
-            .arg("/dev/null")
-            .arg(&vault);
-        age
-    });
+    let (read, _) = measure(&[0], || age_decrypt(&key, &vault));
     let recipients: String = std::fs::read_to_string(&key)
         .unwrap()
         .lines()

@@ -329,6 +329,7 @@ fn refresh_all(
             clock: Clock::System,
             audit: None,
             one_shot: false,
+            spool: None,
             max_concurrent_jobs: concurrency,
         });
         let start = Instant::now();

@@ -417,8 +417,23 @@ fn a_refresh_token_whose_answer_another_process_holds_unsaved_is_not_sent_again(
     let spending = env.home().join("data/tokdeck/vault.age.spending");
     assert!(spending.exists(), "no record of the refresh on its way");
 
-    // Another process finds the spent token in the file, and the record beside it.
+    // A process of this user finds the new token kept aside, and saves it first: it cannot
+    // yet, and sends nothing.
     let out = env.run(&["refresh", "p", "--no-agent"]);
+    assert_one_line_error(&out, "still waiting to be saved");
+    assert!(
+        stderr(&out).contains("nothing was sent"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(server.refresh_requests(), 1);
+    // One that does not see it (another state folder) finds the spent token in the file, and
+    // the record beside it.
+    let out = env
+        .command(&["refresh", "p", "--no-agent"])
+        .env("XDG_STATE_HOME", env.home().join("elsewhere"))
+        .output()
+        .unwrap();
     assert_one_line_error(&out, "its answer is not saved yet");
     assert!(
         stderr(&out).contains(&format!("pid {}", agent.child.id())),
@@ -446,19 +461,57 @@ fn a_refresh_token_whose_answer_another_process_holds_unsaved_is_not_sent_again(
 }
 
 #[test]
-fn a_command_whose_save_fails_says_it_ends_with_the_new_token() {
+fn a_command_whose_save_fails_keeps_the_new_token_for_the_next_one() {
     let env = Env::new();
     let server = MockServer::start();
     env.authorized_profile("p", &server, &[]);
-    let _blocker = save_blocker(&env);
+    let blocker = save_blocker(&env);
     let out = env.run(&["refresh", "p", "--no-agent"]);
-    assert_one_line_error(&out, "this command ends with them");
+    assert_one_line_error(&out, "keeps them, encrypted, in");
     assert!(
-        stderr(&out).contains("authorize 'p' again"),
+        stderr(&out).contains("saves them first"),
         "{}",
         stderr(&out)
     );
-    assert!(!stderr(&out).contains("next action"), "{}", stderr(&out));
+    assert_eq!(server.refresh_requests(), 1);
+    // Kept aside, encrypted: the new tokens are nowhere in plain text.
+    let spool = env.home().join("state/tokdeck/unsaved");
+    let spooled: Vec<_> = walk(&spool);
+    assert_eq!(spooled.len(), 1, "{spooled:?}");
+    let new_access = server.last_access_token().unwrap();
+    let bytes = std::fs::read(&spooled[0]).unwrap();
+    assert!(!String::from_utf8_lossy(&bytes).contains(&new_access));
+    assert!(bytes.starts_with(b"age-encryption.org/v1"));
+
+    // The next command saves them before it does anything else: it refreshes from the new
+    // refresh token, not the dead one still in the file, and the grant lives on.
+    std::fs::remove_dir_all(&blocker).unwrap();
+    let out = env.run(&["refresh", "p", "--no-agent"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.refresh_requests(), 2);
+    assert!(server.is_refresh_token_valid(&env.stored("p", "refresh_token")));
+    assert!(
+        walk(&spool).is_empty(),
+        "the saved token stayed in the spool"
+    );
+}
+
+/// The files below `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
 }
 
 #[test]

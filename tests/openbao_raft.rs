@@ -32,6 +32,14 @@ fn imported(env: &Env, text: &str) {
     assert!(out.status.success(), "import: {}", stderr(&out));
 }
 
+/// `vault copy` of `env`'s vault file to `location` in `bao`.
+fn copied_into(env: &Env, bao: &OpenBao, location: &str) -> std::process::Output {
+    env.command(&["vault", "copy", location])
+        .env("BAO_TOKEN", &bao.token)
+        .output()
+        .unwrap()
+}
+
 fn kv_status(bao: &OpenBao, path: &str) -> u16 {
     bao.api("GET", &format!("/v1/secret/data/{path}"), None)
         .status
@@ -45,11 +53,7 @@ fn a_vault_too_large_for_one_raft_entry_is_refused_and_loses_nothing() {
     let big = Env::new();
     imported(&big, &profiles(1_400));
     let location = bao.location("team/big");
-    let out = big
-        .command(&["vault", "copy", &location])
-        .env("BAO_TOKEN", &bao.token)
-        .output()
-        .unwrap();
+    let out = copied_into(&big, &bao, &location);
     assert_one_line_error(&out, "too large for one entry");
     let said = stderr(&out);
     assert!(said.contains("will not succeed"), "{said}");
@@ -60,39 +64,24 @@ fn a_vault_too_large_for_one_raft_entry_is_refused_and_loses_nothing() {
     let small = Env::new();
     imported(&small, &profiles(500));
     let location = bao.location("team/small");
-    let out = small
-        .command(&["vault", "copy", &location])
-        .env("BAO_TOKEN", &bao.token)
-        .output()
-        .unwrap();
+    let out = copied_into(&small, &bao, &location);
     assert!(out.status.success(), "{}", stderr(&out));
-    let team = |args: &[&str], input: &str| {
-        let mut child = small
+    let team = |args: &[&str]| {
+        small
             .command(args)
             .env("TOKDECK_VAULT", &location)
             .env("BAO_TOKEN", &bao.token)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
+            .output()
             .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
     };
     let version = |bao: &OpenBao| bao.read("team/small")["metadata"]["version"].as_u64();
     let before = version(&bao);
     let file = small.home().join("more.toml");
     std::fs::write(&file, profiles(1_400).replace("name = \"p", "name = \"q")).unwrap();
-    let out = team(&["import", file.to_str().unwrap()], "");
+    let out = team(&["import", file.to_str().unwrap()]);
     assert_one_line_error(&out, "too large for one entry");
     assert_eq!(version(&bao), before, "a new version was stored");
-    let out = team(&["status", "--json"], "");
+    let out = team(&["status", "--json"]);
     let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 500, "{}", stderr(&out));
 }

@@ -208,6 +208,25 @@ impl Store {
         snap.content.profile(name, self.location())
     }
 
+    /// `plaintext` encrypted as the vault is (to its recipients, or its passphrase): for
+    /// what this machine keeps of the vault's secrets outside it.
+    pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, VaultError> {
+        let recipients = self.read_recipients();
+        crypto::encrypt(plaintext, &self.sealing_for_recipients(&recipients))
+    }
+
+    /// What [`Store::seal`] encrypted, decrypted with the key that opened the vault.
+    pub fn unseal(&self, ciphertext: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, VaultError> {
+        crypto::decrypt(ciphertext, &self.unlock, self.location())
+    }
+
+    fn read_recipients(&self) -> Vec<String> {
+        lock_ignoring_poison(&self.snapshot)
+            .content
+            .recipients()
+            .to_vec()
+    }
+
     /// The key the records beside the vault know profile `name` by
     /// ([`super::backend::SpendRecord`]): a hash of the members' secret and the name, so a
     /// reader of the record who cannot open the vault learns no name from it.

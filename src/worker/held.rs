@@ -11,7 +11,7 @@ use crate::vault::Token;
 
 /// What tells one token from another: a SHA-256 over its access and refresh tokens (a
 /// server that keeps its refresh token still issues a new access token).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Print([u8; 32]);
 
 impl Print {
@@ -27,7 +27,7 @@ impl Print {
 }
 
 /// The token a new one replaces, as the job read it under the lease.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Replacing {
     /// `None`: the profile held no token.
     replaced: Option<Print>,
@@ -88,7 +88,7 @@ pub enum Placement {
 
 /// A refresh token on its way, as recorded beside the vault ([`crate::vault::backend::Intent`]):
 /// the SHA-256 of the token, in hex, and when the token it belongs to was obtained.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Spending {
     pub print: String,
     pub obtained_at: chrono::DateTime<chrono::Utc>,
@@ -112,7 +112,7 @@ pub fn refresh_print(token: &Token) -> Option<String> {
 }
 
 /// A new token whose save failed, kept while this process runs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct HeldToken {
     pub token: Token,
     pub replacing: Replacing,

@@ -13,6 +13,9 @@ mod jobs;
 mod recorder;
 mod runner;
 mod saver;
+mod spool;
+
+pub use spool::Spool;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -276,6 +279,8 @@ pub struct WorkerConfig {
     /// A command that ends after its jobs: a token whose save failed cannot wait in it for
     /// a next action, and its errors say so.
     pub one_shot: bool,
+    /// Where new tokens whose save failed wait for a later process ([`Spool`]).
+    pub spool: Option<Spool>,
 }
 
 /// Stops jobs: one, or all of them at shutdown.

@@ -40,6 +40,8 @@ pub struct Worker {
     records: mpsc::UnboundedSender<RecordRequest>,
     /// See [`WorkerConfig::one_shot`].
     one_shot: bool,
+    /// See [`WorkerConfig::spool`].
+    spool: Option<super::Spool>,
 }
 
 impl Worker {
@@ -64,6 +66,7 @@ impl Worker {
             unsaved: Mutex::default(),
             audit: config.audit,
             one_shot: config.one_shot,
+            spool: config.spool,
         }
     }
 
@@ -147,7 +150,11 @@ impl Worker {
     /// held token goes only over the token it replaced: when the vault holds another one by
     /// now (another process's rotation, a new login), the held token is dropped, and said so.
     pub(in crate::worker) async fn save_unsaved(&self, name: &str) -> Result<(), JobError> {
-        let Some(held) = self.unsaved().get(name).cloned() else {
+        let in_memory = self.unsaved().get(name).cloned();
+        let Some(held) = (match in_memory {
+            Some(held) => Some(held),
+            None => self.spooled(name).await,
+        }) else {
             return Ok(());
         };
         let _lease = self.lease().await?;
@@ -167,7 +174,7 @@ impl Worker {
                 return Err(JobError::new(
                     FailureKind::Storage,
                     format!(
-                        "a new token is still waiting to be saved ({}); this process keeps it and tries again at the next action: fix the problem (a full disk, a read-only folder)",
+                        "a new token of '{name}' is still waiting to be saved ({}), and nothing was sent: it stays kept until a save works, at the next action: fix the problem (a full disk, a read-only folder, the store refusing the write)",
                         e.message
                     ),
                 ));
@@ -175,7 +182,41 @@ impl Worker {
         };
         self.settle(name, held.spending.clone(), landed).await;
         self.unsaved().remove(name);
+        self.unspool(name).await;
         Ok(())
+    }
+
+    /// The new token of `name` that an earlier process could not save, kept in the spool.
+    async fn spooled(&self, name: &str) -> Option<HeldToken> {
+        let spool = self.spool.clone()?;
+        let name = name.to_string();
+        self.blocking(move |store| Ok(spool.get(store, &name)))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn unspool(&self, name: &str) {
+        if let Some(spool) = self.spool.clone() {
+            let name = name.to_string();
+            let _ = self
+                .blocking(move |store| {
+                    spool.remove(store, &name);
+                    Ok(())
+                })
+                .await;
+        }
+    }
+
+    /// Keeps `held` in the spool, on disk; where it went, or why it could not.
+    async fn spool(&self, name: &str, held: &HeldToken) -> Result<std::path::PathBuf, String> {
+        let Some(spool) = self.spool.clone() else {
+            return Err("no state folder".into());
+        };
+        let (name, held) = (name.to_string(), held.clone());
+        self.blocking(move |store| spool.put(store, &name, &held))
+            .await
+            .map_err(|e| e.message)
     }
 
     /// Writes `token` to `name` where `replacing` allows it ([`Replacing::placement`]);
@@ -470,26 +511,39 @@ impl Worker {
             }
         }
         let cause = last.map(|e| e.message).unwrap_or_default();
-        if self.one_shot {
-            return Err(JobError::new(
-                FailureKind::Storage,
-                format!(
-                    "the server issued new tokens but saving them failed ({cause}), and this command ends with them: fix the problem (a full disk, a read-only folder), then authorize '{name}' again"
-                ),
-            ));
-        }
         let held = HeldToken {
             token,
             replacing,
             spending,
         };
+        let spooled = self.spool(name, &held).await;
         self.unsaved().insert(name.to_string(), held);
         Err(JobError::new(
             FailureKind::Storage,
-            format!(
-                "the server issued new tokens but saving them failed ({cause}); this process keeps them and saves them at its next action on '{name}': fix the problem (a full disk, a read-only folder); should it end first, authorize again"
-            ),
+            unsaved_message(name, &cause, spooled, self.one_shot),
         ))
+    }
+}
+
+/// What to say of a new token of `name` whose save failed with `cause`, kept where
+/// `spooled` says (or not, and why), by a process that ends after its jobs or not.
+fn unsaved_message(
+    name: &str,
+    cause: &str,
+    spooled: Result<std::path::PathBuf, String>,
+    one_shot: bool,
+) -> String {
+    match (spooled, one_shot) {
+        (Ok(path), _) => format!(
+            "the server issued new tokens but saving them failed ({cause}); tokdeck keeps them, encrypted, in {}, and saves them first at the next action on '{name}': fix the problem (a full disk, a read-only folder, the store refusing the write)",
+            path.display()
+        ),
+        (Err(e), true) => format!(
+            "the server issued new tokens but saving them failed ({cause}), and this command ends with them (they could not be kept aside either: {e}): fix the problem (a full disk, a read-only folder), then authorize '{name}' again"
+        ),
+        (Err(_), false) => format!(
+            "the server issued new tokens but saving them failed ({cause}); this process keeps them and saves them at its next action on '{name}': fix the problem (a full disk, a read-only folder); should it end first, authorize again"
+        ),
     }
 }
 

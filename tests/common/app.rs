@@ -35,6 +35,7 @@ pub fn start<H: Host + Send + 'static>(env: &Env, host: H) -> RunningApp<H> {
         clock: Clock::System,
         audit: None,
         one_shot: false,
+        spool: None,
         max_concurrent_jobs: 4,
     });
     let settings = Settings {
