@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::display::{MAX_ERROR_LINE, untrusted, untrusted_short};
 use crate::health::{Assessment, Health};
-use crate::vault::{CheckResult, Profile, Provider, VaultData};
+use crate::vault::{CheckResult, Profile, Provider, Store, VaultData};
 
 /// One profile as `status --json` prints it. Field names are a stable interface.
 #[derive(Debug, Serialize)]
@@ -25,6 +25,10 @@ pub struct StatusRow {
     pub refresh_window_left_secs: Option<i64>,
     pub owner_identity: Option<String>,
     pub last_error: Option<String>,
+    /// A new token of this profile waits to be saved ([`crate::worker::Spool`]): the refresh
+    /// token in the vault is dead until it is.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unsaved: bool,
     /// The countdowns the table shows.
     #[serde(skip)]
     pub assessment: Assessment,
@@ -46,6 +50,7 @@ impl StatusRow {
             refresh_window_left_secs: a.refresh_left,
             owner_identity: profile.last_check.as_ref().map(CheckResult::owner_line),
             last_error: profile.last_error.clone(),
+            unsaved: false,
             assessment: a,
         }
     }
@@ -75,7 +80,24 @@ pub fn rows(data: &VaultData, now: DateTime<Utc>, warn: Duration) -> Vec<StatusR
 
 /// 0 all fine, 1 something needs attention soon, 2 something is broken now.
 pub fn exit_code(rows: &[StatusRow]) -> i32 {
-    rows.iter().map(|r| r.state.exit_code()).max().unwrap_or(0)
+    rows.iter()
+        .map(|r| {
+            let code = r.state.exit_code();
+            // Waiting to be saved needs a person's attention, at least.
+            if r.unsaved { code.max(1) } else { code }
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Marks the rows whose profile has a new token waiting in `spool` to be saved.
+pub fn mark_unsaved(rows: &mut [StatusRow], spool: &crate::worker::Spool, store: &Store) {
+    if spool.is_empty() {
+        return;
+    }
+    for row in rows {
+        row.unsaved = spool.path(store, &row.name).exists();
+    }
 }
 
 /// The plain-text table.
@@ -120,6 +142,10 @@ pub fn table(rows: &[StatusRow]) -> String {
     push_row(&header.map(String::from));
     for row in &cells {
         push_row(row);
+    }
+    for r in rows.iter().filter(|r| r.unsaved) {
+        out.push_str(&untrusted(&r.name));
+        out.push_str(": a new token waits to be saved (the refresh token in the vault is dead until then): tokdeck saves it at the next action on it\n");
     }
     for r in rows.iter().filter(|r| r.last_error.is_some()) {
         let error = r.last_error.as_deref().unwrap_or_default();

@@ -364,6 +364,10 @@ fn a_save_that_fails_for_a_while_loses_no_token() {
         "{reply}"
     );
     assert_eq!(server.refresh_requests(), 1);
+    // The agent's status says it waits to be saved.
+    let out = env.run(&["status", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["unsaved"], true, "{rows}");
 
     std::fs::remove_dir_all(&blocker).unwrap();
     let reply = ask(&env, refresh).unwrap();
@@ -482,6 +486,17 @@ fn a_command_whose_save_fails_keeps_the_new_token_for_the_next_one() {
     let bytes = std::fs::read(&spooled[0]).unwrap();
     assert!(!String::from_utf8_lossy(&bytes).contains(&new_access));
     assert!(bytes.starts_with(b"age-encryption.org/v1"));
+    // `status` says so, and asks for attention.
+    let out = env.run(&["status", "--json", "--no-agent"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["unsaved"], true, "{rows}");
+    let out = env.run(&["status", "--no-agent"]);
+    assert!(
+        stdout(&out).contains("p: a new token waits to be saved"),
+        "{}",
+        stdout(&out)
+    );
 
     // The next command saves them before it does anything else: it refreshes from the new
     // refresh token, not the dead one still in the file, and the grant lives on.
@@ -494,6 +509,9 @@ fn a_command_whose_save_fails_keeps_the_new_token_for_the_next_one() {
         walk(&spool).is_empty(),
         "the saved token stayed in the spool"
     );
+    let out = env.run(&["status", "--json", "--no-agent"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(rows[0].get("unsaved").is_none(), "{rows}");
 }
 
 /// The files below `dir`.

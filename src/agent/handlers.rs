@@ -60,6 +60,10 @@ fn status(keeper: &Keeper, json: bool, warn_secs: u64) -> Reply {
         .read(|data| crate::report::rows(data, now, warn));
     match rows {
         Ok(mut rows) => {
+            if let Some(dir) = crate::config::Paths::state_dir() {
+                let spool = crate::worker::Spool::of_vault(&dir, keeper.store.location());
+                crate::report::mark_unsaved(&mut rows, &spool, &keeper.store);
+            }
             let code = crate::report::exit_code(&rows);
             let text = if json {
                 crate::report::json(&mut rows).map(|j| j + "\n")

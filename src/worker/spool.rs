@@ -28,6 +28,11 @@ impl Spool {
         }
     }
 
+    /// Whether no token waits at all (one read of a folder).
+    pub fn is_empty(&self) -> bool {
+        std::fs::read_dir(&self.dir).map_or(true, |mut entries| entries.next().is_none())
+    }
+
     /// Where the token of profile `name` waits: named by the profile's key, not its name.
     pub fn path(&self, store: &Store, name: &str) -> PathBuf {
         self.dir.join(format!("{}.age", store.record_key(name)))
