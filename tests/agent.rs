@@ -514,6 +514,23 @@ fn a_command_whose_save_fails_keeps_the_new_token_for_the_next_one() {
     assert!(rows[0].get("unsaved").is_none(), "{rows}");
 }
 
+#[test]
+fn an_agent_killed_while_holding_a_new_token_leaves_it_for_the_next_one() {
+    let env = Env::new();
+    let server = MockServer::start();
+    let (mut agent, blocker) = agent_holding_an_unsaved_token(&env, &server);
+    // SIGKILL: nothing of the agent's memory survives.
+    agent.kill();
+    std::fs::remove_dir_all(&blocker).unwrap();
+    let _agent = Agent::start(&env);
+    let reply = ask(&env, r#"{"v":1,"op":"refresh","profile":"p"}"#).unwrap();
+    assert_eq!(reply["ok"], true, "{reply}");
+    // The new agent saved the kept token first, and refreshed from its refresh token.
+    assert_eq!(server.refresh_requests(), 2);
+    assert!(server.is_refresh_token_valid(&env.stored("p", "refresh_token")));
+    assert!(walk(&env.home().join("state/tokdeck/unsaved")).is_empty());
+}
+
 /// The files below `dir`.
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
