@@ -228,9 +228,8 @@ impl Context {
 
     /// Starts the worker over `store`; its jobs are recorded in the audit log as `who`'s.
     pub fn worker(&self, store: Arc<Store>, who: Who) -> anyhow::Result<WorkerHandle> {
-        let spool = Paths::state_dir().map(|dir| worker::Spool::of_vault(&dir, store.location()));
         Ok(worker::spawn(WorkerConfig {
-            spool,
+            spool: worker::Spool::for_vault(store.location()),
             store,
             client: self.client()?,
             clock: self.clock.clone(),

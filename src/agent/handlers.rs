@@ -60,8 +60,7 @@ fn status(keeper: &Keeper, json: bool, warn_secs: u64) -> Reply {
         .read(|data| crate::report::rows(data, now, warn));
     match rows {
         Ok(mut rows) => {
-            if let Some(dir) = crate::config::Paths::state_dir() {
-                let spool = crate::worker::Spool::of_vault(&dir, keeper.store.location());
+            if let Some(spool) = crate::worker::Spool::for_vault(keeper.store.location()) {
                 crate::report::mark_unsaved(&mut rows, &spool, &keeper.store);
             }
             let code = crate::report::exit_code(&rows);

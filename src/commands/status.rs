@@ -19,8 +19,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<i32> {
     let _logging = crate::logging::init();
     let store = ctx.open_store()?;
     let mut rows = store.read(|data| report::rows(data, ctx.clock.now(), warn))?;
-    if let Some(dir) = crate::config::Paths::state_dir() {
-        let spool = crate::worker::Spool::of_vault(&dir, store.location());
+    if let Some(spool) = crate::worker::Spool::for_vault(store.location()) {
         report::mark_unsaved(&mut rows, &spool, &store);
     }
     let code = report::exit_code(&rows);

@@ -207,8 +207,7 @@ impl Located {
             };
             pieces.push(text.get(from..span.start).unwrap_or_default());
             pieces.push(part.as_bytes());
-            // Tables are a blank line apart, as the whole document renders them.
-            if span.end < text.len() {
+            if self.followed(*at) {
                 pieces.push(b"\n");
             }
             from = span.end;
@@ -227,12 +226,11 @@ impl Located {
         names: &[&str],
         path: &Location,
     ) -> Result<Option<Parsed>, VaultError> {
-        let last = self.profiles.len().saturating_sub(1);
         let growth: usize = parts
             .iter()
             .filter_map(|(at, part)| {
                 let old = self.profiles.get(*at)?.span.len();
-                (part.len() + usize::from(*at < last)).checked_sub(old)
+                self.table_len(*at, part).checked_sub(old)
             })
             .sum();
         // One growth at most, before the tables move: a large buffer is moved by the kernel.
@@ -244,7 +242,7 @@ impl Located {
             };
             let mut table = String::with_capacity(part.len() + 1);
             table.push_str(part);
-            if *at < last {
+            if self.followed(*at) {
                 table.push('\n');
             }
             self.text.replace_range(span, &table);
@@ -258,19 +256,34 @@ impl Located {
             let text = std::mem::take(&mut *self.text);
             return read(Zeroizing::new(text.into_bytes()), path).map(Some);
         }
+        let lens: Vec<(usize, usize)> = parts
+            .iter()
+            .map(|(at, part)| (*at, self.table_len(*at, part)))
+            .collect();
         let mut shift: isize = 0;
-        let mut parts = parts.iter().peekable();
+        let mut lens = lens.into_iter().peekable();
         for (i, entry) in self.profiles.iter_mut().enumerate() {
             let old_len = entry.span.len();
             let start = entry.span.start.saturating_add_signed(shift);
-            let len = match parts.next_if(|(at, _)| *at == i) {
-                Some((_, part)) => part.len() + usize::from(i < last),
+            let len = match lens.next_if(|(at, _)| *at == i) {
+                Some((_, len)) => len,
                 None => old_len,
             };
             entry.span = start..start + len;
             shift += len.cast_signed() - old_len.cast_signed();
         }
         Ok(None)
+    }
+
+    /// Whether another table follows the one at `at`: tables are a blank line apart, as the
+    /// whole document renders them.
+    fn followed(&self, at: usize) -> bool {
+        at + 1 < self.profiles.len()
+    }
+
+    /// How long `part` is in the text at `at`, with the blank line after it.
+    fn table_len(&self, at: usize, part: &str) -> usize {
+        part.len() + usize::from(self.followed(at))
     }
 
     fn parse_group(&self, group: &[Entry]) -> Option<Vec<Profile>> {

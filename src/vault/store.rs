@@ -19,7 +19,7 @@ mod splice;
 
 use super::trust::{Pinned, Pins, give_members_secret, membership, membership_of};
 use lease::LeaseState;
-pub use lease::{Lease, Refusal, Saved, Spend, SpendChanges};
+pub use lease::{KeyedPrint, Lease, Refusal, SpendChanges};
 
 fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)

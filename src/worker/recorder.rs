@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
-use crate::vault::{Refusal, Saved, Spend, SpendChanges, Store, VaultError};
+use crate::vault::{KeyedPrint, Refusal, SpendChanges, Store, VaultError};
 
 /// A refresh token of profile `profile`, by its print, of a token obtained at `obtained_at`.
 #[derive(Debug, Clone)]
@@ -88,24 +88,21 @@ fn asked_of(batch: &[RecordRequest]) -> Vec<Asked> {
 }
 
 /// The changes `asked` makes to the records, with each profile by its key.
-fn changes(store: &Store, asked: &[Asked]) -> (Vec<Spend>, Vec<String>, Vec<Saved>) {
+fn changes(store: &Store, asked: &[Asked]) -> (Vec<KeyedPrint>, Vec<String>, Vec<KeyedPrint>) {
+    let keyed = |p: &Printed| KeyedPrint {
+        key: store.record_key(&p.profile),
+        print: p.print.clone(),
+        obtained_at: p.obtained_at,
+    };
     let mut intend = Vec::new();
     let mut settle = Vec::new();
     let mut saved = Vec::new();
     for asked in asked {
         match asked {
-            Asked::Intend(spend) => intend.push(Spend {
-                key: store.record_key(&spend.profile),
-                print: spend.print.clone(),
-                obtained_at: spend.obtained_at,
-            }),
+            Asked::Intend(spend) => intend.push(keyed(spend)),
             Asked::Settle(print, stored) => {
                 settle.extend(print.clone());
-                saved.extend(stored.as_ref().map(|s| Saved {
-                    key: store.record_key(&s.profile),
-                    print: s.print.clone(),
-                    obtained_at: s.obtained_at,
-                }));
+                saved.extend(stored.as_ref().map(keyed));
             }
         }
     }

@@ -5,7 +5,7 @@
 //! Any later process of this machine saves a spooled token before anything else is done with
 //! its profile, and only over the token it replaced ([`super::held`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
@@ -19,13 +19,14 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// The spool of the vault at `location`, under `state_dir`.
-    pub fn of_vault(state_dir: &Path, location: &Location) -> Self {
+    /// The spool of the vault at `location`, in this user's state folder (none without one).
+    pub fn for_vault(location: &Location) -> Option<Self> {
+        let state_dir = crate::config::Paths::state_dir()?;
         let digest = Sha256::digest(location.canonical().as_bytes());
         let id = crate::display::hex(digest.get(..12).unwrap_or_default());
-        Self {
+        Some(Self {
             dir: state_dir.join("unsaved").join(id),
-        }
+        })
     }
 
     /// Whether no token waits at all (one read of a folder).
@@ -53,6 +54,10 @@ impl Spool {
     /// The token waiting for profile `name`, if one does. One that cannot be read (another
     /// key, a damaged file) is left where it is, and said so in the log.
     pub fn get(&self, store: &Store, name: &str) -> Option<HeldToken> {
+        // Asked before every job: an empty spool costs no look at the vault's key.
+        if self.is_empty() {
+            return None;
+        }
         let path = self.path(store, name);
         let sealed = std::fs::read(&path).ok()?;
         let read = store

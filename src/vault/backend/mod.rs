@@ -65,10 +65,7 @@ impl<'a> Stamping<'a> {
     pub fn new(inner: &'a mut dyn std::io::Write) -> Self {
         Self {
             inner,
-            stamp: Stamp {
-                len: 0,
-                head: Vec::new(),
-            },
+            stamp: Stamp::of(&[]),
         }
     }
 
@@ -188,10 +185,6 @@ pub struct SpendRecord {
 }
 
 impl SpendRecord {
-    pub fn is_empty(&self) -> bool {
-        self.spending.is_empty() && self.newest.is_empty()
-    }
-
     /// Drops intents past [`INTENT_STANDS_FOR`] at `now`.
     pub fn without_lapsed(mut self, now: chrono::DateTime<chrono::Utc>) -> Self {
         self.spending.retain(|i| now - i.since < INTENT_STANDS_FOR);

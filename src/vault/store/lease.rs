@@ -30,18 +30,10 @@ impl Lease {
     }
 }
 
-/// A refresh token about to be sent: the key of its profile ([`super::Store::record_key`]),
-/// its print, and when the token it belongs to was obtained.
+/// A refresh token of the profile of `key` ([`super::Store::record_key`]): its print, and
+/// when the token it belongs to was obtained.
 #[derive(Debug, Clone)]
-pub struct Spend {
-    pub key: String,
-    pub print: String,
-    pub obtained_at: chrono::DateTime<chrono::Utc>,
-}
-
-/// A token saved for the profile of `key`, with the print of its refresh token.
-#[derive(Debug, Clone)]
-pub struct Saved {
+pub struct KeyedPrint {
     pub key: String,
     pub print: String,
     pub obtained_at: chrono::DateTime<chrono::Utc>,
@@ -62,11 +54,11 @@ pub enum Refusal {
 #[derive(Debug)]
 pub struct SpendChanges<'a> {
     /// Refresh tokens about to be sent by this process.
-    pub intend: &'a [Spend],
+    pub intend: &'a [KeyedPrint],
     /// Prints whose answers are saved, or that never left.
     pub settle: &'a [String],
-    /// Tokens saved: the newest of their profiles now.
-    pub saved: &'a [Saved],
+    /// The refresh tokens of tokens saved: the newest of their profiles now.
+    pub saved: &'a [KeyedPrint],
     /// This process: its machine and pid.
     pub host: &'a str,
     pub pid: u32,
@@ -146,7 +138,7 @@ fn apply(record: &mut SpendRecord, changes: &SpendChanges<'_>) -> Vec<Option<Ref
 /// Records `spend` as leaving, unless it must not ([`Refusal`]).
 fn intend_one(
     record: &mut SpendRecord,
-    spend: &Spend,
+    spend: &KeyedPrint,
     host: &str,
     pid: u32,
     now: chrono::DateTime<chrono::Utc>,
@@ -189,7 +181,7 @@ mod tests {
 
     use super::*;
 
-    fn changes<'a>(intend: &'a [Spend], saved: &'a [Saved]) -> SpendChanges<'a> {
+    fn changes<'a>(intend: &'a [KeyedPrint], saved: &'a [KeyedPrint]) -> SpendChanges<'a> {
         SpendChanges {
             intend,
             settle: &[],
@@ -200,20 +192,17 @@ mod tests {
         }
     }
 
-    fn spend(print: &str, age_secs: i64) -> Spend {
-        Spend {
+    fn spend(print: &str, age_secs: i64) -> KeyedPrint {
+        KeyedPrint {
             key: "k".into(),
             print: print.into(),
             obtained_at: Utc::now() - TimeDelta::seconds(age_secs),
         }
     }
 
-    fn saved(print: &str, age_secs: i64) -> Saved {
-        Saved {
-            key: "k".into(),
-            print: print.into(),
-            obtained_at: Utc::now() - TimeDelta::seconds(age_secs),
-        }
+    /// The same, of a token saved.
+    fn saved(print: &str, age_secs: i64) -> KeyedPrint {
+        spend(print, age_secs)
     }
 
     #[test]
