@@ -1,6 +1,7 @@
 //! A team vault in a real OpenBao server when the line to it fails: a machine cut off during
 //! the save of a refresh (through a TCP proxy that cuts every connection), a server that is
-//! sealed or out of reach under a running agent, and a vault the agent can no longer decrypt.
+//! sealed or out of reach under a running agent, a vault the agent can no longer decrypt, and
+//! writes whose answers are lost after they were applied (through a proxy that drops them).
 //! No refresh token is sent twice, a valid access token is still handed out from memory, and
 //! nothing spins.
 
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use common::cutter::Cutter;
 use common::openbao::OpenBao;
 use common::running::Agent;
+use common::write_faults::WriteFaults;
 use common::{Env, MockServer, assert_one_line_error, stderr, stdout};
 
 /// Short timeouts: a lease of 10 s (see `LeaseTiming`).
@@ -163,4 +165,42 @@ fn an_agent_whose_vault_it_cannot_decrypt_any_more_backs_off_and_says_so_once() 
     );
     let log = cut_off.log_text();
     assert!(log.len() < 64 * 1024, "the log grew to {} bytes", log.len());
+}
+
+/// The answers to the lease's write and to the save are lost after OpenBao applied them (a
+/// node or a balancer dying mid-request). Neither write is sent again blindly: each is read
+/// back, found to have landed, and the refresh goes on as if the answers had come.
+#[test]
+fn writes_whose_answers_are_lost_are_read_back_never_sent_again() {
+    let bao = OpenBao::start();
+    let server = MockServer::start();
+    let direct = Env::team(&bao, "team/lost");
+    direct.write_config(CONFIG);
+    direct.authorized_profile("p", &server, &[]);
+    let proxy = WriteFaults::start(bao.port());
+    let location = format!("openbao+http://127.0.0.1:{}/secret/team/lost", proxy.port());
+    let env = Env::second_machine_at(&bao, &location, &direct);
+    env.write_config(CONFIG);
+    assert!(env.run(&["status"]).status.code().is_some_and(|c| c < 3));
+    let version = |path: &str| bao.read(path)["metadata"]["version"].as_u64().unwrap();
+    let (vault_before, lease_before) = (version("team/lost"), version("team/lost.lock"));
+
+    proxy.lose_next_answer_to("/v1/secret/data/team/lost.lock");
+    proxy.lose_next_answer_to("/v1/secret/data/team/lost");
+    let out = env.run(&["--no-agent", "refresh", "p"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(proxy.lost(), 2, "both answers were lost");
+    assert_eq!(
+        server.refresh_requests(),
+        1,
+        "the refresh token was sent once"
+    );
+    // One save, written once: the vault moved by one version.
+    assert_eq!(version("team/lost"), vault_before + 1);
+    assert!(version("team/lost.lock") > lease_before);
+    let saved = env.stored("p", "refresh_token");
+    assert!(server.is_refresh_token_valid(&saved));
+    let out = direct.run(&["--no-agent", "refresh", "p"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.refresh_requests(), 2);
 }

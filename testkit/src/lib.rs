@@ -9,6 +9,7 @@ pub mod dot;
 pub mod fixture;
 pub mod mock;
 pub mod openbao;
+pub mod openbao_cluster;
 pub mod qr;
 
 /// Where the repository's test fixtures (`tests/fixtures/`) are.

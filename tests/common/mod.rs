@@ -6,9 +6,10 @@ pub mod app;
 pub mod cutter;
 pub mod running;
 pub mod tmux;
+pub mod write_faults;
 
 #[allow(unused_imports)]
-pub use tokdeck_testkit::{doorkeeper, dot, fixture, mock, openbao, qr};
+pub use tokdeck_testkit::{doorkeeper, dot, fixture, mock, openbao, openbao_cluster, qr};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -72,8 +73,13 @@ impl Env {
     /// A home whose vault is at `path` in `bao`'s `secret/` mount, initialised unless
     /// another home did already (a second machine of a team).
     pub fn team(bao: &openbao::OpenBao, path: &str) -> Self {
-        let location = bao.location(path);
-        let env = Self::empty_with(&[("TOKDECK_VAULT", &location), ("BAO_TOKEN", &bao.token)]);
+        Self::team_at(&bao.location(path), &bao.token)
+    }
+
+    /// A home whose vault is at `location`, reached with the OpenBao `token`, initialised
+    /// unless another home did already.
+    pub fn team_at(location: &str, token: &str) -> Self {
+        let env = Self::empty_with(&[("TOKDECK_VAULT", location), ("BAO_TOKEN", token)]);
         let out = env.run(&["init"]);
         let said = stderr(&out);
         assert!(
@@ -91,7 +97,12 @@ impl Env {
 
     /// The same, reaching the vault at `location` (through a proxy, say).
     pub fn second_machine_at(bao: &openbao::OpenBao, location: &str, admin: &Env) -> Self {
-        let env = Self::empty_with(&[("TOKDECK_VAULT", location), ("BAO_TOKEN", &bao.token)]);
+        Self::second_machine_with(location, &bao.token, admin)
+    }
+
+    /// The same, with the OpenBao `token`.
+    pub fn second_machine_with(location: &str, token: &str, admin: &Env) -> Self {
+        let env = Self::empty_with(&[("TOKDECK_VAULT", location), ("BAO_TOKEN", token)]);
         std::fs::create_dir_all(env.identity().parent().unwrap()).unwrap();
         let out = tool("age-keygen")
             .arg("-o")

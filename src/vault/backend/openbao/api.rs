@@ -9,12 +9,10 @@ use age::secrecy::{ExposeSecret, SecretString};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use super::ha::{self, Answer, LastWrite, Replay, Sent, clean};
 use super::runner::Runner;
 use crate::vault::error::VaultError;
 use crate::vault::location::{KvPath, Location};
-
-/// The largest answer read: a vault of thousands of profiles is a few megabytes.
-const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
 /// How to reach OpenBao: the HTTP timeout, authorities to trust, and the token.
 pub struct Connection {
@@ -30,6 +28,7 @@ pub struct Api {
     token: Arc<SecretString>,
     runner: Runner,
     timeout: Duration,
+    last_write: LastWrite,
 }
 
 /// A secret as read: its fields, version and creation time, and the server's clock.
@@ -60,12 +59,6 @@ pub enum Written {
     Conflict,
 }
 
-struct Answer {
-    status: u16,
-    body: Vec<u8>,
-    date: Option<DateTime<Utc>>,
-}
-
 impl Api {
     pub fn new(connection: Connection) -> Result<Self, VaultError> {
         let http = crate::http::http_builder(connection.timeout, &connection.roots)
@@ -79,6 +72,7 @@ impl Api {
             token: Arc::new(connection.token),
             runner,
             timeout: connection.timeout,
+            last_write: LastWrite::default(),
         })
     }
 
@@ -89,7 +83,16 @@ impl Api {
 
     /// Reads the secret at `kv`.
     pub fn read(&self, kv: &KvPath) -> Result<Found, VaultError> {
-        let answer = self.call(kv, reqwest::Method::GET, kv.data_url(), None)?;
+        self.read_at(kv, kv.data_url())
+    }
+
+    /// Reads version `version` of the secret at `kv`.
+    fn read_version(&self, kv: &KvPath, version: u64) -> Result<Found, VaultError> {
+        self.read_at(kv, format!("{}?version={version}", kv.data_url()))
+    }
+
+    fn read_at(&self, kv: &KvPath, url: String) -> Result<Found, VaultError> {
+        let answer = self.call(kv, reqwest::Method::GET, url, None, Replay::Safe)?;
         let mut json = body_json(&answer);
         let metadata = &json["data"]["metadata"];
         let version = metadata["version"].as_u64().unwrap_or(0);
@@ -116,7 +119,13 @@ impl Api {
     /// The number of the secret's newest version, without reading it; `None` when there is
     /// no secret at `kv`.
     pub fn current_version(&self, kv: &KvPath) -> Result<Option<u64>, VaultError> {
-        let answer = self.call(kv, reqwest::Method::GET, kv.metadata_url(), None)?;
+        let answer = self.call(
+            kv,
+            reqwest::Method::GET,
+            kv.metadata_url(),
+            None,
+            Replay::Safe,
+        )?;
         match answer.status {
             200 => Ok(body_json(&answer)["data"]["current_version"].as_u64()),
             404 => Ok(None),
@@ -132,7 +141,16 @@ impl Api {
         cas: u64,
     ) -> Result<Written, VaultError> {
         let body = serde_json::json!({ "options": { "cas": cas }, "data": fields });
-        let answer = self.call(kv, reqwest::Method::POST, kv.data_url(), Some(body))?;
+        let answer = match self.send(
+            kv,
+            reqwest::Method::POST,
+            kv.data_url(),
+            Some(body),
+            Replay::Never,
+        ) {
+            Sent::Unknown(what) => return self.written_after_all(kv, fields, cas, &what),
+            sent => self.answered(kv, sent)?,
+        };
         match answer.status {
             200 | 204 => match body_json(&answer)["data"]["version"].as_u64() {
                 Some(version) => Ok(Written::Stored { version }),
@@ -156,7 +174,13 @@ impl Api {
         fields: &serde_json::Map<String, Value>,
     ) -> Result<u64, VaultError> {
         let body = serde_json::json!({ "data": fields });
-        let answer = self.call(kv, reqwest::Method::POST, kv.data_url(), Some(body))?;
+        let answer = self.call(
+            kv,
+            reqwest::Method::POST,
+            kv.data_url(),
+            Some(body),
+            Replay::Safe,
+        )?;
         match answer.status {
             200 | 204 => Ok(body_json(&answer)["data"]["version"].as_u64().unwrap_or(0)),
             _ => Err(refusal(kv, &answer)),
@@ -168,7 +192,7 @@ impl Api {
         let path = format!("{}/data/{}", kv.mount, kv.path);
         let body = serde_json::json!({ "paths": [path] });
         let url = kv.api("sys/capabilities-self");
-        let answer = self.call(kv, reqwest::Method::POST, url, Some(body))?;
+        let answer = self.call(kv, reqwest::Method::POST, url, Some(body), Replay::Safe)?;
         if answer.status != 200 {
             return Err(refusal(kv, &answer));
         }
@@ -186,7 +210,7 @@ impl Api {
     /// token that may not ask passes: the reads and writes then say what is wrong.
     pub fn check_engine(&self, kv: &KvPath) -> Result<(), VaultError> {
         let url = kv.api(&format!("sys/internal/ui/mounts/{}", kv.kv_name()));
-        let answer = self.call(kv, reqwest::Method::GET, url, None)?;
+        let answer = self.call(kv, reqwest::Method::GET, url, None, Replay::Safe)?;
         if answer.status != 200 {
             return Ok(());
         }
@@ -209,53 +233,109 @@ impl Api {
         }
     }
 
-    /// Sends one request on the runtime thread.
+    /// What a write whose answer was lost came to, read back: stored when version `cas + 1`
+    /// holds `fields`, another writer's when it holds something else; when nothing landed
+    /// it is sent once more, under the same check-and-set. Never sent blindly.
+    fn written_after_all(
+        &self,
+        kv: &KvPath,
+        fields: &serde_json::Map<String, Value>,
+        cas: u64,
+        what: &str,
+    ) -> Result<Written, VaultError> {
+        let unconfirmed = |e: VaultError| {
+            VaultError::Remote(format!(
+                "OpenBao at {} lost its answer to the write of {} ({what}), and reading back could not tell whether it landed ({e}): tokdeck did not send it again; check the cluster (bao operator raft list-peers), then try again",
+                kv.host(),
+                kv.kv_name()
+            ))
+        };
+        let newest = match self.read(kv).map_err(unconfirmed)? {
+            Found::Secret(secret) => secret.version,
+            Found::Nothing { version } => version,
+        };
+        if newest == cas {
+            let body = serde_json::json!({ "options": { "cas": cas }, "data": fields });
+            let sent = self.send(
+                kv,
+                reqwest::Method::POST,
+                kv.data_url(),
+                Some(body),
+                Replay::Never,
+            );
+            let answer = match sent {
+                Sent::Unknown(again) => return Err(unconfirmed(VaultError::Remote(again))),
+                sent => self.answered(kv, sent)?,
+            };
+            return match body_json(&answer)["data"]["version"].as_u64() {
+                Some(version) if matches!(answer.status, 200 | 204) => {
+                    Ok(Written::Stored { version })
+                }
+                _ if first_error(&answer).contains("check-and-set") => Ok(Written::Conflict),
+                _ => Err(refusal(kv, &answer)),
+            };
+        }
+        match self.read_version(kv, cas + 1).map_err(unconfirmed)? {
+            Found::Secret(secret) if secret.fields == *fields => {
+                Ok(Written::Stored { version: cas + 1 })
+            }
+            _ => Ok(Written::Conflict),
+        }
+    }
+
+    /// Sends one request on the runtime thread, through an election if one is under way.
     fn call(
         &self,
         kv: &KvPath,
         method: reqwest::Method,
         url: String,
         body: Option<Value>,
+        replay: Replay,
     ) -> Result<Answer, VaultError> {
-        let mut request = self
-            .http
-            .request(method, url)
-            .header("X-Vault-Token", self.token.expose_secret())
-            .header("X-Vault-Request", "true");
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let sent = self
-            .runner
-            .run(receive(request))
-            .map_err(|e| VaultError::Remote(e.to_string()))?;
-        sent.map_err(|e| unreachable(kv, &e, self.timeout))
+        let sent = self.send(kv, method, url, body, replay);
+        self.answered(kv, sent)
     }
-}
 
-/// Sends `request` and reads its answer, up to [`MAX_ANSWER_BYTES`].
-async fn receive(request: reqwest::RequestBuilder) -> Result<Answer, reqwest::Error> {
-    let mut response = request.send().await?;
-    let status = response.status().as_u16();
-    let date = response
-        .headers()
-        .get(reqwest::header::DATE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
-        .map(|d| d.with_timezone(&Utc));
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            // Status 0 marks an answer cut short; `refusal` names it.
-            return Ok(Answer {
-                status: 0,
-                body: Vec::new(),
-                date,
-            });
+    fn send(
+        &self,
+        kv: &KvPath,
+        method: reqwest::Method,
+        url: String,
+        body: Option<Value>,
+        replay: Replay,
+    ) -> Sent {
+        let (http, token) = (self.http.clone(), self.token.clone());
+        let write = method != reqwest::Method::GET;
+        let build = move || {
+            let mut request = http
+                .request(method.clone(), &url)
+                .header("X-Vault-Token", token.expose_secret())
+                .header("X-Vault-Request", "true");
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            request
+        };
+        let patience = ha::patience(self.timeout);
+        let job = ha::send(build, replay, write, patience, self.last_write.clone());
+        match self.runner.run(job) {
+            Ok(sent) => sent,
+            Err(gone) => Sent::Unknown(format!("{gone} ({})", kv.kv_name())),
         }
-        body.extend_from_slice(&chunk);
     }
-    Ok(Answer { status, body, date })
+
+    /// The answer, or what its absence means.
+    fn answered(&self, kv: &KvPath, sent: Sent) -> Result<Answer, VaultError> {
+        match sent {
+            Sent::Answered(answer) => Ok(answer),
+            Sent::Unanswered(e) => Err(unreachable(kv, &e, self.timeout)),
+            Sent::Unknown(what) => Err(VaultError::Remote(format!(
+                "OpenBao at {} did not answer the request for {} ({what}): try again in a moment",
+                kv.host(),
+                kv.kv_name()
+            ))),
+        }
+    }
 }
 
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
@@ -270,16 +350,7 @@ fn body_json(answer: &Answer) -> Value {
 
 /// The first error OpenBao gave, cleaned for a terminal.
 fn first_error(answer: &Answer) -> String {
-    body_json(answer)["errors"]
-        .as_array()
-        .and_then(|errors| errors.iter().find_map(Value::as_str))
-        .map(clean)
-        .unwrap_or_default()
-}
-
-/// Server text, shown on a terminal: no control characters, one short line.
-fn clean(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).take(200).collect()
+    ha::first_error(&answer.body)
 }
 
 /// OpenBao could not be reached, or did not answer in time. There is no fallback to a
@@ -293,15 +364,9 @@ fn unreachable(kv: &KvPath, e: &reqwest::Error, timeout: Duration) -> VaultError
             timeout.as_secs()
         ));
     }
-    let mut cause = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(inner) = source {
-        cause = inner.to_string();
-        source = inner.source();
-    }
     VaultError::Remote(format!(
         "cannot reach OpenBao at {host} ({}): check that it runs and that the vault location names it; tokdeck never falls back to a local copy",
-        clean(&cause)
+        ha::cause_of(e)
     ))
 }
 
@@ -311,7 +376,8 @@ fn refusal(kv: &KvPath, answer: &Answer) -> VaultError {
     let said = first_error(answer);
     let text = match answer.status {
         0 => format!(
-            "OpenBao at {host} sent an answer over {MAX_ANSWER_BYTES} bytes for {}: is the location right?",
+            "OpenBao at {host} sent an answer over {} bytes for {}: is the location right?",
+            ha::MAX_ANSWER_BYTES,
             kv.kv_name()
         ),
         403 => format!(
@@ -327,6 +393,11 @@ fn refusal(kv: &KvPath, answer: &Answer) -> VaultError {
         // Raft storage refuses an entry over its `max_entry_size` (1 MiB by default).
         status @ 400..=599 if said.contains("too large") => format!(
             "the vault is too large for one entry of OpenBao at {host}'s storage ({status}: {said}): this will not succeed when tried again; remove profiles you no longer use (tokdeck remove), keep the vault in a file (tokdeck vault copy FILE), or have the operator raise raft's max_entry_size"
+        ),
+        status @ 500..=599 if answer.sends > 1 => format!(
+            "OpenBao at {host} could not serve the request for {} ({status}: {said}), sent {} times: a cluster electing a leader or without quorum answers so; check it (bao operator raft list-peers), then try again",
+            kv.kv_name(),
+            answer.sends
         ),
         status @ 500..=599 => {
             format!("OpenBao at {host} failed ({status}: {said}): try again in a moment")

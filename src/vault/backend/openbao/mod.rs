@@ -5,6 +5,7 @@
 //! lease is a lock entry beside the secret ([`lease`]).
 
 pub mod api;
+mod ha;
 pub mod lease;
 mod runner;
 
