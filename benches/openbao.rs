@@ -1,6 +1,7 @@
 //! The vault in OpenBao beside the same vault as a file: `status --json` and `token NAME` at
-//! 1,000 profiles, without an agent and through one, and `refresh --all` of 200 profiles
-//! against the loopback mock server. A real `bao server -dev` on loopback.
+//! 1,000 profiles, without an agent and through one, `refresh --all` of 200 profiles against
+//! the loopback mock server, and agents on several machines keeping one vault's tokens alive
+//! (`cargo bench --bench openbao -- machines` for that one alone). A real `bao server -dev`.
 
 // Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
@@ -180,12 +181,75 @@ fn refreshes(bao: &OpenBao) {
     }
 }
 
+/// Agents on 1, 2 and 4 machines (homes of their own, each its own agent) keeping 200
+/// auto-refresh profiles of 20-second tokens alive for 60 s in one vault in OpenBao: the
+/// OAuth refreshes they make, against one machine's. A machine that takes the lease judges
+/// the stored token again under it, so the count stays one machine's.
+fn machines(bao: &OpenBao) {
+    const PROFILES: usize = 200;
+    const LIFE: i64 = 20;
+    let window = Duration::from_secs(60);
+    println!(
+        "{PROFILES} auto-refresh profiles of {LIFE} s tokens kept alive for {window:?} (mock server):"
+    );
+    let mut alone = None;
+    for machines in [1, 2, 4] {
+        let server = MockServer::start();
+        server.set_expires_in(LIFE);
+        let dir = tempfile::tempdir().unwrap();
+        let (file, key) =
+            support::keepalive_vault(dir.path(), PROFILES, &server.base_url(), LIFE, |_| {
+                server.seed_refresh_token()
+            });
+        let vault = copied_in(
+            dir.path(),
+            &key,
+            &file,
+            bao,
+            &format!("bench/machines-{machines}"),
+        );
+        let mut agents = Vec::new();
+        for m in 0..machines {
+            let home = dir.path().join(format!("machine-{m}"));
+            std::fs::create_dir_all(home.join("config/tokdeck")).unwrap();
+            std::fs::write(
+                home.join("config/tokdeck/config.toml"),
+                "refresh_margin = \"10s\"\nagent_interval = \"1s\"\n",
+            )
+            .unwrap();
+            let place = Place {
+                label: "openbao",
+                vault: vault.clone(),
+                bao: Some(bao),
+            };
+            agents.push(start_agent(&home, &key, &place));
+        }
+        let before = server.refresh_requests();
+        std::thread::sleep(window);
+        let made = server.refresh_requests() - before;
+        for mut agent in agents {
+            let _ = agent.kill();
+            let _ = agent.wait();
+        }
+        let one = *alone.get_or_insert(made);
+        println!(
+            "  {machines} machine(s): {made:>5} refreshes, {:.2}x one machine's",
+            f64::from(made) / f64::from(one.max(1))
+        );
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         println!("openbao: bench");
         return;
     }
     let bao = OpenBao::start();
+    if std::env::args().any(|a| a == "machines") {
+        machines(&bao);
+        return;
+    }
     reads(&bao);
     refreshes(&bao);
+    machines(&bao);
 }

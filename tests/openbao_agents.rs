@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use common::doorkeeper::{App, Doorkeeper, Options, Rotation};
 use common::openbao::OpenBao;
 use common::running::Agent;
+use common::write_faults::WriteFaults;
 use common::{Env, stderr};
 
 const OOB: &str = "urn:ietf:wg:oauth:2.0:oob";
@@ -181,4 +182,48 @@ fn killing_the_lease_holder_mid_refresh_the_other_machine_carries_on() {
     );
     drop(agents);
     every_chain_is_whole(env, &server);
+}
+
+/// An agent's keep-alive is judged again under the lease. Another machine has obtained a new
+/// token, and its save is slow: the agent, planning from the vault as it was, finds the token
+/// due and waits for the lease; once it has it, the stored token is the other machine's, which
+/// it leaves alone rather than renew a second time.
+#[test]
+fn an_agent_leaves_alone_a_token_another_machine_renewed_while_it_waited() {
+    let bao = OpenBao::start();
+    let server = common::MockServer::start();
+    let laptop = Env::team(&bao, "planned");
+    let slow = WriteFaults::start(bao.port());
+    let location = format!("openbao+http://127.0.0.1:{}/secret/planned", slow.port());
+    let other = Env::second_machine_at(&bao, &location, &laptop);
+    // The agent looks at the vault every 30 s only; its access token is due 6 s after login.
+    laptop
+        .write_config("http_timeout = \"2s\"\nrefresh_margin = \"4s\"\nagent_interval = \"30s\"\n");
+    other.write_config("http_timeout = \"10s\"\n");
+    server.set_expires_in(10);
+    laptop.authorized_profile("p", &server, &["--auto-refresh"]);
+    let agent = Agent::start(&laptop, &[]);
+    // The other machine renews it for an hour, and its save reaches OpenBao 7 s later, after
+    // the agent's token fell due.
+    server.set_expires_in(3600);
+    slow.delay_next_write_to("/v1/secret/data/planned", Duration::from_secs(7));
+    let out = other.run(&["--no-agent", "refresh", "p"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.refresh_requests(), 1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !agent.said().contains("renewed elsewhere") {
+        assert!(
+            Instant::now() < deadline && server.refresh_requests() == 1,
+            "the agent renewed it again: {}",
+            agent.said()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        server.refresh_requests(),
+        1,
+        "renewed twice: {}",
+        agent.said()
+    );
+    assert!(server.is_refresh_token_valid(&other.stored("p", "refresh_token")));
 }

@@ -87,6 +87,28 @@ pub fn vault_for_client(
     write_vault(dir, profiles)
 }
 
+/// A vault of `n` auto-refresh profiles at `base_url` whose tokens live `life` seconds, obtained
+/// at moments spread over the last `life` seconds; returns (vault path, identity path).
+pub fn keepalive_vault(
+    dir: &Path,
+    n: usize,
+    base_url: &str,
+    life: i64,
+    refresh: impl FnMut(usize) -> String,
+) -> (PathBuf, PathBuf) {
+    let now = Utc::now();
+    let mut profiles = profiles(n, base_url, now, refresh);
+    for (i, p) in profiles.iter_mut().enumerate() {
+        p.auto_refresh = true;
+        if let Some(token) = &mut p.token {
+            let obtained = now - chrono::Duration::seconds(i as i64 % life);
+            token.obtained_at = obtained;
+            token.expires_at = Some(obtained + chrono::Duration::seconds(life));
+        }
+    }
+    write_vault(dir, profiles)
+}
+
 /// A new vault of `profiles` in `dir`, encrypted to a new key there: (vault, key).
 fn write_vault(dir: &Path, profiles: Vec<Profile>) -> (PathBuf, PathBuf) {
     let key = dir.join("key.txt");

@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::health::keepalive_at;
 use crate::pacing::AutoRefresh;
 use crate::vault::Store;
-use crate::worker::{Command, Event, Job, JobId};
+use crate::worker::{Command, Event, Job, JobId, Schedule};
 
 /// What the agent's tasks share.
 pub struct Keeper {
@@ -213,10 +213,10 @@ impl Keeper {
             for name in plan.due {
                 let keeper = self.clone();
                 tasks.spawn_until_stop(async move {
-                    let job = Job::Refresh {
-                        if_expiring_within: None,
-                        force: false,
-                    };
+                    let job = Job::KeepAlive(Schedule {
+                        margin: keeper.refresh_margin,
+                        horizon: keeper.horizon,
+                    });
                     let _ = keeper.refresh(&name, job).await;
                 });
             }

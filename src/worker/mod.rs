@@ -49,12 +49,25 @@ pub enum Job {
         if_expiring_within: Option<Duration>,
         force: bool,
     },
+    /// Refresh because the agent's schedule says the token is due, judged again under the
+    /// lease against the token stored then: one that another machine renewed meanwhile is
+    /// left alone, so machines keeping one vault alive do not repeat each other's refreshes.
+    KeepAlive(Schedule),
     /// Revoke the tokens at the server and forget them.
     Revoke,
     /// Ask the credentials endpoint who the token belongs to.
     Check,
     /// Read the endpoints again from the issuer's metadata.
     Rediscover,
+}
+
+/// When the agent renews a token: `health::keepalive_at` with this margin and horizon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// Renew an auto-refresh profile's access token this long before it ends.
+    pub margin: Duration,
+    /// Renew every refreshable token this long before its refresh window ends.
+    pub horizon: Duration,
 }
 
 /// The kind of a job, without its data.
@@ -95,7 +108,7 @@ impl Job {
         match self {
             Job::Authorize { .. } => JobKind::Authorize,
             Job::Exchange { .. } => JobKind::Exchange,
-            Job::Refresh { .. } => JobKind::Refresh,
+            Job::Refresh { .. } | Job::KeepAlive(_) => JobKind::Refresh,
             Job::Revoke => JobKind::Revoke,
             Job::Check => JobKind::Check,
             Job::Rediscover => JobKind::Rediscover,

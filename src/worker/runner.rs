@@ -301,6 +301,16 @@ impl Worker {
                     if_expiring_within,
                     force,
                     requested_at,
+                    schedule: None,
+                };
+                self.refresh(&profile, asked).await
+            }
+            Job::KeepAlive(schedule) => {
+                let asked = super::jobs::RefreshAsked {
+                    if_expiring_within: None,
+                    force: false,
+                    requested_at,
+                    schedule: Some(schedule),
                 };
                 self.refresh(&profile, asked).await
             }

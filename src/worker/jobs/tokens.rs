@@ -12,7 +12,7 @@ use crate::vault::{Lease, Profile, Token};
 use crate::worker::error::{JobError, JobResult};
 use crate::worker::held::{Replacing, Spending};
 use crate::worker::runner::Worker;
-use crate::worker::{FailureKind, Outcome, Revocation};
+use crate::worker::{FailureKind, Outcome, Revocation, Schedule};
 
 /// What a refresh job was asked to do.
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +23,8 @@ pub(in crate::worker) struct RefreshAsked {
     pub force: bool,
     /// When the job was queued: a token obtained later was renewed by someone else.
     pub requested_at: DateTime<Utc>,
+    /// Only when the agent's schedule says the stored token is due.
+    pub schedule: Option<Schedule>,
 }
 
 impl Worker {
@@ -31,6 +33,7 @@ impl Worker {
             if_expiring_within,
             force,
             requested_at,
+            schedule,
         } = asked;
         // The lease makes refreshes of this vault exclusive across processes; reading the
         // token only after taking it means we never use a refresh token someone rotated.
@@ -55,6 +58,16 @@ impl Worker {
                 Outcome::Unchanged("refreshed by another tokdeck process just now".into()),
                 Some(profile),
             ));
+        }
+        if let Some(Schedule { margin, horizon }) = schedule {
+            let now = self.clock.now();
+            let next = crate::health::keepalive_at(&profile, token, now, margin, horizon);
+            if next.is_none_or(|at| at > now) {
+                return Ok((
+                    Outcome::Unchanged("renewed elsewhere: not due any more".into()),
+                    Some(profile),
+                ));
+            }
         }
         if let Some(margin) = if_expiring_within {
             let now = self.clock.now();
