@@ -75,8 +75,18 @@ async fn on_runtime(ctx: &Context, cli: &Cli) -> anyhow::Result<i32> {
         Some(Command::Man) => {
             let mut page = Vec::new();
             clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            page.extend_from_slice(SEE_ALSO.as_bytes());
             crate::output::print_bytes(&page)?;
             Ok(0)
         }
     }
 }
+
+/// The manual page's last section: the guide and the references beside it, as the README
+/// links them.
+const SEE_ALSO: &str = r#".SH "SEE ALSO"
+\fBage\fR(1), \fBbao\fR(1).
+The user guide is README.md in the source; every command and option is in docs/commands.md,
+and how the parts behave in docs/providers.md, docs/agent.md and docs/vault.md.
+SECURITY.md says what is protected and what is not.
+"#;
