@@ -10,6 +10,7 @@ pub mod context;
 pub mod display;
 pub mod duration;
 pub mod exit;
+pub mod filter;
 pub mod front;
 pub mod health;
 pub mod http;

@@ -78,6 +78,18 @@ pub fn rows(data: &VaultData, now: DateTime<Utc>, warn: Duration) -> Vec<StatusR
     rows
 }
 
+/// Keeps the rows `filter` matches.
+pub fn keep_matching(rows: &mut Vec<StatusRow>, filter: &crate::filter::Filter) {
+    rows.retain(|r| {
+        filter.matches(&crate::filter::Row {
+            name: &r.name,
+            state: r.state,
+            owner: &r.owner,
+            environment: &r.environment,
+        })
+    });
+}
+
 /// 0 all fine, 1 something needs attention soon, 2 something is broken now.
 pub fn exit_code(rows: &[StatusRow]) -> i32 {
     rows.iter()

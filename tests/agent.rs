@@ -88,6 +88,12 @@ fn clients_get_tokens_from_the_agent_without_unlocking() {
         "{}",
         stdout(&status)
     );
+    // The agent applies a filter, and the exit code is that of what it matched.
+    let none = keyless(&env, &["status", "--json", "--filter", "state:error"]);
+    assert_eq!(stdout(&none).trim(), "[]", "{}", stderr(&none));
+    assert_eq!(none.status.code(), Some(0));
+    let some = keyless(&env, &["status", "--filter", "-state:error p"]);
+    assert!(stdout(&some).contains("p "), "{}", stderr(&some));
     // --no-agent opens the vault itself, and fails with that key.
     let out = keyless(&env, &["--no-agent", "token", "p"]);
     assert!(!out.status.success());

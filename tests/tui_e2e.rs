@@ -135,3 +135,92 @@ fn ctrl_z_suspends_to_the_shell_and_fg_resumes() {
         !s.contains("profiles 1/1") && s.contains("fg")
     });
 }
+
+/// A vault of 1,000 profiles in `env`, written through the library: every 100th one's refresh
+/// window ends in 12 hours (so it is `expiring` under the default 1-day warning), the rest are
+/// fine for days.
+fn thousand_profiles(env: &Env) {
+    use age::secrecy::SecretString;
+    use tokdeck::vault::{
+        Endpoints, IdentityFile, Profile, Provider, Sealing, Store, Token, Unlock, VaultData,
+    };
+    std::fs::create_dir_all(env.identity().parent().unwrap()).unwrap();
+    std::fs::create_dir_all(env.vault().parent().unwrap()).unwrap();
+    let id = IdentityFile::generate(&env.identity()).unwrap();
+    let now = chrono::Utc::now();
+    let hours = |h: i64| now + chrono::Duration::hours(h);
+    let profiles = (0..1_000)
+        .map(|i| {
+            let mut p = Profile::new(
+                format!("app-{i:04}"),
+                Provider::Custom,
+                Endpoints::at("http://127.0.0.1:9"),
+                "client".into(),
+                SecretString::from("secret-5f1c".to_string()),
+                "urn:ietf:wg:oauth:2.0:oob".into(),
+            );
+            let window_end = if i % 100 == 7 {
+                hours(12)
+            } else {
+                hours(24 * 6)
+            };
+            p.token = Some(Token {
+                access_token: SecretString::from(format!("access-{i}")),
+                refresh_token: Some(SecretString::from(format!("refresh-{i}"))),
+                token_type: "Bearer".into(),
+                scope: None,
+                obtained_at: now,
+                expires_at: Some(hours(2)),
+                refresh_expires_at: Some(window_end),
+            });
+            p
+        })
+        .collect();
+    let data = VaultData {
+        profiles,
+        ..VaultData::default()
+    };
+    let recipients = id.recipients.clone();
+    Store::create(
+        &env.vault(),
+        data,
+        Sealing::Recipients(recipients),
+        Unlock::Identity(id),
+    )
+    .unwrap();
+}
+
+#[test]
+fn filtering_a_thousand_profiles_down_to_the_expiring_ones() {
+    let env = Env::empty();
+    thousand_profiles(&env);
+    let tmux = Tmux::start(&env, 120, 45, &common::bin().display().to_string());
+    let screen = tmux.wait_for("the table of 1,000 profiles", |s| {
+        s.contains("profiles 1000/1000")
+    });
+    assert!(
+        screen.contains("990 ok") && screen.contains("10 expiring"),
+        "{screen}"
+    );
+
+    tmux.keys(&["/"]);
+    tmux.keys(&["state:expiring"]);
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the ten expiring ones", |s| s.contains("profiles 10/1000"));
+    let rows: Vec<&str> = screen.lines().filter(|l| l.contains("│app-")).collect();
+    assert_eq!(rows.len(), 10, "{screen}");
+    assert!(rows.iter().all(|r| r.contains("expiring")), "{screen}");
+    assert!(
+        screen.contains("app-0007") && screen.contains("app-0907"),
+        "{screen}"
+    );
+
+    // The count key for the state shown puts every profile back, and again narrows.
+    tmux.keys(&["2"]);
+    tmux.wait_for("every profile again", |s| s.contains("profiles 1000/1000"));
+    tmux.keys(&["2"]);
+    tmux.wait_for("the expiring ones again", |s| {
+        s.contains("profiles 10/1000")
+    });
+    tmux.keys(&["q"]);
+}

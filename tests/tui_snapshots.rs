@@ -529,3 +529,74 @@ fn the_detail_pane_shows_the_profiles_last_audit_entries() {
         "another profile's entry shows: {text}"
     );
 }
+
+#[test]
+fn a_filter_by_state_and_owner_at_80x24_and_120x40() {
+    let mut app = app(fleet());
+    app.update(key('/'));
+    for c in "state:expiring,stale,ok -owner:company".chars() {
+        app.update(key(c));
+    }
+    app.update(Msg::Key(KeyEvent::from(KeyCode::Enter)));
+    let small = render(&app, &default_theme(), 80, 24);
+    let text = text_of(&small);
+    let header = text.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("filter: state:expiring,stale,ok -owner:company"),
+        "{header}"
+    );
+    for shown in ["reporting", "expenses", "time-tracking", "payroll-sync"] {
+        assert!(text.contains(shown), "{shown} missing:\n{text}");
+    }
+    for hidden in ["company-hub", "ats-bridge", "old-import", "new-app"] {
+        assert!(!text.contains(hidden), "{hidden} shown:\n{text}");
+    }
+    insta::assert_snapshot!("filtered_80x24", small.backend());
+    let large = render(&app, &default_theme(), 120, 40);
+    assert!(
+        text_of(&large).contains("profiles 4/8"),
+        "{}",
+        text_of(&large)
+    );
+    insta::assert_snapshot!("filtered_120x40", large.backend());
+}
+
+#[test]
+fn a_count_key_shows_only_that_state_and_again_all() {
+    let mut app = app(fleet());
+    app.update(key('4'));
+    let text = text_of(&render(&app, &default_theme(), 120, 40));
+    assert!(
+        text.lines()
+            .next()
+            .unwrap_or_default()
+            .contains("filter: state:expired")
+    );
+    assert!(
+        text.contains("old-import") && !text.contains("payroll-sync"),
+        "{text}"
+    );
+    insta::assert_snapshot!(
+        "only_expired_120x40",
+        render(&app, &default_theme(), 120, 40).backend()
+    );
+    app.update(key('4'));
+    let text = text_of(&render(&app, &default_theme(), 120, 40));
+    assert!(
+        text.contains("payroll-sync") && !text.contains("filter:"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_filter_that_does_not_read_says_why_and_hides_nothing() {
+    let mut app = app(fleet());
+    app.update(key('/'));
+    for c in "state:dying".chars() {
+        app.update(key(c));
+    }
+    let text = text_of(&render(&app, &default_theme(), 160, 40));
+    let header = text.lines().next().unwrap_or_default();
+    assert!(header.contains("unknown state 'dying'"), "{header}");
+    assert!(text.contains("profiles 8/8"), "{text}");
+}

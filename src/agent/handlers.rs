@@ -20,7 +20,11 @@ pub async fn answer(
             profile,
             min_valid_secs,
         } => token(keeper, &profile, min_valid_secs.map(Duration::from_secs)).await,
-        Request::Status { json, warn_secs } => status(keeper, json, warn_secs),
+        Request::Status {
+            json,
+            warn_secs,
+            filter,
+        } => status(keeper, json, warn_secs, filter.as_deref()),
         Request::Refresh { profile } => refresh(keeper, profile).await,
         Request::Reload => reload(keeper).await,
         Request::Shutdown => {
@@ -52,14 +56,19 @@ async fn token(keeper: &Keeper, name: &str, min_valid: Option<Duration>) -> Repl
     }
 }
 
-fn status(keeper: &Keeper, json: bool, warn_secs: u64) -> Reply {
+fn status(keeper: &Keeper, json: bool, warn_secs: u64, filter: Option<&str>) -> Reply {
     let warn = std::time::Duration::from_secs(warn_secs);
+    let filter = match filter.map(crate::filter::Filter::parse).transpose() {
+        Ok(filter) => filter.unwrap_or_default(),
+        Err(e) => return Reply::error(e.to_string()),
+    };
     let now = keeper.clock.now();
     let rows = keeper
         .store
         .read(|data| crate::report::rows(data, now, warn));
     match rows {
         Ok(mut rows) => {
+            crate::report::keep_matching(&mut rows, &filter);
             if let Some(spool) = crate::worker::Spool::for_vault(keeper.store.location()) {
                 crate::report::mark_unsaved(&mut rows, &spool, &keeper.store);
             }

@@ -57,6 +57,9 @@ pub enum Request {
         #[serde(default)]
         json: bool,
         warn_secs: u64,
+        /// Only the profiles these words match (`status --filter`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filter: Option<String>,
     },
     /// Refresh one profile now, or every refreshable one.
     Refresh {

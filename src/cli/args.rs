@@ -151,6 +151,15 @@ pub struct StatusArgs {
     /// Warn about anything ending within this [default: config `warn`, 1d]
     #[arg(long, value_parser = parse_duration_arg, value_name = "DUR")]
     pub warn: Option<Duration>,
+    /// Only the profiles these words match: state:expiring, owner:company, env:production,
+    /// -state:ok (leave out), a part of a name; the exit code is theirs
+    #[arg(
+        long,
+        value_parser = crate::filter::parse_filter_arg,
+        value_name = "WORDS",
+        allow_hyphen_values = true
+    )]
+    pub filter: Option<crate::filter::Filter>,
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,9 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<i32> {
     let _logging = crate::logging::init();
     let store = ctx.open_store()?;
     let mut rows = store.read(|data| report::rows(data, ctx.clock.now(), warn))?;
+    if let Some(filter) = &args.filter {
+        report::keep_matching(&mut rows, filter);
+    }
     if let Some(spool) = crate::worker::Spool::for_vault(store.location()) {
         report::mark_unsaved(&mut rows, &spool, &store);
     }
@@ -42,6 +45,7 @@ pub fn from_agent(
     let request = crate::agent::protocol::Request::Status {
         json: args.json,
         warn_secs: warn.as_secs(),
+        filter: args.filter.as_ref().map(ToString::to_string),
     };
     let Some(reply) = agent.ask(request)? else {
         return Ok(None);

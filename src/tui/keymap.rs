@@ -21,6 +21,8 @@ pub enum Action {
     Top,
     Bottom,
     Filter,
+    /// Show only the profiles in this state; again, all of them.
+    OnlyState(crate::health::Health),
     CycleSort,
     Authorize,
     Exchange,

@@ -25,6 +25,7 @@ impl App {
             Action::Top => self.move_cursor(isize::MIN),
             Action::Bottom => self.move_cursor(isize::MAX),
             Action::Filter => self.open(Mode::Filter),
+            Action::OnlyState(state) => self.only_state(state),
             Action::CycleSort => self.cycle_sort(),
             Action::Help => self.open(Mode::Help(Help::default())),
             Action::ToggleLog => self.toggle_log(),
@@ -57,6 +58,19 @@ impl App {
     fn move_cursor(&mut self, by: isize) -> Vec<Effect> {
         let last = self.order.len().saturating_sub(1);
         self.cursor = self.cursor.saturating_add_signed(by).min(last);
+        Vec::new()
+    }
+
+    /// The header's count keys: only the profiles in `state`, or all again when that is what
+    /// shows already.
+    fn only_state(&mut self, state: crate::health::Health) -> Vec<Effect> {
+        let only = crate::filter::Filter::only(state).to_string();
+        self.filter = if self.filter.trim() == only {
+            String::new()
+        } else {
+            only
+        };
+        self.cursor = 0;
         Vec::new()
     }
 

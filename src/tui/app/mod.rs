@@ -23,6 +23,7 @@ use super::popup::help::Help;
 use super::popup::paste::Paste;
 use super::popup::{Card, Reply, Request, filter};
 use super::theme::Theme;
+use crate::filter::Filter;
 use crate::health::{Assessment, Health};
 use crate::pacing::AutoRefresh;
 use crate::vault::Profile;
@@ -327,12 +328,30 @@ impl App {
             .min(self.order.len().saturating_sub(1));
     }
 
+    /// The filter as typed, read; one that does not read (yet) lets everything through, and
+    /// the header says why ([`Self::filter_error`]).
+    pub fn parsed_filter(&self) -> Filter {
+        Filter::parse(&self.filter).unwrap_or_default()
+    }
+
+    /// Why the filter as typed does not read, if it does not.
+    pub fn filter_error(&self) -> Option<String> {
+        Filter::parse(&self.filter).err().map(|e| e.to_string())
+    }
+
     /// The rows the filter lets through, in the chosen order.
     fn sorted_rows(&self) -> Vec<usize> {
-        let needle = self.filter.to_lowercase();
+        let filter = self.parsed_filter();
         let mut order: Vec<usize> = (0..self.profiles.len())
             .filter(|&i| {
-                needle.is_empty() || self.profiles[i].name.to_lowercase().contains(&needle)
+                let p = &self.profiles[i];
+                filter.is_empty()
+                    || filter.matches(&crate::filter::Row {
+                        name: &p.name,
+                        state: self.assessments[i].health,
+                        owner: &p.owner.to_string(),
+                        environment: &p.environment(),
+                    })
             })
             .collect();
         let (profiles, assessments) = (&self.profiles, &self.assessments);

@@ -3,6 +3,7 @@
 use crossterm::event::{KeyCode, KeyModifiers};
 
 use super::{Action, Layer, bind, shown};
+use crate::health::Health;
 
 const NONE: KeyModifiers = KeyModifiers::NONE;
 const SHIFT: KeyModifiers = KeyModifiers::SHIFT;
@@ -86,8 +87,50 @@ pub const NORMAL: Layer = Layer {
             "/",
             "filter",
             Action::Filter,
-            "filter by name",
+            "filter: name part, state:X, owner:X, env:X, -word",
         )),
+        bind(
+            &[(KeyCode::Char('1'), NONE)],
+            "1",
+            "ok",
+            Action::OnlyState(Health::Ok),
+            "only ok profiles (again: all)",
+        ),
+        bind(
+            &[(KeyCode::Char('2'), NONE)],
+            "2",
+            "expiring",
+            Action::OnlyState(Health::Expiring),
+            "only expiring ones (again: all)",
+        ),
+        bind(
+            &[(KeyCode::Char('3'), NONE)],
+            "3",
+            "stale",
+            Action::OnlyState(Health::Stale),
+            "only stale ones (again: all)",
+        ),
+        bind(
+            &[(KeyCode::Char('4'), NONE)],
+            "4",
+            "expired",
+            Action::OnlyState(Health::Expired),
+            "only expired ones (again: all)",
+        ),
+        bind(
+            &[(KeyCode::Char('5'), NONE)],
+            "5",
+            "error",
+            Action::OnlyState(Health::Error),
+            "only ones in error (again: all)",
+        ),
+        bind(
+            &[(KeyCode::Char('6'), NONE)],
+            "6",
+            "no token",
+            Action::OnlyState(Health::NoToken),
+            "only ones with no token (again: all)",
+        ),
         bind(
             &[(KeyCode::Char('s'), NONE)],
             "s",

@@ -14,6 +14,7 @@ use super::keymap::{FILTER, NORMAL, hint_line};
 use super::popup::Card;
 use super::theme::Theme;
 use crate::display::{MAX_ERROR_LINE, untrusted, untrusted_short};
+use crate::health::Health;
 
 pub(super) const SPINNER: [&str; 8] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧"];
 
@@ -140,24 +141,36 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         if matches!(app.mode, Mode::Filter) {
             spans.push(Span::raw("▏"));
         }
+        if let Some(error) = app.filter_error() {
+            spans.push(Span::styled(format!(" {error}"), fg(theme.danger)));
+        }
         spans.push(Span::raw(" "));
     }
     let counts = [
-        (s.ok, "ok", theme.ok),
-        (s.expiring, "expiring", theme.warn),
-        (s.stale, "stale", theme.warn),
-        (s.expired, "expired", theme.expired),
-        (s.error, "error", theme.danger),
-        (s.no_token, "no token", theme.muted),
+        (s.ok, Health::Ok, theme.ok),
+        (s.expiring, Health::Expiring, theme.warn),
+        (s.stale, Health::Stale, theme.warn),
+        (s.expired, Health::Expired, theme.expired),
+        (s.error, Health::Error, theme.danger),
+        (s.no_token, Health::NoToken, theme.muted),
     ];
+    // The count the number keys picked shows reversed: the table holds only those.
+    let only = app.parsed_filter().only_state();
     let mut first = true;
-    for (n, label, colour) in counts {
+    for (n, state, colour) in counts {
         // Zero counts say nothing; "0 ok" does (everything needs attention).
-        if n == 0 && label != "ok" {
+        if n == 0 && state != Health::Ok && only != Some(state) {
             continue;
         }
         let sep = if first { " " } else { " · " };
-        spans.push(Span::styled(format!("{sep}{n} {label}"), fg(colour)));
+        spans.push(Span::styled(sep, fg(colour)));
+        let label = state.label().replace('-', " ");
+        let style = if only == Some(state) {
+            fg(colour).add_modifier(Modifier::REVERSED)
+        } else {
+            fg(colour)
+        };
+        spans.push(Span::styled(format!("{n} {label}"), style));
         first = false;
     }
     spans.push(Span::styled(
