@@ -375,6 +375,14 @@ pub enum Command {
         /// Profile name
         name: String,
     },
+    /// Show the claims of the access and ID tokens when they are JWTs (never a signature)
+    Inspect {
+        /// Profile name
+        name: String,
+        /// Print JSON: each token's kind, header and claims
+        #[arg(long)]
+        json: bool,
+    },
     /// Ask the server who the token belongs to
     Check {
         /// Profile name

@@ -305,6 +305,7 @@ mod tests {
             obtained_at: at(0),
             expires_at: Some(at(expires)),
             refresh_expires_at: Some(at(window)),
+            id_token: None,
         }
     }
 

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod audit;
+pub mod claims;
 pub mod cli;
 pub mod clock;
 pub mod commands;

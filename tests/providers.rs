@@ -88,6 +88,42 @@ fn discovery_basic_auth_listener_pkce_iss_and_strict_rotation() {
         assert!(!seen.contains(&now), "the refresh token was not rotated");
         seen.push(now);
     }
+    // Inspect: the access token is opaque, the ID token a JWT naming this issuer and client,
+    // kept across the refreshes; neither token is ever printed.
+    let out = env.run(&["inspect", "dot"]);
+    assert!(out.status.success(), "inspect: {}", stderr(&out));
+    let said = stdout(&out);
+    assert!(said.contains("access token: opaque token"), "{said}");
+    assert!(said.contains("id token: JWT (RS256"), "{said}");
+    assert!(
+        said.lines()
+            .any(|l| l.trim_start().starts_with("exp ") && l.contains(" UTC (in ")),
+        "exp as a date and a countdown: {said}"
+    );
+    let id_token = stored(&env, "dot", "id_token");
+    assert_eq!(id_token.split('.').count(), 3, "no ID token kept");
+    for secret in [stored(&env, "dot", "access_token"), id_token.clone()] {
+        assert!(!said.contains(&secret), "a token was printed: {said}");
+    }
+    let signature = id_token.rsplit('.').next().unwrap();
+    let out = env.run(&["inspect", "dot", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let claims = &json["id_token"]["claims"];
+    assert_eq!(json["access_token"]["kind"], "opaque", "{json}");
+    assert_eq!(claims["aud"], app.client_id.as_str(), "{json}");
+    assert!(
+        claims["iss"]
+            .as_str()
+            .unwrap()
+            .starts_with(issuer.trim_end_matches('/')),
+        "{json}"
+    );
+    assert!(claims["exp"].as_i64() > claims["iat"].as_i64(), "{json}");
+    assert!(
+        !stdout(&out).contains(signature),
+        "the signature was printed"
+    );
+
     // Check through userinfo (the scope has openid).
     let out = env.run(&["check", "dot"]);
     assert!(out.status.success(), "check: {}", stderr(&out));

@@ -172,6 +172,7 @@ fn thousand_profiles(env: &Env) {
                 obtained_at: now,
                 expires_at: Some(hours(2)),
                 refresh_expires_at: Some(window_end),
+                id_token: None,
             });
             p
         })

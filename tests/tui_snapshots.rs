@@ -50,6 +50,7 @@ fn user_token(age: i64, life: i64) -> Token {
         obtained_at: at(-age),
         expires_at: Some(at(life - age)),
         refresh_expires_at: Some(at(7 * DAY - age)),
+        id_token: None,
     }
 }
 
@@ -78,6 +79,7 @@ fn fleet() -> Vec<Profile> {
         expires_at: None,
         refresh_token: None,
         refresh_expires_at: None,
+        id_token: None,
         ..user_token(30 * DAY, 0)
     });
     let mut failing = profile("ats-bridge", Provider::Custom);

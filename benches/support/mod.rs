@@ -54,6 +54,7 @@ pub fn profiles(
                 obtained_at: at(-age),
                 expires_at: Some(at(7_200 - age)),
                 refresh_expires_at: Some(at(604_800 - age)),
+                id_token: None,
             });
             p
         })

@@ -5,6 +5,7 @@ pub mod api;
 pub mod audit;
 pub mod exec;
 pub mod import_token;
+pub mod inspect;
 pub mod oauth;
 pub mod profiles;
 pub mod recipients;
@@ -62,6 +63,7 @@ async fn on_runtime(ctx: &Context, cli: &Cli) -> anyhow::Result<i32> {
         Some(Command::Import(args)) => share::import(ctx, args).map(|()| 0),
         Some(Command::Rediscover { name }) => oauth::rediscover(ctx, name).await.map(|()| 0),
         Some(Command::Check { name }) => oauth::check(ctx, name).await.map(|()| 0),
+        Some(Command::Inspect { name, json }) => inspect::run(ctx, name, *json).map(|()| 0),
         Some(Command::Revoke { name }) => oauth::revoke(ctx, name).await.map(|()| 0),
         Some(Command::Recipients { action }) => recipients::run(ctx, action.as_ref()).map(|()| 0),
         Some(Command::Vault { action }) => vault::run(ctx, action).map(|()| 0),

@@ -22,6 +22,8 @@ struct RawTokenResponse {
     refresh_token: Option<String>,
     #[serde(default)]
     scope: Option<String>,
+    #[serde(default)]
+    id_token: Option<String>,
 }
 
 /// `expires_in` as a number, or as a string of digits (Azure AD v1 and others send one).
@@ -56,6 +58,8 @@ pub struct TokenResponse {
     pub token_type: String,
     pub expires_in: Option<i64>,
     pub scope: Option<String>,
+    /// OpenID Connect's ID token, when one came: kept to be inspected, never sent.
+    pub id_token: Option<SecretString>,
 }
 
 impl std::fmt::Debug for TokenResponse {
@@ -66,6 +70,7 @@ impl std::fmt::Debug for TokenResponse {
             .field("token_type", &self.token_type)
             .field("expires_in", &self.expires_in)
             .field("scope", &self.scope)
+            .field("id_token", &self.id_token.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -105,6 +110,12 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, OAuthError> {
         // refuses one).
         expires_in: raw.expires_in,
         scope: raw.scope,
+        // Only looked at, never sent: one that is no token's characters is left out.
+        id_token: raw
+            .id_token
+            .filter(|t| !t.is_empty() && t.len() <= 64 * 1024)
+            .filter(|t| t.chars().all(crate::vault::validate::is_vschar))
+            .map(SecretString::from),
     })
 }
 
@@ -158,6 +169,10 @@ impl TokenResponse {
                 .and_then(chrono::Duration::try_seconds)
                 .and_then(|d| received_at.checked_add_signed(d)),
             refresh_expires_at,
+            // A refresh answer without one keeps the login's: it names the same person.
+            id_token: self
+                .id_token
+                .or_else(|| previous.and_then(|p| p.id_token.clone())),
         }
     }
 }

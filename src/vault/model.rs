@@ -382,6 +382,9 @@ pub struct Token {
     /// End of the refresh window; `None` when there is no refresh token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_expires_at: Option<DateTime<Utc>>,
+    /// The OpenID Connect ID token that came with it, kept for `tokdeck inspect`; never sent.
+    #[serde(default, with = "secret_opt", skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<SecretString>,
 }
 
 fn default_token_type() -> String {
@@ -510,6 +513,7 @@ mod tests {
             obtained_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             expires_at: DateTime::from_timestamp(1_700_007_200, 0),
             refresh_expires_at: DateTime::from_timestamp(1_700_604_800, 0),
+            id_token: None,
         });
         VaultData {
             profiles: vec![p],

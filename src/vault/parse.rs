@@ -431,6 +431,7 @@ mod tests {
                     obtained_at: chrono::DateTime::UNIX_EPOCH,
                     expires_at: None,
                     refresh_expires_at: None,
+                    id_token: None,
                 });
                 p
             })

@@ -59,6 +59,7 @@ mod tests {
             obtained_at: Utc::now() - Duration::seconds(age_secs),
             expires_at: None,
             refresh_expires_at: None,
+            id_token: None,
         });
         p
     }

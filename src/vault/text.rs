@@ -141,6 +141,7 @@ mod tests {
             obtained_at: at(1_700_000_000),
             expires_at: Some(at(1_700_007_200)),
             refresh_expires_at: Some(at(1_700_604_800)),
+            id_token: None,
         });
         full.last_check = Some(CheckResult {
             checked_at: at(1_700_000_100),

@@ -134,6 +134,7 @@ mod tests {
             obtained_at: chrono::Utc::now(),
             expires_at: None,
             refresh_expires_at: None,
+            id_token: None,
         }
     }
 

@@ -26,6 +26,7 @@ fn profile(name: &str, expires_in: Option<i64>) -> Profile {
         obtained_at: at(-100),
         expires_at: Some(at(e)),
         refresh_expires_at: Some(at(7 * 86_400)),
+        id_token: None,
     });
     p
 }

@@ -440,6 +440,7 @@ fn an_older_file_put_in_place_never_takes_back_newer_tokens() {
         obtained_at: chrono::Utc::now() - chrono::Duration::seconds(age),
         expires_at: None,
         refresh_expires_at: None,
+        id_token: None,
     };
     let give = |store: &Store, t: Token| {
         store
