@@ -12,6 +12,8 @@ use crate::duration::parse_refresh_window;
 use crate::vault::{AuthMethod, GrantType, OwnerType, Provider};
 
 /// `--provider`: a server preset.
+// Doc comments here are `--help` text, not Markdown.
+#[allow(rustdoc::bare_urls)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProviderArg {
     /// Factorial production, https://api.factorialhr.com
@@ -259,6 +261,8 @@ impl Cli {
 const AFTER_HELP: &str = "Durations (DUR) read 30s, 30m, 12h, 1d or 1d 12h.\n`tokdeck` with no command opens the full-screen app.";
 
 /// Options every command takes.
+// Doc comments here are `--help` text, not Markdown.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, Args, Clone, Default)]
 pub struct Global {
     /// The vault file [default: <data dir>/tokdeck/vault.age]

@@ -31,7 +31,7 @@ pub struct AutoRefresh {
 }
 
 /// The app's pacing: it looks every second, and never tries one profile twice within
-/// [`MIN_INTERVAL`].
+/// `MIN_INTERVAL`.
 impl Default for AutoRefresh {
     fn default() -> Self {
         Self {

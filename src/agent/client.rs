@@ -3,7 +3,7 @@
 //!
 //! Nothing the socket says is taken on trust: the way to it is checked (see
 //! [`super::place`]), the process listening must run as this user or root, an answer must
-//! come within [`ANSWER_IDLE`] of the request or of the agent's last heartbeat, and what an
+//! come within `ANSWER_IDLE` of the request or of the agent's last heartbeat, and what an
 //! answer holds is checked again by its user (`exec`'s variable, `api`'s base URL, escaped
 //! text). When any of that fails the client opens the vault itself, with a warning.
 //!

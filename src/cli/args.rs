@@ -197,6 +197,8 @@ pub struct RefreshArgs {
     pub force: bool,
 }
 
+// Doc comments here are `--help` text, not Markdown.
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Subcommand)]
 #[command(defer = true)]
 pub enum VaultCommand {

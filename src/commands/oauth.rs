@@ -399,7 +399,7 @@ impl<'a> TokenSource<'a> {
         Ok(store)
     }
 
-    /// A usable token for `name` (see [`crate::tokens`]); a warning goes to stderr when a due
+    /// A usable token for `name` (see [`crate::usable`]); a warning goes to stderr when a due
     /// refresh failed but the token still works.
     pub async fn obtain(&mut self, name: &str) -> anyhow::Result<Issued> {
         let issued = match self.agent_token(name, None)? {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 /// Every HTTP client of tokdeck's starts here: its timeouts, its name and its proxy policy
-/// (see [`proxy_policy`]). Callers choose the redirect policy.
+/// (see `proxy_policy`). Callers choose the redirect policy.
 pub fn http_builder(timeout: Duration, roots: &[reqwest::Certificate]) -> reqwest::ClientBuilder {
     let builder = reqwest::Client::builder()
         .connect_timeout(timeout.min(Duration::from_secs(10)))

@@ -312,7 +312,7 @@ fn reserved_var(name: &str) -> Option<&'static str> {
 }
 
 /// An environment variable name for `exec`: letters, digits and `_`, not starting with a
-/// digit, and none that changes how programs load or run (see [`RESERVED_VARS`]).
+/// digit, and none that changes how programs load or run (see `RESERVED_VARS`).
 pub fn validate_env_var(text: &str) -> Result<String, Invalid> {
     let ok = text
         .chars()

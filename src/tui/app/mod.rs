@@ -2,7 +2,7 @@
 //!
 //! The dispatchers here are matches of one-line arms: keys go to the mode's layer of the
 //! keymap and then to the popup that owns the mode ([`super::popup`]) or to the main view's
-//! actions ([`actions`]); worker events go to [`worker_events`].
+//! actions (`actions.rs`); worker events go to `worker_events.rs`.
 
 mod actions;
 mod worker_events;

@@ -21,7 +21,7 @@ pub struct Lease {
 impl Lease {
     /// Whether a single-use secret (a refresh token) may be sent under this lease now: it
     /// will outlast the request and the save of its answer (see
-    /// [`super::backend::HeldLease::may_spend`]).
+    /// `HeldLease::may_spend` in `vault/backend`).
     pub fn may_spend(&self) -> bool {
         lock_ignoring_poison(&self.state)
             .guard
