@@ -602,3 +602,18 @@ fn a_filter_that_does_not_read_says_why_and_hides_nothing() {
     assert!(header.contains("unknown state 'dying'"), "{header}");
     assert!(text.contains("profiles 8/8"), "{text}");
 }
+
+#[test]
+fn scopes_too_long_for_their_column_end_in_an_ellipsis() {
+    let mut long = profile("many-scopes", Provider::Factorial);
+    long.scopes = ["read", "write", "employees:read", "payroll:write", "admin"]
+        .map(String::from)
+        .to_vec();
+    long.token = Some(user_token(60, 2 * HOUR));
+    let app = app(vec![long]);
+    let t = render(&app, &default_theme(), 120, 40);
+    let text = text_of(&t);
+    let row = text.lines().find(|l| l.contains("│many-scopes")).unwrap();
+    assert!(row.contains("read write employees:re…"), "{row}");
+    insta::assert_snapshot!("long_scopes_120x40", t.backend());
+}

@@ -143,6 +143,16 @@ fn table_cells(app: &App, i: usize) -> [String; 7] {
     ]
 }
 
+/// `text` in `width` columns: whole when it fits, else cut with an ellipsis, so a cut name or
+/// scope list never reads as a whole one.
+fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let kept: String = text.chars().take(width.saturating_sub(1)).collect();
+    format!("{kept}…")
+}
+
 /// One row: the shown columns of `texts`, coloured by urgency; the cursor's row highlighted.
 fn table_row(
     app: &App,
@@ -169,7 +179,7 @@ fn table_row(
     let row = Row::new(
         shown
             .iter()
-            .map(|&(col, _)| Cell::from(texts[col].clone()).style(style_of(col))),
+            .map(|&(col, width)| Cell::from(fit(&texts[col], width)).style(style_of(col))),
     );
     if !selected {
         return row;
@@ -234,4 +244,17 @@ pub fn draw_table(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             .column_spacing(1),
         area,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit;
+
+    #[test]
+    fn a_cell_too_long_for_its_column_ends_in_an_ellipsis() {
+        assert_eq!(fit("read write", 10), "read write");
+        assert_eq!(fit("read write admin", 10), "read writ…");
+        assert_eq!(fit("é", 1), "é");
+        assert_eq!(fit("ab", 0), "…");
+    }
 }
