@@ -411,3 +411,71 @@ fn the_readme_policy_is_all_a_member_needs() {
         .unwrap();
     assert_one_line_error(&out, "refused the token for secret/teams/other");
 }
+
+/// OpenBao refuses a request body of more than 1,000 JSON strings: the lease entry, which
+/// records the newest refresh token of every profile refreshed, stays a handful of strings
+/// however many there are, so a team keeps refreshing past a few hundred profiles.
+#[test]
+fn a_team_vault_keeps_refreshing_past_hundreds_of_recorded_profiles() {
+    use age::secrecy::SecretString;
+    use tokdeck::vault::{
+        Endpoints, IdentityFile, Profile, Provider, Sealing, Store, Token, Unlock, VaultData,
+    };
+    let bao = OpenBao::start();
+    let server = MockServer::start();
+    let location = bao.location("team/many");
+    let env = Env::empty_with(&[("TOKDECK_VAULT", &location), ("BAO_TOKEN", &bao.token)]);
+    std::fs::create_dir_all(env.identity().parent().unwrap()).unwrap();
+    let id = IdentityFile::generate(&env.identity()).unwrap();
+    let now = chrono::Utc::now();
+    let profiles = (0..300)
+        .map(|i| {
+            let mut p = Profile::new(
+                format!("p{i:03}"),
+                Provider::Custom,
+                Endpoints::at(server.base_url()),
+                common::CLIENT_ID.into(),
+                SecretString::from(common::CLIENT_SECRET.to_string()),
+                "urn:ietf:wg:oauth:2.0:oob".into(),
+            );
+            p.token = Some(Token {
+                access_token: SecretString::from(format!("access-{i}")),
+                refresh_token: Some(SecretString::from(server.seed_refresh_token())),
+                token_type: "Bearer".into(),
+                scope: None,
+                obtained_at: now,
+                expires_at: Some(now + chrono::Duration::hours(1)),
+                refresh_expires_at: Some(now + chrono::Duration::days(6)),
+                id_token: None,
+            });
+            p
+        })
+        .collect();
+    let file = env.home().join("many.age");
+    let data = VaultData {
+        profiles,
+        ..VaultData::default()
+    };
+    let sealing = Sealing::Recipients(id.recipients.clone());
+    Store::create(&file, data, sealing, Unlock::Identity(id)).unwrap();
+    let out = env.run(&[
+        "--vault",
+        file.to_str().unwrap(),
+        "vault",
+        "copy",
+        &location,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = env.run(&["refresh", "--all", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.refresh_requests(), 300);
+    let newest = bao.read("team/many.lock")["data"]["newest"].clone();
+    let recorded: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(newest.as_str().unwrap()).unwrap();
+    assert_eq!(recorded.len(), 300);
+    // And the next refresh of one goes through under that record.
+    let out = env.run(&["refresh", "p007"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.refresh_requests(), 301);
+}

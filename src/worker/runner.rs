@@ -94,7 +94,7 @@ impl Worker {
             JobError::new(
                 FailureKind::Storage,
                 format!(
-                    "nothing was sent: the refresh of '{name}' cannot be recorded before it leaves ({e}), and its answer could not be saved either: fix the problem (a full disk, a read-only folder)"
+                    "nothing was sent: the refresh of '{name}' cannot be recorded before it leaves ({e}), and its answer could not be saved either: fix what the store says (a full disk, a read-only folder, OpenBao refusing the write), then try again"
                 ),
             )
         })?;

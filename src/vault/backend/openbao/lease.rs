@@ -76,16 +76,22 @@ struct Record {
 /// What a lock entry records of refresh tokens ([`SpendRecord`]), whoever held it: it
 /// outlives the holder that wrote it, and passes to the next one.
 fn record_of(secret: &Secret) -> SpendRecord {
-    let field = |name: &str| secret.fields.get(name).cloned();
     SpendRecord {
-        spending: field("spending")
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default(),
-        newest: field("newest")
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default(),
+        spending: record_field(secret, "spending"),
+        newest: record_field(secret, "newest"),
     }
     .without_lapsed(chrono::Utc::now())
+}
+
+/// A part of the record: JSON text in one string field (see [`fields`]), or, as entries
+/// written before, the JSON itself.
+fn record_field<T: serde::de::DeserializeOwned + Default>(secret: &Secret, name: &str) -> T {
+    match secret.fields.get(name) {
+        Some(Value::String(text)) => serde_json::from_str(text).ok(),
+        Some(value) => serde_json::from_value(value.clone()).ok(),
+        None => None,
+    }
+    .unwrap_or_default()
 }
 
 /// The longest lease another holder's entry is trusted with, whatever it says: the lease of
@@ -143,14 +149,24 @@ fn fields(
     record: &SpendRecord,
 ) -> serde_json::Map<String, Value> {
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-    let mut entry = match json!(record) {
-        Value::Object(map) => map,
-        _ => serde_json::Map::new(),
-    };
+    let mut entry = serde_json::Map::new();
+    // Each part of the record is JSON text in one string: OpenBao refuses a request body of
+    // more than 1,000 JSON strings (`max_request_json_strings`), keys included, which the
+    // record of a few hundred profiles would pass as objects.
+    if !record.spending.is_empty() {
+        entry.insert("spending".into(), json!(text_of(&record.spending)));
+    }
+    if !record.newest.is_empty() {
+        entry.insert("newest".into(), json!(text_of(&record.newest)));
+    }
     entry.insert("holder".into(), json!(holder));
     entry.insert("ttl_ms".into(), json!(ttl_ms));
     entry.insert("state".into(), json!(state));
     entry
+}
+
+fn text_of(part: &impl serde::Serialize) -> String {
+    serde_json::to_string(part).unwrap_or_default()
 }
 
 /// What stood in the way of taking the lease.
@@ -405,6 +421,54 @@ mod tests {
         keep_most_recent(&mut record, 4);
         let kept: Vec<&str> = record.newest.keys().map(String::as_str).collect();
         assert_eq!(kept, ["k0", "k1", "k2", "k3"]);
+    }
+
+    /// The JSON strings in `v`, keys included, as OpenBao counts them.
+    fn count(v: &Value, n: &mut usize) {
+        match v {
+            Value::String(_) => *n += 1,
+            Value::Array(items) => items.iter().for_each(|i| count(i, n)),
+            Value::Object(map) => map.iter().for_each(|(_, v)| {
+                *n += 1;
+                count(v, n);
+            }),
+            _ => {}
+        }
+    }
+
+    /// OpenBao refuses a request body of more than 1,000 JSON strings: the record of every
+    /// profile it may hold is a handful of strings, and reads back whole, as does an entry
+    /// written with the record as JSON objects.
+    #[test]
+    fn the_record_of_thousands_of_profiles_is_a_handful_of_json_strings() {
+        let mut record = SpendRecord::default();
+        for i in 0..MOST_NEWEST {
+            let newest = Newest {
+                print: format!("{i:064x}"),
+                obtained_at: chrono::Utc::now(),
+                host: "build-3".into(),
+            };
+            record.newest.insert(format!("{i:032x}"), newest);
+        }
+        let entry = fields("h pid 1", Duration::from_secs(10), "held", &record);
+        let body = serde_json::json!({ "options": { "cas": 1 }, "data": entry }).to_string();
+        let mut strings = 0;
+        let mut stream = serde_json::Deserializer::from_str(&body).into_iter::<Value>();
+        let Some(Ok(value)) = stream.next() else {
+            panic!("{body}")
+        };
+        count(&value, &mut strings);
+        assert!(strings < 20, "{strings} strings");
+        let secret = |fields| Secret {
+            fields,
+            version: 1,
+            created: None,
+            server_now: None,
+        };
+        assert_eq!(record_of(&secret(entry)).newest, record.newest);
+        let mut older = serde_json::Map::new();
+        older.insert("newest".into(), serde_json::json!(record.newest));
+        assert_eq!(record_of(&secret(older)).newest, record.newest);
     }
 
     #[test]
