@@ -417,47 +417,20 @@ fn the_readme_policy_is_all_a_member_needs() {
 /// however many there are, so a team keeps refreshing past a few hundred profiles.
 #[test]
 fn a_team_vault_keeps_refreshing_past_hundreds_of_recorded_profiles() {
-    use age::secrecy::SecretString;
-    use tokdeck::vault::{
-        Endpoints, IdentityFile, Profile, Provider, Sealing, Store, Token, Unlock, VaultData,
-    };
     let bao = OpenBao::start();
     let server = MockServer::start();
     let location = bao.location("team/many");
     let env = Env::empty_with(&[("TOKDECK_VAULT", &location), ("BAO_TOKEN", &bao.token)]);
-    std::fs::create_dir_all(env.identity().parent().unwrap()).unwrap();
-    let id = IdentityFile::generate(&env.identity()).unwrap();
     let now = chrono::Utc::now();
     let profiles = (0..300)
         .map(|i| {
-            let mut p = Profile::new(
-                format!("p{i:03}"),
-                Provider::Custom,
-                Endpoints::at(server.base_url()),
-                common::CLIENT_ID.into(),
-                SecretString::from(common::CLIENT_SECRET.to_string()),
-                "urn:ietf:wg:oauth:2.0:oob".into(),
-            );
-            p.token = Some(Token {
-                access_token: SecretString::from(format!("access-{i}")),
-                refresh_token: Some(SecretString::from(server.seed_refresh_token())),
-                token_type: "Bearer".into(),
-                scope: None,
-                obtained_at: now,
-                expires_at: Some(now + chrono::Duration::hours(1)),
-                refresh_expires_at: Some(now + chrono::Duration::days(6)),
-                id_token: None,
-            });
-            p
+            let (hour, days) = (chrono::Duration::hours(1), chrono::Duration::days(6));
+            let token = common::library_token(server.seed_refresh_token(), now + hour, now + days);
+            common::library_profile(&format!("p{i:03}"), &server.base_url(), Some(token))
         })
         .collect();
     let file = env.home().join("many.age");
-    let data = VaultData {
-        profiles,
-        ..VaultData::default()
-    };
-    let sealing = Sealing::Recipients(id.recipients.clone());
-    Store::create(&file, data, sealing, Unlock::Identity(id)).unwrap();
+    common::library_vault(&file, &env.identity(), profiles);
     let out = env.run(&[
         "--vault",
         file.to_str().unwrap(),

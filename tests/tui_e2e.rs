@@ -140,55 +140,19 @@ fn ctrl_z_suspends_to_the_shell_and_fg_resumes() {
 /// window ends in 12 hours (so it is `expiring` under the default 1-day warning), the rest are
 /// fine for days.
 fn thousand_profiles(env: &Env) {
-    use age::secrecy::SecretString;
-    use tokdeck::vault::{
-        Endpoints, IdentityFile, Profile, Provider, Sealing, Store, Token, Unlock, VaultData,
-    };
-    std::fs::create_dir_all(env.identity().parent().unwrap()).unwrap();
-    std::fs::create_dir_all(env.vault().parent().unwrap()).unwrap();
-    let id = IdentityFile::generate(&env.identity()).unwrap();
-    let now = chrono::Utc::now();
-    let hours = |h: i64| now + chrono::Duration::hours(h);
+    let hours = |h: i64| chrono::Utc::now() + chrono::Duration::hours(h);
     let profiles = (0..1_000)
         .map(|i| {
-            let mut p = Profile::new(
-                format!("app-{i:04}"),
-                Provider::Custom,
-                Endpoints::at("http://127.0.0.1:9"),
-                "client".into(),
-                SecretString::from("secret-5f1c".to_string()),
-                "urn:ietf:wg:oauth:2.0:oob".into(),
-            );
             let window_end = if i % 100 == 7 {
                 hours(12)
             } else {
                 hours(24 * 6)
             };
-            p.token = Some(Token {
-                access_token: SecretString::from(format!("access-{i}")),
-                refresh_token: Some(SecretString::from(format!("refresh-{i}"))),
-                token_type: "Bearer".into(),
-                scope: None,
-                obtained_at: now,
-                expires_at: Some(hours(2)),
-                refresh_expires_at: Some(window_end),
-                id_token: None,
-            });
-            p
+            let token = common::library_token(format!("refresh-{i}"), hours(2), window_end);
+            common::library_profile(&format!("app-{i:04}"), "http://127.0.0.1:9", Some(token))
         })
         .collect();
-    let data = VaultData {
-        profiles,
-        ..VaultData::default()
-    };
-    let recipients = id.recipients.clone();
-    Store::create(
-        &env.vault(),
-        data,
-        Sealing::Recipients(recipients),
-        Unlock::Identity(id),
-    )
-    .unwrap();
+    common::library_vault(&env.vault(), &env.identity(), profiles);
 }
 
 #[test]

@@ -524,3 +524,57 @@ pub fn ask_socket(socket: &Path, line: &str) -> Option<serde_json::Value> {
     BufReader::new(stream).read_line(&mut reply).ok()?;
     serde_json::from_str(&reply).ok()
 }
+
+/// A profile named `name` at `base_url` built through the library, with the mock server's
+/// client, holding `token`.
+pub fn library_profile(
+    name: &str,
+    base_url: &str,
+    token: Option<tokdeck::vault::Token>,
+) -> tokdeck::vault::Profile {
+    let mut p = tokdeck::vault::Profile::new(
+        name.to_string(),
+        tokdeck::vault::Provider::Custom,
+        tokdeck::vault::Endpoints::at(base_url),
+        CLIENT_ID.into(),
+        age::secrecy::SecretString::from(CLIENT_SECRET.to_string()),
+        "urn:ietf:wg:oauth:2.0:oob".into(),
+    );
+    p.token = token;
+    p
+}
+
+/// A user token obtained now, with `refresh_token`, its access token ending at `expires_at`
+/// and its refresh window at `window_end`.
+pub fn library_token(
+    refresh_token: String,
+    expires_at: chrono::DateTime<chrono::Utc>,
+    window_end: chrono::DateTime<chrono::Utc>,
+) -> tokdeck::vault::Token {
+    tokdeck::vault::Token {
+        access_token: age::secrecy::SecretString::from(format!("access-{refresh_token}")),
+        refresh_token: Some(age::secrecy::SecretString::from(refresh_token)),
+        token_type: "Bearer".into(),
+        scope: None,
+        obtained_at: chrono::Utc::now(),
+        expires_at: Some(expires_at),
+        refresh_expires_at: Some(window_end),
+        id_token: None,
+    }
+}
+
+/// Writes a new vault of `profiles` at `path` through the library, encrypted to a new age key
+/// written at `key`, as many profiles as a test needs without a command each.
+pub fn library_vault(path: &Path, key: &Path, profiles: Vec<tokdeck::vault::Profile>) {
+    use tokdeck::vault::{IdentityFile, Sealing, Store, Unlock, VaultData};
+    for folder in [path.parent(), key.parent()].into_iter().flatten() {
+        std::fs::create_dir_all(folder).unwrap();
+    }
+    let id = IdentityFile::generate(key).unwrap();
+    let sealing = Sealing::Recipients(id.recipients.clone());
+    let data = VaultData {
+        profiles,
+        ..VaultData::default()
+    };
+    Store::create(path, data, sealing, Unlock::Identity(id)).unwrap();
+}

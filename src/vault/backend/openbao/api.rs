@@ -140,30 +140,23 @@ impl Api {
         fields: &serde_json::Map<String, Value>,
         cas: u64,
     ) -> Result<Written, VaultError> {
+        let answer = match self.send_cas(kv, fields, cas) {
+            Sent::Unknown(what) => return self.written_after_all(kv, fields, cas, &what),
+            sent => self.answered(kv, sent)?,
+        };
+        written(kv, &answer)
+    }
+
+    /// Sends a write of `fields` at `kv` over version `cas`, once.
+    fn send_cas(&self, kv: &KvPath, fields: &serde_json::Map<String, Value>, cas: u64) -> Sent {
         let body = serde_json::json!({ "options": { "cas": cas }, "data": fields });
-        let answer = match self.send(
+        self.send(
             kv,
             reqwest::Method::POST,
             kv.data_url(),
             Some(body),
             Replay::Never,
-        ) {
-            Sent::Unknown(what) => return self.written_after_all(kv, fields, cas, &what),
-            sent => self.answered(kv, sent)?,
-        };
-        match answer.status {
-            200 | 204 => match body_json(&answer)["data"]["version"].as_u64() {
-                Some(version) => Ok(Written::Stored { version }),
-                None => Err(VaultError::Remote(format!(
-                    "OpenBao at {} answered a write of {} without a version: is {} a KV version 2 engine?",
-                    kv.host(),
-                    kv.kv_name(),
-                    kv.mount
-                ))),
-            },
-            400 if first_error(&answer).contains("check-and-set") => Ok(Written::Conflict),
-            _ => Err(refusal(kv, &answer)),
-        }
+        )
     }
 
     /// Writes `fields` at `kv` over whatever is there (no check-and-set: for secrets tokdeck
@@ -255,24 +248,9 @@ impl Api {
             Found::Nothing { version } => version,
         };
         if newest == cas {
-            let body = serde_json::json!({ "options": { "cas": cas }, "data": fields });
-            let sent = self.send(
-                kv,
-                reqwest::Method::POST,
-                kv.data_url(),
-                Some(body),
-                Replay::Never,
-            );
-            let answer = match sent {
-                Sent::Unknown(again) => return Err(unconfirmed(VaultError::Remote(again))),
-                sent => self.answered(kv, sent)?,
-            };
-            return match body_json(&answer)["data"]["version"].as_u64() {
-                Some(version) if matches!(answer.status, 200 | 204) => {
-                    Ok(Written::Stored { version })
-                }
-                _ if first_error(&answer).contains("check-and-set") => Ok(Written::Conflict),
-                _ => Err(refusal(kv, &answer)),
+            return match self.send_cas(kv, fields, cas) {
+                Sent::Unknown(again) => Err(unconfirmed(VaultError::Remote(again))),
+                sent => written(kv, &self.answered(kv, sent)?),
             };
         }
         match self.read_version(kv, cas + 1).map_err(unconfirmed)? {
@@ -346,6 +324,24 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 
 fn body_json(answer: &Answer) -> Value {
     serde_json::from_slice(&answer.body).unwrap_or(Value::Null)
+}
+
+/// What the answer to a check-and-set write says: stored, as which version, or another
+/// writer's version is there.
+fn written(kv: &KvPath, answer: &Answer) -> Result<Written, VaultError> {
+    match answer.status {
+        200 | 204 => match body_json(answer)["data"]["version"].as_u64() {
+            Some(version) => Ok(Written::Stored { version }),
+            None => Err(VaultError::Remote(format!(
+                "OpenBao at {} answered a write of {} without a version: is {} a KV version 2 engine?",
+                kv.host(),
+                kv.kv_name(),
+                kv.mount
+            ))),
+        },
+        400 if first_error(answer).contains("check-and-set") => Ok(Written::Conflict),
+        _ => Err(refusal(kv, answer)),
+    }
 }
 
 /// The first error OpenBao gave, cleaned for a terminal.
