@@ -139,6 +139,16 @@ impl Filter {
             && !self.unwanted.iter().any(|t| t.holds(row))
     }
 
+    /// Whether some word asks about the environment: finding a profile's means parsing its
+    /// server's URL, which a filter that never looks need not pay for every row.
+    pub fn asks_about_environment(&self) -> bool {
+        self.wanted
+            .iter()
+            .flatten()
+            .chain(&self.unwanted)
+            .any(|t| matches!(t, Test::Env(_)))
+    }
+
     /// Whether everything passes.
     pub fn is_empty(&self) -> bool {
         self.wanted.is_empty() && self.unwanted.is_empty()
@@ -291,6 +301,8 @@ mod tests {
             Filter::only(Health::Stale).only_state(),
             Some(Health::Stale)
         );
+        assert!(!filter.asks_about_environment());
+        assert!(Filter::parse("-env:demo").unwrap().asks_about_environment());
         assert_eq!(filter.only_state(), None);
     }
 }

@@ -342,15 +342,22 @@ impl App {
     /// The rows the filter lets through, in the chosen order.
     fn sorted_rows(&self) -> Vec<usize> {
         let filter = self.parsed_filter();
+        let with_environment = filter.asks_about_environment();
         let mut order: Vec<usize> = (0..self.profiles.len())
             .filter(|&i| {
                 let p = &self.profiles[i];
+                // Reordered at every tick: a server's URL is parsed only when a word asks.
+                let environment = if with_environment {
+                    p.environment()
+                } else {
+                    String::new()
+                };
                 filter.is_empty()
                     || filter.matches(&crate::filter::Row {
                         name: &p.name,
                         state: self.assessments[i].health,
                         owner: &p.owner.to_string(),
-                        environment: &p.environment(),
+                        environment: &environment,
                     })
             })
             .collect();
