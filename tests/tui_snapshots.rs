@@ -617,3 +617,66 @@ fn scopes_too_long_for_their_column_end_in_an_ellipsis() {
     assert!(row.contains("read write employees:re…"), "{row}");
     insta::assert_snapshot!("long_scopes_120x40", t.backend());
 }
+
+/// The detail pane of the first (broken) profile at 80x24 does not show it all: J scrolls it
+/// to the end, as far as there is more and no further, and K back; its title says which way
+/// there is more.
+#[test]
+fn the_detail_pane_scrolls_with_j_and_k_at_80x24() {
+    let mut app = app(fleet());
+    let area = ratatui::layout::Rect::new(0, 0, 80, 24);
+    app.detail_room = view::detail_overflow(area, &app, &default_theme());
+    assert!(app.detail_room > 0, "nothing to scroll");
+    let top = text_of(&render(&app, &default_theme(), 80, 24));
+    assert!(
+        top.contains("ats-bridge (J more)") && !top.contains("│redirect"),
+        "{top}"
+    );
+    for _ in 0..10 {
+        app.update(key('J'));
+    }
+    let end = render(&app, &default_theme(), 80, 24);
+    let text = text_of(&end);
+    assert!(
+        text.contains("ats-bridge (K back)") && text.contains("│redirect"),
+        "{text}"
+    );
+    insta::assert_snapshot!("detail_scrolled_80x24", end.backend());
+    app.update(key('K'));
+    let back = text_of(&render(&app, &default_theme(), 80, 24));
+    assert!(back.contains("ats-bridge (J/K more)"), "{back}");
+    // Another profile starts at the top.
+    app.update(key('j'));
+    let other = text_of(&render(&app, &default_theme(), 80, 24));
+    assert!(
+        !other.contains("K back") && !other.contains("J/K"),
+        "{other}"
+    );
+}
+
+/// A value too long for its line goes on under the value, not under the label.
+#[test]
+fn a_long_value_wraps_under_itself_at_120x40() {
+    let mut p = profile("noted", Provider::Factorial);
+    p.token = Some(user_token(60, 2 * HOUR));
+    p.notes = "Owned by the payroll team; rotate the client secret every quarter and tell \
+               #payroll-ops before anything changes here"
+        .into();
+    let mut app = app(vec![p]);
+    let area = ratatui::layout::Rect::new(0, 0, 120, 40);
+    app.detail_room = view::detail_overflow(area, &app, &default_theme());
+    for _ in 0..20 {
+        app.update(key('J'));
+    }
+    let t = render(&app, &default_theme(), 120, 40);
+    let text = text_of(&t);
+    let notes = text
+        .lines()
+        .position(|l| l.contains("│notes"))
+        .unwrap_or_else(|| panic!("no notes line: {text}"));
+    // Each line of the backend's text is quoted: `"│...│"`.
+    let next = text.lines().nth(notes + 1).unwrap_or_default();
+    let under_value = format!("\"│{}changes here", " ".repeat(14));
+    assert!(next.starts_with(&under_value), "{text}");
+    insta::assert_snapshot!("detail_wrapped_120x40", t.backend());
+}

@@ -24,6 +24,8 @@ pub enum Action {
     /// Show only the profiles in this state; again, all of them.
     OnlyState(crate::health::Health),
     CycleSort,
+    DetailDown,
+    DetailUp,
     Authorize,
     Exchange,
     Refresh,

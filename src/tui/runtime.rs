@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste, Event as TermEvent};
 use ratatui::Terminal;
 use ratatui::backend::Backend;
+use ratatui::layout::Rect;
 use tokio::sync::mpsc;
 
 use super::app::{App, Effect, Msg, SaveOp};
@@ -178,10 +179,9 @@ where
     }
 
     fn draw(&mut self, app: &mut App) -> anyhow::Result<()> {
-        app.page_size = self
-            .terminal
-            .size()
-            .map_or(10, |s| view::table_rows(s.into(), app.show_log));
+        let size = self.terminal.size().ok().map(Rect::from);
+        app.page_size = size.map_or(10, |s| view::table_rows(s, app.show_log));
+        app.detail_room = size.map_or(0, |s| view::detail_overflow(s, app, &self.theme));
         self.terminal
             .draw(|frame| view::draw(frame, app, &self.theme))
             .context("cannot draw")?;

@@ -26,6 +26,8 @@ impl App {
             Action::Bottom => self.move_cursor(isize::MAX),
             Action::Filter => self.open(Mode::Filter),
             Action::OnlyState(state) => self.only_state(state),
+            Action::DetailDown => self.scroll_detail(1),
+            Action::DetailUp => self.scroll_detail(-1),
             Action::CycleSort => self.cycle_sort(),
             Action::Help => self.open(Mode::Help(Help::default())),
             Action::ToggleLog => self.toggle_log(),

@@ -213,6 +213,10 @@ pub struct App {
     pub quitting: bool,
     /// Rows the table showed last frame, for paging.
     pub page_size: usize,
+    /// How far the detail pane could scroll last frame: J goes no further.
+    pub detail_room: u16,
+    /// The detail pane scrolled down, and for which profile: another one starts at the top.
+    detail_scrolled: Option<(String, u16)>,
     /// When each auto-refresh profile was last tried, and its backoff after failures.
     auto: AutoRefresh,
     next_job: JobId,
@@ -243,6 +247,8 @@ impl App {
             spinner: 0,
             quitting: false,
             page_size: 10,
+            detail_room: 0,
+            detail_scrolled: None,
             auto: AutoRefresh::default(),
             next_job: 1,
             audit: Vec::new(),
@@ -326,6 +332,25 @@ impl App {
             })
             .unwrap_or(self.cursor)
             .min(self.order.len().saturating_sub(1));
+    }
+
+    /// How far the detail pane is scrolled for the selected profile.
+    pub fn detail_scroll(&self) -> u16 {
+        match (&self.detail_scrolled, self.selected()) {
+            (Some((name, by)), Some(p)) if *name == p.name => *by,
+            _ => 0,
+        }
+    }
+
+    /// Scrolls the detail pane by `by` lines, within what it showed last frame.
+    fn scroll_detail(&mut self, by: i32) -> Vec<Effect> {
+        let Some(name) = self.selected().map(|p| p.name.clone()) else {
+            return Vec::new();
+        };
+        let now = i32::from(self.detail_scroll());
+        let next = (now + by).clamp(0, i32::from(self.detail_room));
+        self.detail_scrolled = Some((name, u16::try_from(next).unwrap_or(0)));
+        Vec::new()
     }
 
     /// The filter as typed, read; one that does not read (yet) lets everything through, and

@@ -132,6 +132,20 @@ pub const NORMAL: Layer = Layer {
             "only ones with no token (again: all)",
         ),
         bind(
+            &[(KeyCode::Char('J'), SHIFT), (KeyCode::Char('J'), NONE)],
+            "J",
+            "details down",
+            Action::DetailDown,
+            "scroll the detail pane down",
+        ),
+        bind(
+            &[(KeyCode::Char('K'), SHIFT), (KeyCode::Char('K'), NONE)],
+            "K",
+            "details up",
+            Action::DetailUp,
+            "scroll the detail pane up",
+        ),
+        bind(
             &[(KeyCode::Char('s'), NONE)],
             "s",
             "sort",

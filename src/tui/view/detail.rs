@@ -50,12 +50,59 @@ fn secret_text(revealed: bool, value: &str) -> String {
     }
 }
 
+/// The width of the labels' column.
+const LABEL: usize = 14;
+
 /// A label and a value, in the pane's two columns.
 fn row(theme: &Theme, name: &str, value: Span<'static>) -> Line<'static> {
     Line::from(vec![
-        Span::styled(format!("{name:<14}"), fg(theme.muted)),
+        Span::styled(format!("{name:<LABEL$}"), fg(theme.muted)),
         value,
     ])
+}
+
+/// `lines` wrapped at `width`: a value too long for its line goes on under the value, not
+/// under the label, broken at a space when one is near.
+fn aligned(lines: Vec<Line<'static>>, width: usize) -> Vec<Line<'static>> {
+    let room = width.saturating_sub(LABEL);
+    if room < 8 {
+        // Too narrow for two columns: the paragraph wraps as it can.
+        return lines;
+    }
+    lines
+        .into_iter()
+        .flat_map(|line| split_row(line, room))
+        .collect()
+}
+
+fn split_row(line: Line<'static>, room: usize) -> Vec<Line<'static>> {
+    let [label, value] = line.spans.as_slice() else {
+        return vec![line];
+    };
+    let chars: Vec<char> = value.content.chars().collect();
+    if chars.len() <= room {
+        return vec![line];
+    }
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < chars.len() {
+        let mut end = (start + room).min(chars.len());
+        if end < chars.len() {
+            // Break after the last space of the second half, if there is one.
+            if let Some(space) = (start + room / 2..end).rev().find(|&i| chars[i] == ' ') {
+                end = space + 1;
+            }
+        }
+        let piece: String = chars[start..end].iter().collect();
+        let head = if start == 0 {
+            label.clone()
+        } else {
+            Span::raw(" ".repeat(LABEL))
+        };
+        out.push(Line::from(vec![head, Span::styled(piece, value.style)]));
+        start = end;
+    }
+    out
 }
 
 fn detail_lines(app: &App, p: &Profile, a: &Assessment, theme: &Theme) -> Vec<Line<'static>> {
@@ -178,22 +225,44 @@ pub fn detail_text(app: &App, theme: &Theme) -> Option<String> {
     )
 }
 
-pub fn draw_detail(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
-    let title = app
-        .selected()
-        .map_or_else(|| " details ".into(), |p| format!(" {} ", safe(&p.name)));
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .border_style(fg(theme.border))
-        .title(title);
+/// The pane's lines for the selected profile, wrapped for a pane of `area`.
+fn pane_lines(app: &App, area: Rect, theme: &Theme) -> Vec<Line<'static>> {
     let lines = match (app.selected(), app.selected_assessment()) {
         (Some(p), Some(a)) => detail_lines(app, p, a, theme),
         _ => vec![Line::styled("nothing selected", fg(theme.muted))],
     };
+    aligned(lines, usize::from(area.width.saturating_sub(2)))
+}
+
+/// How many lines the pane in `area` can scroll by: its lines beyond what it shows.
+pub fn detail_overflow(app: &App, area: Rect, theme: &Theme) -> u16 {
+    let shown = usize::from(area.height.saturating_sub(2));
+    let lines = pane_lines(app, area, theme).len();
+    u16::try_from(lines.saturating_sub(shown)).unwrap_or(u16::MAX)
+}
+
+pub fn draw_detail(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let overflow = detail_overflow(app, area, theme);
+    let scroll = app.detail_scroll().min(overflow);
+    let more = match (scroll > 0, scroll < overflow) {
+        (false, false) => "",
+        (false, true) => " (J more)",
+        (true, true) => " (J/K more)",
+        (true, false) => " (K back)",
+    };
+    let title = app.selected().map_or_else(
+        || " details ".into(),
+        |p| format!(" {}{more} ", safe(&p.name)),
+    );
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(fg(theme.border))
+        .title(title);
     frame.render_widget(
-        Paragraph::new(lines)
+        Paragraph::new(pane_lines(app, area, theme))
             .block(block)
-            .wrap(Wrap { trim: false }),
+            .wrap(Wrap { trim: false })
+            .scroll((scroll, 0)),
         area,
     );
 }

@@ -87,6 +87,14 @@ pub fn table_rows(area: Rect, show_log: bool) -> usize {
     usize::from(areas(area, show_log).table.height.saturating_sub(3))
 }
 
+/// How far the detail pane can scroll on a terminal of `area` (0 when it shows no pane or
+/// everything fits): what J moves it down to.
+pub fn detail_overflow(area: Rect, app: &App, theme: &Theme) -> u16 {
+    areas(area, app.show_log)
+        .detail
+        .map_or(0, |pane| detail::detail_overflow(app, pane, theme))
+}
+
 /// Draws the whole screen.
 pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
     let area = frame.area();
