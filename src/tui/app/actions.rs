@@ -299,4 +299,23 @@ impl App {
             })
             .collect()
     }
+
+    /// How far the detail pane is scrolled for the selected profile.
+    pub fn detail_scroll(&self) -> u16 {
+        match (&self.detail_scrolled, self.selected()) {
+            (Some((name, by)), Some(p)) if *name == p.name => *by,
+            _ => 0,
+        }
+    }
+
+    /// Scrolls the detail pane by `by` lines, within what it showed last frame.
+    pub(super) fn scroll_detail(&mut self, by: i32) -> Vec<Effect> {
+        let Some(name) = self.selected().map(|p| p.name.clone()) else {
+            return Vec::new();
+        };
+        let now = i32::from(self.detail_scroll());
+        let next = (now + by).clamp(0, i32::from(self.detail_room));
+        self.detail_scrolled = Some((name, u16::try_from(next).unwrap_or(0)));
+        Vec::new()
+    }
 }

@@ -334,25 +334,6 @@ impl App {
             .min(self.order.len().saturating_sub(1));
     }
 
-    /// How far the detail pane is scrolled for the selected profile.
-    pub fn detail_scroll(&self) -> u16 {
-        match (&self.detail_scrolled, self.selected()) {
-            (Some((name, by)), Some(p)) if *name == p.name => *by,
-            _ => 0,
-        }
-    }
-
-    /// Scrolls the detail pane by `by` lines, within what it showed last frame.
-    fn scroll_detail(&mut self, by: i32) -> Vec<Effect> {
-        let Some(name) = self.selected().map(|p| p.name.clone()) else {
-            return Vec::new();
-        };
-        let now = i32::from(self.detail_scroll());
-        let next = (now + by).clamp(0, i32::from(self.detail_room));
-        self.detail_scrolled = Some((name, u16::try_from(next).unwrap_or(0)));
-        Vec::new()
-    }
-
     /// The filter as typed, read; one that does not read (yet) lets everything through, and
     /// the header says why ([`Self::filter_error`]).
     pub fn parsed_filter(&self) -> Filter {
