@@ -7,14 +7,54 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// A port nobody listens on now.
+/// A port nobody listens on now, for a server that binds it a moment later.
+///
+/// It comes from below the kernel's ephemeral range: a port from that range (what binding
+/// port 0 gives) can be taken meanwhile as the source port of any outgoing connection, and a
+/// server started seconds later (a cluster's third node) then fails with "address in use".
+/// Ports are handed out in turn from a start that differs per process, so tests running at
+/// once never get the same one.
 pub fn free_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let Some((low, high)) = quiet_ports() else {
+        return ephemeral_port();
+    };
+    let span = u32::from(high - low);
+    let _ = NEXT.compare_exchange(u32::MAX, process_seed() % span, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..span {
+        let turn = NEXT.fetch_add(1, Ordering::SeqCst) % span;
+        let port = low + u16::try_from(turn).unwrap_or(0);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    ephemeral_port()
+}
+
+fn ephemeral_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap()
+}
+
+/// Up to 10,000 ports just below the ephemeral range, when there is room for them above the
+/// privileged ones.
+fn quiet_ports() -> Option<(u16, u16)> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let first: u16 = range.split_whitespace().next()?.parse().ok()?;
+    let low = first.checked_sub(10_000)?.max(10_000);
+    (first > low + 1_000).then_some((low, first))
+}
+
+fn process_seed() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    std::process::id().wrapping_mul(2_654_435_761).wrapping_add(nanos)
 }
 
 /// Opens `authorize_url` at the fixture on `port` as a browser would (the owner approves at

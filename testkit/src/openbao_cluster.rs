@@ -116,7 +116,7 @@ impl Cluster {
         });
     }
 
-    fn mount_kv(&self) {
+    fn mount_kv(&mut self) {
         let kv = serde_json::json!({"type": "kv", "options": {"version": "2"}});
         self.wait_until("KV version 2 is mounted at secret/", |c| {
             matches!(c.api("POST", "/v1/sys/mounts/secret", Some(&kv)).status, 204 | 400)
@@ -190,7 +190,7 @@ impl Cluster {
     }
 
     /// Waits until another node is active and the proxy reaches it; returns how long that took.
-    pub fn wait_for_leader(&self) -> Duration {
+    pub fn wait_for_leader(&mut self) -> Duration {
         let from = Instant::now();
         self.wait_until("a new leader is elected and reached through the proxy", |c| {
             c.active().is_some() && c.api("GET", "/v1/sys/health", None).status == 200
@@ -246,19 +246,44 @@ impl Cluster {
         std::fs::read_to_string(self.root.path().join("haproxy.txt")).unwrap_or_default()
     }
 
-    fn wait_until(&self, what: &str, mut done: impl FnMut(&Self) -> bool) {
+    fn wait_until(&mut self, what: &str, mut done: impl FnMut(&Self) -> bool) {
         let deadline = Instant::now() + SETTLE;
         while !done(self) {
             assert!(
                 Instant::now() < deadline,
-                "{what}: not within {}s\n{}\n{}\n{}",
+                "{what}: not within {}s\n{}",
                 SETTLE.as_secs(),
-                self.log(0),
-                self.log(1),
-                self.log(2)
+                self.report()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// What a failure message needs: each node's process, health and last log lines, the raft
+    /// configuration, and the proxy's log.
+    fn report(&mut self) -> String {
+        let raft = self.api("GET", "/v1/sys/storage/raft/configuration", None).body;
+        let mut out = format!("raft configuration: {raft}\n");
+        for at in 0..self.nodes.len() {
+            let health = self.nodes[at].health();
+            let node = &mut self.nodes[at];
+            let process = match node.child.as_mut().map(Child::try_wait) {
+                None => "stopped".to_string(),
+                Some(Ok(None)) => "running".to_string(),
+                Some(Ok(Some(status))) => format!("exited: {status}"),
+                Some(Err(e)) => format!("unknown: {e}"),
+            };
+            let log = self.log(at);
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(25)..].join("\n");
+            let node = &self.nodes[at];
+            out.push_str(&format!(
+                "--- {} (api {}, cluster {}): {process}, health {health:?}\n{tail}\n",
+                node.id, node.api, node.cluster
+            ));
+        }
+        out.push_str(&format!("--- haproxy\n{}", self.proxy_log()));
+        out
     }
 }
 
