@@ -341,6 +341,7 @@ pub enum Command {
     /// Remove a profile and its tokens
     Remove {
         /// Profile name
+        #[arg(add = complete::profile_names())]
         name: String,
     },
     /// Show every profile's token state; exit 0 fine, 1 attention soon, 2 broken, 3 unknown (the vault or the command failed)
@@ -350,6 +351,7 @@ pub enum Command {
     /// Exchange an authorization code (or the whole redirect URL) for tokens
     Exchange {
         /// Profile name
+        #[arg(add = complete::profile_names())]
         name: String,
         /// The code, or the full redirect URL it came back on; `-` reads it from stdin
         // Codes are URL-safe base64 and may begin with '-' (seen on Doorkeeper).
@@ -377,11 +379,13 @@ pub enum Command {
     /// Read the profile's endpoints again from its issuer's metadata
     Rediscover {
         /// Profile name
+        #[arg(add = complete::profile_names())]
         name: String,
     },
     /// Show the claims of the access and ID tokens when they are JWTs (never a signature)
     Inspect {
         /// Profile name
+        #[arg(add = complete::profile_names())]
         name: String,
         /// Print JSON: each token's kind, header and claims
         #[arg(long)]
@@ -390,11 +394,13 @@ pub enum Command {
     /// Ask the server who the token belongs to
     Check {
         /// Profile name
+        #[arg(add = complete::profile_names())]
         name: String,
     },
     /// Revoke the profile's tokens at the server and forget them
     Revoke {
         /// Profile name
+        #[arg(add = complete::profile_names())]
         name: String,
     },
     /// List, add or remove who can open the vault (re-encrypts it)
@@ -407,7 +413,7 @@ pub enum Command {
         #[command(subcommand)]
         action: VaultCommand,
     },
-    /// Print shell completions
+    /// Print a shell's completion script (profile names come from a running agent)
     Completions {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
@@ -499,6 +505,7 @@ pub struct AddArgs {
 #[derive(Debug, Args)]
 pub struct EditArgs {
     /// The profile to change
+    #[arg(add = complete::profile_names())]
     pub name: String,
     /// Give the profile a new name
     #[arg(long, value_name = "NEW")]
@@ -551,6 +558,7 @@ pub struct EditArgs {
 
 mod args;
 pub use args::*;
+pub mod complete;
 
 #[cfg(test)]
 mod tests;

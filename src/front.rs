@@ -33,6 +33,10 @@ pub enum Served {
 /// Answers `args` from a running agent when it can.
 pub fn serve(args: &[OsString]) -> Served {
     let not_here = Served::HandOver { asked: false };
+    if crate::cli::complete::asked() {
+        // The shell asks for completions: the whole program answers them.
+        return not_here;
+    }
     let Some(cli) = Cli::parse_quick(args) else {
         return not_here;
     };

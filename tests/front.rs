@@ -147,3 +147,61 @@ fn the_executable_scripts_start_is_a_fraction_of_the_whole_program() {
         "tokdeck loads {front} bytes, tokdeck-core {core}: the small executable links too much"
     );
 }
+
+/// What bash offers at a Tab after `words`, through the script `tokdeck completions bash`
+/// prints, as a shell that sourced it would run it.
+fn bash_completes(env: &Env, words: &[&str]) -> Vec<String> {
+    let script = format!(
+        "source <(\"$TOKDECK_BIN\" completions bash) || exit 9\n\
+         COMP_WORDS=({words})\nCOMP_CWORD={last}\nCOMP_TYPE=9\n\
+         _clap_complete_tokdeck tokdeck \"${{COMP_WORDS[$COMP_CWORD]}}\" \"${{COMP_WORDS[$COMP_CWORD-1]}}\"\n\
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+        words = words
+            .iter()
+            .map(|w| format!("'{w}'"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        last = words.len() - 1,
+    );
+    let out = env
+        .command_of(Path::new("bash"), &["-c", &script])
+        .env("TOKDECK_BIN", bin())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "bash: {}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Profile names complete from the running agent, so a Tab never asks for a key; without
+/// one, names are not offered (and nothing waits), while commands still complete.
+#[test]
+fn shell_completion_offers_profile_names_from_the_agent() {
+    let env = Env::new();
+    let server = MockServer::start();
+    for name in ["loop", "lonely", "payroll"] {
+        env.authorized_profile(name, &server, &[]);
+    }
+    assert_eq!(bash_completes(&env, &["tokdeck", "tok"]), ["token"]);
+    assert!(
+        bash_completes(&env, &["tokdeck", "token", "lo"]).is_empty(),
+        "names without an agent"
+    );
+
+    let _agent = Agent::start(&env, &[]);
+    let mut names = bash_completes(&env, &["tokdeck", "token", "lo"]);
+    names.sort();
+    assert_eq!(names, ["lonely", "loop"]);
+    assert_eq!(
+        bash_completes(&env, &["tokdeck", "refresh", "pay"]),
+        ["payroll"]
+    );
+    assert_eq!(
+        bash_completes(&env, &["tokdeck", "--no-agent", "inspect", "pa"]),
+        ["payroll"],
+        "the agent is asked for names even when the command would not ask it"
+    );
+}

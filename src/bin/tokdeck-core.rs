@@ -7,6 +7,7 @@ use tokdeck::cli::Cli;
 use tokdeck::exit;
 
 fn main() -> ExitCode {
+    tokdeck::cli::complete::answer_if_asked();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cli = match Cli::parse_args(&args) {
         Ok(cli) => cli,

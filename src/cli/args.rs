@@ -13,6 +13,7 @@ use crate::duration::parse_duration_arg;
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     /// Only this profile's entries
+    #[arg(add = super::complete::profile_names())]
     pub name: Option<String>,
     /// Only entries this recent (e.g. 7d, 12h)
     #[arg(long, value_parser = parse_duration_arg, value_name = "DUR")]
@@ -25,6 +26,7 @@ pub struct AuditArgs {
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Profiles to export [default: all]
+    #[arg(add = super::complete::profile_names())]
     pub names: Vec<String>,
     /// Include client secrets: the file is then encrypted to --recipient
     #[arg(long)]
@@ -50,6 +52,7 @@ pub struct ImportArgs {
 #[derive(Debug, Args)]
 pub struct ImportTokenArgs {
     /// Profile name
+    #[arg(add = super::complete::profile_names())]
     pub name: String,
     /// Read the answer from this file instead of stdin
     #[arg(long, value_name = "FILE")]
@@ -62,6 +65,7 @@ pub struct ImportTokenArgs {
 #[derive(Debug, Args)]
 pub struct TokenArgs {
     /// Profile name
+    #[arg(add = super::complete::profile_names())]
     pub name: String,
     /// Refresh first unless the token stays valid at least this long (e.g. 10m)
     #[arg(long, value_parser = parse_duration_arg, value_name = "DUR")]
@@ -74,6 +78,7 @@ pub struct TokenArgs {
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     /// Profile name
+    #[arg(add = super::complete::profile_names())]
     pub name: String,
     /// Refresh first unless the token stays valid at least this long (e.g. 10m)
     #[arg(long, value_parser = parse_duration_arg, value_name = "DUR")]
@@ -89,6 +94,7 @@ pub struct ExecArgs {
 #[derive(Debug, Args)]
 pub struct ApiArgs {
     /// Profile name
+    #[arg(add = super::complete::profile_names())]
     pub name: String,
     /// Path under the profile's API base, e.g. /api/2025-04-01/resources/employees/employees
     pub path: String,
@@ -165,6 +171,7 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct AuthorizeArgs {
     /// Profile name
+    #[arg(add = super::complete::profile_names())]
     pub name: String,
     /// Wait for the redirect on the loopback redirect URI, check state, exchange the code
     #[arg(long)]
@@ -183,7 +190,11 @@ pub struct AuthorizeArgs {
 #[derive(Debug, Args)]
 pub struct RefreshArgs {
     /// Profile name
-    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    #[arg(
+        required_unless_present = "all",
+        conflicts_with = "all",
+        add = super::complete::profile_names()
+    )]
     pub name: Option<String>,
     /// Refresh every profile that has a refresh token
     #[arg(long)]

@@ -68,10 +68,7 @@ async fn on_runtime(ctx: &Context, cli: &Cli) -> anyhow::Result<i32> {
         Some(Command::Recipients { action }) => recipients::run(ctx, action.as_ref()).map(|()| 0),
         Some(Command::Vault { action }) => vault::run(ctx, action).map(|()| 0),
         Some(Command::Completions { shell }) => {
-            // Generated into memory: clap_complete panics when writing to a closed pipe.
-            let mut script = Vec::new();
-            clap_complete::generate(*shell, &mut Cli::command(), "tokdeck", &mut script);
-            crate::output::print(&String::from_utf8_lossy(&script))?;
+            crate::output::print(&crate::cli::complete::registration(*shell)?)?;
             Ok(0)
         }
         Some(Command::Man) => {
