@@ -224,16 +224,32 @@ pub fn describe(entry: &Entry) -> String {
     with_changes(head, entry)
 }
 
-/// A shorter line for one profile's history: `09:30 agent refresh ok RT 3f2a.. -> 91bc..`.
-pub fn describe_brief(entry: &Entry, offset: chrono::FixedOffset) -> String {
-    let head = format!(
-        "{} {} {} {}",
+/// One step of a profile's timeline, as the app's detail pane shows it: when, the outcome,
+/// what, who on which machine, and what became of the refresh token or why it failed:
+/// `12-03 09:30 ✓ refresh  agent on build-3: refresh token rotated`.
+pub fn describe_step(entry: &Entry, offset: chrono::FixedOffset) -> String {
+    let ok = entry.result == "ok";
+    let mut line = format!(
+        "{} {} {}  {} on {}",
         entry.at.with_timezone(&offset).format("%m-%d %H:%M"),
-        who_label(entry.who),
+        if ok { '✓' } else { '✗' },
         entry.action,
-        entry.result
+        who_label(entry.who),
+        crate::display::untrusted_short(&entry.host, 40),
     );
-    with_changes(head, entry)
+    let refresh = (&entry.before.refresh, &entry.after.refresh);
+    let outcome = match refresh {
+        _ if !ok => crate::display::untrusted_short(&entry.detail, 80),
+        (Some(b), Some(a)) if a != b => "refresh token rotated".into(),
+        (Some(_), Some(_)) => "refresh token kept".into(),
+        (None, Some(_)) => "new refresh token".into(),
+        (Some(_), None) => "refresh token gone".into(),
+        (None, None) => String::new(),
+    };
+    if !outcome.is_empty() {
+        let _ = write!(line, ": {outcome}");
+    }
+    line
 }
 
 fn who_label(who: Who) -> &'static str {
@@ -294,6 +310,29 @@ mod tests {
                 refresh: Some(fingerprint("new-rt")),
             },
         }
+    }
+
+    #[test]
+    fn a_timeline_step_says_who_on_which_machine_and_what_became_of_the_token() {
+        let utc = chrono::FixedOffset::east_opt(0).unwrap();
+        let mut e = entry("p", 1);
+        e.host = "build-3".into();
+        e.who = Who::Agent;
+        let step = describe_step(&e, utc);
+        assert!(
+            step.ends_with("✓ refresh  agent on build-3: refresh token rotated"),
+            "{step}"
+        );
+        e.after.refresh = e.before.refresh.clone();
+        assert!(describe_step(&e, utc).ends_with("refresh token kept"));
+        e.result = "failed".into();
+        e.detail = "refused: invalid_grant\u{1b}[2J".into();
+        let step = describe_step(&e, utc);
+        assert!(
+            step.contains("✗ refresh  agent on build-3: refused: invalid_grant"),
+            "{step}"
+        );
+        assert!(!step.contains('\u{1b}'), "{step}");
     }
 
     #[test]

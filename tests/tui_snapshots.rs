@@ -680,3 +680,73 @@ fn a_long_value_wraps_under_itself_at_120x40() {
     assert!(next.starts_with(&under_value), "{text}");
     insta::assert_snapshot!("detail_wrapped_120x40", t.backend());
 }
+
+/// The profile's timeline from the audit log: newest first, each step with its machine and
+/// outcome, a failure in the danger colour; another profile's steps are not shown.
+#[test]
+fn the_detail_pane_shows_a_timeline_of_refreshes_by_machine() {
+    use tokdeck::audit::{Entry, Prints, Who};
+    let step = |mins: i64, host: &str, who: Who, result: &str, rotated: bool| Entry {
+        at: at(-mins * 60),
+        host: host.into(),
+        pid: 1,
+        who,
+        profile: "payroll".into(),
+        action: "refresh".into(),
+        result: result.into(),
+        detail: if result == "ok" {
+            "new token saved"
+        } else {
+            "transient: timed out"
+        }
+        .into(),
+        before: Prints {
+            access: Some("aaaa".into()),
+            refresh: Some("1111".into()),
+        },
+        after: Prints {
+            access: Some("bbbb".into()),
+            refresh: Some(if rotated { "2222" } else { "1111" }.into()),
+        },
+    };
+    let mut other = step(1, "laptop", Who::Cli, "ok", true);
+    other.profile = "someone-else".into();
+    let entries = vec![
+        other,
+        step(2, "build-3", Who::Agent, "ok", true),
+        step(62, "build-3", Who::Agent, "failed", false),
+        step(122, "laptop", Who::App, "ok", false),
+    ];
+    let mut p = profile("payroll", Provider::Factorial);
+    p.token = Some(user_token(120, 2 * HOUR));
+    for (width, height) in [(80, 24), (120, 40)] {
+        let mut app = app(vec![p.clone()]);
+        app.update(Msg::Audited(entries.clone()));
+        let area = ratatui::layout::Rect::new(0, 0, width, height);
+        app.detail_room = view::detail_overflow(area, &app, &default_theme());
+        for _ in 0..30 {
+            app.update(key('J'));
+        }
+        let t = render(&app, &default_theme(), width, height);
+        let text = text_of(&t);
+        for wanted in [
+            "history       01-15 07:58 ✓ refresh  agent on build-3: refresh token rotated",
+            "01-15 06:58 ✗ refresh  agent on build-3: transient: timed out",
+            "01-15 05:58 ✓ refresh  app on laptop: refresh token kept",
+        ] {
+            assert!(
+                text.contains(wanted),
+                "{width}x{height} lacks {wanted}: {text}"
+            );
+        }
+        assert!(!text.contains("cli on laptop"), "{text}");
+        let buffer = t.backend().buffer();
+        let failed = buffer
+            .content()
+            .iter()
+            .find(|cell| cell.symbol() == "✗")
+            .expect("a failed step");
+        assert_eq!(failed.fg, default_theme().danger);
+        insta::assert_snapshot!(format!("timeline_{width}x{height}"), t.backend());
+    }
+}

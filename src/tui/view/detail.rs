@@ -4,6 +4,7 @@ use age::secrecy::ExposeSecret;
 use chrono::{DateTime, Utc};
 use ratatui::Frame;
 use ratatui::layout::Rect;
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
@@ -16,8 +17,9 @@ use crate::vault::{Profile, Token};
 
 const MASK: &str = "••••••••";
 
-/// Audit lines the pane shows for the selected profile, newest first.
-const HISTORY: usize = 3;
+/// Audit lines the pane shows for the selected profile, newest first: its timeline (J
+/// scrolls to it when the pane is short).
+const HISTORY: usize = 8;
 
 /// The most characters of one value the pane draws: more than any screen shows, and a bound on
 /// the work of escaping and wrapping a value of megabytes (notes, a revealed token) at every
@@ -158,7 +160,7 @@ fn detail_lines(app: &App, p: &Profile, a: &Assessment, theme: &Theme) -> Vec<Li
     lines
 }
 
-/// The profile's last audit entries, newest first.
+/// The profile's last audit entries, newest first: time, outcome, action, machine.
 fn history_lines(app: &App, p: &Profile, theme: &Theme) -> Vec<Line<'static>> {
     app.audit
         .iter()
@@ -167,8 +169,13 @@ fn history_lines(app: &App, p: &Profile, theme: &Theme) -> Vec<Line<'static>> {
         .enumerate()
         .map(|(i, entry)| {
             let label = if i == 0 { "history" } else { "" };
-            let text = crate::audit::describe_brief(entry, app.settings.utc_offset);
-            row(theme, label, Span::raw(bounded(&text)))
+            let text = crate::audit::describe_step(entry, app.settings.utc_offset);
+            let style = if entry.result == "ok" {
+                Style::default()
+            } else {
+                fg(theme.danger)
+            };
+            row(theme, label, Span::styled(bounded(&text), style))
         })
         .collect()
 }
