@@ -352,6 +352,55 @@ fn new_profile_form() {
     insta::assert_snapshot!("form_80x24", t.backend());
 }
 
+/// The form's second page has what `add` sets beyond the app; a refused value brings its
+/// field into focus, on its page, with the reason under the fields.
+#[test]
+fn the_forms_second_page_and_a_refusal_at_80x24_and_120x40() {
+    for (width, height) in [(80, 24), (120, 40)] {
+        let mut app = app(vec![]);
+        app.update(key('n'));
+        for c in "acme".chars() {
+            app.update(key(c));
+        }
+        app.update(Msg::Key(KeyEvent::new(
+            KeyCode::PageDown,
+            KeyModifiers::NONE,
+        )));
+        let page = text_of(&render(&app, &default_theme(), width, height));
+        for label in [
+            "Authorize URL",
+            "Token URL",
+            "Refresh window",
+            "Env var",
+            "Notes",
+        ] {
+            assert!(page.contains(label), "{label}: {page}");
+        }
+        // Back to the first page, fill it, then a plain-http token URL on the second.
+        app.update(Msg::Key(KeyEvent::new(KeyCode::PageUp, KeyModifiers::NONE)));
+        for _ in 0..4 {
+            app.update(Msg::Key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE)));
+        }
+        app.update(key('c'));
+        app.update(Msg::Key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE)));
+        app.update(Msg::Paste("secret".into()));
+        app.update(Msg::Key(KeyEvent::new(
+            KeyCode::PageDown,
+            KeyModifiers::NONE,
+        )));
+        app.update(Msg::Key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE)));
+        app.update(Msg::Paste("http://auth.example.com/token".into()));
+        app.update(Msg::Key(KeyEvent::new(KeyCode::PageUp, KeyModifiers::NONE)));
+        app.update(Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
+        let t = render(&app, &default_theme(), width, height);
+        let text = text_of(&t);
+        assert!(text.contains("more (2/2"), "{text}");
+        assert!(text.contains("▶ Token URL"), "{text}");
+        assert!(text.contains("refusing http://"), "{text}");
+        insta::assert_snapshot!(format!("form_refused_{width}x{height}"), t.backend());
+    }
+}
+
 /// Columns sized from their content at every terminal size: nothing cut that fits, spare width
 /// not handed to NAME, the list visible even at 40x10.
 #[test]
@@ -519,15 +568,11 @@ fn the_detail_pane_shows_the_profiles_last_audit_entries() {
     assert!(shown.contains("history"), "{shown}");
     // The pane's lines before wrapping.
     let text = view::detail_text(&app, &default_theme()).unwrap();
-    let rotated = format!(
-        "agent refresh ok RT {}.. -> {}..",
-        fingerprint("r1"),
-        fingerprint("r2")
-    );
-    assert!(text.contains(&rotated), "{text}");
-    assert!(text.contains("agent exchange ok"), "{text}");
+    let rotated = "✓ refresh  agent on laptop: refresh token rotated";
+    assert!(text.contains(rotated), "{text}");
+    assert!(text.contains("✓ exchange  agent on laptop"), "{text}");
     assert!(
-        !text.contains("revoke ok"),
+        !text.contains("revoke"),
         "another profile's entry shows: {text}"
     );
 }

@@ -66,7 +66,7 @@ pub async fn resolve(ctx: &Context, args: &ServerArgs) -> anyhow::Result<Server>
         let token = validate_endpoint_url("token URL", token)?;
         let base = match &args.base_url {
             Some(base) => crate::vault::validate::validate_base_url(base)?,
-            None => origin_of(&token),
+            None => crate::http::origin_of(&token),
         };
         Server {
             provider: Provider::Custom,
@@ -85,10 +85,6 @@ pub async fn resolve(ctx: &Context, args: &ServerArgs) -> anyhow::Result<Server>
     };
     override_endpoints(&mut server.endpoints, args)?;
     Ok(server)
-}
-
-fn origin_of(url: &str) -> String {
-    url::Url::parse(url).map_or_else(|_| url.to_string(), |u| u.origin().ascii_serialization())
 }
 
 /// Endpoint flags win over what discovery found.

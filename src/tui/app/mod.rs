@@ -5,6 +5,7 @@
 //! actions (`actions.rs`); worker events go to `worker_events.rs`.
 
 mod actions;
+mod saves;
 mod worker_events;
 
 use std::collections::{HashMap, VecDeque};
@@ -223,6 +224,8 @@ pub struct App {
     /// The audit log's latest entries, newest first; the detail pane shows the selected
     /// profile's.
     pub audit: Vec<crate::audit::Entry>,
+    /// The profile the form saved, selected once the save lands.
+    saving: Option<String>,
 }
 
 impl App {
@@ -252,6 +255,7 @@ impl App {
             auto: AutoRefresh::default(),
             next_job: 1,
             audit: Vec::new(),
+            saving: None,
         };
         app.recompute();
         if let Some(reason) = app.settings.read_only_reason.clone() {
@@ -431,38 +435,6 @@ impl App {
         effects
     }
 
-    fn on_reloaded(&mut self, profiles: Vec<Profile>) -> Vec<Effect> {
-        self.profiles = profiles;
-        self.log("the vault changed on disk: reloaded", false);
-        Vec::new()
-    }
-
-    fn on_saved(&mut self, result: Result<Vec<Profile>, String>) -> Vec<Effect> {
-        match result {
-            Ok(profiles) => {
-                self.profiles = profiles;
-                self.flash("saved", false);
-            }
-            Err(e) => {
-                self.log(format!("save failed: {e}"), true);
-                self.flash(format!("save failed: {e}"), true);
-                return Vec::new();
-            }
-        }
-        // A profile saved with a new issuer has no endpoints yet: read them now.
-        let undiscovered: Vec<String> = self
-            .profiles
-            .iter()
-            .filter(|p| p.issuer.is_some() && p.endpoints.token_url.is_none())
-            .filter(|p| !self.busy.contains_key(&p.name))
-            .map(|p| p.name.clone())
-            .collect();
-        undiscovered
-            .iter()
-            .map(|name| self.command(name, Job::Rediscover))
-            .collect()
-    }
-
     fn on_tick(&mut self, now: DateTime<Utc>) -> Vec<Effect> {
         self.now = now;
         self.spinner = self.spinner.wrapping_add(1);
@@ -562,6 +534,7 @@ impl App {
             Request::Revoke(profile) => vec![self.command(&profile, Job::Revoke)],
             Request::Rediscover(profile) => vec![self.command(&profile, Job::Rediscover)],
             Request::Save { original, profile } => {
+                self.saving = Some(profile.name.clone());
                 vec![Effect::Save(SaveOp::Upsert { original, profile })]
             }
         }

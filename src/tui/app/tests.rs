@@ -346,3 +346,37 @@ fn new_profile_form_submits_a_save() {
         matches!(&effects[0], Effect::Save(SaveOp::Upsert { original: None, profile }) if profile.name == "acme")
     );
 }
+
+/// The profile saved from the form is the one selected once the save lands, wherever it
+/// sorts; a failed save selects nothing new.
+#[test]
+fn the_profile_saved_from_the_form_is_selected() {
+    let mut app = app(vec![
+        profile("beta", Some(60)),
+        profile("gamma", Some(7_200)),
+    ]);
+    assert_eq!(app.selected().map(|p| p.name.as_str()), Some("beta"));
+    app.update(key('n'));
+    for c in "zeta".chars() {
+        app.update(key(c));
+    }
+    // Refused for the empty client id, the focus is on it: type it, then the secret.
+    app.update(code(KeyCode::Enter));
+    app.update(key('c'));
+    app.update(code(KeyCode::Tab));
+    app.update(Msg::Paste("secret".into()));
+    let effects = app.update(code(KeyCode::Enter));
+    let Some(Effect::Save(SaveOp::Upsert { profile: saved, .. })) = effects.into_iter().next()
+    else {
+        panic!("no save: {:?}", app.mode);
+    };
+    let mut after = app.profiles.clone();
+    after.push(*saved);
+    app.update(Msg::Saved(Ok(after.clone())));
+    assert_eq!(app.selected().map(|p| p.name.as_str()), Some("zeta"));
+    app.update(code(KeyCode::End));
+    let moved = app.selected().map(|p| p.name.clone());
+    assert_ne!(moved.as_deref(), Some("zeta"));
+    app.update(Msg::Saved(Ok(after)));
+    assert_eq!(app.selected().map(|p| p.name.clone()), moved, "only once");
+}

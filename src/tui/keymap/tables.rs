@@ -480,6 +480,13 @@ pub const FORM: Layer = Layer {
             "previous field",
         ),
         bind(
+            &[(KeyCode::PageDown, NONE), (KeyCode::PageUp, NONE)],
+            "PgDn",
+            "page",
+            Action::PageDown,
+            "the other page of settings",
+        ),
+        bind(
             &[(KeyCode::Right, NONE), (KeyCode::Char(' '), NONE)],
             "Space/→",
             "choose",

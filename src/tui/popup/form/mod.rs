@@ -1,4 +1,8 @@
-//! The new/edit profile form: fields, keys, validation into a `Profile`.
+//! The new/edit profile form: every setting `add` takes, on two pages (the app, then more),
+//! keys, and validation into a `Profile` ([`build`]).
+
+mod build;
+mod fields;
 
 use age::secrecy::SecretString;
 use ratatui::style::{Modifier, Style};
@@ -8,70 +12,27 @@ use super::{Card, Reply, Request};
 use crate::display::untrusted;
 use crate::tui::keymap::{Action, FORM};
 use crate::tui::theme::Theme;
-use crate::vault::validate::{
-    validate_base_url, validate_client_id, validate_name, validate_redirect_uri, validate_scopes,
-};
-use crate::vault::{AuthMethod, Endpoints, GrantType, OwnerType, Profile, Provider};
+use crate::vault::{AuthMethod, Endpoints, OwnerType, Profile, Provider};
+pub use fields::{FieldId, FieldKind};
+use fields::{PAGES, yes_no};
 
-/// What kind of value a field holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FieldKind {
-    Text,
-    Secret,
-    Choice(&'static [&'static str]),
-    Toggle,
-}
-
-/// One form field.
+/// One form field and what is typed or chosen in it.
 #[derive(Debug, Clone)]
 pub struct Field {
-    pub label: &'static str,
-    pub kind: FieldKind,
+    pub id: FieldId,
     pub value: String,
 }
-
-const PROVIDERS: &[&str] = &["factorial", "factorial-demo", "custom"];
-const OWNERS: &[&str] = &["user", "company"];
-const AUTH_METHODS: &[&str] = &["post", "basic", "none"];
-const GRANTS: &[&str] = &["code", "device", "client-credentials"];
-
-/// Indices into `Form::fields`.
-const NAME: usize = 0;
-const PROVIDER: usize = 1;
-const BASE_URL: usize = 2;
-const ISSUER: usize = 3;
-const CLIENT_ID: usize = 4;
-const SECRET: usize = 5;
-const REDIRECT: usize = 6;
-const SCOPES: usize = 7;
-const OWNER: usize = 8;
-const AUTH: usize = 9;
-const GRANT: usize = 10;
-const PKCE: usize = 11;
-const AUTO: usize = 12;
-const PUBLISH: usize = 13;
-const AUTHORIZE_PARAMS: usize = 14;
 
 /// The form's state.
 #[derive(Debug, Clone)]
 pub struct Form {
     /// The profile being edited (its name before any change), or `None` for a new one.
     pub original: Option<String>,
+    /// Every field, page by page.
     pub fields: Vec<Field>,
+    /// The index in `fields` of the focused one; its page is the one shown.
     pub focus: usize,
     pub error: Option<String>,
-}
-
-fn field(label: &'static str, kind: FieldKind, value: impl Into<String>) -> Field {
-    Field {
-        label,
-        kind,
-        value: value.into(),
-    }
-}
-
-fn yes_no(b: bool) -> &'static str {
-    if b { "yes" } else { "no" }
 }
 
 impl Form {
@@ -95,52 +56,15 @@ impl Form {
     }
 
     fn from_profile(original: Option<String>, p: &Profile) -> Self {
-        let by_issuer = p.issuer.is_some();
-        let base = if p.provider == Provider::Custom && !by_issuer {
-            p.endpoints.base_url.as_str()
-        } else {
-            ""
-        };
-        let owner = if p.owner == OwnerType::Company {
-            "company"
-        } else {
-            "user"
-        };
+        let fields = fields::all()
+            .map(|id| Field {
+                id,
+                value: initial(id, p),
+            })
+            .collect();
         Self {
             original,
-            fields: vec![
-                field("Name", FieldKind::Text, p.name.as_str()),
-                field("Provider", FieldKind::Choice(PROVIDERS), p.provider.flag()),
-                field("Base URL", FieldKind::Text, base),
-                field(
-                    "Issuer",
-                    FieldKind::Text,
-                    p.issuer.clone().unwrap_or_default(),
-                ),
-                field("Client id", FieldKind::Text, p.client_id.as_str()),
-                field("Client secret", FieldKind::Secret, ""),
-                field("Redirect URI", FieldKind::Text, p.redirect_uri.as_str()),
-                field("Scopes", FieldKind::Text, p.scope_string()),
-                field("Owner", FieldKind::Choice(OWNERS), owner),
-                field(
-                    "Auth method",
-                    FieldKind::Choice(AUTH_METHODS),
-                    p.auth_method.flag(),
-                ),
-                field("Grant", FieldKind::Choice(GRANTS), p.grant.flag()),
-                field("PKCE", FieldKind::Toggle, yes_no(p.pkce)),
-                field("Auto-refresh", FieldKind::Toggle, yes_no(p.auto_refresh)),
-                field("Publish", FieldKind::Toggle, yes_no(p.publish)),
-                field(
-                    "Extra params",
-                    FieldKind::Text,
-                    p.authorize_params
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                ),
-            ],
+            fields,
             focus: 0,
             error: None,
         }
@@ -160,19 +84,51 @@ impl Form {
             (Some(Action::Rediscover), _) => return self.rediscover(existing),
             (Some(Action::NextField), _) => self.focus = (self.focus + 1) % count,
             (Some(Action::PrevField), _) => self.focus = (self.focus + count - 1) % count,
+            (Some(Action::PageDown | Action::PageUp), _) => self.other_page(),
             (Some(Action::ChoiceNext), _) if self.focused_is_choice() => self.choose(true),
             (Some(Action::ChoicePrev), _) if self.focused_is_choice() => self.choose(false),
             (Some(Action::DeleteChar), _) if self.focused_is_text() => {
                 self.fields[self.focus].value.pop();
+                self.follow_base_url();
             }
             // Space is a choice key, but in a text field it is a space.
-            (Some(Action::ChoiceNext), _) if self.focused_is_text() => {
-                self.fields[self.focus].value.push(' ');
-            }
-            (None, Some(c)) if self.focused_is_text() => self.fields[self.focus].value.push(c),
+            (Some(Action::ChoiceNext), _) if self.focused_is_text() => self.type_text(" "),
+            (None, Some(c)) if self.focused_is_text() => self.type_text(c.encode_utf8(&mut [0; 4])),
             _ => {}
         }
         Reply::Stay
+    }
+
+    fn type_text(&mut self, text: &str) {
+        self.fields[self.focus].value.push_str(text);
+        self.follow_base_url();
+    }
+
+    /// A base URL typed makes the provider the preset of that URL, or custom: the Provider
+    /// field shows what a save will store.
+    fn follow_base_url(&mut self) {
+        if self.fields[self.focus].id != FieldId::BaseUrl {
+            return;
+        }
+        let typed = self
+            .value(FieldId::BaseUrl)
+            .trim_end_matches('/')
+            .to_string();
+        if typed.is_empty() {
+            return;
+        }
+        let preset = fields::PROVIDERS
+            .into_iter()
+            .find(|p| p.base_url().is_some_and(|url| url == typed))
+            .unwrap_or(Provider::Custom);
+        self.set(FieldId::Provider, preset.flag());
+    }
+
+    /// Focuses the first field of the page not shown.
+    fn other_page(&mut self) {
+        let page = (self.field(self.focus).page() + 1) % PAGES.len();
+        let first = PAGES[page].1[0];
+        self.focus = self.index_of(first);
     }
 
     fn submit(&mut self, existing: &[Profile]) -> Reply {
@@ -181,8 +137,9 @@ impl Form {
                 original: self.original.clone(),
                 profile: Box::new(profile),
             }),
-            Err(e) => {
-                self.error = Some(e);
+            Err(invalid) => {
+                self.focus = self.index_of(invalid.field);
+                self.error = Some(invalid.message);
                 Reply::Stay
             }
         }
@@ -207,16 +164,54 @@ impl Form {
         }
     }
 
+    fn field(&self, at: usize) -> FieldId {
+        self.fields[at].id
+    }
+
+    fn index_of(&self, id: FieldId) -> usize {
+        self.fields.iter().position(|f| f.id == id).unwrap_or(0)
+    }
+
+    /// A field's value, trimmed.
+    pub fn value(&self, id: FieldId) -> &str {
+        self.raw(id).trim()
+    }
+
+    fn raw(&self, id: FieldId) -> &str {
+        self.fields
+            .iter()
+            .find(|f| f.id == id)
+            .map_or("", |f| f.value.as_str())
+    }
+
+    /// Sets a field's value (what typing or choosing in it does).
+    pub fn set(&mut self, id: FieldId, value: &str) {
+        if let Some(f) = self.fields.iter_mut().find(|f| f.id == id) {
+            f.value = value.to_string();
+        }
+    }
+
+    /// Focuses a field.
+    pub fn focus_on(&mut self, id: FieldId) {
+        self.focus = self.index_of(id);
+    }
+
+    /// A public client has no secret: its field takes nothing.
+    fn secret_unused(&self) -> bool {
+        self.auth_method() == AuthMethod::None
+    }
+
     fn focused_is_text(&self) -> bool {
-        matches!(
-            self.fields[self.focus].kind,
-            FieldKind::Text | FieldKind::Secret
-        )
+        match self.field(self.focus).kind() {
+            FieldKind::Text => true,
+            FieldKind::Secret => !self.secret_unused(),
+            _ => false,
+        }
     }
 
     fn focused_is_choice(&self) -> bool {
         matches!(
-            self.fields[self.focus].kind,
+            self.field(self.focus).kind(),
             FieldKind::Choice(_) | FieldKind::Toggle
         )
     }
@@ -224,18 +219,20 @@ impl Form {
     /// Moves the focused choice or toggle one step.
     fn choose(&mut self, forward: bool) {
         let field = &mut self.fields[self.focus];
-        field.value = match field.kind {
+        field.value = match field.id.kind() {
             FieldKind::Choice(options) => {
                 let i = options.iter().position(|o| *o == field.value).unwrap_or(0);
                 let step = if forward { 1 } else { options.len() - 1 };
                 options[(i + step) % options.len()].to_string()
             }
-            _ => yes_no(field.value != "yes").to_string(),
+            _ => yes_no(field.value != yes_no(true)).to_string(),
         };
     }
 
     pub fn card(&self, theme: &Theme) -> Card {
+        let page = self.field(self.focus).page();
         let mut lines: Vec<Line<'static>> = (0..self.fields.len())
+            .filter(|&i| self.field(i).page() == page)
             .map(|i| self.field_line(i, theme))
             .collect();
         lines.push(Line::from(""));
@@ -245,13 +242,18 @@ impl Form {
                 Style::default().fg(theme.danger),
             ));
         }
-        let title = if self.original.is_some() {
+        let kind = if self.original.is_some() {
             "edit profile"
         } else {
             "new profile"
         };
         Card {
-            title: title.into(),
+            title: format!(
+                "{kind}: {} ({}/{}, PgDn other page)",
+                PAGES[page].0,
+                page + 1,
+                PAGES.len()
+            ),
             lines,
             width: 72,
             scroll: 0,
@@ -261,7 +263,8 @@ impl Form {
 
     fn field_line(&self, i: usize, theme: &Theme) -> Line<'static> {
         let f = &self.fields[i];
-        let value = match f.kind {
+        let value = match f.id.kind() {
+            FieldKind::Secret if self.secret_unused() => "(none: a public client)".to_string(),
             FieldKind::Secret if f.value.is_empty() && self.original.is_some() => {
                 "(unchanged)".to_string()
             }
@@ -277,10 +280,10 @@ impl Form {
         } else {
             Style::default().fg(theme.text)
         };
-        let cursor = focused && matches!(f.kind, FieldKind::Text | FieldKind::Secret);
+        let cursor = focused && self.focused_is_text();
         Line::from(vec![
             Span::styled(
-                format!("{}{:<14}", if focused { "▶ " } else { "  " }, f.label),
+                format!("{}{:<15}", if focused { "▶ " } else { "  " }, f.id.label()),
                 style,
             ),
             Span::styled(value, style),
@@ -290,310 +293,53 @@ impl Form {
 
     /// Pastes text into the focused text field.
     pub fn paste(&mut self, text: &str) {
-        let field = &mut self.fields[self.focus];
-        if matches!(field.kind, FieldKind::Text | FieldKind::Secret) {
-            field.value.push_str(text.trim_end_matches(['\r', '\n']));
+        if self.focused_is_text() {
+            self.type_text(text.trim_end_matches(['\r', '\n']));
         }
-    }
-
-    fn value(&self, i: usize) -> &str {
-        self.fields[i].value.trim()
-    }
-
-    /// The secret typed, or the edited profile's when the field stays empty.
-    fn secret(&self, previous: Option<&Profile>) -> Result<SecretString, String> {
-        if self.value(AUTH) == "none" {
-            return Ok(SecretString::from(String::new()));
-        }
-        match (self.value(SECRET), previous) {
-            ("", Some(p)) => Ok(p.client_secret.clone()),
-            ("", None) => {
-                Err("client secret is empty: paste it from the OAuth application page".into())
-            }
-            (s, _) => Ok(SecretString::from(s.to_string())),
-        }
-    }
-
-    /// The server: an issuer (its endpoints are read after the save), the preset, or the
-    /// custom server's checked base URL.
-    fn server(
-        &self,
-        previous: Option<&Profile>,
-    ) -> Result<(Provider, Option<String>, Endpoints), String> {
-        let issuer = self.value(ISSUER);
-        if !issuer.is_empty() {
-            let url = validate_base_url(issuer).map_err(|e| format!("issuer: {e}"))?;
-            let kept = previous
-                .filter(|p| p.issuer.as_deref() == Some(url.as_str()))
-                .map(|p| p.endpoints.clone());
-            let endpoints = kept.unwrap_or_else(|| Endpoints {
-                explicit: true,
-                ..Endpoints::at(url.clone())
-            });
-            return Ok((Provider::Custom, Some(url), endpoints));
-        }
-        let (provider, base) = self.base_server()?;
-        Ok((provider, None, Endpoints::at(base)))
-    }
-
-    /// The preset, or the custom server's checked base URL. A base URL typed while a preset
-    /// is chosen makes the server custom, as `--base-url` alone does in the CLI: what was
-    /// typed is never dropped.
-    fn base_server(&self) -> Result<(Provider, String), String> {
-        let typed = self.value(BASE_URL).trim();
-        let preset = match self.value(PROVIDER) {
-            "custom" => None,
-            "factorial-demo" => Some(Provider::FactorialDemo),
-            _ => Some(Provider::Factorial),
-        };
-        let preset_url = preset.and_then(Provider::base_url);
-        match (preset, preset_url) {
-            (Some(preset), Some(url)) if typed.is_empty() => Ok((preset, url.to_string())),
-            _ => {
-                let url = validate_base_url(typed).map_err(|e| e.to_string())?;
-                match preset.zip(preset_url) {
-                    Some((preset, preset_url)) if url == preset_url => Ok((preset, url)),
-                    _ => Ok((Provider::Custom, url)),
-                }
-            }
-        }
-    }
-
-    fn build(&self, existing: &[Profile]) -> Result<Profile, String> {
-        let name = self.value(NAME).to_string();
-        validate_name(&name).map_err(|e| e.to_string())?;
-        let clash = existing.iter().find(|p| {
-            p.name.eq_ignore_ascii_case(&name) && Some(&p.name) != self.original.as_ref()
-        });
-        if let Some(taken) = clash {
-            return Err(format!(
-                "a profile named '{}' already exists (names are compared ignoring case): choose another name",
-                taken.name
-            ));
-        }
-        let previous = self.saved(existing);
-        let (provider, issuer, endpoints) = self.server(previous)?;
-        let grant = match self.value(GRANT) {
-            "device" => GrantType::Device,
-            "client-credentials" => GrantType::ClientCredentials,
-            _ => GrantType::Code,
-        };
-        let redirect = match self.value(REDIRECT) {
-            "" if grant != GrantType::Code => String::new(),
-            uri => validate_redirect_uri(uri).map_err(|e| e.to_string())?,
-        };
-        let client_id = validate_client_id(self.value(CLIENT_ID)).map_err(|e| e.to_string())?;
-        let secret = self.secret(previous)?;
-        let mut profile = match previous {
-            Some(p) => {
-                let mut p = p.clone();
-                p.name = name;
-                p.provider = provider;
-                if p.issuer != issuer || issuer.is_none() {
-                    p.server = None;
-                }
-                p.endpoints = endpoints;
-                p.client_id = client_id;
-                p.client_secret = secret;
-                p.redirect_uri = redirect;
-                p
-            }
-            None => Profile::new(name, provider, endpoints, client_id, secret, redirect),
-        };
-        profile.scopes = validate_scopes(self.value(SCOPES)).map_err(|e| e.to_string())?;
-        profile.issuer = issuer;
-        profile.grant = grant;
-        profile.auth_method = match self.value(AUTH) {
-            "basic" => AuthMethod::Basic,
-            "none" => AuthMethod::None,
-            _ => AuthMethod::Post,
-        };
-        profile.owner = match (grant, self.value(OWNER)) {
-            (GrantType::ClientCredentials, _) => OwnerType::App,
-            (_, "company") => OwnerType::Company,
-            _ => OwnerType::User,
-        };
-        profile.pkce = self.value(PKCE) == "yes";
-        profile.auto_refresh = self.value(AUTO) == "yes";
-        profile.publish = self.value(PUBLISH) == "yes";
-        profile.authorize_params = authorize_params(self.value(AUTHORIZE_PARAMS))?;
-        Ok(profile)
     }
 }
 
-/// The form's "Extra params": `KEY=VALUE` pairs separated by spaces, each checked as
-/// `--authorize-param` is; `KEY=` leaves the key out.
-fn authorize_params(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
-    text.split_whitespace()
-        .map(crate::vault::validate::validate_authorize_param)
-        .filter(|p| p.as_ref().map_or(true, |(_, v)| !v.is_empty()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())
+/// What field `id` shows first for profile `p`.
+fn initial(id: FieldId, p: &Profile) -> String {
+    let by_issuer = p.issuer.is_some();
+    // Named endpoints show only where they were named: an issuer's are read from its metadata.
+    let named = |url: &Option<String>| {
+        (p.endpoints.explicit && !by_issuer)
+            .then(|| url.clone())
+            .flatten()
+            .unwrap_or_default()
+    };
+    match id {
+        FieldId::Name => p.name.clone(),
+        FieldId::Provider => p.provider.flag().into(),
+        FieldId::BaseUrl if p.provider == Provider::Custom && !by_issuer => {
+            p.endpoints.base_url.clone()
+        }
+        FieldId::Issuer => p.issuer.clone().unwrap_or_default(),
+        FieldId::ClientId => p.client_id.clone(),
+        FieldId::Redirect => p.redirect_uri.clone(),
+        FieldId::Scopes => p.scope_string(),
+        FieldId::Owner if p.owner == OwnerType::Company => OwnerType::Company.to_string(),
+        FieldId::Owner => OwnerType::User.to_string(),
+        FieldId::Auth => p.auth_method.flag().into(),
+        FieldId::Grant => p.grant.flag().into(),
+        FieldId::Pkce => yes_no(p.pkce).into(),
+        FieldId::AutoRefresh => yes_no(p.auto_refresh).into(),
+        FieldId::Publish => yes_no(p.publish).into(),
+        FieldId::AuthorizeUrl => named(&p.endpoints.authorize_url),
+        FieldId::TokenUrl => named(&p.endpoints.token_url),
+        FieldId::RefreshWindow => crate::duration::format_duration(p.refresh_window),
+        FieldId::EnvVar => p.env_var.clone().unwrap_or_default(),
+        FieldId::Notes => p.notes.clone(),
+        FieldId::AuthorizeParams => p
+            .authorize_params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        FieldId::BaseUrl | FieldId::Secret => String::new(),
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn extra_params_are_pairs_checked_like_the_flag() {
-        let params = authorize_params("prompt=consent  audience=https://api.example x=").unwrap();
-        assert_eq!(params.len(), 2);
-        assert_eq!(params["prompt"], "consent");
-        assert!(
-            authorize_params("state=x")
-                .unwrap_err()
-                .contains("tokdeck sets state")
-        );
-        assert!(
-            authorize_params("novalue")
-                .unwrap_err()
-                .contains("KEY=VALUE")
-        );
-    }
-
-    fn type_text(form: &mut Form, text: &str) {
-        for c in text.chars() {
-            form.on_key(None, Some(c), &[]);
-        }
-    }
-
-    fn submitted(reply: Reply) -> Option<Box<Profile>> {
-        match reply {
-            Reply::Then(Request::Save { profile, .. }) => Some(profile),
-            _ => None,
-        }
-    }
-
-    #[test]
-    fn fills_validates_and_submits() {
-        let mut form = Form::new_profile();
-        assert!(matches!(
-            form.on_key(Some(Action::Submit), None, &[]),
-            Reply::Stay
-        ));
-        assert!(
-            form.error
-                .as_deref()
-                .unwrap()
-                .contains("invalid profile name")
-        );
-        type_text(&mut form, "acme");
-        form.focus = CLIENT_ID;
-        type_text(&mut form, "cid");
-        form.focus = SECRET;
-        type_text(&mut form, "sek");
-        form.focus = OWNER;
-        form.on_key(Some(Action::ChoiceNext), None, &[]);
-        let Some(p) = submitted(form.on_key(Some(Action::Submit), None, &[])) else {
-            panic!("not submitted: {:?}", form.error);
-        };
-        assert_eq!(p.name, "acme");
-        assert_eq!(p.owner, OwnerType::Company);
-        assert_eq!(p.scopes, ["read", "write"]);
-    }
-
-    #[test]
-    fn edit_keeps_secret_and_token_and_refuses_clashes() {
-        let mut form = Form::new_profile();
-        type_text(&mut form, "one");
-        form.focus = CLIENT_ID;
-        type_text(&mut form, "c");
-        form.focus = SECRET;
-        type_text(&mut form, "s1");
-        let Some(one) = submitted(form.on_key(Some(Action::Submit), None, &[])) else {
-            panic!()
-        };
-        let mut two = (*one).clone();
-        two.name = "two".into();
-        let all = vec![(*one).clone(), two];
-        let mut edit = Form::edit(&all[0]);
-        edit.fields[NAME].value = "two".into();
-        edit.on_key(Some(Action::Submit), None, &all);
-        assert!(edit.error.as_deref().unwrap().contains("already exists"));
-        edit.fields[NAME].value = "renamed".into();
-        let Some(p) = submitted(edit.on_key(Some(Action::Submit), None, &all)) else {
-            panic!()
-        };
-        assert_eq!(
-            age::secrecy::ExposeSecret::expose_secret(&p.client_secret),
-            "s1"
-        );
-        assert_eq!(p.name, "renamed");
-    }
-
-    #[test]
-    fn an_issuer_makes_an_explicit_profile_to_discover_and_grants_set_the_owner() {
-        let mut form = Form::new_profile();
-        form.fields[NAME].value = "dot".into();
-        form.fields[ISSUER].value = "https://auth.example.com/o".into();
-        form.fields[CLIENT_ID].value = "c".into();
-        form.fields[REDIRECT].value = String::new();
-        form.fields[AUTH].value = "none".into();
-        form.fields[GRANT].value = "device".into();
-        let Some(p) = submitted(form.on_key(Some(Action::Submit), None, &[])) else {
-            panic!("not submitted: {:?}", form.error);
-        };
-        assert_eq!(p.issuer.as_deref(), Some("https://auth.example.com/o"));
-        assert!(p.endpoints.explicit && p.endpoints.token_url.is_none());
-        assert_eq!(
-            (p.auth_method, p.grant),
-            (AuthMethod::None, GrantType::Device)
-        );
-        assert!(p.uses_pkce());
-        // Rediscover needs the saved profile.
-        let mut edit = Form::edit(&p);
-        assert!(matches!(
-            edit.on_key(Some(Action::Rediscover), None, std::slice::from_ref(&*p)),
-            Reply::Then(Request::Rediscover(name)) if name == "dot"
-        ));
-        edit.fields[GRANT].value = "client-credentials".into();
-        edit.fields[AUTH].value = "basic".into();
-        edit.fields[SECRET].value = "s".into();
-        let Some(app) = submitted(edit.on_key(Some(Action::Submit), None, &[*p])) else {
-            panic!("not submitted: {:?}", edit.error);
-        };
-        assert_eq!(app.owner, OwnerType::App);
-    }
-
-    #[test]
-    fn a_base_url_typed_with_a_preset_makes_the_server_custom() {
-        let mut form = Form::new_profile();
-        form.fields[NAME].value = "x".into();
-        form.fields[PROVIDER].value = "factorial".into();
-        form.fields[BASE_URL].value = "https://auth.example.com".into();
-        form.fields[CLIENT_ID].value = "c".into();
-        form.fields[SECRET].value = "s".into();
-        let Some(p) = submitted(form.on_key(Some(Action::Submit), None, &[])) else {
-            panic!("not submitted: {:?}", form.error);
-        };
-        assert_eq!(p.provider, Provider::Custom);
-        assert_eq!(p.endpoints.base_url, "https://auth.example.com");
-        // The preset's own URL typed out keeps the preset.
-        let mut same = Form::new_profile();
-        same.fields[NAME].value = "y".into();
-        same.fields[BASE_URL].value = "https://api.factorialhr.com/".into();
-        same.fields[CLIENT_ID].value = "c".into();
-        same.fields[SECRET].value = "s".into();
-        let Some(p) = submitted(same.on_key(Some(Action::Submit), None, &[])) else {
-            panic!("not submitted: {:?}", same.error);
-        };
-        assert_eq!(p.provider, Provider::Factorial);
-    }
-
-    #[test]
-    fn custom_provider_needs_a_safe_base_url() {
-        let mut form = Form::new_profile();
-        form.fields[NAME].value = "x".into();
-        form.fields[PROVIDER].value = "custom".into();
-        form.fields[BASE_URL].value = "http://example.com".into();
-        form.fields[CLIENT_ID].value = "c".into();
-        form.fields[SECRET].value = "s".into();
-        form.on_key(Some(Action::Submit), None, &[]);
-        assert!(form.error.as_deref().unwrap().contains("https://"));
-        assert!(matches!(
-            form.on_key(Some(Action::Cancel), None, &[]),
-            Reply::Close
-        ));
-    }
-}
+mod tests;
