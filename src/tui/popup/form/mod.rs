@@ -1,5 +1,5 @@
 //! The new/edit profile form: every setting `add` takes, on two pages (the app, then more),
-//! keys, and validation into a `Profile` ([`build`]).
+//! keys, and validation into a `Profile` (the `build` module).
 
 mod build;
 mod fields;
