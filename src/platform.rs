@@ -3,12 +3,28 @@
 
 use std::path::Path;
 
-/// This machine's name, as the audit log and the vault's lease name it.
+/// This machine's name, as the audit log, the vault's lease and the team view name it:
+/// `TOKDECK_MACHINE` when set to a plain name (letters, digits, `.`, `_`, `-`, at most 64),
+/// for containers whose host names are random; else the host name.
 pub fn host_name() -> String {
+    if let Some(name) = std::env::var("TOKDECK_MACHINE")
+        .ok()
+        .filter(|n| is_machine_name(n))
+    {
+        return name;
+    }
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// Whether `name` may name a machine: a plain word a terminal shows as it is.
+fn is_machine_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// Whether a graphical session is there to show a browser in.
@@ -61,5 +77,13 @@ mod tests {
         assert!(!can_write_in(&dir.path().join("missing")));
         let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(leftovers, 0, "the probe cleans up");
+    }
+
+    #[test]
+    fn a_machine_name_is_a_plain_word() {
+        assert!(is_machine_name("build-3.ops_1"));
+        for bad in ["", "a b", "evil\u{1b}[2J", &"x".repeat(65), "über"] {
+            assert!(!is_machine_name(bad), "{bad:?}");
+        }
     }
 }
