@@ -1,5 +1,7 @@
 //! The filter language the app's `/` and `status --filter` share: words such as
-//! `state:expiring`, `owner:company`, `env:production`, a leading `-` to leave out what a word
+//! `state:expiring`, `owner:company`, `env:production`, `machine:build-3` (a machine that
+//! refreshed the profile last or keeps it; `machine:none` for auto-refresh profiles no agent
+//! keeps), a leading `-` to leave out what a word
 //! matches, and bare words that match inside a profile's name. A key given more than once (or
 //! with values joined by commas, `state:expired,error`) matches any of its values; different
 //! keys and bare words must all match. Pure: parsing and matching, nothing else.
@@ -9,7 +11,7 @@ use std::fmt;
 use crate::health::Health;
 
 /// The keys a word may name, as typed.
-const KEYS: [&str; 3] = ["state", "owner", "env"];
+const KEYS: [&str; 4] = ["state", "owner", "env", "machine"];
 
 /// What one word asks about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +21,9 @@ enum Test {
     Owner(String),
     /// Inside the ENV column, lower case.
     Env(String),
+    /// Inside the host of a machine that refreshed or keeps it, lower case; `none`: an
+    /// auto-refresh profile no agent keeps.
+    Machine(String),
     /// Inside the name, lower case.
     Name(String),
 }
@@ -29,6 +34,7 @@ impl Test {
             Test::State(_) => "state",
             Test::Owner(_) => "owner",
             Test::Env(_) => "env",
+            Test::Machine(_) => "machine",
             Test::Name(_) => "name",
         }
     }
@@ -38,6 +44,11 @@ impl Test {
             Test::State(state) => row.state == *state,
             Test::Owner(owner) => row.owner.eq_ignore_ascii_case(owner),
             Test::Env(env) => row.environment.to_lowercase().contains(env.as_str()),
+            Test::Machine(none) if none == "none" => row.unkept,
+            Test::Machine(host) => row
+                .machines
+                .iter()
+                .any(|m| m.to_lowercase().contains(host.as_str())),
             Test::Name(part) => row.name.to_lowercase().contains(part.as_str()),
         }
     }
@@ -50,6 +61,10 @@ pub struct Row<'a> {
     pub state: Health,
     pub owner: &'a str,
     pub environment: &'a str,
+    /// The machines that refreshed it last or keep it, for a vault a team shares.
+    pub machines: &'a [&'a str],
+    /// Auto-refresh is on but no agent keeps it.
+    pub unkept: bool,
 }
 
 /// A parsed filter. The empty filter lets everything through.
@@ -64,7 +79,7 @@ pub struct Filter {
 /// A word the filter cannot read, with what would be right.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterError {
-    #[error("unknown filter key '{0}:': use state:, owner: or env:, or a part of a name")]
+    #[error("unknown filter key '{0}:': use state:, owner:, env: or machine:, or a part of a name")]
     UnknownKey(String),
     #[error("unknown state '{0}': use ok, expiring, stale, expired, error or no-token")]
     UnknownState(String),
@@ -185,6 +200,7 @@ fn tests_of(word: &str) -> Result<Vec<Test>, FilterError> {
         let example = match key.as_str() {
             "state" => "expiring",
             "owner" => "company",
+            "machine" => "build-3",
             _ => "production",
         };
         return Err(FilterError::NoValue(key, example));
@@ -199,6 +215,7 @@ fn tests_of(word: &str) -> Result<Vec<Test>, FilterError> {
                 Ok(Test::Owner(value))
             }
             "owner" => Err(FilterError::UnknownOwner(value)),
+            "machine" => Ok(Test::Machine(value)),
             _ => Ok(Test::Env(value)),
         })
         .collect()
@@ -211,6 +228,7 @@ impl fmt::Display for Filter {
             Test::State(s) => format!("state:{}", s.label()),
             Test::Owner(o) => format!("owner:{o}"),
             Test::Env(e) => format!("env:{e}"),
+            Test::Machine(m) => format!("machine:{m}"),
             Test::Name(n) => n.clone(),
         };
         let mut words: Vec<String> = self.wanted.iter().flatten().map(word).collect();
@@ -229,6 +247,8 @@ mod tests {
             state,
             owner,
             environment,
+            machines: &[],
+            unkept: false,
         }
     }
 
@@ -263,6 +283,30 @@ mod tests {
         assert_eq!(passing("PAY -env:demo", &rows), ["payroll"]);
         assert_eq!(passing("pay roll", &rows), ["payroll", "payroll-demo"]);
         assert_eq!(passing("-owner:user", &rows), ["hub"]);
+    }
+
+    #[test]
+    fn machine_words_match_the_hosts_around_a_profile_and_none_the_unkept() {
+        let kept = ["build-3", "ops-1"];
+        let rows = [
+            Row {
+                machines: &kept,
+                ..row("kept", Health::Ok, "user", "production")
+            },
+            Row {
+                unkept: true,
+                ..row("lost", Health::Ok, "user", "production")
+            },
+            row("manual", Health::Ok, "user", "production"),
+        ];
+        assert_eq!(passing("machine:BUILD", &rows), ["kept"]);
+        assert_eq!(passing("machine:ops-1,nowhere", &rows), ["kept"]);
+        assert_eq!(passing("machine:none", &rows), ["lost"]);
+        assert_eq!(passing("-machine:none -machine:build", &rows), ["manual"]);
+        assert_eq!(
+            Filter::parse("machine:").unwrap_err().to_string(),
+            "'machine:' needs a value, such as machine:build-3"
+        );
     }
 
     #[test]

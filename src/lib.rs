@@ -25,6 +25,7 @@ pub mod prompt;
 pub mod qr;
 pub mod report;
 pub mod runtime;
+pub mod team;
 pub mod tui;
 pub mod usable;
 pub mod vault;

@@ -2,6 +2,7 @@
 //! of the vault's content and the time, shared by `tokdeck status` and the agent.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -29,6 +30,13 @@ pub struct StatusRow {
     /// token in the vault is dead until it is.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub unsaved: bool,
+    /// For a vault a team shares: its last refresh, the agents keeping it, and whether none
+    /// does though it renews by auto-refresh ([`crate::team`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<crate::team::ProfileTeam>,
+    /// Its auto-refresh setting, which says whether an agent should keep it.
+    #[serde(skip)]
+    pub auto_refresh: bool,
     /// The countdowns the table shows.
     #[serde(skip)]
     pub assessment: Assessment,
@@ -51,6 +59,8 @@ impl StatusRow {
             owner_identity: profile.last_check.as_ref().map(CheckResult::owner_line),
             last_error: profile.last_error.clone(),
             unsaved: false,
+            team: None,
+            auto_refresh: profile.auto_refresh,
             assessment: a,
         }
     }
@@ -78,16 +88,82 @@ pub fn rows(data: &VaultData, now: DateTime<Utc>, warn: Duration) -> Vec<StatusR
     rows
 }
 
+/// What `status` asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct Asked<'a> {
+    pub now: DateTime<Utc>,
+    pub warn: Duration,
+    pub filter: &'a crate::filter::Filter,
+    pub json: bool,
+}
+
+/// What `status` prints of `store` (a table or JSON, the team's part included for a vault a
+/// team shares), and its exit code: the one answer the CLI and the agent give.
+pub fn status_of(store: &Store, asked: Asked<'_>) -> anyhow::Result<(String, i32)> {
+    let mut rows = store.read(|data| rows(data, asked.now, asked.warn))?;
+    // The team's part is extra: a store that cannot tell it still gets the table.
+    let team = store.team().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot read the team beside the vault");
+        None
+    });
+    if let Some(view) = &team {
+        add_team(&mut rows, view);
+    }
+    keep_matching(&mut rows, asked.filter);
+    if let Some(spool) = crate::worker::Spool::for_vault(store.location()) {
+        mark_unsaved(&mut rows, &spool, store);
+    }
+    let code = exit_code(&rows);
+    let text = if asked.json {
+        json(&mut rows)? + "\n"
+    } else {
+        let mut text = table(&rows);
+        if let Some(view) = &team {
+            text.push_str(&team_lines(&rows, view));
+        }
+        text
+    };
+    Ok((text, code))
+}
+
 /// Keeps the rows `filter` matches.
 pub fn keep_matching(rows: &mut Vec<StatusRow>, filter: &crate::filter::Filter) {
     rows.retain(|r| {
+        let machines = r.team.as_ref().map(|t| t.machines()).unwrap_or_default();
         filter.matches(&crate::filter::Row {
             name: &r.name,
             state: r.state,
             owner: &r.owner,
             environment: &r.environment,
+            machines: &machines,
+            unkept: r.team.as_ref().is_some_and(|t| t.unkept),
         })
     });
+}
+
+/// Adds what the team sharing the vault says of each row ([`crate::team`]).
+pub fn add_team(rows: &mut [StatusRow], view: &crate::vault::TeamView) {
+    for row in rows {
+        row.team = Some(view.for_profile(&row.name, row.auto_refresh));
+    }
+}
+
+/// The line `status` ends its table with for a vault a team shares, and one for the
+/// auto-refresh profiles no agent keeps.
+pub fn team_lines(rows: &[StatusRow], view: &crate::vault::TeamView) -> String {
+    let mut out = format!("team: {}\n", view.team.summary());
+    let unkept = rows
+        .iter()
+        .filter(|r| r.team.as_ref().is_some_and(|t| t.unkept))
+        .count();
+    if unkept > 0 {
+        let profiles = if unkept == 1 { "profile" } else { "profiles" };
+        let _ = writeln!(
+            out,
+            "{unkept} {profiles} with auto-refresh but no agent keeping them: start one (tokdeck agent) on a machine of the team, or they expire"
+        );
+    }
+    out
 }
 
 /// 0 all fine, 1 something needs attention soon, 2 something is broken now.
@@ -95,8 +171,13 @@ pub fn exit_code(rows: &[StatusRow]) -> i32 {
     rows.iter()
         .map(|r| {
             let code = r.state.exit_code();
-            // Waiting to be saved needs a person's attention, at least.
-            if r.unsaved { code.max(1) } else { code }
+            // Waiting to be saved, or kept by no agent, needs a person's attention, at least.
+            let unkept = r.team.as_ref().is_some_and(|t| t.unkept);
+            if r.unsaved || unkept {
+                code.max(1)
+            } else {
+                code
+            }
         })
         .max()
         .unwrap_or(0)

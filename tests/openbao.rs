@@ -402,8 +402,44 @@ fn the_readme_policy_is_all_a_member_needs() {
         "{}",
         stderr(&out)
     );
-    let out = env.run(&["status"]);
+    let out = env.run(&["--no-agent", "status"]);
     assert!(out.status.success(), "status: {}", stderr(&out));
+    assert!(
+        stdout(&out).contains("team: no agent keeps this vault"),
+        "{}",
+        stdout(&out)
+    );
+    // An agent announces itself beside the vault, and withdraws when it stops.
+    let agent = common::running::Agent::start(&env, &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = env.run(&["--no-agent", "status"]);
+        if stdout(&out).contains("team: 1 agent keeps this vault") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}\n{}",
+            stdout(&out),
+            agent.said()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        !agent.said().contains("cannot announce"),
+        "{}",
+        agent.said()
+    );
+    let out = env.run(&["agent", "stop"]);
+    assert!(out.status.success(), "agent stop: {}", stderr(&out));
+    let mut agent = agent;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while agent.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "did not stop: {}", agent.said());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let listed = bao.api("LIST", "/v1/secret/metadata/teams/payroll.agents/", None);
+    assert_eq!(listed.status, 404, "withdrawn: {}", listed.body);
     // Elsewhere in the mount, the same token is refused, by name.
     let out = env
         .command(&["--vault", &bao.location("teams/other"), "init"])

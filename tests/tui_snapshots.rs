@@ -795,3 +795,92 @@ fn the_detail_pane_shows_a_timeline_of_refreshes_by_machine() {
         insta::assert_snapshot!(format!("timeline_{width}x{height}"), t.backend());
     }
 }
+
+/// The team beside a shared vault: `agents` keep it (hosts, each alive or lapsed), `laptop`
+/// saved payroll's token last, build-3 holds the lease.
+fn team_view(agents: &[(&str, bool)]) -> tokdeck::vault::TeamView {
+    use tokdeck::team::{Agent, LastRefresh, Team};
+    let agents = agents
+        .iter()
+        .map(|&(host, alive)| Agent {
+            host: host.into(),
+            pid: 41,
+            version: "1.0.0".into(),
+            started_at: at(-DAY),
+            keeps: 2,
+            beat_secs_ago: Some(if alive { 5 } else { 600 }),
+            alive,
+            problem: None,
+        })
+        .collect();
+    let last = LastRefresh {
+        host: "laptop".into(),
+        at: at(-10 * 60),
+    };
+    tokdeck::vault::TeamView {
+        team: Team {
+            agents,
+            unverified: 0,
+            lease: Some("build-3 pid 41 until 08:00:09 UTC".into()),
+        },
+        last_refresh: [("payroll".to_string(), last)].into(),
+        forgotten: Vec::new(),
+    }
+}
+
+/// The team view: the header counts the agents keeping the vault and the auto-refresh
+/// profiles none keeps, each such row says so, and the detail pane names the keepers, the
+/// machine that saved the token last, and the lease's holder.
+#[test]
+fn the_team_view_shows_who_keeps_each_profile_and_warns_when_nobody_does() {
+    let mut payroll = profile("payroll", Provider::Factorial);
+    payroll.auto_refresh = true;
+    payroll.token = Some(user_token(10 * 60, 2 * HOUR));
+    let mut hub = profile("hub", Provider::Factorial);
+    hub.auto_refresh = true;
+    hub.token = Some(user_token(20 * 60, 2 * HOUR));
+    let mut manual = profile("manual", Provider::FactorialDemo);
+    manual.token = Some(user_token(30 * 60, 2 * HOUR));
+    let profiles = vec![payroll, hub, manual];
+    let theme = default_theme();
+    let cases = [
+        ((120, 40), vec![("build-3", true), ("laptop", true)]),
+        ((80, 24), vec![("build-3", false)]),
+    ];
+    for ((width, height), agents) in cases {
+        let mut app = app(profiles.clone());
+        app.update(Msg::Team(Ok(team_view(&agents))));
+        let kept = agents.iter().any(|&(_, alive)| alive);
+        // payroll first, whatever the order: press j until it is selected.
+        while app.selected().unwrap().name != "payroll" {
+            app.update(key('j'));
+        }
+        let t = render(&app, &theme, width, height);
+        let text = format!("{:?}", t.backend());
+        assert!(text.contains("lease"), "{text}");
+        assert!(text.contains("on laptop"), "last saved: {text}");
+        if kept {
+            assert!(
+                text.contains("team: 2 agents") && !text.contains("⚠"),
+                "{text}"
+            );
+            assert!(text.contains("agents on build-3, laptop"), "{text}");
+        } else {
+            assert!(text.contains("team: no agent · 2 unkept"), "{text}");
+            assert_eq!(text.matches("⚠ no agent").count(), 2, "{text}");
+        }
+        insta::assert_snapshot!(format!("team_{width}x{height}"), t.backend());
+    }
+    // Without a team (a vault in a file) nothing of it shows; a team that cannot be read
+    // says so in the header.
+    let mut app = app(profiles);
+    let alone = format!("{:?}", render(&app, &theme, 120, 40).backend());
+    assert!(
+        !alone.contains("team") && !alone.contains("kept by"),
+        "{alone}"
+    );
+    app.update(Msg::Team(Err("OpenBao at 127.0.0.1:8200 is sealed".into())));
+    let failed = format!("{:?}", render(&app, &theme, 120, 40).backend());
+    assert!(failed.contains("team: unreadable"), "{failed}");
+    assert!(failed.contains("is sealed"), "{failed}");
+}

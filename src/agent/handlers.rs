@@ -62,31 +62,18 @@ fn status(keeper: &Keeper, json: bool, warn_secs: u64, filter: Option<&str>) -> 
         Ok(filter) => filter.unwrap_or_default(),
         Err(e) => return Reply::error(e.to_string()),
     };
-    let now = keeper.clock.now();
-    let rows = keeper
-        .store
-        .read(|data| crate::report::rows(data, now, warn));
-    match rows {
-        Ok(mut rows) => {
-            crate::report::keep_matching(&mut rows, &filter);
-            if let Some(spool) = crate::worker::Spool::for_vault(keeper.store.location()) {
-                crate::report::mark_unsaved(&mut rows, &spool, &keeper.store);
-            }
-            let code = crate::report::exit_code(&rows);
-            let text = if json {
-                crate::report::json(&mut rows).map(|j| j + "\n")
-            } else {
-                Ok(crate::report::table(&rows))
-            };
-            match text {
-                Ok(text) => Reply {
-                    text: Some(text),
-                    code: Some(code),
-                    ..Reply::ok()
-                },
-                Err(e) => Reply::error(e.to_string()),
-            }
-        }
+    let asked = crate::report::Asked {
+        now: keeper.clock.now(),
+        warn,
+        filter: &filter,
+        json,
+    };
+    match crate::report::status_of(&keeper.store, asked) {
+        Ok((text, code)) => Reply {
+            text: Some(text),
+            code: Some(code),
+            ..Reply::ok()
+        },
         Err(e) => Reply::error(e.to_string()),
     }
 }

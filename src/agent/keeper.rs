@@ -98,6 +98,16 @@ impl Keeper {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Why the agent cannot keep the vault now, when it cannot: for its announcement.
+    pub fn problem(&self) -> Option<String> {
+        let unreadable = self.state().unreadable?;
+        let secs = unreadable.since.elapsed().as_secs();
+        Some(format!(
+            "cannot read the vault for {}",
+            crate::duration::format_countdown(i64::try_from(secs).unwrap_or(i64::MAX))
+        ))
+    }
+
     /// Takes no more jobs: the worker ends once those in flight have (their new tokens saved),
     /// whoever still holds this keeper.
     pub fn close(&self) {

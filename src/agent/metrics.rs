@@ -37,6 +37,11 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentsLabel {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabel {
     version: String,
 }
@@ -67,6 +72,7 @@ pub struct Metrics {
     duration: Histogram,
     reloads: Counter,
     wakeups: Counter,
+    team: Family<AgentsLabel, Gauge>,
     /// Serialises scrapes: each rebuilds the per-profile series.
     scraping: Mutex<()>,
 }
@@ -92,6 +98,7 @@ impl Metrics {
             duration: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
             reloads: Counter::default(),
             wakeups: Counter::default(),
+            team: Family::default(),
             scraping: Mutex::default(),
         };
         metrics.register();
@@ -145,17 +152,53 @@ impl Metrics {
             "How long refreshes took, the save of the new token included",
             self.duration.clone(),
         );
+        self.register_agent();
+    }
+
+    /// Names the series about the agent itself, and the team it is part of.
+    fn register_agent(&mut self) {
+        let r = &mut self.registry;
         r.register("tokdeck_agent_info", "The agent's version", version_info());
+        for (name, help, counter) in [
+            (
+                "tokdeck_vault_reloads",
+                "Times the agent read the vault again after another process or machine saved it",
+                &self.reloads,
+            ),
+            (
+                "tokdeck_agent_wakeups",
+                "Times the agent's keep-alive loop woke",
+                &self.wakeups,
+            ),
+        ] {
+            r.register(name, help, counter.clone());
+        }
         r.register(
-            "tokdeck_vault_reloads",
-            "Times the agent read the vault again after another process or machine saved it",
-            self.reloads.clone(),
+            "tokdeck_team_agents",
+            "Agents announced beside a shared vault, as this one last read them, by state (keeping, failing: alive but unable to keep it, lapsed: stopped answering, unverified: not signed by a member)",
+            self.team.clone(),
         );
-        r.register(
-            "tokdeck_agent_wakeups",
-            "Times the agent's keep-alive loop woke",
-            self.wakeups.clone(),
-        );
+    }
+
+    /// The team as the agent last read it.
+    pub fn set_team(&self, team: &crate::team::Team) {
+        let alive = |a: &&crate::team::Agent| a.alive;
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let keeping = team.agents.iter().filter(|a| a.keeping()).count();
+        let failing = team.agents.iter().filter(alive).count() - keeping;
+        let lapsed = team.agents.len() - keeping - failing;
+        for (state, n) in [
+            ("keeping", keeping),
+            ("failing", failing),
+            ("lapsed", lapsed),
+            ("unverified", team.unverified),
+        ] {
+            self.team
+                .get_or_create(&AgentsLabel {
+                    state: state.to_string(),
+                })
+                .set(count(n));
+        }
     }
 
     /// A publish of `profile`'s token ended.

@@ -8,9 +8,11 @@
 //!   results it waits for; `watch`: the vault file's changes, which wake it.
 //! - `metrics`: the Prometheus series; `scrape`: the `/metrics` endpoint that serves them.
 //! - `publish`: access tokens written where services read them (`--publish`).
+//! - `announce`: the agent's heartbeat beside a vault a team shares ([`crate::team`]).
 //! - `client`: how `token`, `exec`, `api` and `status` find and ask a running agent.
 //! - `place`: where the socket lives, and whether that place can be trusted.
 
+mod announce;
 pub mod client;
 mod handlers;
 mod keeper;

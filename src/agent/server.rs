@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::announce::{Announcer, beat_until_stopped};
 use super::keeper::Keeper;
 use super::listen::{bind, serve};
 use super::supervisor::{Supervisor, stop_signal};
@@ -55,6 +56,7 @@ pub async fn run(ctx: &Context, options: Options) -> anyhow::Result<()> {
         pumping.spawn_until_stop(async move { keeper.pump(events).await });
     }
     let watcher = start_keeping(ctx, &keeper, &supervisor, metrics);
+    let announcer = announce_beside_a_shared_vault(&keeper, &supervisor);
     crate::note!("tokdeck agent: listening on {}", socket.display());
     tracing::info!(vault = %vault, socket = %socket.display(), "agent started");
     // Under systemd (Type=notify): ready once the socket listens and the keeper runs.
@@ -71,6 +73,9 @@ pub async fn run(ctx: &Context, options: Options) -> anyhow::Result<()> {
     canceller.cancel_all();
     keeper.close();
     finished.wait().await;
+    if let Some(announcer) = &announcer {
+        announcer.withdraw(SHUTDOWN_GRACE).await;
+    }
     pumping.stop();
     let all_ended = supervisor.wait(SHUTDOWN_GRACE).await && pumping.wait(SHUTDOWN_GRACE).await;
     if !all_ended {
@@ -134,6 +139,19 @@ fn start_keeping(
         canonical(keeper.store.location())
     );
     watcher
+}
+
+/// Starts announcing the agent beside a vault a team shares (in OpenBao, not in a file).
+fn announce_beside_a_shared_vault(
+    keeper: &Arc<Keeper>,
+    supervisor: &Supervisor,
+) -> Option<Arc<Announcer>> {
+    if keeper.store.location().file().is_some() {
+        return None;
+    }
+    let announcer = Announcer::new(keeper.clone());
+    supervisor.spawn_until_stop(beat_until_stopped(announcer.clone()));
+    Some(announcer)
 }
 
 /// Keeps the agent's memory, which holds every secret of the vault for as long as it runs, out

@@ -158,7 +158,7 @@ pub struct StatusArgs {
     #[arg(long, value_parser = parse_duration_arg, value_name = "DUR")]
     pub warn: Option<Duration>,
     /// Only the profiles these words match: state:expiring, owner:company, env:production,
-    /// -state:ok (leave out), a part of a name; the exit code is theirs
+    /// machine:build-3, -state:ok (leave out), a part of a name; the exit code is theirs
     #[arg(
         long,
         value_parser = crate::filter::parse_filter_arg,

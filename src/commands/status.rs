@@ -18,19 +18,15 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<i32> {
     // No runtime started the log file for this command; opening the vault is worth a line.
     let _logging = crate::logging::init();
     let store = ctx.open_store()?;
-    let mut rows = store.read(|data| report::rows(data, ctx.clock.now(), warn))?;
-    if let Some(filter) = &args.filter {
-        report::keep_matching(&mut rows, filter);
-    }
-    if let Some(spool) = crate::worker::Spool::for_vault(store.location()) {
-        report::mark_unsaved(&mut rows, &spool, &store);
-    }
-    let code = report::exit_code(&rows);
-    if args.json {
-        crate::output::println(&report::json(&mut rows)?)?;
-    } else {
-        crate::output::print(&report::table(&rows))?;
-    }
+    let filter = args.filter.clone().unwrap_or_default();
+    let asked = report::Asked {
+        now: ctx.clock.now(),
+        warn,
+        filter: &filter,
+        json: args.json,
+    };
+    let (text, code) = report::status_of(&store, asked)?;
+    crate::output::print(&text)?;
     Ok(code)
 }
 

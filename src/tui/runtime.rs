@@ -141,6 +141,7 @@ where
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut ticks: u64 = 0;
         let mut audit_stale = false;
+        let team_reading = Arc::new(std::sync::atomic::AtomicBool::new(false));
         self.read_audit(&msg_tx);
         loop {
             self.draw(&mut app)?;
@@ -162,6 +163,9 @@ where
                     ticks += 1;
                     if ticks.is_multiple_of(2) {
                         watch_vault(self.store.clone(), msg_tx.clone());
+                    }
+                    if ticks % TEAM_EVERY_TICKS == 1 {
+                        read_team(&self.store, &team_reading, &msg_tx);
                     }
                     if std::mem::take(&mut audit_stale) {
                         self.read_audit(&msg_tx);
@@ -244,6 +248,34 @@ fn read_audit_into(path: std::path::PathBuf, tx: mpsc::UnboundedSender<Msg>) {
         let mut entries = crate::audit::read_tail(&path, AUDIT_TAIL_BYTES);
         entries.truncate(AUDIT_SHOWN);
         let _ = tx.send(Msg::Audited(entries));
+    });
+}
+
+/// How often, in ticks of a second, the team beside a shared vault is read again.
+const TEAM_EVERY_TICKS: u64 = 10;
+
+/// Reads the team beside the vault off the loop, one read at a time (a slow store must not
+/// pile them up); a vault no team shares sends nothing.
+fn read_team(
+    store: &Arc<Store>,
+    reading: &Arc<std::sync::atomic::AtomicBool>,
+    tx: &mpsc::UnboundedSender<Msg>,
+) {
+    use std::sync::atomic::Ordering;
+    if store.location().file().is_some() || reading.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let (store, reading, tx) = (store.clone(), reading.clone(), tx.clone());
+    tokio::task::spawn_blocking(move || {
+        let team = match store.team() {
+            Ok(Some(view)) => Some(Ok(view)),
+            Ok(None) => None,
+            Err(e) => Some(Err(e.to_string())),
+        };
+        reading.store(false, Ordering::SeqCst);
+        if let Some(team) = team {
+            let _ = tx.send(Msg::Team(team));
+        }
     });
 }
 

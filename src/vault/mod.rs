@@ -24,4 +24,4 @@ pub use model::{
     AuthMethod, CheckResult, Endpoints, GrantType, OwnerType, PendingAuth, Profile, ProfileError,
     Provider, ServerMetadata, Token, VaultData,
 };
-pub use store::{KeyedPrint, Lease, Refusal, SpendChanges, Store};
+pub use store::{KeyedPrint, Lease, Refusal, SpendChanges, Store, TeamView};

@@ -16,10 +16,26 @@ use super::snapshot::{Snapshot, read_stored};
 use super::text::Text;
 mod lease;
 mod splice;
+mod team;
 
 use super::trust::{Pinned, Pins, give_members_secret, membership, membership_of};
 use lease::LeaseState;
 pub use lease::{KeyedPrint, Lease, Refusal, SpendChanges};
+pub use team::TeamView;
+
+/// [`Store::record_key`], under the members' secret `secret`.
+fn record_key(secret: Option<&age::secrecy::SecretString>, name: &str) -> String {
+    use age::secrecy::ExposeSecret;
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(b"tokdeck record key\0");
+    if let Some(secret) = secret {
+        hash.update(secret.expose_secret().as_bytes());
+    }
+    hash.update(b"\0");
+    hash.update(name.as_bytes());
+    crate::display::hex(hash.finalize().get(..16).unwrap_or_default())
+}
 
 fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -231,17 +247,8 @@ impl Store {
     /// ([`super::backend::SpendRecord`]): a hash of the members' secret and the name, so a
     /// reader of the record who cannot open the vault learns no name from it.
     pub fn record_key(&self, name: &str) -> String {
-        use age::secrecy::ExposeSecret;
-        use sha2::Digest;
         let snap = lock_ignoring_poison(&self.snapshot);
-        let mut hash = sha2::Sha256::new();
-        hash.update(b"tokdeck record key\0");
-        if let (Some(secret), _) = snap.content.members_secret() {
-            hash.update(secret.expose_secret().as_bytes());
-        }
-        hash.update(b"\0");
-        hash.update(name.as_bytes());
-        crate::display::hex(hash.finalize().get(..16).unwrap_or_default())
+        record_key(snap.content.members_secret().0, name)
     }
 
     /// The error for a name no profile has, with the closest one when there is one; the

@@ -26,6 +26,11 @@ impl Tmux {
         ] {
             cmd.arg("-e").arg(format!("{k}={v}"));
         }
+        // The home's variables too, but no secret on tmux's command line: a test that needs
+        // the OpenBao token in the terminal puts it in ~/.vault-token.
+        for (k, v) in env.vars.iter().filter(|(k, _)| k != "BAO_TOKEN") {
+            cmd.arg("-e").arg(format!("{k}={v}"));
+        }
         cmd.arg(script);
         // Let the app's OSC 52 copies land in tmux's paste buffer, where the test can read them.
         cmd.args([";", "set-option", "-g", "set-clipboard", "on"]);

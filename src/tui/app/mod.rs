@@ -6,6 +6,7 @@
 
 mod actions;
 mod saves;
+mod team;
 mod worker_events;
 
 use std::collections::{HashMap, VecDeque};
@@ -62,6 +63,8 @@ pub enum Msg {
     Saved(Result<Vec<Profile>, String>),
     /// The audit log's latest entries, newest first.
     Audited(Vec<crate::audit::Entry>),
+    /// The team beside a vault a team shares, as read again, or why it could not be.
+    Team(Result<crate::vault::TeamView, String>),
 }
 
 /// A change the app asks for; the runtime carries it out.
@@ -226,6 +229,8 @@ pub struct App {
     pub audit: Vec<crate::audit::Entry>,
     /// The profile the form saved, selected once the save lands.
     saving: Option<String>,
+    /// The team sharing the vault, as last read; `None` for a vault no team shares.
+    pub team: Option<Result<crate::vault::TeamView, String>>,
 }
 
 impl App {
@@ -256,6 +261,7 @@ impl App {
             next_job: 1,
             audit: Vec::new(),
             saving: None,
+            team: None,
         };
         app.recompute();
         if let Some(reason) = app.settings.read_only_reason.clone() {
@@ -355,6 +361,9 @@ impl App {
         let with_environment = filter.asks_about_environment();
         let mut order: Vec<usize> = (0..self.profiles.len())
             .filter(|&i| {
+                if filter.is_empty() {
+                    return true;
+                }
                 let p = &self.profiles[i];
                 // Reordered at every tick: a server's URL is parsed only when a word asks.
                 let environment = if with_environment {
@@ -362,13 +371,16 @@ impl App {
                 } else {
                     String::new()
                 };
-                filter.is_empty()
-                    || filter.matches(&crate::filter::Row {
-                        name: &p.name,
-                        state: self.assessments[i].health,
-                        owner: &p.owner.to_string(),
-                        environment: &environment,
-                    })
+                let team = self.team_of(p);
+                let machines = team.as_ref().map(|t| t.machines()).unwrap_or_default();
+                filter.matches(&crate::filter::Row {
+                    name: &p.name,
+                    state: self.assessments[i].health,
+                    owner: &p.owner.to_string(),
+                    environment: &environment,
+                    machines: &machines,
+                    unkept: team.as_ref().is_some_and(|t| t.unkept),
+                })
             })
             .collect();
         let (profiles, assessments) = (&self.profiles, &self.assessments);
@@ -428,6 +440,10 @@ impl App {
             Msg::Saved(result) => self.on_saved(result),
             Msg::Audited(entries) => {
                 self.audit = entries;
+                Vec::new()
+            }
+            Msg::Team(team) => {
+                self.team = Some(team);
                 Vec::new()
             }
         };

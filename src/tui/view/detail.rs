@@ -136,6 +136,7 @@ fn detail_lines(app: &App, p: &Profile, a: &Assessment, theme: &Theme) -> Vec<Li
         );
         lines.push(plain("owner", owner));
     }
+    lines.extend(team_lines(app, p, theme));
     if p.pending.is_some() {
         let hint = "authorization started: press e to paste the code";
         lines.push(row(theme, "pending", Span::styled(hint, fg(theme.accent))));
@@ -157,6 +158,36 @@ fn detail_lines(app: &App, p: &Profile, a: &Assessment, theme: &Theme) -> Vec<Li
         lines.push(plain("notes", bounded(&p.notes)));
     }
     lines.extend(history_lines(app, p, theme));
+    lines
+}
+
+/// For a vault a team shares: the agents keeping the profile, its last refresh, the lease.
+fn team_lines(app: &App, p: &Profile, theme: &Theme) -> Vec<Line<'static>> {
+    let view = match &app.team {
+        None => return Vec::new(),
+        Some(Err(e)) => {
+            let text = format!("cannot read it: {}", untrusted_short(e, MAX_ERROR_LINE));
+            return vec![row(theme, "team", Span::styled(text, fg(theme.danger)))];
+        }
+        Some(Ok(view)) => view,
+    };
+    let team = view.for_profile(&p.name, p.auto_refresh);
+    let kept = if team.unkept {
+        let text =
+            "no agent, though auto-refresh is on: start `tokdeck agent` on a machine of the team";
+        Span::styled(text, fg(theme.warn))
+    } else if !p.auto_refresh {
+        Span::styled("no agent: auto-refresh is off", fg(theme.muted))
+    } else {
+        Span::raw(format!("agents on {}", team.kept_by.join(", ")))
+    };
+    let mut lines = vec![row(theme, "kept by", kept)];
+    if let Some(last) = &team.last_refresh {
+        let text = format!("{} on {}", local(app, last.at), safe(&last.host));
+        lines.push(row(theme, "last saved", Span::raw(text)));
+    }
+    let lease = view.team.lease.as_deref().map_or("free".into(), safe);
+    lines.push(row(theme, "lease", Span::raw(lease)));
     lines
 }
 

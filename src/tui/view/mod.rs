@@ -181,6 +181,7 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         spans.push(Span::styled(format!("{n} {label}"), style));
         first = false;
     }
+    spans.extend(team_spans(app, theme));
     spans.push(Span::styled(
         format!("  sort: {}", app.sort.label()),
         fg(theme.muted),
@@ -190,6 +191,27 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         fg(theme.muted),
     ));
     frame.render_widget(Line::from(spans), area);
+}
+
+/// The header's word on the team sharing the vault: how many agents keep it, and how many
+/// auto-refresh profiles none keeps.
+fn team_spans(app: &App, theme: &Theme) -> Vec<Span<'static>> {
+    let view = match &app.team {
+        None => return Vec::new(),
+        Some(Err(_)) => return vec![Span::styled("  team: unreadable", fg(theme.danger))],
+        Some(Ok(view)) => view,
+    };
+    let keepers = view.team.keepers().len();
+    let mut spans = vec![match keepers {
+        0 => Span::styled("  team: no agent", fg(theme.warn)),
+        1 => Span::styled("  team: 1 agent", fg(theme.muted)),
+        n => Span::styled(format!("  team: {n} agents"), fg(theme.muted)),
+    }];
+    let unkept = app.unkept();
+    if unkept > 0 {
+        spans.push(Span::styled(format!(" · {unkept} unkept"), fg(theme.warn)));
+    }
+    spans
 }
 
 fn draw_log(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {

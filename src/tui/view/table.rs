@@ -130,6 +130,10 @@ fn table_cells(app: &App, i: usize) -> [String; 7] {
             b.kind.verb(),
             SPINNER[app.spinner % SPINNER.len()]
         ),
+        // An auto-refresh profile no agent of the team keeps will expire unattended.
+        None if app.team_of(p).is_some_and(|t| t.unkept) => {
+            format!("{} ⚠ no agent", a.health.label())
+        }
         None => a.health.label().to_string(),
     };
     [

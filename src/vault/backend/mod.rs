@@ -278,4 +278,32 @@ pub trait Backend: Send + Sync {
 
     /// Whether a previous version is kept to restore after damage.
     fn has_previous(&self) -> bool;
+
+    /// What the store holds beside the vault about the team sharing it: the agents'
+    /// announcements and the lease ([`crate::team`]); `None` for a store without a team (a
+    /// file, which one machine's agent keeps).
+    fn team(&self) -> Result<Option<TeamEntries>, VaultError> {
+        Ok(None)
+    }
+
+    /// Announces this process beside the vault as an agent: `text` tagged with `tag`,
+    /// replacing its previous announcement.
+    fn announce(&self, _text: &str, _tag: &str) -> Result<(), VaultError> {
+        Ok(())
+    }
+
+    /// Removes an announcement: this process's (`None`), or the one named.
+    fn withdraw(&self, _id: Option<&str>) -> Result<(), VaultError> {
+        Ok(())
+    }
+}
+
+/// What a store holds beside a shared vault about its team, as read.
+#[derive(Debug, Clone, Default)]
+pub struct TeamEntries {
+    pub announcements: Vec<crate::team::Announcement>,
+    /// Who holds the lease now and until when, if anyone.
+    pub lease: Option<String>,
+    /// The newest refresh token saved for each profile key ([`Newest`]).
+    pub newest: std::collections::BTreeMap<String, Newest>,
 }

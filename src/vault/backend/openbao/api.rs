@@ -180,6 +180,41 @@ impl Api {
         }
     }
 
+    /// The names of the secrets under the folder `dir` (a KV `LIST`); none when it is empty.
+    pub fn list(&self, dir: &KvPath) -> Result<Vec<String>, VaultError> {
+        // With the slash, as `bao kv list` asks: a policy on `PATH/*` allows it.
+        let url = format!("{}/?list=true", dir.metadata_url());
+        let answer = self.call(dir, reqwest::Method::GET, url, None, Replay::Safe)?;
+        match answer.status {
+            200 => Ok(body_json(&answer)["data"]["keys"]
+                .as_array()
+                .map(|keys| {
+                    keys.iter()
+                        .filter_map(Value::as_str)
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default()),
+            404 => Ok(Vec::new()),
+            _ => Err(refusal(dir, &answer)),
+        }
+    }
+
+    /// Removes the secret at `kv` with every version of it (its metadata).
+    pub fn destroy(&self, kv: &KvPath) -> Result<(), VaultError> {
+        let answer = self.call(
+            kv,
+            reqwest::Method::DELETE,
+            kv.metadata_url(),
+            None,
+            Replay::Safe,
+        )?;
+        match answer.status {
+            200 | 204 | 404 => Ok(()),
+            _ => Err(refusal(kv, &answer)),
+        }
+    }
+
     /// Whether this token may create and update secrets at `kv` (`sys/capabilities-self`).
     pub fn may_write(&self, kv: &KvPath) -> Result<bool, VaultError> {
         let path = format!("{}/data/{}", kv.mount, kv.path);

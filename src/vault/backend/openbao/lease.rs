@@ -209,6 +209,23 @@ pub fn try_take(
     }
 }
 
+/// What the lock entry at `lock` says without taking it: who holds the lease now (`None`
+/// when nobody does), and the newest refresh token saved for each profile key.
+pub fn peek(
+    api: &Api,
+    lock: &KvPath,
+) -> Result<(Option<String>, std::collections::BTreeMap<String, Newest>), VaultError> {
+    match api.read(lock)? {
+        Found::Nothing { .. } => Ok((None, std::collections::BTreeMap::new())),
+        Found::Secret(secret) => {
+            let holder = Record::of(&secret)
+                .filter(|record| !record.expired(&secret))
+                .map(|record| record.describe(&secret));
+            Ok((holder, record_of(&secret).newest))
+        }
+    }
+}
+
 /// The lock entry's version this holder wrote last, and until when the lease runs.
 #[derive(Debug, Clone, Copy)]
 struct Grant {

@@ -8,6 +8,7 @@ pub mod api;
 mod ha;
 pub mod lease;
 mod runner;
+mod team;
 
 use std::io::{Read, Write};
 use std::sync::Mutex;
@@ -18,7 +19,7 @@ pub use api::Connection;
 use api::{Api, Found, Written};
 use lease::{Holder, LeaseTiming, Taken};
 
-use super::{Backend, LeaseGuard, Stamp, Stored, Version};
+use super::{Backend, LeaseGuard, Stamp, Stored, TeamEntries, Version};
 use crate::vault::error::VaultError;
 use crate::vault::location::{KvPath, Location};
 
@@ -30,6 +31,10 @@ pub struct OpenBaoBackend {
     location: Location,
     kv: KvPath,
     lock: KvPath,
+    /// Where agents announce themselves ([`team`]).
+    agents: KvPath,
+    /// This process's announcement, once it announced itself.
+    announcing: String,
     api: Api,
     holder: Holder,
     timing: LeaseTiming,
@@ -45,6 +50,8 @@ impl OpenBaoBackend {
         Ok(Self {
             location: Location::OpenBao(Box::new(kv.clone())),
             lock: kv.sibling(format!("{}.lock", kv.path)),
+            agents: team::folder(kv),
+            announcing: team::new_id(),
             kv: kv.clone(),
             api: Api::new(connection)?,
             holder: Holder::default(),
@@ -214,6 +221,18 @@ impl Backend for OpenBaoBackend {
 
     fn lease_retry_every(&self) -> std::time::Duration {
         std::time::Duration::from_millis(250)
+    }
+
+    fn team(&self) -> Result<Option<TeamEntries>, VaultError> {
+        team::read(&self.api, &self.agents, &self.lock).map(Some)
+    }
+
+    fn announce(&self, text: &str, tag: &str) -> Result<(), VaultError> {
+        team::announce(&self.api, &self.agents, &self.announcing, text, tag)
+    }
+
+    fn withdraw(&self, id: Option<&str>) -> Result<(), VaultError> {
+        team::withdraw(&self.api, &self.agents, id.unwrap_or(&self.announcing))
     }
 
     fn has_previous(&self) -> bool {

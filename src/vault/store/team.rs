@@ -1,0 +1,94 @@
+//! The team beside the vault, as the store reads and writes it: announcements checked
+//! against the members' secret, each profile's last save found by its record key.
+
+use std::collections::BTreeMap;
+
+use age::secrecy::ExposeSecret;
+
+use super::{Store, lock_ignoring_poison, record_key};
+use crate::team::{Beat, FORGOTTEN_AFTER, LastRefresh, Team, tag};
+use crate::vault::error::VaultError;
+
+/// The team around a vault, with what the store knows per profile.
+#[derive(Debug, Clone, Default)]
+pub struct TeamView {
+    pub team: Team,
+    /// The last save of each profile's token, by profile name.
+    pub last_refresh: BTreeMap<String, LastRefresh>,
+    /// Announcements lapsed past [`FORGOTTEN_AFTER`], which an agent removes.
+    pub forgotten: Vec<String>,
+}
+
+impl TeamView {
+    /// What the team means for the profile `name`, which renews by itself or not.
+    pub fn for_profile(&self, name: &str, auto_refresh: bool) -> crate::team::ProfileTeam {
+        self.team
+            .for_profile(auto_refresh, self.last_refresh.get(name).cloned())
+    }
+}
+
+impl Store {
+    /// The team sharing this vault; `None` for a vault without one (a file).
+    pub fn team(&self) -> Result<Option<TeamView>, VaultError> {
+        let Some(entries) = self.backend.team()? else {
+            return Ok(None);
+        };
+        // Current names and secret: a reload when the stored vault changed.
+        self.read(|_| ())?;
+        let snap = lock_ignoring_poison(&self.snapshot);
+        let secret = snap.content.members_secret().0;
+        let team = Team::of(
+            &entries.announcements,
+            secret.map(ExposeSecret::expose_secret),
+            entries.lease,
+        );
+        let last_refresh = snap
+            .content
+            .names()
+            .into_iter()
+            .filter_map(|name| {
+                let newest = entries.newest.get(&record_key(secret, name))?;
+                let last = LastRefresh {
+                    host: crate::display::untrusted(&newest.host).into_owned(),
+                    at: newest.obtained_at,
+                };
+                Some((name.to_string(), last))
+            })
+            .collect();
+        let forgotten = entries
+            .announcements
+            .iter()
+            .filter(|a| a.age.is_some_and(|age| age > FORGOTTEN_AFTER))
+            .map(|a| a.id.clone())
+            .collect();
+        Ok(Some(TeamView {
+            team,
+            last_refresh,
+            forgotten,
+        }))
+    }
+
+    /// Announces this process as an agent keeping the vault, tagged with the members'
+    /// secret; a vault without one cannot be announced (readers could not tell it from a
+    /// planted announcement), and is not.
+    pub fn announce(&self, beat: &Beat) -> Result<(), VaultError> {
+        let text = serde_json::to_string(beat)
+            .map_err(|e| VaultError::Remote(format!("cannot write the announcement: {e}")))?;
+        let tagged = {
+            let snap = lock_ignoring_poison(&self.snapshot);
+            snap.content
+                .members_secret()
+                .0
+                .map(|secret| tag(secret.expose_secret(), &text))
+        };
+        match tagged {
+            Some(tagged) => self.backend.announce(&text, &tagged),
+            None => Ok(()),
+        }
+    }
+
+    /// Removes this process's announcement (`None`) or the one named.
+    pub fn withdraw(&self, id: Option<&str>) -> Result<(), VaultError> {
+        self.backend.withdraw(id)
+    }
+}
