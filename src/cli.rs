@@ -439,6 +439,10 @@ pub enum RecipientsCommand {
         /// Also remove the last recipient or the key you are opening the vault with
         #[arg(long)]
         force: bool,
+        /// Then renew every refresh token the removed keys could read, and revoke the ones
+        /// they replace with their access tokens
+        #[arg(long)]
+        rotate: bool,
     },
     /// Trust the vault as it is now, after its recipients changed or it was replaced
     Accept {

@@ -691,7 +691,7 @@ fn recipients_are_listed_added_and_removed_with_re_encryption() {
         said.contains("1 client secret and 1 refresh token"),
         "{said}"
     );
-    assert!(said.contains("tokdeck revoke"), "{said}");
+    assert!(said.contains("--rotate"), "{said}");
     assert!(
         !age_opens(&env, &dave_key),
         "the removed key still opens the vault"

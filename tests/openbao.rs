@@ -440,6 +440,19 @@ fn the_readme_policy_is_all_a_member_needs() {
     }
     let listed = bao.api("LIST", "/v1/secret/metadata/teams/payroll.agents/", None);
     assert_eq!(listed.status, 404, "withdrawn: {}", listed.body);
+    // Removing a recipient needs more than a member has: destroying the history, which the
+    // removed key still opens, is refused by name, after the removal itself.
+    let (_key, other) = common::keygen(env.home(), "other.txt");
+    assert!(env.run(&["recipients", "add", &other]).status.success());
+    let out = env.run(&["recipients", "remove", &other]);
+    assert_one_line_error(&out, "its earlier versions are not destroyed: OpenBao at");
+    assert!(
+        stderr(&out).contains("needs update on secret/destroy/teams/payroll"),
+        "{}",
+        stderr(&out)
+    );
+    let listed = stdout(&env.run(&["recipients", "list"]));
+    assert!(!listed.contains(&other), "removed all the same: {listed}");
     // Elsewhere in the mount, the same token is refused, by name.
     let out = env
         .command(&["--vault", &bao.location("teams/other"), "init"])

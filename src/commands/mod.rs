@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod oauth;
 pub mod profiles;
 pub mod recipients;
+pub mod rotate;
 pub mod server_args;
 pub mod share;
 pub mod status;
@@ -65,7 +66,9 @@ async fn on_runtime(ctx: &Context, cli: &Cli) -> anyhow::Result<i32> {
         Some(Command::Check { name }) => oauth::check(ctx, name).await.map(|()| 0),
         Some(Command::Inspect { name, json }) => inspect::run(ctx, name, *json).map(|()| 0),
         Some(Command::Revoke { name }) => oauth::revoke(ctx, name).await.map(|()| 0),
-        Some(Command::Recipients { action }) => recipients::run(ctx, action.as_ref()).map(|()| 0),
+        Some(Command::Recipients { action }) => {
+            recipients::run(ctx, action.as_ref()).await.map(|()| 0)
+        }
         Some(Command::Vault { action }) => vault::run(ctx, action).map(|()| 0),
         Some(Command::Completions { shell }) => {
             crate::output::print(&crate::cli::complete::registration(*shell)?)?;

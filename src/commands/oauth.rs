@@ -19,13 +19,13 @@ use crate::vault::{Profile, Store};
 use crate::worker::{Command, Event, Job, Outcome};
 
 /// A job that failed: its profile and the message.
-struct Failure {
-    profile: String,
-    error: String,
+pub(super) struct Failure {
+    pub profile: String,
+    pub error: String,
 }
 
 /// Runs `jobs` on a fresh worker, printing notes on stderr; returns the failures.
-async fn run_jobs(
+pub(super) async fn run_jobs(
     ctx: &Context,
     store: Arc<Store>,
     jobs: Vec<(String, Job)>,

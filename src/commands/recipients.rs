@@ -9,8 +9,8 @@ use crate::cli::RecipientsCommand;
 use crate::context::Context;
 use crate::vault::{Store, VaultData, crypto, trust};
 
-/// Runs `tokdeck recipients [list | add R... | remove R... [--force]]`.
-pub fn run(ctx: &Context, action: Option<&RecipientsCommand>) -> anyhow::Result<()> {
+/// Runs `tokdeck recipients [list | add R... | remove R... [--force] [--rotate]]`.
+pub async fn run(ctx: &Context, action: Option<&RecipientsCommand>) -> anyhow::Result<()> {
     if let Some(RecipientsCommand::Accept { yes }) = action {
         return accept(ctx, *yes);
     }
@@ -18,7 +18,17 @@ pub fn run(ctx: &Context, action: Option<&RecipientsCommand>) -> anyhow::Result<
     match action {
         None | Some(RecipientsCommand::List) => list(&store),
         Some(RecipientsCommand::Add { recipients }) => add(&store, recipients),
-        Some(RecipientsCommand::Remove { recipients, force }) => remove(&store, recipients, *force),
+        Some(RecipientsCommand::Remove {
+            recipients,
+            force,
+            rotate,
+        }) => {
+            remove(&store, recipients, *force, *rotate)?;
+            if *rotate {
+                super::rotate::rotate_all(ctx, store).await?;
+            }
+            Ok(())
+        }
         Some(RecipientsCommand::Accept { .. }) => Ok(()),
     }
 }
@@ -161,7 +171,7 @@ fn add(store: &Store, wanted: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn remove(store: &Store, unwanted: &[String], force: bool) -> anyhow::Result<()> {
+fn remove(store: &Store, unwanted: &[String], force: bool, rotate: bool) -> anyhow::Result<()> {
     refuse_passphrase_vault(store)?;
     let gone: Vec<String> = unwanted
         .iter()
@@ -191,19 +201,19 @@ fn remove(store: &Store, unwanted: &[String], force: bool) -> anyhow::Result<()>
         data.members_secret = Some(trust::new_secret());
         Ok(Exposed::of(data))
     })??;
-    // The backup holds the previous version, still readable with the removed keys.
-    let history = match store.location() {
-        crate::vault::Location::File(file) => {
-            let _ = std::fs::remove_file(crate::vault::file::backup_path(file));
-            "its backup deleted".to_string()
-        }
-        crate::vault::Location::OpenBao(kv) => format!(
-            "KV still keeps its earlier versions, which the removed key opens: destroy them (`bao kv metadata get {0}` lists them, `bao kv destroy -versions=N,... {0}` destroys them)",
-            kv.kv_name()
-        ),
+    // Earlier versions (a backup, KV's history) are still sealed to the removed keys.
+    let history = store.forget_history().map_err(|e| {
+        anyhow::anyhow!(
+            "removed, and the vault is re-encrypted without them, but its earlier versions are not destroyed: {e}"
+        )
+    })?;
+    let advice = if rotate {
+        "the refresh tokens are rotated next; the client secrets only their OAuth apps can renew (then `tokdeck edit NAME --new-client-secret`)"
+    } else {
+        "rotate them (`tokdeck recipients remove ... --rotate` renews the refresh tokens and revokes the old ones; issue new client secrets in each OAuth app, then `tokdeck edit NAME --new-client-secret`)"
     };
     crate::note!(
-        "removed; the vault is re-encrypted and {history}. Whoever held the removed key may have copied {}: rotate them (revoke with `tokdeck revoke NAME` and authorize again; issue new client secrets in each OAuth app, then `tokdeck edit NAME --new-client-secret`)",
+        "removed; the vault is re-encrypted and {history}. Whoever held the removed key may have copied {}: {advice}",
         exposed.describe()
     );
     Ok(())

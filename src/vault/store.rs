@@ -19,23 +19,9 @@ mod splice;
 mod team;
 
 use super::trust::{Pinned, Pins, give_members_secret, membership, membership_of};
-use lease::LeaseState;
 pub use lease::{KeyedPrint, Lease, Refusal, SpendChanges};
+use lease::{LeaseState, record_key};
 pub use team::TeamView;
-
-/// [`Store::record_key`], under the members' secret `secret`.
-fn record_key(secret: Option<&age::secrecy::SecretString>, name: &str) -> String {
-    use age::secrecy::ExposeSecret;
-    use sha2::Digest;
-    let mut hash = sha2::Sha256::new();
-    hash.update(b"tokdeck record key\0");
-    if let Some(secret) = secret {
-        hash.update(secret.expose_secret().as_bytes());
-    }
-    hash.update(b"\0");
-    hash.update(name.as_bytes());
-    crate::display::hex(hash.finalize().get(..16).unwrap_or_default())
-}
 
 fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -198,6 +184,12 @@ impl Store {
     /// Whether the vault is sealed with a passphrase rather than to recipients.
     pub fn is_passphrase_vault(&self) -> bool {
         matches!(*lock_ignoring_poison(&self.sealing), Sealing::Passphrase(_))
+    }
+
+    /// Destroys every stored version of the vault but the current one (see
+    /// [`Backend::forget_history`]); says what went.
+    pub fn forget_history(&self) -> Result<String, VaultError> {
+        self.backend.forget_history()
     }
 
     /// Where the vault is.

@@ -55,6 +55,9 @@ pub enum Job {
     KeepAlive(Schedule),
     /// Revoke the tokens at the server and forget them.
     Revoke,
+    /// Renew the refresh token whatever its state, and revoke the one it replaces with its
+    /// access token: after a key that could read them left the recipients.
+    Rotate,
     /// Ask the credentials endpoint who the token belongs to.
     Check,
     /// Read the endpoints again from the issuer's metadata.
@@ -77,6 +80,7 @@ pub enum JobKind {
     Exchange,
     Refresh,
     Revoke,
+    Rotate,
     Check,
     Rediscover,
 }
@@ -89,6 +93,7 @@ impl JobKind {
             JobKind::Exchange => "exchange",
             JobKind::Refresh => "refresh",
             JobKind::Revoke => "revoke",
+            JobKind::Rotate => "rotate",
             JobKind::Check => "check",
             JobKind::Rediscover => "rediscover",
         }
@@ -110,6 +115,7 @@ impl Job {
             Job::Exchange { .. } => JobKind::Exchange,
             Job::Refresh { .. } | Job::KeepAlive(_) => JobKind::Refresh,
             Job::Revoke => JobKind::Revoke,
+            Job::Rotate => JobKind::Rotate,
             Job::Check => JobKind::Check,
             Job::Rediscover => JobKind::Rediscover,
         }
@@ -167,6 +173,33 @@ pub enum Outcome {
     /// The endpoints were read again from the issuer's metadata; `changed` when they differ
     /// from what the profile held.
     Rediscovered { changed: bool },
+    /// The refresh token was renewed to rotate it ([`Job::Rotate`]).
+    Rotated(Rotation),
+}
+
+/// What rotating a refresh token came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// A new refresh token is saved; the one it replaced and its access token were revoked
+    /// at the server, or `unrevoked` says why not.
+    Renewed { unrevoked: Option<String> },
+    /// The server handed back the same refresh token: a refresh cannot rotate it.
+    Kept,
+}
+
+impl Rotation {
+    /// One line for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Rotation::Renewed { unrevoked: None } => {
+                "rotated: a new refresh token saved, the old one and its access token revoked".into()
+            }
+            Rotation::Renewed { unrevoked: Some(why) } => format!(
+                "rotated: a new refresh token saved, but the old ones were not revoked ({why}): they stay valid until they expire"
+            ),
+            Rotation::Kept => "not rotated: the server keeps refresh tokens across refreshes, so the old one still works: revoke it (tokdeck revoke NAME) and authorize again".into(),
+        }
+    }
 }
 
 impl Outcome {
@@ -178,6 +211,7 @@ impl Outcome {
             Outcome::Revoked(r) => format!("tokens revoked; {}", r.describe()),
             Outcome::Checked(c) => format!("token belongs to {}", c.owner_line()),
             Outcome::Rediscovered { .. } => "endpoints read from the issuer's metadata".into(),
+            Outcome::Rotated(r) => r.describe(),
         }
     }
 }
@@ -449,6 +483,7 @@ mod tests {
             JobKind::Exchange,
             JobKind::Refresh,
             JobKind::Revoke,
+            JobKind::Rotate,
             JobKind::Check,
         ] {
             assert!(!kind.cancellable(), "{kind:?}");

@@ -315,6 +315,7 @@ impl Worker {
                 self.refresh(&profile, asked).await
             }
             Job::Revoke => self.revoke(&profile).await,
+            Job::Rotate => self.rotate(&profile).await,
             Job::Check => self.check(&profile).await,
             Job::Rediscover => self.rediscover(&profile).await,
         };

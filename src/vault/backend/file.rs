@@ -262,4 +262,17 @@ impl Backend for FileBackend {
     fn has_previous(&self) -> bool {
         backup_path(&self.path).exists()
     }
+
+    fn forget_history(&self) -> Result<String, VaultError> {
+        let backup = backup_path(&self.path);
+        match std::fs::remove_file(&backup) {
+            Ok(()) => Ok("its backup deleted".into()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok("it had no backup".into()),
+            Err(e) => Err(VaultError::Io {
+                action: "delete the backup",
+                path: backup,
+                source: e,
+            }),
+        }
+    }
 }

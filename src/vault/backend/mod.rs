@@ -279,6 +279,10 @@ pub trait Backend: Send + Sync {
     /// Whether a previous version is kept to restore after damage.
     fn has_previous(&self) -> bool;
 
+    /// Destroys every stored version but the current one (a file's backup, a KV secret's
+    /// history), so a key removed from the recipients opens none of them; says what went.
+    fn forget_history(&self) -> Result<String, VaultError>;
+
     /// What the store holds beside the vault about the team sharing it: the agents'
     /// announcements and the lease ([`crate::team`]); `None` for a store without a team (a
     /// file, which one machine's agent keeps).

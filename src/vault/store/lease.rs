@@ -175,6 +175,20 @@ impl Drop for Lease {
     }
 }
 
+/// [`super::Store::record_key`], under the members' secret `secret`.
+pub(super) fn record_key(secret: Option<&age::secrecy::SecretString>, name: &str) -> String {
+    use age::secrecy::ExposeSecret;
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(b"tokdeck record key\0");
+    if let Some(secret) = secret {
+        hash.update(secret.expose_secret().as_bytes());
+    }
+    hash.update(b"\0");
+    hash.update(name.as_bytes());
+    crate::display::hex(hash.finalize().get(..16).unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{TimeDelta, Utc};

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use age::secrecy::ExposeSecret;
 
-use super::{Store, lock_ignoring_poison, record_key};
+use super::lease::record_key;
+use super::{Store, lock_ignoring_poison};
 use crate::team::{Beat, FORGOTTEN_AFTER, LastRefresh, Team, tag};
 use crate::vault::error::VaultError;
 

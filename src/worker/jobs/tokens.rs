@@ -1,4 +1,4 @@
-//! Jobs on the tokens a profile holds: refresh, revoke, check.
+//! Jobs on the tokens a profile holds: refresh, revoke, rotate, check.
 
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use crate::vault::{Lease, Profile, Token};
 use crate::worker::error::{JobError, JobResult};
 use crate::worker::held::{Replacing, Spending};
 use crate::worker::runner::Worker;
-use crate::worker::{FailureKind, Outcome, Revocation, Schedule};
+use crate::worker::{FailureKind, Outcome, Revocation, Rotation, Schedule};
 
 /// What a refresh job was asked to do.
 #[derive(Debug, Clone, Copy)]
@@ -160,6 +160,40 @@ impl Worker {
             })
             .await?;
         Ok((Outcome::Revoked(verdict), Some(saved)))
+    }
+
+    /// Renews the refresh token whatever its state, then revokes the one it replaced and its
+    /// access token, which a removed member may have copied. A server that hands back the
+    /// same refresh token cannot be rotated this way, and its token is left alone: revoking
+    /// it would revoke the one still in use.
+    pub(in crate::worker) async fn rotate(&self, name: &str) -> JobResult {
+        let lease = self.lease().await?;
+        let profile = self.current(name).await?;
+        let Some(token) = &profile.token else {
+            return Err(OAuthError::NoToken(name.to_string()).into());
+        };
+        let Some(old_refresh) = &token.refresh_token else {
+            return Err(OAuthError::NoRefreshToken.into());
+        };
+        let (_, saved) = self.spend_refresh_token(&profile, token, &lease).await?;
+        let renewed = saved
+            .as_ref()
+            .and_then(|p| p.token.as_ref())
+            .and_then(|t| t.refresh_token.as_ref())
+            .is_some_and(|new| new.expose_secret() != old_refresh.expose_secret());
+        if !renewed {
+            return Ok((Outcome::Rotated(Rotation::Kept), saved));
+        }
+        let revoked = async {
+            self.client
+                .revoke(&profile, old_refresh, "refresh_token")
+                .await?;
+            self.client
+                .revoke(&profile, &token.access_token, "access_token")
+                .await
+        };
+        let unrevoked = revoked.await.err().map(|e| e.to_string());
+        Ok((Outcome::Rotated(Rotation::Renewed { unrevoked }), saved))
     }
 
     /// Asks the server about the access token just revoked: introspection or the check

@@ -200,6 +200,52 @@ impl Api {
         }
     }
 
+    /// Destroys every version of the secret at `kv` older than its current one (KV's
+    /// `destroy`: the data is gone, the version numbers stay); how many there were.
+    pub fn destroy_older(&self, kv: &KvPath) -> Result<usize, VaultError> {
+        let answer = self.call(
+            kv,
+            reqwest::Method::GET,
+            kv.metadata_url(),
+            None,
+            Replay::Safe,
+        )?;
+        if answer.status != 200 {
+            return Err(refusal(kv, &answer));
+        }
+        let json = body_json(&answer);
+        let current = json["data"]["current_version"].as_u64().unwrap_or(0);
+        let older: Vec<u64> = json["data"]["versions"]
+            .as_object()
+            .map(|versions| {
+                versions
+                    .iter()
+                    .filter(|(_, v)| !v["destroyed"].as_bool().unwrap_or(false))
+                    .filter_map(|(n, _)| n.parse::<u64>().ok())
+                    .filter(|&n| n < current)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if older.is_empty() {
+            return Ok(0);
+        }
+        let url = kv.api(&format!("{}/destroy/{}", kv.mount, kv.path));
+        let body = serde_json::json!({ "versions": older });
+        let answer = self.call(kv, reqwest::Method::POST, url, Some(body), Replay::Safe)?;
+        match answer.status {
+            200 | 204 => Ok(older.len()),
+            403 => Err(VaultError::Remote(format!(
+                "OpenBao at {} refused to destroy the earlier versions of {}: the token needs update on {}/destroy/{} (an admin's, or add it to the policy); until then the removed key opens them: `bao kv destroy -versions=... {}`",
+                kv.host(),
+                kv.kv_name(),
+                kv.mount,
+                kv.path,
+                kv.kv_name()
+            ))),
+            _ => Err(refusal(kv, &answer)),
+        }
+    }
+
     /// Removes the secret at `kv` with every version of it (its metadata).
     pub fn destroy(&self, kv: &KvPath) -> Result<(), VaultError> {
         let answer = self.call(

@@ -223,6 +223,15 @@ impl Backend for OpenBaoBackend {
         std::time::Duration::from_millis(250)
     }
 
+    fn forget_history(&self) -> Result<String, VaultError> {
+        let destroyed = self.api.destroy_older(&self.kv)?;
+        Ok(match destroyed {
+            0 => "OpenBao kept no earlier version of it".into(),
+            1 => "its earlier version destroyed in OpenBao".into(),
+            n => format!("its {n} earlier versions destroyed in OpenBao"),
+        })
+    }
+
     fn team(&self) -> Result<Option<TeamEntries>, VaultError> {
         team::read(&self.api, &self.agents, &self.lock).map(Some)
     }

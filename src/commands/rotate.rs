@@ -1,0 +1,62 @@
+//! `tokdeck recipients remove ... --rotate`: every refresh token a removed key could read is
+//! renewed, and the one it replaces revoked with its access token, each job recorded in the
+//! audit log; what cannot be rotated (a server that keeps refresh tokens, a failure) is
+//! listed, and makes the command fail, so a script sees that the offboarding is not done.
+
+use std::sync::Arc;
+
+use anyhow::anyhow;
+
+use super::oauth::run_jobs;
+use crate::context::Context;
+use crate::vault::Store;
+use crate::worker::{Event, Job, Outcome, Rotation};
+
+/// Rotates every refresh token in `store`.
+pub async fn rotate_all(ctx: &Context, store: Arc<Store>) -> anyhow::Result<()> {
+    let names: Vec<String> = store.read(|data| {
+        data.profiles
+            .iter()
+            .filter(|p| p.token.as_ref().is_some_and(|t| t.refresh_token.is_some()))
+            .map(|p| p.name.clone())
+            .collect()
+    })?;
+    if names.is_empty() {
+        crate::note!("no refresh token to rotate");
+        return Ok(());
+    }
+    let total = names.len();
+    let jobs = names.into_iter().map(|n| (n, Job::Rotate)).collect();
+    let mut left = Vec::new();
+    let failures = run_jobs(ctx, store, jobs, |event| {
+        if let Event::Succeeded {
+            profile,
+            outcome: Outcome::Rotated(rotation),
+            ..
+        } = event
+        {
+            crate::note!(
+                "{profile}: {}",
+                rotation.describe().replace("NAME", profile)
+            );
+            if *rotation != (Rotation::Renewed { unrevoked: None }) {
+                left.push(profile.clone());
+            }
+        }
+    })
+    .await?;
+    for f in &failures {
+        crate::note!("{}: not rotated: {}", f.profile, f.error);
+        left.push(f.profile.clone());
+    }
+    if left.is_empty() {
+        crate::note!("rotated all {total} refresh tokens");
+        return Ok(());
+    }
+    left.sort();
+    Err(anyhow!(
+        "{} of {total} refresh tokens are not fully rotated ({}): see each line above",
+        left.len(),
+        left.join(", ")
+    ))
+}
