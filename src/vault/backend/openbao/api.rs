@@ -119,6 +119,14 @@ impl Api {
     /// The number of the secret's newest version, without reading it; `None` when there is
     /// no secret at `kv`.
     pub fn current_version(&self, kv: &KvPath) -> Result<Option<u64>, VaultError> {
+        Ok(self
+            .metadata(kv)?
+            .and_then(|json| json["data"]["current_version"].as_u64()))
+    }
+
+    /// The secret's metadata (its versions, the current one); `None` when there is no
+    /// secret at `kv`.
+    fn metadata(&self, kv: &KvPath) -> Result<Option<Value>, VaultError> {
         let answer = self.call(
             kv,
             reqwest::Method::GET,
@@ -127,7 +135,7 @@ impl Api {
             Replay::Safe,
         )?;
         match answer.status {
-            200 => Ok(body_json(&answer)["data"]["current_version"].as_u64()),
+            200 => Ok(Some(body_json(&answer))),
             404 => Ok(None),
             _ => Err(refusal(kv, &answer)),
         }
@@ -203,17 +211,9 @@ impl Api {
     /// Destroys every version of the secret at `kv` older than its current one (KV's
     /// `destroy`: the data is gone, the version numbers stay); how many there were.
     pub fn destroy_older(&self, kv: &KvPath) -> Result<usize, VaultError> {
-        let answer = self.call(
-            kv,
-            reqwest::Method::GET,
-            kv.metadata_url(),
-            None,
-            Replay::Safe,
-        )?;
-        if answer.status != 200 {
-            return Err(refusal(kv, &answer));
-        }
-        let json = body_json(&answer);
+        let Some(json) = self.metadata(kv)? else {
+            return Ok(0);
+        };
         let current = json["data"]["current_version"].as_u64().unwrap_or(0);
         let older: Vec<u64> = json["data"]["versions"]
             .as_object()
