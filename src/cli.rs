@@ -494,6 +494,9 @@ pub struct AddArgs {
     /// Read the client secret from this file (else a hidden prompt, or stdin when piped)
     #[arg(long, value_name = "FILE")]
     pub client_secret_file: Option<PathBuf>,
+    /// The group it belongs to, for filters and views (group:NAME)
+    #[arg(long, value_name = "NAME", value_parser = parse_group)]
+    pub group: Option<String>,
     /// Free-text notes
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub notes: String,
@@ -549,6 +552,9 @@ pub struct EditArgs {
     /// New length of the refresh-token window, 1m to 366d
     #[arg(long, value_parser = parse_refresh_window, value_name = "DUR")]
     pub refresh_window: Option<Duration>,
+    /// Move it to another group ("" for none)
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
     /// Replace the notes ("" clears them)
     #[arg(long, allow_hyphen_values = true)]
     pub notes: Option<String>,

@@ -1,5 +1,6 @@
 //! The filter language the app's `/` and `status --filter` share: words such as
-//! `state:expiring`, `owner:company`, `env:production`, `machine:build-3` (a machine that
+//! `state:expiring`, `owner:company`, `env:production`, `group:payroll` (`group:none` for
+//! profiles in no group), `machine:build-3` (a machine that
 //! refreshed the profile last or keeps it; `machine:none` for auto-refresh profiles no agent
 //! keeps), a leading `-` to leave out what a word
 //! matches, and bare words that match inside a profile's name. A key given more than once (or
@@ -11,7 +12,7 @@ use std::fmt;
 use crate::health::Health;
 
 /// The keys a word may name, as typed.
-const KEYS: [&str; 4] = ["state", "owner", "env", "machine"];
+const KEYS: [&str; 5] = ["state", "owner", "env", "group", "machine"];
 
 /// What one word asks about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +22,8 @@ enum Test {
     Owner(String),
     /// Inside the ENV column, lower case.
     Env(String),
+    /// The group, whole (groups are lower case); `none`: a profile in no group.
+    Group(String),
     /// Inside the host of a machine that refreshed or keeps it, lower case; `none`: an
     /// auto-refresh profile no agent keeps.
     Machine(String),
@@ -34,6 +37,7 @@ impl Test {
             Test::State(_) => "state",
             Test::Owner(_) => "owner",
             Test::Env(_) => "env",
+            Test::Group(_) => "group",
             Test::Machine(_) => "machine",
             Test::Name(_) => "name",
         }
@@ -44,6 +48,8 @@ impl Test {
             Test::State(state) => row.state == *state,
             Test::Owner(owner) => row.owner.eq_ignore_ascii_case(owner),
             Test::Env(env) => row.environment.to_lowercase().contains(env.as_str()),
+            Test::Group(none) if none == "none" => row.group.is_none(),
+            Test::Group(group) => row.group == Some(group.as_str()),
             Test::Machine(none) if none == "none" => row.unkept,
             Test::Machine(host) => row
                 .machines
@@ -61,6 +67,7 @@ pub struct Row<'a> {
     pub state: Health,
     pub owner: &'a str,
     pub environment: &'a str,
+    pub group: Option<&'a str>,
     /// The machines that refreshed it last or keep it, for a vault a team shares.
     pub machines: &'a [&'a str],
     /// Auto-refresh is on but no agent keeps it.
@@ -79,7 +86,9 @@ pub struct Filter {
 /// A word the filter cannot read, with what would be right.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterError {
-    #[error("unknown filter key '{0}:': use state:, owner:, env: or machine:, or a part of a name")]
+    #[error(
+        "unknown filter key '{0}:': use state:, owner:, env:, group: or machine:, or a part of a name"
+    )]
     UnknownKey(String),
     #[error("unknown state '{0}': use ok, expiring, stale, expired, error or no-token")]
     UnknownState(String),
@@ -201,6 +210,7 @@ fn tests_of(word: &str) -> Result<Vec<Test>, FilterError> {
             "state" => "expiring",
             "owner" => "company",
             "machine" => "build-3",
+            "group" => "payroll",
             _ => "production",
         };
         return Err(FilterError::NoValue(key, example));
@@ -216,6 +226,7 @@ fn tests_of(word: &str) -> Result<Vec<Test>, FilterError> {
             }
             "owner" => Err(FilterError::UnknownOwner(value)),
             "machine" => Ok(Test::Machine(value)),
+            "group" => Ok(Test::Group(value)),
             _ => Ok(Test::Env(value)),
         })
         .collect()
@@ -228,6 +239,7 @@ impl fmt::Display for Filter {
             Test::State(s) => format!("state:{}", s.label()),
             Test::Owner(o) => format!("owner:{o}"),
             Test::Env(e) => format!("env:{e}"),
+            Test::Group(g) => format!("group:{g}"),
             Test::Machine(m) => format!("machine:{m}"),
             Test::Name(n) => n.clone(),
         };
@@ -247,6 +259,7 @@ mod tests {
             state,
             owner,
             environment,
+            group: None,
             machines: &[],
             unkept: false,
         }
@@ -306,6 +319,31 @@ mod tests {
         assert_eq!(
             Filter::parse("machine:").unwrap_err().to_string(),
             "'machine:' needs a value, such as machine:build-3"
+        );
+    }
+
+    #[test]
+    fn group_words_match_a_whole_group_and_none_the_profiles_in_none() {
+        let rows = [
+            Row {
+                group: Some("payroll"),
+                ..row("a", Health::Ok, "user", "production")
+            },
+            Row {
+                group: Some("payroll-eu"),
+                ..row("b", Health::Ok, "user", "production")
+            },
+            row("c", Health::Ok, "user", "production"),
+        ];
+        assert_eq!(passing("group:PAYROLL", &rows), ["a"]);
+        assert_eq!(passing("group:payroll,payroll-eu", &rows), ["a", "b"]);
+        assert_eq!(passing("group:none", &rows), ["c"]);
+        assert_eq!(passing("-group:none -group:payroll", &rows), ["b"]);
+        let filter = Filter::parse("group:payroll -group:none").unwrap();
+        assert_eq!(filter.to_string(), "group:payroll -group:none");
+        assert_eq!(
+            Filter::parse("group:").unwrap_err().to_string(),
+            "'group:' needs a value, such as group:payroll"
         );
     }
 

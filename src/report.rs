@@ -16,6 +16,9 @@ use crate::vault::{CheckResult, Profile, Provider, Store, VaultData};
 #[derive(Debug, Serialize)]
 pub struct StatusRow {
     pub name: String,
+    /// Its group; left out for a profile in none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     pub environment: String,
     pub owner: String,
     pub scopes: Vec<String>,
@@ -48,6 +51,7 @@ impl StatusRow {
         let token = profile.token.as_ref();
         Self {
             name: profile.name.clone(),
+            group: profile.group.clone(),
             environment,
             owner: profile.owner.to_string(),
             scopes: profile.scopes.clone(),
@@ -135,6 +139,7 @@ pub fn keep_matching(rows: &mut Vec<StatusRow>, filter: &crate::filter::Filter) 
             state: r.state,
             owner: &r.owner,
             environment: &r.environment,
+            group: r.group.as_deref(),
             machines: &machines,
             unkept: r.team.as_ref().is_some_and(|t| t.unkept),
         })
@@ -193,30 +198,48 @@ pub fn mark_unsaved(rows: &mut [StatusRow], spool: &crate::worker::Spool, store:
     }
 }
 
-/// The plain-text table.
-pub fn table(rows: &[StatusRow]) -> String {
-    if rows.is_empty() {
-        return "no profiles yet: add one with `tokdeck add NAME --client-id ID --redirect-uri URI`\n".into();
+/// The table's header and cells. A GROUP column only where some profile has a group: a vault
+/// without groups reads as before. Scopes and hosts come from a shared vault or a server:
+/// shown, never executed.
+fn table_cells(rows: &[StatusRow]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let grouped = rows.iter().any(|r| r.group.is_some());
+    let mut header = vec!["NAME"];
+    if grouped {
+        header.push("GROUP");
     }
-    let header = [
-        "NAME", "ENV", "OWNER", "SCOPES", "ACCESS", "REFRESH", "STATE",
-    ];
-    // Scopes and hosts come from a shared vault or a server: shown, never executed.
-    let cells: Vec<[String; 7]> = rows
+    header.extend(["ENV", "OWNER", "SCOPES", "ACCESS", "REFRESH", "STATE"]);
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            [
-                untrusted(&r.name).into_owned(),
+            let mut cells = vec![untrusted(&r.name).into_owned()];
+            if grouped {
+                cells.push(
+                    r.group
+                        .as_deref()
+                        .map_or("-".into(), |g| untrusted(g).into_owned()),
+                );
+            }
+            cells.extend([
                 untrusted(&r.environment).into_owned(),
                 r.owner.clone(),
                 untrusted(&r.scopes.join(" ")).into_owned(),
                 r.assessment.access_text(),
                 r.assessment.refresh_text(),
                 r.state.label().to_string(),
-            ]
+            ]);
+            cells
         })
         .collect();
-    let mut widths = header.map(str::len);
+    (header, cells)
+}
+
+/// The plain-text table.
+pub fn table(rows: &[StatusRow]) -> String {
+    if rows.is_empty() {
+        return "no profiles yet: add one with `tokdeck add NAME --client-id ID --redirect-uri URI`\n".into();
+    }
+    let (header, cells) = table_cells(rows);
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &cells {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -226,13 +249,13 @@ pub fn table(rows: &[StatusRow]) -> String {
     let mut push_row = |cols: &[String]| {
         let line: Vec<String> = cols
             .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
+            .zip(&widths)
+            .map(|(c, &w)| format!("{c:<w$}"))
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     };
-    push_row(&header.map(String::from));
+    push_row(&header.iter().map(ToString::to_string).collect::<Vec<_>>());
     for row in &cells {
         push_row(row);
     }
@@ -257,4 +280,51 @@ pub fn json(rows: &mut [StatusRow]) -> anyhow::Result<String> {
     let mut out = Vec::with_capacity(rows.len() * 512 + 2);
     serde_json::to_writer_pretty(&mut out, rows)?;
     Ok(crate::display::json_for_terminal(String::from_utf8(out)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::{Endpoints, Profile};
+
+    fn vault(groups: &[Option<&str>]) -> VaultData {
+        let mut data = VaultData::default();
+        for (i, group) in groups.iter().enumerate() {
+            let mut p = Profile::new(
+                format!("p{i}"),
+                Provider::Factorial,
+                Endpoints::at("https://api.factorialhr.com"),
+                "c".into(),
+                age::secrecy::SecretString::from("s"),
+                "urn:ietf:wg:oauth:2.0:oob".into(),
+            );
+            p.group = group.map(String::from);
+            data.profiles.push(p);
+        }
+        data
+    }
+
+    fn header(groups: &[Option<&str>]) -> String {
+        let rows = rows(&vault(groups), Utc::now(), Duration::from_secs(600));
+        table(&rows).lines().next().unwrap_or_default().to_string()
+    }
+
+    #[test]
+    fn the_group_column_shows_only_where_some_profile_has_a_group() {
+        assert!(!header(&[None, None]).contains("GROUP"));
+        assert!(header(&[None, Some("payroll")]).starts_with("NAME  GROUP    ENV"));
+        let text = table(&rows(
+            &vault(&[None, Some("payroll")]),
+            Utc::now(),
+            Duration::ZERO,
+        ));
+        assert!(text.contains("p0    -        "), "{text}");
+        assert!(text.contains("p1    payroll  "), "{text}");
+        let json = json(&mut rows(
+            &vault(&[Some("payroll")]),
+            Utc::now(),
+            Duration::ZERO,
+        ));
+        assert!(json.unwrap().contains("\"group\": \"payroll\""));
+    }
 }

@@ -772,6 +772,8 @@ fn edit_changes_only_the_given_settings() {
         "2d",
         "--notes",
         "for HR",
+        "--group",
+        "payroll",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = env.vault_text();
@@ -783,6 +785,7 @@ fn edit_changes_only_the_given_settings() {
         "auto_refresh = true",
         "refresh_window = \"2d\"",
         "notes = \"for HR\"",
+        "group = \"payroll\"",
     ] {
         assert!(text.contains(expected), "{expected} missing:\n{text}");
     }
@@ -807,7 +810,18 @@ fn edit_changes_only_the_given_settings() {
         &env.run(&["edit", "nope", "--notes", "x"]),
         "no profile named 'nope'",
     );
+    assert_one_line_error(
+        &env.run(&["edit", "other", "--group", "Pay Roll"]),
+        "invalid group 'Pay Roll'",
+    );
     assert_eq!(env.vault_bytes(), before);
+    let out = env.run(&["status", "--filter", "group:payroll", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("\"group\": \"payroll\""));
+    assert!(!stdout(&out).contains("\"other\""), "{}", stdout(&out));
+    let out = env.run(&["edit", "payroll", "--group", ""]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!env.vault_text().contains("group ="));
 }
 
 #[test]

@@ -57,6 +57,7 @@ fn user_token(age: i64, life: i64) -> Token {
 /// One profile in each state the table distinguishes.
 fn fleet() -> Vec<Profile> {
     let mut ok = profile("payroll-sync", Provider::Factorial);
+    ok.group = Some("payroll".into());
     ok.token = Some(user_token(10 * 60, 2 * HOUR));
     ok.last_check = Some(CheckResult {
         checked_at: at(-300),
@@ -189,6 +190,7 @@ fn detail_pane_masks_until_revealed() {
     let text = text_of(&masked);
     assert!(!text.contains("access-token-value") && !text.contains("client-secret-value"));
     assert!(text.contains("ada@example.com, company 42, employee 7"));
+    assert!(text.contains("group         payroll"), "{text}");
     insta::assert_snapshot!("detail_masked_160x40", masked.backend());
     app.update(key('v'));
     let shown = text_of(&render(&app, &default_theme(), 160, 40));

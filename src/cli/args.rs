@@ -144,6 +144,11 @@ pub fn parse_authorize_param(text: &str) -> Result<(String, String), String> {
     crate::vault::validate::validate_authorize_param(text).map_err(|e| e.to_string())
 }
 
+/// A group's name (see [`crate::vault::validate::validate_group`]).
+pub fn parse_group(text: &str) -> Result<String, String> {
+    crate::vault::validate::validate_group(text).map_err(|e| e.to_string())
+}
+
 /// An environment variable name: letters, digits and `_`, not starting with a digit.
 pub fn parse_env_var(text: &str) -> Result<String, String> {
     crate::vault::validate::validate_env_var(text).map_err(|e| e.to_string())

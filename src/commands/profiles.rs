@@ -13,8 +13,8 @@ use crate::config::Paths;
 use crate::context::Context;
 use crate::vault::text::Text;
 use crate::vault::validate::{
-    validate_client_id, validate_env_var, validate_name, validate_notes, validate_redirect_uri,
-    validate_scopes,
+    validate_client_id, validate_env_var, validate_group, validate_name, validate_notes,
+    validate_redirect_uri, validate_scopes,
 };
 use crate::vault::{IdentityFile, Profile, ProfileError, Sealing, VaultData, crypto, store};
 
@@ -181,6 +181,7 @@ pub async fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
     profile.auto_refresh = args.auto_refresh;
     profile.publish = args.publish;
     profile.notes = validate_notes(&args.notes)?;
+    profile.group.clone_from(&args.group);
     profile.env_var.clone_from(&args.env_var);
     set_authorize_params(&mut profile, &args.authorize_params);
     if let Some(window) = args.refresh_window {
@@ -277,6 +278,13 @@ fn apply_settings(profile: &mut Profile, args: &EditArgs) -> anyhow::Result<()> 
     }
     if let Some(notes) = &args.notes {
         profile.notes = validate_notes(notes)?;
+    }
+    if let Some(group) = &args.group {
+        profile.group = if group.is_empty() {
+            None
+        } else {
+            Some(validate_group(group)?)
+        };
     }
     if let Some(var) = &args.env_var {
         profile.env_var = if var.is_empty() {

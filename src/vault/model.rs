@@ -211,6 +211,9 @@ impl fmt::Display for OwnerType {
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     pub name: String,
+    /// The group it belongs to, for filters and views (`group:payroll`); `None`: no group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     pub provider: Provider,
     /// The issuer the server's metadata named (discovery); redirects must carry it back when
     /// they carry `iss` (RFC 9207).
@@ -290,6 +293,7 @@ impl Profile {
     ) -> Self {
         Self {
             name,
+            group: None,
             provider,
             issuer: None,
             endpoints,

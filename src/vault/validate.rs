@@ -44,11 +44,34 @@ pub fn validate_name(name: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// A group's name: what a profile name may be, lower case (filters match groups without
+/// regard to case, so `Payroll` and `payroll` must not be two groups), and not `none`, which
+/// the filter's `group:none` keeps for profiles without one.
+pub fn validate_group(text: &str) -> Result<String, Invalid> {
+    let ok = !text.is_empty()
+        && text.len() <= 64
+        && !text.starts_with('.')
+        && text != "none"
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        invalid!(
+            "invalid group '{}': use up to 64 lower-case letters, digits, '-', '_' or '.', not starting with '.' and not 'none'",
+            crate::display::untrusted(text)
+        );
+    }
+    Ok(text.to_string())
+}
+
 /// Every rule `add` and `edit` enforce, for a profile that came another way (an `import`ed
 /// file): its name, endpoints (no plain http:// off this machine), redirect URI, client id,
 /// scopes, notes, extra authorize parameters and `exec` variable.
 pub fn check_profile(p: &crate::vault::Profile) -> Result<(), Invalid> {
     validate_name(&p.name)?;
+    if let Some(group) = &p.group {
+        validate_group(group)?;
+    }
     check_where_secrets_go(p)?;
     if !p.redirect_uri.is_empty() {
         validate_redirect_uri(&p.redirect_uri)?;
@@ -427,6 +450,25 @@ mod tests {
             "https://user@api.example.com",
         ] {
             assert!(validate_base_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_group_is_a_lower_case_name_other_than_none() {
+        for good in ["payroll", "team-a", "eu_2", "ops.night"] {
+            assert_eq!(validate_group(good).as_deref(), Ok(good));
+        }
+        for bad in [
+            "",
+            "Payroll",
+            "none",
+            ".hidden",
+            "a b",
+            "x/y",
+            &"g".repeat(65),
+        ] {
+            let err = validate_group(bad).unwrap_err().to_string();
+            assert!(err.contains("lower-case letters"), "{bad}: {err}");
         }
     }
 

@@ -378,6 +378,7 @@ impl App {
                     state: self.assessments[i].health,
                     owner: &p.owner.to_string(),
                     environment: &environment,
+                    group: p.group.as_deref(),
                     machines: &machines,
                     unkept: team.as_ref().is_some_and(|t| t.unkept),
                 })

@@ -186,6 +186,33 @@ fn filter_narrows_rows_and_escape_clears() {
 }
 
 #[test]
+fn a_group_word_keeps_the_profiles_of_that_group() {
+    let mut grouped = profile("payroll", Some(100));
+    grouped.group = Some("hr".into());
+    let mut app = app(vec![grouped, profile("other", Some(100))]);
+    app.update(key('/'));
+    for c in "group:hr".chars() {
+        app.update(key(c));
+    }
+    app.update(code(KeyCode::Enter));
+    let names = |app: &App| -> Vec<String> {
+        app.order
+            .iter()
+            .map(|&i| app.profiles[i].name.clone())
+            .collect()
+    };
+    assert_eq!(names(&app), ["payroll"]);
+    app.update(key('/'));
+    for _ in 0.."group:hr".len() {
+        app.update(code(KeyCode::Backspace));
+    }
+    for c in "group:none".chars() {
+        app.update(key(c));
+    }
+    assert_eq!(names(&app), ["other"]);
+}
+
+#[test]
 fn countdowns_tick_and_reveal_expires() {
     let mut app = app(vec![profile("p", Some(100))]);
     app.update(key('v'));

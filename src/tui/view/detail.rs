@@ -154,6 +154,9 @@ fn detail_lines(app: &App, p: &Profile, a: &Assessment, theme: &Theme) -> Vec<Li
         ),
         plain("redirect", safe(&p.redirect_uri)),
     ]);
+    if let Some(group) = &p.group {
+        lines.push(plain("group", safe(group)));
+    }
     if !p.notes.is_empty() {
         lines.push(plain("notes", bounded(&p.notes)));
     }

@@ -8,8 +8,8 @@ use super::fields::{AUTH_METHODS, FieldId, GRANTS, OWNERS, PROVIDERS, pick};
 use crate::http::origin_of;
 use crate::vault::model::DEFAULT_REFRESH_WINDOW;
 use crate::vault::validate::{
-    validate_base_url, validate_client_id, validate_endpoint_url, validate_env_var, validate_name,
-    validate_notes, validate_redirect_uri, validate_scopes,
+    validate_base_url, validate_client_id, validate_endpoint_url, validate_env_var, validate_group,
+    validate_name, validate_notes, validate_redirect_uri, validate_scopes,
 };
 use crate::vault::{AuthMethod, Endpoints, GrantType, OwnerType, Profile, Provider};
 
@@ -259,7 +259,7 @@ impl Form {
         Ok(profile)
     }
 
-    /// The second page's settings beyond the server: window, variable, params, notes.
+    /// The second page's settings beyond the server: window, variable, params, group, notes.
     fn set_extras(&self, profile: &mut Profile) -> Result<(), Invalid> {
         profile.refresh_window = match self.value(FieldId::RefreshWindow) {
             "" => DEFAULT_REFRESH_WINDOW,
@@ -276,6 +276,10 @@ impl Form {
             FieldId::AuthorizeParams,
             authorize_params(self.value(FieldId::AuthorizeParams)),
         )?;
+        profile.group = match self.value(FieldId::Group) {
+            "" => None,
+            text => Some(at(FieldId::Group, validate_group(text))?),
+        };
         // Notes keep their newlines (the field shows them escaped); only the ends are trimmed.
         profile.notes = at(
             FieldId::Notes,

@@ -24,6 +24,7 @@ pub enum FieldId {
     EnvVar,
     Publish,
     AuthorizeParams,
+    Group,
     Notes,
 }
 
@@ -66,6 +67,7 @@ pub const PAGES: [(&str, &[FieldId]); 2] = [
             FieldId::EnvVar,
             FieldId::Publish,
             FieldId::AuthorizeParams,
+            FieldId::Group,
             FieldId::Notes,
         ],
     ),
@@ -111,6 +113,7 @@ impl FieldId {
             Self::EnvVar => "Env var",
             Self::Publish => "Publish",
             Self::AuthorizeParams => "Extra params",
+            Self::Group => "Group",
             Self::Notes => "Notes",
         }
     }
@@ -175,6 +178,6 @@ mod tests {
             flags(GRANTS.map(|g| g.flag().to_string()).to_vec()),
             GRANT_FLAGS
         );
-        assert_eq!(all().count(), 20);
+        assert_eq!(all().count(), 21);
     }
 }

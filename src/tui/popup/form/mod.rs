@@ -330,6 +330,7 @@ fn initial(id: FieldId, p: &Profile) -> String {
         FieldId::TokenUrl => named(&p.endpoints.token_url),
         FieldId::RefreshWindow => crate::duration::format_duration(p.refresh_window),
         FieldId::EnvVar => p.env_var.clone().unwrap_or_default(),
+        FieldId::Group => p.group.clone().unwrap_or_default(),
         FieldId::Notes => p.notes.clone(),
         FieldId::AuthorizeParams => p
             .authorize_params

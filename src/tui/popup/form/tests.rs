@@ -224,6 +224,7 @@ fn the_second_page_sets_what_add_sets() {
     form.set(FieldId::TokenUrl, "https://auth.example.com/o/token");
     form.set(FieldId::RefreshWindow, "30d");
     form.set(FieldId::EnvVar, "PAYROLL_TOKEN");
+    form.set(FieldId::Group, "payroll");
     form.set(FieldId::Notes, "owned by payroll");
     let Some(p) = submitted(form.on_key(Some(Action::Submit), None, &[])) else {
         panic!("not submitted: {:?}", form.error);
@@ -244,6 +245,7 @@ fn the_second_page_sets_what_add_sets() {
         std::time::Duration::from_secs(30 * 86_400)
     );
     assert_eq!(p.env_var.as_deref(), Some("PAYROLL_TOKEN"));
+    assert_eq!(p.group.as_deref(), Some("payroll"));
     assert_eq!(p.notes, "owned by payroll");
     // Edited again, every value is where it was.
     let edit = Form::edit(&p);
@@ -251,6 +253,7 @@ fn the_second_page_sets_what_add_sets() {
         (FieldId::TokenUrl, "https://auth.example.com/o/token"),
         (FieldId::RefreshWindow, "30d"),
         (FieldId::EnvVar, "PAYROLL_TOKEN"),
+        (FieldId::Group, "payroll"),
         (FieldId::Notes, "owned by payroll"),
     ] {
         assert_eq!(edit.value(id), value, "{id:?}");
@@ -259,6 +262,7 @@ fn the_second_page_sets_what_add_sets() {
     for (id, bad) in [
         (FieldId::RefreshWindow, "400d"),
         (FieldId::EnvVar, "LD_PRELOAD"),
+        (FieldId::Group, "Pay Roll"),
         (FieldId::AuthorizeUrl, "ftp://x"),
     ] {
         let mut form = filled("bad");
