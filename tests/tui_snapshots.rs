@@ -881,7 +881,9 @@ fn the_team_view_shows_who_keeps_each_profile_and_warns_when_nobody_does() {
         !alone.contains("team") && !alone.contains("kept by"),
         "{alone}"
     );
-    app.update(Msg::Team(Err("OpenBao at 127.0.0.1:8200 is sealed".into())));
+    app.update(Msg::Team(Err(tokdeck::vault::VaultError::Remote(
+        "OpenBao at 127.0.0.1:8200 is sealed".into(),
+    ))));
     let failed = format!("{:?}", render(&app, &theme, 120, 40).backend());
     assert!(failed.contains("team: unreadable"), "{failed}");
     assert!(failed.contains("is sealed"), "{failed}");

@@ -14,7 +14,7 @@ use ratatui::backend::Backend;
 use ratatui::layout::Rect;
 use tokio::sync::mpsc;
 
-use super::app::{App, Effect, Msg, SaveOp};
+use super::app::{App, Effect, Msg, SaveFailed, SaveOp};
 use super::theme::Theme;
 use super::{osc52, view};
 use crate::clock::Clock;
@@ -270,7 +270,7 @@ fn read_team(
         let team = match store.team() {
             Ok(Some(view)) => Some(Ok(view)),
             Ok(None) => None,
-            Err(e) => Some(Err(e.to_string())),
+            Err(e) => Some(Err(e)),
         };
         reading.store(false, Ordering::SeqCst);
         if let Some(team) = team {
@@ -290,7 +290,7 @@ fn watch_vault(store: Arc<Store>, tx: mpsc::UnboundedSender<Msg>) {
 /// Saves a UI change through the same locked, atomic path as the CLI.
 fn save(store: Arc<Store>, op: SaveOp, tx: mpsc::UnboundedSender<Msg>) {
     tokio::task::spawn_blocking(move || {
-        let result = store.update(|data| -> Result<Vec<Profile>, String> {
+        let result = store.update(|data| -> Result<Vec<Profile>, SaveFailed> {
             let changed = match &op {
                 SaveOp::Delete(name) => data.remove(name).map(|_| ()),
                 SaveOp::Upsert {
@@ -302,14 +302,10 @@ fn save(store: Arc<Store>, op: SaveOp, tx: mpsc::UnboundedSender<Msg>) {
                     profile,
                 } => data.replace(original, Profile::clone(profile)),
             };
-            changed.map_err(|e| e.to_string())?;
+            changed?;
             Ok(data.profiles.clone())
         });
-        let msg = match result {
-            Ok(result) => Msg::Saved(result),
-            Err(e) => Msg::Saved(Err(e.to_string())),
-        };
-        let _ = tx.send(msg);
+        let _ = tx.send(Msg::Saved(result.unwrap_or_else(|e| Err(e.into()))));
     });
 }
 

@@ -23,14 +23,14 @@ pub enum RecordRequest {
     /// A refresh token about to leave: `None` once recorded, or why it must not.
     Intend {
         spend: Printed,
-        reply: oneshot::Sender<Result<Option<Refusal>, String>>,
+        reply: oneshot::Sender<Result<Option<Refusal>, Arc<VaultError>>>,
     },
     /// The answer to `print` is saved, or it never left; `saved` is the token now stored,
     /// when one was.
     Settle {
         print: Option<String>,
         saved: Option<Printed>,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), Arc<VaultError>>>,
     },
 }
 
@@ -113,7 +113,7 @@ fn changes(store: &Store, asked: &[Asked]) -> (Vec<KeyedPrint>, Vec<String>, Vec
 fn answer(batch: Vec<RecordRequest>, written: Result<Vec<Option<Refusal>>, VaultError>) {
     let mut standing = match written {
         Ok(answers) => Ok(answers.into_iter()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(Arc::new(e)),
     };
     for request in batch {
         match request {

@@ -467,7 +467,7 @@ impl Worker {
         answer
             .await
             .map_err(|_| JobError::internal("internal error: the saver stopped"))?
-            .map_err(|e| JobError::new(FailureKind::Storage, e))
+            .map_err(|e| JobError::new(FailureKind::Storage, e.to_string()))
     }
 
     /// Saves a freshly issued token over the one it replaces; retried, because losing it

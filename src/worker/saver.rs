@@ -4,7 +4,20 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::vault::{Profile, Store};
+use crate::vault::{Profile, Store, VaultError};
+
+/// Why a change was not saved. One failed write fails every change it carried, so the
+/// store's error is shared.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SaveError {
+    #[error("profile '{0}' was removed meanwhile")]
+    Removed(String),
+    #[error(transparent)]
+    Store(Arc<VaultError>),
+    /// The write's task ended without an answer (it panicked or was cancelled).
+    #[error("internal error: the save ended without an answer ({0})")]
+    Lost(String),
+}
 
 /// A change to one profile, applied by the saver.
 pub type Change = Box<dyn FnMut(&mut Profile) + Send>;
@@ -14,7 +27,7 @@ pub struct SaveRequest {
     pub profile: String,
     pub change: Change,
     /// The profile as saved, or why it was not.
-    pub reply: oneshot::Sender<Result<Profile, String>>,
+    pub reply: oneshot::Sender<Result<Profile, SaveError>>,
 }
 
 /// Most changes written in one save.
@@ -55,25 +68,18 @@ pub fn spawn_saver(store: Arc<Store>) -> mpsc::UnboundedSender<SaveRequest> {
                 }))
             })
             .await;
-            match saved {
+            let failed = match saved {
                 Ok(Ok(outcomes)) => {
                     for ((name, reply), outcome) in replies.into_iter().zip(outcomes) {
-                        let _ = reply.send(
-                            outcome
-                                .ok_or_else(|| format!("profile '{name}' was removed meanwhile")),
-                        );
+                        let _ = reply.send(outcome.ok_or(SaveError::Removed(name)));
                     }
+                    continue;
                 }
-                Ok(Err(e)) => {
-                    for (_, reply) in replies {
-                        let _ = reply.send(Err(e.to_string()));
-                    }
-                }
-                Err(e) => {
-                    for (_, reply) in replies {
-                        let _ = reply.send(Err(format!("internal error: {e}")));
-                    }
-                }
+                Ok(Err(e)) => SaveError::Store(Arc::new(e)),
+                Err(e) => SaveError::Lost(e.to_string()),
+            };
+            for (_, reply) in replies {
+                let _ = reply.send(Err(failed.clone()));
             }
         }
     });

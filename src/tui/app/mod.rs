@@ -28,7 +28,7 @@ use super::theme::Theme;
 use crate::filter::Filter;
 use crate::health::{Assessment, Health};
 use crate::pacing::AutoRefresh;
-use crate::vault::Profile;
+use crate::vault::{Profile, VaultError};
 use crate::worker::{Command, Event, Job, JobId, JobKind};
 
 /// How long `v` shows secrets.
@@ -59,12 +59,22 @@ pub enum Msg {
     Worker(Event),
     /// Another process changed the vault; these are its profiles now.
     Reloaded(Vec<Profile>),
-    /// A save the app asked for finished.
-    Saved(Result<Vec<Profile>, String>),
+    /// A save the app asked for finished: the profiles as saved.
+    Saved(Result<Vec<Profile>, SaveFailed>),
     /// The audit log's latest entries, newest first.
     Audited(Vec<crate::audit::Entry>),
     /// The team beside a vault a team shares, as read again, or why it could not be.
-    Team(Result<crate::vault::TeamView, String>),
+    Team(Result<crate::vault::TeamView, VaultError>),
+}
+
+/// Why a save the app asked for did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveFailed {
+    /// The change does not fit the profiles (a name taken, a profile gone).
+    #[error(transparent)]
+    Refused(#[from] crate::vault::ProfileError),
+    #[error(transparent)]
+    Store(#[from] VaultError),
 }
 
 /// A change the app asks for; the runtime carries it out.
@@ -230,7 +240,7 @@ pub struct App {
     /// The profile the form saved, selected once the save lands.
     saving: Option<String>,
     /// The team sharing the vault, as last read; `None` for a vault no team shares.
-    pub team: Option<Result<crate::vault::TeamView, String>>,
+    pub team: Option<Result<crate::vault::TeamView, VaultError>>,
 }
 
 impl App {

@@ -1,6 +1,6 @@
 //! What a save or a reload of the vault does to the app.
 
-use super::{App, Effect};
+use super::{App, Effect, SaveFailed};
 use crate::vault::Profile;
 use crate::worker::Job;
 
@@ -11,7 +11,7 @@ impl App {
         Vec::new()
     }
 
-    pub(super) fn on_saved(&mut self, result: Result<Vec<Profile>, String>) -> Vec<Effect> {
+    pub(super) fn on_saved(&mut self, result: Result<Vec<Profile>, SaveFailed>) -> Vec<Effect> {
         match result {
             Ok(profiles) => {
                 self.profiles = profiles;

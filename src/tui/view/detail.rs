@@ -169,7 +169,8 @@ fn team_lines(app: &App, p: &Profile, theme: &Theme) -> Vec<Line<'static>> {
     let view = match &app.team {
         None => return Vec::new(),
         Some(Err(e)) => {
-            let text = format!("cannot read it: {}", untrusted_short(e, MAX_ERROR_LINE));
+            let said = e.to_string();
+            let text = format!("cannot read it: {}", untrusted_short(&said, MAX_ERROR_LINE));
             return vec![row(theme, "team", Span::styled(text, fg(theme.danger)))];
         }
         Some(Ok(view)) => view,
