@@ -48,13 +48,9 @@ pub fn validate_name(name: &str) -> Result<(), Invalid> {
 /// regard to case, so `Payroll` and `payroll` must not be two groups), and not `none`, which
 /// the filter's `group:none` keeps for profiles without one.
 pub fn validate_group(text: &str) -> Result<String, Invalid> {
-    let ok = !text.is_empty()
-        && text.len() <= 64
-        && !text.starts_with('.')
-        && text != "none"
-        && text
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
+    let ok = validate_name(text).is_ok()
+        && !text.chars().any(|c| c.is_ascii_uppercase())
+        && text != "none";
     if !ok {
         invalid!(
             "invalid group '{}': use up to 64 lower-case letters, digits, '-', '_' or '.', not starting with '.' and not 'none'",

@@ -15,7 +15,7 @@ pub enum SaveError {
     #[error(transparent)]
     Store(Arc<VaultError>),
     /// The write's task ended without an answer (it panicked or was cancelled).
-    #[error("internal error: the save ended without an answer ({0})")]
+    #[error("internal error: {0}")]
     Lost(String),
 }
 
