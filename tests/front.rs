@@ -21,8 +21,20 @@ fn alone(env: &Env) -> PathBuf {
     front
 }
 
+/// Runs the copy `program`. Another test's thread may fork while the copy's file is still
+/// open for writing; its child holds the descriptor until it execs, and starting the copy
+/// meanwhile fails with "text file busy". That passes within moments: tried again, boundedly.
 fn run(env: &Env, program: &Path, args: &[&str]) -> std::process::Output {
-    env.command_of(program, args).output().unwrap()
+    let mut tries = 0;
+    loop {
+        match env.command_of(program, args).output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
 }
 
 #[test]
