@@ -224,4 +224,19 @@ pub enum VaultCommand {
         #[arg(value_name = "DEST")]
         dest: PathBuf,
     },
+    /// Store a team vault in OpenBao as one entry per profile, or again as one secret; nothing is lost either way
+    Layout {
+        /// entries: a small descriptor and one secret per profile (any number of profiles, a save writes one); single: the whole vault in one secret (raft storage takes up to 1 MiB)
+        #[arg(value_enum, value_name = "LAYOUT")]
+        to: LayoutArg,
+    },
+}
+
+/// `vault layout`: how a team vault is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LayoutArg {
+    /// A descriptor and one secret per profile
+    Entries,
+    /// The whole vault in one secret
+    Single,
 }

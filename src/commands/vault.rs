@@ -1,18 +1,37 @@
-//! `vault copy`: moving a vault between a file and OpenBao, still encrypted.
+//! `vault copy`: moving a vault between a file and OpenBao, still encrypted; `vault layout`:
+//! a team vault in OpenBao as one secret, or as entries.
 
 use std::io::Read;
 
 use anyhow::{Context as _, bail};
 
-use crate::cli::VaultCommand;
+use crate::cli::{LayoutArg, VaultCommand};
 use crate::context::Context;
+use crate::vault::store::Arrangement;
 use crate::vault::{Location, VaultError};
 
 /// `tokdeck vault ...`
 pub fn run(ctx: &Context, action: &VaultCommand) -> anyhow::Result<()> {
     match action {
         VaultCommand::Copy { dest } => copy(ctx, &Location::parse(dest)?),
+        VaultCommand::Layout { to } => lay_out(ctx, *to),
     }
+}
+
+/// Moves the vault into entries or back into one secret, under the lease.
+fn lay_out(ctx: &Context, to: LayoutArg) -> anyhow::Result<()> {
+    let store = ctx.open_vault()?;
+    let (target, said) = match to {
+        LayoutArg::Entries => (Arrangement::Entries, "one entry per profile"),
+        LayoutArg::Single => (Arrangement::Single, "one secret"),
+    };
+    let location = store.location().clone();
+    if store.arrange(target)? {
+        crate::note!("{location} is now stored as {said}; every machine reads it as it is");
+    } else {
+        crate::note!("{location} is already stored as {said}: nothing moved");
+    }
+    Ok(())
 }
 
 /// Copies the ciphertext as it is: no key is needed, and what arrives opens with the same
@@ -38,8 +57,13 @@ fn copy(ctx: &Context, to: &Location) -> anyhow::Result<()> {
     VaultError::check_exists(&from)?;
     let source = ctx.backend(&from)?;
     let mut ciphertext = Vec::new();
-    source
-        .open()?
+    let mut stored = source.open()?;
+    if matches!(stored.layout, crate::vault::backend::Layout::Entries(_)) {
+        bail!(
+            "{from} is stored as entries, which copy as more than one ciphertext: run `tokdeck vault layout single` first, copy it, then `tokdeck vault layout entries` where it arrives"
+        );
+    }
+    stored
         .reader
         .read_to_end(&mut ciphertext)
         .with_context(|| format!("cannot read {from}"))?;

@@ -3,6 +3,7 @@
 pub mod backend;
 pub mod connection;
 pub mod crypto;
+pub mod entry;
 pub mod error;
 pub mod file;
 pub mod location;

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::model::{Token, VaultData};
+use super::model::{Profile, Token, VaultData};
 
 /// Puts back into `theirs` (the file as just read) every token of `ours` (what this process
 /// last saw) that is newer than the file's token of the same profile, by `obtained_at`.
@@ -32,6 +32,19 @@ pub fn keep_newer_tokens(ours: &VaultData, theirs: &mut VaultData) -> Vec<String
         }
     }
     kept
+}
+
+/// [`keep_newer_tokens`] for one profile: puts `ours`'s token into `theirs` when it is newer;
+/// returns whether it did.
+pub fn keep_newer_token(ours: &Profile, theirs: &mut Profile) -> bool {
+    let (Some(ours), Some(stored)) = (&ours.token, &theirs.token) else {
+        return false;
+    };
+    if ours.obtained_at <= stored.obtained_at {
+        return false;
+    }
+    theirs.token = Some(ours.clone());
+    true
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use age::secrecy::SecretString;
 
-use super::backend::{Stamp, Stored, Version};
+use std::io::Read as _;
+
+use super::backend::{Changes, Layout, Stamp, Stored, Version};
 use super::crypto::{self, Sealing, Unlock};
 use super::error::VaultError;
 use super::location::Location;
@@ -25,8 +27,25 @@ pub(super) fn read_stored(
         stamp,
         version,
         reader,
+        layout,
     } = stored;
     let len = usize::try_from(stamp.len).unwrap_or(usize::MAX);
+    let (reader, entries): (Box<dyn std::io::Read + Send>, _) = match layout {
+        Layout::Single => (reader, None),
+        Layout::Entries(changes) => {
+            // The head is small, and written again as it is while only profiles change.
+            let mut head = Vec::with_capacity(len);
+            let mut reader = reader;
+            reader
+                .read_to_end(&mut head)
+                .map_err(|source| VaultError::Unreadable {
+                    path: path.clone(),
+                    source,
+                })?;
+            let state = EntryState::new(changes, head.clone());
+            (Box::new(std::io::Cursor::new(head)), Some(state))
+        }
+    };
     let decrypted = crypto::decrypt_from(
         std::io::BufReader::with_capacity(64 * 1024, reader),
         len,
@@ -39,6 +58,7 @@ pub(super) fn read_stored(
         stamp,
         content,
         version,
+        entries,
     };
     Ok((snapshot, sealing))
 }
@@ -50,6 +70,40 @@ pub(super) struct Snapshot {
     /// The stored version when last read or written: while it is unchanged nobody replaced
     /// the vault, so it need not be read again.
     pub(super) version: Option<Version>,
+    /// What was read of a vault laid out as entries; `None` for one in a single piece.
+    pub(super) entries: Option<EntryState>,
+}
+
+/// What the store holds of a vault laid out as entries
+/// ([`super::backend::entries`]): the content holds its head and the profiles loaded.
+pub(super) struct EntryState {
+    /// The descriptor's log, as last read or written.
+    pub(super) changes: Changes,
+    /// The head's ciphertext as stored: written again as it is while only profiles change,
+    /// so other readers see the head unchanged.
+    pub(super) head: Vec<u8>,
+    /// The id and version of each profile loaded, by name.
+    pub(super) slots: HashMap<String, Slot>,
+    /// Whether every entry is loaded, so the content holds every profile.
+    pub(super) whole: bool,
+}
+
+/// Where a loaded profile's entry is, and the version read or written.
+#[derive(Debug, Clone)]
+pub(super) struct Slot {
+    pub(super) id: String,
+    pub(super) version: u64,
+}
+
+impl EntryState {
+    pub(super) fn new(changes: Changes, head: Vec<u8>) -> Self {
+        Self {
+            changes,
+            head,
+            slots: HashMap::new(),
+            whole: false,
+        }
+    }
 }
 
 impl Snapshot {
@@ -59,6 +113,7 @@ impl Snapshot {
             stamp: Stamp::of(ciphertext),
             content: Content::parsed(data),
             version,
+            entries: None,
         }
     }
 

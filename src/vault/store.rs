@@ -14,13 +14,21 @@ use super::location::Location;
 use super::model::{Profile, VaultData};
 use super::snapshot::{Snapshot, read_stored};
 use super::text::Text;
+mod arrange;
+mod entries;
 mod lease;
+mod sealed;
 mod splice;
 mod team;
 
 use super::trust::{Pinned, Pins, give_members_secret, membership, membership_of};
+pub use arrange::Arrangement;
 pub use lease::{KeyedPrint, Lease, Refusal, SpendChanges};
 use lease::{LeaseState, record_key};
+#[cfg(test)]
+use sealed::CONFLICT_TRIES;
+pub use sealed::create_in;
+use sealed::{retrying_conflicts, seal};
 pub use team::TeamView;
 
 fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -206,6 +214,7 @@ impl Store {
     pub fn read<T>(&self, f: impl FnOnce(&VaultData) -> T) -> Result<T, VaultError> {
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
+        self.load_whole(&mut snap)?;
         Ok(f(snap.content.data(self.location())?))
     }
 
@@ -213,6 +222,9 @@ impl Store {
     pub fn profile(&self, name: &str) -> Result<Option<Profile>, VaultError> {
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
+        // Under the lease a profile is read for a refresh: only its entry is trusted.
+        let leased = lock_ignoring_poison(&self.lease).holders > 0;
+        self.load_one(&mut snap, name, leased)?;
         snap.content.profile(name, self.location())
     }
 
@@ -246,7 +258,10 @@ impl Store {
     /// The error for a name no profile has, with the closest one when there is one; the
     /// names are read without parsing the profiles.
     pub fn missing(&self, name: &str) -> super::ProfileError {
-        let snap = lock_ignoring_poison(&self.snapshot);
+        let mut snap = lock_ignoring_poison(&self.snapshot);
+        if let Err(e) = self.load_whole(&mut snap) {
+            tracing::debug!(error = %e, "cannot read every name for the suggestion");
+        }
         super::ProfileError::missing(name, snap.content.names())
     }
 
@@ -265,6 +280,7 @@ impl Store {
         if !changed {
             return Ok(None);
         }
+        self.load_whole(&mut snap)?;
         Ok(Some(snap.content.data(self.location())?.clone()))
     }
 
@@ -294,7 +310,10 @@ impl Store {
         let stored = self.backend.open()?;
         if stored.stamp == snap.stamp {
             snap.version = stored.version;
-            return Ok(false);
+            return match stored.layout {
+                super::backend::Layout::Entries(changes) => self.catch_up(snap, changes),
+                super::backend::Layout::Single => Ok(false),
+            };
         }
         let path = self.location();
         let (mut snapshot, sealing) =
@@ -337,8 +356,18 @@ impl Store {
         if kept.is_empty() {
             return Ok(kept);
         }
-        match self.update(|_| Ok::<(), std::convert::Infallible>(())) {
-            Ok(_) => Ok(kept),
+        let written = if self.arrangement() == Arrangement::Entries {
+            // Each entry read again keeps the newer token again: written as it is read.
+            let names = kept.iter().map(|name| (name.clone(), |_: &mut Profile| ()));
+            let written = self.update_profiles(names).map(|_| ());
+            lock_ignoring_poison(&self.kept).retain(|name| !kept.contains(name));
+            written
+        } else {
+            self.update(|_| Ok::<(), std::convert::Infallible>(()))
+                .map(|_| ())
+        };
+        match written {
+            Ok(()) => Ok(kept),
             Err(e) => {
                 lock_ignoring_poison(&self.kept).extend(kept);
                 Err(e)
@@ -394,11 +423,16 @@ impl Store {
         let _lease = self.lease()?;
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
+        self.load_whole(&mut snap)?;
         let mut data = snap.content.data(self.location())?.clone();
         let outcome = match change(&mut data) {
             Ok(v) => v,
             Err(e) => return Ok(Err(e)),
         };
+        if snap.entries.is_some() {
+            self.commit_whole_entries(&mut snap, data)?;
+            return Ok(Ok(outcome));
+        }
         let sealing = self.sealing_for(&data);
         give_members_secret(&mut data, &sealing);
         let ciphertext = seal(&data, &sealing)?;
@@ -435,6 +469,9 @@ impl Store {
         let _lease = self.lease()?;
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
+        if snap.entries.is_some() {
+            return self.update_entries(&mut snap, changes);
+        }
         match self.update_located(&mut snap, changes)? {
             Some(outcomes) => Ok(outcomes),
             None => self.update_parsed(&mut snap, changes),
@@ -529,60 +566,6 @@ impl Store {
     fn sealing_for(&self, data: &VaultData) -> Sealing {
         self.sealing_for_recipients(&data.recipients)
     }
-}
-
-/// Saves tried in all when other writers' versions keep turning up.
-const CONFLICT_TRIES: u32 = 6;
-
-/// Runs `attempt` again while it meets another writer's version, with a growing random pause
-/// between tries, up to [`CONFLICT_TRIES`]; then the conflict is the caller's.
-fn retrying_conflicts<R>(
-    mut attempt: impl FnMut() -> Result<R, VaultError>,
-) -> Result<R, VaultError> {
-    let mut tried = 1;
-    loop {
-        match attempt() {
-            Err(VaultError::Conflict(location)) if tried < CONFLICT_TRIES => {
-                tracing::info!(%location, tried, "another writer saved first: applying the change to its version");
-                let ceiling = 50u64 << tried.min(5);
-                let pause = rand::random_range(ceiling / 2..=ceiling);
-                std::thread::sleep(Duration::from_millis(pause));
-                tried += 1;
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Stores a new vault holding `data` in `backend`, sealed as `sealing` (whose recipients it
-/// records); refuses to replace an existing one. Returns the ciphertext written and its
-/// version. `init` uses it directly: a vault for a team need not be openable by the one who
-/// creates it.
-pub fn create_in(
-    backend: &dyn Backend,
-    data: &mut VaultData,
-    sealing: &Sealing,
-) -> Result<(Vec<u8>, Option<super::backend::Version>), VaultError> {
-    // Refused before sealing, which can take a second with a passphrase.
-    if backend.probe().is_some() {
-        return Err(VaultError::AlreadyExists(backend.location().clone()));
-    }
-    if let Sealing::Recipients(list) = sealing {
-        data.recipients.clone_from(list);
-    }
-    give_members_secret(data, sealing);
-    let ciphertext = seal(data, sealing)?;
-    let version = backend.create(&ciphertext)?;
-    Ok((ciphertext, version))
-}
-
-/// Renders `data` whole and encrypts it. Rendering the document in one piece is faster than
-/// in parts ([`Text`]), which only pay when later saves change a few profiles.
-fn seal(data: &VaultData, sealing: &Sealing) -> Result<Vec<u8>, VaultError> {
-    let text = zeroize::Zeroizing::new(
-        toml::to_string(data).map_err(|e| VaultError::Encrypt(e.to_string()))?,
-    );
-    crypto::encrypt(text.as_bytes(), sealing)
 }
 
 #[cfg(test)]

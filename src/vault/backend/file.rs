@@ -193,6 +193,7 @@ impl Backend for FileBackend {
             },
             version: Some(version_of(&meta)),
             reader: Box::new(file),
+            layout: super::Layout::Single,
         })
     }
 

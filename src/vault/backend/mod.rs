@@ -6,6 +6,7 @@
 //! Two backends: a file ([`file::FileBackend`]), and a secret in OpenBao's KV version 2 engine
 //! with check-and-set writes and a lease across machines ([`openbao::OpenBaoBackend`]).
 
+pub mod entries;
 pub mod file;
 pub mod openbao;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 use super::error::VaultError;
 use super::location::Location;
 
+pub use entries::{Changes, Entries, EntryRead, EntryWrite, Layout};
 pub use file::FileBackend;
 
 /// How many of the stored ciphertext's first bytes tell one encryption from another.
@@ -99,6 +101,8 @@ pub struct Stored {
     pub stamp: Stamp,
     pub version: Option<Version>,
     pub reader: Box<dyn Read + Send>,
+    /// Whether that is the whole vault, or the head of one laid out as entries.
+    pub layout: Layout,
 }
 
 /// A held lease, released when dropped.
@@ -252,6 +256,12 @@ pub trait Backend: Send + Sync {
         seal(&mut ciphertext)?;
         let version = self.commit(&ciphertext, expected)?;
         Ok((version, Stamp::of(&ciphertext)))
+    }
+
+    /// The entries of a vault laid out as entries ([`entries`]); `None` for a backend that
+    /// keeps a vault only in one piece (a file).
+    fn entries(&self) -> Option<&dyn Entries> {
+        None
     }
 
     /// Stores a new vault; refuses to replace one.

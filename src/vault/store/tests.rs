@@ -465,4 +465,5 @@ fn an_older_file_put_in_place_never_takes_back_newer_tokens() {
     assert_eq!(on_disk.token.unwrap().access_token.expose_secret(), "new");
 }
 
+mod entries;
 mod memory;

@@ -5,6 +5,7 @@
 //! lease is a lock entry beside the secret ([`lease`]).
 
 pub mod api;
+mod entries;
 mod ha;
 pub mod lease;
 mod runner;
@@ -19,12 +20,15 @@ pub use api::Connection;
 use api::{Api, Found, Written};
 use lease::{Holder, LeaseTiming, Taken};
 
-use super::{Backend, LeaseGuard, Stamp, Stored, TeamEntries, Version};
+use super::{Backend, Entries, Layout, LeaseGuard, Stamp, Stored, TeamEntries, Version};
 use crate::vault::error::VaultError;
 use crate::vault::location::{KvPath, Location};
 
 /// The one field a vault secret holds.
 const FIELD: &str = "age";
+
+/// The field of a descriptor ([`entries`]) that holds the vault's head.
+const HEAD: &str = "head";
 
 /// A vault kept in a KV version 2 secret.
 pub struct OpenBaoBackend {
@@ -33,6 +37,8 @@ pub struct OpenBaoBackend {
     lock: KvPath,
     /// Where agents announce themselves ([`team`]).
     agents: KvPath,
+    /// The folder of a vault laid out as entries ([`entries`]).
+    entries: KvPath,
     /// This process's announcement, once it announced itself.
     announcing: String,
     api: Api,
@@ -51,6 +57,7 @@ impl OpenBaoBackend {
             location: Location::OpenBao(Box::new(kv.clone())),
             lock: kv.sibling(format!("{}.lock", kv.path)),
             agents: team::folder(kv),
+            entries: entries::folder(kv),
             announcing: team::new_id(),
             kv: kv.clone(),
             api: Api::new(connection)?,
@@ -68,25 +75,38 @@ impl OpenBaoBackend {
 
     /// The armored ciphertext of `ciphertext`, as the field holds it.
     fn armored(ciphertext: &[u8]) -> Result<serde_json::Map<String, Value>, VaultError> {
-        let encode = || -> std::io::Result<Vec<u8>> {
-            let mut out = age::armor::ArmoredWriter::wrap_output(
-                Vec::with_capacity(ciphertext.len() * 4 / 3 + 128),
-                age::armor::Format::AsciiArmor,
-            )?;
-            out.write_all(ciphertext)?;
-            out.finish()
-        };
-        let text = encode()
-            .ok()
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .ok_or_else(|| VaultError::Encrypt("cannot armor the ciphertext".into()))?;
         let mut fields = serde_json::Map::new();
-        fields.insert(FIELD.into(), Value::String(text));
+        fields.insert(FIELD.into(), Value::String(armor(ciphertext)?));
         Ok(fields)
     }
 
-    /// The ciphertext a vault secret holds; a secret of another kind is refused by name.
-    fn ciphertext(&self, fields: &serde_json::Map<String, Value>) -> Result<Vec<u8>, VaultError> {
+    /// The ciphertext a vault secret holds, and how the vault is laid out; a secret of
+    /// another kind is refused by name.
+    fn ciphertext(
+        &self,
+        fields: &serde_json::Map<String, Value>,
+    ) -> Result<(Vec<u8>, Layout), VaultError> {
+        if fields.contains_key(HEAD) {
+            let changes = fields
+                .get(entries::CHANGES)
+                .cloned()
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| {
+                    VaultError::corrupt(&self.location, format!("a bad log of changes: {e}"))
+                })?
+                .unwrap_or_default();
+            return Ok((self.field(fields, HEAD)?, Layout::Entries(changes)));
+        }
+        Ok((self.field(fields, FIELD)?, Layout::Single))
+    }
+
+    /// The ciphertext in the field `name`.
+    fn field(
+        &self,
+        fields: &serde_json::Map<String, Value>,
+        name: &str,
+    ) -> Result<Vec<u8>, VaultError> {
         let not_ours = || {
             let names: Vec<&str> = fields.keys().map(String::as_str).take(8).collect();
             VaultError::Remote(format!(
@@ -100,7 +120,7 @@ impl OpenBaoBackend {
             ))
         };
         let text = fields
-            .get(FIELD)
+            .get(name)
             .and_then(Value::as_str)
             .ok_or_else(not_ours)?;
         if !text
@@ -147,12 +167,13 @@ impl Backend for OpenBaoBackend {
                 return Err(VaultError::NotFound(self.location.clone()));
             }
         };
-        let binary = self.ciphertext(&secret.fields)?;
+        let (binary, layout) = self.ciphertext(&secret.fields)?;
         self.remember(secret.version);
         Ok(Stored {
             stamp: Stamp::of(&binary),
             version: Some(Version::Revision(secret.version)),
             reader: Box::new(std::io::Cursor::new(binary)),
+            layout,
         })
     }
 
@@ -171,6 +192,10 @@ impl Backend for OpenBaoBackend {
             }
             Written::Conflict => Err(VaultError::Conflict(self.location.clone())),
         }
+    }
+
+    fn entries(&self) -> Option<&dyn Entries> {
+        Some(self)
     }
 
     fn create(&self, ciphertext: &[u8]) -> Result<Option<Version>, VaultError> {
@@ -224,7 +249,7 @@ impl Backend for OpenBaoBackend {
     }
 
     fn forget_history(&self) -> Result<String, VaultError> {
-        let destroyed = self.api.destroy_older(&self.kv)?;
+        let destroyed = self.api.destroy_older(&self.kv)? + entries::forget_entries(self)?;
         Ok(match destroyed {
             0 => "OpenBao kept no earlier version of it".into(),
             1 => "its earlier version destroyed in OpenBao".into(),
@@ -251,4 +276,20 @@ impl Backend for OpenBaoBackend {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             > 1
     }
+}
+
+/// `ciphertext` in age's ASCII armor, as a secret's field holds it.
+fn armor(ciphertext: &[u8]) -> Result<String, VaultError> {
+    let encode = || -> std::io::Result<Vec<u8>> {
+        let mut out = age::armor::ArmoredWriter::wrap_output(
+            Vec::with_capacity(ciphertext.len() * 4 / 3 + 128),
+            age::armor::Format::AsciiArmor,
+        )?;
+        out.write_all(ciphertext)?;
+        out.finish()
+    };
+    encode()
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| VaultError::Encrypt("cannot armor the ciphertext".into()))
 }

@@ -9,12 +9,22 @@ use super::{lock_ignoring_poison, named};
 use crate::vault::backend::{Backend, LeaseGuard, Version};
 use crate::vault::crypto::IdentityFile;
 
+/// Entries by id, each with its version.
+type Shelf = std::collections::BTreeMap<String, (Vec<u8>, u64)>;
+
 /// The ciphertext a [`Memory`] backend holds, and its revision.
 type Revision = Option<(Vec<u8>, u64)>;
 
 /// A vault kept in memory, numbering its versions: the seam for backends other than a file.
+/// It can keep a vault as entries too: then what `stored` holds is the head.
 #[derive(Clone, Default)]
-struct Memory {
+pub(super) struct Memory {
+    /// The descriptor's log, when the vault is laid out as entries.
+    pub(super) changes: std::sync::Arc<Mutex<Option<crate::vault::backend::Changes>>>,
+    /// The entries by id, each with its version.
+    pub(super) shelf: std::sync::Arc<Mutex<Shelf>>,
+    /// How many entries were read.
+    pub(super) entry_reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     stored: std::sync::Arc<Mutex<Revision>>,
     /// Another writer's ciphertext, stored just before the next commit looks.
     sneak: std::sync::Arc<Mutex<Option<Vec<u8>>>>,
@@ -63,6 +73,10 @@ impl Backend for Memory {
             stamp: crate::vault::backend::Stamp::of(&bytes),
             version: Some(Version::Revision(n)),
             reader: Box::new(std::io::Cursor::new(bytes)),
+            layout: match lock_ignoring_poison(&self.changes).clone() {
+                Some(changes) => crate::vault::backend::Layout::Entries(changes),
+                None => crate::vault::backend::Layout::Single,
+            },
         })
     }
 
@@ -87,7 +101,12 @@ impl Backend for Memory {
         }
         let next = stored.as_ref().map_or(1, |(_, n)| n + 1);
         *stored = Some((ciphertext.to_vec(), next));
+        *lock_ignoring_poison(&self.changes) = None;
         Ok(Some(Version::Revision(next)))
+    }
+
+    fn entries(&self) -> Option<&dyn crate::vault::backend::Entries> {
+        Some(self)
     }
 
     fn create(&self, ciphertext: &[u8]) -> Result<Option<Version>, VaultError> {
@@ -118,6 +137,49 @@ impl Backend for Memory {
 
     fn forget_history(&self) -> Result<String, VaultError> {
         Ok("it keeps no history".into())
+    }
+}
+
+impl crate::vault::backend::Entries for Memory {
+    fn list(&self) -> Result<Vec<String>, VaultError> {
+        Ok(lock_ignoring_poison(&self.shelf).keys().cloned().collect())
+    }
+
+    fn read(&self, id: &str) -> Result<Option<crate::vault::backend::EntryRead>, VaultError> {
+        self.entry_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(lock_ignoring_poison(&self.shelf)
+            .get(id)
+            .map(|(ciphertext, version)| crate::vault::backend::EntryRead {
+                ciphertext: ciphertext.clone(),
+                version: *version,
+            }))
+    }
+
+    fn write(&self, id: &str, ciphertext: &[u8], expected: Option<u64>) -> Result<u64, VaultError> {
+        let mut entries = lock_ignoring_poison(&self.shelf);
+        let current = entries.get(id).map_or(0, |(_, v)| *v);
+        if expected.is_some_and(|e| e != current) {
+            return Err(VaultError::Conflict(self.location().clone()));
+        }
+        entries.insert(id.to_string(), (ciphertext.to_vec(), current + 1));
+        Ok(current + 1)
+    }
+
+    fn remove(&self, id: &str) -> Result<(), VaultError> {
+        lock_ignoring_poison(&self.shelf).remove(id);
+        Ok(())
+    }
+
+    fn commit_head(
+        &self,
+        head: &[u8],
+        changes: &crate::vault::backend::Changes,
+        expected: Option<Version>,
+    ) -> Result<Option<Version>, VaultError> {
+        let version = self.commit(head, expected)?;
+        *lock_ignoring_poison(&self.changes) = Some(changes.clone());
+        Ok(version)
     }
 }
 
@@ -155,7 +217,7 @@ fn a_backend_other_than_a_file_serves_the_store_through_the_seam() {
 }
 
 /// A new vault in `memory`, sealed to a new key in `dir`: two stores on it, and the sealing.
-fn stores_on(dir: &Path, memory: &Memory) -> (Store, Store, Sealing) {
+pub(super) fn stores_on(dir: &Path, memory: &Memory) -> (Store, Store, Sealing) {
     let key = dir.join("key.txt");
     let id = IdentityFile::generate(&key).unwrap();
     let sealing = Sealing::Recipients(id.recipients.clone());
@@ -252,7 +314,7 @@ fn a_backend_asked_by_round_trip_is_asked_once_a_moment_for_reads_and_always_und
 }
 
 /// The names of the profiles `store` reads now.
-fn profile_names(store: &Store) -> Vec<String> {
+pub(super) fn profile_names(store: &Store) -> Vec<String> {
     let data = store.snapshot().unwrap();
     data.profiles.into_iter().map(|p| p.name).collect()
 }

@@ -1,0 +1,141 @@
+//! A vault laid out as entries in KV ([`crate::vault::backend::entries`]): the descriptor at
+//! `PATH` (fields `head`, the armored head, and `changes`, the log), and each profile at
+//! `PATH.entries/ID` (field `age`), where ID is a hash of the members' secret and the name.
+//! KV's `list` is not filtered by policy, so nothing in a path names a profile.
+
+use serde_json::Value;
+
+use super::api::{Found, Written};
+use super::{FIELD, HEAD, OpenBaoBackend, armor};
+use crate::vault::backend::{Changes, Entries, EntryRead, EntryWrite, Version};
+use crate::vault::error::VaultError;
+use crate::vault::location::KvPath;
+
+/// The descriptor's field that holds the log of changes.
+pub const CHANGES: &str = "changes";
+
+/// How many entries are read at once: enough to hide a round trip, few enough that a
+/// cluster serving a team is not flooded by one reader.
+const READERS: usize = 8;
+
+/// The folder of the entries beside the vault at `kv`.
+pub fn folder(kv: &KvPath) -> KvPath {
+    kv.sibling(format!("{}.entries", kv.path))
+}
+
+/// Whether `id` is one tokdeck writes: 32 hex digits.
+fn is_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl OpenBaoBackend {
+    /// The entry `id`.
+    fn entry(&self, id: &str) -> KvPath {
+        self.entries.sibling(format!("{}/{id}", self.entries.path))
+    }
+}
+
+impl Entries for OpenBaoBackend {
+    fn list(&self) -> Result<Vec<String>, VaultError> {
+        let mut ids = self.api.list(&self.entries)?;
+        ids.retain(|id| is_id(id));
+        Ok(ids)
+    }
+
+    fn read(&self, id: &str) -> Result<Option<EntryRead>, VaultError> {
+        match self.api.read(&self.entry(id))? {
+            Found::Secret(secret) => Ok(Some(EntryRead {
+                ciphertext: self.field(&secret.fields, FIELD)?,
+                version: secret.version,
+            })),
+            Found::Nothing { .. } => Ok(None),
+        }
+    }
+
+    fn read_many(&self, ids: &[String]) -> Result<Vec<Option<EntryRead>>, VaultError> {
+        in_parallel(ids, |id| self.read(id)).into_iter().collect()
+    }
+
+    fn write_many(&self, writes: &[EntryWrite]) -> Vec<Result<u64, VaultError>> {
+        in_parallel(writes, |w| self.write(&w.id, &w.ciphertext, w.expected))
+    }
+
+    fn write(&self, id: &str, ciphertext: &[u8], expected: Option<u64>) -> Result<u64, VaultError> {
+        let at = self.entry(id);
+        let fields = Self::armored(ciphertext)?;
+        let Some(cas) = expected else {
+            return self.api.put(&at, &fields);
+        };
+        match self.api.write(&at, &fields, cas)? {
+            Written::Stored { version } => Ok(version),
+            Written::Conflict => Err(VaultError::Conflict(self.location.clone())),
+        }
+    }
+
+    fn remove(&self, id: &str) -> Result<(), VaultError> {
+        self.api.destroy(&self.entry(id))
+    }
+
+    fn commit_head(
+        &self,
+        head: &[u8],
+        changes: &Changes,
+        expected: Option<Version>,
+    ) -> Result<Option<Version>, VaultError> {
+        let Some(Version::Revision(cas)) = expected else {
+            return Err(VaultError::Conflict(self.location.clone()));
+        };
+        let mut fields = serde_json::Map::new();
+        fields.insert(HEAD.into(), Value::String(armor(head)?));
+        let log = serde_json::to_value(changes)
+            .map_err(|e| VaultError::Encrypt(format!("cannot write the log of changes: {e}")))?;
+        fields.insert(CHANGES.into(), log);
+        match self.api.write(&self.kv, &fields, cas)? {
+            Written::Stored { version } => {
+                self.remember(version);
+                Ok(Some(Version::Revision(version)))
+            }
+            Written::Conflict => Err(VaultError::Conflict(self.location.clone())),
+        }
+    }
+}
+
+/// `each` of `items` on [`READERS`] threads; the outcomes in the order of `items`.
+fn in_parallel<I: Sync, T: Send>(
+    items: &[I],
+    each: impl Fn(&I) -> Result<T, VaultError> + Sync,
+) -> Vec<Result<T, VaultError>> {
+    let chunk = items.len().div_ceil(READERS).max(1);
+    let each = &each;
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(each).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .zip(items.chunks(chunk))
+            .flat_map(|(part, items)| {
+                part.join().unwrap_or_else(|_| {
+                    items
+                        .iter()
+                        .map(|_| {
+                            Err(VaultError::Remote(
+                                "a thread of requests to OpenBao failed".into(),
+                            ))
+                        })
+                        .collect()
+                })
+            })
+            .collect()
+    })
+}
+
+/// Destroys the versions older than the current one of every entry; how many went.
+pub fn forget_entries(backend: &OpenBaoBackend) -> Result<usize, VaultError> {
+    let mut destroyed = 0;
+    for id in backend.list()? {
+        destroyed += backend.api.destroy_older(&backend.entry(&id))?;
+    }
+    Ok(destroyed)
+}

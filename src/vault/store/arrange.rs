@@ -1,0 +1,128 @@
+//! Moving a vault between one piece and entries, and sealing every entry again when the
+//! members change.
+
+use std::collections::{HashMap, HashSet};
+
+use super::entries::head_of;
+use super::{Store, lock_ignoring_poison, seal};
+use crate::vault::crypto::Sealing;
+use crate::vault::error::VaultError;
+use crate::vault::model::{Profile, VaultData};
+use crate::vault::snapshot::{Content, EntryState, Slot, Snapshot};
+
+/// How a vault is stored, for `vault layout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrangement {
+    /// One ciphertext.
+    Single,
+    /// A descriptor and one entry per profile.
+    Entries,
+}
+
+fn arrangement_of(snap: &Snapshot) -> Arrangement {
+    if snap.entries.is_some() {
+        Arrangement::Entries
+    } else {
+        Arrangement::Single
+    }
+}
+
+impl Store {
+    /// How the vault is stored now.
+    pub fn arrangement(&self) -> Arrangement {
+        arrangement_of(&lock_ignoring_poison(&self.snapshot))
+    }
+
+    /// Writes every profile of `data` as an entry sealed for its members, the descriptor
+    /// over the version `snap` read (one piece, or a descriptor), and then removes every
+    /// entry no profile has: how a vault moves into entries, and how a change of members
+    /// reaches every entry.
+    pub(super) fn rewrite_entries(
+        &self,
+        snap: &mut Snapshot,
+        mut data: VaultData,
+        sealing: &Sealing,
+    ) -> Result<(), VaultError> {
+        let entries = self.entries_or_refuse()?;
+        let secret = data.members_secret.clone().ok_or_else(|| {
+            VaultError::Remote("a vault sealed with a passphrase stays in one piece: entries are for a team vault sealed to recipients".into())
+        })?;
+        let listed: HashSet<String> = entries.list()?.into_iter().collect();
+        let profiles: Vec<&Profile> = data.profiles.iter().collect();
+        let sealed = Self::seal_entries(&secret, &profiles, sealing, |_| None)?;
+        let outcomes = entries.write_many(&sealed);
+        let mut slots = HashMap::with_capacity(data.profiles.len());
+        for ((profile, write), outcome) in profiles.iter().zip(sealed).zip(outcomes) {
+            let slot = Slot {
+                id: write.id,
+                version: outcome?,
+            };
+            slots.insert(profile.name.clone(), slot);
+        }
+        let head = seal(&head_of(&data), sealing)?;
+        let changes = snap
+            .entries
+            .as_ref()
+            .map(|s| s.changes.clone())
+            .unwrap_or_default()
+            .recording(slots.values().map(|s| s.id.as_str()));
+        let version = match entries.commit_head(&head, &changes, snap.version) {
+            Err(conflict @ VaultError::Conflict(_)) => {
+                self.reread_after_conflict(snap)?;
+                return Err(conflict);
+            }
+            committed => committed?,
+        };
+        let current: HashSet<&String> = slots.values().map(|s| &s.id).collect();
+        for stale in listed.iter().filter(|id| !current.contains(id)) {
+            entries.remove(stale)?;
+        }
+        data.profiles.sort_by(|a, b| a.name.cmp(&b.name));
+        self.wrote(&data);
+        *snap = Snapshot {
+            stamp: crate::vault::backend::Stamp::of(&head),
+            content: Content::parsed(data),
+            version,
+            entries: Some(EntryState {
+                changes,
+                head,
+                slots,
+                whole: true,
+            }),
+        };
+        Ok(())
+    }
+
+    /// Moves the vault into entries, or back into one piece, under the lease; says whether
+    /// it moved (`false`: it was laid out so already). Nothing is removed before what
+    /// replaces it is stored: a move cut short leaves the vault as it was, and entries no
+    /// descriptor names, which the next move removes.
+    pub fn arrange(&self, to: Arrangement) -> Result<bool, VaultError> {
+        let _lease = self.lease()?;
+        let mut snap = lock_ignoring_poison(&self.snapshot);
+        self.refresh_snapshot(&mut snap)?;
+        if arrangement_of(&snap) == to {
+            return Ok(false);
+        }
+        self.load_whole(&mut snap)?;
+        let mut data = snap.content.data(self.location())?.clone();
+        match to {
+            Arrangement::Entries => {
+                self.entries_or_refuse()?;
+                let sealing = self.sealing_for(&data);
+                crate::vault::trust::give_members_secret(&mut data, &sealing);
+                self.rewrite_entries(&mut snap, data, &sealing)?;
+            }
+            Arrangement::Single => {
+                let entries = self.entries_or_refuse()?;
+                let ciphertext = seal(&data, &self.sealing_for(&data))?;
+                let version = self.committed(&mut snap, &ciphertext)?;
+                *snap = Snapshot::written(version, &ciphertext, data);
+                for id in entries.list()? {
+                    entries.remove(&id)?;
+                }
+            }
+        }
+        Ok(true)
+    }
+}

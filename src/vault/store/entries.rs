@@ -1,0 +1,507 @@
+//! The store over a vault laid out as entries ([`crate::vault::backend::entries`]): profiles
+//! loaded one at a time or all at once, a save that writes only the entries it changed and
+//! the descriptor's log, and the moves between one piece and entries.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use age::secrecy::SecretString;
+
+use super::{Store, lock_ignoring_poison, record_key};
+use crate::vault::backend::{Changes, Entries, EntryRead, EntryWrite};
+use crate::vault::crypto::{self, Sealing};
+use crate::vault::entry;
+use crate::vault::error::VaultError;
+use crate::vault::model::{Profile, VaultData};
+use crate::vault::snapshot::{Content, EntryState, Slot, Snapshot};
+use crate::vault::text::Text;
+
+/// Records in `state` what each write of `writes` (sealed as `sealed`) came to: the new
+/// version of each written, and, for one that failed, that it must be read again (another
+/// writer's version may be there). The ids written, and the first failure.
+fn settle_writes(
+    state: &mut EntryState,
+    writes: &[&Profile],
+    sealed: Vec<EntryWrite>,
+    outcomes: Vec<Result<u64, VaultError>>,
+) -> (Vec<String>, Option<VaultError>) {
+    let mut ids = Vec::with_capacity(writes.len());
+    let mut failed = None;
+    for ((profile, write), outcome) in writes.iter().zip(sealed).zip(outcomes) {
+        match outcome {
+            Ok(version) => {
+                let slot = Slot {
+                    id: write.id.clone(),
+                    version,
+                };
+                state.slots.insert(profile.name.clone(), slot);
+                ids.push(write.id);
+            }
+            Err(e) => {
+                state.slots.remove(&profile.name);
+                state.whole = false;
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    (ids, failed)
+}
+
+/// The head of `data`: everything but its profiles.
+pub(super) fn head_of(data: &VaultData) -> VaultData {
+    VaultData {
+        version: data.version,
+        recipients: data.recipients.clone(),
+        members_secret: data.members_secret.clone(),
+        members_secret_replaces: data.members_secret_replaces.clone(),
+        profiles: Vec::new(),
+    }
+}
+
+/// Whether `a` and `b` are sealed for the same members: the same recipients and secret.
+fn same_membership(a: &VaultData, b: &VaultData) -> bool {
+    use age::secrecy::ExposeSecret;
+    let secret = |d: &VaultData| {
+        d.members_secret
+            .as_ref()
+            .map(|s| s.expose_secret().to_string())
+    };
+    a.recipients == b.recipients && secret(a) == secret(b)
+}
+
+impl Store {
+    /// The backend's entries, when the vault as read is laid out as entries.
+    fn entries_of(&self, snap: &Snapshot) -> Option<&dyn Entries> {
+        snap.entries.as_ref()?;
+        self.backend.entries()
+    }
+
+    /// The backend's entries, for a vault that must be laid out as entries.
+    pub(super) fn entries_or_refuse(&self) -> Result<&dyn Entries, VaultError> {
+        self.backend.entries().ok_or_else(|| {
+            VaultError::Remote(format!(
+                "{} is a file, which holds a vault in one piece: entries are for a team vault in OpenBao (move it there with `tokdeck vault copy openbao://...`)",
+                self.location()
+            ))
+        })
+    }
+
+    /// The members' secret the entries are sealed under.
+    pub(super) fn entry_secret(snap: &Snapshot) -> Result<SecretString, VaultError> {
+        snap.content
+            .members_secret()
+            .0
+            .cloned()
+            .ok_or_else(|| VaultError::Untrusted("a vault laid out as entries has no members' secret: it was not written by tokdeck; restore its descriptor from KV's history".into()))
+    }
+
+    /// Opens entry `id` as read.
+    fn open_entry(
+        &self,
+        secret: &SecretString,
+        id: &str,
+        read: &EntryRead,
+    ) -> Result<Profile, VaultError> {
+        let text = crypto::decrypt(&read.ciphertext, &self.unlock, self.location())?;
+        entry::open(secret, id, &text, self.location(), |name| {
+            record_key(Some(secret), name)
+        })
+    }
+
+    /// Loads every entry, once: the content then holds every profile. An entry that is not
+    /// a member's is left out, and said in the log.
+    pub(super) fn load_whole(&self, snap: &mut Snapshot) -> Result<(), VaultError> {
+        let Some(entries) = self.entries_of(snap) else {
+            return Ok(());
+        };
+        if snap.entries.as_ref().is_some_and(|s| s.whole) {
+            return Ok(());
+        }
+        let secret = Self::entry_secret(snap)?;
+        let ids = entries.list()?;
+        let read = entries.read_many(&ids)?;
+        let opened = self.open_all(&secret, &ids, &read);
+        let mut slots = HashMap::with_capacity(opened.len());
+        let mut profiles = Vec::with_capacity(opened.len());
+        for (id, version, profile) in opened {
+            slots.insert(profile.name.clone(), Slot { id, version });
+            profiles.push(profile);
+        }
+        profiles.sort_by(|a, b| a.name.cmp(&b.name));
+        let loaded = snap.content.loaded(self.backend.location())?;
+        loaded.data.profiles = profiles;
+        loaded.index = None;
+        loaded.text = None;
+        if let Some(state) = snap.entries.as_mut() {
+            state.slots = slots;
+            state.whole = true;
+        }
+        Ok(())
+    }
+
+    /// Opens the entries read, on every core: decryption is most of a whole read's work.
+    fn open_all(
+        &self,
+        secret: &SecretString,
+        ids: &[String],
+        read: &[Option<EntryRead>],
+    ) -> Vec<(String, u64, Profile)> {
+        let threads = std::thread::available_parallelism().map_or(2, usize::from);
+        let chunk = ids.len().div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = ids
+                .chunks(chunk)
+                .zip(read.chunks(chunk))
+                .map(|(ids, read)| {
+                    scope.spawn(move || {
+                        let mut opened = Vec::new();
+                        for (id, read) in ids.iter().zip(read) {
+                            let Some(read) = read else { continue };
+                            match self.open_entry(secret, id, read) {
+                                Ok(profile) => opened.push((id.clone(), read.version, profile)),
+                                Err(e) => tracing::warn!(error = %e, "left out an entry"),
+                            }
+                        }
+                        opened
+                    })
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|part| part.join().unwrap_or_default())
+                .collect()
+        })
+    }
+
+    /// Loads the profile `name` when it is not loaded, or again when `fresh` (under the
+    /// lease, before its refresh token is spent, nothing but the entry itself is trusted).
+    pub(super) fn load_one(
+        &self,
+        snap: &mut Snapshot,
+        name: &str,
+        fresh: bool,
+    ) -> Result<(), VaultError> {
+        let Some(entries) = self.entries_of(snap) else {
+            return Ok(());
+        };
+        let known = snap
+            .entries
+            .as_ref()
+            .is_some_and(|s| s.whole || s.slots.contains_key(name));
+        if known && !fresh {
+            return Ok(());
+        }
+        let secret = Self::entry_secret(snap)?;
+        let id = record_key(Some(&secret), name);
+        let found = match entries.read(&id)? {
+            Some(read) => Some((read.version, self.open_entry(&secret, &id, &read)?)),
+            None => None,
+        };
+        self.put_loaded(snap, name, id, found)
+    }
+
+    /// Puts what was read of profile `name`'s entry `id` in the content (or takes the
+    /// profile out, when there is no entry), keeping a newer token this process saw.
+    fn put_loaded(
+        &self,
+        snap: &mut Snapshot,
+        name: &str,
+        id: String,
+        found: Option<(u64, Profile)>,
+    ) -> Result<(), VaultError> {
+        let loaded = snap.content.loaded(self.backend.location())?;
+        let at = loaded.data.profiles.iter().position(|p| p.name == name);
+        let state = snap.entries.as_mut();
+        match (found, at) {
+            (Some((version, mut profile)), at) => {
+                if let Some(ours) = at.and_then(|i| loaded.data.profiles.get(i))
+                    && crate::vault::rollback::keep_newer_token(ours, &mut profile)
+                {
+                    tracing::warn!(
+                        profile = name,
+                        "the entry holds an older token than this process saw: kept the newer one"
+                    );
+                    lock_ignoring_poison(&self.kept).push(name.to_string());
+                }
+                if let Some(slot) = at.and_then(|i| loaded.data.profiles.get_mut(i)) {
+                    *slot = profile;
+                } else {
+                    loaded.data.profiles.push(profile);
+                    loaded.index = None;
+                }
+                if let Some(state) = state {
+                    state.slots.insert(name.to_string(), Slot { id, version });
+                }
+            }
+            (None, Some(i)) => {
+                loaded.data.profiles.remove(i);
+                loaded.index = None;
+                if let Some(state) = state {
+                    state.slots.remove(name);
+                }
+            }
+            (None, None) => {}
+        }
+        loaded.text = None;
+        Ok(())
+    }
+
+    /// Follows the descriptor's log from what this store saw: the entries changed since are
+    /// read again (those loaded; every one when all are), or everything is forgotten when
+    /// the log no longer reaches back. Returns whether anything changed.
+    pub(super) fn catch_up(
+        &self,
+        snap: &mut Snapshot,
+        changes: Changes,
+    ) -> Result<bool, VaultError> {
+        let Some(state) = snap.entries.as_mut() else {
+            return Ok(false);
+        };
+        let Some(ids) = changes.since(state.changes.seq) else {
+            let whole = state.whole;
+            *state = EntryState::new(changes, std::mem::take(&mut state.head));
+            let loaded = snap.content.loaded(self.backend.location())?;
+            loaded.data.profiles.clear();
+            loaded.index = None;
+            loaded.text = None;
+            if whole {
+                self.load_whole(snap)?;
+            }
+            return Ok(true);
+        };
+        let touched: HashSet<String> = ids.into_iter().map(String::from).collect();
+        let names: Vec<String> = state
+            .slots
+            .iter()
+            .filter(|(_, slot)| touched.contains(&slot.id))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let unknown: Vec<String> = if state.whole {
+            let known: HashSet<&String> = state.slots.values().map(|s| &s.id).collect();
+            touched
+                .iter()
+                .filter(|id| !known.contains(id))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        state.changes = changes;
+        let any = !names.is_empty() || !unknown.is_empty();
+        for name in names {
+            self.load_one(snap, &name, true)?;
+        }
+        self.load_new(snap, &unknown)?;
+        Ok(any)
+    }
+
+    /// Loads the entries `ids` this store does not know yet (profiles added elsewhere).
+    fn load_new(&self, snap: &mut Snapshot, ids: &[String]) -> Result<(), VaultError> {
+        let Some(entries) = self.entries_of(snap).filter(|_| !ids.is_empty()) else {
+            return Ok(());
+        };
+        let secret = Self::entry_secret(snap)?;
+        let read = entries.read_many(ids)?;
+        for (id, version, profile) in self.open_all(&secret, ids, &read) {
+            let name = profile.name.clone();
+            self.put_loaded(snap, &name, id, Some((version, profile)))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the entries of `writes` and removes those of `removed` (by name), then the
+    /// descriptor with its log; the content is the caller's to change. A conflict at an
+    /// entry forgets it, so the next try reads it again.
+    pub(super) fn commit_entries(
+        &self,
+        snap: &mut Snapshot,
+        writes: &[&Profile],
+        removed: &[String],
+        sealing: &Sealing,
+    ) -> Result<(), VaultError> {
+        let entries = self.entries_or_refuse()?;
+        let secret = Self::entry_secret(snap)?;
+        let Some(state) = snap.entries.as_mut() else {
+            return Err(VaultError::Conflict(self.location().clone()));
+        };
+        let expected = |p: &Profile| Some(state.slots.get(&p.name).map_or(0, |s| s.version));
+        let sealed = Self::seal_entries(&secret, writes, sealing, expected)?;
+        let outcomes = entries.write_many(&sealed);
+        let (mut ids, failed) = settle_writes(state, writes, sealed, outcomes);
+        if let Some(e) = failed {
+            // What was written is recorded, so other readers find it; the error is the
+            // caller's.
+            let changes = state.changes.recording(ids.iter().map(String::as_str));
+            if entries
+                .commit_head(&state.head, &changes, snap.version)
+                .is_ok()
+            {
+                state.changes = changes;
+            }
+            if let Err(unread) = self.reread_after_conflict(snap) {
+                tracing::debug!(error = %unread, "cannot read the vault again after a failed save");
+            }
+            return Err(e);
+        }
+        for name in removed {
+            let id = record_key(Some(&secret), name);
+            entries.remove(&id)?;
+            state.slots.remove(name);
+            ids.push(id);
+        }
+        let changes = state.changes.recording(ids.iter().map(String::as_str));
+        let version = match entries.commit_head(&state.head, &changes, snap.version) {
+            Err(conflict @ VaultError::Conflict(_)) => {
+                self.reread_after_conflict(snap)?;
+                return Err(conflict);
+            }
+            committed => committed?,
+        };
+        if let Some(state) = snap.entries.as_mut() {
+            state.changes = changes;
+        }
+        snap.version = version;
+        Ok(())
+    }
+
+    /// The entries of `profiles`, sealed for `sealing` under `secret` on every core, each
+    /// to be written over `expected` of it.
+    pub(super) fn seal_entries(
+        secret: &SecretString,
+        profiles: &[&Profile],
+        sealing: &Sealing,
+        expected: impl Fn(&Profile) -> Option<u64> + Sync,
+    ) -> Result<Vec<EntryWrite>, VaultError> {
+        let threads = std::thread::available_parallelism().map_or(2, usize::from);
+        let chunk = profiles.len().div_ceil(threads).max(1);
+        let expected = &expected;
+        let parts: Vec<Result<Vec<EntryWrite>, VaultError>> = std::thread::scope(|scope| {
+            let parts: Vec<_> = profiles
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|profile| {
+                                let id = record_key(Some(secret), &profile.name);
+                                let text = entry::render(secret, &id, profile)?;
+                                Ok(EntryWrite {
+                                    ciphertext: crypto::encrypt(text.as_bytes(), sealing)?,
+                                    expected: expected(profile),
+                                    id,
+                                })
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            parts
+                .into_iter()
+                .map(|part| {
+                    part.join().unwrap_or_else(|_| {
+                        Err(VaultError::Encrypt(
+                            "a thread sealing entries failed".into(),
+                        ))
+                    })
+                })
+                .collect()
+        });
+        let mut all = Vec::with_capacity(profiles.len());
+        for part in parts {
+            all.extend(part?);
+        }
+        Ok(all)
+    }
+
+    /// Saves `data`, a change of the whole content (all loaded), as entries: only the
+    /// profiles that differ, unless the members changed, which seals every entry again.
+    pub(super) fn commit_whole_entries(
+        &self,
+        snap: &mut Snapshot,
+        data: VaultData,
+    ) -> Result<(), VaultError> {
+        let sealing = self.sealing_for(&data);
+        let old = snap.content.data(self.backend.location())?;
+        if !same_membership(old, &data) {
+            return self.rewrite_entries(snap, data, &sealing);
+        }
+        let rendered = |p: &Profile| Text::profile(p).ok();
+        let before: HashMap<&str, &Profile> =
+            old.profiles.iter().map(|p| (p.name.as_str(), p)).collect();
+        let writes: Vec<&Profile> = data
+            .profiles
+            .iter()
+            .filter(|p| {
+                before
+                    .get(p.name.as_str())
+                    .is_none_or(|was| rendered(was) != rendered(p))
+            })
+            .collect();
+        let kept: HashSet<&str> = data.profiles.iter().map(|p| p.name.as_str()).collect();
+        let removed: Vec<String> = before
+            .keys()
+            .filter(|name| !kept.contains(*name))
+            .map(|name| (*name).to_string())
+            .collect();
+        if !writes.is_empty() || !removed.is_empty() {
+            self.commit_entries(snap, &writes, &removed, &sealing)?;
+        }
+        let whole = snap.entries.as_ref().is_some_and(|s| s.whole);
+        snap.content = Content::parsed(data);
+        if let Some(state) = snap.entries.as_mut() {
+            state.whole = whole;
+        }
+        Ok(())
+    }
+
+    /// [`Store::update_profiles`] once, for a vault laid out as entries: each named profile
+    /// read again from its entry (under the lease, nothing else is trusted), the changes
+    /// applied, and only the changed entries written.
+    pub(super) fn update_entries<T, F>(
+        &self,
+        snap: &mut Snapshot,
+        changes: &mut [(String, F)],
+    ) -> Result<Vec<Option<T>>, VaultError>
+    where
+        F: FnMut(&mut Profile) -> T,
+    {
+        for (name, _) in changes.iter() {
+            self.load_one(snap, name, true)?;
+        }
+        let loaded = snap.content.loaded(self.backend.location())?;
+        let mut edited: BTreeMap<usize, Profile> = BTreeMap::new();
+        let mut outcomes = Vec::with_capacity(changes.len());
+        for (name, change) in changes.iter_mut() {
+            let Some(at) = loaded.index().get(name.as_str()).copied() else {
+                outcomes.push(None);
+                continue;
+            };
+            let Some(stored) = loaded.data.profiles.get(at) else {
+                outcomes.push(None);
+                continue;
+            };
+            let profile = edited.entry(at).or_insert_with(|| stored.clone());
+            outcomes.push(Some(change(profile)));
+        }
+        if edited.is_empty() {
+            return Ok(outcomes);
+        }
+        let sealing = self.sealing_for(&loaded.data);
+        let renamed: Vec<String> = edited
+            .iter()
+            .filter_map(|(&at, p)| loaded.data.profiles.get(at).filter(|s| s.name != p.name))
+            .map(|p| p.name.clone())
+            .collect();
+        let writes: Vec<&Profile> = edited.values().collect();
+        self.commit_entries(snap, &writes, &renamed, &sealing)?;
+        let loaded = snap.content.loaded(self.backend.location())?;
+        for (at, profile) in edited {
+            if let Some(slot) = loaded.data.profiles.get_mut(at) {
+                if slot.name != profile.name {
+                    loaded.index = None;
+                }
+                *slot = profile;
+            }
+        }
+        loaded.text = None;
+        Ok(outcomes)
+    }
+}

@@ -1,0 +1,206 @@
+//! A team vault laid out as entries (`tokdeck vault layout entries`): a descriptor and one
+//! secret per profile, on OpenBao's production storage (raft, 1 MiB per entry) and on the
+//! dev server with the README's policy. It holds more than one raft entry can, a refresh
+//! writes one profile's entry and the descriptor, a second machine reads it, and it moves
+//! back into one secret with nothing lost.
+
+// Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
+mod common;
+
+use common::dot::Dot;
+use common::mock::MockServer;
+use common::openbao::OpenBao;
+use common::{Env, assert_one_line_error, stderr, stdout};
+use serde_json::Value;
+
+/// Vault text of `n` profiles of about 1 KB each, as a Factorial integration's are.
+fn profiles(n: usize) -> String {
+    let mut text = String::from("version = 1\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "\n[[profile]]\nname = \"p{i:05}\"\nprovider = \"factorial\"\nclient_id = \"client-{i:05}-{pad}\"\nclient_secret = \"secret-{i:05}-{pad}\"\nredirect_uri = \"https://integrations.example.com/oauth/callback/{i:05}\"\nowner = \"user\"\nscopes = [\"read\", \"write\"]\nnotes = \"{notes}\"\n[profile.endpoints]\nbase_url = \"https://api.factorialhr.com\"\n",
+            pad = "x".repeat(64),
+            notes = "n".repeat(600),
+        ));
+    }
+    text
+}
+
+fn imported(env: &Env, text: &str) {
+    let file = env.home().join("apps.toml");
+    std::fs::write(&file, text).unwrap();
+    let out = env.run(&["import", file.to_str().unwrap()]);
+    assert!(out.status.success(), "import: {}", stderr(&out));
+}
+
+fn rows(env: &Env) -> Vec<Value> {
+    let out = env.run(&["--no-agent", "status", "--json"]);
+    let rows: Value =
+        serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+    rows.as_array().unwrap().clone()
+}
+
+/// The descriptor's fields, and its size as OpenBao sends it.
+fn descriptor(bao: &OpenBao, path: &str) -> (serde_json::Map<String, Value>, usize) {
+    let raw = bao
+        .api("GET", &format!("/v1/secret/data/{path}"), None)
+        .body;
+    let json: Value = serde_json::from_str(&raw).unwrap();
+    (json["data"]["data"].as_object().unwrap().clone(), raw.len())
+}
+
+/// The ids the last commit recorded in the descriptor's log.
+fn last_commit(fields: &serde_json::Map<String, Value>) -> (u64, usize) {
+    let seq = fields["changes"]["seq"].as_u64().unwrap();
+    let recent = fields["changes"]["recent"].as_array().unwrap();
+    let count = recent
+        .iter()
+        .filter(|c| c["seq"].as_u64() == Some(seq))
+        .count();
+    (seq, count)
+}
+
+fn listed(bao: &OpenBao, path: &str) -> Vec<String> {
+    let reply = bao.api(
+        "LIST",
+        &format!("/v1/secret/metadata/{path}.entries/"),
+        None,
+    );
+    if reply.status == 404 {
+        return Vec::new();
+    }
+    let json: Value = serde_json::from_str(&reply.body).unwrap();
+    json["data"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn on_raft_entries_hold_more_than_one_entry_can_and_a_refresh_writes_one() {
+    let bao = OpenBao::start_raft();
+    let server = Dot::start();
+    let laptop = Env::team(&bao, "team/big");
+    let other = Env::second_machine(&bao, "team/big", &laptop);
+    laptop.authorize_on_dot(&server, "live", "read", &[]);
+    let out = laptop.run(&["vault", "layout", "entries"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("one entry per profile"),
+        "{}",
+        stderr(&out)
+    );
+
+    // 1,400 profiles of 1 KB: more than raft takes in one entry.
+    imported(&laptop, &profiles(1_400));
+    assert_eq!(rows(&other).len(), 1_401);
+    let (fields, size) = descriptor(&bao, "team/big");
+    let mut names: Vec<&String> = fields.keys().collect();
+    names.sort();
+    assert_eq!(names, ["changes", "head"]);
+    assert!(size < 16 * 1024, "a descriptor of {size} bytes");
+    let ids = listed(&bao, "team/big");
+    assert_eq!(ids.len(), 1_401);
+    assert!(
+        ids.iter().all(|id| id.len() == 32 && !id.contains("p0")),
+        "{ids:?}"
+    );
+
+    // A refresh writes the profile's entry and the descriptor's log, nothing else.
+    let before = stdout(&other.run(&["--no-agent", "token", "live"]));
+    let (seq, _) = last_commit(&fields);
+    let out = laptop.run(&["refresh", "live"]);
+    assert!(out.status.success(), "refresh: {}", stderr(&out));
+    let (fields, _) = descriptor(&bao, "team/big");
+    assert_eq!(last_commit(&fields), (seq + 1, 1));
+    let after = stdout(&other.run(&["--no-agent", "token", "live"]));
+    assert!(!after.trim().is_empty());
+    assert_ne!(before, after, "the other machine reads the new token");
+    // The rotated refresh token works: django-oauth-toolkit revokes the grant on a reuse.
+    let out = other.run(&["refresh", "live"]);
+    assert!(out.status.success(), "refresh: {}", stderr(&out));
+
+    // Back into one secret: too large, refused, and nothing lost.
+    let out = laptop.run(&["vault", "layout", "single"]);
+    assert_one_line_error(&out, "too large for one entry");
+    assert_eq!(rows(&laptop).len(), 1_401);
+    assert!(descriptor(&bao, "team/big").0.contains_key("head"));
+}
+
+/// The README's policy, a move into entries and back, and a copy refused while in entries.
+#[test]
+fn a_vault_moves_into_entries_and_back_with_the_readme_policy() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let from = readme
+        .find("The policy a member or an agent needs")
+        .unwrap();
+    let block = &readme[from..];
+    let start = block.find("```hcl\n").unwrap() + "```hcl\n".len();
+    let policy = &block[start..start + block[start..].find("```").unwrap()];
+    let bao = OpenBao::start();
+    bao.put_policy("tokdeck-payroll", policy);
+    let member = bao.token_with(&["tokdeck-payroll"], "1h");
+    let env = Env::team_at(&bao.location("teams/payroll"), &member);
+    let server = MockServer::start();
+    env.authorized_profile("payroll", &server, &[]);
+    env.authorized_profile("billing", &server, &[]);
+    let out = env.run(&["vault", "layout", "entries"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(listed(&bao, "teams/payroll").len(), 2);
+    let out = env.run(&["vault", "layout", "entries"]);
+    assert!(
+        stderr(&out).contains("already stored as one entry per profile"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = env.run(&["refresh", "payroll"]);
+    assert!(out.status.success(), "refresh: {}", stderr(&out));
+    let fresh = server.last_access_token().unwrap();
+    let out = env.run(&["--no-agent", "token", "payroll"]);
+    assert_eq!(stdout(&out).trim(), fresh, "{}", stderr(&out));
+    env.add_profile("added", &server, &[]);
+    let out = env.run(&["remove", "billing"]);
+    assert!(out.status.success(), "remove: {}", stderr(&out));
+    let names: Vec<String> = rows(&env)
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["added", "payroll"]);
+    assert_eq!(listed(&bao, "teams/payroll").len(), 2);
+
+    // What is stored names nothing: no token, secret or name in any secret.
+    let raw = bao.api("GET", "/v1/secret/data/teams/payroll", None).body;
+    for id in listed(&bao, "teams/payroll") {
+        let entry = bao
+            .api(
+                "GET",
+                &format!("/v1/secret/data/teams/payroll.entries/{id}"),
+                None,
+            )
+            .body;
+        for secret in [&fresh, "payroll\"", common::CLIENT_ID] {
+            assert!(
+                !entry.contains(secret) && !raw.contains(secret),
+                "{secret} readable"
+            );
+        }
+    }
+
+    let copy = env.home().join("copy.age");
+    let out = env.run(&["vault", "copy", copy.to_str().unwrap()]);
+    assert_one_line_error(&out, "run `tokdeck vault layout single` first");
+
+    let out = env.run(&["vault", "layout", "single"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(listed(&bao, "teams/payroll").is_empty());
+    let out = env.run(&["--no-agent", "token", "payroll"]);
+    assert_eq!(stdout(&out).trim(), fresh, "{}", stderr(&out));
+    assert_eq!(rows(&env).len(), 2);
+    assert!(env.vault_text().contains(&fresh));
+}
