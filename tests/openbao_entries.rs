@@ -124,6 +124,11 @@ fn on_raft_entries_hold_more_than_one_entry_can_and_a_refresh_writes_one() {
     let out = other.run(&["refresh", "live"]);
     assert!(out.status.success(), "refresh: {}", stderr(&out));
 
+    // Out into a file, which holds any number.
+    let file = laptop.home().join("all.age");
+    let out = laptop.run(&["vault", "copy", file.to_str().unwrap()]);
+    assert!(out.status.success(), "copy: {}", stderr(&out));
+
     // Back into one secret: too large, refused, and nothing lost.
     let out = laptop.run(&["vault", "layout", "single"]);
     assert_one_line_error(&out, "too large for one entry");
@@ -192,9 +197,23 @@ fn a_vault_moves_into_entries_and_back_with_the_readme_policy() {
         }
     }
 
+    // A copy out of entries is made with the key: one file, which `age -d` opens.
     let copy = env.home().join("copy.age");
     let out = env.run(&["vault", "copy", copy.to_str().unwrap()]);
-    assert_one_line_error(&out, "run `tokdeck vault layout single` first");
+    assert!(out.status.success(), "copy: {}", stderr(&out));
+    let out = env
+        .command(&[
+            "--vault",
+            copy.to_str().unwrap(),
+            "--no-agent",
+            "token",
+            "payroll",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out).trim(), fresh, "{}", stderr(&out));
+    let out = env.run(&["vault", "copy", copy.to_str().unwrap()]);
+    assert_one_line_error(&out, "a vault already exists at");
 
     let out = env.run(&["vault", "layout", "single"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -203,4 +222,35 @@ fn a_vault_moves_into_entries_and_back_with_the_readme_policy() {
     assert_eq!(stdout(&out).trim(), fresh, "{}", stderr(&out));
     assert_eq!(rows(&env).len(), 2);
     assert!(env.vault_text().contains(&fresh));
+}
+
+/// A vault file too large for one raft entry moves into OpenBao as entries in one command,
+/// and a copy over a vault already there is refused.
+#[test]
+fn a_large_vault_file_moves_into_raft_as_entries() {
+    let bao = OpenBao::start_raft();
+    let env = Env::new();
+    imported(&env, &profiles(1_200));
+    let location = bao.location("team/moved");
+    let copy = |extra: &[&str]| {
+        let mut args = vec!["vault", "copy", location.as_str()];
+        args.extend(extra);
+        env.command(&args)
+            .env("BAO_TOKEN", &bao.token)
+            .output()
+            .unwrap()
+    };
+    let out = copy(&[]);
+    assert_one_line_error(&out, "too large for one entry");
+    let out = copy(&["--entries"]);
+    assert!(out.status.success(), "copy: {}", stderr(&out));
+    assert_eq!(listed(&bao, "team/moved").len(), 1_200);
+    let team = Env::empty_with(&[("TOKDECK_VAULT", &location), ("BAO_TOKEN", &bao.token)]);
+    std::fs::create_dir_all(team.identity().parent().unwrap()).unwrap();
+    std::fs::copy(env.identity(), team.identity()).unwrap();
+    let names = rows(&team);
+    assert_eq!(names.len(), 1_200);
+    assert_eq!(names[0]["name"], "p00000");
+    let out = copy(&["--entries"]);
+    assert_one_line_error(&out, "a vault already exists at");
 }

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod meter;
+
 use std::path::{Path, PathBuf};
 
 use age::secrecy::SecretString;

@@ -223,6 +223,9 @@ pub enum VaultCommand {
         /// Where to: a path, or openbao://HOST[:PORT]/MOUNT/PATH (openbao+http:// on this machine)
         #[arg(value_name = "DEST")]
         dest: PathBuf,
+        /// Lay the copy out as entries, one secret per profile (DEST in OpenBao; needs the key)
+        #[arg(long)]
+        entries: bool,
     },
     /// Store a team vault in OpenBao as one entry per profile, or again as one secret; nothing is lost either way
     Layout {

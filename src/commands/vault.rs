@@ -13,7 +13,7 @@ use crate::vault::{Location, VaultError};
 /// `tokdeck vault ...`
 pub fn run(ctx: &Context, action: &VaultCommand) -> anyhow::Result<()> {
     match action {
-        VaultCommand::Copy { dest } => copy(ctx, &Location::parse(dest)?),
+        VaultCommand::Copy { dest, entries } => copy(ctx, &Location::parse(dest)?, *entries),
         VaultCommand::Layout { to } => lay_out(ctx, *to),
     }
 }
@@ -49,24 +49,14 @@ fn copy_trust(from: &Location, to: &Location) {
     }
 }
 
-fn copy(ctx: &Context, to: &Location) -> anyhow::Result<()> {
+fn copy(ctx: &Context, to: &Location, entries: bool) -> anyhow::Result<()> {
     let from = ctx.vault_location()?;
     if crate::agent::canonical(&from) == crate::agent::canonical(to) {
         bail!("{to} is where the vault already is: name another place");
     }
     VaultError::check_exists(&from)?;
     let source = ctx.backend(&from)?;
-    let mut ciphertext = Vec::new();
     let mut stored = source.open()?;
-    if matches!(stored.layout, crate::vault::backend::Layout::Entries(_)) {
-        bail!(
-            "{from} is stored as entries, which copy as more than one ciphertext: run `tokdeck vault layout single` first, copy it, then `tokdeck vault layout entries` where it arrives"
-        );
-    }
-    stored
-        .reader
-        .read_to_end(&mut ciphertext)
-        .with_context(|| format!("cannot read {from}"))?;
     let target = ctx.backend(to)?;
     let taken = || {
         anyhow::anyhow!(
@@ -76,7 +66,26 @@ fn copy(ctx: &Context, to: &Location) -> anyhow::Result<()> {
     if target.probe().is_some() {
         return Err(taken());
     }
-    target.create(&ciphertext).map_err(|e| match e {
+    let laid_out = matches!(stored.layout, crate::vault::backend::Layout::Entries(_));
+    let copied = if entries || laid_out {
+        // Not the ciphertext as it is: the copy is made of the vault, opened with the key.
+        drop(stored);
+        let store = ctx.open_vault()?;
+        let shape = if entries {
+            Arrangement::Entries
+        } else {
+            Arrangement::Single
+        };
+        store.copy_to(target.as_ref(), shape)
+    } else {
+        let mut ciphertext = Vec::new();
+        stored
+            .reader
+            .read_to_end(&mut ciphertext)
+            .with_context(|| format!("cannot read {from}"))?;
+        target.create(&ciphertext).map(|_| ())
+    };
+    copied.map_err(|e| match e {
         VaultError::AlreadyExists(_) => taken(),
         other => other.into(),
     })?;

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::entries::head_of;
 use super::{Store, lock_ignoring_poison, seal};
+use crate::vault::backend::{Backend, Changes, Version};
 use crate::vault::crypto::Sealing;
 use crate::vault::error::VaultError;
 use crate::vault::model::{Profile, VaultData};
@@ -28,6 +29,17 @@ fn arrangement_of(snap: &Snapshot) -> Arrangement {
 }
 
 impl Store {
+    /// Stores a copy of the vault at `target`, laid out as `to`; refuses to replace a vault
+    /// there. For a copy that cannot be the ciphertext as it is: out of entries, or into them.
+    pub fn copy_to(&self, target: &dyn Backend, to: Arrangement) -> Result<(), VaultError> {
+        let mut data = self.snapshot()?;
+        let sealing = self.sealing_for(&data);
+        match to {
+            Arrangement::Single => super::create_in(target, &mut data, &sealing).map(|_| ()),
+            Arrangement::Entries => create_entries_in(target, &mut data, &sealing),
+        }
+    }
+
     /// How the vault is stored now.
     pub fn arrangement(&self) -> Arrangement {
         arrangement_of(&lock_ignoring_poison(&self.snapshot))
@@ -44,9 +56,10 @@ impl Store {
         sealing: &Sealing,
     ) -> Result<(), VaultError> {
         let entries = self.entries_or_refuse()?;
-        let secret = data.members_secret.clone().ok_or_else(|| {
-            VaultError::Remote("a vault sealed with a passphrase stays in one piece: entries are for a team vault sealed to recipients".into())
-        })?;
+        let secret = data
+            .members_secret
+            .clone()
+            .ok_or_else(passphrase_stays_single)?;
         let listed: HashSet<String> = entries.list()?.into_iter().collect();
         let profiles: Vec<&Profile> = data.profiles.iter().collect();
         let sealed = Self::seal_entries(&secret, &profiles, sealing, |_| None)?;
@@ -125,4 +138,51 @@ impl Store {
         }
         Ok(true)
     }
+}
+
+/// Stores a new vault holding `data` in `backend`, laid out as entries and sealed as
+/// `sealing`; refuses to replace one. The entries go first and the descriptor last, so a
+/// copy cut short leaves no vault, only entries the next try writes over.
+pub fn create_entries_in(
+    backend: &dyn Backend,
+    data: &mut VaultData,
+    sealing: &Sealing,
+) -> Result<(), VaultError> {
+    let taken = || VaultError::AlreadyExists(backend.location().clone());
+    if backend.probe().is_some() {
+        return Err(taken());
+    }
+    let entries = backend.entries().ok_or_else(|| {
+        VaultError::Remote(format!(
+            "{} is a file, which holds a vault in one piece: entries are for a team vault in OpenBao",
+            backend.location()
+        ))
+    })?;
+    if let Sealing::Recipients(list) = sealing {
+        data.recipients.clone_from(list);
+    }
+    crate::vault::trust::give_members_secret(data, sealing);
+    let secret = data
+        .members_secret
+        .clone()
+        .ok_or_else(passphrase_stays_single)?;
+    let profiles: Vec<&Profile> = data.profiles.iter().collect();
+    let sealed = Store::seal_entries(&secret, &profiles, sealing, |_| None)?;
+    let ids: Vec<&str> = sealed.iter().map(|w| w.id.as_str()).collect();
+    let changes = Changes::default().recording(ids);
+    for outcome in entries.write_many(&sealed) {
+        outcome?;
+    }
+    let head = seal(&head_of(data), sealing)?;
+    match entries.commit_head(&head, &changes, Some(Version::Revision(0))) {
+        Err(VaultError::Conflict(_)) => Err(taken()),
+        done => done.map(|_| ()),
+    }
+}
+
+/// Why a vault sealed with a passphrase cannot be laid out as entries.
+pub(super) fn passphrase_stays_single() -> VaultError {
+    VaultError::Remote(
+        "a vault sealed with a passphrase stays in one piece: entries are for a team vault sealed to recipients".into(),
+    )
 }
