@@ -101,12 +101,26 @@ pub struct Asked<'a> {
     pub json: bool,
 }
 
+/// What `status` shows: the text, the exit code, and the warnings about profile fields that
+/// hold control characters (the CLI says them; the agent, answering a socket, does not).
+pub struct Shown {
+    pub text: String,
+    pub code: i32,
+    pub warnings: Vec<String>,
+}
+
 /// What `status` prints of `store` (a table or JSON, the team's part included for a vault a
 /// team shares), and its exit code: the one answer the CLI and the agent give.
-pub fn status_of(store: &Store, asked: Asked<'_>) -> anyhow::Result<(String, i32)> {
-    let mut rows = store.read(|data| rows(data, asked.now, asked.warn))?;
+pub fn status_of(store: &Store, asked: Asked<'_>) -> anyhow::Result<Shown> {
+    let (mut rows, warnings) = store.read_status(|data| {
+        (
+            rows(data, asked.now, asked.warn),
+            crate::context::control_character_warnings(data),
+        )
+    })?;
     // The team's part is extra: a store that cannot tell it still gets the table.
-    let team = store.team().unwrap_or_else(|e| {
+    let names: Vec<String> = rows.iter().map(|r| r.name.clone()).collect();
+    let team = store.team_of(&names).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "cannot read the team beside the vault");
         None
     });
@@ -127,7 +141,11 @@ pub fn status_of(store: &Store, asked: Asked<'_>) -> anyhow::Result<(String, i32
         }
         text
     };
-    Ok((text, code))
+    Ok(Shown {
+        text,
+        code,
+        warnings,
+    })
 }
 
 /// Keeps the rows `filter` matches.

@@ -254,3 +254,113 @@ fn a_large_vault_file_moves_into_raft_as_entries() {
     let out = copy(&["--entries"]);
     assert_one_line_error(&out, "a vault already exists at");
 }
+
+/// The age public key of `env`'s identity.
+fn public_key(env: &Env) -> String {
+    let out = common::tool("age-keygen")
+        .arg("-y")
+        .arg(env.identity())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Whether `env`'s key opens the armored age file `armored`.
+fn opens(env: &Env, armored: &str) -> bool {
+    use std::io::Write;
+    let mut child = common::tool("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(env.identity())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(armored.as_bytes())
+        .unwrap();
+    child.wait().unwrap().success()
+}
+
+/// Every version KV keeps of the secret at `path`, as armored age files (destroyed ones
+/// hold none).
+fn kept_versions(bao: &OpenBao, path: &str) -> Vec<String> {
+    let metadata = bao.api("GET", &format!("/v1/secret/metadata/{path}"), None);
+    if metadata.status == 404 {
+        return Vec::new();
+    }
+    let json: Value = serde_json::from_str(&metadata.body).unwrap();
+    let versions = json["data"]["versions"].as_object().unwrap();
+    versions
+        .keys()
+        .filter_map(|n| {
+            let read = bao.api("GET", &format!("/v1/secret/data/{path}?version={n}"), None);
+            let json: Value = serde_json::from_str(&read.body).ok()?;
+            let fields = &json["data"]["data"];
+            fields["age"]
+                .as_str()
+                .or_else(|| fields["head"].as_str())
+                .map(String::from)
+        })
+        .collect()
+}
+
+#[test]
+fn a_removed_key_opens_no_entry_no_shard_and_no_older_version_of_them() {
+    let bao = OpenBao::start();
+    let server = MockServer::start();
+    let admin = Env::team(&bao, "team/leaving");
+    admin.authorized_profile("payroll", &server, &[]);
+    admin.authorized_profile("billing", &server, &[]);
+    let leaver = Env::second_machine(&bao, "team/leaving", &admin);
+    let out = admin.run(&["vault", "layout", "entries"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = admin.run(&["refresh", "payroll"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = leaver.run(&["--no-agent", "token", "payroll"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before: Vec<String> = listed(&bao, "team/leaving");
+    assert!(
+        before
+            .iter()
+            .flat_map(|id| kept_versions(&bao, &format!("team/leaving.entries/{id}")))
+            .any(|armored| opens(&leaver, &armored)),
+        "the leaver opened the entries before"
+    );
+
+    let out = admin.run(&["recipients", "remove", &public_key(&leaver)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("destroyed in OpenBao"),
+        "{}",
+        stderr(&out)
+    );
+    let out = leaver.run(&["--no-agent", "token", "payroll"]);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    let mut paths = vec!["team/leaving".to_string()];
+    for id in before.iter().chain(&listed(&bao, "team/leaving")) {
+        paths.push(format!("team/leaving.entries/{id}"));
+    }
+    let shards = bao.api("LIST", "/v1/secret/metadata/team/leaving.status/", None);
+    let json: Value = serde_json::from_str(&shards.body).unwrap();
+    for shard in json["data"]["keys"].as_array().unwrap() {
+        paths.push(format!("team/leaving.status/{}", shard.as_str().unwrap()));
+    }
+    let mut checked = 0;
+    for path in &paths {
+        for armored in kept_versions(&bao, path) {
+            assert!(!opens(&leaver, &armored), "the removed key opens {path}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "{checked} versions checked");
+    // The one who stays reads every profile still.
+    assert_eq!(rows(&admin).len(), 2);
+    let out = admin.run(&["--no-agent", "token", "payroll"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -69,9 +69,9 @@ fn status(keeper: &Keeper, json: bool, warn_secs: u64, filter: Option<&str>) -> 
         json,
     };
     match crate::report::status_of(&keeper.store, asked) {
-        Ok((text, code)) => Reply {
-            text: Some(text),
-            code: Some(code),
+        Ok(shown) => Reply {
+            text: Some(shown.text),
+            code: Some(shown.code),
             ..Reply::ok()
         },
         Err(e) => Reply::error(e.to_string()),

@@ -17,7 +17,8 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<i32> {
     let warn = args.warn.unwrap_or(ctx.config.warn);
     // No runtime started the log file for this command; opening the vault is worth a line.
     let _logging = crate::logging::init();
-    let store = ctx.open_store()?;
+    // Not `open_store`: status reads what it shows itself (a vault in entries, its shards).
+    let store = ctx.open_vault()?;
     let filter = args.filter.clone().unwrap_or_default();
     let asked = report::Asked {
         now: ctx.clock.now(),
@@ -25,9 +26,12 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<i32> {
         filter: &filter,
         json: args.json,
     };
-    let (text, code) = report::status_of(&store, asked)?;
-    crate::output::print(&text)?;
-    Ok(code)
+    let shown = report::status_of(&store, asked)?;
+    for line in &shown.warnings {
+        crate::note!("{line}");
+    }
+    crate::output::print(&shown.text)?;
+    Ok(shown.code)
 }
 
 /// Prints what `agent` says of every profile; its exit code, or `None` when it keeps another

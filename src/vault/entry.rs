@@ -36,10 +36,43 @@ pub fn render(
     id: &str,
     profile: &Profile,
 ) -> Result<Zeroizing<String>, VaultError> {
-    let part = Text::profile(profile)?;
-    let body = Zeroizing::new(format!("version = {FORMAT_VERSION}\n\n{}", part.as_str()));
+    sealed(secret, id, &[profile])
+}
+
+/// A vault document of `profiles` behind a seal under `secret` for `id`.
+fn sealed(
+    secret: &SecretString,
+    id: &str,
+    profiles: &[&Profile],
+) -> Result<Zeroizing<String>, VaultError> {
+    let mut body = Zeroizing::new(format!("version = {FORMAT_VERSION}\n"));
+    for profile in profiles {
+        body.push('\n');
+        body.push_str(&Text::profile(profile)?);
+    }
     let sealed = crate::display::hex(&tag(secret, id, &body).finalize().into_bytes());
     Ok(Zeroizing::new(format!("{SEAL}{sealed}\n{}", body.as_str())))
+}
+
+/// The body of a text [`sealed`] for `id`, once its seal is checked under `secret`; what
+/// is wrong with it otherwise.
+fn unsealed<'a>(secret: &SecretString, id: &str, text: &'a [u8]) -> Result<&'a str, &'static str> {
+    let text = std::str::from_utf8(text).map_err(|_| "is not text")?;
+    let (first, body) = text.split_once('\n').ok_or("has no seal")?;
+    let sealed = first
+        .strip_prefix(SEAL)
+        .and_then(|hex| unhex(hex.trim()))
+        .ok_or("has no seal")?;
+    tag(secret, id, body)
+        .verify_slice(&sealed)
+        .map_err(|_| "has a seal the members' secret did not make")?;
+    Ok(body)
+}
+
+fn refused(id: &str, at: &Location, why: &str) -> VaultError {
+    VaultError::Untrusted(format!(
+        "entry {id} of {at} {why}: someone who cannot open the vault wrote it; restore it from KV's history (bao kv rollback), or remove it"
+    ))
 }
 
 /// The profile entry `id`'s text holds, once its seal is checked under `secret` and its id
@@ -51,30 +84,64 @@ pub fn open(
     at: &Location,
     id_of: impl Fn(&str) -> String,
 ) -> Result<Profile, VaultError> {
-    let refused = |why: &str| {
-        VaultError::Untrusted(format!(
-            "entry {id} of {at} {why}: someone who cannot open the vault wrote it; restore it from KV's history (bao kv rollback), or remove it"
-        ))
-    };
-    let text = std::str::from_utf8(text).map_err(|_| refused("is not text"))?;
-    let (first, body) = text
-        .split_once('\n')
-        .ok_or_else(|| refused("has no seal"))?;
-    let sealed = first
-        .strip_prefix(SEAL)
-        .and_then(|hex| unhex(hex.trim()))
-        .ok_or_else(|| refused("has no seal"))?;
-    tag(secret, id, body)
-        .verify_slice(&sealed)
-        .map_err(|_| refused("has a seal the members' secret did not make"))?;
+    let body = unsealed(secret, id, text).map_err(|why| refused(id, at, why))?;
     let mut data = super::parse::parse_vault(body.as_bytes(), at)?;
     let (Some(profile), true) = (data.profiles.pop(), data.profiles.is_empty()) else {
-        return Err(refused("does not hold exactly one profile"));
+        return Err(refused(id, at, "does not hold exactly one profile"));
     };
     if id_of(&profile.name) != id {
-        return Err(refused("holds a profile of another id"));
+        return Err(refused(id, at, "holds a profile of another id"));
     }
     Ok(profile)
+}
+
+/// What status needs of `profile` and nothing secret: no client secret, no token (only
+/// whether there is one, and when it ends), no notes, no login under way; nor the client id,
+/// redirect address and server metadata, which status does not show.
+pub fn status_of(profile: &Profile) -> Profile {
+    let mut shown = profile.clone();
+    shown.client_secret = SecretString::from(String::new());
+    // Not secret, but not shown either: a shard stays small.
+    shown.client_id.clear();
+    shown.redirect_uri.clear();
+    shown.server = None;
+    shown.notes.clear();
+    shown.authorize_params.clear();
+    shown.pending = None;
+    if let Some(token) = &mut shown.token {
+        token.access_token = SecretString::from(String::from("-"));
+        if token.refresh_token.is_some() {
+            token.refresh_token = Some(SecretString::from(String::from("-")));
+        }
+        token.id_token = None;
+    }
+    shown
+}
+
+/// The text of status shard `id`: the [`status_of`] each of `profiles`, sealed under
+/// `secret`.
+pub fn render_shard(
+    secret: &SecretString,
+    id: &str,
+    profiles: &[&Profile],
+) -> Result<Zeroizing<String>, VaultError> {
+    let shown: Vec<Profile> = profiles.iter().map(|p| status_of(p)).collect();
+    let refs: Vec<&Profile> = shown.iter().collect();
+    sealed(secret, id, &refs)
+}
+
+/// The profiles status shard `id`'s text holds, once its seal is checked under `secret`.
+/// They are what status needs, not profiles to act on: nothing else reads them.
+pub fn open_shard(
+    secret: &SecretString,
+    id: &str,
+    text: &[u8],
+    at: &Location,
+) -> Result<Vec<Profile>, VaultError> {
+    let body = unsealed(secret, id, text).map_err(|why| refused(id, at, why))?;
+    let data: super::model::VaultData = toml::from_str(body)
+        .map_err(|e| refused(id, at, &format!("does not parse ({})", e.message())))?;
+    Ok(data.profiles)
 }
 
 /// The bytes of a hex text; `None` when it is not one.

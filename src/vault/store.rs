@@ -18,6 +18,7 @@ mod arrange;
 mod entries;
 mod lease;
 mod sealed;
+mod shards;
 mod splice;
 mod team;
 

@@ -10,7 +10,7 @@ use super::Version;
 use crate::vault::error::VaultError;
 
 /// How many changes the descriptor's log keeps: a reader further behind reads every entry.
-pub const RECENT: usize = 64;
+pub const RECENT: usize = 32;
 
 /// How the stored vault is laid out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +29,29 @@ pub struct Changes {
     /// Oldest first; at most [`RECENT`].
     #[serde(default)]
     pub recent: Vec<Change>,
+    /// How many status shards the vault keeps (a power of two; 0: none, and status reads
+    /// every entry). Each holds what status needs of the profiles whose id falls in it.
+    #[serde(default)]
+    pub shards: u32,
+}
+
+/// The status shard of entry `id` among `shards` (a power of two).
+pub fn shard_of(id: &str, shards: u32) -> u32 {
+    let head = id.get(..8).and_then(|h| u32::from_str_radix(h, 16).ok());
+    head.unwrap_or(0) & shards.saturating_sub(1)
+}
+
+/// How many status shards suit `profiles` profiles: sixteen to thirty-two in each, so a
+/// shard stays a few KB (deflated) and status reads a twentieth as many secrets as there
+/// are profiles.
+pub fn shards_for(profiles: usize) -> u32 {
+    let wanted = u32::try_from(profiles.div_ceil(32)).unwrap_or(u32::MAX);
+    wanted.clamp(1, 4096).next_power_of_two()
+}
+
+/// The name a status shard is sealed for.
+pub fn shard_name(number: u32) -> String {
+    format!("status-{number:04x}")
 }
 
 /// One entry written (or removed) by the commit numbered `seq`.
@@ -77,7 +100,11 @@ impl Changes {
         if let Some(cut) = cut {
             recent.retain(|c| c.seq != cut);
         }
-        Self { seq, recent }
+        Self {
+            seq,
+            recent,
+            shards: self.shards,
+        }
     }
 }
 
@@ -125,6 +152,15 @@ pub trait Entries: Send + Sync {
 
     /// Removes the entry `id` with all its versions.
     fn remove(&self, id: &str) -> Result<(), VaultError>;
+
+    /// Reads the status shards `numbers`; `None` for one there is not.
+    fn read_shards(&self, numbers: &[u32]) -> Result<Vec<Option<Vec<u8>>>, VaultError>;
+
+    /// Writes each status shard (number, ciphertext) over whatever is there.
+    fn write_shards(&self, shards: &[(u32, Vec<u8>)]) -> Result<(), VaultError>;
+
+    /// Removes status shard `number` with all its versions.
+    fn remove_shard(&self, number: u32) -> Result<(), VaultError>;
 
     /// Writes the descriptor, `head` and `changes`, over version `expected` of what is there
     /// (a descriptor, or a vault in one piece being moved into entries).

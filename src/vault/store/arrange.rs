@@ -4,7 +4,9 @@
 use std::collections::{HashMap, HashSet};
 
 use super::entries::head_of;
+use super::shards::all_shards;
 use super::{Store, lock_ignoring_poison, seal};
+use crate::vault::backend::entries::shards_for;
 use crate::vault::backend::{Backend, Changes, Version};
 use crate::vault::crypto::Sealing;
 use crate::vault::error::VaultError;
@@ -61,24 +63,17 @@ impl Store {
             .clone()
             .ok_or_else(passphrase_stays_single)?;
         let listed: HashSet<String> = entries.list()?.into_iter().collect();
-        let profiles: Vec<&Profile> = data.profiles.iter().collect();
-        let sealed = Self::seal_entries(&secret, &profiles, sealing, |_| None)?;
-        let outcomes = entries.write_many(&sealed);
-        let mut slots = HashMap::with_capacity(data.profiles.len());
-        for ((profile, write), outcome) in profiles.iter().zip(sealed).zip(outcomes) {
-            let slot = Slot {
-                id: write.id,
-                version: outcome?,
-            };
-            slots.insert(profile.name.clone(), slot);
-        }
+        let slots = write_every_entry(entries, &secret, &data, sealing)?;
         let head = seal(&head_of(&data), sealing)?;
-        let changes = snap
+        let mut changes = snap
             .entries
             .as_ref()
             .map(|s| s.changes.clone())
             .unwrap_or_default()
             .recording(slots.values().map(|s| s.id.as_str()));
+        let was = changes.shards;
+        changes.shards = shards_for(data.profiles.len());
+        entries.write_shards(&all_shards(&data, changes.shards, sealing)?)?;
         let version = match entries.commit_head(&head, &changes, snap.version) {
             Err(conflict @ VaultError::Conflict(_)) => {
                 self.reread_after_conflict(snap)?;
@@ -89,6 +84,9 @@ impl Store {
         let current: HashSet<&String> = slots.values().map(|s| &s.id).collect();
         for stale in listed.iter().filter(|id| !current.contains(id)) {
             entries.remove(stale)?;
+        }
+        for stale in changes.shards..was {
+            entries.remove_shard(stale)?;
         }
         data.profiles.sort_by(|a, b| a.name.cmp(&b.name));
         self.wrote(&data);
@@ -128,16 +126,41 @@ impl Store {
             }
             Arrangement::Single => {
                 let entries = self.entries_or_refuse()?;
+                let shards = snap.entries.as_ref().map_or(0, |s| s.changes.shards);
                 let ciphertext = seal(&data, &self.sealing_for(&data))?;
                 let version = self.committed(&mut snap, &ciphertext)?;
                 *snap = Snapshot::written(version, &ciphertext, data);
                 for id in entries.list()? {
                     entries.remove(&id)?;
                 }
+                for number in 0..shards {
+                    entries.remove_shard(number)?;
+                }
             }
         }
         Ok(true)
     }
+}
+
+/// Writes every profile of `data` as its entry, over whatever is there; where each is.
+fn write_every_entry(
+    entries: &dyn crate::vault::backend::Entries,
+    secret: &age::secrecy::SecretString,
+    data: &VaultData,
+    sealing: &Sealing,
+) -> Result<HashMap<String, Slot>, VaultError> {
+    let profiles: Vec<&Profile> = data.profiles.iter().collect();
+    let sealed = Store::seal_entries(secret, &profiles, sealing, |_| None)?;
+    let outcomes = entries.write_many(&sealed);
+    let mut slots = HashMap::with_capacity(data.profiles.len());
+    for ((profile, write), outcome) in profiles.iter().zip(sealed).zip(outcomes) {
+        let slot = Slot {
+            id: write.id,
+            version: outcome?,
+        };
+        slots.insert(profile.name.clone(), slot);
+    }
+    Ok(slots)
 }
 
 /// Stores a new vault holding `data` in `backend`, laid out as entries and sealed as
@@ -169,10 +192,12 @@ pub fn create_entries_in(
     let profiles: Vec<&Profile> = data.profiles.iter().collect();
     let sealed = Store::seal_entries(&secret, &profiles, sealing, |_| None)?;
     let ids: Vec<&str> = sealed.iter().map(|w| w.id.as_str()).collect();
-    let changes = Changes::default().recording(ids);
+    let mut changes = Changes::default().recording(ids);
+    changes.shards = shards_for(data.profiles.len());
     for outcome in entries.write_many(&sealed) {
         outcome?;
     }
+    entries.write_shards(&all_shards(data, changes.shards, sealing)?)?;
     let head = seal(&head_of(data), sealing)?;
     match entries.commit_head(&head, &changes, Some(Version::Revision(0))) {
         Err(VaultError::Conflict(_)) => Err(taken()),

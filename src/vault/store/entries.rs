@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use age::secrecy::SecretString;
 
 use super::{Store, lock_ignoring_poison, record_key};
+use crate::vault::backend::entries::shards_for;
 use crate::vault::backend::{Changes, Entries, EntryRead, EntryWrite};
 use crate::vault::crypto::{self, Sealing};
 use crate::vault::entry;
@@ -309,14 +310,16 @@ impl Store {
     }
 
     /// Writes the entries of `writes` and removes those of `removed` (by name), then the
-    /// descriptor with its log; the content is the caller's to change. A conflict at an
-    /// entry forgets it, so the next try reads it again.
+    /// descriptor with its log; the content is the caller's to change. The status shards of
+    /// the profiles changed are written in between, unless `patch` is off (the caller writes
+    /// every shard). A conflict at an entry forgets it, so the next try reads it again.
     pub(super) fn commit_entries(
         &self,
         snap: &mut Snapshot,
         writes: &[&Profile],
         removed: &[String],
         sealing: &Sealing,
+        patch: bool,
     ) -> Result<(), VaultError> {
         let entries = self.entries_or_refuse()?;
         let secret = Self::entry_secret(snap)?;
@@ -349,7 +352,15 @@ impl Store {
             ids.push(id);
         }
         let changes = state.changes.recording(ids.iter().map(String::as_str));
-        let version = match entries.commit_head(&state.head, &changes, snap.version) {
+        if patch {
+            self.patch_shards_or_drop(snap, entries, writes, removed, sealing);
+        }
+        let head = snap
+            .entries
+            .as_ref()
+            .map(|s| s.head.clone())
+            .unwrap_or_default();
+        let version = match entries.commit_head(&head, &changes, snap.version) {
             Err(conflict @ VaultError::Conflict(_)) => {
                 self.reread_after_conflict(snap)?;
                 return Err(conflict);
@@ -441,8 +452,27 @@ impl Store {
             .filter(|name| !kept.contains(*name))
             .map(|name| (*name).to_string())
             .collect();
-        if !writes.is_empty() || !removed.is_empty() {
-            self.commit_entries(snap, &writes, &removed, &sealing)?;
+        let was = snap.entries.as_ref().map_or(0, |s| s.changes.shards);
+        let wanted = shards_for(data.profiles.len());
+        // Many changes, or a vault grown or shrunk fourfold: every shard is written again.
+        let many = usize::try_from(was / 4).unwrap_or(usize::MAX);
+        let whole = was > 0
+            && (wanted > was * 4 || wanted * 4 < was || writes.len() + removed.len() > many);
+        if whole {
+            let entries = self.entries_or_refuse()?;
+            entries.write_shards(&super::shards::all_shards(&data, wanted, &sealing)?)?;
+            if let Some(state) = snap.entries.as_mut() {
+                state.changes.shards = wanted;
+            }
+        }
+        if !writes.is_empty() || !removed.is_empty() || whole {
+            self.commit_entries(snap, &writes, &removed, &sealing, !whole)?;
+        }
+        if whole {
+            let entries = self.entries_or_refuse()?;
+            for stale in wanted..was {
+                entries.remove_shard(stale)?;
+            }
         }
         let whole = snap.entries.as_ref().is_some_and(|s| s.whole);
         snap.content = Content::parsed(data);
@@ -491,7 +521,7 @@ impl Store {
             .map(|p| p.name.clone())
             .collect();
         let writes: Vec<&Profile> = edited.values().collect();
-        self.commit_entries(snap, &writes, &renamed, &sealing)?;
+        self.commit_entries(snap, &writes, &renamed, &sealing, true)?;
         let loaded = snap.content.loaded(self.backend.location())?;
         for (at, profile) in edited {
             if let Some(slot) = loaded.data.profiles.get_mut(at) {

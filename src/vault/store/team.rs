@@ -31,11 +31,18 @@ impl TeamView {
 impl Store {
     /// The team sharing this vault; `None` for a vault without one (a file).
     pub fn team(&self) -> Result<Option<TeamView>, VaultError> {
+        // Current names and secret: a reload when the stored vault changed.
+        let names: Vec<String> =
+            self.read(|data| data.profiles.iter().map(|p| p.name.clone()).collect())?;
+        self.team_of(&names)
+    }
+
+    /// [`Store::team`], for the profiles `names` (the rows a caller read already: status,
+    /// which read a vault in entries from its shards, need not read every entry).
+    pub fn team_of(&self, names: &[String]) -> Result<Option<TeamView>, VaultError> {
         let Some(entries) = self.backend.team()? else {
             return Ok(None);
         };
-        // Current names and secret: a reload when the stored vault changed.
-        self.read(|_| ())?;
         let snap = lock_ignoring_poison(&self.snapshot);
         let secret = snap.content.members_secret().0;
         let team = Team::of(
@@ -43,17 +50,15 @@ impl Store {
             secret.map(ExposeSecret::expose_secret),
             entries.lease,
         );
-        let last_refresh = snap
-            .content
-            .names()
-            .into_iter()
+        let last_refresh = names
+            .iter()
             .filter_map(|name| {
                 let newest = entries.newest.get(&record_key(secret, name))?;
                 let last = LastRefresh {
                     host: crate::display::untrusted(&newest.host).into_owned(),
                     at: newest.obtained_at,
                 };
-                Some((name.to_string(), last))
+                Some((name.clone(), last))
             })
             .collect();
         let forgotten = entries

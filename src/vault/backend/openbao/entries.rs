@@ -1,6 +1,7 @@
 //! A vault laid out as entries in KV ([`crate::vault::backend::entries`]): the descriptor at
 //! `PATH` (fields `head`, the armored head, and `changes`, the log), and each profile at
-//! `PATH.entries/ID` (field `age`), where ID is a hash of the members' secret and the name.
+//! `PATH.entries/ID` (field `age`), where ID is a hash of the members' secret and the name;
+//! status shards at `PATH.status/NNNN` (field `age`).
 //! KV's `list` is not filtered by policy, so nothing in a path names a profile.
 
 use serde_json::Value;
@@ -29,6 +30,12 @@ fn is_id(id: &str) -> bool {
 }
 
 impl OpenBaoBackend {
+    /// Status shard `number`.
+    fn shard(&self, number: u32) -> KvPath {
+        self.kv
+            .sibling(format!("{}.status/{number:04x}", self.kv.path))
+    }
+
     /// The entry `id`.
     fn entry(&self, id: &str) -> KvPath {
         self.entries.sibling(format!("{}/{id}", self.entries.path))
@@ -74,6 +81,28 @@ impl Entries for OpenBaoBackend {
 
     fn remove(&self, id: &str) -> Result<(), VaultError> {
         self.api.destroy(&self.entry(id))
+    }
+
+    fn read_shards(&self, numbers: &[u32]) -> Result<Vec<Option<Vec<u8>>>, VaultError> {
+        in_parallel(numbers, |n| match self.api.read(&self.shard(*n))? {
+            Found::Secret(secret) => self.field(&secret.fields, FIELD).map(Some),
+            Found::Nothing { .. } => Ok(None),
+        })
+        .into_iter()
+        .collect()
+    }
+
+    fn write_shards(&self, shards: &[(u32, Vec<u8>)]) -> Result<(), VaultError> {
+        for written in in_parallel(shards, |(n, ciphertext)| {
+            self.api.put(&self.shard(*n), &Self::armored(ciphertext)?)
+        }) {
+            written?;
+        }
+        Ok(())
+    }
+
+    fn remove_shard(&self, number: u32) -> Result<(), VaultError> {
+        self.api.destroy(&self.shard(number))
     }
 
     fn commit_head(
@@ -136,6 +165,12 @@ pub fn forget_entries(backend: &OpenBaoBackend) -> Result<usize, VaultError> {
     let mut destroyed = 0;
     for id in backend.list()? {
         destroyed += backend.api.destroy_older(&backend.entry(&id))?;
+    }
+    let shards = backend.kv.sibling(format!("{}.status", backend.kv.path));
+    for name in backend.api.list(&shards)? {
+        if let Ok(number) = u32::from_str_radix(&name, 16) {
+            destroyed += backend.api.destroy_older(&backend.shard(number))?;
+        }
     }
     Ok(destroyed)
 }

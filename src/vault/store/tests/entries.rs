@@ -5,8 +5,11 @@ use std::sync::atomic::Ordering;
 
 use super::super::*;
 use super::memory::{Memory, profile_names, stores_on};
+use age::secrecy::{ExposeSecret as _, SecretString};
+
 use super::{lock_ignoring_poison, named};
 use crate::vault::backend::Entries as _;
+use crate::vault::crypto::IdentityFile;
 
 /// A memory vault of `n` profiles `p00`.., laid out as entries, with two stores on it.
 fn entries_vault(dir: &Path, n: usize) -> (Memory, Store, Store) {
@@ -143,4 +146,96 @@ fn a_change_of_members_seals_every_entry_again() {
     );
     assert_eq!(profile_names(&two).len(), 5);
     assert!(two.snapshot().unwrap().recipients.ends_with(&other));
+}
+
+/// What `status --json` prints of `data`.
+fn status_json(data: &VaultData) -> String {
+    let now = chrono::Utc::now();
+    let mut rows = crate::report::rows(data, now, Duration::from_secs(86_400));
+    crate::report::json(&mut rows).unwrap()
+}
+
+/// A profile with a token, so the shards have expiries to carry.
+fn with_token(name: &str, expires_in: i64) -> Profile {
+    let mut p = named(name);
+    let now = chrono::Utc::now();
+    p.token = Some(crate::vault::Token {
+        access_token: SecretString::from("access-secret"),
+        refresh_token: Some(SecretString::from("refresh-secret")),
+        token_type: "Bearer".into(),
+        scope: None,
+        obtained_at: now,
+        expires_at: Some(now + chrono::Duration::seconds(expires_in)),
+        refresh_expires_at: None,
+        id_token: None,
+    });
+    p.client_secret = SecretString::from("client-secret");
+    p
+}
+
+#[test]
+fn status_reads_the_shards_alone_and_says_what_every_entry_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let (memory, one, _) = entries_vault(dir.path(), 70);
+    one.update(|d| d.insert(with_token("live", 600)))
+        .unwrap()
+        .unwrap();
+    let whole = one.read(status_json).unwrap();
+    let fresh = || {
+        let key = dir.path().join("key.txt");
+        let unlock =
+            Unlock::Identity(IdentityFile::load(&key, crate::vault::crypto::NoPrompt).unwrap());
+        Store::open_in(Box::new(memory.clone()), unlock).unwrap()
+    };
+    let before = reads(&memory);
+    let from_shards = fresh().read_status(status_json).unwrap();
+    assert_eq!(reads(&memory), before, "no entry read");
+    assert_eq!(from_shards, whole);
+    // Nothing secret is in a shard.
+    let shown = fresh()
+        .read_status(|d| d.profile("live").cloned().unwrap())
+        .unwrap();
+    assert!(shown.client_secret.expose_secret().is_empty());
+    let token = shown.token.unwrap();
+    assert_eq!(token.access_token.expose_secret(), "-");
+
+    // A refresh's save reaches the shard.
+    let later = |p: &mut Profile| {
+        if let Some(t) = &mut p.token {
+            t.expires_at = Some(chrono::Utc::now() - chrono::Duration::seconds(5));
+        }
+    };
+    one.update_profiles([("live".to_string(), later)]).unwrap();
+    let whole = one.read(status_json).unwrap();
+    assert_eq!(fresh().read_status(status_json).unwrap(), whole);
+    assert!(whole.contains("\"access_expires_in_secs\": -"), "{whole}");
+
+    // A shard written by someone without the key: status reads the entries instead.
+    let forged = lock_ignoring_poison(&memory.shards)
+        .get(&1)
+        .cloned()
+        .unwrap();
+    lock_ignoring_poison(&memory.shards).insert(0, forged);
+    let before = reads(&memory);
+    assert_eq!(fresh().read_status(status_json).unwrap(), whole);
+    assert!(reads(&memory) > before, "read the entries");
+}
+
+#[test]
+fn a_shard_that_cannot_be_written_is_removed_and_the_save_stands() {
+    let dir = tempfile::tempdir().unwrap();
+    let (memory, one, two) = entries_vault(dir.path(), 128);
+    memory.refuse_shards.store(true, Ordering::Relaxed);
+    let edit = |p: &mut Profile| p.notes = "saved".into();
+    one.update_profiles([("p07".to_string(), edit)]).unwrap();
+    let shards = lock_ignoring_poison(&memory.shards).len();
+    assert_eq!(shards, 3, "one of four shards removed");
+    assert_eq!(two.profile("p07").unwrap().unwrap().notes, "saved");
+    // Status reads the entries where a shard is missing, and says the same.
+    let whole = one.read(status_json).unwrap();
+    assert_eq!(two.read_status(status_json).unwrap(), whole);
+    // Once shards can be written again, the next save makes the missing one from the entries.
+    memory.refuse_shards.store(false, Ordering::Relaxed);
+    one.update_profiles([("p07".to_string(), edit)]).unwrap();
+    assert_eq!(lock_ignoring_poison(&memory.shards).len(), 4);
 }

@@ -23,6 +23,10 @@ pub(super) struct Memory {
     pub(super) changes: std::sync::Arc<Mutex<Option<crate::vault::backend::Changes>>>,
     /// The entries by id, each with its version.
     pub(super) shelf: std::sync::Arc<Mutex<Shelf>>,
+    /// The status shards by number.
+    pub(super) shards: std::sync::Arc<Mutex<std::collections::BTreeMap<u32, Vec<u8>>>>,
+    /// Whether writes of status shards are refused (a policy without the path, say).
+    pub(super) refuse_shards: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// How many entries were read.
     pub(super) entry_reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     stored: std::sync::Arc<Mutex<Revision>>,
@@ -168,6 +172,30 @@ impl crate::vault::backend::Entries for Memory {
 
     fn remove(&self, id: &str) -> Result<(), VaultError> {
         lock_ignoring_poison(&self.shelf).remove(id);
+        Ok(())
+    }
+
+    fn read_shards(&self, numbers: &[u32]) -> Result<Vec<Option<Vec<u8>>>, VaultError> {
+        let shards = lock_ignoring_poison(&self.shards);
+        Ok(numbers.iter().map(|n| shards.get(n).cloned()).collect())
+    }
+
+    fn write_shards(&self, written: &[(u32, Vec<u8>)]) -> Result<(), VaultError> {
+        if self
+            .refuse_shards
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(VaultError::Remote("shards refused".into()));
+        }
+        let mut shards = lock_ignoring_poison(&self.shards);
+        for (n, ciphertext) in written {
+            shards.insert(*n, ciphertext.clone());
+        }
+        Ok(())
+    }
+
+    fn remove_shard(&self, number: u32) -> Result<(), VaultError> {
+        lock_ignoring_poison(&self.shards).remove(&number);
         Ok(())
     }
 
