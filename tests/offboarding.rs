@@ -12,41 +12,9 @@ mod common;
 use common::doorkeeper::Doorkeeper;
 use common::dot::{self, Dot};
 use common::openbao::OpenBao;
-use common::{Env, stderr, tool};
+use common::{Env, opens, public_key, stderr};
 
 const OOB: &str = "urn:ietf:wg:oauth:2.0:oob";
-
-/// The age public key of `env`'s identity.
-fn public_key(env: &Env) -> String {
-    let out = tool("age-keygen")
-        .arg("-y")
-        .arg(env.identity())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-/// Whether `env`'s key opens the armored age file `armored` (`age -d`, the file on stdin).
-fn opens(env: &Env, armored: &str) -> bool {
-    use std::io::Write;
-    let mut child = tool("age")
-        .arg("-d")
-        .arg("-i")
-        .arg(env.identity())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(armored.as_bytes())
-        .unwrap();
-    child.wait().unwrap().success()
-}
 
 #[test]
 fn a_removed_key_opens_no_version_and_its_refresh_tokens_are_rotated_where_they_can_be() {

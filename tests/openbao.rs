@@ -372,20 +372,13 @@ fn a_vault_file_moves_into_openbao_and_back_out() {
 /// exchange, refresh (lease included), token and status, and nothing needs more.
 #[test]
 fn the_readme_policy_is_all_a_member_needs() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let from = readme
-        .find("The policy a member or an agent needs")
-        .unwrap();
-    let block = &readme[from..];
-    let start = block.find("```hcl\n").unwrap() + "```hcl\n".len();
-    let policy = &block[start..start + block[start..].find("```").unwrap()];
+    let policy = common::readme_policy();
     assert!(
         policy.contains("secret/data/teams/payroll.lock"),
         "{policy}"
     );
     let bao = OpenBao::start();
-    bao.put_policy("tokdeck-payroll", policy);
+    bao.put_policy("tokdeck-payroll", &policy);
     let member = bao.token_with(&["tokdeck-payroll"], "1h");
     let location = bao.location("teams/payroll");
     let env = Env::empty_with(&[("TOKDECK_VAULT", &location), ("BAO_TOKEN", &member)]);

@@ -12,28 +12,11 @@ mod common;
 use common::dot::Dot;
 use common::mock::MockServer;
 use common::openbao::OpenBao;
-use common::{Env, assert_one_line_error, stderr, stdout};
+use common::{
+    Env, assert_one_line_error, factorial_profiles, opens, public_key, readme_policy, stderr,
+    stdout,
+};
 use serde_json::Value;
-
-/// Vault text of `n` profiles of about 1 KB each, as a Factorial integration's are.
-fn profiles(n: usize) -> String {
-    let mut text = String::from("version = 1\n");
-    for i in 0..n {
-        text.push_str(&format!(
-            "\n[[profile]]\nname = \"p{i:05}\"\nprovider = \"factorial\"\nclient_id = \"client-{i:05}-{pad}\"\nclient_secret = \"secret-{i:05}-{pad}\"\nredirect_uri = \"https://integrations.example.com/oauth/callback/{i:05}\"\nowner = \"user\"\nscopes = [\"read\", \"write\"]\nnotes = \"{notes}\"\n[profile.endpoints]\nbase_url = \"https://api.factorialhr.com\"\n",
-            pad = "x".repeat(64),
-            notes = "n".repeat(600),
-        ));
-    }
-    text
-}
-
-fn imported(env: &Env, text: &str) {
-    let file = env.home().join("apps.toml");
-    std::fs::write(&file, text).unwrap();
-    let out = env.run(&["import", file.to_str().unwrap()]);
-    assert!(out.status.success(), "import: {}", stderr(&out));
-}
 
 fn rows(env: &Env) -> Vec<Value> {
     let out = env.run(&["--no-agent", "status", "--json"]);
@@ -96,7 +79,7 @@ fn on_raft_entries_hold_more_than_one_entry_can_and_a_refresh_writes_one() {
     );
 
     // 1,400 profiles of 1 KB: more than raft takes in one entry.
-    imported(&laptop, &profiles(1_400));
+    laptop.imported(&factorial_profiles(1_400));
     assert_eq!(rows(&other).len(), 1_401);
     let (fields, size) = descriptor(&bao, "team/big");
     let mut names: Vec<&String> = fields.keys().collect();
@@ -139,16 +122,9 @@ fn on_raft_entries_hold_more_than_one_entry_can_and_a_refresh_writes_one() {
 /// The README's policy, a move into entries and back, and a copy refused while in entries.
 #[test]
 fn a_vault_moves_into_entries_and_back_with_the_readme_policy() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let from = readme
-        .find("The policy a member or an agent needs")
-        .unwrap();
-    let block = &readme[from..];
-    let start = block.find("```hcl\n").unwrap() + "```hcl\n".len();
-    let policy = &block[start..start + block[start..].find("```").unwrap()];
+    let policy = readme_policy();
     let bao = OpenBao::start();
-    bao.put_policy("tokdeck-payroll", policy);
+    bao.put_policy("tokdeck-payroll", &policy);
     let member = bao.token_with(&["tokdeck-payroll"], "1h");
     let env = Env::team_at(&bao.location("teams/payroll"), &member);
     let server = MockServer::start();
@@ -230,7 +206,7 @@ fn a_vault_moves_into_entries_and_back_with_the_readme_policy() {
 fn a_large_vault_file_moves_into_raft_as_entries() {
     let bao = OpenBao::start_raft();
     let env = Env::new();
-    imported(&env, &profiles(1_200));
+    env.imported(&factorial_profiles(1_200));
     let location = bao.location("team/moved");
     let copy = |extra: &[&str]| {
         let mut args = vec!["vault", "copy", location.as_str()];
@@ -253,38 +229,6 @@ fn a_large_vault_file_moves_into_raft_as_entries() {
     assert_eq!(names[0]["name"], "p00000");
     let out = copy(&["--entries"]);
     assert_one_line_error(&out, "a vault already exists at");
-}
-
-/// The age public key of `env`'s identity.
-fn public_key(env: &Env) -> String {
-    let out = common::tool("age-keygen")
-        .arg("-y")
-        .arg(env.identity())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-/// Whether `env`'s key opens the armored age file `armored`.
-fn opens(env: &Env, armored: &str) -> bool {
-    use std::io::Write;
-    let mut child = common::tool("age")
-        .arg("-d")
-        .arg("-i")
-        .arg(env.identity())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(armored.as_bytes())
-        .unwrap();
-    child.wait().unwrap().success()
 }
 
 /// Every version KV keeps of the secret at `path`, as armored age files (destroyed ones

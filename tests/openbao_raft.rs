@@ -9,28 +9,7 @@
 mod common;
 
 use common::openbao::OpenBao;
-use common::{Env, assert_one_line_error, stderr, stdout};
-
-/// Vault text of `n` profiles of about 1 KB each, as a Factorial integration's are.
-fn profiles(n: usize) -> String {
-    let mut text = String::from("version = 1\n");
-    for i in 0..n {
-        text.push_str(&format!(
-            "\n[[profile]]\nname = \"p{i:05}\"\nprovider = \"factorial\"\nclient_id = \"client-{i:05}-{pad}\"\nclient_secret = \"secret-{i:05}-{pad}\"\nredirect_uri = \"https://integrations.example.com/oauth/callback/{i:05}\"\nowner = \"user\"\nscopes = [\"read\", \"write\"]\nnotes = \"{notes}\"\n[profile.endpoints]\nbase_url = \"https://api.factorialhr.com\"\n",
-            pad = "x".repeat(64),
-            notes = "n".repeat(600),
-        ));
-    }
-    text
-}
-
-/// Imports the profiles of `text` into `env`'s vault file, as a team moving in would.
-fn imported(env: &Env, text: &str) {
-    let file = env.home().join("apps.toml");
-    std::fs::write(&file, text).unwrap();
-    let out = env.run(&["import", file.to_str().unwrap()]);
-    assert!(out.status.success(), "import: {}", stderr(&out));
-}
+use common::{Env, assert_one_line_error, factorial_profiles, stderr, stdout};
 
 /// `vault copy` of `env`'s vault file to `location` in `bao`.
 fn copied_into(env: &Env, bao: &OpenBao, location: &str) -> std::process::Output {
@@ -51,7 +30,7 @@ fn a_vault_too_large_for_one_raft_entry_is_refused_and_loses_nothing() {
 
     // Too large to move in: refused, with advice that does not say "try again".
     let big = Env::new();
-    imported(&big, &profiles(1_400));
+    big.imported(&factorial_profiles(1_400));
     let location = bao.location("team/big");
     let out = copied_into(&big, &bao, &location);
     assert_one_line_error(&out, "too large for one entry");
@@ -62,7 +41,7 @@ fn a_vault_too_large_for_one_raft_entry_is_refused_and_loses_nothing() {
 
     // One that fits is stored; growing it past the limit is refused, and it stays as it was.
     let small = Env::new();
-    imported(&small, &profiles(500));
+    small.imported(&factorial_profiles(500));
     let location = bao.location("team/small");
     let out = copied_into(&small, &bao, &location);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -77,7 +56,11 @@ fn a_vault_too_large_for_one_raft_entry_is_refused_and_loses_nothing() {
     let version = |bao: &OpenBao| bao.read("team/small")["metadata"]["version"].as_u64();
     let before = version(&bao);
     let file = small.home().join("more.toml");
-    std::fs::write(&file, profiles(1_400).replace("name = \"p", "name = \"q")).unwrap();
+    std::fs::write(
+        &file,
+        factorial_profiles(1_400).replace("name = \"p", "name = \"q"),
+    )
+    .unwrap();
     let out = team(&["import", file.to_str().unwrap()]);
     assert_one_line_error(&out, "too large for one entry");
     assert_eq!(version(&bao), before, "a new version was stored");

@@ -1,7 +1,7 @@
 //! What the store last read or wrote, and how it tells whether the vault changed since: the
 //! stored version and stamp, and the decrypted content, parsed as far as it was needed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use age::secrecy::SecretString;
 
@@ -153,6 +153,42 @@ impl Loaded {
                 .map(|(i, p)| (p.name.clone(), i))
                 .collect()
         })
+    }
+
+    /// Applies each change to a copy of the profile it names: the copies changed, by
+    /// position, and each change's outcome (`None` where no profile has the name).
+    pub(super) fn edited<T, F>(
+        &mut self,
+        changes: &mut [(String, F)],
+    ) -> (BTreeMap<usize, Profile>, Vec<Option<T>>)
+    where
+        F: FnMut(&mut Profile) -> T,
+    {
+        let mut edited = BTreeMap::new();
+        let mut outcomes = Vec::with_capacity(changes.len());
+        for (name, change) in changes.iter_mut() {
+            let found = self.index().get(name.as_str()).copied();
+            let Some((at, stored)) = found.and_then(|at| Some((at, self.data.profiles.get(at)?)))
+            else {
+                outcomes.push(None);
+                continue;
+            };
+            let profile = edited.entry(at).or_insert_with(|| stored.clone());
+            outcomes.push(Some(change(profile)));
+        }
+        (edited, outcomes)
+    }
+
+    /// Puts the profiles [`Loaded::edited`] changed in their places, once saved.
+    pub(super) fn put_edited(&mut self, edited: BTreeMap<usize, Profile>) {
+        for (at, profile) in edited {
+            if let Some(slot) = self.data.profiles.get_mut(at) {
+                if slot.name != profile.name {
+                    self.index = None;
+                }
+                *slot = profile;
+            }
+        }
     }
 
     /// The text as last saved, rendered whole when there is none yet.

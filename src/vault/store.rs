@@ -1,7 +1,6 @@
 //! The opened vault: unlocking, the decrypted cache, updates under the cross-process lease.
 //! Where the ciphertext lives is the backend's ([`super::backend`]).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -490,18 +489,7 @@ impl Store {
     {
         let expected = snap.version;
         let loaded = snap.content.loaded(self.backend.location())?;
-        let mut edited = BTreeMap::new();
-        let mut outcomes = Vec::new();
-        for (name, change) in changes.iter_mut() {
-            let found = loaded.index().get(name.as_str()).copied();
-            let Some((at, stored)) = found.and_then(|at| Some((at, loaded.data.profiles.get(at)?)))
-            else {
-                outcomes.push(None);
-                continue;
-            };
-            let profile = edited.entry(at).or_insert_with(|| stored.clone());
-            outcomes.push(Some(change(profile)));
-        }
+        let (edited, outcomes) = loaded.edited(changes);
         if edited.is_empty() {
             return Ok(outcomes);
         }
@@ -524,14 +512,7 @@ impl Store {
         for (at, part) in parts {
             text.replace(at, part);
         }
-        for (at, profile) in edited {
-            if let Some(slot) = loaded.data.profiles.get_mut(at) {
-                if slot.name != profile.name {
-                    loaded.index = None;
-                }
-                *slot = profile;
-            }
-        }
+        loaded.put_edited(edited);
         if secret_given {
             self.wrote(&loaded.data);
         }

@@ -347,23 +347,18 @@ impl Env {
         assert!(out.status.success(), "exchange failed: {}", stderr(&out));
     }
 
+    /// Imports the profiles of the vault text `text` (`tokdeck import`), as a team moving in
+    /// would.
+    pub fn imported(&self, text: &str) {
+        let file = self.home().join("apps.toml");
+        std::fs::write(&file, text).unwrap();
+        let out = self.run(&["import", file.to_str().unwrap()]);
+        assert!(out.status.success(), "import: {}", stderr(&out));
+    }
+
     /// The vault decrypted by the reference age CLI: the file, or what OpenBao holds.
     pub fn vault_text(&self) -> String {
-        let mut age = tool("age")
-            .arg("-d")
-            .arg("-i")
-            .arg(self.identity())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        age.stdin
-            .take()
-            .unwrap()
-            .write_all(&self.vault_bytes())
-            .unwrap();
-        let out = age.wait_with_output().unwrap();
+        let out = age_decrypt(self, &self.vault_bytes());
         assert!(out.status.success(), "age -d failed: {}", stderr(&out));
         String::from_utf8(out.stdout).unwrap()
     }
@@ -483,6 +478,62 @@ pub fn keygen(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
         file,
         said.trim().trim_start_matches("Public key: ").to_string(),
     )
+}
+
+/// The age public key of `env`'s identity.
+pub fn public_key(env: &Env) -> String {
+    let out = tool("age-keygen")
+        .arg("-y")
+        .arg(env.identity())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// `age -d` with `env`'s key of `ciphertext`, given on stdin.
+pub fn age_decrypt(env: &Env, ciphertext: &[u8]) -> Output {
+    let mut child = tool("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(env.identity())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(ciphertext).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Whether `env`'s key opens the armored age file `armored`.
+pub fn opens(env: &Env, armored: &str) -> bool {
+    age_decrypt(env, armored.as_bytes()).status.success()
+}
+
+/// Vault text of `n` profiles `p00000`.. of about 1 KB each, as a Factorial integration's are.
+pub fn factorial_profiles(n: usize) -> String {
+    let mut text = String::from("version = 1\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "\n[[profile]]\nname = \"p{i:05}\"\nprovider = \"factorial\"\nclient_id = \"client-{i:05}-{pad}\"\nclient_secret = \"secret-{i:05}-{pad}\"\nredirect_uri = \"https://integrations.example.com/oauth/callback/{i:05}\"\nowner = \"user\"\nscopes = [\"read\", \"write\"]\nnotes = \"{notes}\"\n[profile.endpoints]\nbase_url = \"https://api.factorialhr.com\"\n",
+            pad = "x".repeat(64),
+            notes = "n".repeat(600),
+        ));
+    }
+    text
+}
+
+/// The policy the README gives a member or an agent (its `hcl` block).
+pub fn readme_policy() -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let from = readme
+        .find("The policy a member or an agent needs")
+        .unwrap();
+    let block = &readme[from..];
+    let start = block.find("```hcl\n").unwrap() + "```hcl\n".len();
+    block[start..start + block[start..].find("```").unwrap()].to_string()
 }
 
 /// `text` encrypted by the age CLI to `recipients`, armored when `armor`.

@@ -2,7 +2,7 @@
 //! loaded one at a time or all at once, a save that writes only the entries it changed and
 //! the descriptor's log, and the moves between one piece and entries.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use age::secrecy::SecretString;
 
@@ -497,20 +497,7 @@ impl Store {
             self.load_one(snap, name, true)?;
         }
         let loaded = snap.content.loaded(self.backend.location())?;
-        let mut edited: BTreeMap<usize, Profile> = BTreeMap::new();
-        let mut outcomes = Vec::with_capacity(changes.len());
-        for (name, change) in changes.iter_mut() {
-            let Some(at) = loaded.index().get(name.as_str()).copied() else {
-                outcomes.push(None);
-                continue;
-            };
-            let Some(stored) = loaded.data.profiles.get(at) else {
-                outcomes.push(None);
-                continue;
-            };
-            let profile = edited.entry(at).or_insert_with(|| stored.clone());
-            outcomes.push(Some(change(profile)));
-        }
+        let (edited, outcomes) = loaded.edited(changes);
         if edited.is_empty() {
             return Ok(outcomes);
         }
@@ -523,14 +510,7 @@ impl Store {
         let writes: Vec<&Profile> = edited.values().collect();
         self.commit_entries(snap, &writes, &renamed, &sealing, true)?;
         let loaded = snap.content.loaded(self.backend.location())?;
-        for (at, profile) in edited {
-            if let Some(slot) = loaded.data.profiles.get_mut(at) {
-                if slot.name != profile.name {
-                    loaded.index = None;
-                }
-                *slot = profile;
-            }
-        }
+        loaded.put_edited(edited);
         loaded.text = None;
         Ok(outcomes)
     }

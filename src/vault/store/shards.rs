@@ -56,6 +56,24 @@ pub(super) fn all_shards(
         .collect()
 }
 
+/// The shards of the profiles `changed` and `removed` (by name), each once.
+fn touched(
+    secret: &SecretString,
+    shards: u32,
+    changed: &[&Profile],
+    removed: &[String],
+) -> Vec<u32> {
+    let mut numbers: Vec<u32> = changed
+        .iter()
+        .map(|p| p.name.as_str())
+        .chain(removed.iter().map(String::as_str))
+        .map(|name| shard_of(&record_key(Some(secret), name), shards))
+        .collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    numbers
+}
+
 impl Store {
     /// The profiles shard `number`'s ciphertext holds, checked under `secret`.
     fn open_shard(
@@ -145,12 +163,7 @@ impl Store {
         let Ok(secret) = Self::entry_secret(snap) else {
             return;
         };
-        let names = changed
-            .iter()
-            .map(|p| p.name.as_str())
-            .chain(removed.iter().map(String::as_str));
-        for name in names {
-            let number = shard_of(&record_key(Some(&secret), name), shards);
+        for number in touched(&secret, shards, changed, removed) {
             if let Err(e) = entries.remove_shard(number) {
                 tracing::warn!(error = %e, shard = number, "cannot remove a status shard");
             }
@@ -174,13 +187,7 @@ impl Store {
         }
         let secret = Self::entry_secret(snap)?;
         let number_of = |name: &str| shard_of(&record_key(Some(&secret), name), shards);
-        let mut numbers: Vec<u32> = changed
-            .iter()
-            .map(|p| number_of(&p.name))
-            .chain(removed.iter().map(|n| number_of(n)))
-            .collect();
-        numbers.sort_unstable();
-        numbers.dedup();
+        let numbers = touched(&secret, shards, changed, removed);
         let read = entries.read_shards(&numbers)?;
         let mut written = Vec::with_capacity(numbers.len());
         for (number, ciphertext) in numbers.iter().zip(read) {
