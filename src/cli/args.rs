@@ -218,7 +218,7 @@ pub struct RefreshArgs {
 #[derive(Debug, Subcommand)]
 #[command(defer = true)]
 pub enum VaultCommand {
-    /// Copy the vault's ciphertext as it is to DEST (a file, or openbao://HOST/MOUNT/PATH); no key is needed, and DEST must not exist
+    /// Copy the vault, still encrypted, to DEST (a file, or openbao://HOST/MOUNT/PATH), which must not exist; the ciphertext goes as it is, with no key, unless the copy is laid out otherwise (into entries, or out of them)
     Copy {
         /// Where to: a path, or openbao://HOST[:PORT]/MOUNT/PATH (openbao+http:// on this machine)
         #[arg(value_name = "DEST")]

@@ -99,7 +99,7 @@ impl Store {
     pub fn read_status<T>(&self, f: impl FnOnce(&VaultData) -> T) -> Result<T, VaultError> {
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
-        match self.status_from_shards(&snap) {
+        match self.status_from_shards(&mut snap) {
             Ok(Some(data)) => return Ok(f(&data)),
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "read the entries instead of the status shards"),
@@ -110,19 +110,16 @@ impl Store {
 
     /// What the status shards hold, with the head; `None` where there are none to read (one
     /// piece, no shards, or every entry loaded already).
-    fn status_from_shards(&self, snap: &Snapshot) -> Result<Option<VaultData>, VaultError> {
-        let Some(state) = snap
-            .entries
-            .as_ref()
-            .filter(|s| !s.whole && s.changes.shards > 0)
-        else {
-            return Ok(None);
+    fn status_from_shards(&self, snap: &mut Snapshot) -> Result<Option<VaultData>, VaultError> {
+        let shards = match snap.entries.as_ref() {
+            Some(state) if !state.whole && state.changes.shards > 0 => state.changes.shards,
+            _ => return Ok(None),
         };
         let Some(entries) = self.backend.entries() else {
             return Ok(None);
         };
         let secret = Self::entry_secret(snap)?;
-        let numbers: Vec<u32> = (0..state.changes.shards).collect();
+        let numbers: Vec<u32> = (0..shards).collect();
         let read = entries.read_shards(&numbers)?;
         let mut profiles = Vec::new();
         for (number, ciphertext) in numbers.iter().zip(read) {
@@ -135,10 +132,7 @@ impl Store {
             profiles.extend(self.open_shard(&secret, *number, &ciphertext)?);
         }
         profiles.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut data = head_of(match &snap.content {
-            crate::vault::snapshot::Content::Parsed(loaded) => &loaded.data,
-            crate::vault::snapshot::Content::Located(_) => return Ok(None),
-        });
+        let mut data = head_of(snap.content.data(self.location())?);
         data.profiles = profiles;
         Ok(Some(data))
     }

@@ -397,6 +397,15 @@ impl Api {
     }
 }
 
+/// The path of the vault a secret at `path` belongs to: the vault's own, its lease's, an
+/// entry's, a status shard's or an announcement's.
+fn vault_path(path: &str) -> &str {
+    [".entries/", ".status/", ".agents/"]
+        .iter()
+        .find_map(|folder| path.rfind(folder).and_then(|at| path.get(..at)))
+        .unwrap_or_else(|| path.strip_suffix(".lock").unwrap_or(path))
+}
+
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .ok()
@@ -458,10 +467,10 @@ fn refusal(kv: &KvPath, answer: &Answer) -> VaultError {
             kv.kv_name()
         ),
         403 => format!(
-            "OpenBao at {host} refused the token for {0}: it is missing, expired, or lacks a capability; log in again (bao login, or set BAO_TOKEN), and make sure its policy allows read, create and update on {1}/data/{2} and {1}/data/{2}.lock, and read on {1}/metadata/{2} (see the README's Teams section)",
+            "OpenBao at {host} refused the token for {0}: it is missing, expired, or lacks a capability; log in again (bao login, or set BAO_TOKEN), and make sure its policy allows read, create and update on {1}/data/{2} and {1}/data/{2}.lock (and, for a vault in entries, {1}/data/{2}.entries/* and {1}/data/{2}.status/*), and read on {1}/metadata/{2} (see the README's Teams section)",
             kv.kv_name(),
             kv.mount,
-            kv.path.trim_end_matches(".lock")
+            vault_path(&kv.path)
         ),
         503 if said.to_lowercase().contains("sealed") => {
             format!("OpenBao at {host} is sealed: unseal it (bao operator unseal), then try again")
@@ -485,4 +494,18 @@ fn refusal(kv: &KvPath, answer: &Answer) -> VaultError {
         ),
     };
     VaultError::Remote(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::vault_path;
+
+    #[test]
+    fn the_advice_for_a_refused_secret_names_its_vault() {
+        assert_eq!(vault_path("teams/payroll"), "teams/payroll");
+        assert_eq!(vault_path("teams/payroll.lock"), "teams/payroll");
+        assert_eq!(vault_path("teams/payroll.entries/0a1b"), "teams/payroll");
+        assert_eq!(vault_path("teams/payroll.status/0003"), "teams/payroll");
+        assert_eq!(vault_path("teams/pay.roll.agents/x"), "teams/pay.roll");
+    }
 }
