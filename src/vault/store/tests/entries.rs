@@ -239,3 +239,20 @@ fn a_shard_that_cannot_be_written_is_removed_and_the_save_stands() {
     one.update_profiles([("p07".to_string(), edit)]).unwrap();
     assert_eq!(lock_ignoring_poison(&memory.shards).len(), 4);
 }
+
+#[test]
+fn a_move_is_refused_while_another_writer_holds_the_lease_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let memory = Memory::default();
+    let (one, two, _) = stores_on(dir.path(), &memory);
+    one.update(|d| d.insert(named("a"))).unwrap().unwrap();
+    let two = two.with_lock_wait(Duration::from_millis(100));
+    let held = one.lease().unwrap();
+    let refused = two.arrange(Arrangement::Entries);
+    assert!(matches!(refused, Err(VaultError::Locked(_))), "{refused:?}");
+    assert!(lock_ignoring_poison(&memory.shelf).is_empty());
+    assert!(lock_ignoring_poison(&memory.changes).is_none());
+    drop(held);
+    assert!(two.arrange(Arrangement::Entries).unwrap());
+    assert_eq!(profile_names(&one), ["a"]);
+}
