@@ -65,9 +65,12 @@ fn copied_in(home: &Path, key: &Path, file: &Path, bao: &OpenBao, path: &str) ->
         vault: file.display().to_string(),
         bao: Some(bao),
     };
-    let status = command(home, key, &place, &["vault", "copy", &location])
-        .status()
-        .unwrap();
+    // `TOKDECK_BENCH_ENTRIES=1`: the copy laid out as entries.
+    let mut args = vec!["vault", "copy", location.as_str()];
+    if std::env::var_os("TOKDECK_BENCH_ENTRIES").is_some() {
+        args.push("--entries");
+    }
+    let status = command(home, key, &place, &args).status().unwrap();
     assert!(status.success());
     location
 }
