@@ -9,6 +9,7 @@ pub mod file;
 pub mod location;
 pub mod model;
 pub mod names;
+pub mod parallel;
 pub mod parse;
 pub mod rollback;
 pub mod scan;

@@ -13,6 +13,7 @@ use crate::vault::crypto::{self, Sealing};
 use crate::vault::entry;
 use crate::vault::error::VaultError;
 use crate::vault::model::{Profile, VaultData};
+use crate::vault::parallel;
 use crate::vault::snapshot::{Content, EntryState, Slot, Snapshot};
 use crate::vault::text::Text;
 
@@ -146,31 +147,21 @@ impl Store {
         ids: &[String],
         read: &[Option<EntryRead>],
     ) -> Vec<(String, u64, Profile)> {
-        let threads = std::thread::available_parallelism().map_or(2, usize::from);
-        let chunk = ids.len().div_ceil(threads).max(1);
-        std::thread::scope(|scope| {
-            let parts: Vec<_> = ids
-                .chunks(chunk)
-                .zip(read.chunks(chunk))
-                .map(|(ids, read)| {
-                    scope.spawn(move || {
-                        let mut opened = Vec::new();
-                        for (id, read) in ids.iter().zip(read) {
-                            let Some(read) = read else { continue };
-                            match self.open_entry(secret, id, read) {
-                                Ok(profile) => opened.push((id.clone(), read.version, profile)),
-                                Err(e) => tracing::warn!(error = %e, "left out an entry"),
-                            }
-                        }
-                        opened
-                    })
-                })
-                .collect();
-            parts
-                .into_iter()
-                .flat_map(|part| part.join().unwrap_or_default())
-                .collect()
-        })
+        let pairs: Vec<(&String, &EntryRead)> = ids
+            .iter()
+            .zip(read)
+            .filter_map(|(id, read)| Some((id, read.as_ref()?)))
+            .collect();
+        let opened = parallel::on_threads(&pairs, parallel::cores(), |(id, read)| {
+            match self.open_entry(secret, id, read) {
+                Ok(profile) => Some(((*id).clone(), read.version, profile)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "left out an entry");
+                    None
+                }
+            }
+        });
+        opened.into_iter().flatten().flatten().collect()
     }
 
     /// Loads the profile `name` when it is not loaded, or again when `fresh` (under the
@@ -382,44 +373,25 @@ impl Store {
         sealing: &Sealing,
         expected: impl Fn(&Profile) -> Option<u64> + Sync,
     ) -> Result<Vec<EntryWrite>, VaultError> {
-        let threads = std::thread::available_parallelism().map_or(2, usize::from);
-        let chunk = profiles.len().div_ceil(threads).max(1);
-        let expected = &expected;
-        let parts: Vec<Result<Vec<EntryWrite>, VaultError>> = std::thread::scope(|scope| {
-            let parts: Vec<_> = profiles
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|profile| {
-                                let id = record_key(Some(secret), &profile.name);
-                                let text = entry::render(secret, &id, profile)?;
-                                Ok(EntryWrite {
-                                    ciphertext: crypto::encrypt(text.as_bytes(), sealing)?,
-                                    expected: expected(profile),
-                                    id,
-                                })
-                            })
-                            .collect()
-                    })
+        let seal_one = |profile: &&Profile| {
+            let id = record_key(Some(secret), &profile.name);
+            let text = entry::render(secret, &id, profile)?;
+            Ok(EntryWrite {
+                ciphertext: crypto::encrypt(text.as_bytes(), sealing)?,
+                expected: expected(profile),
+                id,
+            })
+        };
+        parallel::on_threads(profiles, parallel::cores(), seal_one)
+            .into_iter()
+            .map(|sealed| {
+                sealed.unwrap_or_else(|| {
+                    Err(VaultError::Encrypt(
+                        "a thread sealing entries failed".into(),
+                    ))
                 })
-                .collect();
-            parts
-                .into_iter()
-                .map(|part| {
-                    part.join().unwrap_or_else(|_| {
-                        Err(VaultError::Encrypt(
-                            "a thread sealing entries failed".into(),
-                        ))
-                    })
-                })
-                .collect()
-        });
-        let mut all = Vec::with_capacity(profiles.len());
-        for part in parts {
-            all.extend(part?);
-        }
-        Ok(all)
+            })
+            .collect()
     }
 
     /// Saves `data`, a change of the whole content (all loaded), as entries: only the

@@ -129,35 +129,21 @@ impl Entries for OpenBaoBackend {
     }
 }
 
-/// `each` of `items` on [`READERS`] threads; the outcomes in the order of `items`.
+/// `each` of `items`, [`READERS`] at once; the outcomes in the order of `items`.
 fn in_parallel<I: Sync, T: Send>(
     items: &[I],
     each: impl Fn(&I) -> Result<T, VaultError> + Sync,
 ) -> Vec<Result<T, VaultError>> {
-    let chunk = items.len().div_ceil(READERS).max(1);
-    let each = &each;
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(each).collect::<Vec<_>>()))
-            .collect();
-        parts
-            .into_iter()
-            .zip(items.chunks(chunk))
-            .flat_map(|(part, items)| {
-                part.join().unwrap_or_else(|_| {
-                    items
-                        .iter()
-                        .map(|_| {
-                            Err(VaultError::Remote(
-                                "a thread of requests to OpenBao failed".into(),
-                            ))
-                        })
-                        .collect()
-                })
+    crate::vault::parallel::on_threads(items, READERS, each)
+        .into_iter()
+        .map(|outcome| {
+            outcome.unwrap_or_else(|| {
+                Err(VaultError::Remote(
+                    "a thread of requests to OpenBao failed".into(),
+                ))
             })
-            .collect()
-    })
+        })
+        .collect()
 }
 
 /// Destroys the versions older than the current one of every entry; how many went.
