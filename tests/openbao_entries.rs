@@ -308,3 +308,18 @@ fn a_removed_key_opens_no_entry_no_shard_and_no_older_version_of_them() {
     let out = admin.run(&["--no-agent", "token", "payroll"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// A vault file stays one file: a move into entries is refused, with where entries can be.
+#[test]
+fn a_vault_file_is_not_laid_out_as_entries() {
+    let env = Env::new();
+    env.imported(&factorial_profiles(2));
+    let out = env.run(&["vault", "layout", "entries"]);
+    assert_one_line_error(&out, "is a file, which holds a vault in one piece");
+    assert!(
+        stderr(&out).contains("vault copy openbao://... --entries"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(rows(&env).len(), 2);
+}

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::entries::head_of;
+use super::entries::{head_of, in_one_piece};
 use super::shards::all_shards;
 use super::{Store, lock_ignoring_poison, seal};
 use crate::vault::backend::entries::shards_for;
@@ -119,7 +119,6 @@ impl Store {
         let mut data = snap.content.data(self.location())?.clone();
         match to {
             Arrangement::Entries => {
-                self.entries_or_refuse()?;
                 let sealing = self.sealing_for(&data);
                 crate::vault::trust::give_members_secret(&mut data, &sealing);
                 self.rewrite_entries(&mut snap, data, &sealing)?;
@@ -175,12 +174,9 @@ pub fn create_entries_in(
     if backend.probe().is_some() {
         return Err(taken());
     }
-    let entries = backend.entries().ok_or_else(|| {
-        VaultError::Remote(format!(
-            "{} is a file, which holds a vault in one piece: entries are for a team vault in OpenBao",
-            backend.location()
-        ))
-    })?;
+    let entries = backend
+        .entries()
+        .ok_or_else(|| in_one_piece(backend.location()))?;
     if let Sealing::Recipients(list) = sealing {
         data.recipients.clone_from(list);
     }
@@ -189,14 +185,9 @@ pub fn create_entries_in(
         .members_secret
         .clone()
         .ok_or_else(passphrase_stays_single)?;
-    let profiles: Vec<&Profile> = data.profiles.iter().collect();
-    let sealed = Store::seal_entries(&secret, &profiles, sealing, |_| None)?;
-    let ids: Vec<&str> = sealed.iter().map(|w| w.id.as_str()).collect();
-    let mut changes = Changes::default().recording(ids);
+    let slots = write_every_entry(entries, &secret, data, sealing)?;
+    let mut changes = Changes::default().recording(slots.values().map(|s| s.id.as_str()));
     changes.shards = shards_for(data.profiles.len());
-    for outcome in entries.write_many(&sealed) {
-        outcome?;
-    }
     entries.write_shards(&all_shards(data, changes.shards, sealing)?)?;
     let head = seal(&head_of(data), sealing)?;
     match entries.commit_head(&head, &changes, Some(Version::Revision(0))) {

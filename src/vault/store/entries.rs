@@ -62,12 +62,17 @@ pub(super) fn head_of(data: &VaultData) -> VaultData {
 /// Whether `a` and `b` are sealed for the same members: the same recipients and secret.
 fn same_membership(a: &VaultData, b: &VaultData) -> bool {
     use age::secrecy::ExposeSecret;
-    let secret = |d: &VaultData| {
-        d.members_secret
-            .as_ref()
-            .map(|s| s.expose_secret().to_string())
-    };
+    fn secret(d: &VaultData) -> Option<&str> {
+        d.members_secret.as_ref().map(ExposeSecret::expose_secret)
+    }
     a.recipients == b.recipients && secret(a) == secret(b)
+}
+
+/// The refusal to lay out as entries a vault kept where only one piece fits (a file).
+pub(super) fn in_one_piece(location: &crate::vault::location::Location) -> VaultError {
+    VaultError::Remote(format!(
+        "{location} is a file, which holds a vault in one piece: entries are for a team vault in OpenBao (move it there with `tokdeck vault copy openbao://... --entries`)"
+    ))
 }
 
 impl Store {
@@ -79,12 +84,9 @@ impl Store {
 
     /// The backend's entries, for a vault that must be laid out as entries.
     pub(super) fn entries_or_refuse(&self) -> Result<&dyn Entries, VaultError> {
-        self.backend.entries().ok_or_else(|| {
-            VaultError::Remote(format!(
-                "{} is a file, which holds a vault in one piece: entries are for a team vault in OpenBao (move it there with `tokdeck vault copy openbao://...`)",
-                self.location()
-            ))
-        })
+        self.backend
+            .entries()
+            .ok_or_else(|| in_one_piece(self.location()))
     }
 
     /// The members' secret the entries are sealed under.
@@ -428,29 +430,25 @@ impl Store {
         let wanted = shards_for(data.profiles.len());
         // Many changes, or a vault grown or shrunk fourfold: every shard is written again.
         let many = usize::try_from(was / 4).unwrap_or(usize::MAX);
-        let whole = was > 0
+        let every_shard = was > 0
             && (wanted > was * 4 || wanted * 4 < was || writes.len() + removed.len() > many);
-        if whole {
+        if every_shard {
             let entries = self.entries_or_refuse()?;
             entries.write_shards(&super::shards::all_shards(&data, wanted, &sealing)?)?;
             if let Some(state) = snap.entries.as_mut() {
                 state.changes.shards = wanted;
             }
         }
-        if !writes.is_empty() || !removed.is_empty() || whole {
-            self.commit_entries(snap, &writes, &removed, &sealing, !whole)?;
+        if !writes.is_empty() || !removed.is_empty() || every_shard {
+            self.commit_entries(snap, &writes, &removed, &sealing, !every_shard)?;
         }
-        if whole {
+        if every_shard {
             let entries = self.entries_or_refuse()?;
             for stale in wanted..was {
                 entries.remove_shard(stale)?;
             }
         }
-        let whole = snap.entries.as_ref().is_some_and(|s| s.whole);
         snap.content = Content::parsed(data);
-        if let Some(state) = snap.entries.as_mut() {
-            state.whole = whole;
-        }
         Ok(())
     }
 

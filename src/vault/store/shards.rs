@@ -94,7 +94,7 @@ impl Store {
     }
 
     /// Calls `f` with what status needs of every profile: from the status shards of a vault
-    /// in entries not loaded whole (a secret per eight profiles), else the whole content.
+    /// in entries not loaded whole (a secret per 16 to 32 profiles), else the whole content.
     /// What `f` sees of a profile from a shard holds no secret.
     pub fn read_status<T>(&self, f: impl FnOnce(&VaultData) -> T) -> Result<T, VaultError> {
         let mut snap = lock_ignoring_poison(&self.snapshot);

@@ -30,10 +30,15 @@ fn is_id(id: &str) -> bool {
 }
 
 impl OpenBaoBackend {
+    /// The folder of the status shards.
+    fn shards(&self) -> KvPath {
+        self.kv.sibling(format!("{}.status", self.kv.path))
+    }
+
     /// Status shard `number`.
     fn shard(&self, number: u32) -> KvPath {
-        self.kv
-            .sibling(format!("{}.status/{number:04x}", self.kv.path))
+        let folder = self.shards();
+        folder.sibling(format!("{}/{number:04x}", folder.path))
     }
 
     /// The entry `id`.
@@ -152,8 +157,7 @@ pub fn forget_entries(backend: &OpenBaoBackend) -> Result<usize, VaultError> {
     for id in backend.list()? {
         destroyed += backend.api.destroy_older(&backend.entry(&id))?;
     }
-    let shards = backend.kv.sibling(format!("{}.status", backend.kv.path));
-    for name in backend.api.list(&shards)? {
+    for name in backend.api.list(&backend.shards())? {
         if let Ok(number) = u32::from_str_radix(&name, 16) {
             destroyed += backend.api.destroy_older(&backend.shard(number))?;
         }
