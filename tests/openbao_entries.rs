@@ -2,7 +2,7 @@
 //! secret per profile, on OpenBao's production storage (raft, 1 MiB per entry) and on the
 //! dev server with the README's policy. It holds more than one raft entry can, a refresh
 //! writes one profile's entry and the descriptor, a second machine reads it, and it moves
-//! back into one secret with nothing lost.
+//! back into one secret with nothing lost. A refresh holds its profile's lock alone.
 
 // Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
@@ -46,11 +46,12 @@ fn last_commit(fields: &serde_json::Map<String, Value>) -> (u64, usize) {
 }
 
 fn listed(bao: &OpenBao, path: &str) -> Vec<String> {
-    let reply = bao.api(
-        "LIST",
-        &format!("/v1/secret/metadata/{path}.entries/"),
-        None,
-    );
+    listed_in(bao, &format!("{path}.entries"))
+}
+
+/// The names in the KV folder `folder`.
+fn listed_in(bao: &OpenBao, folder: &str) -> Vec<String> {
+    let reply = bao.api("LIST", &format!("/v1/secret/metadata/{folder}/"), None);
     if reply.status == 404 {
         return Vec::new();
     }
@@ -322,4 +323,82 @@ fn a_vault_file_is_not_laid_out_as_entries() {
         stderr(&out)
     );
     assert_eq!(rows(&env).len(), 2);
+}
+
+/// Writes the lock of entry `id` of the vault at `path` as held by a machine `desk` for a
+/// minute (`state` "held"), or as released.
+fn plant_lock(bao: &OpenBao, path: &str, id: &str, state: &str) {
+    let body = serde_json::json!({
+        "data": {"holder": "desk pid 7 00000000", "ttl_ms": 60_000, "state": state}
+    });
+    let reply = bao.api(
+        "POST",
+        &format!("/v1/secret/data/{path}.locks/{id}"),
+        Some(&body),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+/// A refresh holds the lock of its profile's entry alone: while another machine refreshes
+/// `x`, `y` refreshes at once, and `x` waits for that machine's lock, then goes on.
+#[test]
+fn a_refresh_waits_only_for_a_refresh_of_the_same_profile() {
+    let bao = OpenBao::start();
+    let server = Dot::start();
+    let mut laptop = Env::team(&bao, "team/locks");
+    laptop
+        .vars
+        .push(("TOKDECK_MACHINE".into(), "laptop".into()));
+    laptop.authorize_on_dot(&server, "x", "read", &[]);
+    laptop.authorize_on_dot(&server, "y", "read", &[]);
+    let out = laptop.run(&["vault", "layout", "entries"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // A refresh of `x` takes its lock, and leaves there the record of its newest token.
+    let lease = || bao.read("team/locks.lock")["metadata"]["version"].clone();
+    let lease_before = lease();
+    let out = laptop.run(&["--no-agent", "refresh", "x"]);
+    assert!(out.status.success(), "refresh: {}", stderr(&out));
+    let locks = listed_in(&bao, "team/locks.locks");
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    let x = locks[0].clone();
+    let record = bao.read(&format!("team/locks.locks/{x}"))["data"].clone();
+    assert_eq!(record["state"], "released", "{record}");
+    assert!(
+        record["newest"].as_str().unwrap().contains("obtained_at"),
+        "{record}"
+    );
+    assert_eq!(lease(), lease_before, "the vault's lease untouched");
+
+    // Another machine refreshes `x` now.
+    plant_lock(&bao, "team/locks", &x, "held");
+    let before = stdout(&laptop.run(&["--no-agent", "token", "x"]));
+    let mut waiting = laptop
+        .command(&["--no-agent", "refresh", "x"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `y` does not wait for it.
+    let out = laptop.run(&["--no-agent", "refresh", "y"]);
+    assert!(out.status.success(), "refresh: {}", stderr(&out));
+    assert_eq!(listed_in(&bao, "team/locks.locks").len(), 2);
+    // The team view says which machine saved it: the status shards record it.
+    let y = rows(&laptop)
+        .into_iter()
+        .find(|r| r["name"] == "y")
+        .unwrap();
+    assert_eq!(y["team"]["last_refresh"]["host"], "laptop", "{y}");
+    assert!(
+        waiting.try_wait().unwrap().is_none(),
+        "the refresh of x waits for the other machine"
+    );
+    assert_eq!(stdout(&laptop.run(&["--no-agent", "token", "x"])), before);
+    // The other machine is done: `x` goes on, and its rotated token works.
+    plant_lock(&bao, "team/locks", &x, "released");
+    let out = waiting.wait_with_output().unwrap();
+    assert!(out.status.success(), "refresh: {}", stderr(&out));
+    assert_ne!(stdout(&laptop.run(&["--no-agent", "token", "x"])), before);
+    let out = laptop.run(&["--no-agent", "refresh", "x"]);
+    assert!(out.status.success(), "refresh: {}", stderr(&out));
 }

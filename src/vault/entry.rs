@@ -45,11 +45,22 @@ fn sealed(
     id: &str,
     profiles: &[&Profile],
 ) -> Result<Zeroizing<String>, VaultError> {
+    sealed_with(secret, id, profiles, "")
+}
+
+/// [`sealed`], with `tail` after the profiles.
+fn sealed_with(
+    secret: &SecretString,
+    id: &str,
+    profiles: &[&Profile],
+    tail: &str,
+) -> Result<Zeroizing<String>, VaultError> {
     let mut body = Zeroizing::new(format!("version = {FORMAT_VERSION}\n"));
     for profile in profiles {
         body.push('\n');
         body.push_str(&Text::profile(profile)?);
     }
+    body.push_str(tail);
     let sealed = crate::display::hex(&tag(secret, id, &body).finalize().into_bytes());
     Ok(Zeroizing::new(format!("{SEAL}{sealed}\n{}", body.as_str())))
 }
@@ -118,30 +129,75 @@ pub fn status_of(profile: &Profile) -> Profile {
     shown
 }
 
-/// The text of status shard `id`: the [`status_of`] each of `profiles`, sealed under
-/// `secret`.
+/// The machine that saved a profile's token last, and when that token was obtained, as a
+/// status shard records it (a vault in entries keeps no shared record of every profile).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SavedBy {
+    pub host: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// What a status shard holds: the [`status_of`] of its profiles, and who saved each token.
+#[derive(Debug, Default)]
+pub struct Shard {
+    pub profiles: Vec<Profile>,
+    pub saved_by: std::collections::BTreeMap<String, SavedBy>,
+}
+
+/// The part of a shard's text after its profiles.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ShardTail {
+    #[serde(default)]
+    saved_by: std::collections::BTreeMap<String, SavedBy>,
+}
+
+/// The text of status shard `id`: the [`status_of`] each of `profiles` and who saved each
+/// token (`saved_by`), sealed under `secret`.
 pub fn render_shard(
     secret: &SecretString,
     id: &str,
     profiles: &[&Profile],
+    saved_by: &std::collections::BTreeMap<String, SavedBy>,
 ) -> Result<Zeroizing<String>, VaultError> {
     let shown: Vec<Profile> = profiles.iter().map(|p| status_of(p)).collect();
     let refs: Vec<&Profile> = shown.iter().collect();
-    sealed(secret, id, &refs)
+    let tail = if saved_by.is_empty() {
+        String::new()
+    } else {
+        let tail = ShardTail {
+            saved_by: saved_by.clone(),
+        };
+        let text = toml::to_string(&tail).map_err(|e| VaultError::Encrypt(e.to_string()))?;
+        format!("\n{text}")
+    };
+    sealed_with(secret, id, &refs, &tail)
 }
 
-/// The profiles status shard `id`'s text holds, once its seal is checked under `secret`.
-/// They are what status needs, not profiles to act on: nothing else reads them.
+/// What status shard `id`'s text holds, once its seal is checked under `secret`. Its
+/// profiles are what status needs, not profiles to act on: nothing else reads them.
 pub fn open_shard(
     secret: &SecretString,
     id: &str,
     text: &[u8],
     at: &Location,
-) -> Result<Vec<Profile>, VaultError> {
+) -> Result<Shard, VaultError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Doc {
+        #[serde(rename = "version")]
+        _version: u32,
+        #[serde(default, rename = "profile")]
+        profiles: Vec<Profile>,
+        #[serde(default)]
+        saved_by: std::collections::BTreeMap<String, SavedBy>,
+    }
     let body = unsealed(secret, id, text).map_err(|why| refused(id, at, why))?;
-    let data: super::model::VaultData = toml::from_str(body)
+    let data: Doc = toml::from_str(body)
         .map_err(|e| refused(id, at, &format!("does not parse ({})", e.message())))?;
-    Ok(data.profiles)
+    Ok(Shard {
+        profiles: data.profiles,
+        saved_by: data.saved_by,
+    })
 }
 
 /// The bytes of a hex text; `None` when it is not one.

@@ -16,6 +16,7 @@ use super::text::Text;
 mod arrange;
 mod entries;
 mod lease;
+mod locks;
 mod sealed;
 mod shards;
 mod splice;
@@ -46,7 +47,18 @@ pub struct Store {
     sealing: Mutex<Sealing>,
     snapshot: Mutex<Snapshot>,
     lease: Arc<Mutex<LeaseState>>,
+    /// The locks of profiles' entries this process holds or held, by record key
+    /// ([`locks`]), for a vault laid out as entries.
+    locks: Mutex<std::collections::HashMap<String, Arc<Mutex<LeaseState>>>>,
     lock_wait: Duration,
+    /// Who saved each profile's token last, as the status shards said at the descriptor's
+    /// `seq` ([`shards`]).
+    saved_by: Mutex<
+        Option<(
+            u64,
+            std::collections::BTreeMap<String, super::entry::SavedBy>,
+        )>,
+    >,
     /// Profiles whose newer tokens were kept over an older file (see [`super::rollback`]) and
     /// are not yet written back.
     kept: Mutex<Vec<String>>,
@@ -110,7 +122,9 @@ impl Store {
             sealing: Mutex::new(sealing),
             snapshot: Mutex::new(snapshot),
             lease: Arc::default(),
+            locks: Mutex::default(),
             lock_wait: DEFAULT_LOCK_WAIT,
+            saved_by: Mutex::default(),
             kept: Mutex::default(),
             writing_back: Mutex::default(),
             fresh_until: Mutex::new(Some(Instant::now() + backend_fresh_for)),
@@ -223,7 +237,8 @@ impl Store {
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
         // Under the lease a profile is read for a refresh: only its entry is trusted.
-        let leased = lock_ignoring_poison(&self.lease).holders > 0;
+        let leased = lock_ignoring_poison(&self.lease).holders > 0
+            || self.holds_lock_of(record_key(snap.content.members_secret().0, name).as_str());
         self.load_one(&mut snap, name, leased)?;
         snap.content.profile(name, self.location())
     }
@@ -466,11 +481,20 @@ impl Store {
     where
         F: FnMut(&mut Profile) -> T,
     {
-        let _lease = self.lease()?;
+        let names: Vec<&str> = changes.iter().map(|(name, _)| name.as_str()).collect();
+        let leases = self.leases_for(&names)?;
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
         if snap.entries.is_some() {
+            if leases.iter().any(|lease| lease.same_as_vaults(&self.lease)) {
+                // Moved into entries since it was read: the entries' locks are wanted.
+                return Err(VaultError::Conflict(self.location().clone()));
+            }
             return self.update_entries(&mut snap, changes);
+        }
+        if !leases.iter().any(|lease| lease.same_as_vaults(&self.lease)) {
+            // Moved out of entries since it was read: the vault's lease is wanted.
+            return Err(VaultError::Conflict(self.location().clone()));
         }
         match self.update_located(&mut snap, changes)? {
             Some(outcomes) => Ok(outcomes),

@@ -125,6 +125,7 @@ impl Worker {
         }
         let (reply, answer) = oneshot::channel();
         let request = RecordRequest::Settle {
+            profile: name.to_string(),
             print: spending.map(|s| s.print),
             saved,
             reply,
@@ -157,7 +158,7 @@ impl Worker {
         }) else {
             return Ok(());
         };
-        let _lease = self.lease().await?;
+        let _lease = self.lease_for(name).await?;
         let landed = match self
             .save_over(name, &held.token, held.replacing.retry())
             .await
@@ -427,8 +428,10 @@ impl Worker {
             .map_err(JobError::from)
     }
 
-    pub(in crate::worker) async fn lease(&self) -> Result<Lease, JobError> {
-        self.blocking(Store::lease).await
+    /// The lease a job on profile `name` runs under ([`Store::lease_for`]).
+    pub(in crate::worker) async fn lease_for(&self, name: &str) -> Result<Lease, JobError> {
+        let name = name.to_string();
+        self.blocking(move |store| store.lease_for(&name)).await
     }
 
     /// The stored profile `name`, checked against the rules `add` and `edit` enforce: a job

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Version;
+use super::{LeaseGuard, Version};
 use crate::vault::error::VaultError;
 
 /// How many changes the descriptor's log keeps: a reader further behind reads every entry.
@@ -122,6 +122,28 @@ pub struct EntryWrite {
     pub expected: Option<u64>,
 }
 
+/// One status shard as read: its ciphertext and the version a patch writes it over.
+pub struct ShardRead {
+    pub ciphertext: Vec<u8>,
+    pub version: u64,
+}
+
+/// One status shard to write: its number, its ciphertext, and the version it goes over
+/// (`None`: over whatever is there, for a writer that writes every shard).
+pub struct ShardWrite {
+    pub number: u32,
+    pub ciphertext: Vec<u8>,
+    pub expected: Option<u64>,
+}
+
+/// What trying the lock of one profile's entry came to.
+pub enum EntryLock {
+    /// Held until dropped; its record of refresh tokens is that profile's.
+    Held(LeaseGuard),
+    /// Another holder's lock runs: who it is.
+    Busy(String),
+}
+
 /// What the store needs of a backend that keeps a vault as entries.
 pub trait Entries: Send + Sync {
     /// The ids of every entry.
@@ -154,13 +176,26 @@ pub trait Entries: Send + Sync {
     fn remove(&self, id: &str) -> Result<(), VaultError>;
 
     /// Reads the status shards `numbers`; `None` for one there is not.
-    fn read_shards(&self, numbers: &[u32]) -> Result<Vec<Option<Vec<u8>>>, VaultError>;
+    fn read_shards(&self, numbers: &[u32]) -> Result<Vec<Option<ShardRead>>, VaultError>;
 
-    /// Writes each status shard (number, ciphertext) over whatever is there.
-    fn write_shards(&self, shards: &[(u32, Vec<u8>)]) -> Result<(), VaultError>;
+    /// Writes each status shard over the version it names; each one's outcome, in the order
+    /// given. Another writer's version found there is [`VaultError::Conflict`].
+    fn write_shards(&self, shards: &[ShardWrite]) -> Vec<Result<u64, VaultError>>;
 
     /// Removes status shard `number` with all its versions.
     fn remove_shard(&self, number: u32) -> Result<(), VaultError>;
+
+    /// Tries once to take the lock of entry `id`, which keeps other processes from spending
+    /// that profile's refresh token, and holds the record of its refresh tokens.
+    fn try_lock(&self, id: &str) -> Result<EntryLock, VaultError>;
+
+    /// Who holds the lock of an entry now, other than this process: a writer that seals
+    /// every entry again waits them out.
+    fn lock_holders(&self) -> Result<Vec<String>, VaultError>;
+
+    /// Who holds the vault's lease now, when a process other than this one does: a holder
+    /// of an entry's lock gives way to it.
+    fn lease_holder(&self) -> Result<Option<String>, VaultError>;
 
     /// Writes the descriptor, `head` and `changes`, over version `expected` of what is there
     /// (a descriptor, or a vault in one piece being moved into entries).

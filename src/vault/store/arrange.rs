@@ -63,7 +63,7 @@ impl Store {
             .clone()
             .ok_or_else(passphrase_stays_single)?;
         let listed: HashSet<String> = entries.list()?.into_iter().collect();
-        let slots = write_every_entry(entries, &secret, &data, sealing)?;
+        let slots = self.write_every_entry_again(snap, &secret, &mut data, sealing)?;
         let head = seal(&head_of(&data), sealing)?;
         let mut changes = snap
             .entries
@@ -73,7 +73,9 @@ impl Store {
             .recording(slots.values().map(|s| s.id.as_str()));
         let was = changes.shards;
         changes.shards = shards_for(data.profiles.len());
-        entries.write_shards(&all_shards(&data, changes.shards, sealing)?)?;
+        let saved_by = self.saved_by_in(snap);
+        let every = all_shards(&data, changes.shards, sealing, &saved_by)?;
+        super::shards::write_over(entries, &every)?;
         let version = match entries.commit_head(&head, &changes, snap.version) {
             Err(conflict @ VaultError::Conflict(_)) => {
                 self.reread_after_conflict(snap)?;
@@ -110,6 +112,10 @@ impl Store {
     /// descriptor names, which the next move removes.
     pub fn arrange(&self, to: Arrangement) -> Result<bool, VaultError> {
         let _lease = self.lease()?;
+        if to == Arrangement::Single {
+            // Out of entries, no refresh may cross the move: each waits for the lease now.
+            self.wait_out_locks()?;
+        }
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
         if arrangement_of(&snap) == to {
@@ -138,6 +144,76 @@ impl Store {
             }
         }
         Ok(true)
+    }
+}
+
+/// Tries of [`Store::write_every_entry_again`] at entries another writer changed meanwhile.
+const REWRITE_TRIES: u32 = 3;
+
+impl Store {
+    /// Writes every profile of `data` as its entry, each over the version `snap` read of it
+    /// (one it never read, or under a new id, over whatever is there); where each is. An entry another writer
+    /// changed meanwhile (one that saved it and died before its log) is read again, and its
+    /// profile as stored sealed in its place: a token saved there is never written over.
+    fn write_every_entry_again(
+        &self,
+        snap: &mut Snapshot,
+        secret: &age::secrecy::SecretString,
+        data: &mut VaultData,
+        sealing: &Sealing,
+    ) -> Result<HashMap<String, Slot>, VaultError> {
+        let entries = self.entries_or_refuse()?;
+        let mut slots = HashMap::with_capacity(data.profiles.len());
+        let mut pending: Vec<usize> = (0..data.profiles.len()).collect();
+        for _ in 0..REWRITE_TRIES {
+            let known = snap.entries.as_ref().map(|s| &s.slots);
+            // A new members' secret gives new ids: those go over whatever is there.
+            let expected = |p: &Profile| {
+                let id = super::record_key(Some(secret), &p.name);
+                known
+                    .and_then(|k| k.get(&p.name))
+                    .filter(|slot| slot.id == id)
+                    .map(|slot| slot.version)
+            };
+            let profiles: Vec<&Profile> = pending
+                .iter()
+                .filter_map(|&i| data.profiles.get(i))
+                .collect();
+            let sealed = Self::seal_entries(secret, &profiles, sealing, expected)?;
+            let outcomes = entries.write_many(&sealed);
+            let mut again = Vec::new();
+            for ((&at, write), outcome) in pending.iter().zip(sealed).zip(outcomes) {
+                let Some(name) = data.profiles.get(at).map(|p| p.name.clone()) else {
+                    continue;
+                };
+                match outcome {
+                    Ok(version) => {
+                        slots.insert(
+                            name,
+                            Slot {
+                                id: write.id,
+                                version,
+                            },
+                        );
+                    }
+                    Err(VaultError::Conflict(_)) => {
+                        self.load_one(snap, &name, true)?;
+                        if let Some(stored) = snap.content.profile(&name, self.location())?
+                            && let Some(slot) = data.profiles.get_mut(at)
+                        {
+                            *slot = stored;
+                        }
+                        again.push(at);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if again.is_empty() {
+                return Ok(slots);
+            }
+            pending = again;
+        }
+        Err(VaultError::Conflict(self.location().clone()))
     }
 }
 
@@ -188,7 +264,13 @@ pub fn create_entries_in(
     let slots = write_every_entry(entries, &secret, data, sealing)?;
     let mut changes = Changes::default().recording(slots.values().map(|s| s.id.as_str()));
     changes.shards = shards_for(data.profiles.len());
-    entries.write_shards(&all_shards(data, changes.shards, sealing)?)?;
+    let every = all_shards(
+        data,
+        changes.shards,
+        sealing,
+        &std::collections::BTreeMap::new(),
+    )?;
+    super::shards::write_over(entries, &every)?;
     let head = seal(&head_of(data), sealing)?;
     match entries.commit_head(&head, &changes, Some(Version::Revision(0))) {
         Err(VaultError::Conflict(_)) => Err(taken()),

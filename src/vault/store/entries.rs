@@ -8,7 +8,7 @@ use age::secrecy::SecretString;
 
 use super::{Store, lock_ignoring_poison, record_key};
 use crate::vault::backend::entries::shards_for;
-use crate::vault::backend::{Changes, Entries, EntryRead, EntryWrite};
+use crate::vault::backend::{Changes, Entries, EntryRead, EntryWrite, Layout};
 use crate::vault::crypto::{self, Sealing};
 use crate::vault::entry;
 use crate::vault::error::VaultError;
@@ -16,6 +16,9 @@ use crate::vault::model::{Profile, VaultData};
 use crate::vault::parallel;
 use crate::vault::snapshot::{Content, EntryState, Slot, Snapshot};
 use crate::vault::text::Text;
+
+/// Tries of a descriptor that other writers' saves keep changing first.
+const LOG_TRIES: u32 = 8;
 
 /// Records in `state` what each write of `writes` (sealed as `sealed`) came to: the new
 /// version of each written, and, for one that failed, that it must be read again (another
@@ -344,27 +347,63 @@ impl Store {
             state.slots.remove(name);
             ids.push(id);
         }
-        let changes = state.changes.recording(ids.iter().map(String::as_str));
         if patch {
             self.patch_shards_or_drop(snap, entries, writes, removed, sealing);
         }
-        let head = snap
-            .entries
-            .as_ref()
-            .map(|s| s.head.clone())
-            .unwrap_or_default();
-        let version = match entries.commit_head(&head, &changes, snap.version) {
-            Err(conflict @ VaultError::Conflict(_)) => {
-                self.reread_after_conflict(snap)?;
-                return Err(conflict);
-            }
-            committed => committed?,
+        self.commit_log(snap, entries, &ids)
+    }
+
+    /// Writes the descriptor with `ids` recorded in its log, over the version `snap` read.
+    /// Another writer's descriptor found there with the same head and shards (a save of
+    /// other profiles: their entries are theirs, these are this one's) gets `ids` recorded
+    /// in its log instead, a bounded number of times; this store reads what that writer
+    /// changed at its next read. Another head is the caller's to try again on.
+    fn commit_log(
+        &self,
+        snap: &mut Snapshot,
+        entries: &dyn Entries,
+        ids: &[String],
+    ) -> Result<(), VaultError> {
+        let conflict = || VaultError::Conflict(self.location().clone());
+        let Some(state) = snap.entries.as_ref() else {
+            return Err(conflict());
         };
-        if let Some(state) = snap.entries.as_mut() {
-            state.changes = changes;
+        let (head, shards) = (state.head.clone(), state.changes.shards);
+        let mut base = state.changes.clone();
+        let mut expected = snap.version;
+        for tried in 0..LOG_TRIES {
+            let changes = base.recording(ids.iter().map(String::as_str));
+            match entries.commit_head(&head, &changes, expected) {
+                Ok(version) if tried == 0 => {
+                    if let Some(state) = snap.entries.as_mut() {
+                        state.changes = changes;
+                    }
+                    snap.version = version;
+                    return Ok(());
+                }
+                Ok(_) => {
+                    // The log holds others' changes this store has not read: the next
+                    // read follows it from what this store saw.
+                    snap.version = None;
+                    *lock_ignoring_poison(&self.fresh_until) = None;
+                    return Ok(());
+                }
+                Err(VaultError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+            let stored = self.backend.open()?;
+            match stored.layout {
+                Layout::Entries(theirs)
+                    if stored.stamp == snap.stamp && theirs.shards == shards =>
+                {
+                    base = theirs;
+                    expected = stored.version;
+                }
+                _ => break,
+            }
         }
-        snap.version = version;
-        Ok(())
+        self.reread_after_conflict(snap)?;
+        Err(conflict())
     }
 
     /// The entries of `profiles`, sealed for `sealing` under `secret` on every core, each
@@ -396,6 +435,21 @@ impl Store {
             .collect()
     }
 
+    /// Saves `data`, whose members changed, sealing every entry again once no refresh holds
+    /// a lock; when a refresh saved while this waited, the caller applies its change again.
+    fn reseal_for_members(
+        &self,
+        snap: &mut Snapshot,
+        data: VaultData,
+        sealing: &Sealing,
+    ) -> Result<(), VaultError> {
+        self.wait_out_locks()?;
+        if self.reread_after_conflict(snap)? {
+            return Err(VaultError::Conflict(self.location().clone()));
+        }
+        self.rewrite_entries(snap, data, sealing)
+    }
+
     /// Saves `data`, a change of the whole content (all loaded), as entries: only the
     /// profiles that differ, unless the members changed, which seals every entry again.
     pub(super) fn commit_whole_entries(
@@ -406,7 +460,7 @@ impl Store {
         let sealing = self.sealing_for(&data);
         let old = snap.content.data(self.backend.location())?;
         if !same_membership(old, &data) {
-            return self.rewrite_entries(snap, data, &sealing);
+            return self.reseal_for_members(snap, data, &sealing);
         }
         let rendered = |p: &Profile| Text::profile(p).ok();
         let before: HashMap<&str, &Profile> =
@@ -434,7 +488,9 @@ impl Store {
             && (wanted > was * 4 || wanted * 4 < was || writes.len() + removed.len() > many);
         if every_shard {
             let entries = self.entries_or_refuse()?;
-            entries.write_shards(&super::shards::all_shards(&data, wanted, &sealing)?)?;
+            let saved_by = self.saved_by_in(snap);
+            let every = super::shards::all_shards(&data, wanted, &sealing, &saved_by)?;
+            super::shards::write_over(entries, &every)?;
             if let Some(state) = snap.entries.as_mut() {
                 state.changes.shards = wanted;
             }

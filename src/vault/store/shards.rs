@@ -10,10 +10,10 @@ use age::secrecy::SecretString;
 
 use super::entries::head_of;
 use super::{Store, lock_ignoring_poison, record_key};
-use crate::vault::backend::Entries;
 use crate::vault::backend::entries::{shard_name, shard_of};
+use crate::vault::backend::{Entries, ShardRead, ShardWrite};
 use crate::vault::crypto::{self, Sealing};
-use crate::vault::entry;
+use crate::vault::entry::{self, SavedBy, Shard};
 use crate::vault::error::VaultError;
 use crate::vault::model::{Profile, VaultData};
 use crate::vault::snapshot::Snapshot;
@@ -22,26 +22,44 @@ use crate::vault::snapshot::Snapshot;
 /// bound on what a planted shard can make this process allocate.
 const SHARD_TEXT_LIMIT: usize = 16 * 1024 * 1024;
 
-/// The sealed ciphertext of shard `number`, holding `profiles`: the text deflated (its
-/// tables repeat the same keys, so it shrinks about fivefold), then encrypted.
+/// Tries of a patch whose shard another writer changed first: writers of different profiles
+/// of one shard each read it again and put their profiles in.
+const PATCH_TRIES: u32 = 8;
+
+/// Shard `number`, holding `profiles`, sealed to be written over `expected`: the text
+/// deflated (its tables repeat the same keys, so it shrinks about fivefold), then encrypted.
 fn seal_shard(
     secret: &SecretString,
-    number: u32,
-    profiles: &[&Profile],
+    (number, profiles, saved_by): (u32, &[&Profile], &BTreeMap<String, SavedBy>),
     sealing: &Sealing,
-) -> Result<(u32, Vec<u8>), VaultError> {
-    let text = entry::render_shard(secret, &shard_name(number), profiles)?;
+    expected: Option<u64>,
+) -> Result<ShardWrite, VaultError> {
+    let text = entry::render_shard(secret, &shard_name(number), profiles, saved_by)?;
     let deflated = miniz_oxide::deflate::compress_to_vec(text.as_bytes(), 6);
-    Ok((number, crypto::encrypt(&deflated, sealing)?))
+    Ok(ShardWrite {
+        number,
+        ciphertext: crypto::encrypt(&deflated, sealing)?,
+        expected,
+    })
+}
+
+/// Writes every shard of `written` over whatever is there; the first failure.
+pub(super) fn write_over(entries: &dyn Entries, written: &[ShardWrite]) -> Result<(), VaultError> {
+    entries
+        .write_shards(written)
+        .into_iter()
+        .try_for_each(|outcome| outcome.map(|_| ()))
 }
 
 /// Every shard of `shards` for the profiles of `data`, empty ones too (so a missing shard
-/// means damage, never "no profile there").
+/// means damage, never "no profile there"), to be written over whatever is there; who saved
+/// each token as `saved_by` says.
 pub(super) fn all_shards(
     data: &VaultData,
     shards: u32,
     sealing: &Sealing,
-) -> Result<Vec<(u32, Vec<u8>)>, VaultError> {
+    saved_by: &BTreeMap<String, SavedBy>,
+) -> Result<Vec<ShardWrite>, VaultError> {
     let Some(secret) = &data.members_secret else {
         return Ok(Vec::new());
     };
@@ -52,8 +70,22 @@ pub(super) fn all_shards(
     }
     by_shard
         .into_iter()
-        .map(|(number, profiles)| seal_shard(secret, number, &profiles, sealing))
+        .map(|(number, profiles)| {
+            let saved: BTreeMap<String, SavedBy> = profiles
+                .iter()
+                .filter_map(|p| Some((p.name.clone(), saved_by.get(&p.name)?.clone())))
+                .collect();
+            seal_shard(secret, (number, &profiles, &saved), sealing, None)
+        })
         .collect()
+}
+
+/// A patch of the status shards: the profiles a save changed, and those it removed (by
+/// name), sealed as `sealing`.
+struct Patch<'a> {
+    changed: &'a [&'a Profile],
+    removed: &'a [String],
+    sealing: &'a Sealing,
 }
 
 /// The shards of the profiles `changed` and `removed` (by name), each once.
@@ -75,13 +107,13 @@ fn touched(
 }
 
 impl Store {
-    /// The profiles shard `number`'s ciphertext holds, checked under `secret`.
+    /// What shard `number`'s ciphertext holds, checked under `secret`.
     fn open_shard(
         &self,
         secret: &SecretString,
         number: u32,
         ciphertext: &[u8],
-    ) -> Result<Vec<Profile>, VaultError> {
+    ) -> Result<Shard, VaultError> {
         let deflated = crypto::decrypt(ciphertext, &self.unlock, self.location())?;
         let text = miniz_oxide::inflate::decompress_to_vec_with_limit(&deflated, SHARD_TEXT_LIMIT)
             .map_err(|e| {
@@ -111,8 +143,22 @@ impl Store {
     /// What the status shards hold, with the head; `None` where there are none to read (one
     /// piece, no shards, or every entry loaded already).
     fn status_from_shards(&self, snap: &mut Snapshot) -> Result<Option<VaultData>, VaultError> {
+        if snap.entries.as_ref().is_none_or(|state| state.whole) {
+            return Ok(None);
+        }
+        let Some(mut shard) = self.every_shard(snap)? else {
+            return Ok(None);
+        };
+        shard.profiles.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut data = head_of(snap.content.data(self.location())?);
+        data.profiles = shard.profiles;
+        Ok(Some(data))
+    }
+
+    /// Every status shard, read and joined; `None` for a vault without them.
+    fn every_shard(&self, snap: &Snapshot) -> Result<Option<Shard>, VaultError> {
         let shards = match snap.entries.as_ref() {
-            Some(state) if !state.whole && state.changes.shards > 0 => state.changes.shards,
+            Some(state) if state.changes.shards > 0 => state.changes.shards,
             _ => return Ok(None),
         };
         let Some(entries) = self.backend.entries() else {
@@ -121,7 +167,7 @@ impl Store {
         let secret = Self::entry_secret(snap)?;
         let numbers: Vec<u32> = (0..shards).collect();
         let read = entries.read_shards(&numbers)?;
-        let mut profiles = Vec::new();
+        let mut joined = Shard::default();
         for (number, ciphertext) in numbers.iter().zip(read) {
             let ciphertext = ciphertext.ok_or_else(|| {
                 VaultError::Remote(format!(
@@ -129,12 +175,41 @@ impl Store {
                     self.location()
                 ))
             })?;
-            profiles.extend(self.open_shard(&secret, *number, &ciphertext)?);
+            let shard = self.open_shard(&secret, *number, &ciphertext.ciphertext)?;
+            joined.profiles.extend(shard.profiles);
+            joined.saved_by.extend(shard.saved_by);
         }
-        profiles.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut data = head_of(snap.content.data(self.location())?);
-        data.profiles = profiles;
-        Ok(Some(data))
+        let seq = snap.entries.as_ref().map_or(0, |s| s.changes.seq);
+        *lock_ignoring_poison(&self.saved_by) = Some((seq, joined.saved_by.clone()));
+        Ok(Some(joined))
+    }
+
+    /// Who saved each profile's token last, as the shards of `snap` say now (empty when
+    /// they cannot be read): for a writer that writes every shard again.
+    pub(super) fn saved_by_in(&self, snap: &Snapshot) -> BTreeMap<String, SavedBy> {
+        match self.every_shard(snap) {
+            Ok(shard) => shard.map(|s| s.saved_by).unwrap_or_default(),
+            Err(e) => {
+                tracing::debug!(error = %e, "the status shards say nobody saved a token");
+                BTreeMap::new()
+            }
+        }
+    }
+
+    /// Who saved each profile's token last, as the status shards say: read again when the
+    /// vault changed since they were read last. Empty for a vault without shards.
+    pub(super) fn saved_by(&self) -> BTreeMap<String, SavedBy> {
+        let mut snap = lock_ignoring_poison(&self.snapshot);
+        if let Err(e) = self.refresh_snapshot(&mut snap) {
+            tracing::debug!(error = %e, "cannot ask whether the vault changed");
+        }
+        let seq = snap.entries.as_ref().map(|s| s.changes.seq);
+        if let Some((read_at, saved)) = lock_ignoring_poison(&self.saved_by).as_ref()
+            && Some(*read_at) == seq
+        {
+            return saved.clone();
+        }
+        self.saved_by_in(&snap)
     }
 
     /// [`Store::patch_shards`]; when that fails, the shards it would have written are
@@ -165,8 +240,9 @@ impl Store {
     }
 
     /// Writes the status shards of the profiles `changed` and `removed` (by name) again: each
-    /// shard as stored, with those profiles put in or taken out. A shard that cannot be read
-    /// is made again from every entry.
+    /// shard as stored, with those profiles put in or taken out, over the version read. A
+    /// shard another writer changed meanwhile is read and patched again, a bounded number of
+    /// times; one that cannot be read is made again from every entry.
     pub(super) fn patch_shards(
         &self,
         snap: &mut Snapshot,
@@ -180,29 +256,89 @@ impl Store {
             return Ok(());
         }
         let secret = Self::entry_secret(snap)?;
-        let number_of = |name: &str| shard_of(&record_key(Some(&secret), name), shards);
-        let numbers = touched(&secret, shards, changed, removed);
-        let read = entries.read_shards(&numbers)?;
+        let patch = Patch {
+            changed,
+            removed,
+            sealing,
+        };
+        let mut numbers = touched(&secret, shards, changed, removed);
+        for _ in 0..PATCH_TRIES {
+            let read = entries.read_shards(&numbers)?;
+            let written = self.patched(snap, &secret, (&numbers, read), &patch)?;
+            let outcomes = entries.write_shards(&written);
+            let mut again = Vec::new();
+            for (write, outcome) in written.iter().zip(outcomes) {
+                match outcome {
+                    Ok(_) => {}
+                    Err(VaultError::Conflict(_)) => again.push(write.number),
+                    Err(e) => return Err(e),
+                }
+            }
+            if again.is_empty() {
+                return Ok(());
+            }
+            numbers = again;
+        }
+        Err(VaultError::Conflict(self.location().clone()))
+    }
+
+    /// The shards `numbers` as `read`, with `patch` applied, each sealed to go over the
+    /// version read.
+    fn patched(
+        &self,
+        snap: &mut Snapshot,
+        secret: &SecretString,
+        (numbers, read): (&[u32], Vec<Option<ShardRead>>),
+        patch: &Patch<'_>,
+    ) -> Result<Vec<ShardWrite>, VaultError> {
+        let shards = snap.entries.as_ref().map_or(0, |s| s.changes.shards);
+        let number_of = |name: &str| shard_of(&record_key(Some(secret), name), shards);
+        let Patch {
+            changed,
+            removed,
+            sealing,
+        } = *patch;
         let mut written = Vec::with_capacity(numbers.len());
-        for (number, ciphertext) in numbers.iter().zip(read) {
-            let opened = ciphertext.ok_or(()).and_then(|ciphertext| {
-                self.open_shard(&secret, *number, &ciphertext)
+        for (number, stored) in numbers.iter().zip(read) {
+            let expected = stored.as_ref().map_or(0, |s| s.version);
+            let opened = stored.ok_or(()).and_then(|stored| {
+                self.open_shard(secret, *number, &stored.ciphertext)
                     .map_err(|_| ())
             });
-            let mut held: BTreeMap<String, Profile> = match opened {
-                Ok(profiles) => profiles.into_iter().map(|p| (p.name.clone(), p)).collect(),
-                Err(()) => self.shard_from_entries(snap, *number, &number_of)?,
+            let (mut held, mut saved): (BTreeMap<String, Profile>, _) = match opened {
+                Ok(shard) => (
+                    shard
+                        .profiles
+                        .into_iter()
+                        .map(|p| (p.name.clone(), p))
+                        .collect(),
+                    shard.saved_by,
+                ),
+                Err(()) => (
+                    self.shard_from_entries(snap, *number, &number_of)?,
+                    BTreeMap::new(),
+                ),
             };
             for name in removed.iter().filter(|n| number_of(n) == *number) {
                 held.remove(name);
+                saved.remove(name);
             }
             for profile in changed.iter().filter(|p| number_of(&p.name) == *number) {
+                let obtained = |p: &Profile| p.token.as_ref().map(|t| t.obtained_at);
+                let new_token = obtained(profile);
+                if let Some(at) = new_token
+                    && held.get(&profile.name).and_then(obtained) != new_token
+                {
+                    let host = crate::platform::host_name();
+                    saved.insert(profile.name.clone(), SavedBy { host, at });
+                }
                 held.insert(profile.name.clone(), (*profile).clone());
             }
             let profiles: Vec<&Profile> = held.values().collect();
-            written.push(seal_shard(&secret, *number, &profiles, sealing)?);
+            let shard = (*number, profiles.as_slice(), &saved);
+            written.push(seal_shard(secret, shard, sealing, Some(expected))?);
         }
-        entries.write_shards(&written)
+        Ok(written)
     }
 
     /// The profiles of shard `number`, from every entry.

@@ -43,6 +43,14 @@ impl Store {
         let Some(entries) = self.backend.team()? else {
             return Ok(None);
         };
+        // In a vault laid out as entries each profile's record is in its own lock: who saved
+        // each token is in the status shards instead.
+        let in_entries = self.arrangement() == super::Arrangement::Entries;
+        let saved_by = if in_entries {
+            self.saved_by()
+        } else {
+            std::collections::BTreeMap::new()
+        };
         let snap = lock_ignoring_poison(&self.snapshot);
         let secret = snap.content.members_secret().0;
         let team = Team::of(
@@ -53,10 +61,16 @@ impl Store {
         let last_refresh = names
             .iter()
             .filter_map(|name| {
-                let newest = entries.newest.get(&record_key(secret, name))?;
+                let (host, at) = if in_entries {
+                    let saved = saved_by.get(name)?;
+                    (saved.host.as_str(), saved.at)
+                } else {
+                    let newest = entries.newest.get(&record_key(secret, name))?;
+                    (newest.host.as_str(), newest.obtained_at)
+                };
                 let last = LastRefresh {
-                    host: crate::display::untrusted(&newest.host).into_owned(),
-                    at: newest.obtained_at,
+                    host: crate::display::untrusted(host).into_owned(),
+                    at,
                 };
                 Some((name.clone(), last))
             })

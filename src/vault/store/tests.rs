@@ -466,4 +466,5 @@ fn an_older_file_put_in_place_never_takes_back_newer_tokens() {
 }
 
 mod entries;
+mod locks;
 mod memory;

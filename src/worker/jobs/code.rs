@@ -29,7 +29,7 @@ impl Worker {
             GrantType::Code => self.code_login(id, profile, listen, timeout, cancel).await,
             GrantType::Device => self.device_login(id, &profile, cancel).await,
             GrantType::ClientCredentials => {
-                let _lease = self.lease().await?;
+                let _lease = self.lease_for(name).await?;
                 self.app_token(&profile).await
             }
         }
@@ -58,7 +58,7 @@ impl Worker {
             None => None,
         };
         let saved = {
-            let _lease = self.lease().await?;
+            let _lease = self.lease_for(name).await?;
             self.save(name, move |p| p.pending = Some(pending.clone()))
                 .await?
         };
@@ -149,7 +149,7 @@ impl Worker {
         code: &str,
         verifier: Option<&str>,
     ) -> JobResult {
-        let _lease = self.lease().await?;
+        let _lease = self.lease_for(name).await?;
         let profile = self.current(name).await?;
         let now = self.clock.now();
         let response = self

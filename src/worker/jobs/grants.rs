@@ -42,7 +42,7 @@ impl Worker {
             if tokio::time::Instant::now() >= deadline {
                 return Err(OAuthError::DeviceExpired.into());
             }
-            let _lease = self.lease().await?;
+            let _lease = self.lease_for(name).await?;
             let polled = self.client.device_poll(profile, &login.device_code).await;
             match polled {
                 Ok(response) => {

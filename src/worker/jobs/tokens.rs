@@ -37,7 +37,7 @@ impl Worker {
         } = asked;
         // The lease makes refreshes of this vault exclusive across processes; reading the
         // token only after taking it means we never use a refresh token someone rotated.
-        let lease = self.lease().await?;
+        let lease = self.lease_for(name).await?;
         let profile = self.current(name).await?;
         let Some(token) = &profile.token else {
             return match profile.grant {
@@ -138,7 +138,7 @@ impl Worker {
     }
 
     pub(in crate::worker) async fn revoke(&self, name: &str) -> JobResult {
-        let _lease = self.lease().await?;
+        let _lease = self.lease_for(name).await?;
         let profile = self.current(name).await?;
         let Some(token) = &profile.token else {
             return Err(OAuthError::NoToken(name.to_string()).into());
@@ -167,7 +167,7 @@ impl Worker {
     /// same refresh token cannot be rotated this way, and its token is left alone: revoking
     /// it would revoke the one still in use.
     pub(in crate::worker) async fn rotate(&self, name: &str) -> JobResult {
-        let lease = self.lease().await?;
+        let lease = self.lease_for(name).await?;
         let profile = self.current(name).await?;
         let Some(token) = &profile.token else {
             return Err(OAuthError::NoToken(name.to_string()).into());

@@ -400,7 +400,7 @@ impl Api {
 /// The path of the vault a secret at `path` belongs to: the vault's own, its lease's, an
 /// entry's, a status shard's or an announcement's.
 fn vault_path(path: &str) -> &str {
-    [".entries/", ".status/", ".agents/"]
+    [".entries/", ".status/", ".agents/", ".locks/"]
         .iter()
         .find_map(|folder| path.rfind(folder).and_then(|at| path.get(..at)))
         .unwrap_or_else(|| path.strip_suffix(".lock").unwrap_or(path))
@@ -467,7 +467,7 @@ fn refusal(kv: &KvPath, answer: &Answer) -> VaultError {
             kv.kv_name()
         ),
         403 => format!(
-            "OpenBao at {host} refused the token for {0}: it is missing, expired, or lacks a capability; log in again (bao login, or set BAO_TOKEN), and make sure its policy allows read, create and update on {1}/data/{2} and {1}/data/{2}.lock (and, for a vault in entries, {1}/data/{2}.entries/* and {1}/data/{2}.status/*), and read on {1}/metadata/{2} (see the README's Teams section)",
+            "OpenBao at {host} refused the token for {0}: it is missing, expired, or lacks a capability; log in again (bao login, or set BAO_TOKEN), and make sure its policy allows read, create and update on {1}/data/{2} and {1}/data/{2}.lock (and, for a vault in entries, {1}/data/{2}.entries/*, {1}/data/{2}.status/* and {1}/data/{2}.locks/*), and read on {1}/metadata/{2} (see the README's Teams section)",
             kv.kv_name(),
             kv.mount,
             vault_path(&kv.path)

@@ -1,14 +1,18 @@
 //! A vault laid out as entries in KV ([`crate::vault::backend::entries`]): the descriptor at
 //! `PATH` (fields `head`, the armored head, and `changes`, the log), and each profile at
 //! `PATH.entries/ID` (field `age`), where ID is a hash of the members' secret and the name;
-//! status shards at `PATH.status/NNNN` (field `age`).
+//! status shards at `PATH.status/NNNN` (field `age`); the lock of each profile's entry, with
+//! the record of its refresh tokens, at `PATH.locks/ID` (the lease's fields, [`super::lease`]).
 //! KV's `list` is not filtered by policy, so nothing in a path names a profile.
 
 use serde_json::Value;
 
 use super::api::{Found, Written};
+use super::lease::{self, Taken};
 use super::{FIELD, HEAD, OpenBaoBackend, armor};
-use crate::vault::backend::{Changes, Entries, EntryRead, EntryWrite, Version};
+use crate::vault::backend::{
+    Changes, Entries, EntryLock, EntryRead, EntryWrite, ShardRead, ShardWrite, Version,
+};
 use crate::vault::error::VaultError;
 use crate::vault::location::KvPath;
 
@@ -22,6 +26,11 @@ const READERS: usize = 8;
 /// The folder of the entries beside the vault at `kv`.
 pub fn folder(kv: &KvPath) -> KvPath {
     kv.sibling(format!("{}.entries", kv.path))
+}
+
+/// The folder of the entries' locks beside the vault at `kv`.
+pub fn locks(kv: &KvPath) -> KvPath {
+    kv.sibling(format!("{}.locks", kv.path))
 }
 
 /// Whether `id` is one tokdeck writes: 32 hex digits.
@@ -44,6 +53,28 @@ impl OpenBaoBackend {
     /// The entry `id`.
     fn entry(&self, id: &str) -> KvPath {
         self.entries.sibling(format!("{}/{id}", self.entries.path))
+    }
+
+    /// The lock of entry `id`.
+    fn lock_of(&self, id: &str) -> KvPath {
+        self.locks.sibling(format!("{}/{id}", self.locks.path))
+    }
+
+    /// Writes `ciphertext` at `at` over version `expected`, or over whatever is there.
+    fn write_at(
+        &self,
+        at: &KvPath,
+        ciphertext: &[u8],
+        expected: Option<u64>,
+    ) -> Result<u64, VaultError> {
+        let fields = Self::armored(ciphertext)?;
+        let Some(cas) = expected else {
+            return self.api.put(at, &fields);
+        };
+        match self.api.write(at, &fields, cas)? {
+            Written::Stored { version } => Ok(version),
+            Written::Conflict => Err(VaultError::Conflict(self.location.clone())),
+        }
     }
 }
 
@@ -73,37 +104,56 @@ impl Entries for OpenBaoBackend {
     }
 
     fn write(&self, id: &str, ciphertext: &[u8], expected: Option<u64>) -> Result<u64, VaultError> {
-        let at = self.entry(id);
-        let fields = Self::armored(ciphertext)?;
-        let Some(cas) = expected else {
-            return self.api.put(&at, &fields);
-        };
-        match self.api.write(&at, &fields, cas)? {
-            Written::Stored { version } => Ok(version),
-            Written::Conflict => Err(VaultError::Conflict(self.location.clone())),
-        }
+        self.write_at(&self.entry(id), ciphertext, expected)
     }
 
     fn remove(&self, id: &str) -> Result<(), VaultError> {
         self.api.destroy(&self.entry(id))
     }
 
-    fn read_shards(&self, numbers: &[u32]) -> Result<Vec<Option<Vec<u8>>>, VaultError> {
+    fn read_shards(&self, numbers: &[u32]) -> Result<Vec<Option<ShardRead>>, VaultError> {
         in_parallel(numbers, |n| match self.api.read(&self.shard(*n))? {
-            Found::Secret(secret) => self.field(&secret.fields, FIELD).map(Some),
+            Found::Secret(secret) => Ok(Some(ShardRead {
+                ciphertext: self.field(&secret.fields, FIELD)?,
+                version: secret.version,
+            })),
             Found::Nothing { .. } => Ok(None),
         })
         .into_iter()
         .collect()
     }
 
-    fn write_shards(&self, shards: &[(u32, Vec<u8>)]) -> Result<(), VaultError> {
-        for written in in_parallel(shards, |(n, ciphertext)| {
-            self.api.put(&self.shard(*n), &Self::armored(ciphertext)?)
-        }) {
-            written?;
+    fn write_shards(&self, shards: &[ShardWrite]) -> Vec<Result<u64, VaultError>> {
+        in_parallel(shards, |w| {
+            self.write_at(&self.shard(w.number), &w.ciphertext, w.expected)
+        })
+    }
+
+    fn try_lock(&self, id: &str) -> Result<EntryLock, VaultError> {
+        if !is_id(id) {
+            return Err(VaultError::Remote(format!("{id} is not an entry's id")));
         }
-        Ok(())
+        match lease::try_take(&self.api, &self.lock_of(id), &self.holder, self.timing)? {
+            Taken::Held(held) => Ok(EntryLock::Held(held)),
+            Taken::Busy(who) => Ok(EntryLock::Busy(who)),
+        }
+    }
+
+    fn lock_holders(&self) -> Result<Vec<String>, VaultError> {
+        let mut ids = self.api.list(&self.locks)?;
+        ids.retain(|id| is_id(id));
+        let holders = in_parallel(&ids, |id| {
+            lease::other_holder(&self.api, &self.lock_of(id), &self.holder)
+        });
+        let mut busy = Vec::new();
+        for holder in holders {
+            busy.extend(holder?);
+        }
+        Ok(busy)
+    }
+
+    fn lease_holder(&self) -> Result<Option<String>, VaultError> {
+        lease::other_holder(&self.api, &self.lock, &self.holder)
     }
 
     fn remove_shard(&self, number: u32) -> Result<(), VaultError> {

@@ -226,6 +226,20 @@ pub fn peek(
     }
 }
 
+/// Who holds the lease at `lock` now, when a holder other than `holder` does.
+pub fn other_holder(
+    api: &Api,
+    lock: &KvPath,
+    holder: &Holder,
+) -> Result<Option<String>, VaultError> {
+    match api.read(lock)? {
+        Found::Nothing { .. } => Ok(None),
+        Found::Secret(secret) => Ok(Record::of(&secret)
+            .filter(|record| record.holder != holder.id && !record.expired(&secret))
+            .map(|record| record.describe(&secret))),
+    }
+}
+
 /// The lock entry's version this holder wrote last, and until when the lease runs.
 #[derive(Debug, Clone, Copy)]
 struct Grant {

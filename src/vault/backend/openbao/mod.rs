@@ -39,6 +39,8 @@ pub struct OpenBaoBackend {
     agents: KvPath,
     /// The folder of a vault laid out as entries ([`entries`]).
     entries: KvPath,
+    /// The folder of their locks, one per entry that was ever refreshed.
+    locks: KvPath,
     /// This process's announcement, once it announced itself.
     announcing: String,
     api: Api,
@@ -58,6 +60,7 @@ impl OpenBaoBackend {
             lock: kv.sibling(format!("{}.lock", kv.path)),
             agents: team::folder(kv),
             entries: entries::folder(kv),
+            locks: entries::locks(kv),
             announcing: team::new_id(),
             kv: kv.clone(),
             api: Api::new(connection)?,

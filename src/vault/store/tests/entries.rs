@@ -156,7 +156,7 @@ fn status_json(data: &VaultData) -> String {
 }
 
 /// A profile with a token, so the shards have expiries to carry.
-fn with_token(name: &str, expires_in: i64) -> Profile {
+pub(super) fn with_token(name: &str, expires_in: i64) -> Profile {
     let mut p = named(name);
     let now = chrono::Utc::now();
     p.token = Some(crate::vault::Token {

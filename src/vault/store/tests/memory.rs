@@ -12,6 +12,9 @@ use crate::vault::crypto::IdentityFile;
 /// Entries by id, each with its version.
 type Shelf = std::collections::BTreeMap<String, (Vec<u8>, u64)>;
 
+/// Status shards by number, each with its version.
+type Shards = std::collections::BTreeMap<u32, (Vec<u8>, u64)>;
+
 /// The ciphertext a [`Memory`] backend holds, and its revision.
 type Revision = Option<(Vec<u8>, u64)>;
 
@@ -23,10 +26,15 @@ pub(super) struct Memory {
     pub(super) changes: std::sync::Arc<Mutex<Option<crate::vault::backend::Changes>>>,
     /// The entries by id, each with its version.
     pub(super) shelf: std::sync::Arc<Mutex<Shelf>>,
-    /// The status shards by number.
-    pub(super) shards: std::sync::Arc<Mutex<std::collections::BTreeMap<u32, Vec<u8>>>>,
+    /// The status shards by number, each with its version.
+    pub(super) shards: std::sync::Arc<Mutex<Shards>>,
+    /// The entries' locks held, by id.
+    pub(super) locks: std::sync::Arc<Mutex<std::collections::BTreeSet<String>>>,
     /// Whether writes of status shards are refused (a policy without the path, say).
     pub(super) refuse_shards: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Saves of the descriptor still to precede with another writer's save of it (the same
+    /// head, its log one change longer), as a machine saving another profile would.
+    pub(super) interleave: std::sync::Arc<std::sync::atomic::AtomicU32>,
     /// How many entries were read.
     pub(super) entry_reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     stored: std::sync::Arc<Mutex<Revision>>,
@@ -41,7 +49,24 @@ pub(super) struct Memory {
     probes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
+/// The id of the entry another writer changes ([`Memory::interleave`]).
+pub(super) const OTHERS_ENTRY: &str = "ffffffffffffffffffffffffffffffff";
+
 struct MemoryLease(std::sync::Arc<Mutex<bool>>);
+
+/// The lock of entry `.1` in the set `.0`, released on drop.
+struct MemoryLock(
+    std::sync::Arc<Mutex<std::collections::BTreeSet<String>>>,
+    String,
+);
+
+impl crate::vault::backend::HeldLease for MemoryLock {}
+
+impl Drop for MemoryLock {
+    fn drop(&mut self) {
+        lock_ignoring_poison(&self.0).remove(&self.1);
+    }
+}
 
 impl crate::vault::backend::HeldLease for MemoryLease {}
 
@@ -175,23 +200,65 @@ impl crate::vault::backend::Entries for Memory {
         Ok(())
     }
 
-    fn read_shards(&self, numbers: &[u32]) -> Result<Vec<Option<Vec<u8>>>, VaultError> {
+    fn read_shards(
+        &self,
+        numbers: &[u32],
+    ) -> Result<Vec<Option<crate::vault::backend::ShardRead>>, VaultError> {
         let shards = lock_ignoring_poison(&self.shards);
-        Ok(numbers.iter().map(|n| shards.get(n).cloned()).collect())
+        Ok(numbers
+            .iter()
+            .map(|n| {
+                shards
+                    .get(n)
+                    .map(|(ciphertext, version)| crate::vault::backend::ShardRead {
+                        ciphertext: ciphertext.clone(),
+                        version: *version,
+                    })
+            })
+            .collect())
     }
 
-    fn write_shards(&self, written: &[(u32, Vec<u8>)]) -> Result<(), VaultError> {
-        if self
+    fn write_shards(
+        &self,
+        written: &[crate::vault::backend::ShardWrite],
+    ) -> Vec<Result<u64, VaultError>> {
+        let refused = self
             .refuse_shards
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            return Err(VaultError::Remote("shards refused".into()));
-        }
+            .load(std::sync::atomic::Ordering::Relaxed);
         let mut shards = lock_ignoring_poison(&self.shards);
-        for (n, ciphertext) in written {
-            shards.insert(*n, ciphertext.clone());
+        written
+            .iter()
+            .map(|w| {
+                if refused {
+                    return Err(VaultError::Remote("shards refused".into()));
+                }
+                let current = shards.get(&w.number).map_or(0, |(_, v)| *v);
+                if w.expected.is_some_and(|e| e != current) {
+                    return Err(VaultError::Conflict(self.location().clone()));
+                }
+                shards.insert(w.number, (w.ciphertext.clone(), current + 1));
+                Ok(current + 1)
+            })
+            .collect()
+    }
+
+    fn try_lock(&self, id: &str) -> Result<crate::vault::backend::EntryLock, VaultError> {
+        use crate::vault::backend::EntryLock;
+        if !lock_ignoring_poison(&self.locks).insert(id.to_string()) {
+            return Ok(EntryLock::Busy(format!("memory lock {id}")));
         }
-        Ok(())
+        Ok(EntryLock::Held(Box::new(MemoryLock(
+            self.locks.clone(),
+            id.to_string(),
+        ))))
+    }
+
+    fn lock_holders(&self) -> Result<Vec<String>, VaultError> {
+        Ok(lock_ignoring_poison(&self.locks).iter().cloned().collect())
+    }
+
+    fn lease_holder(&self) -> Result<Option<String>, VaultError> {
+        Ok(lock_ignoring_poison(&self.leased).then(|| "memory lease".to_string()))
     }
 
     fn remove_shard(&self, number: u32) -> Result<(), VaultError> {
@@ -205,6 +272,21 @@ impl crate::vault::backend::Entries for Memory {
         changes: &crate::vault::backend::Changes,
         expected: Option<Version>,
     ) -> Result<Option<Version>, VaultError> {
+        let others = self
+            .interleave
+            .fetch_update(
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+                |n| n.checked_sub(1),
+            )
+            .is_ok();
+        let log = lock_ignoring_poison(&self.changes).clone();
+        if others && let Some(theirs) = log {
+            let current = self.probe();
+            self.commit(head, current)?;
+            let theirs = theirs.recording([OTHERS_ENTRY]);
+            *lock_ignoring_poison(&self.changes) = Some(theirs);
+        }
         let version = self.commit(head, expected)?;
         *lock_ignoring_poison(&self.changes) = Some(changes.clone());
         Ok(version)

@@ -1,0 +1,153 @@
+//! The lock of one profile's entry, in a vault laid out as entries: what a refresh or an
+//! exchange of that profile runs under, so a machine refreshing X never waits for one
+//! refreshing Y. Each lock holds the record of its profile's refresh tokens (the intent
+//! "print F, holder H" and the newest saved), as the vault's lease does for a vault in one
+//! piece.
+//!
+//! A writer that seals every entry again (a change of members, a move out of entries) holds
+//! the vault's lease, and then waits until no lock of an entry is held. A lock's taker checks
+//! the vault's lease after taking the lock, and gives way when it is held: whichever writes
+//! first, the other sees it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::arrange::Arrangement;
+use super::lease::{Lease, LeaseState};
+use super::{Store, lock_ignoring_poison, record_key};
+use crate::vault::backend::EntryLock;
+use crate::vault::error::VaultError;
+
+impl Store {
+    /// The lease a refresh, exchange or save of profile `name` runs under: in a vault laid
+    /// out as entries the lock of its entry, else the vault's lease. Tasks of one process
+    /// share it; waits up to the store's lock wait.
+    pub fn lease_for(&self, name: &str) -> Result<Lease, VaultError> {
+        if self.arrangement() == Arrangement::Single {
+            let lease = self.lease()?;
+            // Another machine may have moved the vault into entries since it was read.
+            if self.layout_now()? == Arrangement::Single {
+                return Ok(lease);
+            }
+        }
+        self.entry_lock(name)
+    }
+
+    /// [`Store::lease_for`] of each of `names`, in one order for every process (by key), so
+    /// two savers of the same profiles never hold one lock each while waiting for the other.
+    pub(super) fn leases_for(&self, names: &[&str]) -> Result<Vec<Lease>, VaultError> {
+        if self.arrangement() == Arrangement::Single {
+            return Ok(vec![self.lease()?]);
+        }
+        let secret = self.members_secret();
+        let mut keyed: Vec<(String, &str)> = names
+            .iter()
+            .map(|name| (record_key(secret.as_ref(), name), *name))
+            .collect();
+        keyed.sort_unstable();
+        keyed.dedup();
+        keyed
+            .iter()
+            .map(|(_, name)| self.entry_lock(name))
+            .collect()
+    }
+
+    /// Whether this process holds the lock of the entry with key `key`.
+    pub(super) fn holds_lock_of(&self, key: &str) -> bool {
+        lock_ignoring_poison(&self.locks)
+            .get(key)
+            .is_some_and(|state| lock_ignoring_poison(state).holders > 0)
+    }
+
+    /// How the vault is laid out as stored now, read again.
+    fn layout_now(&self) -> Result<Arrangement, VaultError> {
+        let mut snap = lock_ignoring_poison(&self.snapshot);
+        self.refresh_snapshot(&mut snap)?;
+        drop(snap);
+        Ok(self.arrangement())
+    }
+
+    fn members_secret(&self) -> Option<age::secrecy::SecretString> {
+        let snap = lock_ignoring_poison(&self.snapshot);
+        snap.content.members_secret().0.cloned()
+    }
+
+    /// Takes the lock of profile `name`'s entry, waiting up to the lock wait.
+    fn entry_lock(&self, name: &str) -> Result<Lease, VaultError> {
+        let entries = self.entries_or_refuse()?;
+        let key = record_key(self.members_secret().as_ref(), name);
+        let state: Arc<Mutex<LeaseState>> = lock_ignoring_poison(&self.locks)
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let deadline = Instant::now() + self.lock_wait;
+        loop {
+            let busy = {
+                let mut held = lock_ignoring_poison(&state);
+                if held.holders > 0 {
+                    held.holders += 1;
+                    return Ok(Lease {
+                        state: state.clone(),
+                    });
+                }
+                match entries.try_lock(&key)? {
+                    EntryLock::Held(guard) => match entries.lease_holder()? {
+                        None => {
+                            // Another process may have saved this profile until now.
+                            *lock_ignoring_poison(&self.fresh_until) = None;
+                            held.holders = 1;
+                            held.guard = Some(guard);
+                            return Ok(Lease {
+                                state: state.clone(),
+                            });
+                        }
+                        // Released on drop: the vault's holder may be waiting for it.
+                        Some(who) => format!("the vault's lease, held by {who}"),
+                    },
+                    EntryLock::Busy(who) => who,
+                }
+            };
+            if Instant::now() >= deadline {
+                return Err(VaultError::Locked(format!(
+                    "the lock of profile '{name}' waits for {busy}; a holder that dies loses it when its lease runs out"
+                )));
+            }
+            std::thread::sleep(self.backend.lease_retry_every());
+        }
+    }
+
+    /// Waits, holding the vault's lease, until no other process holds the lock of an entry:
+    /// for a writer about to seal every entry again, which must not cross a refresh.
+    /// Refuses after the lock wait, naming a holder.
+    pub(super) fn wait_out_locks(&self) -> Result<(), VaultError> {
+        let Some(entries) = self.backend.entries() else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + self.lock_wait;
+        loop {
+            let holders = entries.lock_holders()?;
+            let Some(first) = holders.first() else {
+                return Ok(());
+            };
+            if Instant::now() >= deadline {
+                return Err(VaultError::Locked(format!(
+                    "{} profile(s) are being refreshed, by {first} among others: every entry is sealed again only once none is",
+                    holders.len()
+                )));
+            }
+            std::thread::sleep(self.backend.lease_retry_every());
+        }
+    }
+}
+
+impl Lease {
+    /// Whether `self` and `other` are shares of one lease.
+    pub fn same_as(&self, other: &Lease) -> bool {
+        Arc::ptr_eq(&self.state, &other.state)
+    }
+
+    /// Whether this is a share of the vault's lease `vaults` (not an entry's lock).
+    pub(super) fn same_as_vaults(&self, vaults: &Arc<Mutex<LeaseState>>) -> bool {
+        Arc::ptr_eq(&self.state, vaults)
+    }
+}
