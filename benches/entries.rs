@@ -2,7 +2,9 @@
 //! (the production layout, 1 MiB per entry): the move in (`vault copy --entries`), then
 //! `token NAME` and `refresh NAME` without an agent, counted at a proxy in front of OpenBao
 //! (requests, bytes each way), and `status --json` of every profile. The mock server on
-//! loopback answers the refreshes.
+//! loopback answers the refreshes. Then machines refreshing different profiles at once, the
+//! vault in entries against the same vault in one secret (`cargo bench --bench entries --
+//! throughput` for that one alone).
 
 // Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
@@ -56,12 +58,80 @@ fn median(mut walls: Vec<Duration>) -> Duration {
     walls[walls.len() / 2]
 }
 
+/// Profiles each machine refreshes in [`throughput`].
+const EACH: usize = 10;
+
+/// 1 and 4 machines (homes of their own) each refreshing its own profiles of one vault, one
+/// `refresh NAME` after another as a script or a cron job of that machine would, against the
+/// mock server answering each refresh after 200 ms and many at once: the refreshes all made
+/// in 15 s, against one machine's. The vault laid out as entries (each refresh holds its
+/// profile's lock), then the same vault in one secret (each holds the vault's lease).
+fn throughput(bao: &OpenBao) {
+    let window = Duration::from_secs(15);
+    let server = MockServer::start();
+    server.set_latency(Duration::from_millis(200));
+    println!(
+        "machines refreshing {EACH} profiles each, one after another, for {window:?} (a 200 ms token endpoint):"
+    );
+    for (layout, path, extra) in [
+        ("entries", "bench/throughput-entries", Some("--entries")),
+        ("one secret", "bench/throughput-single", None),
+    ] {
+        // Refresh tokens of its own: the server rotates every one it is sent.
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        let (file, key) = support::vault(
+            home,
+            4 * EACH,
+            &server.base_url(),
+            chrono::Utc::now(),
+            |_| server.seed_refresh_token(),
+        );
+        let file = file.display().to_string();
+        let vault = bao.location(path);
+        let mut args = vec!["vault", "copy", vault.as_str()];
+        args.extend(extra);
+        timed(command(home, &key, bao, &file, &args), &[0]);
+        let mut alone = None;
+        for machines in [1, 4] {
+            let before = server.refresh_requests();
+            let start = Instant::now();
+            std::thread::scope(|scope| {
+                for m in 0..machines {
+                    let (key, vault) = (&key, &vault);
+                    let home = home.join(format!("machine-{m}"));
+                    scope.spawn(move || {
+                        for i in (0..EACH).cycle() {
+                            if start.elapsed() >= window {
+                                break;
+                            }
+                            let name = support::profile_name(m * EACH + i);
+                            timed(command(&home, key, bao, vault, &["refresh", &name]), &[0]);
+                        }
+                    });
+                }
+            });
+            let made = server.refresh_requests() - before;
+            let rate = f64::from(made) / start.elapsed().as_secs_f64();
+            let one = *alone.get_or_insert(rate);
+            println!(
+                "  {layout:<10} {machines} machine(s): {made:>4} refreshes, {rate:>5.1}/s, {:.2}x one machine's",
+                rate / one
+            );
+        }
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         println!("entries: bench");
         return;
     }
     let bao = OpenBao::start_raft();
+    if std::env::args().any(|a| a == "throughput") {
+        throughput(&bao);
+        return;
+    }
     let server = MockServer::start();
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
@@ -150,4 +220,5 @@ fn main() {
         passed.down as f64 / 3e6,
         (children_cpu() - cpu) / 3
     );
+    throughput(&bao);
 }

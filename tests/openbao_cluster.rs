@@ -59,6 +59,17 @@ fn commands_wait_out_an_election_and_send_a_refresh_token_once() {
 /// refresh token was sent twice, and none was lost.
 #[test]
 fn two_agents_keep_every_grant_through_the_leader_being_killed() {
+    keep_every_grant_through_a_failover(false);
+}
+
+/// The same with the vault laid out as entries: each refresh holds its profile's lock, and
+/// the locks, entries, shards and descriptor all come through the election.
+#[test]
+fn two_agents_keep_every_grant_in_entries_through_the_leader_being_killed() {
+    keep_every_grant_through_a_failover(true);
+}
+
+fn keep_every_grant_through_a_failover(entries: bool) {
     let mut cluster = Cluster::start();
     let server = Dot::start_with(Options {
         ttl: 6,
@@ -73,6 +84,10 @@ fn two_agents_keep_every_grant_through_the_leader_being_killed() {
     let profiles = ["a", "b", "c"];
     for name in profiles {
         laptop.authorize_on_dot(&server, name, "read", &["--auto-refresh"]);
+    }
+    if entries {
+        let out = laptop.run(&["vault", "layout", "entries"]);
+        assert!(out.status.success(), "{}", stderr(&out));
     }
     let agents = [Agent::start(&laptop, &[]), Agent::start(&other, &[])];
 
