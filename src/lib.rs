@@ -1,4 +1,16 @@
 //! tokdeck: a terminal deck for `OAuth2` tokens.
+//!
+//! Where things are, from the edges in:
+//!
+//! | layer | modules |
+//! |---|---|
+//! | the two executables | [`front`] (the small `tokdeck`, answered by an agent when one runs), [`cli`] (the command line), [`commands`] (one module per subcommand), [`exit`], [`output`], [`prompt`] |
+//! | the full-screen app | [`tui`]: state and pure transitions, popups, views |
+//! | the agent | [`agent`]: the socket, the keeper, metrics, publishing; [`team`] (who keeps a shared vault) |
+//! | tokens | [`usable`] (a usable access token, for `token`, `exec`, `api` and the agent), [`worker`] (the async OAuth worker: commands in, events out), [`oauth`] (pure OAuth), [`http`], [`claims`], [`pacing`], [`health`] |
+//! | the store | [`vault`]: the model, age, the file and OpenBao backends, the lease and the locks; [`openbao`] (its CLI's conventions), [`audit`] |
+//! | what commands show | [`report`] (rows, tables, JSON), [`filter`], [`display`], [`duration`], [`qr`] |
+//! | settings and the machine | [`config`], [`context`], [`runtime`], [`logging`], [`platform`], [`clock`] |
 
 pub mod agent;
 pub mod audit;
