@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::clock::Clock;
 use crate::health::{access_alive, access_usable, lasts_at_least, refresh_margin_for};
 use crate::vault::{Profile, ProfileError, Store, Token, VaultError};
-use crate::worker::Job;
+use crate::worker::{Job, JobFailure};
 
 /// A token to use, what to tell the person about it, and what its users need from the
 /// profile (taken from the same read as the token, so callers need not look it up again).
@@ -42,7 +42,7 @@ pub enum NoToken {
     Dead(String),
     /// The refresh failed and the token has expired: the failure, as the worker said it.
     #[error("{0}")]
-    RefreshFailed(String),
+    RefreshFailed(JobFailure),
     /// Even a fresh token would not stay valid for as long as asked.
     #[error(
         "the access token of '{name}' is valid for {left} after a refresh, less than --min-valid {wanted}: the server issues shorter tokens; ask for less"
@@ -109,7 +109,7 @@ pub async fn usable_token<F, Fut>(
 ) -> Result<Issued, NoToken>
 where
     F: FnOnce(Job) -> Fut,
-    Fut: Future<Output = Result<(), String>>,
+    Fut: Future<Output = Result<(), JobFailure>>,
 {
     let margin = wanted.margin;
     let profile = match load(store, name) {
@@ -153,7 +153,7 @@ where
 /// works and is long enough, or why there is none.
 fn after_refresh(
     profile: &Profile,
-    failure: Option<String>,
+    failure: Option<JobFailure>,
     now: DateTime<Utc>,
     wanted: Wanted,
 ) -> Result<Issued, NoToken> {
@@ -163,9 +163,15 @@ fn after_refresh(
             Err(too_short(name, latest, now, wanted))
         }
         (None, Some(latest)) => Ok(issued(profile, latest, None)),
-        (Some(why), Some(latest)) if wanted.too_short(latest, now) => Err(NoToken::RefreshFailed(
-            format!("{why}; the current token ends sooner than --min-valid asks"),
-        )),
+        (Some(why), Some(latest)) if wanted.too_short(latest, now) => {
+            Err(NoToken::RefreshFailed(JobFailure {
+                message: format!(
+                    "{}; the current token ends sooner than --min-valid asks",
+                    why.message
+                ),
+                ..why
+            }))
+        }
         (Some(why), Some(latest)) if access_alive(latest, now) => Ok(issued(
             profile,
             latest,

@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::health::keepalive_at;
 use crate::pacing::AutoRefresh;
 use crate::vault::Store;
-use crate::worker::{Command, Event, Job, JobId, Schedule};
+use crate::worker::{Command, Event, Job, JobFailure, JobId, Schedule};
 
 /// What the agent's tasks share.
 pub struct Keeper {
@@ -135,7 +135,7 @@ impl Keeper {
     }
 
     /// Runs `job` for `profile` and waits for its final event.
-    pub async fn run(&self, profile: &str, job: Job) -> Result<Event, String> {
+    pub async fn run(&self, profile: &str, job: Job) -> Result<Event, JobFailure> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         {
@@ -156,17 +156,22 @@ impl Keeper {
             .is_some_and(|c| c.send(command).is_ok());
         if !sent {
             self.state().waiters.remove(&id);
-            return Err("the agent is stopping: try again when it is back".to_string());
+            return Err(JobFailure::internal(
+                "the agent is stopping: try again when it is back",
+            ));
         }
         rx.await
-            .map_err(|_| "the agent stopped before the job ended".to_string())
+            .map_err(|_| JobFailure::internal("the agent stopped before the job ended"))
     }
 
-    /// Runs a refresh for `profile` and returns its failure message, if any.
-    pub async fn refresh(&self, profile: &str, job: Job) -> Result<(), String> {
+    /// Runs a refresh for `profile` and returns its failure, if any.
+    pub async fn refresh(&self, profile: &str, job: Job) -> Result<(), JobFailure> {
         let started = std::time::Instant::now();
         let outcome = match self.run(profile, job).await? {
-            Event::Failed { error, .. } => Err(error),
+            Event::Failed { error, kind, .. } => Err(JobFailure {
+                kind,
+                message: error,
+            }),
             _ => Ok(()),
         };
         self.metrics
@@ -312,7 +317,11 @@ impl Keeper {
         let profile = item.profile.clone();
         let place = publisher.place();
         let done = tokio::task::spawn_blocking(move || publisher.publish(&item)).await;
-        let outcome = done.unwrap_or_else(|e| Err(e.to_string()));
+        let outcome = done.unwrap_or_else(|e| {
+            Err(crate::vault::VaultError::Remote(format!(
+                "internal error: {e}"
+            )))
+        });
         self.metrics.published(&profile, outcome.is_ok());
         match outcome {
             Ok(()) => tracing::info!(%profile, %place, "access token published"),

@@ -218,7 +218,7 @@ impl Serving<'_> {
                 with_heartbeat(work, write).await?
             }
             Ok(envelope) => answer(reach.limit(envelope.request), keeper, vault, supervisor).await,
-            Err(why) => Reply::error(why),
+            Err(why) => Reply::error(why.to_string()),
         })
     }
 }

@@ -216,19 +216,25 @@ fn take_line(
     (take, Some(text(std::mem::take(line)).map(Some)))
 }
 
+/// Why a request line is refused: each says what to send instead.
+#[derive(Debug, thiserror::Error)]
+pub enum BadRequest {
+    #[error("not a JSON request ({0}): send one object per line")]
+    NotJson(serde_json::Error),
+    #[error("protocol version {} is not spoken here: this agent speaks {VERSION}", .0.map_or_else(|| "(none)".to_string(), |v| v.to_string()))]
+    Version(Option<u64>),
+    #[error("not a request this agent knows ({0})")]
+    Unknown(serde_json::Error),
+}
+
 /// Parses a request line, refusing other versions with a message that names both.
-pub fn parse(line: &str) -> Result<Envelope, String> {
-    let value: serde_json::Value = serde_json::from_str(line)
-        .map_err(|e| format!("not a JSON request ({e}): send one object per line"))?;
+pub fn parse(line: &str) -> Result<Envelope, BadRequest> {
+    let value: serde_json::Value = serde_json::from_str(line).map_err(BadRequest::NotJson)?;
     let version = value.get("v").and_then(serde_json::Value::as_u64);
     if version != Some(u64::from(VERSION)) {
-        return Err(format!(
-            "protocol version {} is not spoken here: this agent speaks {VERSION}",
-            version.map_or_else(|| "(none)".to_string(), |v| v.to_string())
-        ));
+        return Err(BadRequest::Version(version));
     }
-    serde_json::from_value::<Envelope>(value)
-        .map_err(|e| format!("not a request this agent knows ({e})"))
+    serde_json::from_value::<Envelope>(value).map_err(BadRequest::Unknown)
 }
 
 #[cfg(test)]
@@ -245,15 +251,29 @@ mod tests {
             parse(r#"{"v":1,"op":"refresh"}"#).map(|e| e.request),
             Ok(Request::Refresh { profile: None })
         ));
-        assert!(parse("garbage").unwrap_err().contains("not a JSON request"));
+        let refused = |line: &str| parse(line).unwrap_err();
+        assert!(matches!(refused("garbage"), BadRequest::NotJson(_)));
         assert!(
-            parse(r#"{"v":9,"op":"info"}"#)
-                .unwrap_err()
+            refused("garbage")
+                .to_string()
+                .contains("not a JSON request")
+        );
+        assert!(matches!(
+            refused(r#"{"v":9,"op":"info"}"#),
+            BadRequest::Version(Some(9))
+        ));
+        assert!(
+            refused(r#"{"v":9,"op":"info"}"#)
+                .to_string()
                 .contains("version 9")
         );
+        assert!(matches!(
+            refused(r#"{"v":1,"op":"dance"}"#),
+            BadRequest::Unknown(_)
+        ));
         assert!(
-            parse(r#"{"v":1,"op":"dance"}"#)
-                .unwrap_err()
+            refused(r#"{"v":1,"op":"dance"}"#)
+                .to_string()
                 .contains("not a request")
         );
         let wire = serde_json::to_string(&Envelope {

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::vault::backend::openbao::api::Api;
 use crate::vault::location::KvPath;
-use crate::vault::{Location, Profile};
+use crate::vault::{Location, Profile, VaultError};
 
 /// The least time between two tries for one profile after a failure.
 const RETRY_AFTER: Duration = Duration::from_secs(10);
@@ -106,7 +106,7 @@ impl Publisher {
     }
 
     /// Writes `item` to `PREFIX/PROFILE`; remembers it, or when it failed.
-    pub fn publish(&self, item: &Item) -> Result<(), String> {
+    pub fn publish(&self, item: &Item) -> Result<(), VaultError> {
         let place = self
             .prefix
             .sibling(format!("{}/{}", self.prefix.path, item.profile));
@@ -120,7 +120,7 @@ impl Publisher {
             }
             Err(e) => {
                 entry.1 = Some(Instant::now());
-                Err(e.to_string())
+                Err(e)
             }
         }
     }

@@ -16,12 +16,12 @@ use crate::duration::format_countdown;
 use crate::oauth::listener::loopback_target;
 use crate::usable::{self, Issued};
 use crate::vault::{Profile, Store};
-use crate::worker::{Command, Event, Job, Outcome};
+use crate::worker::{Command, Event, Job, JobFailure, Outcome};
 
-/// A job that failed: its profile and the message.
+/// A job that failed: its profile, and how.
 pub(super) struct Failure {
     pub profile: String,
-    pub error: String,
+    pub error: JobFailure,
 }
 
 /// Runs `jobs` on a fresh worker, printing notes on stderr; returns the failures.
@@ -54,9 +54,17 @@ pub(super) async fn run_jobs(
             Event::Note {
                 profile, message, ..
             } => crate::note!("{profile}: {message}"),
-            Event::Failed { profile, error, .. } => failures.push(Failure {
+            Event::Failed {
+                profile,
+                error,
+                kind,
+                ..
+            } => failures.push(Failure {
                 profile: profile.clone(),
-                error: error.clone(),
+                error: JobFailure {
+                    kind: *kind,
+                    message: error.clone(),
+                },
             }),
             _ => {}
         }
@@ -445,7 +453,7 @@ impl<'a> TokenSource<'a> {
             async move {
                 let failures = run_jobs(ctx, store, vec![(name.to_string(), job)], |_| {})
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| JobFailure::internal(e.to_string()))?;
                 failures.first().map_or(Ok(()), |f| Err(f.error.clone()))
             }
         };

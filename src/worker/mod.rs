@@ -216,6 +216,25 @@ impl Outcome {
     }
 }
 
+/// A job that failed, as its last event said: the kind, for decisions, and the message, for
+/// people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct JobFailure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl JobFailure {
+    /// A failure of this process rather than of the job (the agent stopping, say).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self {
+            kind: FailureKind::Internal,
+            message: message.into(),
+        }
+    }
+}
+
 /// Why a job failed, for decisions (retry later? record? say "cancelled"?); the message in
 /// the event is for people.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -210,14 +210,13 @@ impl Worker {
     }
 
     /// Keeps `held` in the spool, on disk; where it went, or why it could not.
-    async fn spool(&self, name: &str, held: &HeldToken) -> Result<std::path::PathBuf, String> {
+    async fn spool(&self, name: &str, held: &HeldToken) -> Result<std::path::PathBuf, JobError> {
         let Some(spool) = self.spool.clone() else {
-            return Err("no state folder".into());
+            return Err(JobError::new(FailureKind::Storage, "no state folder"));
         };
         let (name, held) = (name.to_string(), held.clone());
         self.blocking(move |store| spool.put(store, &name, &held))
             .await
-            .map_err(|e| e.message)
     }
 
     /// Writes `token` to `name` where `replacing` allows it ([`Replacing::placement`]);
@@ -544,7 +543,7 @@ impl Worker {
 fn unsaved_message(
     name: &str,
     cause: &str,
-    spooled: Result<std::path::PathBuf, String>,
+    spooled: Result<std::path::PathBuf, JobError>,
     one_shot: bool,
 ) -> String {
     match (spooled, one_shot) {
@@ -553,7 +552,8 @@ fn unsaved_message(
             path.display()
         ),
         (Err(e), true) => format!(
-            "the server issued new tokens but saving them failed ({cause}), and this command ends with them (they could not be kept aside either: {e}): fix the problem (a full disk, a read-only folder), then authorize '{name}' again"
+            "the server issued new tokens but saving them failed ({cause}), and this command ends with them (they could not be kept aside either: {}): fix the problem (a full disk, a read-only folder), then authorize '{name}' again",
+            e.message
         ),
         (Err(_), false) => format!(
             "the server issued new tokens but saving them failed ({cause}); this process keeps them and saves them at its next action on '{name}': fix the problem (a full disk, a read-only folder); should it end first, authorize again"
