@@ -108,7 +108,8 @@ impl Changes {
     }
 }
 
-/// One entry as read: its ciphertext and the version check-and-set writes it over.
+/// One entry or status shard as read: its ciphertext and the version check-and-set writes
+/// it over.
 pub struct EntryRead {
     pub ciphertext: Vec<u8>,
     pub version: u64,
@@ -120,12 +121,6 @@ pub struct EntryWrite {
     pub id: String,
     pub ciphertext: Vec<u8>,
     pub expected: Option<u64>,
-}
-
-/// One status shard as read: its ciphertext and the version a patch writes it over.
-pub struct ShardRead {
-    pub ciphertext: Vec<u8>,
-    pub version: u64,
 }
 
 /// One status shard to write: its number, its ciphertext, and the version it goes over
@@ -176,7 +171,7 @@ pub trait Entries: Send + Sync {
     fn remove(&self, id: &str) -> Result<(), VaultError>;
 
     /// Reads the status shards `numbers`; `None` for one there is not.
-    fn read_shards(&self, numbers: &[u32]) -> Result<Vec<Option<ShardRead>>, VaultError>;
+    fn read_shards(&self, numbers: &[u32]) -> Result<Vec<Option<EntryRead>>, VaultError>;
 
     /// Writes each status shard over the version it names; each one's outcome, in the order
     /// given. Another writer's version found there is [`VaultError::Conflict`].

@@ -16,9 +16,7 @@ use std::time::Duration;
 use super::error::VaultError;
 use super::location::Location;
 
-pub use entries::{
-    Changes, Entries, EntryLock, EntryRead, EntryWrite, Layout, ShardRead, ShardWrite,
-};
+pub use entries::{Changes, Entries, EntryLock, EntryRead, EntryWrite, Layout, ShardWrite};
 pub use file::FileBackend;
 
 /// How many of the stored ciphertext's first bytes tell one encryption from another.

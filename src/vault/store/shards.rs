@@ -11,7 +11,7 @@ use age::secrecy::SecretString;
 use super::entries::head_of;
 use super::{Store, lock_ignoring_poison, record_key};
 use crate::vault::backend::entries::{shard_name, shard_of};
-use crate::vault::backend::{Entries, ShardRead, ShardWrite};
+use crate::vault::backend::{Entries, EntryRead, ShardWrite};
 use crate::vault::crypto::{self, Sealing};
 use crate::vault::entry::{self, SavedBy, Shard};
 use crate::vault::error::VaultError;
@@ -288,7 +288,7 @@ impl Store {
         &self,
         snap: &mut Snapshot,
         secret: &SecretString,
-        (numbers, read): (&[u32], Vec<Option<ShardRead>>),
+        (numbers, read): (&[u32], Vec<Option<EntryRead>>),
         patch: &Patch<'_>,
     ) -> Result<Vec<ShardWrite>, VaultError> {
         let shards = snap.entries.as_ref().map_or(0, |s| s.changes.shards);

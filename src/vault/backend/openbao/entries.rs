@@ -11,7 +11,7 @@ use super::api::{Found, Written};
 use super::lease::{self, Taken};
 use super::{FIELD, HEAD, OpenBaoBackend, armor};
 use crate::vault::backend::{
-    Changes, Entries, EntryLock, EntryRead, EntryWrite, ShardRead, ShardWrite, Version,
+    Changes, Entries, EntryLock, EntryRead, EntryWrite, ShardWrite, Version,
 };
 use crate::vault::error::VaultError;
 use crate::vault::location::KvPath;
@@ -111,9 +111,9 @@ impl Entries for OpenBaoBackend {
         self.api.destroy(&self.entry(id))
     }
 
-    fn read_shards(&self, numbers: &[u32]) -> Result<Vec<Option<ShardRead>>, VaultError> {
+    fn read_shards(&self, numbers: &[u32]) -> Result<Vec<Option<EntryRead>>, VaultError> {
         in_parallel(numbers, |n| match self.api.read(&self.shard(*n))? {
-            Found::Secret(secret) => Ok(Some(ShardRead {
+            Found::Secret(secret) => Ok(Some(EntryRead {
                 ciphertext: self.field(&secret.fields, FIELD)?,
                 version: secret.version,
             })),

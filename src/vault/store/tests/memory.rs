@@ -203,14 +203,14 @@ impl crate::vault::backend::Entries for Memory {
     fn read_shards(
         &self,
         numbers: &[u32],
-    ) -> Result<Vec<Option<crate::vault::backend::ShardRead>>, VaultError> {
+    ) -> Result<Vec<Option<crate::vault::backend::EntryRead>>, VaultError> {
         let shards = lock_ignoring_poison(&self.shards);
         Ok(numbers
             .iter()
             .map(|n| {
                 shards
                     .get(n)
-                    .map(|(ciphertext, version)| crate::vault::backend::ShardRead {
+                    .map(|(ciphertext, version)| crate::vault::backend::EntryRead {
                         ciphertext: ciphertext.clone(),
                         version: *version,
                     })
