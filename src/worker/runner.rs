@@ -428,9 +428,10 @@ impl Worker {
     }
 
     /// The lease a job on profile `name` runs under ([`Store::lease_for`]).
-    pub(in crate::worker) async fn lease_for(&self, name: &str) -> Result<Lease, JobError> {
+    pub(in crate::worker) async fn lease_for(&self, name: &str) -> Result<JobLease, JobError> {
         let name = name.to_string();
-        self.blocking(move |store| store.lease_for(&name)).await
+        let lease = self.blocking(move |store| store.lease_for(&name)).await?;
+        Ok(JobLease(Some(lease)))
     }
 
     /// The stored profile `name`, checked against the rules `add` and `edit` enforce: a job
@@ -535,6 +536,32 @@ impl Worker {
             FailureKind::Storage,
             unsaved_message(name, &cause, spooled, self.one_shot),
         ))
+    }
+}
+
+/// A lease a job holds ([`Store::lease_for`]). Releasing it is a request to the store,
+/// which no runtime thread waits for: it is released on a blocking thread (the runtime
+/// waits for those before it ends, so a process never exits holding it).
+pub(in crate::worker) struct JobLease(Option<Lease>);
+
+impl JobLease {
+    /// Whether a refresh token may be sent under it now ([`Lease::may_spend`]).
+    pub(in crate::worker) fn may_spend(&self) -> bool {
+        self.0.as_ref().is_some_and(Lease::may_spend)
+    }
+}
+
+impl Drop for JobLease {
+    fn drop(&mut self) {
+        let Some(lease) = self.0.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || drop(lease));
+            }
+            Err(_) => drop(lease),
+        }
     }
 }
 

@@ -8,10 +8,10 @@ use sha2::{Digest, Sha256};
 
 use crate::oauth::OAuthError;
 use crate::vault::GrantType;
-use crate::vault::{Lease, Profile, Token};
+use crate::vault::{Profile, Token};
 use crate::worker::error::{JobError, JobResult};
 use crate::worker::held::{Replacing, Spending};
-use crate::worker::runner::Worker;
+use crate::worker::runner::{JobLease, Worker};
 use crate::worker::{FailureKind, Outcome, Revocation, Rotation, Schedule};
 
 /// What a refresh job was asked to do.
@@ -96,7 +96,7 @@ impl Worker {
         &self,
         profile: &Profile,
         token: &Token,
-        lease: &Lease,
+        lease: &JobLease,
     ) -> JobResult {
         let Some(refresh_token) = &token.refresh_token else {
             return Err(OAuthError::NoRefreshToken.into());
