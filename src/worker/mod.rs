@@ -10,6 +10,7 @@
 mod error;
 mod held;
 mod jobs;
+mod lease;
 mod recorder;
 mod runner;
 mod saver;

@@ -10,13 +10,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::JobError;
 use super::held::{HeldToken, Placement, Replacing, Spending, refresh_print};
+use super::lease::JobLease;
 use super::recorder::{Printed, RecordRequest, spawn_recorder};
 use super::saver::{SaveRequest, spawn_saver};
 use super::{Event, FailureKind, Job, JobId, Outcome, WorkerConfig};
 use crate::audit::{Action, Prints, prints_of};
 use crate::clock::Clock;
 use crate::oauth::OAuthClient;
-use crate::vault::{Lease, Profile, Refusal, Store, VaultError};
+use crate::vault::{Profile, Refusal, Store, VaultError};
 
 /// The worker's shared state; one per [`super::spawn`].
 pub struct Worker {
@@ -536,32 +537,6 @@ impl Worker {
             FailureKind::Storage,
             unsaved_message(name, &cause, spooled, self.one_shot),
         ))
-    }
-}
-
-/// A lease a job holds ([`Store::lease_for`]). Releasing it is a request to the store,
-/// which no runtime thread waits for: it is released on a blocking thread (the runtime
-/// waits for those before it ends, so a process never exits holding it).
-pub(in crate::worker) struct JobLease(Option<Lease>);
-
-impl JobLease {
-    /// Whether a refresh token may be sent under it now ([`Lease::may_spend`]).
-    pub(in crate::worker) fn may_spend(&self) -> bool {
-        self.0.as_ref().is_some_and(Lease::may_spend)
-    }
-}
-
-impl Drop for JobLease {
-    fn drop(&mut self) {
-        let Some(lease) = self.0.take() else {
-            return;
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn_blocking(move || drop(lease));
-            }
-            Err(_) => drop(lease),
-        }
     }
 }
 

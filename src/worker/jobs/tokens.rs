@@ -11,7 +11,8 @@ use crate::vault::GrantType;
 use crate::vault::{Profile, Token};
 use crate::worker::error::{JobError, JobResult};
 use crate::worker::held::{Replacing, Spending};
-use crate::worker::runner::{JobLease, Worker};
+use crate::worker::lease::JobLease;
+use crate::worker::runner::Worker;
 use crate::worker::{FailureKind, Outcome, Revocation, Rotation, Schedule};
 
 /// What a refresh job was asked to do.
