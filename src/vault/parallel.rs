@@ -14,6 +14,16 @@ pub fn on_threads<I: Sync, T: Send>(
     each: impl Fn(&I) -> T + Sync,
 ) -> Vec<Option<T>> {
     let chunk = items.len().div_ceil(threads.max(1)).max(1);
+    if items.len() <= chunk {
+        // One run: no thread to start for it (a one-profile save seals one entry).
+        let all = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            items.iter().map(&each).collect::<Vec<_>>()
+        }));
+        return match all {
+            Ok(done) => done.into_iter().map(Some).collect(),
+            Err(_) => items.iter().map(|_| None).collect(),
+        };
+    }
     let each = &each;
     std::thread::scope(|scope| {
         let parts: Vec<_> = items

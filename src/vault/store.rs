@@ -485,16 +485,13 @@ impl Store {
         let leases = self.leases_for(&names)?;
         let mut snap = lock_ignoring_poison(&self.snapshot);
         self.refresh_snapshot(&mut snap)?;
-        if snap.entries.is_some() {
-            if leases.iter().any(|lease| lease.same_as_vaults(&self.lease)) {
-                // Moved into entries since it was read: the entries' locks are wanted.
-                return Err(VaultError::Conflict(self.location().clone()));
-            }
-            return self.update_entries(&mut snap, changes);
-        }
-        if !leases.iter().any(|lease| lease.same_as_vaults(&self.lease)) {
-            // Moved out of entries since it was read: the vault's lease is wanted.
+        // Moved in or out of entries since it was read: the other kind of lease is wanted.
+        let under_vaults_lease = leases.iter().any(|lease| lease.same_as_vaults(&self.lease));
+        if snap.entries.is_some() == under_vaults_lease {
             return Err(VaultError::Conflict(self.location().clone()));
+        }
+        if snap.entries.is_some() {
+            return self.update_entries(&mut snap, changes);
         }
         match self.update_located(&mut snap, changes)? {
             Some(outcomes) => Ok(outcomes),

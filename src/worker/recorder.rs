@@ -88,16 +88,9 @@ fn record_each_lease(store: &Store, asked: &[Asked], changed: &Changed<'_>) -> V
     }
     // Each lease is a write of its own (a profile's lock in a vault laid out as entries):
     // several at once, as entries are read.
-    let written = if groups.len() == 1 {
-        groups
-            .iter()
-            .map(|group| Some(write_group(store, asked, changed, group)))
-            .collect()
-    } else {
-        crate::vault::parallel::on_threads(&groups, GROUP_WRITERS, |group| {
-            write_group(store, asked, changed, group)
-        })
-    };
+    let written = crate::vault::parallel::on_threads(&groups, GROUP_WRITERS, |group| {
+        write_group(store, asked, changed, group)
+    });
     for outcome in written.into_iter().flatten().flatten() {
         if let Some(slot) = answers.get_mut(outcome.0) {
             *slot = outcome.1;

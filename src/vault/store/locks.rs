@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use super::arrange::Arrangement;
 use super::lease::{Lease, LeaseState};
-use super::{Store, lock_ignoring_poison, record_key};
+use super::{Store, lock_ignoring_poison};
 use crate::vault::backend::EntryLock;
 use crate::vault::error::VaultError;
 
@@ -23,6 +23,10 @@ impl Store {
     /// out as entries the lock of its entry, else the vault's lease. Tasks of one process
     /// share it; waits up to the store's lock wait.
     pub fn lease_for(&self, name: &str) -> Result<Lease, VaultError> {
+        if self.backend.entries().is_none() {
+            // A file holds a vault in one piece only: nothing to read again.
+            return self.lease();
+        }
         if self.arrangement() == Arrangement::Single {
             let lease = self.lease()?;
             // Another machine may have moved the vault into entries since it was read.
@@ -39,10 +43,9 @@ impl Store {
         if self.arrangement() == Arrangement::Single {
             return Ok(vec![self.lease()?]);
         }
-        let secret = self.members_secret();
         let mut keyed: Vec<(String, &str)> = names
             .iter()
-            .map(|name| (record_key(secret.as_ref(), name), *name))
+            .map(|name| (self.record_key(name), *name))
             .collect();
         keyed.sort_unstable();
         keyed.dedup();
@@ -67,15 +70,10 @@ impl Store {
         Ok(self.arrangement())
     }
 
-    fn members_secret(&self) -> Option<age::secrecy::SecretString> {
-        let snap = lock_ignoring_poison(&self.snapshot);
-        snap.content.members_secret().0.cloned()
-    }
-
     /// Takes the lock of profile `name`'s entry, waiting up to the lock wait.
     fn entry_lock(&self, name: &str) -> Result<Lease, VaultError> {
         let entries = self.entries_or_refuse()?;
-        let key = record_key(self.members_secret().as_ref(), name);
+        let key = self.record_key(name);
         let state: Arc<Mutex<LeaseState>> = lock_ignoring_poison(&self.locks)
             .entry(key.clone())
             .or_default()

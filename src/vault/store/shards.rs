@@ -155,7 +155,8 @@ impl Store {
         Ok(Some(data))
     }
 
-    /// Every status shard, read and joined; `None` for a vault without them.
+    /// Every status shard, read and joined (and who saved each token remembered for
+    /// [`Store::saved_by`]); `None` for a vault without them.
     fn every_shard(&self, snap: &Snapshot) -> Result<Option<Shard>, VaultError> {
         let shards = match snap.entries.as_ref() {
             Some(state) if state.changes.shards > 0 => state.changes.shards,
