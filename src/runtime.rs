@@ -11,7 +11,8 @@ use crate::cli::Command;
 /// How many threads a command's runtime has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Threads {
-    /// One: a one-shot client asks, prints and exits, and starts faster on one thread.
+    /// One: a one-shot client asks, prints and exits, and starts faster on one thread
+    /// (`api`, and `refresh` of one profile).
     One,
     /// Two workers: the app, the agent, and commands that refresh many tokens at once.
     Workers,
@@ -24,6 +25,8 @@ impl Threads {
     pub fn for_command(command: Option<&Command>) -> Self {
         match command {
             Some(Command::Api(_)) => Self::One,
+            // One profile's refresh waits on one request: a second thread only costs memory.
+            Some(Command::Refresh(args)) if !args.all => Self::One,
             _ => Self::Workers,
         }
     }
