@@ -431,11 +431,15 @@ pub enum RecipientsCommand {
     Add {
         #[arg(required = true, value_name = "R")]
         recipients: Vec<String>,
+        #[command(flatten)]
+        to: ReadersArgs,
     },
     /// Stop encrypting the vault to these recipients
     Remove {
         #[arg(required = true, value_name = "R")]
         recipients: Vec<String>,
+        #[command(flatten)]
+        to: ReadersArgs,
         /// Also remove the last recipient or the key you are opening the vault with
         #[arg(long)]
         force: bool,
@@ -450,6 +454,18 @@ pub enum RecipientsCommand {
         #[arg(long)]
         yes: bool,
     },
+}
+
+/// Whose recipients a change is to: the members' (the default), a group's or the operators'.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ReadersArgs {
+    /// A group's recipients, who alone read the entries of its profiles (a team vault
+    /// laid out as entries; the group is made when it does not exist)
+    #[arg(long, value_name = "GROUP", conflicts_with = "operator", value_parser = parse_group)]
+    pub group: Option<String>,
+    /// Operators, who read every profile's status and no secret (a vault in entries)
+    #[arg(long)]
+    pub operator: bool,
 }
 
 #[derive(Debug, Args)]

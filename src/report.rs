@@ -167,7 +167,7 @@ pub fn keep_matching(rows: &mut Vec<StatusRow>, filter: &crate::filter::Filter) 
 /// Adds what the team sharing the vault says of each row ([`crate::team`]).
 pub fn add_team(rows: &mut [StatusRow], view: &crate::vault::TeamView) {
     for row in rows {
-        row.team = Some(view.for_profile(&row.name, row.auto_refresh));
+        row.team = Some(view.for_profile(&row.name, row.group.as_deref(), row.auto_refresh));
     }
 }
 

@@ -43,6 +43,23 @@ pub struct Beat {
     /// Why it cannot keep them now (the vault unreadable, say), when it cannot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// In a vault with groups, the [`reader_tag`]s of the readers whose keys it holds (the
+    /// members', each group's): it keeps only their profiles. `None`: every profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reads: Option<Vec<String>>,
+}
+
+/// The tag an announcement names a vault's readers by: the members (`None`) or a group,
+/// keyed by the members' secret so that the store shows no group's name.
+pub fn reader_tag(secret: &str, group: Option<&str>) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
+    mac.update(b"tokdeck readers\0");
+    if let Some(group) = group {
+        mac.update(b"group\0");
+        mac.update(group.as_bytes());
+    }
+    crate::display::hex(&mac.finalize().into_bytes()[..8])
 }
 
 /// An announcement as read from the store: its text, its tag, and how long ago it was
@@ -91,12 +108,24 @@ pub struct Agent {
     pub alive: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// The readers whose keys it holds ([`Beat::reads`]); `None`: all.
+    #[serde(skip)]
+    pub reads: Option<Vec<String>>,
 }
 
 impl Agent {
     /// Whether it keeps the vault's auto-refresh profiles now.
     pub fn keeping(&self) -> bool {
         self.alive && self.problem.is_none()
+    }
+
+    /// Whether it opens the profiles of the readers tagged `reader` (`None`: a vault
+    /// without groups, whose agents open every profile).
+    pub fn opens(&self, reader: Option<&str>) -> bool {
+        match (reader, &self.reads) {
+            (Some(reader), Some(reads)) => reads.iter().any(|r| r == reader),
+            _ => true,
+        }
     }
 
     /// `build-3 pid 412`.
@@ -173,6 +202,7 @@ impl Team {
                 problem: beat
                     .problem
                     .map(|p| crate::display::untrusted_short(&p, 200)),
+                reads: beat.reads,
             });
         }
         team.agents
@@ -182,21 +212,33 @@ impl Team {
 
     /// The hosts of the agents keeping the vault now, each once.
     pub fn keepers(&self) -> Vec<String> {
+        self.keepers_of(None)
+    }
+
+    /// The hosts of the agents keeping the profiles of the readers tagged `reader` now,
+    /// each once.
+    fn keepers_of(&self, reader: Option<&str>) -> Vec<String> {
         let mut hosts: Vec<String> = self
             .agents
             .iter()
-            .filter(|a| a.keeping())
+            .filter(|a| a.keeping() && a.opens(reader))
             .map(|a| a.host.clone())
             .collect();
         hosts.dedup();
         hosts
     }
 
-    /// What the team means for a profile: agents keep every auto-refresh profile of the
-    /// vault they serve, so its keepers are the team's, when it renews by itself.
-    pub fn for_profile(&self, auto_refresh: bool, last: Option<LastRefresh>) -> ProfileTeam {
+    /// What the team means for a profile whose entry the readers tagged `reader` open:
+    /// agents keep every auto-refresh profile they open, so its keepers are those of the
+    /// team that open it, when it renews by itself.
+    pub fn for_profile(
+        &self,
+        auto_refresh: bool,
+        reader: Option<&str>,
+        last: Option<LastRefresh>,
+    ) -> ProfileTeam {
         let kept_by = if auto_refresh {
-            self.keepers()
+            self.keepers_of(reader)
         } else {
             Vec::new()
         };
@@ -251,6 +293,7 @@ mod tests {
             started_at: DateTime::UNIX_EPOCH,
             keeps: 3,
             problem: None,
+            reads: None,
         }
     }
 
@@ -298,16 +341,42 @@ mod tests {
             host: "b-1".into(),
             at: DateTime::UNIX_EPOCH,
         };
-        let kept = team.for_profile(true, Some(last.clone()));
+        let kept = team.for_profile(true, None, Some(last.clone()));
         assert_eq!(kept.kept_by, ["b-1", "b-2"]);
         assert!(!kept.unkept);
         assert_eq!(kept.machines(), ["b-1", "b-1", "b-2"]);
-        let manual = team.for_profile(false, None);
+        let manual = team.for_profile(false, None, None);
         assert!(manual.kept_by.is_empty() && !manual.unkept);
         assert_eq!(
             team.summary(),
             "2 agents keep this vault (b-1, b-2); 1 stopped answering; b-sick cannot keep it: cannot read the vault; 1 announcement(s) not signed by a member, ignored; lease free"
         );
+    }
+
+    #[test]
+    fn in_a_vault_with_groups_a_profile_is_kept_by_the_agents_that_open_it() {
+        let tag = |group| reader_tag("secret", group);
+        let mut payroll = beat("payroll-box");
+        payroll.reads = Some(vec![tag(Some("payroll"))]);
+        let mut members = beat("admin-box");
+        members.reads = Some(vec![tag(None)]);
+        let older = beat("old-box");
+        let team = Team::of(
+            &[
+                announced("secret", &payroll, 1),
+                announced("secret", &members, 1),
+                announced("secret", &older, 1),
+            ],
+            Some("secret"),
+            None,
+        );
+        let pay = team.for_profile(true, Some(&tag(Some("payroll"))), None);
+        assert_eq!(pay.kept_by, ["old-box", "payroll-box"]);
+        let shared = team.for_profile(true, Some(&tag(None)), None);
+        assert_eq!(shared.kept_by, ["admin-box", "old-box"]);
+        assert_ne!(tag(Some("payroll")), tag(None));
+        assert_ne!(tag(Some("payroll")), reader_tag("other", Some("payroll")));
+        assert_eq!(team.keepers().len(), 3);
     }
 
     #[test]
@@ -318,7 +387,7 @@ mod tests {
             Some("b-1 pid 7 until 10:00:00 UTC".into()),
         );
         assert_eq!(lone.unverified, 1);
-        assert!(lone.for_profile(true, None).unkept);
+        assert!(lone.for_profile(true, None, None).unkept);
         assert_eq!(
             lone.summary(),
             "no agent keeps this vault; 1 announcement(s) not signed by a member, ignored; lease held by b-1 pid 7 until 10:00:00 UTC"

@@ -449,7 +449,7 @@ fn missing_wrong_key_corrupt_and_future_vaults_are_refused_untouched() {
 
     // A newer format, and content with wrong types, both encrypted by the age CLI.
     for (text, needle) in [
-        ("version = 3\n", "upgrade tokdeck"),
+        ("version = 4\n", "upgrade tokdeck"),
         ("version = 1\n[[profile]]\nname = 3\n", "content is invalid"),
         (
             "version = 1\n[[profile]]\nname = \"p\"\nprovider = \"zoho\"\n",

@@ -813,6 +813,7 @@ fn team_view(agents: &[(&str, bool)]) -> tokdeck::vault::TeamView {
             beat_secs_ago: Some(if alive { 5 } else { 600 }),
             alive,
             problem: None,
+            reads: None,
         })
         .collect();
     let last = LastRefresh {
@@ -827,6 +828,8 @@ fn team_view(agents: &[(&str, bool)]) -> tokdeck::vault::TeamView {
         },
         last_refresh: [("payroll".to_string(), last)].into(),
         forgotten: Vec::new(),
+        reader_tags: std::collections::BTreeMap::new(),
+        sealed_away: 0,
     }
 }
 
@@ -873,6 +876,16 @@ fn the_team_view_shows_who_keeps_each_profile_and_warns_when_nobody_does() {
         }
         insta::assert_snapshot!(format!("team_{width}x{height}"), t.backend());
     }
+    // In a vault with groups, the profiles sealed to groups this key is not in are counted.
+    let mut grouped = app(profiles.clone());
+    let mut view = team_view(&[("build-3", true)]);
+    view.sealed_away = 2;
+    grouped.update(Msg::Team(Ok(view)));
+    let text = format!("{:?}", render(&grouped, &theme, 120, 40).backend());
+    assert!(
+        text.contains("team: 1 agent · 2 sealed to other groups"),
+        "{text}"
+    );
     // Without a team (a vault in a file) nothing of it shows; a team that cannot be read
     // says so in the header.
     let mut app = app(profiles);

@@ -99,6 +99,7 @@ fn beat_once(keeper: &Keeper) -> Result<(), crate::vault::VaultError> {
         started_at: keeper.since,
         keeps,
         problem: keeper.problem(),
+        reads: store.readers_held(),
     };
     store.announce(&beat)?;
     if let Some(view) = store.team()? {

@@ -86,6 +86,8 @@ fn trust_what_was_made(
     if let (Some(pins), Sealing::Recipients(_)) = (Context::pins(), sealing) {
         let made = crate::vault::trust::Membership {
             recipients: &data.recipients,
+            operators: &data.operators,
+            groups: &data.groups,
             secret: data.members_secret.as_ref(),
             replaces: None,
         };

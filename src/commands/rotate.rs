@@ -12,11 +12,16 @@ use crate::context::Context;
 use crate::vault::Store;
 use crate::worker::{Event, Job, Outcome, Rotation};
 
-/// Rotates every refresh token in `store`.
-pub async fn rotate_all(ctx: &Context, store: Arc<Store>) -> anyhow::Result<()> {
+/// Rotates every refresh token in `store` of the profiles `exposed` names.
+pub async fn rotate_exposed(
+    ctx: &Context,
+    store: Arc<Store>,
+    exposed: &[String],
+) -> anyhow::Result<()> {
     let names: Vec<String> = store.read(|data| {
         data.profiles
             .iter()
+            .filter(|p| exposed.contains(&p.name))
             .filter(|p| p.token.as_ref().is_some_and(|t| t.refresh_token.is_some()))
             .map(|p| p.name.clone())
             .collect()

@@ -80,6 +80,14 @@ pub enum VaultError {
     Remote(String),
     #[error("{0}")]
     Rejected(String),
+    /// A profile whose entry is sealed to readers this machine holds no key of
+    /// ([`super::groups`]): `group` when it is a group's.
+    #[error("{}", not_reader_advice(profile, path, group.as_deref()))]
+    NotReader {
+        path: Location,
+        profile: String,
+        group: Option<String>,
+    },
     /// A vault this machine does not trust with its tokens ([`super::trust`]).
     #[error("{0}")]
     Untrusted(String),
@@ -151,6 +159,17 @@ impl VaultError {
 }
 
 /// What to do about a damaged vault: restore the backup tokdeck kept, or say there is none.
+fn not_reader_advice(profile: &str, path: &Location, group: Option<&str>) -> String {
+    match group {
+        Some(group) => format!(
+            "profile {profile} of {path} is sealed to group {group}, and no key here is one of its: ask a member of {group} to run `tokdeck recipients add --group {group} YOUR-KEY`"
+        ),
+        None => format!(
+            "profile {profile} of {path} is sealed to the vault's members, and no key here is one of theirs (an operator's reads status only): ask a member to run `tokdeck recipients add YOUR-KEY`"
+        ),
+    }
+}
+
 fn restore_advice(path: &Location, backup: bool) -> String {
     if backup {
         match path {

@@ -6,6 +6,7 @@ pub mod crypto;
 pub mod entry;
 pub mod error;
 pub mod file;
+pub mod groups;
 pub mod location;
 pub mod model;
 pub mod names;

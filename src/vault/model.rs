@@ -15,6 +15,13 @@ pub use super::names::ProfileError;
 /// builds would refuse as an unknown field (they refuse a newer format with a clearer word).
 pub const FORMAT_VERSION: u32 = 2;
 
+/// The format of a head with groups or operators ([`super::groups`]), which builds before
+/// them would read as a vault whose entries they may all open.
+pub const GROUPS_FORMAT_VERSION: u32 = 3;
+
+/// The newest format this build reads.
+pub const NEWEST_FORMAT_VERSION: u32 = GROUPS_FORMAT_VERSION;
+
 /// Default length of the refresh-token window (Factorial: one week).
 pub const DEFAULT_REFRESH_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -34,8 +41,23 @@ pub struct VaultData {
     /// The mark of the members' secret this one replaced, when a member changed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members_secret_replaces: Option<String>,
+    /// Recipients who read the head and every profile's status, and no entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operators: Vec<String>,
+    /// Groups whose profiles' entries are sealed to their own recipients.
+    #[serde(default, rename = "group", skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<Group>,
     #[serde(default, rename = "profile")]
     pub profiles: Vec<Profile>,
+}
+
+/// A group of a team vault and the recipients its profiles' entries are sealed to
+/// ([`super::groups`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub name: String,
+    pub recipients: Vec<String>,
 }
 
 impl Default for VaultData {
@@ -45,6 +67,8 @@ impl Default for VaultData {
             recipients: Vec::new(),
             members_secret: None,
             members_secret_replaces: None,
+            operators: Vec::new(),
+            groups: Vec::new(),
             profiles: Vec::new(),
         }
     }
@@ -496,102 +520,4 @@ mod duration_text {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample() -> VaultData {
-        let mut p = Profile::new(
-            "acme".into(),
-            Provider::Factorial,
-            Endpoints::at("https://api.factorialhr.com"),
-            "cid".into(),
-            SecretString::from("client-secret-value"),
-            "urn:ietf:wg:oauth:2.0:oob".into(),
-        );
-        p.scopes = vec!["read".into(), "write".into()];
-        p.token = Some(Token {
-            access_token: SecretString::from("access-value"),
-            refresh_token: Some(SecretString::from("refresh-value")),
-            token_type: "Bearer".into(),
-            scope: Some("read write".into()),
-            obtained_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
-            expires_at: DateTime::from_timestamp(1_700_007_200, 0),
-            refresh_expires_at: DateTime::from_timestamp(1_700_604_800, 0),
-            id_token: None,
-        });
-        VaultData {
-            profiles: vec![p],
-            ..VaultData::default()
-        }
-    }
-
-    #[test]
-    fn toml_round_trip_keeps_every_field() {
-        let data = sample();
-        let text = toml::to_string(&data).unwrap();
-        let back: VaultData = toml::from_str(&text).unwrap();
-        assert_eq!(toml::to_string(&back).unwrap(), text);
-        let token = back.profiles[0].token.as_ref().unwrap();
-        assert_eq!(token.access_token.expose_secret(), "access-value");
-        assert_eq!(back.profiles[0].refresh_window, DEFAULT_REFRESH_WINDOW);
-        assert!(text.contains("refresh_window = \"7d\""), "{text}");
-    }
-
-    #[test]
-    fn debug_never_shows_secrets() {
-        let debug = format!("{:?}", sample());
-        for secret in ["client-secret-value", "access-value", "refresh-value"] {
-            assert!(!debug.contains(secret), "{secret} leaked in {debug}");
-        }
-    }
-
-    #[test]
-    fn environment_names_presets_and_custom_hosts() {
-        let mut p = sample().profiles.remove(0);
-        assert_eq!(p.environment(), "production");
-        p.provider = Provider::Custom;
-        p.endpoints.base_url = "http://127.0.0.1:8080".into();
-        assert_eq!(p.environment(), "127.0.0.1:8080");
-    }
-
-    #[test]
-    fn control_characters_in_shared_fields_are_found() {
-        let mut data = sample();
-        assert!(data.fields_with_control_characters().is_empty());
-        data.profiles[0].notes = "line one\nline two".into();
-        assert!(data.fields_with_control_characters().is_empty());
-        data.profiles[0].notes = "\x1b]52;c;eA==\x07".into();
-        data.profiles[0].client_id = "c\x1b[2J".into();
-        assert_eq!(
-            data.fields_with_control_characters(),
-            [
-                ("acme".to_string(), "client_id"),
-                ("acme".to_string(), "notes")
-            ]
-        );
-    }
-
-    #[test]
-    fn company_token_without_expiry_parses() {
-        let text = r#"
-version = 1
-[[profile]]
-name = "co"
-provider = "factorial-demo"
-client_id = "c"
-client_secret = "s"
-redirect_uri = "urn:ietf:wg:oauth:2.0:oob"
-owner = "company"
-[profile.endpoints]
-base_url = "https://api.eu2.demo.factorial.dev"
-[profile.token]
-access_token = "a"
-obtained_at = "2026-01-01T00:00:00Z"
-"#;
-        let data: VaultData = toml::from_str(text).unwrap();
-        let token = data.profiles[0].token.as_ref().unwrap();
-        assert!(token.expires_at.is_none());
-        assert!(token.refresh_token.is_none());
-        assert_eq!(data.profiles[0].owner, OwnerType::Company);
-    }
-}
+mod tests;

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use super::error::VaultError;
 use super::location::Location;
-use super::model::{FORMAT_VERSION, Profile, VaultData};
+use super::model::{FORMAT_VERSION, NEWEST_FORMAT_VERSION, Profile, VaultData};
 use super::scan::{self, Entry};
 
 /// Below this many profiles, parsing them on one thread is as fast as starting others.
@@ -178,6 +178,9 @@ impl Located {
                 recipients: self.recipients.clone(),
                 members_secret: self.members_secret.clone(),
                 members_secret_replaces: self.members_secret_replaces.clone(),
+                // A head with either is not located: its keys are not the scanner's.
+                operators: Vec::new(),
+                groups: Vec::new(),
                 profiles,
             }),
             None => parse_whole(&self.text, path),
@@ -305,7 +308,7 @@ fn parse_whole(text: &str, path: &Location) -> Result<VaultData, VaultError> {
     let future = |found: i64| VaultError::FutureVersion {
         path: path.clone(),
         found,
-        supported: FORMAT_VERSION,
+        supported: NEWEST_FORMAT_VERSION,
     };
     let data: VaultData = match toml::from_str(text) {
         Ok(data) => data,
@@ -315,7 +318,9 @@ fn parse_whole(text: &str, path: &Location) -> Result<VaultData, VaultError> {
                 version: Option<i64>,
             }
             return Err(match toml::from_str::<VersionOnly>(text) {
-                Ok(VersionOnly { version: Some(v) }) if v > i64::from(FORMAT_VERSION) => future(v),
+                Ok(VersionOnly { version: Some(v) }) if v > i64::from(NEWEST_FORMAT_VERSION) => {
+                    future(v)
+                }
                 Ok(VersionOnly { version: None }) => {
                     VaultError::bad_content(path, "no `version` field".into())
                 }
@@ -323,7 +328,7 @@ fn parse_whole(text: &str, path: &Location) -> Result<VaultData, VaultError> {
             });
         }
     };
-    if data.version > FORMAT_VERSION {
+    if data.version > NEWEST_FORMAT_VERSION {
         return Err(future(i64::from(data.version)));
     }
     if data.version < 1 {

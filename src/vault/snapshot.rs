@@ -84,8 +84,12 @@ pub(super) struct EntryState {
     pub(super) head: Vec<u8>,
     /// The id and version of each profile loaded, by name.
     pub(super) slots: HashMap<String, Slot>,
-    /// Whether every entry is loaded, so the content holds every profile.
+    /// Whether every entry is loaded, so the content holds every profile this machine may
+    /// read.
     pub(super) whole: bool,
+    /// The ids of the entries a whole read found sealed to readers this machine holds no
+    /// key of ([`crate::vault::groups`]): kept as they are by whoever writes every entry.
+    pub(super) locked: std::collections::HashSet<String>,
 }
 
 /// Where a loaded profile's entry is, and the version read or written.
@@ -102,6 +106,7 @@ impl EntryState {
             head,
             slots: HashMap::new(),
             whole: false,
+            locked: std::collections::HashSet::new(),
         }
     }
 }
@@ -268,6 +273,14 @@ impl Content {
         match self {
             Self::Located(located) => located.recipients(),
             Self::Parsed(loaded) => &loaded.data.recipients,
+        }
+    }
+
+    /// The head's operators and groups (a located text has neither: its head is plain).
+    pub(super) fn divisions(&self) -> (&[String], &[crate::vault::model::Group]) {
+        match self {
+            Self::Located(_) => (&[], &[]),
+            Self::Parsed(loaded) => (&loaded.data.operators, &loaded.data.groups),
         }
     }
 }

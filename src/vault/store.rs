@@ -17,6 +17,7 @@ mod arrange;
 mod entries;
 mod lease;
 mod locks;
+mod readers;
 mod sealed;
 mod shards;
 mod splice;
@@ -244,7 +245,8 @@ impl Store {
     }
 
     /// `plaintext` encrypted as the vault is (to its recipients, or its passphrase): for
-    /// what this machine keeps of the vault's secrets outside it.
+    /// what this machine keeps of the vault's secrets outside it. In a vault with groups,
+    /// to this machine's own keys: a group's token must reach no other reader's.
     pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, VaultError> {
         let recipients = self.read_recipients();
         crypto::encrypt(plaintext, &self.sealing_for_recipients(&recipients))
@@ -256,10 +258,13 @@ impl Store {
     }
 
     fn read_recipients(&self) -> Vec<String> {
-        lock_ignoring_poison(&self.snapshot)
-            .content
-            .recipients()
-            .to_vec()
+        let snap = lock_ignoring_poison(&self.snapshot);
+        let (operators, groups) = snap.content.divisions();
+        if operators.is_empty() && groups.is_empty() {
+            snap.content.recipients().to_vec()
+        } else {
+            self.unlocking_recipients()
+        }
     }
 
     /// The key the records beside the vault know profile `name` by
@@ -448,6 +453,9 @@ impl Store {
             self.commit_whole_entries(&mut snap, data)?;
             return Ok(Ok(outcome));
         }
+        if data.is_divided() {
+            return Err(sealed::divided_stays_in_entries());
+        }
         let sealing = self.sealing_for(&data);
         give_members_secret(&mut data, &sealing);
         let ciphertext = seal(&data, &sealing)?;
@@ -518,6 +526,9 @@ impl Store {
             .iter()
             .map(|(&at, profile)| Ok((at, Text::profile(profile)?)))
             .collect::<Result<Vec<_>, VaultError>>()?;
+        if loaded.data.is_divided() {
+            return Err(sealed::divided_stays_in_entries());
+        }
         let sealing = self.sealing_for(&loaded.data);
         let secret_given = loaded.give_members_secret(&sealing);
         let text = loaded.text()?;
@@ -564,10 +575,15 @@ impl Store {
         committed
     }
 
-    /// How to seal `data`: the recipient list inside the vault is the truth, as a change may
-    /// add or remove some.
+    /// How to seal `data` whole, or its head: the recipient lists inside the vault are the
+    /// truth, as a change may add or remove some.
     fn sealing_for(&self, data: &VaultData) -> Sealing {
-        self.sealing_for_recipients(&data.recipients)
+        self.sealing_for_recipients(&data.all_readers())
+    }
+
+    /// How to seal each part of `data` laid out as entries.
+    fn seals_for(&self, data: &VaultData) -> sealed::Seals {
+        sealed::Seals::of(data, |list| self.sealing_for_recipients(list))
     }
 }
 

@@ -26,6 +26,10 @@ struct Head<'a> {
     members_secret: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     members_secret_replaces: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    operators: &'a [String],
+    #[serde(rename = "group", skip_serializing_if = "<[_]>::is_empty")]
+    groups: &'a [super::model::Group],
 }
 
 /// One profile as the whole document writes it: a `[[profile]]` table and its sub-tables.
@@ -48,6 +52,8 @@ impl Text {
             recipients,
             members_secret,
             members_secret_replaces,
+            operators,
+            groups,
             profiles,
         } = data;
         if profiles.is_empty() {
@@ -62,6 +68,8 @@ impl Text {
                 recipients,
                 members_secret: members_secret.as_ref().map(ExposeSecret::expose_secret),
                 members_secret_replaces: members_secret_replaces.as_deref(),
+                operators,
+                groups,
             })?,
             profiles: profiles
                 .iter()

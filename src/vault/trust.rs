@@ -34,6 +34,9 @@ use super::snapshot::Content;
 pub struct Membership<'a> {
     /// The recipients it is sealed to (the opening key's when it lists none).
     pub recipients: &'a [String],
+    /// Its operators and groups, who read its head too ([`super::groups`]).
+    pub operators: &'a [String],
+    pub groups: &'a [super::model::Group],
     pub secret: Option<&'a SecretString>,
     /// The mark of the secret `secret` replaced, when a member changed it.
     pub replaces: Option<&'a str>,
@@ -57,7 +60,7 @@ impl Accepted {
     fn of(location: &str, seen: Membership<'_>) -> Self {
         Self {
             location: location.to_string(),
-            recipients: canonical_set(seen.recipients),
+            recipients: seen.readers(),
             secret_mark: seen.secret.map(mark),
         }
     }
@@ -120,7 +123,12 @@ pub fn judge(accepted: Option<&Accepted>, seen: Membership<'_>, location: &str) 
 /// lacks (a vault sealed by the age CLI is sealed to the key that opened it).
 pub(super) fn membership<'a>(content: &'a Content, own: &'a [String]) -> Membership<'a> {
     let (secret, replaces) = content.members_secret();
-    Membership::listing(content.recipients(), own, secret, replaces)
+    let (operators, groups) = content.divisions();
+    Membership {
+        operators,
+        groups,
+        ..Membership::listing(content.recipients(), own, secret, replaces)
+    }
 }
 
 /// The same of `data`, as this process is about to write it.
@@ -129,7 +137,11 @@ pub(super) fn membership_of<'a>(data: &'a VaultData, own: &'a [String]) -> Membe
         data.members_secret.as_ref(),
         data.members_secret_replaces.as_deref(),
     );
-    Membership::listing(&data.recipients, own, secret, replaces)
+    Membership {
+        operators: &data.operators,
+        groups: &data.groups,
+        ..Membership::listing(&data.recipients, own, secret, replaces)
+    }
 }
 
 impl<'a> Membership<'a> {
@@ -142,9 +154,21 @@ impl<'a> Membership<'a> {
     ) -> Self {
         Self {
             recipients: if listed.is_empty() { own } else { listed },
+            operators: &[],
+            groups: &[],
             secret,
             replaces,
         }
+    }
+
+    /// Everyone the vault's head is sealed to, canonical.
+    fn readers(&self) -> BTreeSet<String> {
+        let mut all = canonical_set(self.recipients);
+        all.extend(canonical_set(self.operators));
+        for group in self.groups {
+            all.extend(canonical_set(&group.recipients));
+        }
+        all
     }
 }
 
@@ -155,7 +179,7 @@ pub(super) fn give_members_secret(data: &mut VaultData, sealing: &Sealing) -> bo
         return false;
     }
     data.members_secret = Some(new_secret());
-    data.version = super::model::FORMAT_VERSION;
+    data.version = data.version.max(super::model::FORMAT_VERSION);
     true
 }
 
@@ -261,7 +285,7 @@ impl Pinned {
     /// What `seen` changes against what was accepted: recipients added and removed, and
     /// whether the secret is another one.
     pub fn changes(&self, seen: Membership<'_>) -> Changes {
-        let now = canonical_set(seen.recipients);
+        let now = seen.readers();
         let accepted = self.accepted().clone().unwrap_or_default();
         Changes {
             added: now.difference(&accepted.recipients).cloned().collect(),
@@ -324,6 +348,8 @@ mod tests {
     ) -> Membership<'a> {
         Membership {
             recipients,
+            operators: &[],
+            groups: &[],
             secret,
             replaces,
         }

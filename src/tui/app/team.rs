@@ -8,7 +8,11 @@ impl App {
     /// What the team says of `profile`, when a team shares the vault and was read.
     pub fn team_of(&self, profile: &Profile) -> Option<ProfileTeam> {
         let view = self.team.as_ref()?.as_ref().ok()?;
-        Some(view.for_profile(&profile.name, profile.auto_refresh))
+        Some(view.for_profile(
+            &profile.name,
+            profile.group.as_deref(),
+            profile.auto_refresh,
+        ))
     }
 
     /// How many profiles renew by auto-refresh with no agent keeping them.

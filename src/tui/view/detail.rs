@@ -175,7 +175,7 @@ fn team_lines(app: &App, p: &Profile, theme: &Theme) -> Vec<Line<'static>> {
         }
         Some(Ok(view)) => view,
     };
-    let team = view.for_profile(&p.name, p.auto_refresh);
+    let team = view.for_profile(&p.name, p.group.as_deref(), p.auto_refresh);
     let kept = if team.unkept {
         let text =
             "no agent, though auto-refresh is on: start `tokdeck agent` on a machine of the team";

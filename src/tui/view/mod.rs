@@ -211,6 +211,10 @@ fn team_spans(app: &App, theme: &Theme) -> Vec<Span<'static>> {
     if unkept > 0 {
         spans.push(Span::styled(format!(" · {unkept} unkept"), fg(theme.warn)));
     }
+    if view.sealed_away > 0 {
+        let text = format!(" · {} sealed to other groups", view.sealed_away);
+        spans.push(Span::styled(text, fg(theme.muted)));
+    }
     spans
 }
 

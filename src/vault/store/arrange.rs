@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::entries::{head_of, in_one_piece};
+use super::sealed::{Seals, divided_stays_in_entries};
 use super::shards::all_shards;
 use super::{Store, lock_ignoring_poison, seal};
 use crate::vault::backend::entries::shards_for;
@@ -35,10 +36,16 @@ impl Store {
     /// there. For a copy that cannot be the ciphertext as it is: out of entries, or into them.
     pub fn copy_to(&self, target: &dyn Backend, to: Arrangement) -> Result<(), VaultError> {
         let mut data = self.snapshot()?;
-        let sealing = self.sealing_for(&data);
         match to {
-            Arrangement::Single => super::create_in(target, &mut data, &sealing).map(|_| ()),
-            Arrangement::Entries => create_entries_in(target, &mut data, &sealing),
+            Arrangement::Single if data.is_divided() => Err(divided_stays_in_entries()),
+            Arrangement::Single => {
+                let sealing = self.sealing_for(&data);
+                super::create_in(target, &mut data, &sealing).map(|_| ())
+            }
+            Arrangement::Entries => {
+                let seals = self.seals_for(&data);
+                create_entries_in(target, &mut data, &seals)
+            }
         }
     }
 
@@ -55,7 +62,7 @@ impl Store {
         &self,
         snap: &mut Snapshot,
         mut data: VaultData,
-        sealing: &Sealing,
+        seals: &Seals,
     ) -> Result<(), VaultError> {
         let entries = self.entries_or_refuse()?;
         let secret = data
@@ -63,8 +70,10 @@ impl Store {
             .clone()
             .ok_or_else(passphrase_stays_single)?;
         let listed: HashSet<String> = entries.list()?.into_iter().collect();
-        let slots = self.write_every_entry_again(snap, &secret, &mut data, sealing)?;
-        let head = seal(&head_of(&data), sealing)?;
+        let locked = self.keep_locked(snap, &secret)?;
+        data.version = data.format_needed();
+        let slots = self.write_every_entry_again(snap, &secret, &mut data, seals)?;
+        let head = seal(&head_of(&data), &seals.readers)?;
         let mut changes = snap
             .entries
             .as_ref()
@@ -72,9 +81,11 @@ impl Store {
             .unwrap_or_default()
             .recording(slots.values().map(|s| s.id.as_str()));
         let was = changes.shards;
-        changes.shards = shards_for(data.profiles.len());
         let saved_by = self.saved_by_in(snap);
-        let every = all_shards(&data, changes.shards, sealing, &saved_by)?;
+        let mut status = data.clone();
+        status.profiles.extend(locked.statuses);
+        changes.shards = shards_for(status.profiles.len());
+        let every = all_shards(&status, changes.shards, &seals.readers, &saved_by)?;
         super::shards::write_over(entries, &every)?;
         let version = match entries.commit_head(&head, &changes, snap.version) {
             Err(conflict @ VaultError::Conflict(_)) => {
@@ -84,7 +95,8 @@ impl Store {
             committed => committed?,
         };
         let current: HashSet<&String> = slots.values().map(|s| &s.id).collect();
-        for stale in listed.iter().filter(|id| !current.contains(id)) {
+        let stale = |id: &&String| !current.contains(id) && !locked.ids.contains(*id);
+        for stale in listed.iter().filter(stale) {
             entries.remove(stale)?;
         }
         for stale in changes.shards..was {
@@ -101,6 +113,7 @@ impl Store {
                 head,
                 slots,
                 whole: true,
+                locked: locked.ids,
             }),
         };
         Ok(())
@@ -125,10 +138,11 @@ impl Store {
         let mut data = snap.content.data(self.location())?.clone();
         match to {
             Arrangement::Entries => {
-                let sealing = self.sealing_for(&data);
-                crate::vault::trust::give_members_secret(&mut data, &sealing);
-                self.rewrite_entries(&mut snap, data, &sealing)?;
+                let seals = self.seals_for(&data);
+                crate::vault::trust::give_members_secret(&mut data, &seals.readers);
+                self.rewrite_entries(&mut snap, data, &seals)?;
             }
+            Arrangement::Single if data.is_divided() => return Err(divided_stays_in_entries()),
             Arrangement::Single => {
                 let entries = self.entries_or_refuse()?;
                 let shards = snap.entries.as_ref().map_or(0, |s| s.changes.shards);
@@ -160,7 +174,7 @@ impl Store {
         snap: &mut Snapshot,
         secret: &age::secrecy::SecretString,
         data: &mut VaultData,
-        sealing: &Sealing,
+        seals: &Seals,
     ) -> Result<HashMap<String, Slot>, VaultError> {
         let entries = self.entries_or_refuse()?;
         let mut slots = HashMap::with_capacity(data.profiles.len());
@@ -179,7 +193,7 @@ impl Store {
                 .iter()
                 .filter_map(|&i| data.profiles.get(i))
                 .collect();
-            let sealed = Self::seal_entries(secret, &profiles, sealing, expected)?;
+            let sealed = Self::seal_entries(secret, &profiles, seals, expected)?;
             let outcomes = entries.write_many(&sealed);
             let mut again = Vec::new();
             for ((&at, write), outcome) in pending.iter().zip(sealed).zip(outcomes) {
@@ -222,10 +236,10 @@ fn write_every_entry(
     entries: &dyn crate::vault::backend::Entries,
     secret: &age::secrecy::SecretString,
     data: &VaultData,
-    sealing: &Sealing,
+    seals: &Seals,
 ) -> Result<HashMap<String, Slot>, VaultError> {
     let profiles: Vec<&Profile> = data.profiles.iter().collect();
-    let sealed = Store::seal_entries(secret, &profiles, sealing, |_| None)?;
+    let sealed = Store::seal_entries(secret, &profiles, seals, |_| None)?;
     let outcomes = entries.write_many(&sealed);
     let mut slots = HashMap::with_capacity(data.profiles.len());
     for ((profile, write), outcome) in profiles.iter().zip(sealed).zip(outcomes) {
@@ -238,13 +252,13 @@ fn write_every_entry(
     Ok(slots)
 }
 
-/// Stores a new vault holding `data` in `backend`, laid out as entries and sealed as
-/// `sealing`; refuses to replace one. The entries go first and the descriptor last, so a
+/// Stores a new vault holding `data` in `backend`, laid out as entries, each part sealed
+/// as `seals` says; refuses to replace one. The entries go first and the descriptor last, so a
 /// copy cut short leaves no vault, only entries the next try writes over.
 pub fn create_entries_in(
     backend: &dyn Backend,
     data: &mut VaultData,
-    sealing: &Sealing,
+    seals: &Seals,
 ) -> Result<(), VaultError> {
     let taken = || VaultError::AlreadyExists(backend.location().clone());
     if backend.probe().is_some() {
@@ -253,25 +267,26 @@ pub fn create_entries_in(
     let entries = backend
         .entries()
         .ok_or_else(|| in_one_piece(backend.location()))?;
-    if let Sealing::Recipients(list) = sealing {
+    // A vault that names no recipient (made by the age CLI) is sealed to the opening key.
+    if let (true, Sealing::Recipients(list)) = (data.recipients.is_empty(), seals.members()) {
         data.recipients.clone_from(list);
     }
-    crate::vault::trust::give_members_secret(data, sealing);
+    crate::vault::trust::give_members_secret(data, &seals.readers);
     let secret = data
         .members_secret
         .clone()
         .ok_or_else(passphrase_stays_single)?;
-    let slots = write_every_entry(entries, &secret, data, sealing)?;
+    let slots = write_every_entry(entries, &secret, data, seals)?;
     let mut changes = Changes::default().recording(slots.values().map(|s| s.id.as_str()));
     changes.shards = shards_for(data.profiles.len());
     let every = all_shards(
         data,
         changes.shards,
-        sealing,
+        &seals.readers,
         &std::collections::BTreeMap::new(),
     )?;
     super::shards::write_over(entries, &every)?;
-    let head = seal(&head_of(data), sealing)?;
+    let head = seal(&head_of(data), &seals.readers)?;
     match entries.commit_head(&head, &changes, Some(Version::Revision(0))) {
         Err(VaultError::Conflict(_)) => Err(taken()),
         done => done.map(|_| ()),

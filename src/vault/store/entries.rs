@@ -6,10 +6,12 @@ use std::collections::{HashMap, HashSet};
 
 use age::secrecy::SecretString;
 
+use super::readers::Opened;
+use super::sealed::Seals;
 use super::{Store, lock_ignoring_poison, record_key};
 use crate::vault::backend::entries::shards_for;
 use crate::vault::backend::{Changes, Entries, EntryRead, EntryWrite, Layout};
-use crate::vault::crypto::{self, Sealing};
+use crate::vault::crypto;
 use crate::vault::entry;
 use crate::vault::error::VaultError;
 use crate::vault::model::{Profile, VaultData};
@@ -58,6 +60,8 @@ pub(super) fn head_of(data: &VaultData) -> VaultData {
         recipients: data.recipients.clone(),
         members_secret: data.members_secret.clone(),
         members_secret_replaces: data.members_secret_replaces.clone(),
+        operators: data.operators.clone(),
+        groups: data.groups.clone(),
         profiles: Vec::new(),
     }
 }
@@ -68,7 +72,10 @@ fn same_membership(a: &VaultData, b: &VaultData) -> bool {
     fn secret(d: &VaultData) -> Option<&str> {
         d.members_secret.as_ref().map(ExposeSecret::expose_secret)
     }
-    a.recipients == b.recipients && secret(a) == secret(b)
+    a.recipients == b.recipients
+        && a.operators == b.operators
+        && a.groups == b.groups
+        && secret(a) == secret(b)
 }
 
 /// The refusal to lay out as entries a vault kept where only one piece fits (a file).
@@ -102,7 +109,7 @@ impl Store {
     }
 
     /// Opens entry `id` as read.
-    fn open_entry(
+    pub(super) fn open_entry(
         &self,
         secret: &SecretString,
         id: &str,
@@ -126,7 +133,7 @@ impl Store {
         let secret = Self::entry_secret(snap)?;
         let ids = entries.list()?;
         let read = entries.read_many(&ids)?;
-        let opened = self.open_all(&secret, &ids, &read);
+        let Opened { opened, locked } = self.open_all(&secret, &ids, &read);
         let mut slots = HashMap::with_capacity(opened.len());
         let mut profiles = Vec::with_capacity(opened.len());
         for (id, version, profile) in opened {
@@ -141,32 +148,9 @@ impl Store {
         if let Some(state) = snap.entries.as_mut() {
             state.slots = slots;
             state.whole = true;
+            state.locked = locked;
         }
         Ok(())
-    }
-
-    /// Opens the entries read, on every core: decryption is most of a whole read's work.
-    fn open_all(
-        &self,
-        secret: &SecretString,
-        ids: &[String],
-        read: &[Option<EntryRead>],
-    ) -> Vec<(String, u64, Profile)> {
-        let pairs: Vec<(&String, &EntryRead)> = ids
-            .iter()
-            .zip(read)
-            .filter_map(|(id, read)| Some((id, read.as_ref()?)))
-            .collect();
-        let opened = parallel::on_threads(&pairs, parallel::cores(), |(id, read)| {
-            match self.open_entry(secret, id, read) {
-                Ok(profile) => Some(((*id).clone(), read.version, profile)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "left out an entry");
-                    None
-                }
-            }
-        });
-        opened.into_iter().flatten().flatten().collect()
     }
 
     /// Loads the profile `name` when it is not loaded, or again when `fresh` (under the
@@ -184,13 +168,25 @@ impl Store {
             .entries
             .as_ref()
             .is_some_and(|s| s.whole || s.slots.contains_key(name));
+        let secret = Self::entry_secret(snap)?;
+        let id = record_key(Some(&secret), name);
+        if snap
+            .entries
+            .as_ref()
+            .is_some_and(|s| s.locked.contains(&id))
+            && !fresh
+        {
+            return Err(self.not_reader(snap, name));
+        }
         if known && !fresh {
             return Ok(());
         }
-        let secret = Self::entry_secret(snap)?;
-        let id = record_key(Some(&secret), name);
         let found = match entries.read(&id)? {
-            Some(read) => Some((read.version, self.open_entry(&secret, &id, &read)?)),
+            Some(read) => match self.open_entry(&secret, &id, &read) {
+                Ok(profile) => Some((read.version, profile)),
+                Err(VaultError::WrongKey { .. }) => return Err(self.not_reader(snap, name)),
+                Err(e) => return Err(e),
+            },
             None => None,
         };
         self.put_loaded(snap, name, id, found)
@@ -298,7 +294,11 @@ impl Store {
         };
         let secret = Self::entry_secret(snap)?;
         let read = entries.read_many(ids)?;
-        for (id, version, profile) in self.open_all(&secret, ids, &read) {
+        let Opened { opened, locked } = self.open_all(&secret, ids, &read);
+        if let Some(state) = snap.entries.as_mut() {
+            state.locked.extend(locked);
+        }
+        for (id, version, profile) in opened {
             let name = profile.name.clone();
             self.put_loaded(snap, &name, id, Some((version, profile)))?;
         }
@@ -314,7 +314,7 @@ impl Store {
         snap: &mut Snapshot,
         writes: &[&Profile],
         removed: &[String],
-        sealing: &Sealing,
+        seals: &Seals,
         patch: bool,
     ) -> Result<(), VaultError> {
         let entries = self.entries_or_refuse()?;
@@ -323,7 +323,7 @@ impl Store {
             return Err(VaultError::Conflict(self.location().clone()));
         };
         let expected = |p: &Profile| Some(state.slots.get(&p.name).map_or(0, |s| s.version));
-        let sealed = Self::seal_entries(&secret, writes, sealing, expected)?;
+        let sealed = Self::seal_entries(&secret, writes, seals, expected)?;
         let outcomes = entries.write_many(&sealed);
         let (mut ids, failed) = settle_writes(state, writes, sealed, outcomes);
         if let Some(e) = failed {
@@ -348,7 +348,7 @@ impl Store {
             ids.push(id);
         }
         if patch {
-            self.patch_shards_or_drop(snap, entries, writes, removed, sealing);
+            self.patch_shards_or_drop(snap, entries, writes, removed, &seals.readers);
         }
         self.commit_log(snap, entries, &ids)
     }
@@ -406,19 +406,19 @@ impl Store {
         Err(conflict())
     }
 
-    /// The entries of `profiles`, sealed for `sealing` under `secret` on every core, each
-    /// to be written over `expected` of it.
+    /// The entries of `profiles`, each sealed for its readers under `secret` on every core,
+    /// each to be written over `expected` of it.
     pub(super) fn seal_entries(
         secret: &SecretString,
         profiles: &[&Profile],
-        sealing: &Sealing,
+        seals: &Seals,
         expected: impl Fn(&Profile) -> Option<u64> + Sync,
     ) -> Result<Vec<EntryWrite>, VaultError> {
         let seal_one = |profile: &&Profile| {
             let id = record_key(Some(secret), &profile.name);
             let text = entry::render(secret, &id, profile)?;
             Ok(EntryWrite {
-                ciphertext: crypto::encrypt(text.as_bytes(), sealing)?,
+                ciphertext: crypto::encrypt(text.as_bytes(), seals.entry(profile))?,
                 expected: expected(profile),
                 id,
             })
@@ -441,13 +441,13 @@ impl Store {
         &self,
         snap: &mut Snapshot,
         data: VaultData,
-        sealing: &Sealing,
+        seals: &Seals,
     ) -> Result<(), VaultError> {
         self.wait_out_locks()?;
         if self.reread_after_conflict(snap)? {
             return Err(VaultError::Conflict(self.location().clone()));
         }
-        self.rewrite_entries(snap, data, sealing)
+        self.rewrite_entries(snap, data, seals)
     }
 
     /// Saves `data`, a change of the whole content (all loaded), as entries: only the
@@ -457,10 +457,10 @@ impl Store {
         snap: &mut Snapshot,
         data: VaultData,
     ) -> Result<(), VaultError> {
-        let sealing = self.sealing_for(&data);
+        let seals = self.seals_for(&data);
         let old = snap.content.data(self.backend.location())?;
         if !same_membership(old, &data) {
-            return self.reseal_for_members(snap, data, &sealing);
+            return self.reseal_for_members(snap, data, &seals);
         }
         let rendered = |p: &Profile| Text::profile(p).ok();
         let before: HashMap<&str, &Profile> =
@@ -484,19 +484,22 @@ impl Store {
         let wanted = shards_for(data.profiles.len());
         // Many changes, or a vault grown or shrunk fourfold: every shard is written again.
         let many = usize::try_from(was / 4).unwrap_or(usize::MAX);
+        // Shards written from what this machine reads would leave out what it cannot.
+        let all_read = snap.entries.as_ref().is_none_or(|s| s.locked.is_empty());
         let every_shard = was > 0
+            && all_read
             && (wanted > was * 4 || wanted * 4 < was || writes.len() + removed.len() > many);
         if every_shard {
             let entries = self.entries_or_refuse()?;
             let saved_by = self.saved_by_in(snap);
-            let every = super::shards::all_shards(&data, wanted, &sealing, &saved_by)?;
+            let every = super::shards::all_shards(&data, wanted, &seals.readers, &saved_by)?;
             super::shards::write_over(entries, &every)?;
             if let Some(state) = snap.entries.as_mut() {
                 state.changes.shards = wanted;
             }
         }
         if !writes.is_empty() || !removed.is_empty() || every_shard {
-            self.commit_entries(snap, &writes, &removed, &sealing, !every_shard)?;
+            self.commit_entries(snap, &writes, &removed, &seals, !every_shard)?;
         }
         if every_shard {
             let entries = self.entries_or_refuse()?;
@@ -527,14 +530,14 @@ impl Store {
         if edited.is_empty() {
             return Ok(outcomes);
         }
-        let sealing = self.sealing_for(&loaded.data);
+        let seals = self.seals_for(&loaded.data);
         let renamed: Vec<String> = edited
             .iter()
             .filter_map(|(&at, p)| loaded.data.profiles.get(at).filter(|s| s.name != p.name))
             .map(|p| p.name.clone())
             .collect();
         let writes: Vec<&Profile> = edited.values().collect();
-        self.commit_entries(snap, &writes, &renamed, &sealing, true)?;
+        self.commit_entries(snap, &writes, &renamed, &seals, true)?;
         let loaded = snap.content.loaded(self.backend.location())?;
         loaded.put_edited(edited);
         loaded.text = None;

@@ -62,3 +62,48 @@ pub(super) fn seal(data: &VaultData, sealing: &Sealing) -> Result<Vec<u8>, Vault
     );
     crypto::encrypt(text.as_bytes(), sealing)
 }
+
+/// How each part of a vault in entries is sealed ([`crate::vault::groups`]): the head and
+/// the status to every reader, each entry to its profile's readers.
+pub(crate) struct Seals {
+    /// Members, every group's recipients and operators.
+    pub readers: Sealing,
+    members: Sealing,
+    groups: std::collections::HashMap<String, Sealing>,
+}
+
+impl Seals {
+    /// The sealing of `data`'s parts, each recipient list made a sealing by `sealing`.
+    pub fn of(data: &VaultData, sealing: impl Fn(&[String]) -> Sealing) -> Self {
+        Self {
+            readers: sealing(&data.all_readers()),
+            members: sealing(&data.recipients),
+            groups: data
+                .groups
+                .iter()
+                .map(|g| (g.name.clone(), sealing(&g.recipients)))
+                .collect(),
+        }
+    }
+
+    /// How the entry of `profile` is sealed: to its group when the head defines it.
+    pub fn entry(&self, profile: &super::super::model::Profile) -> &Sealing {
+        profile
+            .group
+            .as_deref()
+            .and_then(|name| self.groups.get(name))
+            .unwrap_or(&self.members)
+    }
+
+    /// How the vault's members' entries are sealed.
+    pub fn members(&self) -> &Sealing {
+        &self.members
+    }
+}
+
+/// The refusal to keep in one piece a vault whose head divides its readers.
+pub(super) fn divided_stays_in_entries() -> VaultError {
+    VaultError::Remote(
+        "a vault with groups or operators stays laid out as entries, where each is sealed to its readers: remove the groups and operators first (`tokdeck recipients remove --group ...`, `--operator`)".into(),
+    )
+}

@@ -143,7 +143,13 @@ impl Store {
     /// What the status shards hold, with the head; `None` where there are none to read (one
     /// piece, no shards, or every entry loaded already).
     fn status_from_shards(&self, snap: &mut Snapshot) -> Result<Option<VaultData>, VaultError> {
-        if snap.entries.as_ref().is_none_or(|state| state.whole) {
+        // Loaded whole, the content holds every profile, unless some are sealed to groups
+        // this machine holds no key of: the shards hold theirs too.
+        if snap
+            .entries
+            .as_ref()
+            .is_none_or(|state| state.whole && state.locked.is_empty())
+        {
             return Ok(None);
         }
         let Some(mut shard) = self.every_shard(snap)? else {
@@ -157,7 +163,7 @@ impl Store {
 
     /// Every status shard, read and joined (and who saved each token remembered for
     /// [`Store::saved_by`]); `None` for a vault without them.
-    fn every_shard(&self, snap: &Snapshot) -> Result<Option<Shard>, VaultError> {
+    pub(super) fn every_shard(&self, snap: &Snapshot) -> Result<Option<Shard>, VaultError> {
         let shards = match snap.entries.as_ref() {
             Some(state) if state.changes.shards > 0 => state.changes.shards,
             _ => return Ok(None),

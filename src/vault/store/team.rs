@@ -7,7 +7,7 @@ use age::secrecy::ExposeSecret;
 
 use super::lease::record_key;
 use super::{Store, lock_ignoring_poison};
-use crate::team::{Beat, FORGOTTEN_AFTER, LastRefresh, Team, tag};
+use crate::team::{Beat, FORGOTTEN_AFTER, LastRefresh, Team, reader_tag, tag};
 use crate::vault::error::VaultError;
 
 /// The team around a vault, with what the store knows per profile.
@@ -18,13 +18,33 @@ pub struct TeamView {
     pub last_refresh: BTreeMap<String, LastRefresh>,
     /// Announcements lapsed past [`FORGOTTEN_AFTER`], which an agent removes.
     pub forgotten: Vec<String>,
+    /// In a vault with groups, the [`reader_tag`] of the members (key `None`) and of each
+    /// group the head defines; empty otherwise.
+    pub reader_tags: BTreeMap<Option<String>, String>,
+    /// How many profiles are sealed to groups this machine holds no key of (read whole,
+    /// their entries left out): the app says so, as it cannot show them.
+    pub sealed_away: usize,
 }
 
 impl TeamView {
-    /// What the team means for the profile `name`, which renews by itself or not.
-    pub fn for_profile(&self, name: &str, auto_refresh: bool) -> crate::team::ProfileTeam {
-        self.team
-            .for_profile(auto_refresh, self.last_refresh.get(name).cloned())
+    /// What the team means for the profile `name` of group `group`, which renews by itself
+    /// or not.
+    pub fn for_profile(
+        &self,
+        name: &str,
+        group: Option<&str>,
+        auto_refresh: bool,
+    ) -> crate::team::ProfileTeam {
+        let reader = (!self.reader_tags.is_empty()).then(|| {
+            let own = group.map(String::from);
+            let own = own.filter(|g| self.reader_tags.contains_key(&Some(g.clone())));
+            self.reader_tags.get(&own).map(String::as_str)
+        });
+        self.team.for_profile(
+            auto_refresh,
+            reader.flatten(),
+            self.last_refresh.get(name).cloned(),
+        )
     }
 }
 
@@ -51,7 +71,9 @@ impl Store {
         } else {
             std::collections::BTreeMap::new()
         };
+        let reader_tags = self.reader_tags();
         let snap = lock_ignoring_poison(&self.snapshot);
+        let sealed_away = snap.entries.as_ref().map_or(0, |s| s.locked.len());
         let secret = snap.content.members_secret().0;
         let team = Team::of(
             &entries.announcements,
@@ -85,7 +107,54 @@ impl Store {
             team,
             last_refresh,
             forgotten,
+            reader_tags,
+            sealed_away,
         }))
+    }
+
+    /// The [`reader_tag`]s of the members and of each group, in a vault with groups.
+    fn reader_tags(&self) -> BTreeMap<Option<String>, String> {
+        let snap = lock_ignoring_poison(&self.snapshot);
+        let (operators, groups) = snap.content.divisions();
+        let secret = snap.content.members_secret().0;
+        let Some(secret) = secret.filter(|_| !operators.is_empty() || !groups.is_empty()) else {
+            return BTreeMap::new();
+        };
+        let secret = secret.expose_secret();
+        let names = groups.iter().map(|g| Some(g.name.clone()));
+        std::iter::once(None)
+            .chain(names)
+            .map(|g| {
+                let tag = reader_tag(secret, g.as_deref());
+                (g, tag)
+            })
+            .collect()
+    }
+
+    /// The [`reader_tag`]s of the readers whose keys this machine holds, for an agent's
+    /// announcement; `None` in a vault without groups, whose agents open every profile.
+    pub fn readers_held(&self) -> Option<Vec<String>> {
+        use crate::vault::crypto::canonical_recipient;
+        let own: Vec<String> = self
+            .unlocking_recipients()
+            .iter()
+            .filter_map(|r| canonical_recipient(r).ok())
+            .collect();
+        let holds = |list: &[String]| {
+            list.iter()
+                .any(|r| canonical_recipient(r).is_ok_and(|c| own.contains(&c)))
+        };
+        let snap = lock_ignoring_poison(&self.snapshot);
+        let (operators, groups) = snap.content.divisions();
+        let secret = snap.content.members_secret().0;
+        let secret = secret.filter(|_| !operators.is_empty() || !groups.is_empty())?;
+        let secret = secret.expose_secret();
+        let members = holds(snap.content.recipients()).then(|| reader_tag(secret, None));
+        let held = groups
+            .iter()
+            .filter(|g| holds(&g.recipients))
+            .map(|g| reader_tag(secret, Some(&g.name)));
+        Some(members.into_iter().chain(held).collect())
     }
 
     /// Announces this process as an agent keeping the vault, tagged with the members'

@@ -233,8 +233,8 @@ fn future_versions_and_bad_content_are_refused() {
     use crate::vault::parse::parse_vault;
     let p = &Location::File("v.age".into());
     assert!(matches!(
-        parse_vault(b"version = 3\n", p),
-        Err(VaultError::FutureVersion { found: 3, .. })
+        parse_vault(b"version = 4\n", p),
+        Err(VaultError::FutureVersion { found: 4, .. })
     ));
     assert!(matches!(
         parse_vault(b"profile = 3\n", p),
