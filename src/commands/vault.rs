@@ -56,7 +56,7 @@ fn copy(ctx: &Context, to: &Location, entries: bool) -> anyhow::Result<()> {
     }
     VaultError::check_exists(&from)?;
     let source = ctx.backend(&from)?;
-    let mut stored = source.open()?;
+    let stored = source.open()?;
     let target = ctx.backend(to)?;
     let taken = || {
         anyhow::anyhow!(
@@ -80,7 +80,8 @@ fn copy(ctx: &Context, to: &Location, entries: bool) -> anyhow::Result<()> {
     } else {
         let mut ciphertext = Vec::new();
         stored
-            .reader
+            .source
+            .into_reader()
             .read_to_end(&mut ciphertext)
             .with_context(|| format!("cannot read {from}"))?;
         target.create(&ciphertext).map(|_| ())

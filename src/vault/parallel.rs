@@ -1,9 +1,11 @@
 //! Work on many items at once, on scoped threads: reading and writing entries (a round trip
 //! each), sealing and opening them (an X25519 each).
 
-/// How many threads CPU-bound work uses: one per core.
+/// How many threads CPU-bound work uses: one per core (asked once: the answer reads cgroup
+/// files).
 pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(2, usize::from)
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, usize::from))
 }
 
 /// `each` of `items` on at most `threads` threads, each taking a run of them; the outcomes in

@@ -7,7 +7,7 @@ use age::secrecy::SecretString;
 
 use std::io::Read as _;
 
-use super::backend::{Changes, Layout, Stamp, Stored, Version};
+use super::backend::{Changes, Layout, Source, Stamp, Stored, Version};
 use super::crypto::{self, Sealing, Unlock};
 use super::error::VaultError;
 use super::location::Location;
@@ -26,32 +26,38 @@ pub(super) fn read_stored(
     let Stored {
         stamp,
         version,
-        reader,
+        source,
         layout,
     } = stored;
     let len = usize::try_from(stamp.len).unwrap_or(usize::MAX);
-    let (reader, entries): (Box<dyn std::io::Read + Send>, _) = match layout {
-        Layout::Single => (reader, None),
+    let (source, entries) = match layout {
+        Layout::Single => (source, None),
         Layout::Entries(changes) => {
             // The head is small, and written again as it is while only profiles change.
             let mut head = Vec::with_capacity(len);
-            let mut reader = reader;
-            reader
+            source
+                .into_reader()
                 .read_to_end(&mut head)
                 .map_err(|source| VaultError::Unreadable {
                     path: path.clone(),
                     source,
                 })?;
             let state = EntryState::new(changes, head.clone());
-            (Box::new(std::io::Cursor::new(head)), Some(state))
+            (
+                Source::Reader(Box::new(std::io::Cursor::new(head))),
+                Some(state),
+            )
         }
     };
-    let decrypted = crypto::decrypt_from(
-        std::io::BufReader::with_capacity(64 * 1024, reader),
-        len,
-        unlock,
-        path,
-    )
+    let decrypted = match source {
+        Source::File(file) => crypto::decrypt_file(&file, len, unlock, path),
+        Source::Reader(reader) => crypto::decrypt_from(
+            std::io::BufReader::with_capacity(64 * 1024, reader),
+            len,
+            unlock,
+            path,
+        ),
+    }
     .and_then(|plaintext| decode(plaintext, unlock, path));
     let (content, sealing) = decrypted.map_err(|e| e.with_backup(has_previous))?;
     let snapshot = Snapshot {

@@ -192,7 +192,7 @@ impl Backend for FileBackend {
                 head,
             },
             version: Some(version_of(&meta)),
-            reader: Box::new(file),
+            source: super::Source::File(file),
             layout: super::Layout::Single,
         })
     }

@@ -94,15 +94,34 @@ impl std::io::Write for Stamping<'_> {
     }
 }
 
-/// The stored ciphertext, opened: its stamp and version, and a reader over all of it (from
-/// its first byte). What the reader yields is the version stamped, even if a writer replaces
-/// the stored vault meanwhile.
+/// The stored ciphertext, opened: its stamp and version, and where to read all of it (from
+/// its first byte). What it yields is the version stamped, even if a writer replaces the
+/// stored vault meanwhile.
 pub struct Stored {
     pub stamp: Stamp,
     pub version: Option<Version>,
-    pub reader: Box<dyn Read + Send>,
+    pub source: Source,
     /// Whether that is the whole vault, or the head of one laid out as entries.
     pub layout: Layout,
+}
+
+/// Where a stored vault's ciphertext is read from.
+pub enum Source {
+    /// An open file, which two threads can read at once, each at its own offset: a large
+    /// vault is decrypted in halves ([`crate::vault::crypto::decrypt_file`]).
+    File(std::fs::File),
+    /// Anything else, read from start to end.
+    Reader(Box<dyn Read + Send>),
+}
+
+impl Source {
+    /// The ciphertext as one reader from its first byte.
+    pub fn into_reader(self) -> Box<dyn Read + Send> {
+        match self {
+            Self::File(file) => Box::new(file),
+            Self::Reader(reader) => reader,
+        }
+    }
 }
 
 /// A held lease, released when dropped.

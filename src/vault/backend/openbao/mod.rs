@@ -175,7 +175,7 @@ impl Backend for OpenBaoBackend {
         Ok(Stored {
             stamp: Stamp::of(&binary),
             version: Some(Version::Revision(secret.version)),
-            reader: Box::new(std::io::Cursor::new(binary)),
+            source: super::Source::Reader(Box::new(std::io::Cursor::new(binary))),
             layout,
         })
     }

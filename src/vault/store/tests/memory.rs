@@ -101,7 +101,7 @@ impl Backend for Memory {
         Ok(crate::vault::backend::Stored {
             stamp: crate::vault::backend::Stamp::of(&bytes),
             version: Some(Version::Revision(n)),
-            reader: Box::new(std::io::Cursor::new(bytes)),
+            source: crate::vault::backend::Source::Reader(Box::new(std::io::Cursor::new(bytes))),
             layout: match lock_ignoring_poison(&self.changes).clone() {
                 Some(changes) => crate::vault::backend::Layout::Entries(changes),
                 None => crate::vault::backend::Layout::Single,
