@@ -7,15 +7,13 @@
 //! `[profile.KEY]`. Whenever a part fails to parse, the whole document is parsed instead, so
 //! errors name the line of the file a person would fix.
 
-use std::collections::HashMap;
-
 use age::secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use super::error::VaultError;
 use super::location::Location;
 use super::model::{FORMAT_VERSION, NEWEST_FORMAT_VERSION, Profile, VaultData};
-use super::scan::{self, Entry};
+use super::scan::{self, Entry, NameIndex};
 
 /// Below this many profiles, parsing them on one thread is as fast as starting others.
 const PARALLEL_FROM: usize = 256;
@@ -37,7 +35,7 @@ pub struct Located {
     members_secret_replaces: Option<String>,
     profiles: Vec<Entry>,
     /// Profile name -> position in `profiles`.
-    index: HashMap<String, usize>,
+    index: NameIndex,
 }
 
 /// The top-level keys before the first profile.
@@ -97,14 +95,10 @@ fn locate(text: Zeroizing<String>) -> Result<Located, Zeroizing<String>> {
         Some(Ok(head)) if (1..=FORMAT_VERSION).contains(&head.version) => head,
         _ => return Err(text),
     };
-    let mut index = HashMap::with_capacity(layout.profiles.len());
-    for (i, entry) in layout.profiles.iter().enumerate() {
-        match &entry.name {
-            // A repeated name is reported by the whole parse.
-            Some(name) if !index.contains_key(name) => index.insert(name.clone(), i),
-            _ => return Err(text),
-        };
-    }
+    // A missing or repeated name is reported by the whole parse.
+    let Some(index) = NameIndex::of(&layout.profiles) else {
+        return Err(text);
+    };
     Ok(Located {
         version: head.version,
         recipients: head.recipients,
@@ -119,7 +113,7 @@ fn locate(text: Zeroizing<String>) -> Result<Located, Zeroizing<String>> {
 impl Located {
     /// The profiles' names, as located.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.index.keys().map(String::as_str)
+        self.profiles.iter().filter_map(|e| e.name.as_deref())
     }
 
     /// The public recipients the head lists.
@@ -137,7 +131,7 @@ impl Located {
 
     /// The profile called `name`, parsing only its table.
     pub fn profile(&self, name: &str, path: &Location) -> Result<Option<Profile>, VaultError> {
-        let Some(&i) = self.index.get(name) else {
+        let Some(i) = self.position(name) else {
             return Ok(None);
         };
         match self.profiles.get(i).and_then(|entry| self.parse_one(entry)) {
@@ -151,7 +145,7 @@ impl Located {
 
     /// Every profile, parsed on as many threads as help.
     pub fn parse_all(&self, path: &Location) -> Result<VaultData, VaultError> {
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let threads = super::parallel::cores();
         let groups = if self.profiles.len() < PARALLEL_FROM {
             1
         } else {
@@ -189,7 +183,7 @@ impl Located {
 
     /// Where profile `name` is among the located ones.
     pub fn position(&self, name: &str) -> Option<usize> {
-        self.index.get(name).copied()
+        self.index.get(&self.profiles, name)
     }
 
     /// The profile at `position`, parsing only its table; `None` when it does not parse alone.

@@ -9,6 +9,8 @@
 
 use std::ops::Range;
 
+use std::hash::BuildHasher as _;
+
 use memchr::{memchr, memchr2, memmem};
 
 /// Where the head and each profile lie in the text.
@@ -25,6 +27,46 @@ pub struct Entry {
     pub span: Range<usize>,
     /// Its `name`, when written as `name = "..."` (or `'...'`) among its first keys.
     pub name: Option<String>,
+}
+
+/// The positions of located profiles by name, holding no copy of a name: a lookup hashes the
+/// name asked for and compares it with the entries' own.
+pub struct NameIndex {
+    hasher: std::hash::RandomState,
+    positions: hashbrown::HashTable<usize>,
+}
+
+impl NameIndex {
+    /// The index of `entries`; `None` when one has no name the scanner read, or a name
+    /// repeats.
+    pub fn of(entries: &[Entry]) -> Option<Self> {
+        let hasher = std::hash::RandomState::new();
+        let mut positions = hashbrown::HashTable::with_capacity(entries.len());
+        let name_at = |i: &usize| entries.get(*i).and_then(|e| e.name.as_deref());
+        for (i, entry) in entries.iter().enumerate() {
+            let name = entry.name.as_deref()?;
+            let hash = hasher.hash_one(name);
+            match positions.entry(
+                hash,
+                |at| name_at(at) == Some(name),
+                |at| hasher.hash_one(name_at(at).unwrap_or_default()),
+            ) {
+                hashbrown::hash_table::Entry::Occupied(_) => return None,
+                hashbrown::hash_table::Entry::Vacant(slot) => slot.insert(i),
+            };
+        }
+        Some(Self { hasher, positions })
+    }
+
+    /// Where the entry called `name` is among `entries` (those the index was made of).
+    pub fn get(&self, entries: &[Entry], name: &str) -> Option<usize> {
+        let hash = self.hasher.hash_one(name);
+        self.positions
+            .find(hash, |at| {
+                entries.get(*at).and_then(|e| e.name.as_deref()) == Some(name)
+            })
+            .copied()
+    }
 }
 
 /// Bytes that matter outside strings: line ends, comments, quotes and brackets.
@@ -54,8 +96,7 @@ enum Header {
 /// (or not valid TOML), for the caller to parse it whole.
 pub fn scan(text: &str) -> Option<Layout> {
     let bytes = text.as_bytes();
-    if bytes.len() >= SPLIT_FROM && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
-    {
+    if bytes.len() >= SPLIT_FROM && super::parallel::cores() > 1 {
         let middle = bytes.len() / 2;
         if let Some(found) = bytes
             .get(middle..)
