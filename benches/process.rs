@@ -353,7 +353,12 @@ fn main() {
         return;
     }
     if args.iter().any(|a| a == "refresh") {
-        refresh_figures(10_000);
+        // TOKDECK_BENCH_PROFILES=10 gives the fixed part: process, runtime, client, save.
+        let n = std::env::var("TOKDECK_BENCH_PROFILES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10_000);
+        refresh_figures(n);
         return;
     }
     let (dir, vault, key) = vault_figures(1_000);
