@@ -250,10 +250,7 @@ pub fn decrypt_from(
     if len == 0 {
         return Err(VaultError::corrupt(path, "the file is empty".into()));
     }
-    let binary = reader
-        .fill_buf()
-        .map_err(VaultError::reading(path))?
-        .starts_with(b"age-encryption.org/");
+    let binary = is_binary(&mut reader, path)?;
     // The armor reader copies every byte once more; binary files, the usual kind, skip it.
     if binary {
         decrypt_stream(reader, len, unlock, path)
@@ -269,10 +266,25 @@ fn decrypt_stream(
     path: &Location,
 ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
     let mut reader = open_stream(input, unlock, path)?;
-    let mut plaintext = Zeroizing::new(Vec::with_capacity(len));
-    crate::platform::back_with_huge_pages(&mut plaintext);
+    let mut plaintext = plaintext_buffer(len);
     reader.read_to_end(&mut plaintext).map_err(damaged(path))?;
     Ok(plaintext)
+}
+
+/// Whether the age file `reader` yields is binary, not armored.
+fn is_binary(reader: &mut impl BufRead, path: &Location) -> Result<bool, VaultError> {
+    Ok(reader
+        .fill_buf()
+        .map_err(VaultError::reading(path))?
+        .starts_with(b"age-encryption.org/"))
+}
+
+/// An empty buffer for `capacity` bytes of plaintext: wiped when dropped, and backed by huge
+/// pages where it is large enough.
+fn plaintext_buffer(capacity: usize) -> Zeroizing<Vec<u8>> {
+    let mut plaintext = Zeroizing::new(Vec::with_capacity(capacity));
+    crate::platform::back_with_huge_pages(&mut plaintext);
+    plaintext
 }
 
 /// The error of a stream that fails to decrypt part way.
@@ -343,11 +355,7 @@ pub fn decrypt_file(
 ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
     let at = |pos| BufReader::with_capacity(64 * 1024, At { file, pos, len });
     let mut first = at(0);
-    let binary = first
-        .fill_buf()
-        .map_err(VaultError::reading(path))?
-        .starts_with(b"age-encryption.org/");
-    let in_halves = binary
+    let in_halves = is_binary(&mut first, path)?
         && len >= HALVES_FROM
         && matches!(unlock, Unlock::Identity(_))
         && super::parallel::cores() > 1;
@@ -366,8 +374,7 @@ pub fn decrypt_file(
         .ok_or_else(|| VaultError::corrupt(path, "its length does not add up".into()))?;
     // Whole 64 KiB chunks on each side: neither thread decrypts a chunk twice.
     let middle = (total / 2).next_multiple_of(64 * 1024).min(total);
-    let mut plaintext = Zeroizing::new(Vec::with_capacity(total));
-    crate::platform::back_with_huge_pages(&mut plaintext);
+    let mut plaintext = plaintext_buffer(total);
     plaintext.resize(total, 0);
     let (front_half, back_half) = plaintext.split_at_mut(middle);
     let (front_read, back_read) = std::thread::scope(|s| {

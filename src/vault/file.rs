@@ -67,11 +67,9 @@ pub fn write_atomic_with(
     match backed_up {
         Some(Ok(done)) => done?,
         Some(Err(_)) => {
-            return Err(VaultError::Io {
-                action: "back up",
-                path: path.to_path_buf(),
-                source: std::io::Error::other("the backup stopped"),
-            });
+            return Err(io_err("back up", path)(std::io::Error::other(
+                "the backup stopped",
+            )));
         }
         None => {}
     }

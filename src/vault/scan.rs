@@ -42,7 +42,7 @@ impl NameIndex {
     pub fn of(entries: &[Entry]) -> Option<Self> {
         let hasher = std::hash::RandomState::new();
         let mut positions = hashbrown::HashTable::with_capacity(entries.len());
-        let name_at = |i: &usize| entries.get(*i).and_then(|e| e.name.as_deref());
+        let name_at = |at: &usize| name_of(entries, *at);
         for (i, entry) in entries.iter().enumerate() {
             let name = entry.name.as_deref()?;
             let hash = hasher.hash_one(name);
@@ -62,11 +62,14 @@ impl NameIndex {
     pub fn get(&self, entries: &[Entry], name: &str) -> Option<usize> {
         let hash = self.hasher.hash_one(name);
         self.positions
-            .find(hash, |at| {
-                entries.get(*at).and_then(|e| e.name.as_deref()) == Some(name)
-            })
+            .find(hash, |at| name_of(entries, *at) == Some(name))
             .copied()
     }
+}
+
+/// The name of the entry at `at`, if the scanner read one.
+fn name_of(entries: &[Entry], at: usize) -> Option<&str> {
+    entries.get(at).and_then(|e| e.name.as_deref())
 }
 
 /// Bytes that matter outside strings: line ends, comments, quotes and brackets.
