@@ -40,7 +40,7 @@ async fn token(keeper: &Keeper, name: &str, min_valid: Option<Duration>) -> Repl
     let refresh = |job: Job| keeper.refresh(name, job);
     let store = keeper.store.clone();
     let wanted = usable::Wanted {
-        margin: keeper.refresh_margin,
+        margin: keeper.timetable.schedule.margin,
         min_valid,
     };
     match usable::usable_token(&store, name, &keeper.clock, wanted, refresh).await {

@@ -4,8 +4,10 @@
 //! - `server`: start and stop in order; `supervisor`: every task it starts, and the signals.
 //! - `listen`: the socket, its limits and peer checks, one task per connection;
 //!   `handlers`: the answer to each request.
-//! - `keeper`: the keep-alive schedule (each profile's deadline), and the worker whose
-//!   results it waits for; `watch`: the vault file's changes, which wake it.
+//! - `keeper`: what the agent's tasks share, and the keep-alive loop; `schedule`: its
+//!   decisions (which profile is due, how long to sleep); `jobs`: the worker and the requests
+//!   waiting for its results; `journal`: one line per action; `watch`: the vault file's
+//!   changes, which wake the loop.
 //! - `metrics`: the Prometheus series; `scrape`: the `/metrics` endpoint that serves them.
 //! - `publish`: access tokens written where services read them (`--publish`).
 //! - `announce`: the agent's heartbeat beside a vault a team shares ([`crate::team`]).
@@ -15,12 +17,15 @@
 mod announce;
 pub mod client;
 mod handlers;
+mod jobs;
+mod journal;
 mod keeper;
 mod listen;
 pub mod metrics;
 pub mod place;
 pub mod protocol;
 pub mod publish;
+mod schedule;
 mod scrape;
 pub mod server;
 mod supervisor;
