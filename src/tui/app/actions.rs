@@ -14,6 +14,17 @@ use crate::tui::popup::help::Help;
 use crate::vault::{GrantType, Profile};
 use crate::worker::Job;
 
+/// What a profile lacks for a network action on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum Missing {
+    #[error("no token yet: press a to authorize")]
+    Token,
+    #[error("no token to check: press a to authorize")]
+    TokenToCheck,
+    #[error("no refresh token: press a to authorize again")]
+    RefreshToken,
+}
+
 impl App {
     /// One action of the main view (or a global one from any mode).
     pub(super) fn on_action(&mut self, action: Action) -> Vec<Effect> {
@@ -186,8 +197,8 @@ impl App {
                 if_expiring_within: None,
                 force: false,
             }),
-            Some(_) => Err("no refresh token: press a to authorize again".into()),
-            None => Err("no token yet: press a to authorize".into()),
+            Some(_) => Err(Missing::RefreshToken),
+            None => Err(Missing::Token),
         })
     }
 
@@ -224,7 +235,7 @@ impl App {
     fn check(&mut self) -> Vec<Effect> {
         self.job_on_selected(|p| match p.token {
             Some(_) => Ok(Job::Check),
-            None => Err("no token to check: press a to authorize".into()),
+            None => Err(Missing::TokenToCheck),
         })
     }
 
@@ -249,10 +260,11 @@ impl App {
         self.selected().map(|p| p.name.clone())
     }
 
-    /// A network action on the selected profile, unless it is busy or there is none.
+    /// A network action on the selected profile, unless it is busy, there is none, or it
+    /// lacks what the action needs.
     fn job_on_selected(
         &mut self,
-        job: impl FnOnce(&Profile) -> Result<Job, String>,
+        job: impl FnOnce(&Profile) -> Result<Job, Missing>,
     ) -> Vec<Effect> {
         let Some(profile) = self.selected().cloned() else {
             return self.refuse("no profile selected: press n to add one".into());

@@ -293,10 +293,9 @@ impl Form {
 /// `--authorize-param` is; `KEY=` leaves the key out.
 pub(super) fn authorize_params(
     text: &str,
-) -> Result<std::collections::BTreeMap<String, String>, String> {
+) -> Result<std::collections::BTreeMap<String, String>, crate::vault::validate::Invalid> {
     text.split_whitespace()
         .map(crate::vault::validate::validate_authorize_param)
         .filter(|p| p.as_ref().map_or(true, |(_, v)| !v.is_empty()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())
+        .collect()
 }

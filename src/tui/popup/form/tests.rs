@@ -12,11 +12,13 @@ fn extra_params_are_pairs_checked_like_the_flag() {
     assert!(
         authorize_params("state=x")
             .unwrap_err()
+            .to_string()
             .contains("tokdeck sets state")
     );
     assert!(
         authorize_params("novalue")
             .unwrap_err()
+            .to_string()
             .contains("KEY=VALUE")
     );
 }
