@@ -135,7 +135,7 @@ impl AuditLog {
     /// Appends `entry` as one line in one write; moves a full log aside first.
     pub fn append(&self, entry: &Entry) -> std::io::Result<()> {
         if let Some(dir) = self.path.parent() {
-            crate::vault::file::ensure_private_dir(dir).map_err(std::io::Error::other)?;
+            crate::vault::disk::ensure_private_dir(dir).map_err(std::io::Error::other)?;
         }
         if std::fs::metadata(&self.path).is_ok_and(|m| m.len() > MAX_BYTES) {
             // Two processes may both move it: the second rename finds nothing, or moves the

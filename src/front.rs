@@ -12,7 +12,7 @@
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 
-use crate::agent::client::Client;
+use crate::agent::ask::Client;
 use crate::cli::{Cli, Command};
 use crate::commands::{exec, status, token};
 use crate::context::Context;

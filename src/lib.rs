@@ -1,16 +1,18 @@
 //! tokdeck: a terminal deck for `OAuth2` tokens.
 //!
-//! Where things are, from the edges in:
+//! Where things are, from the edges in; each layer imports only from itself and those below
+//! (`tests/architecture.rs` checks it, and ARCHITECTURE.md draws it):
 //!
 //! | layer | modules |
 //! |---|---|
-//! | the two executables | [`front`] (the small `tokdeck`, answered by an agent when one runs), [`cli`] (the command line), [`commands`] (one module per subcommand), [`exit`], [`output`], [`prompt`] |
-//! | the full-screen app | [`tui`]: state and pure transitions, popups, views |
-//! | the agent | [`agent`]: the socket, the keeper, metrics, publishing; [`team`] (who keeps a shared vault) |
-//! | tokens | [`usable`] (a usable access token, for `token`, `exec`, `api` and the agent), [`worker`] (the async OAuth worker: commands in, events out), [`oauth`] (pure OAuth), [`http`], [`claims`], [`pacing`], [`health`] |
-//! | the store | [`vault`]: the model, age, the file and OpenBao backends, the lease and the locks; [`openbao`] (its CLI's conventions), [`audit`] |
-//! | what commands show | [`report`] (rows, tables, JSON), [`filter`], [`display`], [`duration`], [`qr`] |
-//! | settings and the machine | [`config`], [`context`], [`runtime`], [`logging`], [`platform`], [`clock`] |
+//! | the executables | [`front`] (the small `tokdeck`, answered by an agent when one runs), [`exit`] |
+//! | the subcommands | [`commands`], one module per group of subcommands |
+//! | the command line, the runtime | [`cli`] (clap), [`runtime`] (the async runtime and the log file) |
+//! | the app and the agent | [`tui`]: state and pure transitions, popups, views; [`agent`]: the socket, the keeper and its schedule, metrics, publishing, and [`agent::ask`] for its clients |
+//! | the engine | [`context`] (one run's options, config and clock), [`usable`] (a usable access token, for `token`, `exec`, `api` and the agent), [`report`] (rows, tables, JSON), [`filter`] |
+//! | the async OAuth worker | [`worker`]: commands in, events out |
+//! | the protocol and the store | [`oauth`] (pure OAuth), [`vault`] (the model, age, the file and OpenBao backends, the lease and the locks), [`openbao`] (its CLI's conventions), [`audit`], [`health`], [`team`] (who keeps a shared vault), [`config`], [`claims`], [`logging`] |
+//! | foundations | [`http`], [`clock`], [`display`], [`duration`], [`pacing`], [`platform`], [`qr`], [`output`], [`prompt`] |
 
 pub mod agent;
 pub mod audit;

@@ -6,7 +6,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::Paths;
-use crate::vault::file::ensure_private_dir;
+use crate::vault::disk::ensure_private_dir;
 
 /// Starts file logging (`TOKDECK_LOG` sets the filter, default `info`). Returns whether a
 /// log file is in use; without a state dir tokdeck runs without logs.

@@ -54,21 +54,8 @@ pub enum NoToken {
     },
     #[error(transparent)]
     Vault(#[from] VaultError),
-    /// The stored profile sends its secrets where `add` and `edit` would not (a hand edit, an
-    /// older build): nothing of it is used.
-    #[error(
-        "profile '{name}' breaks a rule ({why}): nothing of it is used; fix it with `tokdeck edit {name}`"
-    )]
-    Broken { name: String, why: String },
-}
-
-/// Checks the stored `profile`, where it is used, against the rules about where its secrets
-/// go ([`crate::vault::validate::check_where_secrets_go`]).
-pub fn check_stored(profile: &Profile) -> Result<(), NoToken> {
-    crate::vault::validate::check_where_secrets_go(profile).map_err(|e| NoToken::Broken {
-        name: crate::display::untrusted(&profile.name).into_owned(),
-        why: e.to_string(),
-    })
+    #[error(transparent)]
+    Broken(#[from] crate::vault::validate::Broken),
 }
 
 fn issued(profile: &Profile, token: &Token, warning: Option<String>) -> Issued {
@@ -221,7 +208,7 @@ fn too_short(name: &str, token: &Token, now: DateTime<Utc>, wanted: Wanted) -> N
 
 fn load(store: &Store, name: &str) -> Result<Profile, NoToken> {
     let profile = store.profile(name)?.ok_or_else(|| store.missing(name))?;
-    check_stored(&profile)?;
+    crate::vault::validate::check_stored(&profile)?;
     Ok(profile)
 }
 

@@ -145,7 +145,7 @@ fn vault_has_no_import_circle() {
     }
     // The scan sees imports at all: the file backend is known to use the file mechanics.
     assert!(
-        uses.get("backend").is_some_and(|u| u.contains("file")),
+        uses.get("backend").is_some_and(|u| u.contains("disk")),
         "no vault import found: {uses:?}"
     );
     let circles: Vec<&String> = modules
@@ -198,4 +198,191 @@ fn no_file_and_no_function_needs_scrolling() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// The layers, top to bottom, as ARCHITECTURE.md draws them (see
+/// [`the_architecture_page_draws_the_layers_checked_here`]): a module imports only from its
+/// own layer or those below, and no two modules import each other, however indirectly.
+const LAYERS: &[(&str, &[&str])] = &[
+    ("the executables", &["main", "bin", "front", "exit"]),
+    ("the subcommands", &["commands"]),
+    ("the command line, the runtime", &["cli", "runtime"]),
+    ("the app and the agent", &["tui", "agent"]),
+    ("the engine", &["context", "usable", "report", "filter"]),
+    ("the async OAuth worker", &["worker"]),
+    (
+        "the protocol and the store",
+        &[
+            "oauth", "vault", "openbao", "audit", "health", "team", "config", "claims", "logging",
+        ],
+    ),
+    (
+        "foundations",
+        &[
+            "http", "clock", "display", "duration", "pacing", "platform", "qr", "output", "prompt",
+        ],
+    ),
+];
+
+/// The top-level module a file under `src/` belongs to.
+fn top_module(name: &str) -> &str {
+    let first = name.split('/').next().unwrap_or(name);
+    first.trim_end_matches(".rs")
+}
+
+/// The layer a top-level module is in, counted from the top.
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|(_, ms)| ms.contains(&module))
+}
+
+/// The top-level modules the program part of `text` names as `crate::MODULE` (comments and
+/// macros aside).
+fn imported_modules(text: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for line in program_part(text).lines() {
+        let code = line.trim_start();
+        if code.starts_with("//") {
+            continue;
+        }
+        for (at, _) in code.match_indices("crate::") {
+            let rest = &code[at + "crate::".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            let is_macro = rest[name.len()..].starts_with('!');
+            let is_crate_var = code[..at].ends_with('$');
+            if !name.is_empty() && !is_macro && !is_crate_var {
+                found.insert(name);
+            }
+        }
+    }
+    found
+}
+
+/// Which top-level module imports which, from the program's files (tests aside).
+fn module_imports() -> BTreeMap<String, BTreeSet<String>> {
+    let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (name, text) in rust_files(&src()) {
+        let from = top_module(&name);
+        if from == "lib" || name.ends_with("tests.rs") || name.contains("/tests/") {
+            continue;
+        }
+        let entry = uses.entry(from.to_string()).or_default();
+        entry.extend(imported_modules(&text).into_iter().filter(|m| m != from));
+    }
+    uses
+}
+
+#[test]
+fn every_module_has_a_layer() {
+    let missing: Vec<String> = rust_files(&src())
+        .iter()
+        .map(|(name, _)| top_module(name).to_string())
+        .filter(|m| m != "lib" && layer_of(m).is_none())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "modules in no layer (place them in LAYERS and ARCHITECTURE.md): {missing:?}"
+    );
+}
+
+#[test]
+fn no_module_imports_from_a_layer_above_it() {
+    let uses = module_imports();
+    // The scan sees imports at all: the worker is known to use the vault.
+    assert!(
+        uses.get("worker").is_some_and(|u| u.contains("vault")),
+        "no import found: {uses:?}"
+    );
+    let mut wrong = Vec::new();
+    for (from, tos) in &uses {
+        let Some(own) = layer_of(from) else { continue };
+        for to in tos {
+            match layer_of(to) {
+                Some(layer) if layer < own => wrong.push(format!(
+                    "{from} ({}) imports {to} ({}), above it",
+                    LAYERS[own].0, LAYERS[layer].0
+                )),
+                _ => {}
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn no_two_modules_import_each_other() {
+    let uses = module_imports();
+    fn reaches(
+        uses: &BTreeMap<String, BTreeSet<String>>,
+        from: &str,
+        target: &str,
+        seen: &mut BTreeSet<String>,
+    ) -> bool {
+        for next in uses.get(from).into_iter().flatten() {
+            if next == target || (seen.insert(next.clone()) && reaches(uses, next, target, seen)) {
+                return true;
+            }
+        }
+        false
+    }
+    let circles: Vec<&String> = uses
+        .keys()
+        .filter(|m| reaches(&uses, m, m, &mut BTreeSet::new()))
+        .collect();
+    assert!(
+        circles.is_empty(),
+        "modules in a circle: {circles:?}\n{uses:#?}"
+    );
+}
+
+/// The diagram of [`LAYERS`], as ARCHITECTURE.md shows it.
+fn layers_diagram() -> String {
+    let mut lines = Vec::new();
+    for (i, (title, modules)) in LAYERS.iter().enumerate() {
+        let named: Vec<String> = modules
+            .iter()
+            .map(|m| {
+                if src().join(m).is_dir() {
+                    format!("{m}/")
+                } else {
+                    format!("{m}.rs")
+                }
+            })
+            .collect();
+        // Wrapped to the page's width, under the first module.
+        let mut line = format!("{title:<32}");
+        for (j, module) in named.iter().enumerate() {
+            let piece = if j + 1 < named.len() {
+                format!("{module}, ")
+            } else {
+                module.clone()
+            };
+            if line.trim_end().len() + piece.len() > 96 {
+                lines.push(line.trim_end().to_string());
+                line = " ".repeat(32);
+            }
+            line.push_str(&piece);
+        }
+        lines.push(line);
+        if i + 1 < LAYERS.len() {
+            lines.push("    │".to_string());
+        }
+    }
+    lines.join("\n")
+}
+
+#[test]
+fn the_architecture_page_draws_the_layers_checked_here() {
+    let page =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md"))
+            .unwrap();
+    let drawn = layers_diagram();
+    assert!(
+        page.contains(&format!("```text\n{drawn}\n```")),
+        "ARCHITECTURE.md's layer diagram differs from LAYERS in tests/architecture.rs; draw it as:\n```text\n{drawn}\n```"
+    );
 }

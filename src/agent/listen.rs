@@ -103,7 +103,7 @@ impl Backoff {
 pub async fn bind(socket: &Path, vault: &str) -> anyhow::Result<(UnixListener, Made)> {
     place::prepare_folder(socket)?;
     if place::occupant(socket)? == Occupant::OwnSocket {
-        if let Some(other) = super::client::Client::connect_to(socket) {
+        if let Some(other) = super::ask::Client::connect_to(socket) {
             let who = other.map_or_else(
                 || "another agent".to_string(),
                 |info| {

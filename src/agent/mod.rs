@@ -11,11 +11,11 @@
 //! - `metrics`: the Prometheus series; `scrape`: the `/metrics` endpoint that serves them.
 //! - `publish`: access tokens written where services read them (`--publish`).
 //! - `announce`: the agent's heartbeat beside a vault a team shares ([`crate::team`]).
-//! - `client`: how `token`, `exec`, `api` and `status` find and ask a running agent.
+//! - `ask`: how `token`, `exec`, `api` and `status` find and ask a running agent.
 //! - `place`: where the socket lives, and whether that place can be trusted.
 
 mod announce;
-pub mod client;
+pub mod ask;
 mod handlers;
 mod jobs;
 mod journal;
@@ -100,7 +100,7 @@ fn lock_file(vault: &Location) -> anyhow::Result<PathBuf> {
     }
     let dir = crate::config::Paths::state_dir()
         .ok_or_else(|| anyhow!("no home directory for the agent's lock file"))?;
-    crate::vault::file::ensure_private_dir(&dir)?;
+    crate::vault::disk::ensure_private_dir(&dir)?;
     let named = crate::audit::fingerprint(&canonical(vault));
     Ok(dir.join(format!("agent-{named}.lock")))
 }

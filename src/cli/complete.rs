@@ -9,7 +9,7 @@ use clap::CommandFactory;
 use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
 use clap_complete::env::{CompleteEnv, Shells};
 
-use crate::agent::client::Client;
+use crate::agent::ask::Client;
 use crate::agent::protocol::Request;
 use crate::context::Context;
 

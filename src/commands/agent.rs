@@ -2,7 +2,7 @@
 
 use anyhow::anyhow;
 
-use crate::agent::client::Client;
+use crate::agent::ask::Client;
 use crate::agent::protocol::Request;
 use crate::agent::{self, server};
 use crate::cli::{AgentAction, AgentArgs};

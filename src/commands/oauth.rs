@@ -8,7 +8,7 @@ use anyhow::{Context as _, anyhow, bail};
 use zeroize::Zeroizing;
 
 use super::token::{agent_token, warned};
-use crate::agent::client::Client as AgentClient;
+use crate::agent::ask::Client as AgentClient;
 use crate::agent::protocol::Request as AgentRequest;
 use crate::cli::{AuthorizeArgs, RefreshArgs};
 use crate::context::Context;
@@ -373,7 +373,7 @@ pub struct TokenSource<'a> {
 
 impl<'a> TokenSource<'a> {
     /// Connects to the agent, if one keeps this vault (blocking briefly; see
-    /// [`crate::agent::client`]).
+    /// [`crate::agent::ask`]).
     pub fn new(ctx: &'a Context) -> TokenSource<'a> {
         TokenSource {
             ctx,

@@ -1,7 +1,7 @@
 //! `tokdeck status`: every profile's state as a table or JSON (see [`crate::report`]), with a
 //! monitoring exit code.
 
-use crate::agent::client::Client;
+use crate::agent::ask::Client;
 use crate::cli::StatusArgs;
 use crate::context::Context;
 use crate::report;

@@ -7,7 +7,7 @@ use age::secrecy::{ExposeSecret, SecretString};
 use anyhow::{anyhow, bail};
 
 use super::oauth::TokenSource;
-use crate::agent::client::Client as AgentClient;
+use crate::agent::ask::Client as AgentClient;
 use crate::agent::protocol::{Reply as AgentReply, Request as AgentRequest};
 use crate::context::Context;
 use crate::health::lasts_at_least;

@@ -3,12 +3,21 @@
 //! speaks OAuth on top of it; any other client (a secret store, say) can use it without
 //! importing `oauth`.
 
-pub mod client;
+pub mod builder;
 pub mod retry;
 pub mod window;
 
-pub use client::{http_builder, load_roots};
+pub use builder::{http_builder, load_roots};
 pub use retry::{Resend, RetryPolicy, Retryable, with_retries};
+
+/// Whether `host` is this machine: `localhost` or a loopback address.
+pub fn is_loopback_host(host: &url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(d) => *d == "localhost",
+        url::Host::Ipv4(ip) => std::net::IpAddr::from(*ip).is_loopback(),
+        url::Host::Ipv6(ip) => std::net::IpAddr::from(*ip).is_loopback(),
+    }
+}
 
 /// Largest response body read; anything bigger is refused, not buffered.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;

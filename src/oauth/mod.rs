@@ -3,14 +3,14 @@
 
 pub mod authorize;
 pub mod check;
-pub mod client;
 pub mod device;
 pub mod discovery;
 pub mod error;
 pub mod listener;
 pub mod redirect;
+pub mod requests;
 pub mod token;
 
 pub use crate::http::RetryPolicy;
-pub use client::{OAuthClient, TokenResponse};
 pub use error::{Grant, OAuthError};
+pub use requests::{OAuthClient, TokenResponse};

@@ -140,7 +140,7 @@ impl IdentityFile {
             "# created by tokdeck\n# public key: {public}\n{}\n",
             key.to_string().expose_secret()
         ));
-        super::file::write_atomic(path, contents.as_bytes(), false)?;
+        super::disk::write_atomic(path, contents.as_bytes(), false)?;
         Self::load(path, NoPrompt)
     }
 }

@@ -3,9 +3,9 @@
 pub mod backend;
 pub mod connection;
 pub mod crypto;
+pub mod disk;
 pub mod entry;
 pub mod error;
-pub mod file;
 pub mod groups;
 pub mod location;
 pub mod model;

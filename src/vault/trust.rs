@@ -211,7 +211,7 @@ impl Pins {
         let text = match std::fs::read_to_string(&file) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(super::file::io_err("read", &file)(e)),
+            Err(e) => return Err(super::disk::io_err("read", &file)(e)),
         };
         toml::from_str(&text).map(Some).map_err(|_| {
             VaultError::Rejected(format!(
@@ -225,7 +225,7 @@ impl Pins {
     pub fn record(&self, accepted: &Accepted) -> Result<(), VaultError> {
         let file = self.file(&accepted.location);
         let text = toml::to_string(accepted).map_err(|e| VaultError::Encrypt(e.to_string()))?;
-        super::file::write_atomic(&file, text.as_bytes(), false)
+        super::disk::write_atomic(&file, text.as_bytes(), false)
     }
 }
 

@@ -1,8 +1,6 @@
 //! The rules for what a profile may hold, in one place for every front end: names, URLs,
 //! client ids, scopes and notes, each checked where it enters (the CLI and the app's form).
 
-use std::net::IpAddr;
-
 use super::model::Provider;
 
 /// A value a profile cannot hold; the message says what to type instead.
@@ -81,6 +79,25 @@ pub fn check_profile(p: &crate::vault::Profile) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// A stored profile that sends its secrets where `add` and `edit` would not (a hand edit, an
+/// older build): nothing of it is used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "profile '{name}' breaks a rule ({why}): nothing of it is used; fix it with `tokdeck edit {name}`"
+)]
+pub struct Broken {
+    pub name: String,
+    pub why: Invalid,
+}
+
+/// Checks the stored `profile`, where it is used, against [`check_where_secrets_go`].
+pub fn check_stored(profile: &crate::vault::Profile) -> Result<(), Broken> {
+    check_where_secrets_go(profile).map_err(|why| Broken {
+        name: crate::display::untrusted(&profile.name).into_owned(),
+        why,
+    })
+}
+
 /// The rules about where a profile's secrets go, checked again wherever a stored profile is
 /// used (a hand edit or an older build may hold anything): its endpoints and issuer (no plain
 /// http:// off this machine) and its `exec` variable (none that makes programs load code).
@@ -110,13 +127,7 @@ pub fn check_where_secrets_go(p: &crate::vault::Profile) -> Result<(), Invalid> 
     Ok(())
 }
 
-pub fn is_loopback_host(host: &url::Host<&str>) -> bool {
-    match host {
-        url::Host::Domain(d) => *d == "localhost",
-        url::Host::Ipv4(ip) => IpAddr::from(*ip).is_loopback(),
-        url::Host::Ipv6(ip) => IpAddr::from(*ip).is_loopback(),
-    }
-}
+pub use crate::http::is_loopback_host;
 
 /// An endpoint base URL: https, or http on loopback only; no credentials, query or fragment.
 pub fn validate_base_url(text: &str) -> Result<String, Invalid> {

@@ -1,5 +1,5 @@
 //! The jobs themselves, one file per family; the worker that runs them is in
-//! [`super::runner`].
+//! [`super::shared`].
 
 mod code;
 mod discovery;

@@ -12,8 +12,8 @@ mod held;
 mod jobs;
 mod lease;
 mod recorder;
-mod runner;
 mod saver;
+mod shared;
 mod spool;
 
 pub use spool::Spool;
@@ -418,7 +418,7 @@ pub fn spawn(config: WorkerConfig) -> WorkerHandle {
     let (event_tx, event_rx) = mpsc::unbounded_channel();
     let (done, finished) = mpsc::channel::<()>(1);
     let canceller = Canceller::default();
-    let worker = Arc::new(runner::Worker::new(config, event_tx.clone()));
+    let worker = Arc::new(shared::Worker::new(config, event_tx.clone()));
     let dispatcher_canceller = canceller.clone();
     tokio::spawn(async move {
         while let Some(command) = command_rx.recv().await {

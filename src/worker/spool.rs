@@ -45,9 +45,9 @@ impl Spool {
             serde_json::to_vec(held).map_err(|e| VaultError::Encrypt(e.to_string()))?,
         );
         let sealed = store.seal(&plaintext)?;
-        crate::vault::file::ensure_private_dir(&self.dir)?;
+        crate::vault::disk::ensure_private_dir(&self.dir)?;
         let path = self.path(store, name);
-        crate::vault::file::write_atomic(&path, &sealed, false)?;
+        crate::vault::disk::write_atomic(&path, &sealed, false)?;
         Ok(path)
     }
 

@@ -11,10 +11,10 @@ use super::{
     Backend, HeldLease, Intent, LeaseGuard, Newest, STAMP_BYTES, SpendRecord, Stamp, Stamping,
     Stored, Version,
 };
-use crate::vault::error::VaultError;
-use crate::vault::file::{
+use crate::vault::disk::{
     backup_path, io_err, lock_path, write_atomic, write_atomic_with, write_visible,
 };
+use crate::vault::error::VaultError;
 use crate::vault::location::Location;
 
 /// A vault kept in a file.
@@ -117,7 +117,7 @@ impl HeldLease for FileLease {
         // No fsync: an intent matters only while its process runs, and one of a process that
         // is gone lapses anyway; a newest print lost in a crash only checks less.
         if !newest.is_empty() {
-            crate::vault::file::ensure_private_dir(&self.newest)?;
+            crate::vault::disk::ensure_private_dir(&self.newest)?;
         }
         for (key, newest) in newest {
             let bytes =

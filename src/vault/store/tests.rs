@@ -8,7 +8,7 @@ use age::secrecy::SecretString;
 
 use super::*;
 use crate::vault::crypto::IdentityFile;
-use crate::vault::file::backup_path;
+use crate::vault::disk::backup_path;
 
 fn new_store(dir: &Path) -> (Store, PathBuf) {
     let key = dir.join("key.txt");

@@ -12,7 +12,7 @@ use crate::oauth::redirect;
 use crate::vault::{GrantType, PendingAuth, Profile};
 use crate::worker::error::{JobError, JobResult};
 use crate::worker::held::Replacing;
-use crate::worker::runner::Worker;
+use crate::worker::shared::Worker;
 use crate::worker::{Event, FailureKind, JobId, Outcome};
 
 impl Worker {

@@ -3,7 +3,7 @@
 use crate::oauth::OAuthError;
 use crate::worker::Outcome;
 use crate::worker::error::JobResult;
-use crate::worker::runner::Worker;
+use crate::worker::shared::Worker;
 
 impl Worker {
     /// Reads the profile's endpoints and capabilities again from its issuer's metadata.

@@ -7,7 +7,7 @@ use crate::oauth::device::SLOW_DOWN_STEP;
 use crate::vault::Profile;
 use crate::worker::error::{JobError, JobResult};
 use crate::worker::held::Replacing;
-use crate::worker::runner::Worker;
+use crate::worker::shared::Worker;
 use crate::worker::{Event, JobId, Outcome};
 
 impl Worker {

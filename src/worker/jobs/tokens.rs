@@ -12,7 +12,7 @@ use crate::vault::{Profile, Token};
 use crate::worker::error::{JobError, JobResult};
 use crate::worker::held::{Replacing, Spending};
 use crate::worker::lease::JobLease;
-use crate::worker::runner::Worker;
+use crate::worker::shared::Worker;
 use crate::worker::{FailureKind, Outcome, Revocation, Rotation, Schedule};
 
 /// What a refresh job was asked to do.

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::ha::{self, Answer, LastWrite, Replay, Sent, clean};
-use super::runner::Runner;
+use super::request_thread::RequestThread;
 use crate::vault::error::VaultError;
 use crate::vault::location::{KvPath, Location};
 
@@ -26,7 +26,7 @@ pub struct Connection {
 pub struct Api {
     http: reqwest::Client,
     token: Arc<SecretString>,
-    runner: Runner,
+    requests: RequestThread,
     timeout: Duration,
     last_write: LastWrite,
 }
@@ -66,11 +66,11 @@ impl Api {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| VaultError::Remote(format!("cannot set up HTTP for OpenBao: {e}")))?;
-        let runner = Runner::start().map_err(|e| VaultError::Remote(e.to_string()))?;
+        let requests = RequestThread::start().map_err(|e| VaultError::Remote(e.to_string()))?;
         Ok(Self {
             http,
             token: Arc::new(connection.token),
-            runner,
+            requests,
             timeout: connection.timeout,
             last_write: LastWrite::default(),
         })
@@ -377,7 +377,7 @@ impl Api {
         };
         let patience = ha::patience(self.timeout);
         let job = ha::send(build, replay, write, patience, self.last_write.clone());
-        match self.runner.run(job) {
+        match self.requests.run(job) {
             Ok(sent) => sent,
             Err(gone) => Sent::Unknown(format!("{gone} ({})", kv.kv_name())),
         }

@@ -8,7 +8,7 @@ pub mod api;
 mod entries;
 mod ha;
 pub mod lease;
-mod runner;
+mod request_thread;
 mod team;
 
 use std::io::{Read, Write};

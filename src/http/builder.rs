@@ -45,7 +45,7 @@ fn proxied(target: &url::Url) -> bool {
     target.scheme() == "https"
         && target
             .host()
-            .is_some_and(|host| !crate::vault::validate::is_loopback_host(&host))
+            .is_some_and(|host| !super::is_loopback_host(&host))
 }
 
 /// The certificate authorities in the PEM file at `path`, to trust besides the usual ones.

@@ -447,7 +447,7 @@ impl Worker {
             })
             .await?
             .map_err(|missing| JobError::new(FailureKind::Precondition, missing.to_string()))?;
-        crate::usable::check_stored(&profile)
+        crate::vault::validate::check_stored(&profile)
             .map_err(|e| JobError::new(FailureKind::Precondition, e.to_string()))?;
         Ok(profile)
     }

@@ -13,7 +13,7 @@ type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A handle to the runtime thread; the thread ends when the last handle is dropped.
 #[derive(Clone)]
-pub struct Runner {
+pub struct RequestThread {
     jobs: async_mpsc::UnboundedSender<Job>,
 }
 
@@ -22,7 +22,7 @@ pub struct Runner {
 #[error("the HTTP thread is gone: {0}")]
 pub struct Gone(String);
 
-impl Runner {
+impl RequestThread {
     /// Starts the thread.
     pub fn start() -> Result<Self, Gone> {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -66,9 +66,9 @@ mod tests {
 
     #[test]
     fn runs_futures_from_plain_threads_and_from_inside_a_runtime() {
-        let runner = Runner::start().unwrap();
-        assert_eq!(runner.run(async { 2 + 2 }).unwrap(), 4);
-        let inside = runner.clone();
+        let thread = RequestThread::start().unwrap();
+        assert_eq!(thread.run(async { 2 + 2 }).unwrap(), 4);
+        let inside = thread.clone();
         let outer = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
