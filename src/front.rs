@@ -74,7 +74,7 @@ fn answer_token(
     let Some(issued) = token::agent_token(ctx, agent, &args.name, args.min_valid)? else {
         return Ok(None);
     };
-    token::print_issued(&token::warned(&args.name, issued), args.header)?;
+    token::print_issued(&token::tell_warning(&args.name, issued), args.header)?;
     Ok(Some(0))
 }
 
@@ -86,7 +86,7 @@ fn answer_exec(
     let Some(issued) = token::agent_token(ctx, agent, &args.name, args.min_valid)? else {
         return Ok(None);
     };
-    exec::replace_with(&token::warned(&args.name, issued), args).map(Some)
+    exec::replace_with(&token::tell_warning(&args.name, issued), args).map(Some)
 }
 
 /// Replaces this process with the whole program, given `args` (with `--no-agent` after the

@@ -7,7 +7,7 @@ use age::secrecy::SecretString;
 use anyhow::{Context as _, anyhow, bail};
 use zeroize::Zeroizing;
 
-use super::token::{agent_token, warned};
+use super::token::{agent_token, tell_warning};
 use crate::agent::ask::Client as AgentClient;
 use crate::agent::protocol::Request as AgentRequest;
 use crate::cli::{AuthorizeArgs, RefreshArgs};
@@ -414,7 +414,7 @@ impl<'a> TokenSource<'a> {
             Some(issued) => issued,
             None => self.issue_here(name, None).await?,
         };
-        Ok(warned(name, issued))
+        Ok(tell_warning(name, issued))
     }
 
     /// Like [`Self::obtain`], with at least `min_valid` left (refreshed first otherwise), for
@@ -428,7 +428,7 @@ impl<'a> TokenSource<'a> {
             Some(issued) => issued,
             None => crate::runtime::block_on(self.issue_here(name, min_valid))??,
         };
-        Ok(warned(name, issued))
+        Ok(tell_warning(name, issued))
     }
 
     /// The agent's token for `name`, when an agent keeps this vault.

@@ -33,7 +33,7 @@ pub fn agent_token(
 }
 
 /// `issued`, its warning (a due refresh failed, the token still works) told on stderr.
-pub fn warned(name: &str, issued: Issued) -> Issued {
+pub fn tell_warning(name: &str, issued: Issued) -> Issued {
     if let Some(warning) = &issued.warning {
         crate::note!("{name}: warning: {warning}");
     }

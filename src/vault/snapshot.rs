@@ -130,7 +130,7 @@ impl Snapshot {
 
     /// Records that this process just stored `ciphertext` as `version`, its content changed
     /// in place.
-    pub(super) fn rewritten(&mut self, version: Option<Version>, ciphertext: &[u8]) {
+    pub(super) fn record_rewrite(&mut self, version: Option<Version>, ciphertext: &[u8]) {
         self.stamp = Stamp::of(ciphertext);
         self.version = version;
     }

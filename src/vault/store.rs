@@ -459,8 +459,8 @@ impl Store {
         let sealing = self.sealing_for(&data);
         give_members_secret(&mut data, &sealing);
         let ciphertext = seal(&data, &sealing)?;
-        let version = self.committed(&mut snap, &ciphertext)?;
-        self.wrote(&data);
+        let version = self.commit_or_reread(&mut snap, &ciphertext)?;
+        self.trust_own_write(&data);
         *snap = Snapshot::written(version, &ciphertext, data);
         Ok(Ok(outcome))
     }
@@ -546,24 +546,24 @@ impl Store {
         }
         loaded.put_edited(edited);
         if secret_given {
-            self.wrote(&loaded.data);
+            self.trust_own_write(&loaded.data);
         }
-        snap.rewritten(version, &ciphertext);
+        snap.record_rewrite(version, &ciphertext);
         Ok(outcomes)
     }
 
     /// Records the membership this process just wrote as trusted.
-    fn wrote(&self, data: &VaultData) {
+    fn trust_own_write(&self, data: &VaultData) {
         if let Some(trust) = &self.trust {
             let own = self.unlocking_recipients();
-            trust.wrote(membership_of(data, &own));
+            trust.record_own_write(membership_of(data, &own));
         }
     }
 
     /// Commits `ciphertext` over the version `snap` read. On a conflict nothing is
     /// overwritten: the store reads the other writer's version, so that the caller's next try
     /// applies its change to it.
-    fn committed(
+    fn commit_or_reread(
         &self,
         snap: &mut Snapshot,
         ciphertext: &[u8],

@@ -270,7 +270,7 @@ impl Pinned {
     }
 
     /// Records what this machine wrote itself.
-    pub fn wrote(&self, seen: Membership<'_>) {
+    pub fn record_own_write(&self, seen: Membership<'_>) {
         self.keep(Accepted::of(&self.name, seen));
     }
 

@@ -118,7 +118,10 @@ impl App {
 
     fn reveal_selected(&mut self) -> Vec<Effect> {
         if let Some(name) = self.selected_name() {
-            self.reveal = Some((name, self.now + chrono::Duration::seconds(REVEAL_FOR)));
+            self.reveal = Some(super::Reveal {
+                profile: name,
+                until: self.now + chrono::Duration::seconds(REVEAL_FOR),
+            });
         }
         Vec::new()
     }

@@ -5,6 +5,7 @@
 //! actions (`actions.rs`); worker events go to `worker_events.rs`.
 
 mod actions;
+mod notices;
 mod saves;
 mod team;
 mod worker_events;
@@ -15,6 +16,8 @@ use std::time::Duration;
 use age::secrecy::SecretString;
 use chrono::{DateTime, FixedOffset, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind};
+
+pub use notices::{Flash, Reveal};
 
 use super::keymap::{self, Action, Layer};
 use super::popup::authorize::Authorize;
@@ -217,10 +220,10 @@ pub struct App {
     pub busy: HashMap<String, Busy>,
     pub log: VecDeque<LogLine>,
     pub show_log: bool,
-    /// The status-line message: text, whether it is an error, until when it shows.
-    pub flash: Option<(String, bool, DateTime<Utc>)>,
+    /// The status-line message, while it shows.
+    pub flash: Option<Flash>,
     /// The profile whose secrets show, and until when.
-    pub reveal: Option<(String, DateTime<Utc>)>,
+    pub reveal: Option<Reveal>,
     pub last_url: Option<String>,
     pub spinner: usize,
     /// Set by the first quit: the runtime is waiting for the worker to finish.
@@ -294,7 +297,7 @@ impl App {
     pub fn revealed(&self, name: &str) -> bool {
         self.reveal
             .as_ref()
-            .is_some_and(|(n, until)| n == name && *until > self.now)
+            .is_some_and(|r| r.profile == name && r.until > self.now)
     }
 
     /// Counts for the summary line.
@@ -321,7 +324,11 @@ impl App {
 
     fn flash(&mut self, text: impl Into<String>, error: bool) {
         let until = self.now + chrono::Duration::seconds(FLASH_FOR);
-        self.flash = Some((text.into(), error, until));
+        self.flash = Some(Flash {
+            text: text.into(),
+            error,
+            until,
+        });
     }
 
     fn log(&mut self, text: impl Into<String>, error: bool) {
@@ -465,14 +472,10 @@ impl App {
     fn on_tick(&mut self, now: DateTime<Utc>) -> Vec<Effect> {
         self.now = now;
         self.spinner = self.spinner.wrapping_add(1);
-        if self
-            .flash
-            .as_ref()
-            .is_some_and(|(_, _, until)| *until <= now)
-        {
+        if self.flash.as_ref().is_some_and(|flash| flash.until <= now) {
             self.flash = None;
         }
-        if self.reveal.as_ref().is_some_and(|(_, until)| *until <= now) {
+        if self.reveal.as_ref().is_some_and(|r| r.until <= now) {
             self.reveal = None;
         }
         self.auto_refresh()

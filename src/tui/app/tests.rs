@@ -124,8 +124,8 @@ fn failures_flash_and_log_as_errors() {
         kind: FailureKind::Refused,
         saved: None,
     }));
-    let (text, error, _) = app.flash.clone().unwrap();
-    assert!(error && text.contains("authorize again"));
+    let flash = app.flash.clone().unwrap();
+    assert!(flash.error && flash.text.contains("authorize again"));
     assert!(app.log.back().unwrap().error);
 }
 
@@ -285,7 +285,7 @@ fn quit_asks_the_runtime_to_drain_and_a_second_quit_is_immediate() {
     app.update(key('r'));
     assert!(matches!(app.update(key('q')).as_slice(), [Effect::Quit]));
     assert!(app.quitting);
-    assert!(app.flash.as_ref().unwrap().0.contains("finishing 1 job"));
+    assert!(app.flash.as_ref().unwrap().text.contains("finishing 1 job"));
     assert!(matches!(app.update(key('q')).as_slice(), [Effect::QuitNow]));
 }
 
@@ -309,7 +309,13 @@ fn escape_on_a_listening_popup_stops_the_listener_and_frees_the_profile() {
     assert!(matches!(effects.as_slice(), [Effect::Cancel(j)] if *j == id));
     assert!(app.busy.is_empty(), "free at once");
     assert!(matches!(app.mode, Mode::Normal));
-    assert!(app.flash.as_ref().unwrap().0.contains("stopped listening"));
+    assert!(
+        app.flash
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("stopped listening")
+    );
     // The worker's cancelled event that follows is no error.
     app.update(Msg::Worker(Event::Failed {
         id,
@@ -326,11 +332,11 @@ fn copy_token_flashes_and_missing_token_explains() {
     // "q" has no token and sorts first.
     let mut app = app(vec![profile("p", Some(100)), profile("q", None)]);
     assert!(app.update(key('y')).is_empty());
-    assert!(app.flash.as_ref().unwrap().0.contains("press a"));
+    assert!(app.flash.as_ref().unwrap().text.contains("press a"));
     app.update(key('j'));
     let effects = app.update(key('y'));
     assert!(matches!(&effects[0], Effect::Copy { .. }));
-    assert!(app.flash.as_ref().unwrap().0.contains("OSC 52"));
+    assert!(app.flash.as_ref().unwrap().text.contains("OSC 52"));
 }
 
 #[test]
@@ -343,7 +349,7 @@ fn read_only_vault_refuses_changes_but_still_copies() {
             ..app(vec![]).settings
         },
     );
-    assert!(app.flash.as_ref().unwrap().0.contains("read-only"));
+    assert!(app.flash.as_ref().unwrap().text.contains("read-only"));
     for k in ['r', 'a', 'e', 'n', 'E', 'd', 'x', 'R', 'c'] {
         assert!(
             app.update(key(k)).is_empty(),

@@ -249,10 +249,10 @@ fn draw_log(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 }
 
 fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
-    let line = if let Some((text, error, _)) = &app.flash {
+    let line = if let Some(flash) = &app.flash {
         Line::styled(
-            format!(" {}", untrusted_short(text, MAX_ERROR_LINE)),
-            fg(if *error { theme.danger } else { theme.ok }),
+            format!(" {}", untrusted_short(&flash.text, MAX_ERROR_LINE)),
+            fg(if flash.error { theme.danger } else { theme.ok }),
         )
     } else {
         let key = fg(theme.accent).add_modifier(Modifier::BOLD);

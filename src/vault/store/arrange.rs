@@ -103,7 +103,7 @@ impl Store {
             entries.remove_shard(stale)?;
         }
         data.profiles.sort_by(|a, b| a.name.cmp(&b.name));
-        self.wrote(&data);
+        self.trust_own_write(&data);
         *snap = Snapshot {
             stamp: crate::vault::backend::Stamp::of(&head),
             content: Content::parsed(data),
@@ -147,7 +147,7 @@ impl Store {
                 let entries = self.entries_or_refuse()?;
                 let shards = snap.entries.as_ref().map_or(0, |s| s.changes.shards);
                 let ciphertext = seal(&data, &self.sealing_for(&data))?;
-                let version = self.committed(&mut snap, &ciphertext)?;
+                let version = self.commit_or_reread(&mut snap, &ciphertext)?;
                 *snap = Snapshot::written(version, &ciphertext, data);
                 for id in entries.list()? {
                     entries.remove(&id)?;
