@@ -1,6 +1,6 @@
 //! Refresh throughput: `refresh --all` of 1,000 profiles against the loopback mock server
-//! through the worker (adaptive concurrency), against the same refreshes one at a time; then
-//! 200 against a real Doorkeeper over HTTP and HTTPS, tokdeck adaptive and one at a time beside
+//! through the worker (up to 16 requests at once), against the same refreshes one at a time; then
+//! 200 against a real Doorkeeper over HTTP and HTTPS, tokdeck and one at a time beside
 //! two plain clients that send 16 requests at once and save nothing (one in Rust on the same
 //! runtime, and the Python one the performance issue measured), in interleaved runs.
 
@@ -260,7 +260,7 @@ impl Real {
 
 /// The clients of the Doorkeeper half, in the order of `main`'s match.
 const CLIENTS: [&str; 4] = [
-    "tokdeck adaptive",
+    "tokdeck",
     "tokdeck one at a time",
     "plain Rust, 16 at once",
     "plain Python, 16 threads",
@@ -398,7 +398,7 @@ fn main() {
         let sequential = run(1, latency, &runtime);
         println!("  server latency {latency_ms} ms:");
         println!(
-            "    adaptive (ceiling {jobs}): {:>9.2?}  {:>7.0} tokens/s",
+            "    up to {jobs} at once:   {:>9.2?}  {:>7.0} tokens/s",
             concurrent,
             rate(concurrent)
         );
@@ -423,7 +423,7 @@ fn main() {
     // The Python client's column is left out where there is no `python3`.
     let clients = &CLIENTS[..if python_runs() { 4 } else { 3 }];
     println!(
-        "median of {repeat} interleaved runs (fastest-slowest), adaptive up to {jobs} at once:"
+        "median of {repeat} interleaved runs (fastest-slowest), tokdeck up to {jobs} at once:"
     );
     println!("  {}", clients.join(" | "));
     // TOKDECK_BENCH_PUMA_THREADS=1 runs only the one-thread server.
@@ -466,7 +466,7 @@ fn main() {
                     .map(|(a, p)| a.wall.as_secs_f64() / p.wall.as_secs_f64())
                     .collect();
                 println!(
-                    "      adaptive / {name}, round by round: {}",
+                    "      tokdeck / {name}, round by round: {}",
                     spread_of(ratios, "")
                 );
             }

@@ -1,11 +1,11 @@
 //! HTTP below the protocols: one client builder (timeouts, trusted authorities, proxy policy),
-//! the retry rules, the adaptive concurrency window per server, and bounded bodies. `oauth`
+//! the retry rules, how many requests go to one server at once, and bounded bodies. `oauth`
 //! speaks OAuth on top of it; any other client (a secret store, say) can use it without
 //! importing `oauth`.
 
 pub mod builder;
+pub mod limits;
 pub mod retry;
-pub mod window;
 
 pub use builder::{http_builder, load_roots};
 pub use retry::{Resend, RetryPolicy, Retryable, with_retries};
@@ -22,7 +22,7 @@ pub fn is_loopback_host(host: &url::Host<&str>) -> bool {
 /// Largest response body read; anything bigger is refused, not buffered.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
-/// Scheme, host and port: what one concurrency window covers.
+/// Scheme, host and port: what one limit on requests at once covers.
 pub fn origin_of(url: &str) -> String {
     url::Url::parse(url).map_or_else(|_| url.to_string(), |u| u.origin().ascii_serialization())
 }

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{Grant, OAuthError};
+use crate::http::limits::Limits;
 use crate::http::retry::retry_after_header;
-use crate::http::window::{Limits, Signal};
 use crate::http::{Resend, RetryPolicy, host_of, http_builder, origin_of, with_retries};
 use crate::vault::{AuthMethod, CheckResult, Profile};
 
@@ -111,7 +111,7 @@ impl OAuthClient {
         })
     }
 
-    /// Never more than `ceiling` requests to one server at once (the window adapts below it).
+    /// Never more than `ceiling` requests to one server at once.
     pub fn with_max_concurrent(mut self, ceiling: usize) -> Self {
         self.limits = Limits::new(ceiling);
         self
@@ -369,8 +369,8 @@ impl OAuthClient {
         .await
     }
 
-    /// Sends a request within its server's window and reads at most [`MAX_BODY_BYTES`] of the
-    /// answer; how it went adjusts the window.
+    /// Sends a request within its server's limit and reads at most [`MAX_BODY_BYTES`] of the
+    /// answer; a pause the server asks for holds every request to it.
     async fn send(
         &self,
         request: reqwest::RequestBuilder,
@@ -380,7 +380,7 @@ impl OAuthClient {
     }
 
     /// Like [`Self::send`], and only if `may_send` still says yes once the request's turn in
-    /// the window came: the wait for it can be long.
+    /// the limit came: the wait for it can be long.
     async fn send_gated(
         &self,
         request: reqwest::RequestBuilder,
@@ -389,7 +389,7 @@ impl OAuthClient {
     ) -> Result<(u16, Vec<u8>), OAuthError> {
         let permit = self.limits.acquire(&origin_of(url)).await;
         if may_send.is_some_and(|may| !may()) {
-            permit.finish(Signal::Answered);
+            permit.finish(None);
             return Err(OAuthError::LeaseEnding);
         }
         // While several requests go to one server (in flight or waiting), each has a
@@ -406,17 +406,12 @@ impl OAuthClient {
             request.header(reqwest::header::CONNECTION, "close")
         };
         let result = self.send_now(request, url).await;
+        // A server that asks for a pause (429, or a 5xx with Retry-After) gets it from every
+        // request to it.
         permit.finish(match &result {
-            Ok((status, _, retry_after)) if *status >= 500 => Signal::Overloaded {
-                retry_after: *retry_after,
-            },
-            // An answer too big or not JSON still came back as fast as the server could.
-            Ok(_) | Err(OAuthError::BadResponse(_)) => Signal::Answered,
-            Err(OAuthError::RateLimited { retry_after }) => Signal::Overloaded {
-                retry_after: *retry_after,
-            },
-            Err(OAuthError::Timeout { .. }) => Signal::Overloaded { retry_after: None },
-            Err(_) => Signal::Failed,
+            Ok((status, _, retry_after)) if *status >= 500 => *retry_after,
+            Err(OAuthError::RateLimited { retry_after }) => *retry_after,
+            _ => None,
         });
         result.map(|(status, body, _)| (status, body))
     }

@@ -339,7 +339,7 @@ pub struct WorkerConfig {
     pub store: Arc<Store>,
     pub client: OAuthClient,
     pub clock: Clock,
-    /// The most requests to one server at once (each server's window adapts below it).
+    /// The most requests to one server at once.
     pub max_concurrent_jobs: usize,
     /// Where every job's end is recorded, when anywhere.
     pub audit: Option<crate::audit::AuditLog>,

@@ -56,7 +56,7 @@ impl Worker {
             saves: spawn_saver(config.store.clone()),
             records,
             store: config.store,
-            // Requests to each server are bounded by the client's adaptive windows.
+            // Requests to each server are bounded by the client's limit per server.
             client: config
                 .client
                 .with_max_concurrent(config.max_concurrent_jobs),
