@@ -221,7 +221,7 @@ impl Context {
     /// The certificate authorities of config `ca_file`, trusted besides the usual ones.
     pub fn extra_roots(&self) -> anyhow::Result<Vec<reqwest::Certificate>> {
         match &self.config.ca_file {
-            Some(path) => crate::http::load_roots(path).map_err(|e| anyhow!(e)),
+            Some(path) => crate::http::load_roots(path).map_err(anyhow::Error::from),
             None => Ok(Vec::new()),
         }
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use age::secrecy::SecretString;
-use anyhow::{anyhow, bail};
+use anyhow::bail;
 use zeroize::Zeroizing;
 
 use crate::vault::backend::openbao::Connection;
@@ -17,7 +17,7 @@ pub fn connection(
     mut roots: Vec<reqwest::Certificate>,
 ) -> anyhow::Result<Connection> {
     if let Some(ca) = first_env(&["BAO_CACERT", "VAULT_CACERT"]) {
-        roots.extend(crate::http::load_roots(Path::new(&ca)).map_err(|e| anyhow!(e))?);
+        roots.extend(crate::http::load_roots(Path::new(&ca))?);
     }
     Ok(Connection {
         timeout,

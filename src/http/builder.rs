@@ -48,15 +48,32 @@ fn proxied(target: &url::Url) -> bool {
             .is_some_and(|host| !super::is_loopback_host(&host))
 }
 
+/// A `ca_file` that cannot serve as certificate authorities.
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    #[error("cannot read ca_file {}: {source}", .path.display())]
+    Unreadable {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "ca_file {} holds no PEM certificate: point it at the provider's CA certificate (-----BEGIN CERTIFICATE-----)",
+        .path.display()
+    )]
+    NotPem { path: std::path::PathBuf },
+}
+
 /// The certificate authorities in the PEM file at `path`, to trust besides the usual ones.
-pub fn load_roots(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
-    let shown = path.display();
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read ca_file {shown}: {e}"))?;
+pub fn load_roots(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, CaFileError> {
+    let pem = std::fs::read(path).map_err(|source| CaFileError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    })?;
     match reqwest::Certificate::from_pem_bundle(&pem) {
         Ok(roots) if !roots.is_empty() => Ok(roots),
-        _ => Err(format!(
-            "ca_file {shown} holds no PEM certificate: point it at the provider's CA certificate (-----BEGIN CERTIFICATE-----)"
-        )),
+        _ => Err(CaFileError::NotPem {
+            path: path.to_path_buf(),
+        }),
     }
 }
 
