@@ -34,6 +34,7 @@ pub struct Keeper {
 
 /// What one read of the vault asks of the keeper: profiles that will fall due, tokens to
 /// publish.
+#[derive(Default)]
 struct Read {
     due: Vec<Due>,
     publish: Vec<Item>,
@@ -63,10 +64,10 @@ impl Keeper {
 
     /// Why the agent cannot keep the vault now, when it cannot: for its announcement.
     pub fn problem(&self) -> Option<String> {
-        let secs = self.timetable.unreadable_for()?.as_secs();
+        let unreadable_for = self.timetable.unreadable_for()?;
         Some(format!(
             "cannot read the vault for {}",
-            crate::duration::format_countdown(i64::try_from(secs).unwrap_or(i64::MAX))
+            countdown(unreadable_for)
         ))
     }
 
@@ -235,10 +236,7 @@ impl Keeper {
             }
             Err(e) => {
                 self.tell_unreadable(&e);
-                Read {
-                    due: Vec::new(),
-                    publish: Vec::new(),
-                }
+                Read::default()
             }
         }
     }
@@ -249,9 +247,9 @@ impl Keeper {
             Some(Unread::First) => self.journal.note(&format!(
                 "cannot read the vault ({error}); serving the tokens already in memory, refreshing nothing, and trying again"
             )),
-            Some(Unread::Still { for_secs, tries }) => self.journal.note(&format!(
+            Some(Unread::Still { lasted, tries }) => self.journal.note(&format!(
                 "still cannot read the vault, for {} now ({tries} tries): {error}",
-                crate::duration::format_countdown(i64::try_from(for_secs).unwrap_or(i64::MAX)),
+                countdown(lasted),
             )),
             None => {}
         }
@@ -280,4 +278,9 @@ impl Keeper {
             }
         }
     }
+}
+
+/// How long something has lasted, as the agent's lines say it.
+fn countdown(lasted: Duration) -> String {
+    crate::duration::format_countdown(i64::try_from(lasted.as_secs()).unwrap_or(i64::MAX))
 }

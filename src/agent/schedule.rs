@@ -90,7 +90,7 @@ pub enum Unread {
     /// The first failure.
     First,
     /// Still failing: for how long, after how many tries.
-    Still { for_secs: u64, tries: u32 },
+    Still { lasted: Duration, tries: u32 },
 }
 
 impl Timetable {
@@ -115,7 +115,7 @@ impl Timetable {
         self.wake.notify_one();
     }
 
-    /// Waits for [`Self::wake`], counting the wake-up once it came or `sleep` passed.
+    /// Sleeps as `sleep` says, or until [`Self::wake`], and then at least to its floor.
     pub async fn sleep(&self, sleep: Sleep) {
         let slept = Instant::now();
         tokio::select! {
@@ -197,7 +197,7 @@ impl Timetable {
             (false, _) => None,
             (true, true) => Some(Unread::First),
             (true, false) => Some(Unread::Still {
-                for_secs: now.duration_since(unreadable.since).as_secs(),
+                lasted: now.duration_since(unreadable.since),
                 tries: unreadable.tries,
             }),
         }

@@ -159,7 +159,7 @@ fn parse_kv(text: &str) -> Result<KvPath, BadLocation> {
     ))
     .map_err(|e| bad(&format!("{e}")))?;
     let host = url.host().ok_or_else(|| bad("it names no server"))?;
-    if plain && !crate::vault::validate::is_loopback_host(&host) {
+    if plain && !crate::http::is_loopback_host(&host) {
         return Err(bad(
             "plain HTTP (openbao+http://) is allowed to this machine only, where no network sees the token: use openbao:// (HTTPS)",
         ));

@@ -127,7 +127,7 @@ pub fn check_where_secrets_go(p: &crate::vault::Profile) -> Result<(), Invalid> 
     Ok(())
 }
 
-pub use crate::http::is_loopback_host;
+use crate::http::is_loopback_host;
 
 /// An endpoint base URL: https, or http on loopback only; no credentials, query or fragment.
 pub fn validate_base_url(text: &str) -> Result<String, Invalid> {
