@@ -324,7 +324,7 @@ fn refresh_all(
     let total = profiles;
     runtime.block_on(async move {
         let mut handle = worker::spawn(WorkerConfig {
-            store,
+            store: tokdeck::vault::StoreHandle::new(store),
             client,
             clock: Clock::System,
             audit: None,

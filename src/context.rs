@@ -14,7 +14,9 @@ use crate::config::{Config, Paths};
 use crate::oauth::OAuthClient;
 use crate::vault::backend::openbao::OpenBaoBackend;
 use crate::vault::backend::{Backend, FileBackend};
-use crate::vault::{IdentityFile, Location, Store, Unlock, VaultData, VaultError, crypto};
+use crate::vault::{
+    IdentityFile, Location, Store, StoreHandle, Unlock, VaultData, VaultError, crypto,
+};
 use crate::worker::{self, WorkerConfig, WorkerHandle};
 
 /// One warning per profile field that holds control characters (see
@@ -59,6 +61,7 @@ pub struct Options {
 }
 
 /// Settings resolved once per run.
+#[derive(Clone)]
 pub struct Context {
     pub options: Options,
     pub config: Config,
@@ -193,6 +196,28 @@ impl Context {
         Ok(Arc::new(store))
     }
 
+    /// [`Self::open_store`] on the blocking pool, for async code: the store's work must not
+    /// run on the runtime's threads ([`StoreHandle`]).
+    pub async fn store_handle(&self) -> anyhow::Result<StoreHandle> {
+        self.opened_on_the_pool(Self::open_store).await
+    }
+
+    /// [`Self::open_vault`] on the blocking pool, for async code.
+    pub async fn vault_handle(&self) -> anyhow::Result<StoreHandle> {
+        self.opened_on_the_pool(Self::open_vault).await
+    }
+
+    async fn opened_on_the_pool(
+        &self,
+        open: fn(&Self) -> anyhow::Result<Arc<Store>>,
+    ) -> anyhow::Result<StoreHandle> {
+        let ctx = self.clone();
+        let store = tokio::task::spawn_blocking(move || open(&ctx))
+            .await
+            .map_err(|_| crate::vault::Interrupted)??;
+        Ok(StoreHandle::new(store))
+    }
+
     /// Opens the vault without checking it against what this machine accepted of it
     /// ([`crate::vault::trust`]): only for `recipients accept`, which shows the change first.
     pub fn open_untrusted(&self) -> anyhow::Result<Store> {
@@ -227,7 +252,7 @@ impl Context {
     }
 
     /// Starts the worker over `store`; its jobs are recorded in the audit log as `who`'s.
-    pub fn worker(&self, store: Arc<Store>, who: Who) -> anyhow::Result<WorkerHandle> {
+    pub fn worker(&self, store: StoreHandle, who: Who) -> anyhow::Result<WorkerHandle> {
         Ok(worker::spawn(WorkerConfig {
             spool: worker::Spool::for_vault(store.location()),
             store,

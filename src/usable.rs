@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
 use crate::health::{access_alive, access_usable, lasts_at_least, refresh_margin_for};
-use crate::vault::{Profile, ProfileError, Store, Token, VaultError};
+use crate::vault::{Interrupted, Profile, ProfileError, StoreHandle, Token, VaultError};
 use crate::worker::{Job, JobFailure};
 
 /// A token to use, what to tell the person about it, and what its users need from the
@@ -58,6 +58,12 @@ pub enum NoToken {
     Broken(#[from] crate::vault::validate::Broken),
 }
 
+impl From<Interrupted> for NoToken {
+    fn from(e: Interrupted) -> Self {
+        Self::Vault(e.into())
+    }
+}
+
 fn issued(profile: &Profile, token: &Token, warning: Option<String>) -> Issued {
     Issued {
         access_token: token.access_token.clone(),
@@ -88,7 +94,7 @@ impl Wanted {
 /// A usable token for `name`. `refresh` runs a refresh job to its end and returns its failure
 /// message, if any; it is called only when a refresh is due and possible, and at most once.
 pub async fn usable_token<F, Fut>(
-    store: &Store,
+    store: &StoreHandle,
     name: &str,
     clock: &Clock,
     wanted: Wanted,
@@ -99,8 +105,11 @@ where
     Fut: Future<Output = Result<(), JobFailure>>,
 {
     let margin = wanted.margin;
-    let profile = match load(store, name) {
-        Err(NoToken::Vault(e)) => return from_memory(store, name, clock.now(), wanted, e),
+    let profile = match load(store, name).await {
+        Err(NoToken::Vault(e)) => {
+            let held = held_in_memory(store, name).await;
+            return from_memory(held.as_ref(), clock.now(), wanted, e);
+        }
         loaded => loaded?,
     };
     // An app token needs no authorize step: without one, the first is fetched below.
@@ -132,7 +141,7 @@ where
     };
     let failure = refresh(job).await.err();
     // Read again: the refresh saved a new token, or someone else did meanwhile.
-    let profile = load(store, name)?;
+    let profile = load(store, name).await?;
     after_refresh(&profile, failure, clock.now(), wanted)
 }
 
@@ -175,14 +184,12 @@ fn after_refresh(
 /// access token this process last saw, if it still works and lasts long enough: nothing is
 /// refreshed or written without the stored vault.
 fn from_memory(
-    store: &Store,
-    name: &str,
+    held: Option<&Profile>,
     now: DateTime<Utc>,
     wanted: Wanted,
     unreadable: VaultError,
 ) -> Result<Issued, NoToken> {
-    let held = store.profile_in_memory(name).ok().flatten();
-    let Some((profile, token)) = held.as_ref().and_then(|p| Some((p, p.token.as_ref()?))) else {
+    let Some((profile, token)) = held.and_then(|p| Some((p, p.token.as_ref()?))) else {
         return Err(unreadable.into());
     };
     if !access_alive(token, now) || wanted.too_short(token, now) {
@@ -206,10 +213,28 @@ fn too_short(name: &str, token: &Token, now: DateTime<Utc>, wanted: Wanted) -> N
     }
 }
 
-fn load(store: &Store, name: &str) -> Result<Profile, NoToken> {
-    let profile = store.profile(name)?.ok_or_else(|| store.missing(name))?;
+/// The stored profile `name`, checked against the rules `add` and `edit` enforce.
+async fn load(store: &StoreHandle, name: &str) -> Result<Profile, NoToken> {
+    let wanted = name.to_string();
+    let profile = store
+        .run(move |store| -> Result<Profile, NoToken> {
+            Ok(store
+                .profile(&wanted)?
+                .ok_or_else(|| store.missing(&wanted))?)
+        })
+        .await?;
     crate::vault::validate::check_stored(&profile)?;
     Ok(profile)
+}
+
+/// The profile `name` as this process last read it, without asking the store again.
+async fn held_in_memory(store: &StoreHandle, name: &str) -> Option<Profile> {
+    let wanted = name.to_string();
+    store
+        .run(move |store| store.profile_in_memory(&wanted))
+        .await
+        .ok()
+        .flatten()
 }
 
 fn token_of(profile: &Profile) -> Result<&Token, NoToken> {

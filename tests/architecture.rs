@@ -80,6 +80,31 @@ fn lower_layers_never_import_a_front_end() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+/// The store is synchronous (files, locks, a blocking OpenBao client): async code holds a
+/// `StoreHandle`, which runs each call on the blocking pool, never a store it could call on a
+/// runtime's thread. Only the vault itself and the code that opens it share a store.
+#[test]
+fn async_code_reaches_the_store_only_through_its_handle() {
+    let mut wrong = Vec::new();
+    for (name, text) in rust_files(&src()) {
+        if name.starts_with("vault/") || name == "context.rs" {
+            continue;
+        }
+        for shared in [
+            "Arc<Store>",
+            "Arc<crate::vault::Store>",
+            "Arc<vault::Store>",
+        ] {
+            if program_part(&text).contains(shared) {
+                wrong.push(format!(
+                    "{name} shares a store ({shared}): hold a StoreHandle"
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
 #[test]
 fn the_agent_starts_every_task_through_its_supervisor() {
     let mut wrong = Vec::new();

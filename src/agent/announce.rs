@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::keeper::Keeper;
 use crate::team::{BEAT_EVERY, Beat};
+use crate::vault::{Store, VaultError};
 
 /// The agent's announcement: beaten until withdrawn, never after.
 pub struct Announcer {
@@ -26,7 +27,15 @@ impl Announcer {
     }
 
     /// One beat, unless withdrawn.
-    fn beat(&self) -> Result<(), crate::vault::VaultError> {
+    async fn beat(self: &Arc<Self>) -> Result<(), VaultError> {
+        let this = self.clone();
+        self.keeper
+            .store
+            .run(move |store| this.beat_on(store))
+            .await
+    }
+
+    fn beat_on(&self, store: &Store) -> Result<(), VaultError> {
         let withdrawn = self
             .withdrawn
             .lock()
@@ -34,29 +43,25 @@ impl Announcer {
         if *withdrawn {
             return Ok(());
         }
-        beat_once(&self.keeper)
+        beat_once(&self.keeper, store)
     }
 
     /// Withdraws the announcement as the agent stops, within `wait`: an agent that cannot
     /// leaves it to lapse.
     pub async fn withdraw(self: &Arc<Self>, wait: Duration) {
         let this = self.clone();
-        let withdrawn = tokio::time::timeout(
-            wait,
-            tokio::task::spawn_blocking(move || {
-                let mut withdrawn = this
-                    .withdrawn
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                *withdrawn = true;
-                this.keeper.store.withdraw(None)
-            }),
-        )
-        .await;
-        match withdrawn {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::debug!(error = %e, "cannot withdraw the announcement"),
-            _ => tracing::debug!("withdrawing the announcement took too long; it lapses"),
+        let withdrawing = self.keeper.store.run(move |store| {
+            let mut withdrawn = this
+                .withdrawn
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            *withdrawn = true;
+            store.withdraw(None)
+        });
+        match tokio::time::timeout(wait, withdrawing).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "cannot withdraw the announcement"),
+            Err(_) => tracing::debug!("withdrawing the announcement took too long; it lapses"),
         }
     }
 }
@@ -65,30 +70,26 @@ impl Announcer {
 pub async fn beat_until_stopped(announcer: Arc<Announcer>) {
     let mut failing = false;
     loop {
-        let beating = announcer.clone();
-        let beat = tokio::task::spawn_blocking(move || beating.beat()).await;
-        match beat {
-            Ok(Ok(())) if failing => {
+        match announcer.beat().await {
+            Ok(()) if failing => {
                 failing = false;
                 crate::note!("tokdeck agent: announcing itself beside the vault again");
             }
-            Ok(Ok(())) => {}
-            Ok(Err(e)) if !failing => {
+            Ok(()) => {}
+            Err(e) if !failing => {
                 failing = true;
                 crate::note!(
                     "tokdeck agent: cannot announce itself beside the vault ({e}); it keeps the tokens alive all the same, but the team view will not show it: allow create, update, read, list and delete on PATH.agents/* in its policy"
                 );
             }
-            Ok(Err(e)) => tracing::debug!(error = %e, "cannot announce the agent"),
-            Err(e) => tracing::warn!(error = %e, "the announcement task failed"),
+            Err(e) => tracing::debug!(error = %e, "cannot announce the agent"),
         }
         tokio::time::sleep(BEAT_EVERY).await;
     }
 }
 
 /// One beat: the announcement written, the team read back.
-fn beat_once(keeper: &Keeper) -> Result<(), crate::vault::VaultError> {
-    let store = &keeper.store;
+fn beat_once(keeper: &Keeper, store: &Store) -> Result<(), VaultError> {
     let keeps = store
         .read(|data| data.profiles.iter().filter(|p| p.auto_refresh).count())
         .unwrap_or_default();

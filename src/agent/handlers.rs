@@ -7,6 +7,7 @@ use super::keeper::Keeper;
 use super::protocol::{Info, Reply, Request};
 use super::supervisor::Supervisor;
 use crate::usable;
+use crate::vault::{Store, VaultError};
 use crate::worker::Job;
 
 pub async fn answer(
@@ -24,7 +25,7 @@ pub async fn answer(
             json,
             warn_secs,
             filter,
-        } => status(keeper, json, warn_secs, filter.as_deref()),
+        } => status(keeper, json, warn_secs, filter.as_deref()).await,
         Request::Refresh { profile } => refresh(keeper, profile).await,
         Request::Reload => reload(keeper).await,
         Request::Shutdown => {
@@ -38,12 +39,11 @@ pub async fn answer(
 async fn token(keeper: &Keeper, name: &str, min_valid: Option<Duration>) -> Reply {
     use age::secrecy::ExposeSecret;
     let refresh = |job: Job| keeper.refresh(name, job);
-    let store = keeper.store.clone();
     let wanted = usable::Wanted {
         margin: keeper.timetable.schedule.margin,
         min_valid,
     };
-    match usable::usable_token(&store, name, &keeper.clock, wanted, refresh).await {
+    match usable::usable_token(&keeper.store, name, &keeper.clock, wanted, refresh).await {
         Ok(issued) => Reply {
             token: Some(issued.access_token.expose_secret().to_string()),
             expires_at: issued.expires_at,
@@ -56,19 +56,23 @@ async fn token(keeper: &Keeper, name: &str, min_valid: Option<Duration>) -> Repl
     }
 }
 
-fn status(keeper: &Keeper, json: bool, warn_secs: u64, filter: Option<&str>) -> Reply {
+async fn status(keeper: &Keeper, json: bool, warn_secs: u64, filter: Option<&str>) -> Reply {
     let warn = std::time::Duration::from_secs(warn_secs);
     let filter = match filter.map(crate::filter::Filter::parse).transpose() {
         Ok(filter) => filter.unwrap_or_default(),
         Err(e) => return Reply::error(e.to_string()),
     };
-    let asked = crate::report::Asked {
-        now: keeper.clock.now(),
-        warn,
-        filter: &filter,
-        json,
-    };
-    match crate::report::status_of(&keeper.store, asked) {
+    let now = keeper.clock.now();
+    let shown = keeper.store.run(move |store| {
+        let asked = crate::report::Asked {
+            now,
+            warn,
+            filter: &filter,
+            json,
+        };
+        crate::report::status_of(store, asked)
+    });
+    match shown.await {
         Ok(shown) => Reply {
             text: Some(shown.text),
             code: Some(shown.code),
@@ -81,13 +85,7 @@ fn status(keeper: &Keeper, json: bool, warn_secs: u64, filter: Option<&str>) -> 
 async fn refresh(keeper: &Keeper, profile: Option<String>) -> Reply {
     let names = match profile {
         Some(name) => vec![name],
-        None => match keeper.store.read(|d| {
-            d.profiles
-                .iter()
-                .filter(|p| p.token.as_ref().is_some_and(|t| t.refresh_token.is_some()))
-                .map(|p| p.name.clone())
-                .collect::<Vec<_>>()
-        }) {
+        None => match keeper.store.run(refreshable_names).await {
             Ok(names) => names,
             Err(e) => return Reply::error(e.to_string()),
         },
@@ -115,16 +113,25 @@ async fn refresh(keeper: &Keeper, profile: Option<String>) -> Reply {
 }
 
 async fn reload(keeper: &Keeper) -> Reply {
-    let store = keeper.store.clone();
-    let reload = move || {
+    let reloaded = keeper.store.run(|store| {
         store.reload_if_changed()?;
         store.write_back_kept()
-    };
-    match tokio::task::spawn_blocking(reload).await {
-        Ok(Ok(_)) => Reply::ok(),
-        Ok(Err(e)) => Reply::error(e.to_string()),
-        Err(e) => Reply::error(format!("internal error: {e}")),
+    });
+    match reloaded.await {
+        Ok(_) => Reply::ok(),
+        Err(e) => Reply::error(e.to_string()),
     }
+}
+
+/// The profiles with a refresh token: what `refresh` without a name renews.
+fn refreshable_names(store: &Store) -> Result<Vec<String>, VaultError> {
+    store.read(|d| {
+        d.profiles
+            .iter()
+            .filter(|p| p.token.as_ref().is_some_and(|t| t.refresh_token.is_some()))
+            .map(|p| p.name.clone())
+            .collect()
+    })
 }
 
 fn info(keeper: &Keeper, vault: &str) -> Reply {

@@ -15,12 +15,12 @@ use super::schedule::{Due, Timetable, Unread};
 use super::supervisor::Supervisor;
 use crate::clock::Clock;
 use crate::health::keepalive_at;
-use crate::vault::Store;
+use crate::vault::StoreHandle;
 use crate::worker::{Command, Event, Job, JobFailure};
 
 /// What the agent's tasks share.
 pub struct Keeper {
-    pub store: Arc<Store>,
+    pub store: StoreHandle,
     pub clock: Clock,
     pub since: DateTime<Utc>,
     jobs: Jobs,
@@ -42,7 +42,7 @@ struct Read {
 
 impl Keeper {
     pub fn new(
-        store: Arc<Store>,
+        store: StoreHandle,
         clock: Clock,
         config: &crate::config::Config,
         commands: mpsc::UnboundedSender<Command>,
@@ -194,10 +194,9 @@ impl Keeper {
     /// server gave), and what to publish. The vault is judged where it lies (no copy of every
     /// profile each time). Nothing, when the vault cannot be read.
     async fn reload_and_find_due(&self, now: DateTime<Utc>) -> Read {
-        let store = self.store.clone();
         let crate::worker::Schedule { margin, horizon } = self.timetable.schedule;
         let publisher = self.publisher.clone();
-        let read = tokio::task::spawn_blocking(move || {
+        let read = self.store.run(move |store| {
             let changed = store.reload_if_changed()?.is_some();
             let kept = store.write_back_kept();
             let read = store.read(|data| {
@@ -223,13 +222,8 @@ impl Keeper {
                 Read { due, publish }
             })?;
             Ok::<_, crate::vault::VaultError>((changed, kept, read))
-        })
-        .await;
-        let outcome = match read {
-            Ok(read) => read.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match outcome {
+        });
+        match read.await.map_err(|e| e.to_string()) {
             Ok((changed, kept, read)) => {
                 self.tell_readable(changed, kept);
                 read

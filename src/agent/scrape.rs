@@ -89,20 +89,19 @@ async fn answer(
             v.to_str()
                 .is_ok_and(|v| v.contains("application/openmetrics-text"))
         });
-    let rendered = tokio::task::spawn_blocking(move || {
-        let now = keeper.clock.now();
-        keeper
-            .store
-            .read(|data| keeper.metrics.render(data, now, warn))
-    })
-    .await;
+    let now = keeper.clock.now();
+    let rendering = keeper.clone();
+    let rendered = keeper
+        .store
+        .run(move |store| store.read(|data| rendering.metrics.render(data, now, warn)))
+        .await;
     match rendered {
-        Ok(Ok(text)) if openmetrics => reply(
+        Ok(text) if openmetrics => reply(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             text,
         ),
-        Ok(Ok(text)) => reply(
+        Ok(text) => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
             super::metrics::to_classic(&text),

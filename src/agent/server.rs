@@ -34,7 +34,7 @@ pub async fn run(ctx: &Context, options: Options) -> anyhow::Result<()> {
         None => None,
     };
     // Unlock once: any passphrase is asked now, and never again while the agent runs.
-    let store = ctx.open_store()?;
+    let store = ctx.store_handle().await?;
     let vault = canonical(store.location());
     let _lock = AgentLock::acquire(store.location())?;
     let socket = socket_path();

@@ -34,8 +34,13 @@ pub async fn run(ctx: &Context, args: &AgentArgs) -> anyhow::Result<i32> {
                 .map(|text| agent::metrics::parse_address(text, args.metrics_public))
                 .transpose()
                 .map_err(|e| anyhow!(e))?;
-            let publisher = match &args.publish {
-                Some(place) => Some(publisher(ctx, place)?),
+            // Its client blocks: it is set up off the runtime's threads.
+            let publisher = match args.publish.clone() {
+                Some(place) => {
+                    let ctx = ctx.clone();
+                    let connected = tokio::task::spawn_blocking(move || publisher(&ctx, &place));
+                    Some(connected.await??)
+                }
                 None => None,
             };
             server::run(ctx, server::Options { metrics, publisher })

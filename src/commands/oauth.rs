@@ -1,7 +1,6 @@
 //! `authorize`, `exchange`, `refresh`, `token`, `check`, `revoke`: OAuth through the worker.
 
 use std::io::{IsTerminal, Read};
-use std::sync::Arc;
 
 use age::secrecy::SecretString;
 use anyhow::{Context as _, anyhow, bail};
@@ -15,7 +14,7 @@ use crate::context::Context;
 use crate::duration::format_countdown;
 use crate::oauth::listener::loopback_target;
 use crate::usable::{self, Issued};
-use crate::vault::{Profile, Store};
+use crate::vault::{Profile, StoreHandle};
 use crate::worker::{Command, Event, Job, JobFailure, Outcome};
 
 /// A job that failed: its profile, and how.
@@ -27,7 +26,7 @@ pub(super) struct Failure {
 /// Runs `jobs` on a fresh worker, printing notes on stderr; returns the failures.
 pub(super) async fn run_jobs(
     ctx: &Context,
-    store: Arc<Store>,
+    store: StoreHandle,
     jobs: Vec<(String, Job)>,
     mut on_event: impl FnMut(&Event),
 ) -> anyhow::Result<Vec<Failure>> {
@@ -75,8 +74,11 @@ pub(super) async fn run_jobs(
     Ok(failures)
 }
 
-fn profile_named(store: &Store, name: &str) -> anyhow::Result<Profile> {
-    Ok(store.profile(name)?.ok_or_else(|| store.missing(name))?)
+async fn profile_named(store: &StoreHandle, name: &str) -> anyhow::Result<Profile> {
+    let name = name.to_string();
+    store
+        .run(move |store| Ok(store.profile(&name)?.ok_or_else(|| store.missing(&name))?))
+        .await
 }
 
 fn validity(profile: Option<&Profile>, now: chrono::DateTime<chrono::Utc>) -> String {
@@ -154,8 +156,8 @@ fn show_qr(address: &str) {
 
 /// `tokdeck authorize`
 pub async fn authorize(ctx: &Context, args: &AuthorizeArgs) -> anyhow::Result<()> {
-    let store = ctx.open_store()?;
-    let profile = profile_named(&store, &args.name)?;
+    let store = ctx.store_handle().await?;
+    let profile = profile_named(&store, &args.name).await?;
     let code_grant = profile.grant == crate::vault::GrantType::Code;
     if code_grant && args.listen && loopback_target(&profile.redirect_uri).is_none() {
         bail!(
@@ -181,7 +183,7 @@ pub async fn authorize(ctx: &Context, args: &AuthorizeArgs) -> anyhow::Result<()
     .await?;
     fail_if(&failures, 1)?;
     if new_token {
-        let saved = profile_named(&store, &args.name).ok();
+        let saved = profile_named(&store, &args.name).await.ok();
         crate::note!(
             "{}: authorized; {}",
             args.name,
@@ -265,12 +267,12 @@ pub async fn exchange(ctx: &Context, name: &str, code: &str) -> anyhow::Result<(
     } else {
         SecretString::from(code.to_string())
     };
-    let store = ctx.open_store()?;
-    profile_named(&store, name)?;
+    let store = ctx.store_handle().await?;
+    profile_named(&store, name).await?;
     let job = Job::Exchange { input };
     let failures = run_jobs(ctx, store.clone(), vec![(name.to_string(), job)], |_| {}).await?;
     fail_if(&failures, 1)?;
-    let saved = profile_named(&store, name).ok();
+    let saved = profile_named(&store, name).await.ok();
     crate::note!(
         "{name}: code exchanged; {}",
         login_validity(saved.as_ref(), ctx.clock.now())
@@ -308,23 +310,28 @@ fn refreshed_by_all(p: &Profile, force: bool) -> bool {
 pub async fn refresh(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<()> {
     // One profile is read alone: at thousands, parsing every one would cost most of the run.
     let store = match &args.name {
-        Some(_) => ctx.open_vault()?,
-        None => ctx.open_store()?,
+        Some(_) => ctx.vault_handle().await?,
+        None => ctx.store_handle().await?,
     };
     let names: Vec<String> = if let Some(name) = &args.name {
-        let profile = profile_named(&store, name)?;
+        let profile = profile_named(&store, name).await?;
         for line in crate::context::profile_control_character_warnings(&profile) {
             crate::note!("{line}");
         }
         vec![name.clone()]
     } else {
-        store.read(|data| {
-            data.profiles
-                .iter()
-                .filter(|p| refreshed_by_all(p, args.force))
-                .map(|p| p.name.clone())
-                .collect()
-        })?
+        let force = args.force;
+        store
+            .run(move |store| {
+                store.read(|data| {
+                    data.profiles
+                        .iter()
+                        .filter(|p| refreshed_by_all(p, force))
+                        .map(|p| p.name.clone())
+                        .collect()
+                })
+            })
+            .await?
     };
     let total = names.len();
     let jobs = names
@@ -368,7 +375,7 @@ pub struct TokenSource<'a> {
     /// `None` when no agent answers, or it keeps another vault.
     agent: Option<AgentClient>,
     /// The vault, once opened.
-    store: Option<Arc<Store>>,
+    store: Option<StoreHandle>,
 }
 
 impl<'a> TokenSource<'a> {
@@ -398,11 +405,11 @@ impl<'a> TokenSource<'a> {
         Ok(answer)
     }
 
-    fn store(&mut self) -> anyhow::Result<Arc<Store>> {
+    async fn store(&mut self) -> anyhow::Result<StoreHandle> {
         if let Some(store) = &self.store {
             return Ok(store.clone());
         }
-        let store = self.ctx.open_vault()?;
+        let store = self.ctx.vault_handle().await?;
         self.store = Some(store.clone());
         Ok(store)
     }
@@ -447,7 +454,7 @@ impl<'a> TokenSource<'a> {
         name: &str,
         min_valid: Option<std::time::Duration>,
     ) -> anyhow::Result<Issued> {
-        let (ctx, store) = (self.ctx, self.store()?);
+        let (ctx, store) = (self.ctx, self.store().await?);
         let refresh = |job: Job| {
             let store = store.clone();
             async move {
@@ -472,7 +479,7 @@ impl<'a> TokenSource<'a> {
         if self.with_agent(|agent| agent.ask(request))?.is_some() {
             return Ok(());
         }
-        let store = self.store()?;
+        let store = self.store().await?;
         let job = Job::Refresh {
             if_expiring_within: None,
             force: false,
@@ -484,8 +491,8 @@ impl<'a> TokenSource<'a> {
 
 /// `tokdeck check`
 pub async fn check(ctx: &Context, name: &str) -> anyhow::Result<()> {
-    let store = ctx.open_store()?;
-    profile_named(&store, name)?;
+    let store = ctx.store_handle().await?;
+    profile_named(&store, name).await?;
     let mut owner = None;
     let failures = run_jobs(ctx, store, vec![(name.to_string(), Job::Check)], |event| {
         if let Event::Succeeded {
@@ -509,8 +516,8 @@ pub async fn check(ctx: &Context, name: &str) -> anyhow::Result<()> {
 /// `tokdeck rediscover`: the profile's endpoints and capabilities, read again from its
 /// issuer's metadata. Its settings (client authentication, grant, PKCE) stay as chosen.
 pub async fn rediscover(ctx: &Context, name: &str) -> anyhow::Result<()> {
-    let store = ctx.open_store()?;
-    if profile_named(&store, name)?.issuer.is_none() {
+    let store = ctx.store_handle().await?;
+    if profile_named(&store, name).await?.issuer.is_none() {
         bail!(
             "'{name}' was not added with --issuer, so there is no metadata to read: set its endpoints with `tokdeck edit {name} --issuer URL` or --token-url and kin"
         );
@@ -541,8 +548,8 @@ pub async fn rediscover(ctx: &Context, name: &str) -> anyhow::Result<()> {
 
 /// `tokdeck revoke`
 pub async fn revoke(ctx: &Context, name: &str) -> anyhow::Result<()> {
-    let store = ctx.open_store()?;
-    profile_named(&store, name)?;
+    let store = ctx.store_handle().await?;
+    profile_named(&store, name).await?;
     let mut verdict = None;
     let failures = run_jobs(ctx, store, vec![(name.to_string(), Job::Revoke)], |event| {
         if let Event::Succeeded {

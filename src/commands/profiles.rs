@@ -152,14 +152,14 @@ fn read_client_secret(name: &str, file: Option<&Path>) -> anyhow::Result<SecretS
 
 /// `tokdeck add`: everything is checked (and the issuer's metadata read) before the vault
 /// is opened for writing; a failure leaves it as it was.
-pub async fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
+pub fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
     validate_name(&args.name)?;
     let redirect_uri = match &args.redirect_uri {
         Some(uri) => validate_redirect_uri(uri)?,
         None => String::new(),
     };
     let client_id = validate_client_id(&args.client_id)?;
-    let found = server_args::resolve(ctx, &args.server).await?;
+    let found = crate::runtime::block_on(server_args::resolve(ctx, &args.server))??;
     let store = ctx.open_store()?;
     if store.profile(&args.name)?.is_some() {
         return Err(ProfileError::NameTaken(args.name.clone()).into());
@@ -214,9 +214,12 @@ fn unchanged(store: &crate::vault::Store, name: &str, edited: &Profile) -> anyho
 /// `tokdeck edit`: the app's edit form, from the command line. Only the given settings
 /// change; the tokens stay. A changed app (client id, server, redirect URI) drops a pending
 /// authorization, whose state belongs to the old one.
-pub async fn edit(ctx: &Context, args: &EditArgs) -> anyhow::Result<()> {
+pub fn edit(ctx: &Context, args: &EditArgs) -> anyhow::Result<()> {
     let found = if args.server.names_a_server() {
-        Some(server_args::resolve(ctx, &args.server).await?)
+        Some(crate::runtime::block_on(server_args::resolve(
+            ctx,
+            &args.server,
+        ))??)
     } else {
         None
     };

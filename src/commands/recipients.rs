@@ -13,7 +13,7 @@ use crate::vault::{Store, VaultData, crypto, trust};
 
 /// Runs `tokdeck recipients [list | add R... | remove R... [--force] [--rotate]]`, each to
 /// the members, a group (`--group G`) or the operators (`--operator`).
-pub async fn run(ctx: &Context, action: Option<&RecipientsCommand>) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, action: Option<&RecipientsCommand>) -> anyhow::Result<()> {
     if let Some(RecipientsCommand::Accept { yes }) = action {
         return accept(ctx, *yes);
     }
@@ -31,7 +31,8 @@ pub async fn run(ctx: &Context, action: Option<&RecipientsCommand>) -> anyhow::R
         }) => {
             let exposed = remove(&store, recipients, &Readers::of(to), *force, *rotate)?;
             if *rotate {
-                super::rotate::rotate_exposed(ctx, store, &exposed).await?;
+                let store = crate::vault::StoreHandle::new(store);
+                crate::runtime::block_on(super::rotate::rotate_exposed(ctx, store, &exposed))??;
             }
             Ok(())
         }

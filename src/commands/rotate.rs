@@ -3,29 +3,32 @@
 //! audit log; what cannot be rotated (a server that keeps refresh tokens, a failure) is
 //! listed, and makes the command fail, so a script sees that the offboarding is not done.
 
-use std::sync::Arc;
-
 use anyhow::anyhow;
 
 use super::oauth::run_jobs;
 use crate::context::Context;
-use crate::vault::Store;
+use crate::vault::StoreHandle;
 use crate::worker::{Event, Job, Outcome, Rotation};
 
 /// Rotates every refresh token in `store` of the profiles `exposed` names.
 pub async fn rotate_exposed(
     ctx: &Context,
-    store: Arc<Store>,
+    store: StoreHandle,
     exposed: &[String],
 ) -> anyhow::Result<()> {
-    let names: Vec<String> = store.read(|data| {
-        data.profiles
-            .iter()
-            .filter(|p| exposed.contains(&p.name))
-            .filter(|p| p.token.as_ref().is_some_and(|t| t.refresh_token.is_some()))
-            .map(|p| p.name.clone())
-            .collect()
-    })?;
+    let exposed = exposed.to_vec();
+    let names: Vec<String> = store
+        .run(move |store| {
+            store.read(|data| {
+                data.profiles
+                    .iter()
+                    .filter(|p| exposed.contains(&p.name))
+                    .filter(|p| p.token.as_ref().is_some_and(|t| t.refresh_token.is_some()))
+                    .map(|p| p.name.clone())
+                    .collect()
+            })
+        })
+        .await?;
     if names.is_empty() {
         crate::note!("no refresh token to rotate");
         return Ok(());

@@ -3,21 +3,38 @@
 
 use std::time::Duration;
 
-/// Every HTTP client of tokdeck's starts here: its timeouts, its name and its proxy policy
-/// (see `proxy_policy`). Callers choose the redirect policy.
+/// Sets what every HTTP client of tokdeck's has on a builder of either kind: its timeouts,
+/// its name, its proxy policy (see `proxy_policy`) and the authorities it trusts.
+macro_rules! configure {
+    ($builder:expr, $timeout:expr, $roots:expr) => {{
+        let builder = $builder
+            .connect_timeout($timeout.min(Duration::from_secs(10)))
+            .timeout($timeout)
+            .user_agent(concat!("tokdeck/", env!("CARGO_PKG_VERSION")))
+            .no_proxy();
+        let builder = match proxy_policy() {
+            Some(proxy) => builder.proxy(proxy),
+            None => builder,
+        };
+        $roots.iter().fold(builder, |builder, root| {
+            builder.add_root_certificate(root.clone())
+        })
+    }};
+}
+
+/// Every async HTTP client of tokdeck's starts here. Callers choose the redirect policy.
 pub fn http_builder(timeout: Duration, roots: &[reqwest::Certificate]) -> reqwest::ClientBuilder {
-    let builder = reqwest::Client::builder()
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .timeout(timeout)
-        .user_agent(concat!("tokdeck/", env!("CARGO_PKG_VERSION")))
-        .no_proxy();
-    let builder = match proxy_policy() {
-        Some(proxy) => builder.proxy(proxy),
-        None => builder,
-    };
-    roots.iter().fold(builder, |builder, root| {
-        builder.add_root_certificate(root.clone())
-    })
+    configure!(reqwest::Client::builder(), timeout, roots)
+}
+
+/// Every blocking HTTP client of tokdeck's starts here: the same as [`http_builder`]'s, for
+/// code that runs on a plain thread (never on a runtime's: build, use and drop it there, or
+/// in `spawn_blocking`). Callers choose the redirect policy.
+pub fn blocking_http_builder(
+    timeout: Duration,
+    roots: &[reqwest::Certificate],
+) -> reqwest::blocking::ClientBuilder {
+    configure!(reqwest::blocking::Client::builder(), timeout, roots)
 }
 
 /// The proxy the environment names (`https_proxy`, `HTTPS_PROXY`, `all_proxy`, `ALL_PROXY`,

@@ -7,7 +7,7 @@ pub mod builder;
 pub mod limits;
 pub mod retry;
 
-pub use builder::{CaFileError, http_builder, load_roots};
+pub use builder::{CaFileError, blocking_http_builder, http_builder, load_roots};
 pub use retry::{Resend, RetryPolicy, Retryable, with_retries};
 
 /// Whether `host` is this machine: `localhost` or a loopback address.

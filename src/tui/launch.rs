@@ -5,6 +5,7 @@ use super::app::{App, Settings};
 use super::theme::Theme;
 use crate::config::Paths;
 use crate::context::Context;
+use crate::vault::Store;
 
 /// Picks the theme: `NO_COLOR` wins, then --theme / config.
 pub fn resolve_theme(ctx: &Context) -> anyhow::Result<Theme> {
@@ -23,7 +24,7 @@ pub fn resolve_theme(ctx: &Context) -> anyhow::Result<Theme> {
 /// Opens the TUI over the vault.
 pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     // Unlock (and any passphrase prompt) happens before the screen is taken over.
-    let store = ctx.open_store()?;
+    let store = ctx.store_handle().await?;
     let theme = resolve_theme(ctx)?;
     let handle = ctx.worker(store.clone(), crate::audit::Who::App)?;
     let settings = Settings {
@@ -33,7 +34,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
         utc_offset: ctx.clock.utc_offset(),
         read_only_reason: read_only_reason(store.location()),
     };
-    let data = store.snapshot()?;
+    let data = store.run(Store::snapshot).await?;
     let warnings = crate::context::control_character_warnings(&data);
     let mut app = App::new(data.profiles, ctx.clock.now(), settings);
     for warning in warnings {

@@ -18,7 +18,7 @@ use super::app::{App, Effect, Msg, SaveFailed, SaveOp};
 use super::theme::Theme;
 use super::{osc52, view};
 use crate::clock::Clock;
-use crate::vault::{Profile, Store};
+use crate::vault::{Profile, Store, StoreHandle};
 use crate::worker::{Canceller, Command, Event, WorkerHandle};
 
 /// How long the input thread waits for a key before letting go of crossterm's reader.
@@ -95,7 +95,7 @@ pub struct Runtime<B: Backend, H: Host> {
     pub host: H,
     pub theme: Theme,
     /// The vault: saves from the app, and the watch for changes made by others.
-    pub store: Arc<Store>,
+    pub store: StoreHandle,
     /// "Now" for the countdowns.
     pub clock: Clock,
     /// The audit log, read again after each job ends, for the detail pane.
@@ -257,7 +257,7 @@ const TEAM_EVERY_TICKS: u64 = 10;
 /// Reads the team beside the vault off the loop, one read at a time (a slow store must not
 /// pile them up); a vault no team shares sends nothing.
 fn read_team(
-    store: &Arc<Store>,
+    store: &StoreHandle,
     reading: &Arc<std::sync::atomic::AtomicBool>,
     tx: &mpsc::UnboundedSender<Msg>,
 ) {
@@ -266,8 +266,8 @@ fn read_team(
         return;
     }
     let (store, reading, tx) = (store.clone(), reading.clone(), tx.clone());
-    tokio::task::spawn_blocking(move || {
-        let team = match store.team() {
+    tokio::spawn(async move {
+        let team = match store.run(Store::team).await {
             Ok(Some(view)) => Some(Ok(view)),
             Ok(None) => None,
             Err(e) => Some(Err(e)),
@@ -279,33 +279,35 @@ fn read_team(
     });
 }
 
-fn watch_vault(store: Arc<Store>, tx: mpsc::UnboundedSender<Msg>) {
-    tokio::task::spawn_blocking(move || {
-        if let Ok(Some(data)) = store.reload_if_changed() {
+fn watch_vault(store: StoreHandle, tx: mpsc::UnboundedSender<Msg>) {
+    tokio::spawn(async move {
+        if let Ok(Some(data)) = store.run(Store::reload_if_changed).await {
             let _ = tx.send(Msg::Reloaded(data.profiles));
         }
     });
 }
 
 /// Saves a UI change through the same locked, atomic path as the CLI.
-fn save(store: Arc<Store>, op: SaveOp, tx: mpsc::UnboundedSender<Msg>) {
-    tokio::task::spawn_blocking(move || {
-        let result = store.update(|data| -> Result<Vec<Profile>, SaveFailed> {
-            let changed = match &op {
-                SaveOp::Delete(name) => data.remove(name).map(|_| ()),
-                SaveOp::Upsert {
-                    original: None,
-                    profile,
-                } => data.insert(Profile::clone(profile)),
-                SaveOp::Upsert {
-                    original: Some(original),
-                    profile,
-                } => data.replace(original, Profile::clone(profile)),
-            };
-            changed?;
-            Ok(data.profiles.clone())
+fn save(store: StoreHandle, op: SaveOp, tx: mpsc::UnboundedSender<Msg>) {
+    tokio::spawn(async move {
+        let saving = store.run(move |store| {
+            store.update(|data| -> Result<Vec<Profile>, SaveFailed> {
+                let changed = match &op {
+                    SaveOp::Delete(name) => data.remove(name).map(|_| ()),
+                    SaveOp::Upsert {
+                        original: None,
+                        profile,
+                    } => data.insert(Profile::clone(profile)),
+                    SaveOp::Upsert {
+                        original: Some(original),
+                        profile,
+                    } => data.replace(original, Profile::clone(profile)),
+                };
+                changed?;
+                Ok(data.profiles.clone())
+            })
         });
-        let _ = tx.send(Msg::Saved(result.unwrap_or_else(|e| Err(e.into()))));
+        let _ = tx.send(Msg::Saved(saving.await.unwrap_or_else(|e| Err(e.into()))));
     });
 }
 
@@ -319,7 +321,7 @@ const AUDIT_TAIL_BYTES: u64 = 256 * 1024;
 pub async fn run_in_terminal(
     app: App,
     theme: Theme,
-    store: Arc<Store>,
+    store: StoreHandle,
     worker: WorkerHandle,
     clock: Clock,
     audit: Option<std::path::PathBuf>,

@@ -91,7 +91,15 @@ pub enum VaultError {
     /// A vault this machine does not trust with its tokens ([`super::trust`]).
     #[error("{0}")]
     Untrusted(String),
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
 }
+
+/// The blocking pool did not run a piece of vault work to its end
+/// (through a `StoreHandle`): the runtime is shutting down.
+#[derive(Debug, thiserror::Error)]
+#[error("the vault work was cut short: tokdeck is stopping")]
+pub struct Interrupted;
 
 impl VaultError {
     /// A vault that should exist but cannot be seen: missing, or hidden by permissions

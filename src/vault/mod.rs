@@ -7,6 +7,7 @@ pub mod disk;
 pub mod entry;
 pub mod error;
 pub mod groups;
+pub mod handle;
 pub mod location;
 pub mod model;
 pub mod names;
@@ -21,7 +22,8 @@ pub mod trust;
 pub mod validate;
 
 pub use crypto::{IdentityFile, Sealing, Unlock};
-pub use error::VaultError;
+pub use error::{Interrupted, VaultError};
+pub use handle::StoreHandle;
 pub use location::Location;
 pub use model::{
     AuthMethod, CheckResult, Endpoints, GrantType, OwnerType, PendingAuth, Profile, ProfileError,

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::oauth::OAuthClient;
-use crate::vault::{CheckResult, Profile, Store};
+use crate::vault::{CheckResult, Profile, StoreHandle};
 
 /// Identifies one job in its events.
 pub type JobId = u64;
@@ -336,7 +336,7 @@ impl Event {
 
 /// Everything the worker needs.
 pub struct WorkerConfig {
-    pub store: Arc<Store>,
+    pub store: StoreHandle,
     pub client: OAuthClient,
     pub clock: Clock,
     /// The most requests to one server at once.

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
-use crate::vault::{KeyedPrint, Lease, Refusal, SpendChanges, Store, VaultError};
+use crate::vault::{
+    Interrupted, KeyedPrint, Lease, Refusal, SpendChanges, Store, StoreHandle, VaultError,
+};
 
 /// A refresh token of profile `profile`, by its print, of a token obtained at `obtained_at`.
 #[derive(Debug, Clone)]
@@ -41,7 +43,7 @@ const MAX_BATCH: usize = 512;
 
 /// Starts the task that writes the records for `store`, as this process of `host`.
 pub fn spawn_recorder(
-    store: Arc<Store>,
+    store: StoreHandle,
     host: String,
     clock: Clock,
 ) -> mpsc::UnboundedSender<RecordRequest> {
@@ -49,17 +51,15 @@ pub fn spawn_recorder(
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
             let batch = super::saver::batch_from(first, &mut rx, MAX_BATCH);
-            let (store, host, now) = (store.clone(), host.clone(), clock.now());
+            let (host, now) = (host.clone(), clock.now());
             let asked = asked_of(&batch);
-            let written = tokio::task::spawn_blocking(move || {
-                let changed = Changed { host: &host, now };
-                record_each_lease(&store, &asked, &changed)
-            })
-            .await
-            .unwrap_or_else(|e| {
-                let failed = Arc::new(VaultError::Encrypt(format!("internal error: {e}")));
-                vec![Err(failed); batch.len()]
-            });
+            let written = store
+                .run(move |store| {
+                    let changed = Changed { host: &host, now };
+                    Ok::<_, Interrupted>(record_each_lease(store, &asked, &changed))
+                })
+                .await
+                .unwrap_or_else(|e| vec![Err(Arc::new(VaultError::from(e))); batch.len()]);
             answer(batch, written);
         }
     });

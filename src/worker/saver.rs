@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::vault::{Profile, Store, VaultError};
+use crate::vault::{Profile, StoreHandle, VaultError};
 
 /// Why a change was not saved. One failed write fails every change it carried, so the
 /// store's error is shared.
@@ -14,9 +14,6 @@ pub enum SaveError {
     Removed(String),
     #[error(transparent)]
     Store(Arc<VaultError>),
-    /// The write's task ended without an answer (it panicked or was cancelled).
-    #[error("internal error: {0}")]
-    Lost(String),
 }
 
 /// A change to one profile, applied by the saver.
@@ -48,7 +45,7 @@ pub fn batch_from<T>(first: T, rx: &mut mpsc::UnboundedReceiver<T>, max: usize) 
 /// Group commit: one task owns writing. It takes every change waiting in the queue, applies
 /// them all, saves the vault once, and only then answers each job. Under load many tokens
 /// share one write, and no job hears "saved" before its token is on disk.
-pub fn spawn_saver(store: Arc<Store>) -> mpsc::UnboundedSender<SaveRequest> {
+pub fn spawn_saver(store: StoreHandle) -> mpsc::UnboundedSender<SaveRequest> {
     let (tx, mut rx) = mpsc::unbounded_channel::<SaveRequest>();
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
@@ -58,25 +55,24 @@ pub fn spawn_saver(store: Arc<Store>) -> mpsc::UnboundedSender<SaveRequest> {
                 .into_iter()
                 .map(|r| ((r.profile.clone(), r.change), (r.profile, r.reply)))
                 .unzip();
-            let store = store.clone();
-            let saved = tokio::task::spawn_blocking(move || {
-                store.update_profiles(changes.into_iter().map(|(name, mut change)| {
-                    (name, move |p: &mut Profile| {
-                        change(p);
-                        p.clone()
-                    })
-                }))
-            })
-            .await;
+            let saved = store
+                .run(move |store| {
+                    store.update_profiles(changes.into_iter().map(|(name, mut change)| {
+                        (name, move |p: &mut Profile| {
+                            change(p);
+                            p.clone()
+                        })
+                    }))
+                })
+                .await;
             let failed = match saved {
-                Ok(Ok(outcomes)) => {
+                Ok(outcomes) => {
                     for ((name, reply), outcome) in replies.into_iter().zip(outcomes) {
                         let _ = reply.send(outcome.ok_or(SaveError::Removed(name)));
                     }
                     continue;
                 }
-                Ok(Err(e)) => SaveError::Store(Arc::new(e)),
-                Err(e) => SaveError::Lost(e.to_string()),
+                Err(e) => SaveError::Store(Arc::new(e)),
             };
             for (_, reply) in replies {
                 let _ = reply.send(Err(failed.clone()));

@@ -17,11 +17,11 @@ use super::{Event, FailureKind, Job, JobId, Outcome, WorkerConfig};
 use crate::audit::{Action, Prints, prints_of};
 use crate::clock::Clock;
 use crate::oauth::OAuthClient;
-use crate::vault::{Profile, Refusal, Store, VaultError};
+use crate::vault::{Profile, Refusal, Store, StoreHandle, VaultError};
 
 /// The worker's shared state; one per [`super::spawn`].
 pub struct Worker {
-    pub(in crate::worker) store: Arc<Store>,
+    pub(in crate::worker) store: StoreHandle,
     pub(in crate::worker) client: OAuthClient,
     pub(in crate::worker) clock: Clock,
     pub(in crate::worker) events: mpsc::UnboundedSender<Event>,
@@ -421,11 +421,7 @@ impl Worker {
         &self,
         work: impl FnOnce(&Store) -> Result<T, VaultError> + Send + 'static,
     ) -> Result<T, JobError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || work(&store))
-            .await
-            .map_err(|e| JobError::internal(format!("internal error: {e}")))?
-            .map_err(JobError::from)
+        self.store.run(work).await.map_err(JobError::from)
     }
 
     /// The lease a job on profile `name` runs under ([`Store::lease_for`]).

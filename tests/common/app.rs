@@ -12,7 +12,7 @@ use tokdeck::oauth::OAuthClient;
 use tokdeck::tui::app::{App, Settings};
 use tokdeck::tui::runtime::{Host, Runtime};
 use tokdeck::tui::theme::Theme;
-use tokdeck::vault::{IdentityFile, Store, Unlock};
+use tokdeck::vault::{IdentityFile, Store, StoreHandle, Unlock};
 use tokdeck::worker::{self, WorkerConfig};
 
 use super::Env;
@@ -28,7 +28,9 @@ pub fn start<H: Host + Send + 'static>(env: &Env, host: H) -> RunningApp<H> {
     let unlock = Unlock::Identity(
         IdentityFile::load(&env.identity(), tokdeck::vault::crypto::NoPrompt).unwrap(),
     );
-    let store = Arc::new(Store::open(&env.vault(), unlock).unwrap());
+    let opened = Arc::new(Store::open(&env.vault(), unlock).unwrap());
+    let profiles = opened.snapshot().unwrap().profiles;
+    let store = StoreHandle::new(opened);
     let worker = worker::spawn(WorkerConfig {
         store: store.clone(),
         client: OAuthClient::new(Duration::from_secs(5), "2025-04-01").unwrap(),
@@ -45,11 +47,7 @@ pub fn start<H: Host + Send + 'static>(env: &Env, host: H) -> RunningApp<H> {
         utc_offset: Clock::System.utc_offset(),
         read_only_reason: None,
     };
-    let app = App::new(
-        store.snapshot().unwrap().profiles,
-        Clock::System.now(),
-        settings,
-    );
+    let app = App::new(profiles, Clock::System.now(), settings);
     let runtime = Runtime {
         audit: None,
         terminal: Terminal::new(TestBackend::new(120, 40)).unwrap(),

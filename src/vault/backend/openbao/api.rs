@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::ha::{self, Answer, LastWrite, Replay, Sent, clean};
-use super::request_thread::RequestThread;
 use crate::vault::error::VaultError;
 use crate::vault::location::{KvPath, Location};
 
@@ -24,9 +23,8 @@ pub struct Connection {
 /// A client of one OpenBao server.
 #[derive(Clone)]
 pub struct Api {
-    http: reqwest::Client,
+    http: reqwest::blocking::Client,
     token: Arc<SecretString>,
-    requests: RequestThread,
     timeout: Duration,
     last_write: LastWrite,
 }
@@ -61,16 +59,14 @@ pub enum Written {
 
 impl Api {
     pub fn new(connection: Connection) -> Result<Self, VaultError> {
-        let http = crate::http::http_builder(connection.timeout, &connection.roots)
+        let http = crate::http::blocking_http_builder(connection.timeout, &connection.roots)
             // An answer from elsewhere is not OpenBao's; a redirect would carry the token.
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| VaultError::Remote(format!("cannot set up HTTP for OpenBao: {e}")))?;
-        let requests = RequestThread::start().map_err(|e| VaultError::Remote(e.to_string()))?;
         Ok(Self {
             http,
             token: Arc::new(connection.token),
-            requests,
             timeout: connection.timeout,
             last_write: LastWrite::default(),
         })
@@ -159,7 +155,6 @@ impl Api {
     fn send_cas(&self, kv: &KvPath, fields: &serde_json::Map<String, Value>, cas: u64) -> Sent {
         let body = serde_json::json!({ "options": { "cas": cas }, "data": fields });
         self.send(
-            kv,
             reqwest::Method::POST,
             kv.data_url(),
             Some(body),
@@ -342,7 +337,7 @@ impl Api {
         }
     }
 
-    /// Sends one request on the runtime thread, through an election if one is under way.
+    /// Sends one request, through an election if one is under way.
     fn call(
         &self,
         kv: &KvPath,
@@ -351,24 +346,23 @@ impl Api {
         body: Option<Value>,
         replay: Replay,
     ) -> Result<Answer, VaultError> {
-        let sent = self.send(kv, method, url, body, replay);
+        let sent = self.send(method, url, body, replay);
         self.answered(kv, sent)
     }
 
     fn send(
         &self,
-        kv: &KvPath,
         method: reqwest::Method,
         url: String,
         body: Option<Value>,
         replay: Replay,
     ) -> Sent {
-        let (http, token) = (self.http.clone(), self.token.clone());
         let write = method != reqwest::Method::GET;
         let build = move || {
-            let mut request = http
+            let mut request = self
+                .http
                 .request(method.clone(), &url)
-                .header("X-Vault-Token", token.expose_secret())
+                .header("X-Vault-Token", self.token.expose_secret())
                 .header("X-Vault-Request", "true");
             if let Some(body) = &body {
                 request = request.json(body);
@@ -376,11 +370,7 @@ impl Api {
             request
         };
         let patience = ha::patience(self.timeout);
-        let job = ha::send(build, replay, write, patience, self.last_write.clone());
-        match self.requests.run(job) {
-            Ok(sent) => sent,
-            Err(gone) => Sent::Unknown(format!("{gone} ({})", kv.kv_name())),
-        }
+        ha::send(build, replay, write, patience, &self.last_write)
     }
 
     /// The answer, or what its absence means.

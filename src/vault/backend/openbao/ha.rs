@@ -105,12 +105,12 @@ impl LastWrite {
 
 /// Sends the request `build` makes until the cluster gives a final answer, within `patience`.
 /// `write`: the request changes storage, so its answer's index is kept for later requests.
-pub async fn send(
-    build: impl Fn() -> reqwest::RequestBuilder,
+pub fn send(
+    build: impl Fn() -> reqwest::blocking::RequestBuilder,
     replay: Replay,
     write: bool,
     patience: Duration,
-    last_write: LastWrite,
+    last_write: &LastWrite,
 ) -> Sent {
     let deadline = Instant::now() + patience;
     let mut pause = FIRST_PAUSE;
@@ -123,7 +123,7 @@ pub async fn send(
         }
         sends += 1;
         let more_time = Instant::now() + pause < deadline;
-        match receive(request).await {
+        match receive(request) {
             Ok(mut answer) => {
                 answer.sends = sends;
                 let verdict = verdict(answer.status, &first_error(&answer.body));
@@ -157,7 +157,7 @@ pub async fn send(
                 }
             }
         }
-        tokio::time::sleep(jittered(pause)).await;
+        std::thread::sleep(jittered(pause));
         pause = (pause * 2).min(LONGEST_PAUSE);
     }
 }
@@ -180,8 +180,8 @@ pub fn cause_of(e: &reqwest::Error) -> String {
 }
 
 /// Sends `request` and reads its answer, up to [`MAX_ANSWER_BYTES`].
-async fn receive(request: reqwest::RequestBuilder) -> Result<Answer, reqwest::Error> {
-    let mut response = request.send().await?;
+fn receive(request: reqwest::blocking::RequestBuilder) -> Result<Answer, reqwest::Error> {
+    let mut response = request.send()?;
     let status = response.status().as_u16();
     let headers = response.headers();
     let date = headers
@@ -190,26 +190,48 @@ async fn receive(request: reqwest::RequestBuilder) -> Result<Answer, reqwest::Er
         .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
         .map(|d| d.with_timezone(&Utc));
     let index = headers.get("x-vault-index").cloned();
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Ok(Answer {
-                status: 0,
-                body: Vec::new(),
-                date,
-                index: None,
-                sends: 0,
-            });
+    let mut body = Capped::default();
+    if let Err(e) = response.copy_to(&mut body) {
+        if !body.over {
+            return Err(e);
         }
-        body.extend_from_slice(&chunk);
+        return Ok(Answer {
+            status: 0,
+            body: Vec::new(),
+            date,
+            index: None,
+            sends: 0,
+        });
     }
     Ok(Answer {
         status,
-        body,
+        body: body.read,
         date,
         index,
         sends: 0,
     })
+}
+
+/// An answer's body as it arrives, refused past [`MAX_ANSWER_BYTES`].
+#[derive(Default)]
+struct Capped {
+    read: Vec<u8>,
+    over: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, chunk: &[u8]) -> std::io::Result<usize> {
+        if self.read.len() + chunk.len() > MAX_ANSWER_BYTES {
+            self.over = true;
+            return Err(std::io::Error::other("the answer is too large"));
+        }
+        self.read.extend_from_slice(chunk);
+        Ok(chunk.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The first error OpenBao gave, cleaned for a terminal.

@@ -8,7 +8,6 @@ pub mod api;
 mod entries;
 mod ha;
 pub mod lease;
-mod request_thread;
 mod team;
 
 use std::io::{Read, Write};
