@@ -2,6 +2,7 @@
 //! Where the ciphertext lives is the backend's ([`super::backend`]).
 
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,8 @@ use super::model::{Profile, VaultData};
 use super::snapshot::{Snapshot, read_stored};
 use super::text::Text;
 mod arrange;
+mod cache;
+use cache::Cache;
 mod entries;
 mod lease;
 mod locks;
@@ -45,30 +48,19 @@ pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(30);
 pub struct Store {
     backend: Box<dyn Backend>,
     unlock: Unlock,
-    sealing: Mutex<Sealing>,
-    snapshot: Mutex<Snapshot>,
+    /// What this process holds of the vault, under one lock.
+    cache: Mutex<Cache>,
+    /// How many times this process took the vault's lease or a profile's lock: what was read
+    /// before counts as current no longer, as another process may have saved until then.
+    leases_taken: AtomicU64,
     lease: Arc<Mutex<LeaseState>>,
     /// The locks of profiles' entries this process holds or held, by record key
     /// ([`locks`]), for a vault laid out as entries.
     locks: Mutex<std::collections::HashMap<String, Arc<Mutex<LeaseState>>>>,
     lock_wait: Duration,
-    /// Who saved each profile's token last, as the status shards said at the descriptor's
-    /// `seq` ([`shards`]).
-    saved_by: Mutex<
-        Option<(
-            u64,
-            std::collections::BTreeMap<String, super::entry::SavedBy>,
-        )>,
-    >,
-    /// Profiles whose newer tokens were kept over an older file (see [`super::rollback`]) and
-    /// are not yet written back.
-    kept: Mutex<Vec<String>>,
     /// Held while kept tokens are written back: whoever asks to write them back returns only
     /// once they are on disk, even when another thread took them first.
     writing_back: Mutex<()>,
-    /// Until when what the store holds counts as current without asking the backend again
-    /// (see [`Backend::fresh_for`]); cleared whenever the lease is taken.
-    fresh_until: Mutex<Option<Instant>>,
     /// What this machine accepted of the vault, which every version read must match
     /// ([`super::trust`]); `None` for a passphrase vault, or a store opened without pins.
     trust: Option<Pinned>,
@@ -116,19 +108,22 @@ impl Store {
         sealing: Sealing,
         snapshot: Snapshot,
     ) -> Self {
-        let backend_fresh_for = backend.fresh_for();
+        let fresh = Some((Instant::now() + backend.fresh_for(), 0));
         Self {
             backend,
             unlock,
-            sealing: Mutex::new(sealing),
-            snapshot: Mutex::new(snapshot),
+            cache: Mutex::new(Cache {
+                read: snapshot,
+                sealing,
+                fresh,
+                saved_by: None,
+                kept: Vec::new(),
+            }),
+            leases_taken: AtomicU64::new(0),
             lease: Arc::default(),
             locks: Mutex::default(),
             lock_wait: DEFAULT_LOCK_WAIT,
-            saved_by: Mutex::default(),
-            kept: Mutex::default(),
             writing_back: Mutex::default(),
-            fresh_until: Mutex::new(Some(Instant::now() + backend_fresh_for)),
             trust: None,
         }
     }
@@ -144,7 +139,7 @@ impl Store {
         let pinned = Pinned::load(pins, self.location())?;
         let own = self.unlocking_recipients();
         {
-            let snap = lock_ignoring_poison(&self.snapshot);
+            let snap = lock_ignoring_poison(&self.cache);
             pinned.admit(membership(&snap.content, &own), self.location())?;
         }
         self.trust = Some(pinned);
@@ -156,7 +151,7 @@ impl Store {
     pub fn trust_changes(&self, pins: Pins) -> Result<super::trust::Changes, VaultError> {
         let pinned = Pinned::load(pins, self.location())?;
         let own = self.unlocking_recipients();
-        let snap = lock_ignoring_poison(&self.snapshot);
+        let snap = lock_ignoring_poison(&self.cache);
         Ok(pinned.changes(membership(&snap.content, &own)))
     }
 
@@ -164,7 +159,7 @@ impl Store {
     pub fn accept_membership(&self, pins: Pins) -> Result<(), VaultError> {
         let pinned = Pinned::load(pins, self.location())?;
         let own = self.unlocking_recipients();
-        let snap = lock_ignoring_poison(&self.snapshot);
+        let snap = lock_ignoring_poison(&self.cache);
         pinned.accept(membership(&snap.content, &own))
     }
 
@@ -206,7 +201,10 @@ impl Store {
 
     /// Whether the vault is sealed with a passphrase rather than to recipients.
     pub fn is_passphrase_vault(&self) -> bool {
-        matches!(*lock_ignoring_poison(&self.sealing), Sealing::Passphrase(_))
+        matches!(
+            lock_ignoring_poison(&self.cache).sealing,
+            Sealing::Passphrase(_)
+        )
     }
 
     /// Destroys every stored version of the vault but the current one (see
@@ -227,7 +225,7 @@ impl Store {
 
     /// Reads the freshest content without copying it.
     pub fn read<T>(&self, f: impl FnOnce(&VaultData) -> T) -> Result<T, VaultError> {
-        let mut snap = lock_ignoring_poison(&self.snapshot);
+        let mut snap = lock_ignoring_poison(&self.cache);
         self.refresh_snapshot(&mut snap)?;
         self.load_whole(&mut snap)?;
         Ok(f(snap.content.data(self.location())?))
@@ -235,7 +233,7 @@ impl Store {
 
     /// One profile from the freshest content, without cloning the rest.
     pub fn profile(&self, name: &str) -> Result<Option<Profile>, VaultError> {
-        let mut snap = lock_ignoring_poison(&self.snapshot);
+        let mut snap = lock_ignoring_poison(&self.cache);
         self.refresh_snapshot(&mut snap)?;
         // Under the lease a profile is read for a refresh: only its entry is trusted.
         let leased = lock_ignoring_poison(&self.lease).holders > 0
@@ -248,8 +246,11 @@ impl Store {
     /// what this machine keeps of the vault's secrets outside it. In a vault with groups,
     /// to this machine's own keys: a group's token must reach no other reader's.
     pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, VaultError> {
-        let recipients = self.read_recipients();
-        crypto::encrypt(plaintext, &self.sealing_for_recipients(&recipients))
+        let sealing = {
+            let snap = lock_ignoring_poison(&self.cache);
+            sealing_for_recipients(&snap.sealing, &self.read_recipients(&snap))
+        };
+        crypto::encrypt(plaintext, &sealing)
     }
 
     /// What [`Store::seal`] encrypted, decrypted with the key that opened the vault.
@@ -257,8 +258,7 @@ impl Store {
         crypto::decrypt(ciphertext, &self.unlock, self.location())
     }
 
-    fn read_recipients(&self) -> Vec<String> {
-        let snap = lock_ignoring_poison(&self.snapshot);
+    fn read_recipients(&self, snap: &Cache) -> Vec<String> {
         let (operators, groups) = snap.content.divisions();
         if operators.is_empty() && groups.is_empty() {
             snap.content.recipients().to_vec()
@@ -271,14 +271,14 @@ impl Store {
     /// ([`super::backend::SpendRecord`]): a hash of the members' secret and the name, so a
     /// reader of the record who cannot open the vault learns no name from it.
     pub fn record_key(&self, name: &str) -> String {
-        let snap = lock_ignoring_poison(&self.snapshot);
+        let snap = lock_ignoring_poison(&self.cache);
         record_key(snap.content.members_secret().0, name)
     }
 
     /// The error for a name no profile has, with the closest one when there is one; the
     /// names are read without parsing the profiles.
     pub fn missing(&self, name: &str) -> super::ProfileError {
-        let mut snap = lock_ignoring_poison(&self.snapshot);
+        let mut snap = lock_ignoring_poison(&self.cache);
         if let Err(e) = self.load_whole(&mut snap) {
             tracing::debug!(error = %e, "cannot read every name for the suggestion");
         }
@@ -289,13 +289,13 @@ impl Store {
     /// token handed out while the stored vault cannot be read (never for a refresh or a
     /// save, which need the stored vault).
     pub fn profile_in_memory(&self, name: &str) -> Result<Option<Profile>, VaultError> {
-        let mut snap = lock_ignoring_poison(&self.snapshot);
+        let mut snap = lock_ignoring_poison(&self.cache);
         snap.content.profile(name, self.location())
     }
 
     /// The content, only when the file changed since this store last read or wrote it.
     pub fn reload_if_changed(&self) -> Result<Option<VaultData>, VaultError> {
-        let mut snap = lock_ignoring_poison(&self.snapshot);
+        let mut snap = lock_ignoring_poison(&self.cache);
         let changed = self.refresh_snapshot(&mut snap)?;
         if !changed {
             return Ok(None);
@@ -304,75 +304,10 @@ impl Store {
         Ok(Some(snap.content.data(self.location())?.clone()))
     }
 
-    /// Re-reads the file; returns whether it differed from what this store last saw.
-    fn refresh_snapshot(&self, snap: &mut Snapshot) -> Result<bool, VaultError> {
-        let checked_at = Instant::now();
-        if lock_ignoring_poison(&self.fresh_until).is_some_and(|until| checked_at < until) {
-            return Ok(false);
-        }
-        let changed = self.reread(snap)?;
-        *lock_ignoring_poison(&self.fresh_until) = Some(checked_at + self.backend.fresh_for());
-        Ok(changed)
-    }
-
-    /// Reads the version another writer left, whatever was read a moment ago.
-    fn reread_after_conflict(&self, snap: &mut Snapshot) -> Result<bool, VaultError> {
-        *lock_ignoring_poison(&self.fresh_until) = None;
-        self.refresh_snapshot(snap)
-    }
-
-    /// Asks the backend whether the vault changed, and reads it when it did.
-    fn reread(&self, snap: &mut Snapshot) -> Result<bool, VaultError> {
-        let now = self.backend.probe();
-        if now.is_some() && now == snap.version {
-            return Ok(false);
-        }
-        let stored = self.backend.open()?;
-        if stored.stamp == snap.stamp {
-            snap.version = stored.version;
-            return match stored.layout {
-                super::backend::Layout::Entries(changes) => self.catch_up(snap, changes),
-                super::backend::Layout::Single => Ok(false),
-            };
-        }
-        let path = self.location();
-        let (mut snapshot, sealing) =
-            read_stored(stored, &self.unlock, path, self.backend.has_previous())?;
-        if let Some(trust) = &self.trust {
-            let own = self.unlocking_recipients();
-            trust.admit(membership(&snapshot.content, &own), path)?;
-        }
-        let kept = Self::keep_newer_tokens(snap, &mut snapshot, path)?;
-        if !kept.is_empty() {
-            tracing::warn!(profiles = ?kept, "the vault file holds older tokens than this process saw: kept the newer ones");
-            lock_ignoring_poison(&self.kept).extend(kept);
-        }
-        *lock_ignoring_poison(&self.sealing) = sealing;
-        *snap = snapshot;
-        Ok(true)
-    }
-
-    /// Keeps the tokens of `old` that are newer than those of `new` (see
-    /// [`super::rollback`]); the file is parsed whole only when the two differ in tokens.
-    fn keep_newer_tokens(
-        old: &mut Snapshot,
-        new: &mut Snapshot,
-        path: &Location,
-    ) -> Result<Vec<String>, VaultError> {
-        let ours = old.content.data(path)?;
-        let theirs = new.content.loaded(path)?;
-        let kept = super::rollback::keep_newer_tokens(ours, &mut theirs.data);
-        if !kept.is_empty() {
-            theirs.index = None;
-            theirs.text = None;
-        }
-        Ok(kept)
-    }
-
     /// Writes back the newer tokens kept over an older file, if any; returns their profiles.
     pub fn write_back_kept(&self) -> Result<Vec<String>, VaultError> {
         let _writing = lock_ignoring_poison(&self.writing_back);
-        let kept = std::mem::take(&mut *lock_ignoring_poison(&self.kept));
+        let kept = std::mem::take(&mut lock_ignoring_poison(&self.cache).kept);
         if kept.is_empty() {
             return Ok(kept);
         }
@@ -380,7 +315,9 @@ impl Store {
             // Each entry read again keeps the newer token again: written as it is read.
             let names = kept.iter().map(|name| (name.clone(), |_: &mut Profile| ()));
             let written = self.update_profiles(names).map(|_| ());
-            lock_ignoring_poison(&self.kept).retain(|name| !kept.contains(name));
+            lock_ignoring_poison(&self.cache)
+                .kept
+                .retain(|name| !kept.contains(name));
             written
         } else {
             self.update(|_| Ok::<(), std::convert::Infallible>(()))
@@ -389,7 +326,7 @@ impl Store {
         match written {
             Ok(()) => Ok(kept),
             Err(e) => {
-                lock_ignoring_poison(&self.kept).extend(kept);
+                lock_ignoring_poison(&self.cache).kept.extend(kept);
                 Err(e)
             }
         }
@@ -409,8 +346,7 @@ impl Store {
                     });
                 }
                 if let Some(guard) = self.backend.try_lease()? {
-                    // Another process may have saved until this moment.
-                    *lock_ignoring_poison(&self.fresh_until) = None;
+                    self.lease_taken();
                     state.holders = 1;
                     state.guard = Some(guard);
                     return Ok(Lease {
@@ -441,7 +377,7 @@ impl Store {
         change: &mut impl FnMut(&mut VaultData) -> Result<T, E>,
     ) -> Result<Result<T, E>, VaultError> {
         let _lease = self.lease()?;
-        let mut snap = lock_ignoring_poison(&self.snapshot);
+        let mut snap = lock_ignoring_poison(&self.cache);
         self.refresh_snapshot(&mut snap)?;
         self.load_whole(&mut snap)?;
         let mut data = snap.content.data(self.location())?.clone();
@@ -456,12 +392,12 @@ impl Store {
         if data.is_divided() {
             return Err(sealed::divided_stays_in_entries());
         }
-        let sealing = self.sealing_for(&data);
+        let sealing = Self::sealing_for(&snap.sealing, &data);
         give_members_secret(&mut data, &sealing);
         let ciphertext = seal(&data, &sealing)?;
         let version = self.commit_or_reread(&mut snap, &ciphertext)?;
         self.trust_own_write(&data);
-        *snap = Snapshot::written(version, &ciphertext, data);
+        snap.read = Snapshot::written(version, &ciphertext, data);
         Ok(Ok(outcome))
     }
 
@@ -491,7 +427,7 @@ impl Store {
     {
         let names: Vec<&str> = changes.iter().map(|(name, _)| name.as_str()).collect();
         let leases = self.leases_for(&names)?;
-        let mut snap = lock_ignoring_poison(&self.snapshot);
+        let mut snap = lock_ignoring_poison(&self.cache);
         self.refresh_snapshot(&mut snap)?;
         // Moved in or out of entries since it was read: the other kind of lease is wanted.
         let under_vaults_lease = leases.iter().any(|lease| lease.same_as_vaults(&self.lease));
@@ -510,13 +446,14 @@ impl Store {
     /// [`Store::update_profiles`] once, on content parsed whole (parsed here when it was not).
     fn update_parsed<T, F>(
         &self,
-        snap: &mut Snapshot,
+        snap: &mut Cache,
         changes: &mut [(String, F)],
     ) -> Result<Vec<Option<T>>, VaultError>
     where
         F: FnMut(&mut Profile) -> T,
     {
         let expected = snap.version;
+        let base = snap.sealing.clone();
         let loaded = snap.content.loaded(self.backend.location())?;
         let (edited, outcomes) = loaded.edited(changes);
         if edited.is_empty() {
@@ -529,7 +466,7 @@ impl Store {
         if loaded.data.is_divided() {
             return Err(sealed::divided_stays_in_entries());
         }
-        let sealing = self.sealing_for(&loaded.data);
+        let sealing = Self::sealing_for(&base, &loaded.data);
         let secret_given = loaded.give_members_secret(&sealing);
         let text = loaded.text()?;
         let ciphertext = crypto::encrypt(text.join(&parts).as_bytes(), &sealing)?;
@@ -565,7 +502,7 @@ impl Store {
     /// applies its change to it.
     fn commit_or_reread(
         &self,
-        snap: &mut Snapshot,
+        snap: &mut Cache,
         ciphertext: &[u8],
     ) -> Result<Option<super::backend::Version>, VaultError> {
         let committed = self.backend.commit(ciphertext, snap.version);
@@ -577,13 +514,29 @@ impl Store {
 
     /// How to seal `data` whole, or its head: the recipient lists inside the vault are the
     /// truth, as a change may add or remove some.
-    fn sealing_for(&self, data: &VaultData) -> Sealing {
-        self.sealing_for_recipients(&data.all_readers())
+    fn sealing_for(base: &Sealing, data: &VaultData) -> Sealing {
+        sealing_for_recipients(base, &data.all_readers())
     }
 
     /// How to seal each part of `data` laid out as entries.
-    fn seals_for(&self, data: &VaultData) -> sealed::Seals {
-        sealed::Seals::of(data, |list| self.sealing_for_recipients(list))
+    fn seals_for(base: &Sealing, data: &VaultData) -> sealed::Seals {
+        sealed::Seals::of(data, |list| sealing_for_recipients(base, list))
+    }
+
+    /// How the vault read is sealed, for a save made without the cache held.
+    fn sealing(&self) -> Sealing {
+        lock_ignoring_poison(&self.cache).sealing.clone()
+    }
+}
+
+/// How to seal content whose head lists `recipients`, in a vault read as sealed by `base`:
+/// the recipient lists inside the vault are the truth, a passphrase stays a passphrase.
+fn sealing_for_recipients(base: &Sealing, recipients: &[String]) -> Sealing {
+    match base {
+        Sealing::Recipients(_) if !recipients.is_empty() => {
+            Sealing::Recipients(recipients.to_vec())
+        }
+        sealing => sealing.clone(),
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::cache::Cache;
 use super::entries::{head_of, in_one_piece};
 use super::sealed::{Seals, divided_stays_in_entries};
 use super::shards::all_shards;
@@ -23,7 +24,7 @@ pub enum Arrangement {
     Entries,
 }
 
-fn arrangement_of(snap: &Snapshot) -> Arrangement {
+fn arrangement_of(snap: &Cache) -> Arrangement {
     if snap.entries.is_some() {
         Arrangement::Entries
     } else {
@@ -39,11 +40,11 @@ impl Store {
         match to {
             Arrangement::Single if data.is_divided() => Err(divided_stays_in_entries()),
             Arrangement::Single => {
-                let sealing = self.sealing_for(&data);
+                let sealing = Self::sealing_for(&self.sealing(), &data);
                 super::create_in(target, &mut data, &sealing).map(|_| ())
             }
             Arrangement::Entries => {
-                let seals = self.seals_for(&data);
+                let seals = Self::seals_for(&self.sealing(), &data);
                 create_entries_in(target, &mut data, &seals)
             }
         }
@@ -51,7 +52,7 @@ impl Store {
 
     /// How the vault is stored now.
     pub fn arrangement(&self) -> Arrangement {
-        arrangement_of(&lock_ignoring_poison(&self.snapshot))
+        arrangement_of(&lock_ignoring_poison(&self.cache))
     }
 
     /// Writes every profile of `data` as an entry sealed for its members, the descriptor
@@ -60,7 +61,7 @@ impl Store {
     /// reaches every entry.
     pub(super) fn rewrite_entries(
         &self,
-        snap: &mut Snapshot,
+        snap: &mut Cache,
         mut data: VaultData,
         seals: &Seals,
     ) -> Result<(), VaultError> {
@@ -104,7 +105,7 @@ impl Store {
         }
         data.profiles.sort_by(|a, b| a.name.cmp(&b.name));
         self.trust_own_write(&data);
-        *snap = Snapshot {
+        snap.read = Snapshot {
             stamp: crate::vault::backend::Stamp::of(&head),
             content: Content::parsed(data),
             version,
@@ -129,7 +130,7 @@ impl Store {
             // Out of entries, no refresh may cross the move: each waits for the lease now.
             self.wait_out_locks()?;
         }
-        let mut snap = lock_ignoring_poison(&self.snapshot);
+        let mut snap = lock_ignoring_poison(&self.cache);
         self.refresh_snapshot(&mut snap)?;
         if arrangement_of(&snap) == to {
             return Ok(false);
@@ -138,7 +139,7 @@ impl Store {
         let mut data = snap.content.data(self.location())?.clone();
         match to {
             Arrangement::Entries => {
-                let seals = self.seals_for(&data);
+                let seals = Self::seals_for(&snap.sealing, &data);
                 crate::vault::trust::give_members_secret(&mut data, &seals.readers);
                 self.rewrite_entries(&mut snap, data, &seals)?;
             }
@@ -146,9 +147,9 @@ impl Store {
             Arrangement::Single => {
                 let entries = self.entries_or_refuse()?;
                 let shards = snap.entries.as_ref().map_or(0, |s| s.changes.shards);
-                let ciphertext = seal(&data, &self.sealing_for(&data))?;
+                let ciphertext = seal(&data, &Self::sealing_for(&snap.sealing, &data))?;
                 let version = self.commit_or_reread(&mut snap, &ciphertext)?;
-                *snap = Snapshot::written(version, &ciphertext, data);
+                snap.read = Snapshot::written(version, &ciphertext, data);
                 for id in entries.list()? {
                     entries.remove(&id)?;
                 }
@@ -171,7 +172,7 @@ impl Store {
     /// profile as stored sealed in its place: a token saved there is never written over.
     fn write_every_entry_again(
         &self,
-        snap: &mut Snapshot,
+        snap: &mut Cache,
         secret: &age::secrecy::SecretString,
         data: &mut VaultData,
         seals: &Seals,

@@ -6,9 +6,10 @@ use std::collections::{HashMap, HashSet};
 
 use age::secrecy::SecretString;
 
+use super::cache::Cache;
 use super::readers::Opened;
 use super::sealed::Seals;
-use super::{Store, lock_ignoring_poison, record_key};
+use super::{Store, record_key};
 use crate::vault::backend::entries::shards_for;
 use crate::vault::backend::{Changes, Entries, EntryRead, EntryWrite, Layout};
 use crate::vault::crypto;
@@ -16,7 +17,7 @@ use crate::vault::entry;
 use crate::vault::error::VaultError;
 use crate::vault::model::{Profile, VaultData};
 use crate::vault::parallel;
-use crate::vault::snapshot::{Content, EntryState, Slot, Snapshot};
+use crate::vault::snapshot::{Content, EntryState, Slot};
 use crate::vault::text::Text;
 
 /// Tries of a descriptor that other writers' saves keep changing first.
@@ -87,7 +88,7 @@ pub(super) fn in_one_piece(location: &crate::vault::location::Location) -> Vault
 
 impl Store {
     /// The backend's entries, when the vault as read is laid out as entries.
-    fn entries_of(&self, snap: &Snapshot) -> Option<&dyn Entries> {
+    fn entries_of(&self, snap: &Cache) -> Option<&dyn Entries> {
         snap.entries.as_ref()?;
         self.backend.entries()
     }
@@ -100,7 +101,7 @@ impl Store {
     }
 
     /// The members' secret the entries are sealed under.
-    pub(super) fn entry_secret(snap: &Snapshot) -> Result<SecretString, VaultError> {
+    pub(super) fn entry_secret(snap: &Cache) -> Result<SecretString, VaultError> {
         snap.content
             .members_secret()
             .0
@@ -123,7 +124,7 @@ impl Store {
 
     /// Loads every entry, once: the content then holds every profile. An entry that is not
     /// a member's is left out, and said in the log.
-    pub(super) fn load_whole(&self, snap: &mut Snapshot) -> Result<(), VaultError> {
+    pub(super) fn load_whole(&self, snap: &mut Cache) -> Result<(), VaultError> {
         let Some(entries) = self.entries_of(snap) else {
             return Ok(());
         };
@@ -157,7 +158,7 @@ impl Store {
     /// lease, before its refresh token is spent, nothing but the entry itself is trusted).
     pub(super) fn load_one(
         &self,
-        snap: &mut Snapshot,
+        snap: &mut Cache,
         name: &str,
         fresh: bool,
     ) -> Result<(), VaultError> {
@@ -196,14 +197,15 @@ impl Store {
     /// profile out, when there is no entry), keeping a newer token this process saw.
     fn put_loaded(
         &self,
-        snap: &mut Snapshot,
+        snap: &mut Cache,
         name: &str,
         id: String,
         found: Option<(u64, Profile)>,
     ) -> Result<(), VaultError> {
-        let loaded = snap.content.loaded(self.backend.location())?;
+        let Cache { read, kept, .. } = snap;
+        let loaded = read.content.loaded(self.backend.location())?;
         let at = loaded.data.profiles.iter().position(|p| p.name == name);
-        let state = snap.entries.as_mut();
+        let state = read.entries.as_mut();
         match (found, at) {
             (Some((version, mut profile)), at) => {
                 if let Some(ours) = at.and_then(|i| loaded.data.profiles.get(i))
@@ -213,7 +215,7 @@ impl Store {
                         profile = name,
                         "the entry holds an older token than this process saw: kept the newer one"
                     );
-                    lock_ignoring_poison(&self.kept).push(name.to_string());
+                    kept.push(name.to_string());
                 }
                 if let Some(slot) = at.and_then(|i| loaded.data.profiles.get_mut(i)) {
                     *slot = profile;
@@ -241,11 +243,7 @@ impl Store {
     /// Follows the descriptor's log from what this store saw: the entries changed since are
     /// read again (those loaded; every one when all are), or everything is forgotten when
     /// the log no longer reaches back. Returns whether anything changed.
-    pub(super) fn catch_up(
-        &self,
-        snap: &mut Snapshot,
-        changes: Changes,
-    ) -> Result<bool, VaultError> {
+    pub(super) fn catch_up(&self, snap: &mut Cache, changes: Changes) -> Result<bool, VaultError> {
         let Some(state) = snap.entries.as_mut() else {
             return Ok(false);
         };
@@ -288,7 +286,7 @@ impl Store {
     }
 
     /// Loads the entries `ids` this store does not know yet (profiles added elsewhere).
-    fn load_new(&self, snap: &mut Snapshot, ids: &[String]) -> Result<(), VaultError> {
+    fn load_new(&self, snap: &mut Cache, ids: &[String]) -> Result<(), VaultError> {
         let Some(entries) = self.entries_of(snap).filter(|_| !ids.is_empty()) else {
             return Ok(());
         };
@@ -311,7 +309,7 @@ impl Store {
     /// every shard). A conflict at an entry forgets it, so the next try reads it again.
     pub(super) fn commit_entries(
         &self,
-        snap: &mut Snapshot,
+        snap: &mut Cache,
         writes: &[&Profile],
         removed: &[String],
         seals: &Seals,
@@ -319,7 +317,8 @@ impl Store {
     ) -> Result<(), VaultError> {
         let entries = self.entries_or_refuse()?;
         let secret = Self::entry_secret(snap)?;
-        let Some(state) = snap.entries.as_mut() else {
+        let read = &mut snap.read;
+        let Some(state) = read.entries.as_mut() else {
             return Err(VaultError::Conflict(self.location().clone()));
         };
         let expected = |p: &Profile| Some(state.slots.get(&p.name).map_or(0, |s| s.version));
@@ -331,7 +330,7 @@ impl Store {
             // caller's.
             let changes = state.changes.recording(ids.iter().map(String::as_str));
             if entries
-                .commit_head(&state.head, &changes, snap.version)
+                .commit_head(&state.head, &changes, read.version)
                 .is_ok()
             {
                 state.changes = changes;
@@ -360,7 +359,7 @@ impl Store {
     /// changed at its next read. Another head is the caller's to try again on.
     fn commit_log(
         &self,
-        snap: &mut Snapshot,
+        snap: &mut Cache,
         entries: &dyn Entries,
         ids: &[String],
     ) -> Result<(), VaultError> {
@@ -385,7 +384,7 @@ impl Store {
                     // The log holds others' changes this store has not read: the next
                     // read follows it from what this store saw.
                     snap.version = None;
-                    *lock_ignoring_poison(&self.fresh_until) = None;
+                    snap.fresh = None;
                     return Ok(());
                 }
                 Err(VaultError::Conflict(_)) => {}
@@ -439,7 +438,7 @@ impl Store {
     /// a lock; when a refresh saved while this waited, the caller applies its change again.
     fn reseal_for_members(
         &self,
-        snap: &mut Snapshot,
+        snap: &mut Cache,
         data: VaultData,
         seals: &Seals,
     ) -> Result<(), VaultError> {
@@ -454,10 +453,10 @@ impl Store {
     /// profiles that differ, unless the members changed, which seals every entry again.
     pub(super) fn commit_whole_entries(
         &self,
-        snap: &mut Snapshot,
+        snap: &mut Cache,
         data: VaultData,
     ) -> Result<(), VaultError> {
-        let seals = self.seals_for(&data);
+        let seals = Self::seals_for(&snap.sealing, &data);
         let old = snap.content.data(self.backend.location())?;
         if !same_membership(old, &data) {
             return self.reseal_for_members(snap, data, &seals);
@@ -516,7 +515,7 @@ impl Store {
     /// applied, and only the changed entries written.
     pub(super) fn update_entries<T, F>(
         &self,
-        snap: &mut Snapshot,
+        snap: &mut Cache,
         changes: &mut [(String, F)],
     ) -> Result<Vec<Option<T>>, VaultError>
     where
@@ -525,12 +524,13 @@ impl Store {
         for (name, _) in changes.iter() {
             self.load_one(snap, name, true)?;
         }
+        let base = snap.sealing.clone();
         let loaded = snap.content.loaded(self.backend.location())?;
         let (edited, outcomes) = loaded.edited(changes);
         if edited.is_empty() {
             return Ok(outcomes);
         }
-        let seals = self.seals_for(&loaded.data);
+        let seals = Self::seals_for(&base, &loaded.data);
         let renamed: Vec<String> = edited
             .iter()
             .filter_map(|(&at, p)| loaded.data.profiles.get(at).filter(|s| s.name != p.name))

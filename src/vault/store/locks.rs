@@ -64,7 +64,7 @@ impl Store {
 
     /// How the vault is laid out as stored now, read again.
     fn layout_now(&self) -> Result<Arrangement, VaultError> {
-        let mut snap = lock_ignoring_poison(&self.snapshot);
+        let mut snap = lock_ignoring_poison(&self.cache);
         self.refresh_snapshot(&mut snap)?;
         drop(snap);
         Ok(self.arrangement())
@@ -92,7 +92,7 @@ impl Store {
                     EntryLock::Held(guard) => match entries.lease_holder()? {
                         None => {
                             // Another process may have saved this profile until now.
-                            *lock_ignoring_poison(&self.fresh_until) = None;
+                            self.lease_taken();
                             held.holders = 1;
                             held.guard = Some(guard);
                             return Ok(Lease {

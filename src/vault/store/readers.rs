@@ -7,11 +7,11 @@ use std::collections::HashSet;
 use age::secrecy::SecretString;
 
 use super::Store;
+use super::cache::Cache;
 use crate::vault::backend::EntryRead;
 use crate::vault::error::VaultError;
 use crate::vault::model::Profile;
 use crate::vault::parallel;
-use crate::vault::snapshot::Snapshot;
 
 /// What a read of many entries opened: (id, version, profile) of each, and the ids of those
 /// sealed to readers this machine holds no key of.
@@ -72,7 +72,7 @@ impl Store {
 
     /// The refusal of profile `name`, whose entry no key here opens, naming its group as
     /// the status shards say.
-    pub(super) fn not_reader(&self, snap: &mut Snapshot, name: &str) -> VaultError {
+    pub(super) fn not_reader(&self, snap: &mut Cache, name: &str) -> VaultError {
         let group = match self.every_shard(snap) {
             Ok(Some(shard)) => shard
                 .profiles
@@ -104,7 +104,7 @@ impl Store {
     /// them again.
     pub(super) fn keep_locked(
         &self,
-        snap: &mut Snapshot,
+        snap: &mut Cache,
         secret: &age::secrecy::SecretString,
     ) -> Result<Locked, VaultError> {
         use age::secrecy::ExposeSecret;

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use age::secrecy::SecretString;
 
+use super::cache::Cache;
 use super::entries::head_of;
 use super::{Store, lock_ignoring_poison, record_key};
 use crate::vault::backend::entries::{shard_name, shard_of};
@@ -16,7 +17,6 @@ use crate::vault::crypto::{self, Sealing};
 use crate::vault::entry::{self, SavedBy, Shard};
 use crate::vault::error::VaultError;
 use crate::vault::model::{Profile, VaultData};
-use crate::vault::snapshot::Snapshot;
 
 /// The most a shard's text may inflate to: far past what thousands of profiles need, and a
 /// bound on what a planted shard can make this process allocate.
@@ -129,7 +129,7 @@ impl Store {
     /// in entries not loaded whole (a secret per 16 to 32 profiles), else the whole content.
     /// What `f` sees of a profile from a shard holds no secret.
     pub fn read_status<T>(&self, f: impl FnOnce(&VaultData) -> T) -> Result<T, VaultError> {
-        let mut snap = lock_ignoring_poison(&self.snapshot);
+        let mut snap = lock_ignoring_poison(&self.cache);
         self.refresh_snapshot(&mut snap)?;
         match self.status_from_shards(&mut snap) {
             Ok(Some(data)) => return Ok(f(&data)),
@@ -142,7 +142,7 @@ impl Store {
 
     /// What the status shards hold, with the head; `None` where there are none to read (one
     /// piece, no shards, or every entry loaded already).
-    fn status_from_shards(&self, snap: &mut Snapshot) -> Result<Option<VaultData>, VaultError> {
+    fn status_from_shards(&self, snap: &mut Cache) -> Result<Option<VaultData>, VaultError> {
         // Loaded whole, the content holds every profile, unless some are sealed to groups
         // this machine holds no key of: the shards hold theirs too.
         if snap
@@ -163,7 +163,7 @@ impl Store {
 
     /// Every status shard, read and joined (and who saved each token remembered for
     /// [`Store::saved_by`]); `None` for a vault without them.
-    pub(super) fn every_shard(&self, snap: &Snapshot) -> Result<Option<Shard>, VaultError> {
+    pub(super) fn every_shard(&self, snap: &mut Cache) -> Result<Option<Shard>, VaultError> {
         let shards = match snap.entries.as_ref() {
             Some(state) if state.changes.shards > 0 => state.changes.shards,
             _ => return Ok(None),
@@ -187,13 +187,13 @@ impl Store {
             joined.saved_by.extend(shard.saved_by);
         }
         let seq = snap.entries.as_ref().map_or(0, |s| s.changes.seq);
-        *lock_ignoring_poison(&self.saved_by) = Some((seq, joined.saved_by.clone()));
+        snap.saved_by = Some((seq, joined.saved_by.clone()));
         Ok(Some(joined))
     }
 
     /// Who saved each profile's token last, as the shards of `snap` say now (empty when
     /// they cannot be read): for a writer that writes every shard again.
-    pub(super) fn saved_by_in(&self, snap: &Snapshot) -> BTreeMap<String, SavedBy> {
+    pub(super) fn saved_by_in(&self, snap: &mut Cache) -> BTreeMap<String, SavedBy> {
         match self.every_shard(snap) {
             Ok(shard) => shard.map(|s| s.saved_by).unwrap_or_default(),
             Err(e) => {
@@ -206,17 +206,17 @@ impl Store {
     /// Who saved each profile's token last, as the status shards say: read again when the
     /// vault changed since they were read last. Empty for a vault without shards.
     pub(super) fn saved_by(&self) -> BTreeMap<String, SavedBy> {
-        let mut snap = lock_ignoring_poison(&self.snapshot);
+        let mut snap = lock_ignoring_poison(&self.cache);
         if let Err(e) = self.refresh_snapshot(&mut snap) {
             tracing::debug!(error = %e, "cannot ask whether the vault changed");
         }
         let seq = snap.entries.as_ref().map(|s| s.changes.seq);
-        if let Some((read_at, saved)) = lock_ignoring_poison(&self.saved_by).as_ref()
+        if let Some((read_at, saved)) = snap.saved_by.as_ref()
             && Some(*read_at) == seq
         {
             return saved.clone();
         }
-        self.saved_by_in(&snap)
+        self.saved_by_in(&mut snap)
     }
 
     /// [`Store::patch_shards`]; when that fails, the shards it would have written are
@@ -225,7 +225,7 @@ impl Store {
     /// that cannot be written fails no save.
     pub(super) fn patch_shards_or_drop(
         &self,
-        snap: &mut Snapshot,
+        snap: &mut Cache,
         entries: &dyn Entries,
         changed: &[&Profile],
         removed: &[String],
@@ -252,7 +252,7 @@ impl Store {
     /// times; one that cannot be read is made again from every entry.
     pub(super) fn patch_shards(
         &self,
-        snap: &mut Snapshot,
+        snap: &mut Cache,
         entries: &dyn Entries,
         changed: &[&Profile],
         removed: &[String],
@@ -293,7 +293,7 @@ impl Store {
     /// version read.
     fn patched(
         &self,
-        snap: &mut Snapshot,
+        snap: &mut Cache,
         secret: &SecretString,
         (numbers, read): (&[u32], Vec<Option<EntryRead>>),
         patch: &Patch<'_>,
@@ -351,7 +351,7 @@ impl Store {
     /// The profiles of shard `number`, from every entry.
     fn shard_from_entries(
         &self,
-        snap: &mut Snapshot,
+        snap: &mut Cache,
         number: u32,
         number_of: &dyn Fn(&str) -> u32,
     ) -> Result<BTreeMap<String, Profile>, VaultError> {

@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 
 use zeroize::Zeroizing;
 
-use super::{Store, lock_ignoring_poison};
+use super::Store;
+use super::cache::Cache;
 use crate::vault::crypto;
 use crate::vault::error::VaultError;
 use crate::vault::model::Profile;
-use crate::vault::snapshot::{Content, Snapshot};
+use crate::vault::snapshot::Content;
 use crate::vault::text::Text;
 
 impl Store {
@@ -20,7 +21,7 @@ impl Store {
     /// profile does not parse alone), for the caller to parse it whole.
     pub(super) fn update_located<T, F>(
         &self,
-        snap: &mut Snapshot,
+        snap: &mut Cache,
         changes: &mut [(String, F)],
     ) -> Result<Option<Vec<Option<T>>>, VaultError>
     where
@@ -29,7 +30,7 @@ impl Store {
         let Content::Located(located) = &snap.content else {
             return Ok(None);
         };
-        let sealing = self.sealing_for_recipients(located.recipients());
+        let sealing = super::sealing_for_recipients(&snap.sealing, located.recipients());
         if located.members_secret().0.is_none() && matches!(sealing, crypto::Sealing::Recipients(_))
         {
             return Ok(None);
@@ -65,7 +66,7 @@ impl Store {
             // Read from the store next time, which says what is wrong with it.
             snap.stamp = crate::vault::backend::Stamp::of(&[]);
             snap.version = None;
-            *lock_ignoring_poison(&self.fresh_until) = None;
+            snap.fresh = None;
         }
         Ok(Some(outcomes))
     }
@@ -74,7 +75,7 @@ impl Store {
     /// place; `false` when the text as saved does not read back.
     fn spliced(
         &self,
-        snap: &mut Snapshot,
+        snap: &mut Cache,
         parts: &[(usize, Zeroizing<String>)],
         names: &[&str],
     ) -> bool {
@@ -92,16 +93,6 @@ impl Store {
                 tracing::warn!(error = %e, "the vault as just saved does not read back");
                 false
             }
-        }
-    }
-
-    /// How to seal content whose head lists `recipients` (see `Store::sealing_for`).
-    pub(super) fn sealing_for_recipients(&self, recipients: &[String]) -> crypto::Sealing {
-        match lock_ignoring_poison(&self.sealing).clone() {
-            crypto::Sealing::Recipients(_) if !recipients.is_empty() => {
-                crypto::Sealing::Recipients(recipients.to_vec())
-            }
-            sealing => sealing,
         }
     }
 }

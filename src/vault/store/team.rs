@@ -72,7 +72,7 @@ impl Store {
             std::collections::BTreeMap::new()
         };
         let reader_tags = self.reader_tags();
-        let snap = lock_ignoring_poison(&self.snapshot);
+        let snap = lock_ignoring_poison(&self.cache);
         let sealed_away = snap.entries.as_ref().map_or(0, |s| s.locked.len());
         let secret = snap.content.members_secret().0;
         let team = Team::of(
@@ -114,7 +114,7 @@ impl Store {
 
     /// The [`reader_tag`]s of the members and of each group, in a vault with groups.
     fn reader_tags(&self) -> BTreeMap<Option<String>, String> {
-        let snap = lock_ignoring_poison(&self.snapshot);
+        let snap = lock_ignoring_poison(&self.cache);
         let (operators, groups) = snap.content.divisions();
         let secret = snap.content.members_secret().0;
         let Some(secret) = secret.filter(|_| !operators.is_empty() || !groups.is_empty()) else {
@@ -144,7 +144,7 @@ impl Store {
             list.iter()
                 .any(|r| canonical_recipient(r).is_ok_and(|c| own.contains(&c)))
         };
-        let snap = lock_ignoring_poison(&self.snapshot);
+        let snap = lock_ignoring_poison(&self.cache);
         let (operators, groups) = snap.content.divisions();
         let secret = snap.content.members_secret().0;
         let secret = secret.filter(|_| !operators.is_empty() || !groups.is_empty())?;
@@ -164,7 +164,7 @@ impl Store {
         let text = serde_json::to_string(beat)
             .map_err(|e| VaultError::Remote(format!("cannot write the announcement: {e}")))?;
         let tagged = {
-            let snap = lock_ignoring_poison(&self.snapshot);
+            let snap = lock_ignoring_poison(&self.cache);
             snap.content
                 .members_secret()
                 .0
