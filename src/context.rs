@@ -214,7 +214,13 @@ impl Context {
         let ctx = self.clone();
         let store = tokio::task::spawn_blocking(move || open(&ctx))
             .await
-            .map_err(|_| crate::vault::Interrupted)??;
+            .map_err(|e| {
+                if e.is_panic() {
+                    crate::vault::Interrupted::Failed
+                } else {
+                    crate::vault::Interrupted::Stopping
+                }
+            })??;
         Ok(StoreHandle::new(store))
     }
 

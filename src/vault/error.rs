@@ -95,11 +95,19 @@ pub enum VaultError {
     Interrupted(#[from] Interrupted),
 }
 
-/// The blocking pool did not run a piece of vault work to its end
-/// (through a `StoreHandle`): the runtime is shutting down.
+/// The blocking pool did not run a piece of vault work to its end (through a
+/// `StoreHandle`).
 #[derive(Debug, thiserror::Error)]
-#[error("the vault work was cut short: tokdeck is stopping")]
-pub struct Interrupted;
+pub enum Interrupted {
+    /// The runtime is shutting down.
+    #[error("the vault work was cut short: tokdeck is stopping")]
+    Stopping,
+    /// The work panicked: a defect, told as an error rather than taking its caller down.
+    #[error(
+        "the vault work ended unexpectedly (an internal error, in the log): check `tokdeck status`, then try again"
+    )]
+    Failed,
+}
 
 impl VaultError {
     /// A vault that should exist but cannot be seen: missing, or hidden by permissions

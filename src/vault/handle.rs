@@ -22,7 +22,8 @@ impl StoreHandle {
     }
 
     /// Runs `work` on the store, on the blocking pool, and waits for what it returns. A
-    /// panic in `work` goes on in the caller, as it would have without the pool.
+    /// panic in `work` is logged and returned as [`Interrupted::Failed`]: a job whose save
+    /// panicked still ends with an answer.
     pub async fn run<T, E>(
         &self,
         work: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
@@ -34,13 +35,53 @@ impl StoreHandle {
         let store = self.store.clone();
         match tokio::task::spawn_blocking(move || work(&store)).await {
             Ok(done) => done,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => Err(Interrupted.into()),
+            Err(e) if e.is_panic() => {
+                tracing::error!(error = %e, "vault work panicked");
+                Err(Interrupted::Failed.into())
+            }
+            Err(_) => Err(Interrupted::Stopping.into()),
         }
     }
 
     /// Where the vault is: known since it was opened, so no work for the pool.
     pub fn location(&self) -> &Location {
         self.store.location()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::crypto::{IdentityFile, Sealing, Unlock};
+    use crate::vault::{VaultData, VaultError};
+
+    #[test]
+    fn work_runs_off_the_runtime_thread_and_a_panic_comes_back_as_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = IdentityFile::generate(&dir.path().join("key.txt")).unwrap();
+        let sealing = Sealing::Recipients(id.recipients.clone());
+        let vault = dir.path().join("vault.age");
+        let store = Store::create(&vault, VaultData::default(), sealing, Unlock::Identity(id));
+        let handle = StoreHandle::new(Arc::new(store.unwrap()));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let caller = std::thread::current().id();
+        let (profiles, ran_on) = runtime
+            .block_on(handle.run(|store| {
+                let profiles = store.read(|data| data.profiles.len())?;
+                Ok::<_, VaultError>((profiles, std::thread::current().id()))
+            }))
+            .unwrap();
+        assert_eq!(profiles, 0);
+        assert_ne!(ran_on, caller, "the work ran on the runtime's thread");
+        let failed = runtime.block_on(
+            handle.run(|_| -> Result<(), VaultError> { panic!("a defect in vault work") }),
+        );
+        assert!(
+            matches!(failed, Err(VaultError::Interrupted(Interrupted::Failed))),
+            "{failed:?}"
+        );
+        assert_eq!(handle.location().file(), Some(vault.as_path()));
     }
 }
