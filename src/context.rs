@@ -212,15 +212,7 @@ impl Context {
         open: fn(&Self) -> anyhow::Result<Arc<Store>>,
     ) -> anyhow::Result<StoreHandle> {
         let ctx = self.clone();
-        let store = tokio::task::spawn_blocking(move || open(&ctx))
-            .await
-            .map_err(|e| {
-                if e.is_panic() {
-                    crate::vault::Interrupted::Failed
-                } else {
-                    crate::vault::Interrupted::Stopping
-                }
-            })??;
+        let store = crate::vault::handle::on_the_pool(move || open(&ctx)).await??;
         Ok(StoreHandle::new(store))
     }
 

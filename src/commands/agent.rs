@@ -38,8 +38,8 @@ pub async fn run(ctx: &Context, args: &AgentArgs) -> anyhow::Result<i32> {
             let publisher = match args.publish.clone() {
                 Some(place) => {
                     let ctx = ctx.clone();
-                    let connected = tokio::task::spawn_blocking(move || publisher(&ctx, &place));
-                    Some(connected.await??)
+                    let connected = move || publisher(&ctx, &place);
+                    Some(crate::vault::handle::on_the_pool(connected).await??)
                 }
                 None => None,
             };

@@ -33,19 +33,30 @@ impl StoreHandle {
         E: From<Interrupted> + Send + 'static,
     {
         let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || work(&store)).await {
+        match on_the_pool(move || work(&store)).await {
             Ok(done) => done,
-            Err(e) if e.is_panic() => {
-                tracing::error!(error = %e, "vault work panicked");
-                Err(Interrupted::Failed.into())
-            }
-            Err(_) => Err(Interrupted::Stopping.into()),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Where the vault is: known since it was opened, so no work for the pool.
     pub fn location(&self) -> &Location {
         self.store.location()
+    }
+}
+
+/// Runs blocking `work` (the store's, or setting up a blocking client) on the blocking pool
+/// and waits for it; a panic in it is logged and told as [`Interrupted::Failed`].
+pub async fn on_the_pool<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Interrupted> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(done) => Ok(done),
+        Err(e) if e.is_panic() => {
+            tracing::error!(error = %e, "vault work panicked");
+            Err(Interrupted::Failed)
+        }
+        Err(_) => Err(Interrupted::Stopping),
     }
 }
 
