@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
 use crate::health::{access_alive, access_usable, lasts_at_least, refresh_margin_for};
-use crate::vault::{Interrupted, Profile, ProfileError, StoreHandle, Token, VaultError};
+use crate::vault::{Interrupted, NoProfile, Profile, ProfileError, StoreHandle, Token, VaultError};
 use crate::worker::{Job, JobFailure};
 
 /// A token to use, what to tell the person about it, and what its users need from the
@@ -56,6 +56,16 @@ pub enum NoToken {
     Vault(#[from] VaultError),
     #[error(transparent)]
     Broken(#[from] crate::vault::validate::Broken),
+}
+
+impl From<NoProfile> for NoToken {
+    fn from(e: NoProfile) -> Self {
+        match e {
+            NoProfile::Vault(e) => Self::Vault(e),
+            NoProfile::Unknown(e) => Self::Unknown(e),
+            NoProfile::Broken(e) => Self::Broken(e),
+        }
+    }
 }
 
 impl From<Interrupted> for NoToken {
@@ -216,15 +226,7 @@ fn too_short(name: &str, token: &Token, now: DateTime<Utc>, wanted: Wanted) -> N
 /// The stored profile `name`, checked against the rules `add` and `edit` enforce.
 async fn load(store: &StoreHandle, name: &str) -> Result<Profile, NoToken> {
     let wanted = name.to_string();
-    let profile = store
-        .run(move |store| -> Result<Profile, NoToken> {
-            Ok(store
-                .profile(&wanted)?
-                .ok_or_else(|| store.missing(&wanted))?)
-        })
-        .await?;
-    crate::vault::validate::check_stored(&profile)?;
-    Ok(profile)
+    Ok(store.run(move |store| store.named_for_use(&wanted)).await?)
 }
 
 /// The profile `name` as this process last read it, without asking the store again.

@@ -9,7 +9,7 @@ use crate::context::Context;
 
 pub fn run(ctx: &Context, name: &str, json: bool) -> anyhow::Result<()> {
     let store = ctx.open_store()?;
-    let profile = store.profile(name)?.ok_or_else(|| store.missing(name))?;
+    let profile = store.named(name)?;
     let Some(token) = &profile.token else {
         anyhow::bail!("'{name}' has no token yet: authorize it first (tokdeck authorize {name})");
     };

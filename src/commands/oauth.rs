@@ -77,8 +77,9 @@ pub(super) async fn run_jobs(
 async fn profile_named(store: &StoreHandle, name: &str) -> anyhow::Result<Profile> {
     let name = name.to_string();
     store
-        .run(move |store| Ok(store.profile(&name)?.ok_or_else(|| store.missing(&name))?))
+        .run(move |store| store.named(&name))
         .await
+        .map_err(Into::into)
 }
 
 fn validity(profile: Option<&Profile>, now: chrono::DateTime<chrono::Utc>) -> String {

@@ -224,9 +224,7 @@ pub fn edit(ctx: &Context, args: &EditArgs) -> anyhow::Result<()> {
         None
     };
     let store = ctx.open_store()?;
-    let mut profile = store
-        .profile(&args.name)?
-        .ok_or_else(|| store.missing(&args.name))?;
+    let mut profile = store.named(&args.name)?;
     if let Some(new) = &args.rename {
         validate_name(new)?;
         profile.name.clone_from(new);

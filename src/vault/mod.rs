@@ -29,4 +29,4 @@ pub use model::{
     AuthMethod, CheckResult, Endpoints, GrantType, OwnerType, PendingAuth, Profile, ProfileError,
     Provider, ServerMetadata, Token, VaultData,
 };
-pub use store::{KeyedPrint, Lease, Refusal, SpendChanges, Store, TeamView};
+pub use store::{KeyedPrint, Lease, NoProfile, Refusal, SpendChanges, Store, TeamView};

@@ -40,6 +40,25 @@ fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Why the profile a command names cannot be had: the vault could not be read, no profile
+/// has that name (with the closest one), or the stored profile breaks a rule about where its
+/// secrets go ([`super::validate::check_stored`]).
+#[derive(Debug, thiserror::Error)]
+pub enum NoProfile {
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Unknown(#[from] super::ProfileError),
+    #[error(transparent)]
+    Broken(#[from] super::validate::Broken),
+}
+
+impl From<super::Interrupted> for NoProfile {
+    fn from(e: super::Interrupted) -> Self {
+        Self::Vault(e.into())
+    }
+}
+
 /// How long a writer waits for another process's lock before giving up.
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(30);
 
@@ -242,6 +261,23 @@ impl Store {
         snap.content.profile(name, self.location())
     }
 
+    /// The profile `name`, or why there is none: for a command that names one.
+    pub fn named(&self, name: &str) -> Result<Profile, NoProfile> {
+        match self.profile(name)? {
+            Some(profile) => Ok(profile),
+            None => Err(self.missing(name).into()),
+        }
+    }
+
+    /// The profile `name` as [`Store::named`], checked against the rules `add` and `edit`
+    /// enforce: for a use that sends its secrets (a hand edit or a planted value may break
+    /// one).
+    pub fn named_for_use(&self, name: &str) -> Result<Profile, NoProfile> {
+        let profile = self.named(name)?;
+        super::validate::check_stored(&profile)?;
+        Ok(profile)
+    }
+
     /// `plaintext` encrypted as the vault is (to its recipients, or its passphrase): for
     /// what this machine keeps of the vault's secrets outside it. In a vault with groups,
     /// to this machine's own keys: a group's token must reach no other reader's.
@@ -277,7 +313,7 @@ impl Store {
 
     /// The error for a name no profile has, with the closest one when there is one; the
     /// names are read without parsing the profiles.
-    pub fn missing(&self, name: &str) -> super::ProfileError {
+    fn missing(&self, name: &str) -> super::ProfileError {
         let mut snap = lock_ignoring_poison(&self.cache);
         if let Err(e) = self.load_whole(&mut snap) {
             tracing::debug!(error = %e, "cannot read every name for the suggestion");

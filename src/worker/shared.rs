@@ -17,7 +17,7 @@ use super::{Event, FailureKind, Job, JobId, Outcome, WorkerConfig};
 use crate::audit::{Action, Prints, prints_of};
 use crate::clock::Clock;
 use crate::oauth::OAuthClient;
-use crate::vault::{Profile, Refusal, Store, StoreHandle, VaultError};
+use crate::vault::{NoProfile, Profile, Refusal, Store, StoreHandle, VaultError};
 
 /// The worker's shared state; one per [`super::spawn`].
 pub struct Worker {
@@ -435,17 +435,11 @@ impl Worker {
     /// never sends a secret for a profile that breaks one (a hand edit, a planted value).
     pub(in crate::worker) async fn current(&self, name: &str) -> Result<Profile, JobError> {
         let wanted = name.to_string();
-        let profile = self
-            .blocking(move |store| {
-                Ok(store
-                    .profile(&wanted)?
-                    .ok_or_else(|| store.missing(&wanted)))
-            })
-            .await?
-            .map_err(|missing| JobError::new(FailureKind::Precondition, missing.to_string()))?;
-        crate::vault::validate::check_stored(&profile)
-            .map_err(|e| JobError::new(FailureKind::Precondition, e.to_string()))?;
-        Ok(profile)
+        let named = self.store.run(move |store| store.named_for_use(&wanted));
+        named.await.map_err(|e| match e {
+            NoProfile::Vault(e) => JobError::from(e),
+            e => JobError::new(FailureKind::Precondition, e.to_string()),
+        })
     }
 
     /// Applies `change` to the stored profile and saves atomically (possibly in one write
