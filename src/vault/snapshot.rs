@@ -7,7 +7,7 @@ use age::secrecy::SecretString;
 
 use std::io::Read as _;
 
-use super::backend::{Changes, Layout, Source, Stamp, Stored, Version};
+use super::backend::{Changes, Ciphertext, Layout, Source, Stamp, Version};
 use super::crypto::{self, Sealing, Unlock};
 use super::error::VaultError;
 use super::location::Location;
@@ -17,13 +17,13 @@ use super::text::Text;
 
 /// Decrypts what `stored` holds: what the store then holds, and how to seal the next save. A
 /// damaged vault's error says whether a previous version is there to restore.
-pub(super) fn read_stored(
-    stored: Stored,
+pub(super) fn decrypt_snapshot(
+    stored: Ciphertext,
     unlock: &Unlock,
     path: &Location,
     has_previous: bool,
 ) -> Result<(Snapshot, Sealing), VaultError> {
-    let Stored {
+    let Ciphertext {
         stamp,
         version,
         source,
@@ -122,7 +122,7 @@ impl Snapshot {
     pub(super) fn written(version: Option<Version>, ciphertext: &[u8], data: VaultData) -> Self {
         Self {
             stamp: Stamp::of(ciphertext),
-            content: Content::parsed(data),
+            content: Content::whole(data),
             version,
             entries: None,
         }
@@ -140,11 +140,11 @@ impl Snapshot {
 pub(super) enum Content {
     /// Profiles located but not parsed: reading one parses only it.
     Located(Located),
-    Parsed(Loaded),
+    Whole(Whole),
 }
 
 /// Every profile parsed, and what the store built from them when first needed.
-pub(super) struct Loaded {
+pub(super) struct Whole {
     pub(super) data: VaultData,
     /// Profile name -> position in `data.profiles`, built by the first one-profile read
     /// after a change (the agent's `token` stays constant-time at thousands of profiles).
@@ -154,7 +154,7 @@ pub(super) struct Loaded {
     pub(super) text: Option<Text>,
 }
 
-impl Loaded {
+impl Whole {
     pub(super) fn index(&mut self) -> &HashMap<String, usize> {
         let profiles = &self.data.profiles;
         self.index.get_or_insert_with(|| {
@@ -190,7 +190,7 @@ impl Loaded {
         (edited, outcomes)
     }
 
-    /// Puts the profiles [`Loaded::edited`] changed in their places, once saved.
+    /// Puts the profiles [`Whole::edited`] changed in their places, once saved.
     pub(super) fn put_edited(&mut self, edited: BTreeMap<usize, Profile>) {
         for (at, profile) in edited {
             if let Some(slot) = self.data.profiles.get_mut(at) {
@@ -213,8 +213,8 @@ impl Loaded {
 }
 
 impl Content {
-    pub(super) fn parsed(data: VaultData) -> Self {
-        Self::Parsed(Loaded {
+    pub(super) fn whole(data: VaultData) -> Self {
+        Self::Whole(Whole {
             data,
             index: None,
             text: None,
@@ -222,18 +222,18 @@ impl Content {
     }
 
     /// Every profile, parsed now when they were only located.
-    pub(super) fn loaded(&mut self, path: &Location) -> Result<&mut Loaded, VaultError> {
+    pub(super) fn parsed_whole(&mut self, path: &Location) -> Result<&mut Whole, VaultError> {
         match self {
             Self::Located(located) => {
-                *self = Self::parsed(located.parse_all(path)?);
-                self.loaded(path)
+                *self = Self::whole(located.parse_all(path)?);
+                self.parsed_whole(path)
             }
-            Self::Parsed(loaded) => Ok(loaded),
+            Self::Whole(whole) => Ok(whole),
         }
     }
 
     pub(super) fn data(&mut self, path: &Location) -> Result<&VaultData, VaultError> {
-        Ok(&self.loaded(path)?.data)
+        Ok(&self.parsed_whole(path)?.data)
     }
 
     /// The profile called `name`, through the index (built here when missing).
@@ -244,9 +244,9 @@ impl Content {
     ) -> Result<Option<Profile>, VaultError> {
         match self {
             Self::Located(located) => located.profile(name, path),
-            Self::Parsed(loaded) => {
-                let at = loaded.index().get(name).copied();
-                Ok(at.and_then(|i| loaded.data.profiles.get(i)).cloned())
+            Self::Whole(whole) => {
+                let at = whole.index().get(name).copied();
+                Ok(at.and_then(|i| whole.data.profiles.get(i)).cloned())
             }
         }
     }
@@ -255,7 +255,7 @@ impl Content {
     pub(super) fn names(&self) -> Vec<&str> {
         match self {
             Self::Located(located) => located.names().collect(),
-            Self::Parsed(loaded) => loaded
+            Self::Whole(whole) => whole
                 .data
                 .profiles
                 .iter()
@@ -268,9 +268,9 @@ impl Content {
     pub(super) fn members_secret(&self) -> (Option<&SecretString>, Option<&str>) {
         match self {
             Self::Located(located) => located.members_secret(),
-            Self::Parsed(loaded) => (
-                loaded.data.members_secret.as_ref(),
-                loaded.data.members_secret_replaces.as_deref(),
+            Self::Whole(whole) => (
+                whole.data.members_secret.as_ref(),
+                whole.data.members_secret_replaces.as_deref(),
             ),
         }
     }
@@ -278,7 +278,7 @@ impl Content {
     pub(super) fn recipients(&self) -> &[String] {
         match self {
             Self::Located(located) => located.recipients(),
-            Self::Parsed(loaded) => &loaded.data.recipients,
+            Self::Whole(whole) => &whole.data.recipients,
         }
     }
 
@@ -286,7 +286,7 @@ impl Content {
     pub(super) fn divisions(&self) -> (&[String], &[crate::vault::model::Group]) {
         match self {
             Self::Located(_) => (&[], &[]),
-            Self::Parsed(loaded) => (&loaded.data.operators, &loaded.data.groups),
+            Self::Whole(whole) => (&whole.data.operators, &whole.data.groups),
         }
     }
 }
@@ -294,7 +294,7 @@ impl Content {
 impl From<Parsed> for Content {
     fn from(parsed: Parsed) -> Self {
         match parsed {
-            Parsed::Whole(data) => Self::parsed(data),
+            Parsed::Whole(data) => Self::whole(data),
             Parsed::Located(located) => Self::Located(located),
         }
     }

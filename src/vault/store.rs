@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub use super::backend::file::read_head;
-use super::backend::{Backend, FileBackend, Stored};
+use super::backend::{Backend, Ciphertext, FileBackend};
 use super::crypto::{self, Sealing, Unlock};
 use super::error::VaultError;
 use super::location::Location;
 use super::model::{Profile, VaultData};
-use super::snapshot::{Snapshot, read_stored};
+use super::snapshot::{Snapshot, decrypt_snapshot};
 use super::text::Text;
 mod arrange;
 mod cache;
@@ -85,7 +85,7 @@ pub struct Store {
     trust: Option<Pinned>,
 }
 
-impl super::snapshot::Loaded {
+impl super::snapshot::Whole {
     /// [`give_members_secret`], and the head rendered again when it did.
     fn give_members_secret(&mut self, sealing: &Sealing) -> bool {
         let given = give_members_secret(&mut self.data, sealing);
@@ -112,11 +112,11 @@ impl Store {
     /// stored vault to tell how to unlock it need not read it again.
     pub fn open_stored(
         backend: Box<dyn Backend>,
-        stored: Stored,
+        stored: Ciphertext,
         unlock: Unlock,
     ) -> Result<Self, VaultError> {
         let (snapshot, sealing) =
-            read_stored(stored, &unlock, backend.location(), backend.has_previous())?;
+            decrypt_snapshot(stored, &unlock, backend.location(), backend.has_previous())?;
         Ok(Self::with_content(backend, unlock, sealing, snapshot))
     }
 
@@ -490,8 +490,8 @@ impl Store {
     {
         let expected = snap.version;
         let base = snap.sealing.clone();
-        let loaded = snap.content.loaded(self.backend.location())?;
-        let (edited, outcomes) = loaded.edited(changes);
+        let whole = snap.content.parsed_whole(self.backend.location())?;
+        let (edited, outcomes) = whole.edited(changes);
         if edited.is_empty() {
             return Ok(outcomes);
         }
@@ -499,12 +499,12 @@ impl Store {
             .iter()
             .map(|(&at, profile)| Ok((at, Text::profile(profile)?)))
             .collect::<Result<Vec<_>, VaultError>>()?;
-        if loaded.data.is_divided() {
+        if whole.data.is_divided() {
             return Err(sealed::divided_stays_in_entries());
         }
-        let sealing = Self::sealing_for(&base, &loaded.data);
-        let secret_given = loaded.give_members_secret(&sealing);
-        let text = loaded.text()?;
+        let sealing = Self::sealing_for(&base, &whole.data);
+        let secret_given = whole.give_members_secret(&sealing);
+        let text = whole.text()?;
         let ciphertext = crypto::encrypt(text.join(&parts).as_bytes(), &sealing)?;
         let version = match self.backend.commit(&ciphertext, expected) {
             Err(conflict @ VaultError::Conflict(_)) => {
@@ -517,9 +517,9 @@ impl Store {
         for (at, part) in parts {
             text.replace(at, part);
         }
-        loaded.put_edited(edited);
+        whole.put_edited(edited);
         if secret_given {
-            self.trust_own_write(&loaded.data);
+            self.trust_own_write(&whole.data);
         }
         snap.record_rewrite(version, &ciphertext);
         Ok(outcomes)

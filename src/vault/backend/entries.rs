@@ -17,7 +17,7 @@ pub const RECENT: usize = 32;
 pub enum Layout {
     /// One ciphertext holding every profile.
     Single,
-    /// A descriptor and an entry per profile; what [`super::Stored`] holds is the head.
+    /// A descriptor and an entry per profile; what [`super::Ciphertext`] holds is the head.
     Entries(Changes),
 }
 

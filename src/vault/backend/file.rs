@@ -8,8 +8,8 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{
-    Backend, HeldLease, Intent, LeaseGuard, Newest, STAMP_BYTES, SpendRecord, Stamp, Stamping,
-    Stored, Version,
+    Backend, Ciphertext, HeldLease, Intent, LeaseGuard, Newest, STAMP_BYTES, SpendRecord, Stamp,
+    Stamping, Version,
 };
 use crate::vault::disk::{
     backup_path, io_err, lock_path, write_atomic, write_atomic_with, write_visible,
@@ -176,7 +176,7 @@ impl Backend for FileBackend {
         fs::metadata(&self.path).ok().map(|m| version_of(&m))
     }
 
-    fn open(&self) -> Result<Stored, VaultError> {
+    fn open(&self) -> Result<Ciphertext, VaultError> {
         let failed = VaultError::reading(&self.location);
         let mut file = File::open(&self.path).map_err(&failed)?;
         let meta = file.metadata().map_err(&failed)?;
@@ -186,7 +186,7 @@ impl Backend for FileBackend {
             .read_to_end(&mut head)
             .map_err(&failed)?;
         std::io::Seek::rewind(&mut file).map_err(&failed)?;
-        Ok(Stored {
+        Ok(Ciphertext {
             stamp: Stamp {
                 len: meta.len(),
                 head,

@@ -97,7 +97,7 @@ impl std::io::Write for Stamping<'_> {
 /// The stored ciphertext, opened: its stamp and version, and where to read all of it (from
 /// its first byte). What it yields is the version stamped, even if a writer replaces the
 /// stored vault meanwhile.
-pub struct Stored {
+pub struct Ciphertext {
     pub stamp: Stamp,
     pub version: Option<Version>,
     pub source: Source,
@@ -253,7 +253,7 @@ pub trait Backend: Send + Sync {
     fn probe(&self) -> Option<Version>;
 
     /// Opens the stored ciphertext.
-    fn open(&self) -> Result<Stored, VaultError>;
+    fn open(&self) -> Result<Ciphertext, VaultError>;
 
     /// Stores `ciphertext` in place of `expected`, the version this process read, keeping the
     /// previous one; returns the new version. A backend that can tell another writer's version

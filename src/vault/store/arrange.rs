@@ -107,7 +107,7 @@ impl Store {
         self.trust_own_write(&data);
         snap.read = Snapshot {
             stamp: crate::vault::backend::Stamp::of(&head),
-            content: Content::parsed(data),
+            content: Content::whole(data),
             version,
             entries: Some(EntryState {
                 changes,

@@ -10,7 +10,7 @@ use super::Store;
 use crate::vault::crypto::Sealing;
 use crate::vault::error::VaultError;
 use crate::vault::location::Location;
-use crate::vault::snapshot::{Snapshot, read_stored};
+use crate::vault::snapshot::{Snapshot, decrypt_snapshot};
 use crate::vault::trust::membership;
 
 /// The decrypted cache: what the store last read or wrote of the vault ([`Snapshot`], which
@@ -23,7 +23,7 @@ pub(super) struct Cache {
     /// [`crate::vault::backend::Backend::fresh_for`]), and the count of leases taken then.
     pub(super) fresh: Option<(Instant, u64)>,
     /// Who saved each profile's token last, as the status shards said at the descriptor's
-    /// `seq` ([`shards`]).
+    /// `seq` ([`super::shards`]).
     pub(super) saved_by: Option<(u64, BTreeMap<String, crate::vault::entry::SavedBy>)>,
     /// Profiles whose newer tokens were kept over an older file (see [`crate::vault::rollback`]) and
     /// are not yet written back.
@@ -87,7 +87,7 @@ impl Store {
         }
         let path = self.location();
         let (mut snapshot, sealing) =
-            read_stored(stored, &self.unlock, path, self.backend.has_previous())?;
+            decrypt_snapshot(stored, &self.unlock, path, self.backend.has_previous())?;
         if let Some(trust) = &self.trust {
             let own = self.unlocking_recipients();
             trust.admit(membership(&snapshot.content, &own), path)?;
@@ -110,7 +110,7 @@ impl Store {
         path: &Location,
     ) -> Result<Vec<String>, VaultError> {
         let ours = old.content.data(path)?;
-        let theirs = new.content.loaded(path)?;
+        let theirs = new.content.parsed_whole(path)?;
         let kept = crate::vault::rollback::keep_newer_tokens(ours, &mut theirs.data);
         if !kept.is_empty() {
             theirs.index = None;

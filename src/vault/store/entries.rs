@@ -142,10 +142,10 @@ impl Store {
             profiles.push(profile);
         }
         profiles.sort_by(|a, b| a.name.cmp(&b.name));
-        let loaded = snap.content.loaded(self.backend.location())?;
-        loaded.data.profiles = profiles;
-        loaded.index = None;
-        loaded.text = None;
+        let whole = snap.content.parsed_whole(self.backend.location())?;
+        whole.data.profiles = profiles;
+        whole.index = None;
+        whole.text = None;
         if let Some(state) = snap.entries.as_mut() {
             state.slots = slots;
             state.whole = true;
@@ -203,12 +203,12 @@ impl Store {
         found: Option<(u64, Profile)>,
     ) -> Result<(), VaultError> {
         let Cache { read, kept, .. } = snap;
-        let loaded = read.content.loaded(self.backend.location())?;
-        let at = loaded.data.profiles.iter().position(|p| p.name == name);
+        let whole = read.content.parsed_whole(self.backend.location())?;
+        let at = whole.data.profiles.iter().position(|p| p.name == name);
         let state = read.entries.as_mut();
         match (found, at) {
             (Some((version, mut profile)), at) => {
-                if let Some(ours) = at.and_then(|i| loaded.data.profiles.get(i))
+                if let Some(ours) = at.and_then(|i| whole.data.profiles.get(i))
                     && crate::vault::rollback::keep_newer_token(ours, &mut profile)
                 {
                     tracing::warn!(
@@ -217,26 +217,26 @@ impl Store {
                     );
                     kept.push(name.to_string());
                 }
-                if let Some(slot) = at.and_then(|i| loaded.data.profiles.get_mut(i)) {
+                if let Some(slot) = at.and_then(|i| whole.data.profiles.get_mut(i)) {
                     *slot = profile;
                 } else {
-                    loaded.data.profiles.push(profile);
-                    loaded.index = None;
+                    whole.data.profiles.push(profile);
+                    whole.index = None;
                 }
                 if let Some(state) = state {
                     state.slots.insert(name.to_string(), Slot { id, version });
                 }
             }
             (None, Some(i)) => {
-                loaded.data.profiles.remove(i);
-                loaded.index = None;
+                whole.data.profiles.remove(i);
+                whole.index = None;
                 if let Some(state) = state {
                     state.slots.remove(name);
                 }
             }
             (None, None) => {}
         }
-        loaded.text = None;
+        whole.text = None;
         Ok(())
     }
 
@@ -248,13 +248,13 @@ impl Store {
             return Ok(false);
         };
         let Some(ids) = changes.since(state.changes.seq) else {
-            let whole = state.whole;
+            let was_whole = state.whole;
             *state = EntryState::new(changes, std::mem::take(&mut state.head));
-            let loaded = snap.content.loaded(self.backend.location())?;
-            loaded.data.profiles.clear();
-            loaded.index = None;
-            loaded.text = None;
-            if whole {
+            let whole = snap.content.parsed_whole(self.backend.location())?;
+            whole.data.profiles.clear();
+            whole.index = None;
+            whole.text = None;
+            if was_whole {
                 self.load_whole(snap)?;
             }
             return Ok(true);
@@ -506,7 +506,7 @@ impl Store {
                 entries.remove_shard(stale)?;
             }
         }
-        snap.content = Content::parsed(data);
+        snap.content = Content::whole(data);
         Ok(())
     }
 
@@ -525,22 +525,22 @@ impl Store {
             self.load_one(snap, name, true)?;
         }
         let base = snap.sealing.clone();
-        let loaded = snap.content.loaded(self.backend.location())?;
-        let (edited, outcomes) = loaded.edited(changes);
+        let whole = snap.content.parsed_whole(self.backend.location())?;
+        let (edited, outcomes) = whole.edited(changes);
         if edited.is_empty() {
             return Ok(outcomes);
         }
-        let seals = Self::seals_for(&base, &loaded.data);
+        let seals = Self::seals_for(&base, &whole.data);
         let renamed: Vec<String> = edited
             .iter()
-            .filter_map(|(&at, p)| loaded.data.profiles.get(at).filter(|s| s.name != p.name))
+            .filter_map(|(&at, p)| whole.data.profiles.get(at).filter(|s| s.name != p.name))
             .map(|p| p.name.clone())
             .collect();
         let writes: Vec<&Profile> = edited.values().collect();
         self.commit_entries(snap, &writes, &renamed, &seals, true)?;
-        let loaded = snap.content.loaded(self.backend.location())?;
-        loaded.put_edited(edited);
-        loaded.text = None;
+        let whole = snap.content.parsed_whole(self.backend.location())?;
+        whole.put_edited(edited);
+        whole.text = None;
         Ok(outcomes)
     }
 }

@@ -55,7 +55,7 @@ pub fn create_in(
 }
 
 /// Renders `data` whole and encrypts it. Rendering the document in one piece is faster than
-/// in parts ([`Text`]), which only pay when later saves change a few profiles.
+/// in parts ([`crate::vault::text::Text`]), which only pay when later saves change a few profiles.
 pub(super) fn seal(data: &VaultData, sealing: &Sealing) -> Result<Vec<u8>, VaultError> {
     let text = zeroize::Zeroizing::new(
         toml::to_string(data).map_err(|e| VaultError::Encrypt(e.to_string()))?,

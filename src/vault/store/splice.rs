@@ -81,7 +81,7 @@ impl Store {
     ) -> bool {
         let spliced = match &mut snap.content {
             Content::Located(located) => located.splice(parts, names, self.location()),
-            Content::Parsed(_) => Ok(None),
+            Content::Whole(_) => Ok(None),
         };
         match spliced {
             Ok(None) => true,

@@ -19,7 +19,7 @@ pub use api::Connection;
 use api::{Api, Found, Written};
 use lease::{Holder, LeaseTiming, Taken};
 
-use super::{Backend, Entries, Layout, LeaseGuard, Stamp, Stored, TeamEntries, Version};
+use super::{Backend, Ciphertext, Entries, Layout, LeaseGuard, Stamp, TeamEntries, Version};
 use crate::vault::error::VaultError;
 use crate::vault::location::{KvPath, Location};
 
@@ -161,7 +161,7 @@ impl Backend for OpenBaoBackend {
         }
     }
 
-    fn open(&self) -> Result<Stored, VaultError> {
+    fn open(&self) -> Result<Ciphertext, VaultError> {
         let secret = match self.api.read(&self.kv)? {
             Found::Secret(secret) => secret,
             Found::Nothing { .. } => {
@@ -171,7 +171,7 @@ impl Backend for OpenBaoBackend {
         };
         let (binary, layout) = self.ciphertext(&secret.fields)?;
         self.remember(secret.version);
-        Ok(Stored {
+        Ok(Ciphertext {
             stamp: Stamp::of(&binary),
             version: Some(Version::Revision(secret.version)),
             source: super::Source::Reader(Box::new(std::io::Cursor::new(binary))),

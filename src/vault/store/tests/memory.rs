@@ -95,10 +95,10 @@ impl Backend for Memory {
             .map(|(_, n)| Version::Revision(*n))
     }
 
-    fn open(&self) -> Result<crate::vault::backend::Stored, VaultError> {
+    fn open(&self) -> Result<crate::vault::backend::Ciphertext, VaultError> {
         let stored = lock_ignoring_poison(&self.stored).clone();
         let (bytes, n) = stored.ok_or(VaultError::NotFound(self.location().clone()))?;
-        Ok(crate::vault::backend::Stored {
+        Ok(crate::vault::backend::Ciphertext {
             stamp: crate::vault::backend::Stamp::of(&bytes),
             version: Some(Version::Revision(n)),
             source: crate::vault::backend::Source::Reader(Box::new(std::io::Cursor::new(bytes))),
