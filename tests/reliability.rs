@@ -264,3 +264,68 @@ fn listener_survives_a_flood_of_junk_and_takes_only_its_callback() {
         );
     });
 }
+
+/// A disk that fills up while a large vault is written: the save fails past the first early
+/// sync of the new file (the file size limit stands in for a full disk, which the kernel
+/// reports the same way, as a failed write), the old file stays as it was, no part of the new
+/// one is left behind, and the rotated token is kept and saved by the next action, never
+/// thrown away nor its dead predecessor sent.
+#[test]
+fn a_disk_full_while_a_large_vault_is_written_loses_no_token() {
+    common::tool("prlimit");
+    let env = Env::new();
+    let server = MockServer::start();
+    env.imported(&common::factorial_profiles(3_000));
+    env.authorized_profile("p", &server, &[]);
+    let before = env.vault_bytes();
+    let limit = 5 * (1 << 19); // 2.5 MiB: past the first early sync, short of the file.
+    assert!(before.len() > limit + (1 << 19), "{} bytes", before.len());
+    let sent = server.last_refresh_token().unwrap();
+
+    // The signal a write past the limit raises is ignored, so the write fails as on a full
+    // disk; an ignored signal stays ignored across exec.
+    let script = "trap '' XFSZ; exec prlimit --fsize=\"$0\" -- \"$@\"";
+    let limit = limit.to_string();
+    let bin = common::bin();
+    let args = [
+        script,
+        &limit,
+        bin.to_str().unwrap(),
+        "refresh",
+        "p",
+        "--no-agent",
+    ];
+    let mut refresh = env.command_of(std::path::Path::new("/bin/sh"), &["-c"]);
+    refresh.args(args);
+    let out = refresh.output().unwrap();
+    let message = stderr(&out);
+    assert!(!out.status.success(), "the save went through: {message}");
+    assert!(
+        message.contains("saving them failed") && message.contains("keeps them"),
+        "{message}"
+    );
+    // The disk's failure, named as such (not as a failed encryption).
+    assert!(
+        message.contains("cannot write") && message.contains("File too large"),
+        "{message}"
+    );
+    assert_eq!(server.refresh_requests(), 1, "{message}");
+    assert!(!server.is_refresh_token_valid(&sent));
+    assert!(env.vault_bytes() == before, "the vault changed");
+    let left: Vec<_> = std::fs::read_dir(env.vault().parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_eq!(env.stored("p", "refresh_token"), sent);
+
+    // Room again: the kept token is saved first, then refreshed; the dead one never leaves.
+    let out = env.run(&["refresh", "p", "--no-agent"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.refresh_requests(), 2);
+    let stored = env.stored("p", "refresh_token");
+    assert_eq!(Some(stored.clone()), server.last_refresh_token());
+    assert!(server.is_refresh_token_valid(&stored));
+    assert!(env.vault_text().contains("name = \"p00042\""));
+}

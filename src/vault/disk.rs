@@ -52,9 +52,14 @@ pub fn write_atomic_with(
     {
         let mut early = EarlySync::new(tmp.as_file());
         let mut out = std::io::BufWriter::with_capacity(256 * 1024, &mut early);
-        write(&mut out)?;
-        out.flush().map_err(io_err("write", path))?;
+        let written = write(&mut out).and_then(|()| out.flush().map_err(io_err("write", path)));
         drop(out);
+        // A failed write to the file is the disk's, whatever the writer (an encryptor) made
+        // of it: the error says so (a full disk, not a failed encryption).
+        if let Some(e) = early.failed.take() {
+            return Err(io_err("write", path)(e));
+        }
+        written?;
         early.finish().map_err(io_err("write", tmp.path()))?;
     }
     // The backup is made while the disk takes the new file: it waits on the disk too.
@@ -91,6 +96,8 @@ const EARLY_SYNC_EVERY: u64 = 2 << 20;
 /// only for the rest. A small file is synced once, at the end, as before.
 struct EarlySync<'a> {
     file: &'a File,
+    /// The first write to the file that failed, as it failed.
+    failed: Option<std::io::Error>,
     unsynced: u64,
     syncing: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
@@ -99,6 +106,7 @@ impl<'a> EarlySync<'a> {
     fn new(file: &'a File) -> Self {
         Self {
             file,
+            failed: None,
             unsynced: 0,
             syncing: None,
         }
@@ -117,7 +125,15 @@ impl<'a> EarlySync<'a> {
 
 impl Write for EarlySync<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let written = self.file.write(buf)?;
+        let written = match self.file.write(buf) {
+            Ok(written) => written,
+            Err(e) => {
+                if self.failed.is_none() && e.kind() != std::io::ErrorKind::Interrupted {
+                    self.failed = Some(std::io::Error::new(e.kind(), e.to_string()));
+                }
+                return Err(e);
+            }
+        };
         self.unsynced += written as u64;
         let idle = self
             .syncing

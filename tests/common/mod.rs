@@ -502,8 +502,13 @@ pub fn age_decrypt(env: &Env, ciphertext: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(ciphertext).unwrap();
-    child.wait_with_output().unwrap()
+    // Written from another thread: age writes while it reads, and a large vault fills the
+    // pipe of its output before all the input is in.
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(move || stdin.write_all(ciphertext).unwrap());
+        child.wait_with_output().unwrap()
+    })
 }
 
 /// Whether `env`'s key opens the armored age file `armored`.
