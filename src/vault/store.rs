@@ -2,8 +2,7 @@
 //! Where the ciphertext lives is the backend's ([`super::backend`]).
 
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub use super::backend::file::read_head;
@@ -29,7 +28,7 @@ mod team;
 use super::trust::{Pinned, Pins, give_members_secret, membership, membership_of};
 pub use arrange::Arrangement;
 pub use lease::{KeyedPrint, Lease, Refusal, SpendChanges};
-use lease::{LeaseState, record_key};
+use lease::{Leases, record_key};
 #[cfg(test)]
 use sealed::CONFLICT_TRIES;
 pub use sealed::create_in;
@@ -69,13 +68,8 @@ pub struct Store {
     unlock: Unlock,
     /// What this process holds of the vault, under one lock.
     cache: Mutex<Cache>,
-    /// How many times this process took the vault's lease or a profile's lock: what was read
-    /// before counts as current no longer, as another process may have saved until then.
-    leases_taken: AtomicU64,
-    lease: Arc<Mutex<LeaseState>>,
-    /// The locks of profiles' entries this process holds or held, by record key
-    /// ([`locks`]), for a vault laid out as entries.
-    locks: Mutex<std::collections::HashMap<String, Arc<Mutex<LeaseState>>>>,
+    /// The vault's lease and the profiles' locks, as this process holds them.
+    leases: Leases,
     lock_wait: Duration,
     /// Held while kept tokens are written back: whoever asks to write them back returns only
     /// once they are on disk, even when another thread took them first.
@@ -138,9 +132,7 @@ impl Store {
                 saved_by: None,
                 kept: Vec::new(),
             }),
-            leases_taken: AtomicU64::new(0),
-            lease: Arc::default(),
-            locks: Mutex::default(),
+            leases: Leases::default(),
             lock_wait: DEFAULT_LOCK_WAIT,
             writing_back: Mutex::default(),
             trust: None,
@@ -255,8 +247,8 @@ impl Store {
         let mut snap = lock_ignoring_poison(&self.cache);
         self.refresh_snapshot(&mut snap)?;
         // Under the lease a profile is read for a refresh: only its entry is trusted.
-        let leased = lock_ignoring_poison(&self.lease).holders > 0
-            || self.holds_lock_of(record_key(snap.content.members_secret().0, name).as_str());
+        let key = record_key(snap.content.members_secret().0, name);
+        let leased = self.leases.holds_vault_or_entry(&key);
         self.load_one(&mut snap, name, leased)?;
         snap.content.profile(name, self.location())
     }
@@ -374,19 +366,20 @@ impl Store {
         let deadline = Instant::now() + self.lock_wait;
         loop {
             {
-                let mut state = lock_ignoring_poison(&self.lease);
+                let vaults = self.leases.vault();
+                let mut state = lock_ignoring_poison(vaults);
                 if state.holders > 0 {
                     state.holders += 1;
                     return Ok(Lease {
-                        state: self.lease.clone(),
+                        state: vaults.clone(),
                     });
                 }
                 if let Some(guard) = self.backend.try_lease()? {
-                    self.lease_taken();
+                    self.leases.count_taken();
                     state.holders = 1;
                     state.guard = Some(guard);
                     return Ok(Lease {
-                        state: self.lease.clone(),
+                        state: vaults.clone(),
                     });
                 }
             }
@@ -466,7 +459,7 @@ impl Store {
         let mut snap = lock_ignoring_poison(&self.cache);
         self.refresh_snapshot(&mut snap)?;
         // Moved in or out of entries since it was read: the other kind of lease is wanted.
-        let under_vaults_lease = leases.iter().any(|lease| lease.same_as_vaults(&self.lease));
+        let under_vaults_lease = leases.iter().any(|lease| self.leases.is_vaults(lease));
         if snap.entries.is_some() == under_vaults_lease {
             return Err(VaultError::Conflict(self.location().clone()));
         }

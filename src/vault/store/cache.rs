@@ -3,7 +3,6 @@
 //! conflict, and newer tokens this process saw kept over an older version read.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::Store;
@@ -48,7 +47,7 @@ impl Store {
     /// Re-reads the file; returns whether it differed from what this store last saw.
     pub(super) fn refresh_snapshot(&self, snap: &mut Cache) -> Result<bool, VaultError> {
         let checked_at = Instant::now();
-        let leases_taken = self.leases_taken.load(Ordering::SeqCst);
+        let leases_taken = self.leases.taken();
         if snap
             .fresh
             .is_some_and(|(until, taken)| checked_at < until && taken == leases_taken)
@@ -64,11 +63,6 @@ impl Store {
     pub(super) fn reread_after_conflict(&self, snap: &mut Cache) -> Result<bool, VaultError> {
         snap.fresh = None;
         self.refresh_snapshot(snap)
-    }
-
-    /// What was read counts as current no longer: another process may have saved until now.
-    pub(super) fn lease_taken(&self) {
-        self.leases_taken.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Asks the backend whether the vault changed, and reads it when it did.

@@ -1,11 +1,65 @@
 //! The lease on the vault as this process holds it: shared by every task, released when the
 //! last share is dropped, and what it records of refresh tokens on their way.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::lock_ignoring_poison;
 use crate::vault::backend::{INTENT_STANDS_FOR, Intent, LeaseGuard, Newest, SpendRecord};
 use crate::vault::error::VaultError;
+
+/// The leases of this process, in one home: the vault's, and the lock of each profile's
+/// entry it holds or held, by record key ([`super::locks`]). Each has its own state, shared
+/// by the process's tasks and held across the backend's I/O (a refresh, a save), so taking
+/// one never waits for another, nor for a reader of the cache.
+#[derive(Default)]
+pub(super) struct Leases {
+    vault: Arc<Mutex<LeaseState>>,
+    entries: Mutex<HashMap<String, Arc<Mutex<LeaseState>>>>,
+    /// How many times one was taken: what was read before counts as current no longer, as
+    /// another process may have saved until then.
+    taken: AtomicU64,
+}
+
+impl Leases {
+    /// The state of the vault's lease.
+    pub(super) fn vault(&self) -> &Arc<Mutex<LeaseState>> {
+        &self.vault
+    }
+
+    /// The state of the lock of the entry with key `key`, new when never taken.
+    pub(super) fn entry(&self, key: &str) -> Arc<Mutex<LeaseState>> {
+        lock_ignoring_poison(&self.entries)
+            .entry(key.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Whether this process holds the vault's lease, or the lock of the entry `key`.
+    pub(super) fn holds_vault_or_entry(&self, key: &str) -> bool {
+        let held = |state: &Mutex<LeaseState>| lock_ignoring_poison(state).holders > 0;
+        held(&self.vault)
+            || lock_ignoring_poison(&self.entries)
+                .get(key)
+                .is_some_and(|state| held(state))
+    }
+
+    /// Whether `lease` is a share of the vault's lease (not an entry's lock).
+    pub(super) fn is_vaults(&self, lease: &Lease) -> bool {
+        Arc::ptr_eq(&lease.state, &self.vault)
+    }
+
+    /// Counts a lease or lock just taken (see [`Leases::taken`]).
+    pub(super) fn count_taken(&self) {
+        self.taken.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many leases and locks were taken so far.
+    pub(super) fn taken(&self) -> u64 {
+        self.taken.load(Ordering::SeqCst)
+    }
+}
 
 #[derive(Default)]
 pub(super) struct LeaseState {

@@ -9,11 +9,11 @@
 //! the vault's lease after taking the lock, and gives way when it is held: whichever writes
 //! first, the other sees it.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::arrange::Arrangement;
-use super::lease::{Lease, LeaseState};
+use super::lease::Lease;
 use super::{Store, lock_ignoring_poison};
 use crate::vault::backend::EntryLock;
 use crate::vault::error::VaultError;
@@ -55,13 +55,6 @@ impl Store {
             .collect()
     }
 
-    /// Whether this process holds the lock of the entry with key `key`.
-    pub(super) fn holds_lock_of(&self, key: &str) -> bool {
-        lock_ignoring_poison(&self.locks)
-            .get(key)
-            .is_some_and(|state| lock_ignoring_poison(state).holders > 0)
-    }
-
     /// How the vault is laid out as stored now, read again.
     fn layout_now(&self) -> Result<Arrangement, VaultError> {
         let mut snap = lock_ignoring_poison(&self.cache);
@@ -74,10 +67,7 @@ impl Store {
     fn entry_lock(&self, name: &str) -> Result<Lease, VaultError> {
         let entries = self.entries_or_refuse()?;
         let key = self.record_key(name);
-        let state: Arc<Mutex<LeaseState>> = lock_ignoring_poison(&self.locks)
-            .entry(key.clone())
-            .or_default()
-            .clone();
+        let state = self.leases.entry(&key);
         let deadline = Instant::now() + self.lock_wait;
         loop {
             let busy = {
@@ -92,7 +82,7 @@ impl Store {
                     EntryLock::Held(guard) => match entries.lease_holder()? {
                         None => {
                             // Another process may have saved this profile until now.
-                            self.lease_taken();
+                            self.leases.count_taken();
                             held.holders = 1;
                             held.guard = Some(guard);
                             return Ok(Lease {
@@ -142,10 +132,5 @@ impl Lease {
     /// Whether `self` and `other` are shares of one lease.
     pub fn same_as(&self, other: &Lease) -> bool {
         Arc::ptr_eq(&self.state, &other.state)
-    }
-
-    /// Whether this is a share of the vault's lease `vaults` (not an entry's lock).
-    pub(super) fn same_as_vaults(&self, vaults: &Arc<Mutex<LeaseState>>) -> bool {
-        Arc::ptr_eq(&self.state, vaults)
     }
 }
