@@ -36,7 +36,8 @@ pub async fn run(ctx: &Context, options: Options) -> anyhow::Result<()> {
     // Unlock once: any passphrase is asked now, and never again while the agent runs.
     let store = ctx.store_handle().await?;
     let vault = canonical(store.location());
-    let _lock = AgentLock::acquire(store.location())?;
+    let location = store.location().clone();
+    let _lock = crate::vault::handle::on_the_pool(move || AgentLock::acquire(&location)).await??;
     let socket = socket_path();
     let (listener, made) = bind(&socket, &vault).await?;
     let WorkerHandle {

@@ -8,48 +8,58 @@ use crate::agent::{self, server};
 use crate::cli::{AgentAction, AgentArgs};
 use crate::context::Context;
 
-/// Runs the agent, or talks to the running one.
-pub async fn run(ctx: &Context, args: &AgentArgs) -> anyhow::Result<i32> {
-    if args.systemd_unit {
-        let exe = std::env::current_exe()?;
-        let location = ctx.vault_location()?;
-        let (vault, folder) = match &location {
-            crate::vault::Location::File(path) => {
-                let path = std::path::absolute(path)?;
-                let folder = path.parent().map(std::path::Path::to_path_buf);
-                (path.display().to_string(), folder)
-            }
-            elsewhere @ crate::vault::Location::OpenBao(_) => (elsewhere.to_string(), None),
-        };
-        let identity = ctx.identity_path().map(std::path::absolute).transpose()?;
-        let unit = agent::systemd_unit(&exe, &vault, identity.as_deref(), folder.as_deref());
-        crate::output::print(&unit)?;
-        return Ok(0);
+/// Whether `args` asks for what runs without a runtime: the unit file, or a word to the
+/// running agent (blocking socket I/O, which has no place on a runtime's threads).
+pub fn is_control(args: &AgentArgs) -> bool {
+    args.systemd_unit || args.action.is_some()
+}
+
+/// The unit file, `agent status` or `agent stop`: for the arguments [`is_control`] accepts.
+pub fn control(ctx: &Context, args: &AgentArgs) -> anyhow::Result<()> {
+    match (args.systemd_unit, &args.action) {
+        (false, Some(AgentAction::Status)) => status(ctx),
+        (false, Some(AgentAction::Stop)) => stop(ctx),
+        _ => print_systemd_unit(ctx),
     }
-    match args.action {
-        None => {
-            let metrics = args
-                .metrics
-                .as_deref()
-                .map(|text| agent::metrics::parse_address(text, args.metrics_public))
-                .transpose()
-                .map_err(|e| anyhow!(e))?;
-            // Its client blocks: it is set up off the runtime's threads.
-            let publisher = match args.publish.clone() {
-                Some(place) => {
-                    let ctx = ctx.clone();
-                    let connected = move || publisher(&ctx, &place);
-                    Some(crate::vault::handle::on_the_pool(connected).await??)
-                }
-                None => None,
-            };
-            server::run(ctx, server::Options { metrics, publisher })
-                .await
-                .map(|()| 0)
+}
+
+fn print_systemd_unit(ctx: &Context) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let location = ctx.vault_location()?;
+    let (vault, folder) = match &location {
+        crate::vault::Location::File(path) => {
+            let path = std::path::absolute(path)?;
+            let folder = path.parent().map(std::path::Path::to_path_buf);
+            (path.display().to_string(), folder)
         }
-        Some(AgentAction::Status) => status(ctx),
-        Some(AgentAction::Stop) => stop(ctx),
-    }
+        elsewhere @ crate::vault::Location::OpenBao(_) => (elsewhere.to_string(), None),
+    };
+    let identity = ctx.identity_path().map(std::path::absolute).transpose()?;
+    let unit = agent::systemd_unit(&exe, &vault, identity.as_deref(), folder.as_deref());
+    crate::output::print(&unit)?;
+    Ok(())
+}
+
+/// Runs the agent in the foreground, until `agent stop`, SIGTERM or Ctrl-C.
+pub async fn run(ctx: &Context, args: &AgentArgs) -> anyhow::Result<i32> {
+    let metrics = args
+        .metrics
+        .as_deref()
+        .map(|text| agent::metrics::parse_address(text, args.metrics_public))
+        .transpose()
+        .map_err(|e| anyhow!(e))?;
+    // Its client blocks: it is set up off the runtime's threads.
+    let publisher = match args.publish.clone() {
+        Some(place) => {
+            let ctx = ctx.clone();
+            let connected = move || publisher(&ctx, &place);
+            Some(crate::vault::handle::on_the_pool(connected).await??)
+        }
+        None => None,
+    };
+    server::run(ctx, server::Options { metrics, publisher })
+        .await
+        .map(|()| 0)
 }
 
 /// Where `--publish` writes, checked before the agent starts: an unreachable or forbidden
@@ -78,7 +88,7 @@ fn running(ctx: &Context) -> anyhow::Result<Client> {
     })
 }
 
-fn status(ctx: &Context) -> anyhow::Result<i32> {
+fn status(ctx: &Context) -> anyhow::Result<()> {
     let mut client = running(ctx)?;
     let info = client
         .request(Request::Info)?
@@ -94,12 +104,12 @@ fn status(ctx: &Context) -> anyhow::Result<i32> {
         info.wakeups,
     );
     crate::output::print(&text)?;
-    Ok(0)
+    Ok(())
 }
 
-fn stop(ctx: &Context) -> anyhow::Result<i32> {
+fn stop(ctx: &Context) -> anyhow::Result<()> {
     let mut client = running(ctx)?;
     client.request(Request::Shutdown)?;
     crate::note!("agent stopping (it finishes refreshes in flight first)");
-    Ok(0)
+    Ok(())
 }
