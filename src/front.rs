@@ -7,14 +7,14 @@
 //!
 //! Only what those three commands need from an agent is linked here: no async runtime, no
 //! HTTP, no decryption, no app. The answers are the ones the whole program gives: both run
-//! the same functions ([`token::agent_token`], [`exec::replace_with`], [`status::from_agent`]).
+//! the same functions ([`tokens::agent_token`], [`exec::replace_with`], [`status::from_agent`]).
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 
 use crate::agent::ask::Client;
 use crate::cli::{Cli, Command};
-use crate::commands::{exec, status, token};
+use crate::commands::{exec, status, token, tokens};
 use crate::context::Context;
 
 /// The whole program, installed beside `tokdeck`.
@@ -71,10 +71,10 @@ fn answer_token(
     agent: &mut Client,
     args: &crate::cli::TokenArgs,
 ) -> anyhow::Result<Option<i32>> {
-    let Some(issued) = token::agent_token(ctx, agent, &args.name, args.min_valid)? else {
+    let Some(issued) = tokens::agent_token(ctx, agent, &args.name, args.min_valid)? else {
         return Ok(None);
     };
-    token::print_issued(&token::tell_warning(&args.name, issued), args.header)?;
+    token::print_issued(&tokens::tell_warning(&args.name, issued), args.header)?;
     Ok(Some(0))
 }
 
@@ -83,10 +83,10 @@ fn answer_exec(
     agent: &mut Client,
     args: &crate::cli::ExecArgs,
 ) -> anyhow::Result<Option<i32>> {
-    let Some(issued) = token::agent_token(ctx, agent, &args.name, args.min_valid)? else {
+    let Some(issued) = tokens::agent_token(ctx, agent, &args.name, args.min_valid)? else {
         return Ok(None);
     };
-    exec::replace_with(&token::tell_warning(&args.name, issued), args).map(Some)
+    exec::replace_with(&tokens::tell_warning(&args.name, issued), args).map(Some)
 }
 
 /// Replaces this process with the whole program, given `args` (with `--no-agent` after the

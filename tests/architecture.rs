@@ -1,5 +1,6 @@
 //! The rules ARCHITECTURE.md states, checked against the source: the lower layers never import
-//! a front end, `vault/` has no import circle, and no function or file needs scrolling.
+//! a front end, `vault/` and `commands/` have no import circle, and no function or file needs
+//! scrolling.
 
 // Tests fail loudly on purpose, and are held to correctness rather than pedantic style.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
@@ -118,24 +119,24 @@ fn the_agent_starts_every_task_through_its_supervisor() {
     assert!(wrong.is_empty(), "untracked tasks: {}", wrong.join(", "));
 }
 
-/// The `vault/` module a file is (`store/tests.rs` belongs to `store`).
-fn vault_module(name: &str) -> Option<String> {
-    let rest = name.strip_prefix("vault/")?;
+/// The module of `src/DIR/` a file is (`vault/store/tests.rs` belongs to `store`).
+fn submodule(dir: &str, name: &str) -> Option<String> {
+    let rest = name.strip_prefix(dir)?.strip_prefix('/')?;
     let first = rest.split('/').next()?;
     Some(first.trim_end_matches(".rs").to_string())
 }
 
-#[test]
-fn vault_has_no_import_circle() {
-    let files = rust_files(&src().join("vault"));
+/// Which modules of `src/DIR/` each one imports, leaving out tests and `mod.rs`.
+fn submodule_imports(dir: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let files = rust_files(&src().join(dir));
     let modules: BTreeSet<String> = files
         .iter()
-        .filter_map(|(n, _)| vault_module(n))
+        .filter_map(|(n, _)| submodule(dir, n))
         .filter(|m| m != "mod")
         .collect();
     let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (name, text) in &files {
-        let Some(from) = vault_module(name) else {
+        let Some(from) = submodule(dir, name) else {
             continue;
         };
         if from == "mod" || name.ends_with("tests.rs") {
@@ -147,13 +148,19 @@ fn vault_has_no_import_circle() {
                 format!("super::{to}::"),
                 format!("super::{to}::{{"),
                 format!("super::{{{to}"),
-                format!("crate::vault::{to}::"),
+                format!("crate::{dir}::{to}::"),
             ];
             if *to != from && named.iter().any(|n| program.contains(n.as_str())) {
                 uses.entry(from.clone()).or_default().insert(to.clone());
             }
         }
     }
+    uses
+}
+
+#[test]
+fn vault_has_no_import_circle() {
+    let uses = submodule_imports("vault");
     // The scan sees imports at all: the file backend is known to use the file mechanics.
     assert!(
         uses.get("backend").is_some_and(|u| u.contains("disk")),
@@ -163,6 +170,21 @@ fn vault_has_no_import_circle() {
     assert!(
         circles.is_empty(),
         "vault modules in a circle: {circles:?}\n{uses:#?}"
+    );
+}
+
+#[test]
+fn commands_have_no_import_circle() {
+    let uses = submodule_imports("commands");
+    // The scan sees imports at all: `token` is known to get its token from `tokens`.
+    assert!(
+        uses.get("token").is_some_and(|u| u.contains("tokens")),
+        "no commands import found: {uses:?}"
+    );
+    let circles = in_a_circle(&uses);
+    assert!(
+        circles.is_empty(),
+        "commands in a circle: {circles:?}\n{uses:#?}"
     );
 }
 

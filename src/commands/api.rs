@@ -11,7 +11,7 @@ use age::secrecy::ExposeSecret;
 use anyhow::{Context as _, anyhow, bail};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::oauth::TokenSource;
+use super::tokens::TokenSource;
 use crate::cli::ApiArgs;
 use crate::context::Context;
 use crate::display::{untrusted, untrusted_lines};

@@ -7,7 +7,7 @@ use std::os::unix::process::CommandExt;
 use age::secrecy::ExposeSecret;
 use anyhow::anyhow;
 
-use super::oauth::TokenSource;
+use super::tokens::TokenSource;
 use crate::cli::ExecArgs;
 use crate::context::Context;
 use crate::usable::Issued;

@@ -7,6 +7,7 @@ pub mod exec;
 pub mod import_token;
 pub mod inspect;
 pub mod oauth;
+mod on_worker;
 pub mod profiles;
 pub mod recipients;
 pub mod rotate;
@@ -14,6 +15,7 @@ pub mod server_args;
 pub mod share;
 pub mod status;
 pub mod token;
+pub mod tokens;
 pub mod vault;
 
 use clap::CommandFactory;

@@ -1,78 +1,19 @@
-//! `authorize`, `exchange`, `refresh`, `token`, `check`, `revoke`: OAuth through the worker.
+//! `authorize`, `exchange`, `refresh`, `check`, `rediscover`, `revoke`: OAuth through a
+//! worker of this process.
 
 use std::io::{IsTerminal, Read};
 
 use age::secrecy::SecretString;
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, bail};
 use zeroize::Zeroizing;
 
-use super::token::{agent_token, tell_warning};
-use crate::agent::ask::Client as AgentClient;
-use crate::agent::protocol::Request as AgentRequest;
+use super::on_worker::{fail_if, run_jobs};
 use crate::cli::{AuthorizeArgs, RefreshArgs};
 use crate::context::Context;
 use crate::duration::format_countdown;
 use crate::oauth::listener::loopback_target;
-use crate::usable::{self, Issued};
 use crate::vault::{Profile, StoreHandle};
-use crate::worker::{Command, Event, Job, JobFailure, Outcome};
-
-/// A job that failed: its profile, and how.
-pub(super) struct Failure {
-    pub profile: String,
-    pub error: JobFailure,
-}
-
-/// Runs `jobs` on a fresh worker, printing notes on stderr; returns the failures.
-pub(super) async fn run_jobs(
-    ctx: &Context,
-    store: StoreHandle,
-    jobs: Vec<(String, Job)>,
-    mut on_event: impl FnMut(&Event),
-) -> anyhow::Result<Vec<Failure>> {
-    let mut worker = ctx.worker(store, crate::audit::Who::Cli)?;
-    let total = jobs.len();
-    for (i, (profile, job)) in jobs.into_iter().enumerate() {
-        worker
-            .commands
-            .send(Command {
-                id: i as u64,
-                profile,
-                job,
-            })
-            .map_err(|_| anyhow!("the worker stopped unexpectedly"))?;
-    }
-    let mut done = 0;
-    let mut failures = Vec::new();
-    while done < total {
-        let Some(event) = worker.events.recv().await else {
-            bail!("the worker stopped unexpectedly");
-        };
-        on_event(&event);
-        match &event {
-            Event::Note {
-                profile, message, ..
-            } => crate::note!("{profile}: {message}"),
-            Event::Failed {
-                profile,
-                error,
-                kind,
-                ..
-            } => failures.push(Failure {
-                profile: profile.clone(),
-                error: JobFailure {
-                    kind: *kind,
-                    message: error.clone(),
-                },
-            }),
-            _ => {}
-        }
-        if event.is_final() {
-            done += 1;
-        }
-    }
-    Ok(failures)
-}
+use crate::worker::{Event, Job, Outcome};
 
 async fn profile_named(store: &StoreHandle, name: &str) -> anyhow::Result<Profile> {
     let name = name.to_string();
@@ -116,20 +57,6 @@ fn login_validity(profile: Option<&Profile>, now: chrono::DateTime<chrono::Utc>)
         "{text}; the server issued no refresh token, so `tokdeck authorize {}` is needed again by then{hint}",
         p.name
     )
-}
-
-/// One failure is the command's error, as is; several are listed, then counted.
-fn fail_if(failures: &[Failure], total: usize) -> anyhow::Result<()> {
-    match failures {
-        [] => Ok(()),
-        [only] if total == 1 => Err(anyhow!("{}", only.error)),
-        many => {
-            for f in many {
-                crate::note!("{}: {}", f.profile, f.error);
-            }
-            Err(anyhow!("{} of {total} profiles failed", many.len()))
-        }
-    }
 }
 
 /// The login address as a QR code on stderr, for a phone: only on a terminal, and only when
@@ -366,128 +293,6 @@ pub async fn refresh(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<()> {
     })
     .await?;
     fail_if(&failures, total)
-}
-
-/// Where one command gets its tokens: the running agent when it keeps this vault (no
-/// decryption, no prompt), else this run's vault, opened at most once however many tokens and
-/// refreshes the command needs (a passphrase is asked for once).
-pub struct TokenSource<'a> {
-    ctx: &'a Context,
-    /// `None` when no agent answers, or it keeps another vault.
-    agent: Option<AgentClient>,
-    /// The vault, once opened.
-    store: Option<StoreHandle>,
-}
-
-impl<'a> TokenSource<'a> {
-    /// Connects to the agent, if one keeps this vault (blocking briefly; see
-    /// [`crate::agent::ask`]).
-    pub fn new(ctx: &'a Context) -> TokenSource<'a> {
-        TokenSource {
-            ctx,
-            agent: AgentClient::for_vault(ctx),
-            store: None,
-        }
-    }
-
-    /// Asks the agent, if one keeps this vault, with `ask`; `None` means "do it here", and
-    /// an agent that gave it (another vault, or no answer) is not asked again.
-    fn with_agent<T>(
-        &mut self,
-        ask: impl FnOnce(&mut AgentClient) -> anyhow::Result<Option<T>>,
-    ) -> anyhow::Result<Option<T>> {
-        let Some(agent) = self.agent.as_mut() else {
-            return Ok(None);
-        };
-        let answer = ask(agent)?;
-        if answer.is_none() {
-            self.agent = None;
-        }
-        Ok(answer)
-    }
-
-    async fn store(&mut self) -> anyhow::Result<StoreHandle> {
-        if let Some(store) = &self.store {
-            return Ok(store.clone());
-        }
-        let store = self.ctx.vault_handle().await?;
-        self.store = Some(store.clone());
-        Ok(store)
-    }
-
-    /// A usable token for `name` (see [`crate::usable`]); a warning goes to stderr when a due
-    /// refresh failed but the token still works.
-    pub async fn obtain(&mut self, name: &str) -> anyhow::Result<Issued> {
-        let issued = match self.agent_token(name, None)? {
-            Some(issued) => issued,
-            None => self.issue_here(name, None).await?,
-        };
-        Ok(tell_warning(name, issued))
-    }
-
-    /// Like [`Self::obtain`], with at least `min_valid` left (refreshed first otherwise), for
-    /// callers outside the async runtime: it starts one only when no agent answers.
-    pub fn obtain_blocking(
-        &mut self,
-        name: &str,
-        min_valid: Option<std::time::Duration>,
-    ) -> anyhow::Result<Issued> {
-        let issued = match self.agent_token(name, min_valid)? {
-            Some(issued) => issued,
-            None => crate::runtime::block_on(self.issue_here(name, min_valid))??,
-        };
-        Ok(tell_warning(name, issued))
-    }
-
-    /// The agent's token for `name`, when an agent keeps this vault.
-    fn agent_token(
-        &mut self,
-        name: &str,
-        min_valid: Option<std::time::Duration>,
-    ) -> anyhow::Result<Option<Issued>> {
-        let ctx = self.ctx;
-        self.with_agent(|agent| agent_token(ctx, agent, name, min_valid))
-    }
-
-    /// A usable token through a worker of this process.
-    async fn issue_here(
-        &mut self,
-        name: &str,
-        min_valid: Option<std::time::Duration>,
-    ) -> anyhow::Result<Issued> {
-        let (ctx, store) = (self.ctx, self.store().await?);
-        let refresh = |job: Job| {
-            let store = store.clone();
-            async move {
-                let failures = run_jobs(ctx, store, vec![(name.to_string(), job)], |_| {})
-                    .await
-                    .map_err(|e| JobFailure::internal(e.to_string()))?;
-                failures.first().map_or(Ok(()), |f| Err(f.error.clone()))
-            }
-        };
-        let wanted = usable::Wanted {
-            margin: ctx.config.refresh_margin,
-            min_valid,
-        };
-        Ok(usable::usable_token(&store, name, &ctx.clock, wanted, refresh).await?)
-    }
-
-    /// Refreshes `name` now (after a 401).
-    pub async fn refresh(&mut self, name: &str) -> anyhow::Result<()> {
-        let request = AgentRequest::Refresh {
-            profile: Some(name.to_string()),
-        };
-        if self.with_agent(|agent| agent.ask(request))?.is_some() {
-            return Ok(());
-        }
-        let store = self.store().await?;
-        let job = Job::Refresh {
-            if_expiring_within: None,
-            force: false,
-        };
-        let failures = run_jobs(self.ctx, store, vec![(name.to_string(), job)], |_| {}).await?;
-        fail_if(&failures, 1)
-    }
 }
 
 /// `tokdeck check`

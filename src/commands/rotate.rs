@@ -5,7 +5,7 @@
 
 use anyhow::anyhow;
 
-use super::oauth::run_jobs;
+use super::on_worker::run_jobs;
 use crate::context::Context;
 use crate::vault::StoreHandle;
 use crate::worker::{Event, Job, Outcome, Rotation};
