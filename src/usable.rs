@@ -101,8 +101,10 @@ impl Wanted {
     }
 }
 
-/// A usable token for `name`. `refresh` runs a refresh job to its end and returns its failure
-/// message, if any; it is called only when a refresh is due and possible, and at most once.
+/// A usable token for `name`. `refresh` runs a refresh job to its end and returns the profile
+/// as the job saved it (`None` when it saved nothing, as when another process renewed the
+/// token first), or its failure; it is called only when a refresh is due and possible, and at
+/// most once.
 pub async fn usable_token<F, Fut>(
     store: &StoreHandle,
     name: &str,
@@ -112,7 +114,7 @@ pub async fn usable_token<F, Fut>(
 ) -> Result<Issued, NoToken>
 where
     F: FnOnce(Job) -> Fut,
-    Fut: Future<Output = Result<(), JobFailure>>,
+    Fut: Future<Output = Result<Option<Profile>, JobFailure>>,
 {
     let margin = wanted.margin;
     let profile = match load(store, name).await {
@@ -149,9 +151,19 @@ where
         },
         force: false,
     };
-    let failure = refresh(job).await.err();
-    // Read again: the refresh saved a new token, or someone else did meanwhile.
-    let profile = load(store, name).await?;
+    let (saved, failure) = match refresh(job).await {
+        Ok(saved) => (saved, None),
+        Err(failure) => (None, Some(failure)),
+    };
+    // What the refresh saved (checked as a stored profile is: a hand edit may have come
+    // between); else read again, as another process may have saved meanwhile.
+    let profile = match saved {
+        Some(saved) => {
+            crate::vault::validate::check_stored(&saved)?;
+            saved
+        }
+        None => load(store, name).await?,
+    };
     after_refresh(&profile, failure, clock.now(), wanted)
 }
 
@@ -244,4 +256,84 @@ fn token_of(profile: &Profile) -> Result<&Token, NoToken> {
         .token
         .as_ref()
         .ok_or_else(|| NoToken::NeverAuthorized(profile.name.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use age::secrecy::ExposeSecret;
+
+    use super::*;
+    use crate::vault::crypto::{IdentityFile, Sealing, Unlock};
+    use crate::vault::{Endpoints, Provider, Store, VaultData};
+
+    fn token(access: &str, expires_in: i64, now: DateTime<Utc>) -> Token {
+        Token {
+            access_token: SecretString::from(access.to_string()),
+            refresh_token: Some(SecretString::from(format!("r-{access}"))),
+            token_type: "Bearer".into(),
+            scope: None,
+            obtained_at: now,
+            expires_at: Some(now + chrono::Duration::seconds(expires_in)),
+            refresh_expires_at: None,
+            id_token: None,
+        }
+    }
+
+    #[test]
+    fn a_refresh_hands_out_the_profile_it_saved_and_a_refresh_that_saved_none_reads_again() {
+        let now = Utc::now();
+        let dir = tempfile::tempdir().unwrap();
+        let id = IdentityFile::generate(&dir.path().join("key.txt")).unwrap();
+        let mut stored = Profile::new(
+            "p".into(),
+            Provider::Factorial,
+            Endpoints::at("https://api.factorialhr.com"),
+            "c".into(),
+            SecretString::from("s"),
+            "urn:ietf:wg:oauth:2.0:oob".into(),
+        );
+        stored.token = Some(token("old", -10, now));
+        let data = VaultData {
+            profiles: vec![stored.clone()],
+            ..VaultData::default()
+        };
+        let sealing = Sealing::Recipients(id.recipients.clone());
+        let vault = dir.path().join("vault.age");
+        let store = Store::create(&vault, data, sealing, Unlock::Identity(id)).unwrap();
+        let store = StoreHandle::new(Arc::new(store));
+        let clock = Clock::fixed(now);
+        let wanted = Wanted {
+            margin: Duration::from_secs(60),
+            min_valid: None,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let issue = |saved: Option<Profile>| {
+            let refresh = |_: Job| async move { Ok(saved) };
+            runtime.block_on(usable_token(&store, "p", &clock, wanted, refresh))
+        };
+
+        // The refresh's own save is what is handed out (the store still holds "old").
+        let mut saved = stored.clone();
+        saved.token = Some(token("new", 3600, now));
+        let issued = issue(Some(saved.clone())).unwrap();
+        assert_eq!(issued.access_token.expose_secret(), "new");
+        assert!(issued.warning.is_none());
+
+        // Nothing saved (another process renewed it): the store is read again.
+        let issued = issue(None).unwrap();
+        assert_eq!(issued.access_token.expose_secret(), "old");
+
+        // What was saved is checked as a stored profile is.
+        saved.endpoints = Endpoints::at("http://api.example.com");
+        let refused = issue(Some(saved));
+        assert!(
+            matches!(refused, Err(NoToken::Broken(_))),
+            "{:?}",
+            refused.err()
+        );
+    }
 }

@@ -15,7 +15,7 @@ use super::schedule::{Due, Timetable, Unread};
 use super::supervisor::Supervisor;
 use crate::clock::Clock;
 use crate::health::keepalive_at;
-use crate::vault::StoreHandle;
+use crate::vault::{Profile, StoreHandle};
 use crate::worker::{Command, Event, Job, JobFailure};
 
 /// What the agent's tasks share.
@@ -83,14 +83,15 @@ impl Keeper {
     }
 
     /// Runs a refresh for `profile` and returns its failure, if any.
-    pub async fn refresh(&self, profile: &str, job: Job) -> Result<(), JobFailure> {
+    pub async fn refresh(&self, profile: &str, job: Job) -> Result<Option<Profile>, JobFailure> {
         let started = std::time::Instant::now();
         let outcome = match self.jobs.run(profile, job).await? {
             Event::Failed { error, kind, .. } => Err(JobFailure {
                 kind,
                 message: error,
             }),
-            _ => Ok(()),
+            Event::Succeeded { saved, .. } => Ok(saved.map(|saved| *saved)),
+            _ => Ok(None),
         };
         self.metrics
             .refreshed(profile, outcome.is_ok(), started.elapsed());

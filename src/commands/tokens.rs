@@ -12,8 +12,8 @@ use crate::agent::protocol::{Reply as AgentReply, Request as AgentRequest};
 use crate::context::Context;
 use crate::health::lasts_at_least;
 use crate::usable::{self, Issued};
-use crate::vault::StoreHandle;
-use crate::worker::{Job, JobFailure};
+use crate::vault::{Profile, StoreHandle};
+use crate::worker::{Event, Job, JobFailure};
 
 /// Where one command gets its tokens: the running agent when it keeps this vault (no
 /// decryption, no prompt), else this run's vault, opened at most once however many tokens and
@@ -106,10 +106,16 @@ impl<'a> TokenSource<'a> {
         let refresh = |job: Job| {
             let store = store.clone();
             async move {
-                let failures = run_jobs(ctx, store, vec![(name.to_string(), job)], |_| {})
-                    .await
-                    .map_err(|e| JobFailure::internal(e.to_string()))?;
-                failures.first().map_or(Ok(()), |f| Err(f.error.clone()))
+                let mut saved = None;
+                let jobs = vec![(name.to_string(), job)];
+                let failures = run_jobs(ctx, store, jobs, |event| {
+                    if let Event::Succeeded { saved: Some(p), .. } = event {
+                        saved = Some(Profile::clone(p));
+                    }
+                })
+                .await
+                .map_err(|e| JobFailure::internal(e.to_string()))?;
+                failures.first().map_or(Ok(saved), |f| Err(f.error.clone()))
             }
         };
         let wanted = usable::Wanted {
