@@ -274,7 +274,7 @@ impl Assessment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vault::{Endpoints, OwnerType, Provider, Token};
+    use crate::vault::{OwnerType, Token};
     use age::secrecy::SecretString;
 
     const DAY: i64 = 86_400;
@@ -284,14 +284,7 @@ mod tests {
     }
 
     fn profile(token: Option<Token>) -> Profile {
-        let mut p = Profile::new(
-            "p".into(),
-            Provider::Factorial,
-            Endpoints::at("https://api.factorialhr.com"),
-            "c".into(),
-            SecretString::from("s"),
-            "urn:ietf:wg:oauth:2.0:oob".into(),
-        );
+        let mut p = Profile::factorial_for_test("p");
         p.token = token;
         p
     }

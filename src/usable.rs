@@ -266,19 +266,10 @@ mod tests {
 
     use super::*;
     use crate::vault::crypto::{IdentityFile, Sealing, Unlock};
-    use crate::vault::{Endpoints, Provider, Store, VaultData};
+    use crate::vault::{Endpoints, Store, VaultData};
 
     fn token(access: &str, expires_in: i64, now: DateTime<Utc>) -> Token {
-        Token {
-            access_token: SecretString::from(access.to_string()),
-            refresh_token: Some(SecretString::from(format!("r-{access}"))),
-            token_type: "Bearer".into(),
-            scope: None,
-            obtained_at: now,
-            expires_at: Some(now + chrono::Duration::seconds(expires_in)),
-            refresh_expires_at: None,
-            id_token: None,
-        }
+        Token::for_test(access, &format!("r-{access}"), now, expires_in)
     }
 
     #[test]
@@ -286,14 +277,7 @@ mod tests {
         let now = Utc::now();
         let dir = tempfile::tempdir().unwrap();
         let id = IdentityFile::generate(&dir.path().join("key.txt")).unwrap();
-        let mut stored = Profile::new(
-            "p".into(),
-            Provider::Factorial,
-            Endpoints::at("https://api.factorialhr.com"),
-            "c".into(),
-            SecretString::from("s"),
-            "urn:ietf:wg:oauth:2.0:oob".into(),
-        );
+        let mut stored = Profile::factorial_for_test("p");
         stored.token = Some(token("old", -10, now));
         let data = VaultData {
             profiles: vec![stored.clone()],

@@ -519,5 +519,44 @@ mod duration_text {
     }
 }
 
+/// Fixtures for the crate's unit tests.
+#[cfg(test)]
+impl Profile {
+    /// A Factorial user profile `name` without a token.
+    pub(crate) fn factorial_for_test(name: &str) -> Self {
+        Self::new(
+            name.into(),
+            Provider::Factorial,
+            Endpoints::at("https://api.factorialhr.com"),
+            "c".into(),
+            SecretString::from("s"),
+            "urn:ietf:wg:oauth:2.0:oob".into(),
+        )
+    }
+}
+
+#[cfg(test)]
+impl Token {
+    /// A bearer token obtained at `now` that expires `expires_in` seconds later, with a
+    /// refresh token.
+    pub(crate) fn for_test(
+        access: &str,
+        refresh: &str,
+        now: DateTime<Utc>,
+        expires_in: i64,
+    ) -> Self {
+        Self {
+            access_token: SecretString::from(access.to_string()),
+            refresh_token: Some(SecretString::from(refresh.to_string())),
+            token_type: "Bearer".into(),
+            scope: None,
+            obtained_at: now,
+            expires_at: Some(now + chrono::Duration::seconds(expires_in)),
+            refresh_expires_at: None,
+            id_token: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -248,15 +248,7 @@ fn future_versions_and_bad_content_are_refused() {
 }
 
 fn named(name: &str) -> Profile {
-    use crate::vault::{Endpoints, Provider};
-    Profile::new(
-        name.into(),
-        Provider::Factorial,
-        Endpoints::at("https://api.factorialhr.com"),
-        "c".into(),
-        SecretString::from("s"),
-        "urn:ietf:wg:oauth:2.0:oob".into(),
-    )
+    Profile::factorial_for_test(name)
 }
 
 /// A store holding profiles `a`, `b` and `c`, and a second handle on its file.

@@ -159,16 +159,12 @@ fn status_json(data: &VaultData) -> String {
 pub(super) fn with_token(name: &str, expires_in: i64) -> Profile {
     let mut p = named(name);
     let now = chrono::Utc::now();
-    p.token = Some(crate::vault::Token {
-        access_token: SecretString::from("access-secret"),
-        refresh_token: Some(SecretString::from("refresh-secret")),
-        token_type: "Bearer".into(),
-        scope: None,
-        obtained_at: now,
-        expires_at: Some(now + chrono::Duration::seconds(expires_in)),
-        refresh_expires_at: None,
-        id_token: None,
-    });
+    p.token = Some(crate::vault::Token::for_test(
+        "access-secret",
+        "refresh-secret",
+        now,
+        expires_in,
+    ));
     p.client_secret = SecretString::from("client-secret");
     p
 }
