@@ -151,12 +151,22 @@ where
         },
         force: false,
     };
-    let (saved, failure) = match refresh(job).await {
+    let (profile, failure) = refreshed(store, name, refresh(job)).await?;
+    after_refresh(&profile, failure, clock.now(), wanted)
+}
+
+/// The profile after `refreshing` ran, and its failure: what it saved (checked as a stored
+/// profile is: a hand edit may have come between), else read again, as another process may
+/// have saved meanwhile.
+async fn refreshed(
+    store: &StoreHandle,
+    name: &str,
+    refreshing: impl Future<Output = Result<Option<Profile>, JobFailure>>,
+) -> Result<(Profile, Option<JobFailure>), NoToken> {
+    let (saved, failure) = match refreshing.await {
         Ok(saved) => (saved, None),
         Err(failure) => (None, Some(failure)),
     };
-    // What the refresh saved (checked as a stored profile is: a hand edit may have come
-    // between); else read again, as another process may have saved meanwhile.
     let profile = match saved {
         Some(saved) => {
             crate::vault::validate::check_stored(&saved)?;
@@ -164,7 +174,7 @@ where
         }
         None => load(store, name).await?,
     };
-    after_refresh(&profile, failure, clock.now(), wanted)
+    Ok((profile, failure))
 }
 
 /// What a refresh left: the new token, or the current one with a warning while it still
