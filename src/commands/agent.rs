@@ -8,18 +8,33 @@ use crate::agent::{self, server};
 use crate::cli::{AgentAction, AgentArgs};
 use crate::context::Context;
 
-/// Whether `args` asks for what runs without a runtime: the unit file, or a word to the
-/// running agent (blocking socket I/O, which has no place on a runtime's threads).
-pub fn is_control(args: &AgentArgs) -> bool {
-    args.systemd_unit || args.action.is_some()
+/// What `tokdeck agent` is asked other than to run: work without a runtime (the socket and
+/// file I/O it does blocks, which has no place on a runtime's threads).
+#[derive(Debug, Clone, Copy)]
+pub enum Control {
+    SystemdUnit,
+    Status,
+    Stop,
 }
 
-/// The unit file, `agent status` or `agent stop`: for the arguments [`is_control`] accepts.
-pub fn control(ctx: &Context, args: &AgentArgs) -> anyhow::Result<()> {
-    match (args.systemd_unit, &args.action) {
-        (false, Some(AgentAction::Status)) => status(ctx),
-        (false, Some(AgentAction::Stop)) => stop(ctx),
-        _ => print_systemd_unit(ctx),
+/// What `args` ask of the agent other than to run it, if anything.
+pub fn control_of(args: &AgentArgs) -> Option<Control> {
+    if args.systemd_unit {
+        return Some(Control::SystemdUnit);
+    }
+    match args.action {
+        Some(AgentAction::Status) => Some(Control::Status),
+        Some(AgentAction::Stop) => Some(Control::Stop),
+        None => None,
+    }
+}
+
+/// The unit file, `agent status` or `agent stop`.
+pub fn control(ctx: &Context, asked: Control) -> anyhow::Result<()> {
+    match asked {
+        Control::SystemdUnit => print_systemd_unit(ctx),
+        Control::Status => status(ctx),
+        Control::Stop => stop(ctx),
     }
 }
 

@@ -64,7 +64,7 @@ fn runs_without_a_runtime(command: &Command) -> bool {
             | Command::Vault { .. }
             | Command::Completions { .. }
             | Command::Man
-    ) || matches!(command, Command::Agent(args) if agent::is_control(args))
+    ) || matches!(command, Command::Agent(args) if agent::control_of(args).is_some())
 }
 
 /// The commands that run without a runtime: synchronous work on the vault, and output.
@@ -80,7 +80,9 @@ fn on_the_store(ctx: &Context, command: &Command) -> anyhow::Result<i32> {
         Command::Export(args) => share::export(ctx, args),
         Command::Import(args) => share::import(ctx, args),
         Command::Inspect { name, json } => inspect::run(ctx, name, *json),
-        Command::Agent(args) => agent::control(ctx, args),
+        Command::Agent(args) if let Some(asked) = agent::control_of(args) => {
+            agent::control(ctx, asked)
+        }
         Command::Recipients { action } => recipients::run(ctx, action.as_ref()),
         Command::Vault { action } => vault::run(ctx, action),
         Command::Completions { shell } => {

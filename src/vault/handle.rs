@@ -45,15 +45,16 @@ impl StoreHandle {
     }
 }
 
-/// Runs blocking `work` (the store's, or setting up a blocking client) on the blocking pool
-/// and waits for it; a panic in it is logged and told as [`Interrupted::Failed`].
+/// Runs blocking `work` (the store's, the setup of a blocking client, the agent's lock file)
+/// on the blocking pool and waits for it; a panic in it is logged and told as
+/// [`Interrupted::Failed`].
 pub async fn on_the_pool<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Interrupted> {
     match tokio::task::spawn_blocking(work).await {
         Ok(done) => Ok(done),
         Err(e) if e.is_panic() => {
-            tracing::error!(error = %e, "vault work panicked");
+            tracing::error!(error = %e, "blocking work panicked");
             Err(Interrupted::Failed)
         }
         Err(_) => Err(Interrupted::Stopping),
