@@ -2,7 +2,7 @@
 //! Where the ciphertext lives is the backend's ([`super::backend`]).
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use super::backend::file::read_head;
@@ -23,21 +23,18 @@ mod readers;
 mod sealed;
 mod shards;
 mod splice;
+mod state;
 mod team;
 
 use super::trust::{Pinned, Pins, give_members_secret, membership, membership_of};
 pub use arrange::Arrangement;
 pub use lease::{KeyedPrint, Lease, Refusal, SpendChanges};
-use lease::{Leases, record_key};
+use lease::{Which, record_key};
 #[cfg(test)]
 use sealed::CONFLICT_TRIES;
 pub use sealed::create_in;
 use sealed::{retrying_conflicts, seal};
 pub use team::TeamView;
-
-fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// Why the profile a command names cannot be had: the vault could not be read, no profile
 /// has that name (with the closest one), or the stored profile breaks a rule about where its
@@ -66,14 +63,10 @@ pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(30);
 pub struct Store {
     backend: Box<dyn Backend>,
     unlock: Unlock,
-    /// What this process holds of the vault, under one lock.
-    cache: Mutex<Cache>,
-    /// The vault's lease and the profiles' locks, as this process holds them.
-    leases: Leases,
+    /// What this process holds of the vault, the leases it holds and the turn to write
+    /// kept tokens back, under one lock ([`state`]); shared with the leases.
+    shared: Arc<state::Shared>,
     lock_wait: Duration,
-    /// Held while kept tokens are written back: whoever asks to write them back returns only
-    /// once they are on disk, even when another thread took them first.
-    writing_back: Mutex<()>,
     /// What this machine accepted of the vault, which every version read must match
     /// ([`super::trust`]); `None` for a passphrase vault, or a store opened without pins.
     trust: Option<Pinned>,
@@ -121,20 +114,18 @@ impl Store {
         sealing: Sealing,
         snapshot: Snapshot,
     ) -> Self {
-        let fresh = Some((Instant::now() + backend.fresh_for(), 0));
+        let cache = Cache {
+            read: snapshot,
+            sealing,
+            fresh: Some(Instant::now() + backend.fresh_for()),
+            saved_by: None,
+            kept: Vec::new(),
+        };
         Self {
             backend,
             unlock,
-            cache: Mutex::new(Cache {
-                read: snapshot,
-                sealing,
-                fresh,
-                saved_by: None,
-                kept: Vec::new(),
-            }),
-            leases: Leases::default(),
+            shared: Arc::new(state::Shared::new(cache)),
             lock_wait: DEFAULT_LOCK_WAIT,
-            writing_back: Mutex::default(),
             trust: None,
         }
     }
@@ -150,7 +141,7 @@ impl Store {
         let pinned = Pinned::load(pins, self.location())?;
         let own = self.unlocking_recipients();
         {
-            let snap = lock_ignoring_poison(&self.cache);
+            let snap = self.cache();
             pinned.admit(membership(&snap.content, &own), self.location())?;
         }
         self.trust = Some(pinned);
@@ -162,7 +153,7 @@ impl Store {
     pub fn trust_changes(&self, pins: Pins) -> Result<super::trust::Changes, VaultError> {
         let pinned = Pinned::load(pins, self.location())?;
         let own = self.unlocking_recipients();
-        let snap = lock_ignoring_poison(&self.cache);
+        let snap = self.cache();
         Ok(pinned.changes(membership(&snap.content, &own)))
     }
 
@@ -170,7 +161,7 @@ impl Store {
     pub fn accept_membership(&self, pins: Pins) -> Result<(), VaultError> {
         let pinned = Pinned::load(pins, self.location())?;
         let own = self.unlocking_recipients();
-        let snap = lock_ignoring_poison(&self.cache);
+        let snap = self.cache();
         pinned.accept(membership(&snap.content, &own))
     }
 
@@ -212,10 +203,7 @@ impl Store {
 
     /// Whether the vault is sealed with a passphrase rather than to recipients.
     pub fn is_passphrase_vault(&self) -> bool {
-        matches!(
-            lock_ignoring_poison(&self.cache).sealing,
-            Sealing::Passphrase(_)
-        )
+        matches!(self.cache().sealing, Sealing::Passphrase(_))
     }
 
     /// Destroys every stored version of the vault but the current one (see
@@ -236,7 +224,7 @@ impl Store {
 
     /// Reads the freshest content without copying it.
     pub fn read<T>(&self, f: impl FnOnce(&VaultData) -> T) -> Result<T, VaultError> {
-        let mut snap = lock_ignoring_poison(&self.cache);
+        let mut snap = self.cache();
         self.refresh_snapshot(&mut snap)?;
         self.load_whole(&mut snap)?;
         Ok(f(snap.content.data(self.location())?))
@@ -244,11 +232,11 @@ impl Store {
 
     /// One profile from the freshest content, without cloning the rest.
     pub fn profile(&self, name: &str) -> Result<Option<Profile>, VaultError> {
-        let mut snap = lock_ignoring_poison(&self.cache);
+        let mut snap = self.cache();
         self.refresh_snapshot(&mut snap)?;
         // Under the lease a profile is read for a refresh: only its entry is trusted.
         let key = record_key(snap.content.members_secret().0, name);
-        let leased = self.leases.holds_vault_or_entry(&key);
+        let leased = snap.0.leases.hold_vault_or_entry(&key);
         self.load_one(&mut snap, name, leased)?;
         snap.content.profile(name, self.location())
     }
@@ -275,7 +263,7 @@ impl Store {
     /// to this machine's own keys: a group's token must reach no other reader's.
     pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, VaultError> {
         let sealing = {
-            let snap = lock_ignoring_poison(&self.cache);
+            let snap = self.cache();
             sealing_for_recipients(&snap.sealing, &self.read_recipients(&snap))
         };
         crypto::encrypt(plaintext, &sealing)
@@ -299,14 +287,14 @@ impl Store {
     /// ([`super::backend::SpendRecord`]): a hash of the members' secret and the name, so a
     /// reader of the record who cannot open the vault learns no name from it.
     pub fn record_key(&self, name: &str) -> String {
-        let snap = lock_ignoring_poison(&self.cache);
+        let snap = self.cache();
         record_key(snap.content.members_secret().0, name)
     }
 
     /// The error for a name no profile has, with the closest one when there is one; the
     /// names are read without parsing the profiles.
     fn missing(&self, name: &str) -> super::ProfileError {
-        let mut snap = lock_ignoring_poison(&self.cache);
+        let mut snap = self.cache();
         if let Err(e) = self.load_whole(&mut snap) {
             tracing::debug!(error = %e, "cannot read every name for the suggestion");
         }
@@ -317,13 +305,13 @@ impl Store {
     /// token handed out while the stored vault cannot be read (never for a refresh or a
     /// save, which need the stored vault).
     pub fn profile_in_memory(&self, name: &str) -> Result<Option<Profile>, VaultError> {
-        let mut snap = lock_ignoring_poison(&self.cache);
+        let mut snap = self.cache();
         snap.content.profile(name, self.location())
     }
 
     /// The content, only when the file changed since this store last read or wrote it.
     pub fn reload_if_changed(&self) -> Result<Option<VaultData>, VaultError> {
-        let mut snap = lock_ignoring_poison(&self.cache);
+        let mut snap = self.cache();
         let changed = self.refresh_snapshot(&mut snap)?;
         if !changed {
             return Ok(None);
@@ -333,9 +321,16 @@ impl Store {
     }
 
     /// Writes back the newer tokens kept over an older file, if any; returns their profiles.
+    /// Whoever asks returns only once they are written, even when another thread took them
+    /// first: one thread writes them back at a time.
     pub fn write_back_kept(&self) -> Result<Vec<String>, VaultError> {
-        let _writing = lock_ignoring_poison(&self.writing_back);
-        let kept = std::mem::take(&mut lock_ignoring_poison(&self.cache).kept);
+        let Some(_turn) = self.shared.write_back_turn(Instant::now() + self.lock_wait) else {
+            return Err(VaultError::Locked(
+                "the turn to write kept tokens back, which another task of this process keeps"
+                    .into(),
+            ));
+        };
+        let kept = std::mem::take(&mut self.cache().kept);
         if kept.is_empty() {
             return Ok(kept);
         }
@@ -343,9 +338,7 @@ impl Store {
             // Each entry read again keeps the newer token again: written as it is read.
             let names = kept.iter().map(|name| (name.clone(), |_: &mut Profile| ()));
             let written = self.update_profiles(names).map(|_| ());
-            lock_ignoring_poison(&self.cache)
-                .kept
-                .retain(|name| !kept.contains(name));
+            self.cache().kept.retain(|name| !kept.contains(name));
             written
         } else {
             self.update(|_| Ok::<(), std::convert::Infallible>(()))
@@ -354,7 +347,7 @@ impl Store {
         match written {
             Ok(()) => Ok(kept),
             Err(e) => {
-                lock_ignoring_poison(&self.cache).kept.extend(kept);
+                self.cache().kept.extend(kept);
                 Err(e)
             }
         }
@@ -363,31 +356,11 @@ impl Store {
     /// Takes the cross-process write lease, waiting up to the store's lock wait. Tasks of one
     /// process share it.
     pub fn lease(&self) -> Result<Lease, VaultError> {
-        let deadline = Instant::now() + self.lock_wait;
-        loop {
-            {
-                let vaults = self.leases.vault();
-                let mut state = lock_ignoring_poison(vaults);
-                if state.holders > 0 {
-                    state.holders += 1;
-                    return Ok(Lease {
-                        state: vaults.clone(),
-                    });
-                }
-                if let Some(guard) = self.backend.try_lease()? {
-                    self.leases.count_taken();
-                    state.holders = 1;
-                    state.guard = Some(guard);
-                    return Ok(Lease {
-                        state: vaults.clone(),
-                    });
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(VaultError::Locked(self.backend.lease_name()));
-            }
-            std::thread::sleep(self.backend.lease_retry_every());
-        }
+        let until = Instant::now() + self.lock_wait;
+        let try_once = || Ok(self.backend.try_lease()?.ok_or_else(String::new));
+        self.take_lease(&Which::Vault, until, try_once, |_| {
+            VaultError::Locked(self.backend.lease_name())
+        })
     }
 
     /// Applies `change` to the freshest content under the write lock and saves atomically.
@@ -406,7 +379,7 @@ impl Store {
         change: &mut impl FnMut(&mut VaultData) -> Result<T, E>,
     ) -> Result<Result<T, E>, VaultError> {
         let _lease = self.lease()?;
-        let mut snap = lock_ignoring_poison(&self.cache);
+        let mut snap = self.cache();
         self.refresh_snapshot(&mut snap)?;
         self.load_whole(&mut snap)?;
         let mut data = snap.content.data(self.location())?.clone();
@@ -456,10 +429,10 @@ impl Store {
     {
         let names: Vec<&str> = changes.iter().map(|(name, _)| name.as_str()).collect();
         let leases = self.leases_for(&names)?;
-        let mut snap = lock_ignoring_poison(&self.cache);
+        let mut snap = self.cache();
         self.refresh_snapshot(&mut snap)?;
         // Moved in or out of entries since it was read: the other kind of lease is wanted.
-        let under_vaults_lease = leases.iter().any(|lease| self.leases.is_vaults(lease));
+        let under_vaults_lease = leases.iter().any(Lease::is_vaults);
         if snap.entries.is_some() == under_vaults_lease {
             return Err(VaultError::Conflict(self.location().clone()));
         }
@@ -552,9 +525,14 @@ impl Store {
         sealed::Seals::of(data, |list| sealing_for_recipients(base, list))
     }
 
+    /// The store's one lock, held for the cache.
+    fn cache(&self) -> state::CacheGuard<'_> {
+        state::CacheGuard(self.shared.lock())
+    }
+
     /// How the vault read is sealed, for a save made without the cache held.
     fn sealing(&self) -> Sealing {
-        lock_ignoring_poison(&self.cache).sealing.clone()
+        self.cache().sealing.clone()
     }
 }
 

@@ -215,8 +215,8 @@ impl SpendRecord {
     }
 }
 
-/// What a held lease tells its holder.
-pub trait HeldLease: Send {
+/// What a held lease tells its holder; every share of the lease in a process asks it.
+pub trait HeldLease: Send + Sync {
     /// Whether a single-use secret (a refresh token) may be sent now: the lease will outlast
     /// the request and the save of its answer. A lease that cannot run out always may.
     fn may_spend(&self) -> bool {

@@ -7,7 +7,7 @@ use super::cache::Cache;
 use super::entries::{head_of, in_one_piece};
 use super::sealed::{Seals, divided_stays_in_entries};
 use super::shards::all_shards;
-use super::{Store, lock_ignoring_poison, seal};
+use super::{Store, seal};
 use crate::vault::backend::entries::shards_for;
 use crate::vault::backend::{Backend, Changes, Version};
 use crate::vault::crypto::Sealing;
@@ -52,7 +52,7 @@ impl Store {
 
     /// How the vault is stored now.
     pub fn arrangement(&self) -> Arrangement {
-        arrangement_of(&lock_ignoring_poison(&self.cache))
+        arrangement_of(&self.cache())
     }
 
     /// Writes every profile of `data` as an entry sealed for its members, the descriptor
@@ -130,7 +130,7 @@ impl Store {
             // Out of entries, no refresh may cross the move: each waits for the lease now.
             self.wait_out_locks()?;
         }
-        let mut snap = lock_ignoring_poison(&self.cache);
+        let mut snap = self.cache();
         self.refresh_snapshot(&mut snap)?;
         if arrangement_of(&snap) == to {
             return Ok(false);

@@ -19,8 +19,8 @@ pub(super) struct Cache {
     /// How the vault read is sealed, for the next save.
     pub(super) sealing: Sealing,
     /// Until when `read` counts as current without asking the backend again (see
-    /// [`crate::vault::backend::Backend::fresh_for`]), and the count of leases taken then.
-    pub(super) fresh: Option<(Instant, u64)>,
+    /// [`crate::vault::backend::Backend::fresh_for`]); `None` once a lease was taken.
+    pub(super) fresh: Option<Instant>,
     /// Who saved each profile's token last, as the status shards said at the descriptor's
     /// `seq` ([`super::shards`]).
     pub(super) saved_by: Option<(u64, BTreeMap<String, crate::vault::entry::SavedBy>)>,
@@ -47,15 +47,11 @@ impl Store {
     /// Re-reads the file; returns whether it differed from what this store last saw.
     pub(super) fn refresh_snapshot(&self, snap: &mut Cache) -> Result<bool, VaultError> {
         let checked_at = Instant::now();
-        let leases_taken = self.leases.taken();
-        if snap
-            .fresh
-            .is_some_and(|(until, taken)| checked_at < until && taken == leases_taken)
-        {
+        if snap.fresh.is_some_and(|until| checked_at < until) {
             return Ok(false);
         }
         let changed = self.reread(snap)?;
-        snap.fresh = Some((checked_at + self.backend.fresh_for(), leases_taken));
+        snap.fresh = Some(checked_at + self.backend.fresh_for());
         Ok(changed)
     }
 

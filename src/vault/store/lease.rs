@@ -2,74 +2,162 @@
 //! last share is dropped, and what it records of refresh tokens on their way.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, MutexGuard, Weak};
+use std::time::Instant;
 
-use super::lock_ignoring_poison;
+use super::Store;
+use super::state::{Shared, State};
 use crate::vault::backend::{INTENT_STANDS_FOR, Intent, LeaseGuard, Newest, SpendRecord};
 use crate::vault::error::VaultError;
 
-/// The leases of this process, in one home: the vault's, and the lock of each profile's
-/// entry it holds or held, by record key ([`super::locks`]). Each has its own state, shared
-/// by the process's tasks and held across the backend's I/O (a refresh, a save), so taking
-/// one never waits for another, nor for a reader of the cache.
+/// The leases of this process, under the store's one lock ([`super::state`]): the vault's,
+/// and the lock of each profile's entry ([`super::locks`]), by what they are of. A lease is
+/// taken, recorded under and released with the lock let go, its slot marked meanwhile, so
+/// neither a reader of the cache nor a taker of another lease waits for the backend's answer;
+/// each share holds the guard itself, so asking whether a token may be sent takes no lock.
 #[derive(Default)]
 pub(super) struct Leases {
-    vault: Arc<Mutex<LeaseState>>,
-    entries: Mutex<HashMap<String, Arc<Mutex<LeaseState>>>>,
-    /// How many times one was taken: what was read before counts as current no longer, as
-    /// another process may have saved until then.
-    taken: AtomicU64,
+    slots: HashMap<Which, Slot>,
+}
+
+/// What a lease is of.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum Which {
+    /// The vault's lease.
+    Vault,
+    /// The lock of the entry with this record key.
+    Entry(String),
+}
+
+/// A lease of this process, as its slot says; no slot while nobody holds it.
+enum Slot {
+    /// A thread is taking it from the backend; the others wait, to share it.
+    Taking,
+    /// Held by the shares that hold `guard`; once the last is gone (the guard is dead) it is
+    /// being released in the backend, and taken again only after. `recording` while a share
+    /// writes the record under it ([`Lease::record_spending`]), one at a time.
+    Held {
+        guard: Weak<LeaseGuard>,
+        recording: bool,
+    },
+}
+
+impl Slot {
+    /// The held guard, unless it is being taken or released.
+    fn live(&self) -> Option<Arc<LeaseGuard>> {
+        match self {
+            Self::Held { guard, .. } => guard.upgrade(),
+            Self::Taking => None,
+        }
+    }
 }
 
 impl Leases {
-    /// The state of the vault's lease.
-    pub(super) fn vault(&self) -> &Arc<Mutex<LeaseState>> {
-        &self.vault
-    }
-
-    /// The state of the lock of the entry with key `key`, new when never taken.
-    pub(super) fn entry(&self, key: &str) -> Arc<Mutex<LeaseState>> {
-        lock_ignoring_poison(&self.entries)
-            .entry(key.to_string())
-            .or_default()
-            .clone()
-    }
-
     /// Whether this process holds the vault's lease, or the lock of the entry `key`.
-    pub(super) fn holds_vault_or_entry(&self, key: &str) -> bool {
-        let held = |state: &Mutex<LeaseState>| lock_ignoring_poison(state).holders > 0;
-        held(&self.vault)
-            || lock_ignoring_poison(&self.entries)
-                .get(key)
-                .is_some_and(|state| held(state))
-    }
-
-    /// Whether `lease` is a share of the vault's lease (not an entry's lock).
-    pub(super) fn is_vaults(&self, lease: &Lease) -> bool {
-        Arc::ptr_eq(&lease.state, &self.vault)
-    }
-
-    /// Counts a lease or lock just taken (see [`Leases::taken`]).
-    pub(super) fn count_taken(&self) {
-        self.taken.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// How many leases and locks were taken so far.
-    pub(super) fn taken(&self) -> u64 {
-        self.taken.load(Ordering::SeqCst)
+    pub(super) fn hold_vault_or_entry(&self, key: &str) -> bool {
+        let held = |which: &Which| self.slots.get(which).and_then(Slot::live).is_some();
+        held(&Which::Vault) || held(&Which::Entry(key.to_string()))
     }
 }
 
-#[derive(Default)]
-pub(super) struct LeaseState {
-    pub(super) holders: usize,
-    pub(super) guard: Option<LeaseGuard>,
+/// One try at taking a lease from the backend: its guard, or who holds it.
+pub(super) type Try = Result<Result<LeaseGuard, String>, VaultError>;
+
+impl Store {
+    /// Takes the lease `which`: a share of it when a task of this process holds it, else by
+    /// `try_take` (one try with the backend, with the lock let go), again every
+    /// [`crate::vault::backend::Backend::lease_retry_every`] until `until`; then the error
+    /// `busy` makes of who holds it. Once taken, what was read counts as current no longer:
+    /// another process may have saved until then.
+    pub(super) fn take_lease(
+        &self,
+        which: &Which,
+        until: Instant,
+        mut try_take: impl FnMut() -> Try,
+        busy: impl FnOnce(String) -> VaultError,
+    ) -> Result<Lease, VaultError> {
+        loop {
+            let mut state = self.shared.lock();
+            while let Some(slot) = state.leases.slots.get(which) {
+                if let Some(guard) = slot.live() {
+                    return Ok(self.share(which, guard));
+                }
+                if Instant::now() >= until {
+                    return Err(busy("another task of this process".into()));
+                }
+                state = self.shared.wait(state, until);
+            }
+            state.leases.slots.insert(which.clone(), Slot::Taking);
+            drop(state);
+            let taking = Taking {
+                shared: &self.shared,
+                which,
+                ended: false,
+            };
+            let tried = try_take();
+            let mut state = taking.end();
+            match tried? {
+                Ok(guard) => {
+                    let guard = Arc::new(guard);
+                    let held = Slot::Held {
+                        guard: Arc::downgrade(&guard),
+                        recording: false,
+                    };
+                    state.leases.slots.insert(which.clone(), held);
+                    state.cache.fresh = None;
+                    return Ok(self.share(which, guard));
+                }
+                Err(holder) if Instant::now() >= until => return Err(busy(holder)),
+                Err(_) => {}
+            }
+            drop(state);
+            std::thread::sleep(self.backend.lease_retry_every());
+        }
+    }
+
+    fn share(&self, which: &Which, guard: Arc<LeaseGuard>) -> Lease {
+        Lease {
+            shared: self.shared.clone(),
+            which: which.clone(),
+            guard: Some(guard),
+        }
+    }
 }
 
-/// A held write lock on the vault; shared by every task of this process, released on drop.
+/// A slot marked [`Slot::Taking`]: cleared when the try ends, or panics.
+struct Taking<'a> {
+    shared: &'a Shared,
+    which: &'a Which,
+    ended: bool,
+}
+
+impl<'a> Taking<'a> {
+    /// The lock again, the slot cleared for what the try brought.
+    fn end(mut self) -> MutexGuard<'a, State> {
+        self.ended = true;
+        let mut state = self.shared.lock();
+        state.leases.slots.remove(self.which);
+        self.shared.signal();
+        state
+    }
+}
+
+impl Drop for Taking<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.shared.lock().leases.slots.remove(self.which);
+            self.shared.signal();
+        }
+    }
+}
+
+/// A held write lock on the vault, or on one profile's entry; shared by every task of this
+/// process, released when the last share is dropped. Never dropped under the store's lock.
 pub struct Lease {
-    pub(super) state: Arc<Mutex<LeaseState>>,
+    shared: Arc<Shared>,
+    which: Which,
+    /// `None` only while dropped.
+    guard: Option<Arc<LeaseGuard>>,
 }
 
 impl Lease {
@@ -77,10 +165,73 @@ impl Lease {
     /// will outlast the request and the save of its answer (see
     /// `HeldLease::may_spend` in `vault/backend`).
     pub fn may_spend(&self) -> bool {
-        lock_ignoring_poison(&self.state)
-            .guard
-            .as_ref()
-            .is_none_or(|guard| guard.may_spend())
+        self.guard.as_ref().is_some_and(|guard| guard.may_spend())
+    }
+
+    /// Whether `self` and `other` are shares of one lease.
+    pub fn same_as(&self, other: &Lease) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared) && self.which == other.which
+    }
+
+    /// Whether this is a share of the vault's lease (not an entry's lock).
+    pub(super) fn is_vaults(&self) -> bool {
+        self.which == Which::Vault
+    }
+
+    /// Waits until no other share writes the record under this lease, until `until` at
+    /// most, and marks it as written by this one until the turn is dropped.
+    fn recording_turn(&self, until: Instant) -> Option<RecordingTurn<'_>> {
+        let mut state = self.shared.lock();
+        loop {
+            match state.leases.slots.get_mut(&self.which) {
+                Some(Slot::Held { recording, .. }) if !*recording => {
+                    *recording = true;
+                    return Some(RecordingTurn(self));
+                }
+                _ if Instant::now() >= until => return None,
+                _ => state = self.shared.wait(state, until),
+            }
+        }
+    }
+}
+
+/// How long a share waits for another to finish writing the record under their lease: the
+/// record is one write, within a request's time.
+const RECORDING_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A share's turn to write the record under its lease; given up on drop.
+struct RecordingTurn<'a>(&'a Lease);
+
+impl Drop for RecordingTurn<'_> {
+    fn drop(&mut self) {
+        let lease = self.0;
+        let mut state = lease.shared.lock();
+        if let Some(Slot::Held { recording, .. }) = state.leases.slots.get_mut(&lease.which) {
+            *recording = false;
+        }
+        drop(state);
+        lease.shared.signal();
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Some(guard) = self.guard.take().and_then(Arc::into_inner) else {
+            return;
+        };
+        // The last share: released in the backend (a request, for a server) with the lock
+        // let go, while the slot's guard is dead and a taker waits.
+        drop(guard);
+        let mut state = self.shared.lock();
+        let slots = &mut state.leases.slots;
+        if slots
+            .get(&self.which)
+            .is_some_and(|slot| slot.live().is_none())
+        {
+            slots.remove(&self.which);
+        }
+        drop(state);
+        self.shared.signal();
     }
 }
 
@@ -129,33 +280,45 @@ impl Lease {
         &self,
         changes: &SpendChanges<'_>,
     ) -> Result<Vec<Option<Refusal>>, VaultError> {
-        let state = lock_ignoring_poison(&self.state);
-        let Some(guard) = state.guard.as_ref() else {
+        let Some(guard) = &self.guard else {
             return Ok(vec![None; changes.intend.len()]);
         };
-        let intents = guard.intents()?;
-        let keys: Vec<String> = changes.intend.iter().map(|s| s.key.clone()).collect();
-        let known = guard.newest(&keys)?;
-        let mut record = SpendRecord {
-            spending: intents.clone(),
-            newest: keys
-                .into_iter()
-                .zip(known)
-                .filter_map(|(key, newest)| Some((key, newest?)))
-                .collect(),
+        let Some(_turn) = self.recording_turn(Instant::now() + RECORDING_WAIT) else {
+            return Err(VaultError::Locked(
+                "its lease, whose record another task of this process keeps writing".into(),
+            ));
         };
-        let answers = apply(&mut record, changes);
-        let saved: Vec<(String, Newest)> = changes
-            .saved
-            .iter()
-            .filter_map(|s| Some((s.key.clone(), record.newest.get(&s.key)?.clone())))
-            .collect();
-        let new_intents = (record.spending != intents).then_some(&record.spending[..]);
-        if new_intents.is_some() || !saved.is_empty() {
-            guard.write_record(new_intents, &saved)?;
-        }
-        Ok(answers)
+        record_under(guard, changes)
     }
+}
+
+/// [`Lease::record_spending`] under `guard`.
+fn record_under(
+    guard: &LeaseGuard,
+    changes: &SpendChanges<'_>,
+) -> Result<Vec<Option<Refusal>>, VaultError> {
+    let intents = guard.intents()?;
+    let keys: Vec<String> = changes.intend.iter().map(|s| s.key.clone()).collect();
+    let known = guard.newest(&keys)?;
+    let mut record = SpendRecord {
+        spending: intents.clone(),
+        newest: keys
+            .into_iter()
+            .zip(known)
+            .filter_map(|(key, newest)| Some((key, newest?)))
+            .collect(),
+    };
+    let answers = apply(&mut record, changes);
+    let saved: Vec<(String, Newest)> = changes
+        .saved
+        .iter()
+        .filter_map(|s| Some((s.key.clone(), record.newest.get(&s.key)?.clone())))
+        .collect();
+    let new_intents = (record.spending != intents).then_some(&record.spending[..]);
+    if new_intents.is_some() || !saved.is_empty() {
+        guard.write_record(new_intents, &saved)?;
+    }
+    Ok(answers)
 }
 
 /// [`Lease::record_spending`] on the record itself.
@@ -217,16 +380,6 @@ fn intend_one(
         since: now,
     });
     None
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        let mut state = lock_ignoring_poison(&self.state);
-        state.holders = state.holders.saturating_sub(1);
-        if state.holders == 0 {
-            state.guard = None;
-        }
-    }
 }
 
 /// [`super::Store::record_key`], under the members' secret `secret`.

@@ -9,12 +9,11 @@
 //! the vault's lease after taking the lock, and gives way when it is held: whichever writes
 //! first, the other sees it.
 
-use std::sync::Arc;
 use std::time::Instant;
 
+use super::Store;
 use super::arrange::Arrangement;
-use super::lease::Lease;
-use super::{Store, lock_ignoring_poison};
+use super::lease::{Lease, Which};
 use crate::vault::backend::EntryLock;
 use crate::vault::error::VaultError;
 
@@ -57,7 +56,7 @@ impl Store {
 
     /// How the vault is laid out as stored now, read again.
     fn layout_now(&self) -> Result<Arrangement, VaultError> {
-        let mut snap = lock_ignoring_poison(&self.cache);
+        let mut snap = self.cache();
         self.refresh_snapshot(&mut snap)?;
         drop(snap);
         Ok(self.arrangement())
@@ -67,41 +66,20 @@ impl Store {
     fn entry_lock(&self, name: &str) -> Result<Lease, VaultError> {
         let entries = self.entries_or_refuse()?;
         let key = self.record_key(name);
-        let state = self.leases.entry(&key);
-        let deadline = Instant::now() + self.lock_wait;
-        loop {
-            let busy = {
-                let mut held = lock_ignoring_poison(&state);
-                if held.holders > 0 {
-                    held.holders += 1;
-                    return Ok(Lease {
-                        state: state.clone(),
-                    });
-                }
-                match entries.try_lock(&key)? {
-                    EntryLock::Held(guard) => match entries.lease_holder()? {
-                        None => {
-                            // Another process may have saved this profile until now.
-                            self.leases.count_taken();
-                            held.holders = 1;
-                            held.guard = Some(guard);
-                            return Ok(Lease {
-                                state: state.clone(),
-                            });
-                        }
-                        // Released on drop: the vault's holder may be waiting for it.
-                        Some(who) => format!("the vault's lease, held by {who}"),
-                    },
-                    EntryLock::Busy(who) => who,
-                }
-            };
-            if Instant::now() >= deadline {
-                return Err(VaultError::Locked(format!(
-                    "the lock of profile '{name}' waits for {busy}; a holder that dies loses it when its lease runs out"
-                )));
-            }
-            std::thread::sleep(self.backend.lease_retry_every());
-        }
+        let until = Instant::now() + self.lock_wait;
+        let try_once = || match entries.try_lock(&key)? {
+            EntryLock::Held(guard) => Ok(match entries.lease_holder()? {
+                None => Ok(guard),
+                // Released on drop: the vault's holder may be waiting for it.
+                Some(who) => Err(format!("the vault's lease, held by {who}")),
+            }),
+            EntryLock::Busy(who) => Ok(Err(who)),
+        };
+        self.take_lease(&Which::Entry(key.clone()), until, try_once, |busy| {
+            VaultError::Locked(format!(
+                "the lock of profile '{name}' waits for {busy}; a holder that dies loses it when its lease runs out"
+            ))
+        })
     }
 
     /// Waits, holding the vault's lease, until no other process holds the lock of an entry:
@@ -125,12 +103,5 @@ impl Store {
             }
             std::thread::sleep(self.backend.lease_retry_every());
         }
-    }
-}
-
-impl Lease {
-    /// Whether `self` and `other` are shares of one lease.
-    pub fn same_as(&self, other: &Lease) -> bool {
-        Arc::ptr_eq(&self.state, &other.state)
     }
 }

@@ -10,7 +10,7 @@ use age::secrecy::SecretString;
 
 use super::cache::Cache;
 use super::entries::head_of;
-use super::{Store, lock_ignoring_poison, record_key};
+use super::{Store, record_key};
 use crate::vault::backend::entries::{shard_name, shard_of};
 use crate::vault::backend::{Entries, EntryRead, ShardWrite};
 use crate::vault::crypto::{self, Sealing};
@@ -129,7 +129,7 @@ impl Store {
     /// in entries not loaded whole (a secret per 16 to 32 profiles), else the whole content.
     /// What `f` sees of a profile from a shard holds no secret.
     pub fn read_status<T>(&self, f: impl FnOnce(&VaultData) -> T) -> Result<T, VaultError> {
-        let mut snap = lock_ignoring_poison(&self.cache);
+        let mut snap = self.cache();
         self.refresh_snapshot(&mut snap)?;
         match self.status_from_shards(&mut snap) {
             Ok(Some(data)) => return Ok(f(&data)),
@@ -206,7 +206,7 @@ impl Store {
     /// Who saved each profile's token last, as the status shards say: read again when the
     /// vault changed since they were read last. Empty for a vault without shards.
     pub(super) fn saved_by(&self) -> BTreeMap<String, SavedBy> {
-        let mut snap = lock_ignoring_poison(&self.cache);
+        let mut snap = self.cache();
         if let Err(e) = self.refresh_snapshot(&mut snap) {
             tracing::debug!(error = %e, "cannot ask whether the vault changed");
         }

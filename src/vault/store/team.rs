@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use age::secrecy::ExposeSecret;
 
+use super::Store;
 use super::lease::record_key;
-use super::{Store, lock_ignoring_poison};
 use crate::team::{Beat, FORGOTTEN_AFTER, LastRefresh, Team, reader_tag, tag};
 use crate::vault::error::VaultError;
 
@@ -72,7 +72,7 @@ impl Store {
             std::collections::BTreeMap::new()
         };
         let reader_tags = self.reader_tags();
-        let snap = lock_ignoring_poison(&self.cache);
+        let snap = self.cache();
         let sealed_away = snap.entries.as_ref().map_or(0, |s| s.locked.len());
         let secret = snap.content.members_secret().0;
         let team = Team::of(
@@ -114,7 +114,7 @@ impl Store {
 
     /// The [`reader_tag`]s of the members and of each group, in a vault with groups.
     fn reader_tags(&self) -> BTreeMap<Option<String>, String> {
-        let snap = lock_ignoring_poison(&self.cache);
+        let snap = self.cache();
         let (operators, groups) = snap.content.divisions();
         let secret = snap.content.members_secret().0;
         let Some(secret) = secret.filter(|_| !operators.is_empty() || !groups.is_empty()) else {
@@ -144,7 +144,7 @@ impl Store {
             list.iter()
                 .any(|r| canonical_recipient(r).is_ok_and(|c| own.contains(&c)))
         };
-        let snap = lock_ignoring_poison(&self.cache);
+        let snap = self.cache();
         let (operators, groups) = snap.content.divisions();
         let secret = snap.content.members_secret().0;
         let secret = secret.filter(|_| !operators.is_empty() || !groups.is_empty())?;
@@ -164,7 +164,7 @@ impl Store {
         let text = serde_json::to_string(beat)
             .map_err(|e| VaultError::Remote(format!("cannot write the announcement: {e}")))?;
         let tagged = {
-            let snap = lock_ignoring_poison(&self.cache);
+            let snap = self.cache();
             snap.content
                 .members_secret()
                 .0

@@ -10,6 +10,10 @@ use super::*;
 use crate::vault::crypto::IdentityFile;
 use crate::vault::disk::backup_path;
 
+fn lock_ignoring_poison<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn new_store(dir: &Path) -> (Store, PathBuf) {
     let key = dir.join("key.txt");
     let id = IdentityFile::generate(&key).unwrap();
@@ -458,5 +462,6 @@ fn an_older_file_put_in_place_never_takes_back_newer_tokens() {
 }
 
 mod entries;
+mod leases;
 mod locks;
 mod memory;

@@ -304,8 +304,9 @@ struct Held {
     shared: Arc<Shared>,
     /// Tells the renewing thread to release the lease and end.
     stop: Option<mpsc::Sender<()>>,
-    /// Closed by the renewing thread once it released the lease.
-    released: mpsc::Receiver<()>,
+    /// Closed by the renewing thread once it released the lease (in a mutex only to be
+    /// shared: it is read once, on drop, through `get_mut`).
+    released: Mutex<mpsc::Receiver<()>>,
     /// How long a release may take: one request.
     release_wait: Duration,
 }
@@ -315,7 +316,11 @@ struct Held {
 impl Drop for Held {
     fn drop(&mut self) {
         self.stop.take();
-        let _ = self.released.recv_timeout(self.release_wait);
+        let released = self
+            .released
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = released.recv_timeout(self.release_wait);
     }
 }
 
@@ -339,7 +344,7 @@ impl Held {
         Self {
             shared,
             stop: Some(stop),
-            released,
+            released: Mutex::new(released),
             release_wait,
         }
     }

@@ -110,11 +110,7 @@ fn another_store_follows_the_log_and_reads_only_what_changed() {
 fn an_entry_moved_or_forged_by_a_writer_without_the_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (memory, one, two) = entries_vault(dir.path(), 3);
-    let secret = lock_ignoring_poison(&one.cache)
-        .content
-        .members_secret()
-        .0
-        .cloned();
+    let secret = one.cache().content.members_secret().0.cloned();
     let id = |name: &str| super::super::record_key(secret.as_ref(), name);
     // `p00`'s ciphertext, a member's, copied over `p01`'s.
     let copied = memory.read(&id("p00")).unwrap().unwrap().ciphertext;
