@@ -91,7 +91,8 @@ fn trust_what_was_made(
             secret: data.members_secret.as_ref(),
             replaces: None,
         };
-        crate::vault::trust::Pinned::load(pins, location)?.accept(made)?;
+        let mut pinned = crate::vault::trust::Pinned::load(pins, location)?;
+        pinned.accept(made)?;
     }
     Ok(())
 }

@@ -67,9 +67,6 @@ pub struct Store {
     /// kept tokens back, under one lock ([`state`]); shared with the leases.
     shared: Arc<state::Shared>,
     lock_wait: Duration,
-    /// What this machine accepted of the vault, which every version read must match
-    /// ([`super::trust`]); `None` for a passphrase vault, or a store opened without pins.
-    trust: Option<Pinned>,
 }
 
 impl super::snapshot::Whole {
@@ -120,13 +117,13 @@ impl Store {
             fresh: Some(Instant::now() + backend.fresh_for()),
             saved_by: None,
             kept: Vec::new(),
+            trust: None,
         };
         Self {
             backend,
             unlock,
             shared: Arc::new(state::Shared::new(cache)),
             lock_wait: DEFAULT_LOCK_WAIT,
-            trust: None,
         }
     }
 
@@ -134,17 +131,16 @@ impl Store {
     /// from then on every version read; refuses a vault it does not trust
     /// ([`VaultError::Untrusted`]). A passphrase vault needs no pin: only who knows the
     /// passphrase can make one.
-    pub fn trusting(mut self, pins: Pins) -> Result<Self, VaultError> {
+    pub fn trusting(self, pins: Pins) -> Result<Self, VaultError> {
         if self.is_passphrase_vault() {
             return Ok(self);
         }
-        let pinned = Pinned::load(pins, self.location())?;
+        let mut pinned = Pinned::load(pins, self.location())?;
         let own = self.unlocking_recipients();
-        {
-            let snap = self.cache();
-            pinned.admit(membership(&snap.content, &own), self.location())?;
-        }
-        self.trust = Some(pinned);
+        let mut snap = self.cache();
+        pinned.admit(membership(&snap.content, &own), self.location())?;
+        snap.trust = Some(pinned);
+        drop(snap);
         Ok(self)
     }
 
@@ -159,7 +155,7 @@ impl Store {
 
     /// Accepts the vault as it is now, after a person agreed.
     pub fn accept_membership(&self, pins: Pins) -> Result<(), VaultError> {
-        let pinned = Pinned::load(pins, self.location())?;
+        let mut pinned = Pinned::load(pins, self.location())?;
         let own = self.unlocking_recipients();
         let snap = self.cache();
         pinned.accept(membership(&snap.content, &own))
@@ -398,7 +394,7 @@ impl Store {
         give_members_secret(&mut data, &sealing);
         let ciphertext = seal(&data, &sealing)?;
         let version = self.commit_or_reread(&mut snap, &ciphertext)?;
-        self.trust_own_write(&data);
+        self.trust_own_write(&mut snap.trust, &data);
         snap.read = Snapshot::written(version, &ciphertext, data);
         Ok(Ok(outcome))
     }
@@ -456,7 +452,7 @@ impl Store {
     {
         let expected = snap.version;
         let base = snap.sealing.clone();
-        let whole = snap.content.parsed_whole(self.backend.location())?;
+        let whole = snap.read.content.parsed_whole(self.backend.location())?;
         let (edited, outcomes) = whole.edited(changes);
         if edited.is_empty() {
             return Ok(outcomes);
@@ -485,15 +481,16 @@ impl Store {
         }
         whole.put_edited(edited);
         if secret_given {
-            self.trust_own_write(&whole.data);
+            self.trust_own_write(&mut snap.trust, &whole.data);
         }
         snap.record_rewrite(version, &ciphertext);
         Ok(outcomes)
     }
 
-    /// Records the membership this process just wrote as trusted.
-    fn trust_own_write(&self, data: &VaultData) {
-        if let Some(trust) = &self.trust {
+    /// Records the membership this process just wrote as trusted, in what this machine
+    /// accepted of the vault (`trust`, the cache's).
+    fn trust_own_write(&self, trust: &mut Option<Pinned>, data: &VaultData) {
+        if let Some(trust) = trust {
             let own = self.unlocking_recipients();
             trust.record_own_write(membership_of(data, &own));
         }

@@ -234,7 +234,7 @@ impl Pins {
 pub struct Pinned {
     pins: Pins,
     name: String,
-    accepted: std::sync::Mutex<Option<Accepted>>,
+    accepted: Option<Accepted>,
 }
 
 impl Pinned {
@@ -245,20 +245,14 @@ impl Pinned {
         Ok(Self {
             pins,
             name,
-            accepted: std::sync::Mutex::new(accepted),
+            accepted,
         })
-    }
-
-    fn accepted(&self) -> std::sync::MutexGuard<'_, Option<Accepted>> {
-        self.accepted
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Lets in a vault read from the store, or refuses it (nothing of it may be used);
     /// records what is trusted from now on.
-    pub fn admit(&self, seen: Membership<'_>, location: &Location) -> Result<(), VaultError> {
-        let judgement = judge(self.accepted().as_ref(), seen, &self.name);
+    pub fn admit(&mut self, seen: Membership<'_>, location: &Location) -> Result<(), VaultError> {
+        let judgement = judge(self.accepted.as_ref(), seen, &self.name);
         if let Some(refused) = refusal(location, &judgement) {
             tracing::error!(vault = %location, "refused a vault this machine does not trust");
             return Err(refused);
@@ -270,15 +264,15 @@ impl Pinned {
     }
 
     /// Records what this machine wrote itself.
-    pub fn record_own_write(&self, seen: Membership<'_>) {
+    pub fn record_own_write(&mut self, seen: Membership<'_>) {
         self.keep(Accepted::of(&self.name, seen));
     }
 
     /// Accepts whatever `seen` is, as `recipients accept` does after a person agreed.
-    pub fn accept(&self, seen: Membership<'_>) -> Result<(), VaultError> {
+    pub fn accept(&mut self, seen: Membership<'_>) -> Result<(), VaultError> {
         let next = Accepted::of(&self.name, seen);
         self.pins.record(&next)?;
-        *self.accepted() = Some(next);
+        self.accepted = Some(next);
         Ok(())
     }
 
@@ -286,7 +280,7 @@ impl Pinned {
     /// whether the secret is another one.
     pub fn changes(&self, seen: Membership<'_>) -> Changes {
         let now = seen.readers();
-        let accepted = self.accepted().clone().unwrap_or_default();
+        let accepted = self.accepted.clone().unwrap_or_default();
         Changes {
             added: now.difference(&accepted.recipients).cloned().collect(),
             removed: accepted.recipients.difference(&now).cloned().collect(),
@@ -294,15 +288,14 @@ impl Pinned {
         }
     }
 
-    fn keep(&self, next: Accepted) {
-        let mut accepted = self.accepted();
-        if accepted.as_ref() == Some(&next) {
+    fn keep(&mut self, next: Accepted) {
+        if self.accepted.as_ref() == Some(&next) {
             return;
         }
         if let Err(e) = self.pins.record(&next) {
             tracing::warn!(error = %e, "cannot record which vault this machine trusts");
         }
-        *accepted = Some(next);
+        self.accepted = Some(next);
     }
 }
 

@@ -104,7 +104,7 @@ impl Store {
             entries.remove_shard(stale)?;
         }
         data.profiles.sort_by(|a, b| a.name.cmp(&b.name));
-        self.trust_own_write(&data);
+        self.trust_own_write(&mut snap.trust, &data);
         snap.read = Snapshot {
             stamp: crate::vault::backend::Stamp::of(&head),
             content: Content::whole(data),

@@ -10,7 +10,7 @@ use crate::vault::crypto::Sealing;
 use crate::vault::error::VaultError;
 use crate::vault::location::Location;
 use crate::vault::snapshot::{Snapshot, decrypt_snapshot};
-use crate::vault::trust::membership;
+use crate::vault::trust::{Pinned, membership};
 
 /// The decrypted cache: what the store last read or wrote of the vault ([`Snapshot`], which
 /// it derefs to), and what it knows of it, changed together under the store's one lock.
@@ -27,6 +27,9 @@ pub(super) struct Cache {
     /// Profiles whose newer tokens were kept over an older file (see [`crate::vault::rollback`]) and
     /// are not yet written back.
     pub(super) kept: Vec<String>,
+    /// What this machine accepted of the vault, which every version read must match
+    /// ([`crate::vault::trust`]); `None` for a passphrase vault, or a store opened without pins.
+    pub(super) trust: Option<Pinned>,
 }
 
 impl std::ops::Deref for Cache {
@@ -78,7 +81,7 @@ impl Store {
         let path = self.location();
         let (mut snapshot, sealing) =
             decrypt_snapshot(stored, &self.unlock, path, self.backend.has_previous())?;
-        if let Some(trust) = &self.trust {
+        if let Some(trust) = &mut snap.trust {
             let own = self.unlocking_recipients();
             trust.admit(membership(&snapshot.content, &own), path)?;
         }
