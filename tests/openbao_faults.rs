@@ -1,7 +1,8 @@
 //! A team vault in a real OpenBao server when the line to it fails: a machine cut off during
 //! the save of a refresh (through a TCP proxy that cuts every connection), a server that is
 //! sealed or out of reach under a running agent, a vault the agent can no longer decrypt, and
-//! writes whose answers are lost after they were applied (through a proxy that drops them).
+//! writes whose answers are lost after they were applied (through a proxy that drops them),
+//! and a process paused (SIGSTOP) as it records its refresh, woken after its lease ran out.
 //! No refresh token is sent twice, a valid access token is still handed out from memory, and
 //! nothing spins.
 
@@ -203,4 +204,70 @@ fn writes_whose_answers_are_lost_are_read_back_never_sent_again() {
     let out = direct.run(&["--no-agent", "refresh", "p"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(server.refresh_requests(), 2);
+}
+
+/// Sends `signal` to process `pid`.
+fn signal(pid: u32, signal: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
+    nix::sys::signal::kill(pid, signal).unwrap();
+}
+
+#[test]
+fn a_process_paused_as_it_records_its_refresh_never_sends_it_after_its_lease_ran_out() {
+    use nix::sys::signal::Signal;
+    let bao = OpenBao::start();
+    let server = MockServer::start();
+    let direct = Env::team(&bao, "team/paused");
+    direct.write_config(CONFIG);
+    direct.authorized_profile("p", &server, &[]);
+    let proxy = WriteFaults::start(bao.port());
+    let location = format!(
+        "openbao+http://127.0.0.1:{}/secret/team/paused",
+        proxy.port()
+    );
+    let paused = Env::second_machine_at(&bao, &location, &direct);
+    paused.write_config(CONFIG);
+    assert!(paused.run(&["status"]).status.code().is_some_and(|c| c < 3));
+    let before = server.refresh_requests();
+
+    // The record of the refresh token on its way is held back a moment, and the process
+    // stopped then: it wakes long after its lease ran out, believing it holds it.
+    let lock = "/v1/secret/data/team/paused.lock";
+    proxy.delay_next_write_with(lock, "\"spending\"", Duration::from_millis(1500));
+    let child = paused
+        .command(&["--no-agent", "refresh", "p"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the record held back", Duration::from_secs(20), || {
+        proxy.holding() == 1
+    });
+    signal(child.id(), Signal::SIGSTOP);
+
+    // Another machine waits the lease out, finds the record and sends nothing.
+    let out = direct.run(&["--no-agent", "refresh", "p"]);
+    assert_one_line_error(&out, "its answer is not saved yet");
+    assert!(
+        stderr(&out).contains(&format!("pid {}", child.id())),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(server.refresh_requests(), before);
+
+    // Woken, the process finds its lease gone and sends nothing either.
+    signal(child.id(), Signal::SIGCONT);
+    let woken = child.wait_with_output().unwrap();
+    assert_one_line_error(&woken, "nothing was sent");
+    assert_eq!(
+        server.refresh_requests(),
+        before,
+        "sent after the lease ran out"
+    );
+
+    // Its process gone, the record no longer stands: the token is sent once, and saved.
+    let out = direct.run(&["--no-agent", "refresh", "p"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.refresh_requests(), before + 1);
+    assert!(server.is_refresh_token_valid(&direct.stored("p", "refresh_token")));
 }

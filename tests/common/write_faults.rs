@@ -17,9 +17,18 @@ pub struct WriteFaults {
 
 #[derive(Default)]
 struct Shared {
-    /// Paths whose next write meets a fault, and which.
-    armed: Mutex<Vec<(String, Fault)>>,
+    /// Paths whose next write (whose body holds the text, when one is given) meets a fault,
+    /// and which.
+    armed: Mutex<Vec<Armed>>,
     lost: AtomicU32,
+    /// Writes held back now.
+    holding: AtomicU32,
+}
+
+struct Armed {
+    path: String,
+    holding: Option<String>,
+    fault: Fault,
 }
 
 #[derive(Clone, Copy)]
@@ -50,14 +59,31 @@ impl WriteFaults {
 
     /// The next POST or PUT to `path` is applied, and its answer lost.
     pub fn lose_next_answer_to(&self, path: &str) {
-        let fault = (path.to_string(), Fault::LoseAnswer);
-        self.shared.armed.lock().unwrap().push(fault);
+        self.arm(path, None, Fault::LoseAnswer);
     }
 
     /// The next POST or PUT to `path` is passed on only after `delay`.
     pub fn delay_next_write_to(&self, path: &str, delay: Duration) {
-        let fault = (path.to_string(), Fault::Delay(delay));
-        self.shared.armed.lock().unwrap().push(fault);
+        self.arm(path, None, Fault::Delay(delay));
+    }
+
+    /// The next POST or PUT to `path` whose body holds `text` is passed on only after
+    /// `delay`.
+    pub fn delay_next_write_with(&self, path: &str, text: &str, delay: Duration) {
+        self.arm(path, Some(text), Fault::Delay(delay));
+    }
+
+    fn arm(&self, path: &str, holding: Option<&str>, fault: Fault) {
+        self.shared.armed.lock().unwrap().push(Armed {
+            path: path.to_string(),
+            holding: holding.map(str::to_string),
+            fault,
+        });
+    }
+
+    /// Writes held back right now.
+    pub fn holding(&self) -> u32 {
+        self.shared.holding.load(Ordering::SeqCst)
     }
 
     /// Answers lost so far.
@@ -101,13 +127,21 @@ fn pass_one(client: TcpStream, target: u16, shared: &Shared) {
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let fault = {
         let mut armed = shared.armed.lock().unwrap();
-        match armed.iter().position(|(p, _)| p == path) {
-            Some(at) if method == "POST" || method == "PUT" => Some(armed.remove(at).1),
+        let meets = |a: &Armed| {
+            a.path == path
+                && a.holding
+                    .as_ref()
+                    .is_none_or(|text| body.windows(text.len()).any(|w| w == text.as_bytes()))
+        };
+        match armed.iter().position(meets) {
+            Some(at) if method == "POST" || method == "PUT" => Some(armed.remove(at).fault),
             _ => None,
         }
     };
     if let Some(Fault::Delay(delay)) = fault {
+        shared.holding.fetch_add(1, Ordering::SeqCst);
         std::thread::sleep(delay);
+        shared.holding.fetch_sub(1, Ordering::SeqCst);
     }
     let Ok(mut server) = TcpStream::connect(("127.0.0.1", target)) else {
         return;
