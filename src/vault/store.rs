@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use super::backend::file::read_head;
-use super::backend::{Backend, Ciphertext, FileBackend};
+use super::backend::{Backend, Ciphertext, FileBackend, Tried};
 use super::crypto::{self, Sealing, Unlock};
 use super::error::VaultError;
 use super::location::Location;
@@ -353,7 +353,12 @@ impl Store {
     /// process share it.
     pub fn lease(&self) -> Result<Lease, VaultError> {
         let until = Instant::now() + self.lock_wait;
-        let try_once = || Ok(self.backend.try_lease()?.ok_or_else(String::new));
+        let try_once = || {
+            Ok(match self.backend.try_lease()? {
+                Some(guard) => Tried::Held(guard),
+                None => Tried::Busy(self.backend.lease_name()),
+            })
+        };
         self.take_lease(&Which::Vault, until, try_once, |_| {
             VaultError::Locked(self.backend.lease_name())
         })

@@ -131,11 +131,11 @@ pub struct ShardWrite {
     pub expected: Option<u64>,
 }
 
-/// What trying the lock of one profile's entry came to.
-pub enum EntryLock {
-    /// Held until dropped; its record of refresh tokens is that profile's.
+/// What one try at a lease came to: the vault's, or the lock of one profile's entry.
+pub enum Tried {
+    /// Held until dropped; its record of refresh tokens is the vault's, or that profile's.
     Held(LeaseGuard),
-    /// Another holder's lock runs: who it is.
+    /// Another holder's lease runs: who it is.
     Busy(String),
 }
 
@@ -182,7 +182,7 @@ pub trait Entries: Send + Sync {
 
     /// Tries once to take the lock of entry `id`, which keeps other processes from spending
     /// that profile's refresh token, and holds the record of its refresh tokens.
-    fn try_lock(&self, id: &str) -> Result<EntryLock, VaultError>;
+    fn try_lock(&self, id: &str) -> Result<Tried, VaultError>;
 
     /// Who holds the lock of an entry now, other than this process: a writer that seals
     /// every entry again waits them out.

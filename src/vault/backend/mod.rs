@@ -16,7 +16,7 @@ use std::time::Duration;
 use super::error::VaultError;
 use super::location::Location;
 
-pub use entries::{Changes, Entries, EntryLock, EntryRead, EntryWrite, Layout, ShardWrite};
+pub use entries::{Changes, Entries, EntryRead, EntryWrite, Layout, ShardWrite, Tried};
 pub use file::FileBackend;
 
 /// How many of the stored ciphertext's first bytes tell one encryption from another.

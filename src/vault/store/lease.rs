@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::Store;
 use super::state::{Shared, State};
-use crate::vault::backend::{INTENT_STANDS_FOR, Intent, LeaseGuard, Newest, SpendRecord};
+use crate::vault::backend::{INTENT_STANDS_FOR, Intent, LeaseGuard, Newest, SpendRecord, Tried};
 use crate::vault::error::VaultError;
 
 /// The leases of this process, under the store's one lock ([`super::state`]): the vault's,
@@ -61,7 +61,7 @@ impl Leases {
 }
 
 /// One try at taking a lease from the backend: its guard, or who holds it.
-pub(super) type Try = Result<Result<LeaseGuard, String>, VaultError>;
+pub(super) type Try = Result<Tried, VaultError>;
 
 impl Store {
     /// Takes the lease `which`: a share of it when a task of this process holds it, else by
@@ -97,7 +97,7 @@ impl Store {
             let tried = try_take();
             let mut state = taking.end();
             match tried? {
-                Ok(guard) => {
+                Tried::Held(guard) => {
                     let guard = Arc::new(guard);
                     let held = Slot::Held {
                         guard: Arc::downgrade(&guard),
@@ -107,8 +107,8 @@ impl Store {
                     state.cache.fresh = None;
                     return Ok(self.share(which, guard));
                 }
-                Err(holder) if Instant::now() >= until => return Err(busy(holder)),
-                Err(_) => {}
+                Tried::Busy(holder) if Instant::now() >= until => return Err(busy(holder)),
+                Tried::Busy(_) => {}
             }
             drop(state);
             std::thread::sleep(self.backend.lease_retry_every());

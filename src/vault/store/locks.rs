@@ -14,7 +14,7 @@ use std::time::Instant;
 use super::Store;
 use super::arrange::Arrangement;
 use super::lease::{Lease, Which};
-use crate::vault::backend::EntryLock;
+use crate::vault::backend::Tried;
 use crate::vault::error::VaultError;
 
 impl Store {
@@ -68,12 +68,12 @@ impl Store {
         let key = self.record_key(name);
         let until = Instant::now() + self.lock_wait;
         let try_once = || match entries.try_lock(&key)? {
-            EntryLock::Held(guard) => Ok(match entries.lease_holder()? {
-                None => Ok(guard),
+            Tried::Held(guard) => Ok(match entries.lease_holder()? {
+                None => Tried::Held(guard),
                 // Released on drop: the vault's holder may be waiting for it.
-                Some(who) => Err(format!("the vault's lease, held by {who}")),
+                Some(who) => Tried::Busy(format!("the vault's lease, held by {who}")),
             }),
-            EntryLock::Busy(who) => Ok(Err(who)),
+            busy @ Tried::Busy(_) => Ok(busy),
         };
         self.take_lease(&Which::Entry(key.clone()), until, try_once, |busy| {
             VaultError::Locked(format!(

@@ -10,9 +10,7 @@ use serde_json::Value;
 use super::api::{Found, Written};
 use super::lease::{self, Taken};
 use super::{FIELD, HEAD, OpenBaoBackend, armor};
-use crate::vault::backend::{
-    Changes, Entries, EntryLock, EntryRead, EntryWrite, ShardWrite, Version,
-};
+use crate::vault::backend::{Changes, Entries, EntryRead, EntryWrite, ShardWrite, Tried, Version};
 use crate::vault::error::VaultError;
 use crate::vault::location::KvPath;
 
@@ -129,13 +127,13 @@ impl Entries for OpenBaoBackend {
         })
     }
 
-    fn try_lock(&self, id: &str) -> Result<EntryLock, VaultError> {
+    fn try_lock(&self, id: &str) -> Result<Tried, VaultError> {
         if !is_id(id) {
             return Err(VaultError::Remote(format!("{id} is not an entry's id")));
         }
         match lease::try_take(&self.api, &self.lock_of(id), &self.holder, self.timing)? {
-            Taken::Held(held) => Ok(EntryLock::Held(held)),
-            Taken::Busy(who) => Ok(EntryLock::Busy(who)),
+            Taken::Held(held) => Ok(Tried::Held(held)),
+            Taken::Busy(who) => Ok(Tried::Busy(who)),
         }
     }
 

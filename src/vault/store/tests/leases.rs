@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use super::super::lease::{Try, Which};
 use super::super::*;
 use super::{new_store, vault_file};
-use crate::vault::backend::HeldLease;
+use crate::vault::backend::{HeldLease, Tried};
 
 /// Long enough for any step here on a loaded machine; only a deadlock reaches it.
 const STUCK: Duration = Duration::from_secs(20);
@@ -25,7 +25,7 @@ impl HeldLease for Nothing {}
 /// What a try that takes a guard holding nothing brings.
 #[expect(clippy::unnecessary_wraps, reason = "the shape of every try")]
 fn nothing() -> Try {
-    Ok(Ok(Box::new(Nothing)))
+    Ok(Tried::Held(Box::new(Nothing)))
 }
 
 /// A guard whose release says it began, then waits for `go` before it ends, and notes
@@ -114,7 +114,7 @@ fn the_last_share_releases_the_lease_and_a_new_taker_waits_for_the_release() {
         .take_lease(
             &which,
             until,
-            || Ok(Ok(Box::new(slow.take().unwrap()))),
+            || Ok(Tried::Held(Box::new(slow.take().unwrap()))),
             locked,
         )
         .unwrap();

@@ -242,12 +242,12 @@ impl crate::vault::backend::Entries for Memory {
             .collect()
     }
 
-    fn try_lock(&self, id: &str) -> Result<crate::vault::backend::EntryLock, VaultError> {
-        use crate::vault::backend::EntryLock;
+    fn try_lock(&self, id: &str) -> Result<crate::vault::backend::Tried, VaultError> {
+        use crate::vault::backend::Tried;
         if !lock_ignoring_poison(&self.locks).insert(id.to_string()) {
-            return Ok(EntryLock::Busy(format!("memory lock {id}")));
+            return Ok(Tried::Busy(format!("memory lock {id}")));
         }
-        Ok(EntryLock::Held(Box::new(MemoryLock(
+        Ok(Tried::Held(Box::new(MemoryLock(
             self.locks.clone(),
             id.to_string(),
         ))))
