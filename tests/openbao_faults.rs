@@ -43,6 +43,24 @@ fn team_behind_cutter(bao: &OpenBao, path: &str, server: &MockServer) -> (Env, E
     (direct, cut_off, cutter)
 }
 
+/// A team vault at `path` with profile `p` on `server`, and a second machine that reaches
+/// OpenBao through a proxy that can lose or hold back its writes; it has read the vault.
+fn team_behind_write_faults(
+    bao: &OpenBao,
+    path: &str,
+    server: &MockServer,
+) -> (Env, Env, WriteFaults) {
+    let direct = Env::team(bao, path);
+    direct.write_config(CONFIG);
+    direct.authorized_profile("p", server, &[]);
+    let proxy = WriteFaults::start(bao.port());
+    let location = format!("openbao+http://127.0.0.1:{}/secret/{path}", proxy.port());
+    let behind = Env::second_machine_at(bao, &location, &direct);
+    behind.write_config(CONFIG);
+    assert!(behind.run(&["status"]).status.code().is_some_and(|c| c < 3));
+    (direct, behind, proxy)
+}
+
 #[test]
 fn a_machine_cut_off_during_its_save_keeps_others_from_sending_its_spent_token() {
     let bao = OpenBao::start();
@@ -175,14 +193,7 @@ fn an_agent_whose_vault_it_cannot_decrypt_any_more_backs_off_and_says_so_once() 
 fn writes_whose_answers_are_lost_are_read_back_never_sent_again() {
     let bao = OpenBao::start();
     let server = MockServer::start();
-    let direct = Env::team(&bao, "team/lost");
-    direct.write_config(CONFIG);
-    direct.authorized_profile("p", &server, &[]);
-    let proxy = WriteFaults::start(bao.port());
-    let location = format!("openbao+http://127.0.0.1:{}/secret/team/lost", proxy.port());
-    let env = Env::second_machine_at(&bao, &location, &direct);
-    env.write_config(CONFIG);
-    assert!(env.run(&["status"]).status.code().is_some_and(|c| c < 3));
+    let (direct, env, proxy) = team_behind_write_faults(&bao, "team/lost", &server);
     let version = |path: &str| bao.read(path)["metadata"]["version"].as_u64().unwrap();
     let (vault_before, lease_before) = (version("team/lost"), version("team/lost.lock"));
 
@@ -217,17 +228,7 @@ fn a_process_paused_as_it_records_its_refresh_never_sends_it_after_its_lease_ran
     use nix::sys::signal::Signal;
     let bao = OpenBao::start();
     let server = MockServer::start();
-    let direct = Env::team(&bao, "team/paused");
-    direct.write_config(CONFIG);
-    direct.authorized_profile("p", &server, &[]);
-    let proxy = WriteFaults::start(bao.port());
-    let location = format!(
-        "openbao+http://127.0.0.1:{}/secret/team/paused",
-        proxy.port()
-    );
-    let paused = Env::second_machine_at(&bao, &location, &direct);
-    paused.write_config(CONFIG);
-    assert!(paused.run(&["status"]).status.code().is_some_and(|c| c < 3));
+    let (direct, paused, proxy) = team_behind_write_faults(&bao, "team/paused", &server);
     let before = server.refresh_requests();
 
     // The record of the refresh token on its way is held back a moment, and the process
