@@ -320,7 +320,8 @@ impl Store {
     /// Whoever asks returns only once they are written, even when another thread took them
     /// first: one thread writes them back at a time.
     pub fn write_back_kept(&self) -> Result<Vec<String>, VaultError> {
-        let Some(_turn) = self.shared.write_back_turn(Instant::now() + self.lock_wait) else {
+        let until = Instant::now() + self.lock_wait;
+        let Some(_turn) = self.shared.take_turn(state::Turn::WriteBack, until) else {
             return Err(VaultError::Locked(
                 "the turn to write kept tokens back, which another task of this process keeps"
                     .into(),
@@ -359,9 +360,7 @@ impl Store {
                 None => Tried::Busy(self.backend.lease_name()),
             })
         };
-        self.take_lease(&Which::Vault, until, try_once, |_| {
-            VaultError::Locked(self.backend.lease_name())
-        })
+        self.take_lease(&Which::Vault, until, try_once, VaultError::Locked)
     }
 
     /// Applies `change` to the freshest content under the write lock and saves atomically.

@@ -6,7 +6,7 @@ use std::sync::{Arc, MutexGuard, Weak};
 use std::time::Instant;
 
 use super::Store;
-use super::state::{Shared, State};
+use super::state::{Shared, State, Turn};
 use crate::vault::backend::{INTENT_STANDS_FOR, Intent, LeaseGuard, Newest, SpendRecord, Tried};
 use crate::vault::error::VaultError;
 
@@ -53,6 +53,15 @@ impl Slot {
 }
 
 impl Leases {
+    /// Whether a share writes the record under the lease `which`, as its flag; `None` while
+    /// the lease is not held.
+    pub(super) fn recording(&mut self, which: &Which) -> Option<&mut bool> {
+        match self.slots.get_mut(which) {
+            Some(Slot::Held { recording, .. }) => Some(recording),
+            _ => None,
+        }
+    }
+
     /// Whether this process holds the vault's lease, or the lock of the entry `key`.
     pub(super) fn hold_vault_or_entry(&self, key: &str) -> bool {
         let held = |which: &Which| self.slots.get(which).and_then(Slot::live).is_some();
@@ -177,42 +186,11 @@ impl Lease {
     pub(super) fn is_vaults(&self) -> bool {
         self.which == Which::Vault
     }
-
-    /// Waits until no other share writes the record under this lease, until `until` at
-    /// most, and marks it as written by this one until the turn is dropped.
-    fn recording_turn(&self, until: Instant) -> Option<RecordingTurn<'_>> {
-        let mut state = self.shared.lock();
-        loop {
-            match state.leases.slots.get_mut(&self.which) {
-                Some(Slot::Held { recording, .. }) if !*recording => {
-                    *recording = true;
-                    return Some(RecordingTurn(self));
-                }
-                _ if Instant::now() >= until => return None,
-                _ => state = self.shared.wait(state, until),
-            }
-        }
-    }
 }
 
 /// How long a share waits for another to finish writing the record under their lease: the
 /// record is one write, within a request's time.
 const RECORDING_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// A share's turn to write the record under its lease; given up on drop.
-struct RecordingTurn<'a>(&'a Lease);
-
-impl Drop for RecordingTurn<'_> {
-    fn drop(&mut self) {
-        let lease = self.0;
-        let mut state = lease.shared.lock();
-        if let Some(Slot::Held { recording, .. }) = state.leases.slots.get_mut(&lease.which) {
-            *recording = false;
-        }
-        drop(state);
-        lease.shared.signal();
-    }
-}
 
 impl Drop for Lease {
     fn drop(&mut self) {
@@ -283,7 +261,8 @@ impl Lease {
         let Some(guard) = &self.guard else {
             return Ok(vec![None; changes.intend.len()]);
         };
-        let Some(_turn) = self.recording_turn(Instant::now() + RECORDING_WAIT) else {
+        let turn = Turn::Record(&self.which);
+        let Some(_turn) = self.shared.take_turn(turn, Instant::now() + RECORDING_WAIT) else {
             return Err(VaultError::Locked(
                 "its lease, whose record another task of this process keeps writing".into(),
             ));

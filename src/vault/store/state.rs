@@ -10,7 +10,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::cache::Cache;
-use super::lease::Leases;
+use super::lease::{Leases, Which};
 
 /// The store's one lock and the condition its waiters sleep on.
 pub(super) struct Shared {
@@ -63,28 +63,58 @@ impl Shared {
         self.changed.notify_all();
     }
 
-    /// Waits for the turn to write kept tokens back, until `until` at most, and takes it
-    /// until the turn is dropped; `None` when another thread kept it until then.
-    pub(super) fn write_back_turn(&self, until: Instant) -> Option<WriteBackTurn<'_>> {
+    /// Waits until `turn` is free, until `until` at most, and takes it until the returned
+    /// guard is dropped; `None` when it stayed taken (or, for a lease's record, the lease was
+    /// not held) until then.
+    pub(super) fn take_turn<'a>(&'a self, turn: Turn<'a>, until: Instant) -> Option<TurnGuard<'a>> {
         let mut state = self.lock();
-        while state.writing_back {
+        loop {
+            if let Some(taken) = state.flag(turn)
+                && !*taken
+            {
+                *taken = true;
+                return Some(TurnGuard { shared: self, turn });
+            }
             if Instant::now() >= until {
                 return None;
             }
             state = self.wait(state, until);
         }
-        state.writing_back = true;
-        Some(WriteBackTurn(self))
     }
 }
 
-/// The turn to write kept tokens back; given up on drop.
-pub(super) struct WriteBackTurn<'a>(&'a Shared);
+/// Work one thread of the process does at a time, the others waiting their turn.
+#[derive(Clone, Copy)]
+pub(super) enum Turn<'a> {
+    /// Writing kept tokens back ([`super::Store::write_back_kept`]).
+    WriteBack,
+    /// Writing the record under the lease `which` ([`super::Lease::record_spending`]).
+    Record(&'a Which),
+}
 
-impl Drop for WriteBackTurn<'_> {
+impl State {
+    /// Whether `turn` is taken, as its flag; `None` while it cannot be had (the lease whose
+    /// record it is not held).
+    fn flag(&mut self, turn: Turn<'_>) -> Option<&mut bool> {
+        match turn {
+            Turn::WriteBack => Some(&mut self.writing_back),
+            Turn::Record(which) => self.leases.recording(which),
+        }
+    }
+}
+
+/// A turn taken ([`Shared::take_turn`]); given up on drop.
+pub(super) struct TurnGuard<'a> {
+    shared: &'a Shared,
+    turn: Turn<'a>,
+}
+
+impl Drop for TurnGuard<'_> {
     fn drop(&mut self) {
-        self.0.lock().writing_back = false;
-        self.0.signal();
+        if let Some(taken) = self.shared.lock().flag(self.turn) {
+            *taken = false;
+        }
+        self.shared.signal();
     }
 }
 
